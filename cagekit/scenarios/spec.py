@@ -1,0 +1,136 @@
+"""Scenario specifications: the one source of truth for a network, its agents and its scoring.
+
+A spec is plain data (frozen dataclasses). `cagekit.scenarios.builder` turns it into the scenario
+dict that the CybORG engine reads; the engine adapter, the wrappers and the twin read the same spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+ValueLevel = Literal["None", "Low", "Medium", "High"]
+
+#: Reward weight of each value level (CybORG's reward calculators use the same mapping).
+VALUE_WEIGHTS: dict[str, float] = {"None": 0.0, "Low": 0.1, "Medium": 1.0, "High": 10.0}
+
+
+class Image(Protocol):
+    """What a host runs: operating system, processes, users. Written by us, see `images.py`."""
+
+    name: str
+
+    def to_cyborg(self) -> dict[str, Any]:
+        """The host's content in CybORG's `Test_Host` schema (System info, Processes, User Info...)."""
+        ...
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host: its image, its value to the defenders, and what it reveals to whoever owns it."""
+
+    name: str
+    image: Image
+    # CybORG's reward calculators count a host without a value as "Low"; we always write one.
+    confidentiality: ValueLevel = "Low"
+    availability: ValueLevel = "Low"
+    #: hosts whose interfaces a session on this host can read (how red learns the next subnet)
+    reveals: tuple[str, ...] = ()
+    #: services the host's `info` block advertises (Op_Server0 advertises OTService)
+    info_services: tuple[str, ...] = ()
+    #: whether the host answers pings (the Defender does not, in CAGE-2)
+    ping: bool = True
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    name: str
+    hosts: tuple[str, ...]
+    #: CybORG NACLs: {"all": {"in": "all", "out": "all"}, "User": {"in": "None", "out": "all"}}
+    nacls: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {"all": {"in": "all", "out": "all"}}
+    )
+    #: address-space size hint for the engine's IP allocation (CybORG's `Size`)
+    size: int | None = None
+
+
+ActionSet = Literal["paper", "cage2"]
+
+
+@dataclass(frozen=True)
+class BlueAgentSpec:
+    """One blue agent: the hosts it sees and acts on, and the subnets it may block."""
+
+    name: str
+    hosts: tuple[str, ...]
+    block_subnets: tuple[str, ...] = ()
+    #: "paper": Sleep, Analyse/Remove/Restore per host, Block per subnet;
+    #: "cage2": Sleep, Monitor, Analyse/Remove/8 decoys/Restore per host (CAGE-2's 145 for 13 hosts)
+    action_set: ActionSet = "paper"
+
+
+@dataclass(frozen=True)
+class ActionCosts:
+    """Blue action costs (negative numbers are penalties), per the paper unless a scenario says so."""
+
+    remove_unless_removed: float = -0.5
+    analyse_unless_found: float = -0.5
+    #: Restore costs the host's value weight, with "Low" (and "None") counted as this floor
+    restore_floor: float = -1.0
+    restore_by_value: bool = True
+    block: float = -2.0
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    name: str
+    description: str
+    hosts: tuple[HostSpec, ...]
+    subnets: tuple[SubnetSpec, ...]
+    #: blue team layouts by name; "team" is the multi-agent default, cage2 also has "classic"
+    blue_layouts: dict[str, tuple[BlueAgentSpec, ...]]
+    #: red behaviours by public name -> engine behaviour id (see `cagekit.engine.red`)
+    red_agents: dict[str, str]
+    #: green behaviours by public name -> engine behaviour id (see `cagekit.engine.green`)
+    green_agents: dict[str, str]
+    default_red: str
+    default_green: str
+    #: "paper": per-step minus host values where red has root + action costs;
+    #: "cage2": CybORG's HybridAvailabilityConfidentiality calculator (its Restore cost -1)
+    reward: Literal["paper", "cage2"]
+    red_foothold: str = "User0"
+    defender: str = "Defender"
+    default_layout: str = "team"
+    #: hosts where green (benign users) work; empty means every host but the Defender and the foothold
+    green_hosts: tuple[str, ...] = ()
+    #: probability that a stealthy red step raises an alert the monitor sees
+    detection: float = 0.1
+    #: per-step probability that green raises a false-positive alert on each defended host
+    green_rate: float = 0.05
+    #: default cost of sending a 1 on the channel
+    message_cost: float = 0.1
+    costs: ActionCosts = field(default_factory=ActionCosts)
+
+    def host(self, name: str) -> HostSpec:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(f"scenario {self.name!r} has no host {name!r}; hosts: {self.host_names}")
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hosts)
+
+    def subnet_of(self, host: str) -> str:
+        for s in self.subnets:
+            if host in s.hosts:
+                return s.name
+        raise KeyError(f"host {host!r} is in no subnet of scenario {self.name!r}")
+
+    def layout(self, name: str | None = None) -> tuple[BlueAgentSpec, ...]:
+        key = name or self.default_layout
+        if key not in self.blue_layouts:
+            raise ValueError(
+                f"scenario {self.name!r} has no blue layout {key!r}; valid: {sorted(self.blue_layouts)}"
+            )
+        return self.blue_layouts[key]

@@ -1,0 +1,22 @@
+"""Multi-agent PettingZoo environment with the costed channel and SAU masks (and gymnasium views)."""
+
+from __future__ import annotations
+
+from cagekit.engine import CyborgEngine
+from cagekit.scenarios import get_scenario
+from cagekit.wrappers.parallel import CageParallelEnv
+
+
+def make_env(scenario: str = "paper-small", *, red: str | None = None, green: str | None = None,
+             episode_length: int = 30, message_cost: float | None = None, sau: bool = True,
+             channel: bool = True, seed: int | None = None, layout: str | None = None, lean: bool = True,
+             detection: float | None = None, green_rate: float | None = None) -> CageParallelEnv:
+    """A PettingZoo `ParallelEnv` for `scenario` (see `cagekit scenarios` for the names)."""
+    spec = get_scenario(scenario)
+    engine = CyborgEngine(spec, layout=layout, red=red, green=green, seed=seed, lean=lean, detection=detection,
+                          green_rate=green_rate)
+    return CageParallelEnv(engine, episode_length=episode_length, message_cost=message_cost, sau=sau,
+                           channel=channel, seed=seed)
+
+
+__all__ = ["CageParallelEnv", "make_env"]

@@ -1,0 +1,179 @@
+"""The multi-agent game: a PettingZoo `ParallelEnv` over the CybORG engine with a costed 1-bit channel.
+
+Each blue agent observes only its own hosts' 4-bit rows, its block bits and the bits its teammates
+sent last step. Its action is a defence action plus (when the channel is on) one message bit, encoded
+as one integer `2 * defence + bit` (`encode_action`); a sent 1 costs `message_cost` and reaches every
+teammate next step. All agents share the team reward.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from cagekit.engine import CyborgEngine
+from cagekit.wrappers.sau import sau_mask
+
+ACCESS_LEVELS = ("none", "user", "root")
+
+
+def encode_action(defence: int, bit: int) -> int:
+    """One integer for a defence action and a message bit (the channel-on action space)."""
+    return 2 * int(defence) + int(bit)
+
+
+def decode_action(action: int) -> tuple[int, int]:
+    return int(action) // 2, int(action) % 2
+
+
+class CageParallelEnv(ParallelEnv):
+    metadata = {"name": "cagekit_v0", "render_modes": []}
+
+    def __init__(self, engine: CyborgEngine, *, episode_length: int = 30, message_cost: float | None = None,
+                 sau: bool = True, channel: bool = True, seed: int | None = None):
+        if episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        self.engine = engine
+        self.spec = engine.spec
+        self.episode_length = int(episode_length)
+        self.message_cost = float(self.spec.message_cost if message_cost is None else message_cost)
+        self.sau = sau
+        self.channel = channel
+        self.possible_agents = [a.name for a in engine.agents]
+        self.agents: list[str] = []
+        self._specs = {a.name: a for a in engine.agents}
+        self._seeds = np.random.SeedSequence(seed)
+        self._t = 0
+        self._received = {a: np.zeros(self._n_received(a), dtype=np.int8) for a in self.possible_agents}
+        self._invalid = {a: 0 for a in self.possible_agents}
+        self._masks: dict[str, np.ndarray] = {}
+        self._last_actions: dict[str, tuple[int, int]] = {}
+
+    # spaces -----------------------------------------------------------------------------------
+    def _n_received(self, agent: str) -> int:
+        return len(self.possible_agents) - 1 if self.channel else 0
+
+    def obs_size(self, agent: str) -> int:
+        spec = self._specs[agent]
+        return 4 * len(spec.hosts) + len(spec.block_subnets) + self._n_received(agent)
+
+    def n_actions(self, agent: str) -> int:
+        return len(self.engine.catalogs[agent])
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - one env, few agents
+    def observation_space(self, agent: str) -> spaces.Space:
+        size = self.n_actions(agent) * (2 if self.channel else 1)
+        return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
+                            "action_mask": spaces.MultiBinary(size)})
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019
+    def action_space(self, agent: str) -> spaces.Space:
+        return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
+
+    @property
+    def state_space(self) -> spaces.Space:
+        size = sum(self.obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
+        return spaces.MultiBinary(size)
+
+    # episode ----------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        if seed is not None:
+            self._seeds = np.random.SeedSequence(seed)
+        episode_seed = int(self._seeds.spawn(1)[0].generate_state(1)[0])
+        self.engine.reset(seed=episode_seed)
+        self.agents = list(self.possible_agents)
+        self._t = 0
+        self._received = {a: np.zeros(self._n_received(a), dtype=np.int8) for a in self.possible_agents}
+        self._invalid = {a: 0 for a in self.possible_agents}
+        self._last_actions = {}
+        obs = self._observe()
+        return obs, {a: {} for a in self.agents}
+
+    def _observe(self) -> dict[str, dict[str, np.ndarray]]:
+        out = {}
+        for a in self.possible_agents:
+            codes = self.engine.host_codes(a)
+            spec = self._specs[a]
+            blocked = self.engine.blocked[a]
+            block_bits = np.array([s in blocked for s in spec.block_subnets], dtype=np.int8)
+            vec = np.concatenate([self.engine.tables[a].bits(), block_bits, self._received[a]]).astype(np.int8)
+            arrived = bool(self._received[a].any())
+            mask = sau_mask(self.engine.catalogs[a], codes, arrived) if self.sau \
+                else np.ones(self.n_actions(a), dtype=np.int8)
+            self._masks[a] = mask
+            out[a] = {"observation": vec, "action_mask": np.repeat(mask, 2) if self.channel else mask}
+        return out
+
+    def _parse(self, agent: str, action: Any) -> tuple[int, int]:
+        """(defence, bit) from an encoded integer, or from a (defence, bit) pair."""
+        n = self.n_actions(agent)
+        arr = np.asarray(action).reshape(-1)
+        size = n * 2 if self.channel else n
+        if arr.size == 2 and self.channel and 0 <= arr[0] < n and arr[1] in (0, 1):
+            return int(arr[0]), int(arr[1])
+        if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) or not (0 <= arr[0] < size):
+            pair = f" or a (defence 0..{n - 1}, bit 0..1) pair" if self.channel else ""
+            raise ValueError(f"agent {agent!r}: action {action!r} outside its space: an integer 0..{size - 1}{pair}")
+        return decode_action(int(arr[0])) if self.channel else (int(arr[0]), 0)
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"no action for agent(s) {missing}; every live agent acts each step")
+        chosen: dict[str, int] = {}
+        bits: dict[str, int] = {}
+        invalid: dict[str, bool] = {}
+        for a in self.agents:
+            act, bit = self._parse(a, actions[a])
+            invalid[a] = not bool(self._masks[a][act])
+            if invalid[a]:
+                self._invalid[a] += 1
+                act = 0  # a masked action is executed as Sleep
+            chosen[a], bits[a] = act, bit
+        result = self.engine.step(chosen)
+        self._last_actions = {a: (chosen[a], bits[a]) for a in self.agents}
+        channel_cost = {a: self.message_cost * bits[a] for a in self.agents}
+        team = result.reward - sum(channel_cost.values())
+        for a in self.possible_agents:
+            if self.channel:
+                self._received[a] = np.array([bits[b] for b in self.possible_agents if b != a], dtype=np.int8)
+        self._t += 1
+        obs = self._observe()
+        done = self._t >= self.episode_length
+        rewards = {a: team for a in self.agents}
+        terminations = {a: False for a in self.agents}
+        truncations = {a: done for a in self.agents}
+        infos = {a: {"bits_sent": bits[a], "channel_cost": channel_cost[a], "env_reward": result.reward,
+                     "action_cost": result.action_costs[a], "invalid_action": invalid[a],
+                     "invalid_actions": self._invalid[a], "impacted": result.impacted,
+                     "action": self.engine.catalogs[a].label(chosen[a])} for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """Global state for centralised training: every agent's observation plus red's true access."""
+        parts = [self._observe_one(a) for a in self.possible_agents]
+        access = self.engine.red_access()
+        onehot = np.zeros(3 * len(self.spec.hosts), dtype=np.int8)
+        for i, h in enumerate(self.spec.host_names):
+            onehot[3 * i + ACCESS_LEVELS.index(access[h])] = 1
+        return np.concatenate(parts + [onehot]).astype(np.int8)
+
+    def _observe_one(self, agent: str) -> np.ndarray:
+        spec = self._specs[agent]
+        blocked = self.engine.blocked[agent]
+        block_bits = np.array([s in blocked for s in spec.block_subnets], dtype=np.int8)
+        return np.concatenate([self.engine.tables[agent].bits(), block_bits, self._received[agent]])
+
+    def action_label(self, agent: str, action: int) -> str:
+        return self.engine.catalogs[agent].label(action)
+
+    def close(self) -> None:
+        pass

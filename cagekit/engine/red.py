@@ -50,9 +50,16 @@ class _PaperRed:
         self.cred_ips: set[IPv4Address] = set()
         self.last: Action | None = None
         self.home: str | None = None
+        self.t = 0
+        self.ready_at: dict[str, int] = {}  # host -> step from which red escalates there (a 2-4 step delay)
+        self.first_target: IPv4Address | None = None
 
     def get_action(self, observation: dict, action_space: dict | None = None) -> Action:
         self._learn(observation)
+        self.t += 1
+        for host, level in self.owned.items():
+            if level == "user" and host not in self.ready_at:
+                self.ready_at[host] = self.t + random.randint(2, 4)
         self.last = self._choose()
         return self.last
 
@@ -64,9 +71,7 @@ class _PaperRed:
             lost = getattr(last, "hostname", None)
             if lost is not None and lost != self.home and not isinstance(last, (PortScan, PingSweep)):
                 self.owned.pop(lost, None)
-            ip = getattr(last, "ip_address", None)
-            if ip is not None and self.ips.get(ip) in self.owned and isinstance(last, StolenCredentialSSH):
-                pass
+                self.ready_at.pop(lost, None)
         for key, info in obs.items():
             if key == "success" or not isinstance(info, dict):
                 continue
@@ -113,7 +118,7 @@ class _PaperRed:
             if host == self.target and level == "root":
                 opts.append(Impact(session=SESSION, agent="Red", hostname=host))
         for host, level in self.owned.items():
-            if level == "user":
+            if level == "user" and self.t >= self.ready_at.get(host, 0):
                 opts.append(StealthyEscalate(session=SESSION, agent="Red", hostname=host, detection=d))
         for ip in sorted(self.cred_ips):
             if self.ips.get(ip) in self.owned:
@@ -150,8 +155,15 @@ class KillChainAgent(_PaperRed):
         opts = self._options()
         if not opts:
             return Sleep()
-        # initial access: pick one user host at random, then stick to it
-        return opts[0]
+        first = opts[0]
+        if isinstance(first, (PortScan, WebExploit, BruteForceSSH)) and not self.owned.keys() - {self.home}:
+            # initial access: one user host picked at random, then kept
+            candidates = [o.ip_address for o in opts if isinstance(o, (PortScan, WebExploit, BruteForceSSH))
+                          and o.ip_address not in self.cred_ips]
+            if self.first_target not in candidates and candidates:
+                self.first_target = random.choice(sorted(candidates))
+            return next(o for o in opts if getattr(o, "ip_address", None) == self.first_target)
+        return first
 
 
 class ExplorerAgent(_PaperRed):

@@ -1,0 +1,55 @@
+"""Blue agents behind one interface: heuristics, DIAL (+SAU), no-comms, QMix, SB3 adapters; checkpoints."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cagekit.agents.base import Agent, AgentSlot, Team, team_slots
+from cagekit.agents.heuristics import HEURISTICS
+
+#: learned algorithms -> the module that trains them and loads their checkpoints (`load_team(path, meta)`)
+LEARNED: dict[str, str] = {
+    "dial-sau": "cagekit.agents.dial",
+    "dial": "cagekit.agents.dial",
+    "nocomm": "cagekit.agents.dial",
+    "qmix": "cagekit.agents.qmix",
+}
+
+
+def make_team(kind: str, env: Any, seed: int | None = None) -> Team:
+    """A heuristic team for the agents of `env` (a `CageParallelEnv`)."""
+    if kind not in HEURISTICS:
+        raise ValueError(f"unknown heuristic team {kind!r}; valid: {', '.join(HEURISTICS)} "
+                         f"(learned teams load from a checkpoint: {', '.join(LEARNED)})")
+    slots = team_slots(env)
+    agents: dict[str, Agent] = {}
+    for slot in slots:
+        cls = HEURISTICS[kind]
+        agents[slot.name] = cls(slot, seed=None if seed is None else seed + slot.index) if kind == "random" \
+            else cls(slot)
+    return Team(agents=agents, scenario=env.spec.name, kind=kind,
+                meta={"slots": [s.to_json() for s in slots], "channel": env.channel, "sau": env.sau})
+
+
+def load_team(path: str | Path) -> Team:
+    """A trained team from a checkpoint directory (model weights + meta.json)."""
+    path = Path(path)
+    meta_file = path / "meta.json" if path.is_dir() else path.with_suffix(".json")
+    if not meta_file.exists():
+        raise FileNotFoundError(f"no checkpoint metadata at {meta_file}: expected a checkpoint directory "
+                                f"holding meta.json and the weights")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"corrupt checkpoint metadata {meta_file}: {exc}") from exc
+    algo = meta.get("algo")
+    if algo not in LEARNED:
+        raise ValueError(f"checkpoint {path} has algorithm {algo!r}; known: {', '.join(LEARNED)}")
+    module = importlib.import_module(LEARNED[algo])
+    return module.load_team(path, meta)
+
+
+__all__ = ["Agent", "AgentSlot", "HEURISTICS", "LEARNED", "Team", "load_team", "make_team", "team_slots"]

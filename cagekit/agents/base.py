@@ -1,0 +1,118 @@
+"""The Agent interface every blue agent implements, and the `Team` that evaluation and submissions use.
+
+Compatible with CAGE's convention: `get_action(observation, action_space)`, `end_episode()`,
+`set_initial_values(action_space, observation)`. In our multi-agent environment an agent's
+observation is its own dict `{"observation": bits, "action_mask": mask}` and its action is one
+integer that carries its message bit when the channel is on (`2 * defence + bit`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AgentSlot:
+    """What an agent knows of its place in the team: fixed by the scenario and environment settings."""
+
+    name: str
+    index: int  # position in the team (the agent id the shared networks embed)
+    hosts: tuple[str, ...]
+    block_subnets: tuple[str, ...]
+    actions: tuple[tuple[str, str | None], ...]  # the defence action catalogue: (kind, target)
+    n_teammates: int
+    channel: bool
+
+    @property
+    def n_defence(self) -> int:
+        return len(self.actions)
+
+    @property
+    def n_actions(self) -> int:
+        return self.n_defence * (2 if self.channel else 1)
+
+    @property
+    def obs_size(self) -> int:
+        return 4 * len(self.hosts) + len(self.block_subnets) + (self.n_teammates if self.channel else 0)
+
+    def split(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(host rows as codes 0-15, block bits, received bits) from an observation vector."""
+        h = len(self.hosts)
+        rows = np.asarray(vector[: 4 * h]).reshape(h, 4)
+        codes = rows[:, 0] * 8 + rows[:, 1] * 4 + rows[:, 2] * 2 + rows[:, 3]
+        blocks = np.asarray(vector[4 * h: 4 * h + len(self.block_subnets)])
+        received = np.asarray(vector[4 * h + len(self.block_subnets):])
+        return codes.astype(np.int64), blocks, received
+
+    def encode(self, defence: int, bit: int = 0) -> int:
+        return 2 * defence + bit if self.channel else defence
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "index": self.index, "hosts": list(self.hosts),
+                "block_subnets": list(self.block_subnets), "actions": [list(a) for a in self.actions],
+                "n_teammates": self.n_teammates, "channel": self.channel}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AgentSlot:
+        return cls(name=data["name"], index=int(data["index"]), hosts=tuple(data["hosts"]),
+                   block_subnets=tuple(data["block_subnets"]),
+                   actions=tuple((a[0], a[1]) for a in data["actions"]),
+                   n_teammates=int(data["n_teammates"]), channel=bool(data["channel"]))
+
+
+def team_slots(env: Any) -> list[AgentSlot]:
+    """The slots of every agent of a `CageParallelEnv`, in team order."""
+    out = []
+    for i, name in enumerate(env.possible_agents):
+        spec = env.engine.catalogs[name].agent
+        out.append(AgentSlot(name=name, index=i, hosts=spec.hosts, block_subnets=spec.block_subnets,
+                             actions=env.engine.catalogs[name].entries, n_teammates=len(env.possible_agents) - 1,
+                             channel=env.channel))
+    return out
+
+
+class Agent(ABC):
+    """One blue agent. Decentralised: it sees only its own observation and keeps its own memory."""
+
+    def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
+        """Called once before the first episode (CAGE convention); stateless agents ignore it."""
+
+    @abstractmethod
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        """The action for this step, from this agent's own observation."""
+
+    def end_episode(self) -> None:
+        """Forget per-episode memory (recurrent state, previous action)."""
+
+
+def observation_parts(observation: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(vector, mask) from the environment's per-agent dict, or (vector, None) from a bare vector."""
+    if isinstance(observation, Mapping):
+        return np.asarray(observation["observation"]), np.asarray(observation["action_mask"])
+    return np.asarray(observation), None
+
+
+@dataclass
+class Team:
+    """The named blue agents of one side, acting on the environment's dict of observations."""
+
+    agents: dict[str, Agent]
+    scenario: str
+    kind: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
+        missing = [name for name in observations if name not in self.agents]
+        if missing:
+            raise ValueError(f"team {self.kind!r} has no agent for {missing}; it has {sorted(self.agents)}")
+        return {name: int(self.agents[name].get_action(obs, None if action_spaces is None else action_spaces[name]))
+                for name, obs in observations.items()}
+
+    def end_episode(self) -> None:
+        for agent in self.agents.values():
+            agent.end_episode()

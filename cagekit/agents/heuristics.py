@@ -1,0 +1,64 @@
+"""Heuristic blue agents: `sleep`, `random` (uniform over unmasked actions) and `react`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cagekit.agents.base import Agent, AgentSlot, observation_parts
+
+#: compromise bits (low two bits of a host code): 1 = User, 3 = Privileged (2 = Unknown, left alone)
+_USER, _PRIVILEGED = 0b01, 0b11
+
+
+class SleepAgent(Agent):
+    def __init__(self, slot: AgentSlot):
+        self.slot = slot
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        return self.slot.encode(0, 0)
+
+
+class RandomAgent(Agent):
+    """Uniform over the unmasked actions (message bit included), from its own seeded generator."""
+
+    def __init__(self, slot: AgentSlot, seed: int | None = None):
+        self.slot = slot
+        self.rng = np.random.default_rng(seed)
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        _, mask = observation_parts(observation)
+        if mask is None:
+            mask = np.ones(self.slot.n_actions, dtype=np.int8)
+        valid = np.flatnonzero(mask)
+        return int(self.rng.choice(valid))
+
+
+class ReactAgent(Agent):
+    """Restore a host its rows show privileged, Remove one they show user-level; bit on any exploit seen."""
+
+    def __init__(self, slot: AgentSlot):
+        self.slot = slot
+        self._index = {entry: i for i, entry in enumerate(slot.actions)}
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        vector, mask = observation_parts(observation)
+        codes, _, _ = self.slot.split(vector)
+        exploit_seen = bool(np.any((codes >> 2) == 0b11))
+        bit = int(exploit_seen and self.slot.channel)
+        defence = 0
+        for host, code in zip(self.slot.hosts, codes, strict=True):
+            compromise = int(code) & 0b11
+            if compromise == _PRIVILEGED:
+                defence = self._index.get(("Restore", host), 0)
+                break
+            if compromise == _USER and defence == 0:
+                defence = self._index.get(("Remove", host), 0)
+        action = self.slot.encode(defence, bit)
+        if mask is not None and not mask[action]:
+            action = self.slot.encode(0, bit)
+        return action
+
+
+HEURISTICS = {"sleep": SleepAgent, "random": RandomAgent, "react": ReactAgent}

@@ -17,7 +17,8 @@ from csle_cyborg.shared.actions.abstract_actions.analyse import Analyse
 from csle_cyborg.shared.actions.abstract_actions.discover_network_services import DiscoverNetworkServices
 from csle_cyborg.shared.actions.abstract_actions.discover_remote_systems import DiscoverRemoteSystems
 from csle_cyborg.shared.actions.abstract_actions.exploit_remote_service import (
-    ExploitActionSelector, ExploitRemoteService,
+    ExploitActionSelector,
+    ExploitRemoteService,
 )
 from csle_cyborg.shared.actions.abstract_actions.impact import Impact
 from csle_cyborg.shared.actions.abstract_actions.privilege_escalate import PrivilegeEscalate
@@ -293,7 +294,7 @@ class ARPSpoof(Action):
         for hostname, host in state.hosts.items():
             if subnet_name_of(state, hostname) != subnet or not host.info:
                 continue
-            for target, info in host.info.items():
+            for target in host.info:
                 if target == hostname or target not in state.hosts:
                     continue
                 creds.add(target)

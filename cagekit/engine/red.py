@@ -19,7 +19,14 @@ from csle_cyborg.shared.actions.abstract_actions.impact import Impact
 from csle_cyborg.shared.actions.action import Action, Sleep
 
 from cagekit.engine.actions import (
-    ARPSpoof, BruteForceSSH, FalseAlarms, PingSweep, PortScan, StealthyEscalate, StolenCredentialSSH, WebExploit,
+    ARPSpoof,
+    BruteForceSSH,
+    FalseAlarms,
+    PingSweep,
+    PortScan,
+    StealthyEscalate,
+    StolenCredentialSSH,
+    WebExploit,
 )
 
 SESSION = 0  # red's abstract session, as CybORG's own red agents use it

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from cagekit.scenarios.images import (
-    LINUX, LINUX_USERS, WINDOWS, WINDOWS_USERS, HostImage, Proc, apache, femitter_ftp, ot_service, sshd,
+    LINUX,
+    LINUX_USERS,
+    WINDOWS,
+    WINDOWS_USERS,
+    HostImage,
+    Proc,
+    apache,
+    femitter_ftp,
+    ot_service,
+    sshd,
 )
 from cagekit.scenarios.spec import BlueAgentSpec, HostSpec, ScenarioSpec, SubnetSpec
 

@@ -64,13 +64,13 @@ class CageParallelEnv(ParallelEnv):
     def n_actions(self, agent: str) -> int:
         return len(self.engine.catalogs[agent])
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - one env, few agents
+    @functools.cache  # noqa: B019 - one env, few agents
     def observation_space(self, agent: str) -> spaces.Space:
         size = self.n_actions(agent) * (2 if self.channel else 1)
         return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
                             "action_mask": spaces.MultiBinary(size)})
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Space:
         return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
 

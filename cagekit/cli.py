@@ -1,0 +1,129 @@
+"""`cagekit`: one command with subcommands (scenarios, demo, train, plot, evaluate, package, validate)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cagekit.scenarios import get_scenario, scenario_names
+
+    table = Table(title="cagekit scenarios")
+    for col in ("name", "blue agents", "red agents", "description"):
+        table.add_column(col)
+    for name in scenario_names():
+        spec = get_scenario(name)
+        layouts = "; ".join(f"{k}: {', '.join(a.name for a in v)}" for k, v in spec.blue_layouts.items())
+        table.add_row(name, layouts, ", ".join(spec.red_agents), spec.description)
+    Console().print(table)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """A short episode that shows what each agent sees, does, says and earns."""
+    from cagekit import make_env
+    from cagekit.agents import make_team
+
+    env = make_env(args.scenario, red=args.red, seed=args.seed, episode_length=args.steps)
+    team = make_team(args.team, env, seed=args.seed)
+    obs, _ = env.reset(seed=args.seed)
+    total = 0.0
+    print(f"scenario {args.scenario}, red {env.engine.red_name}, team {args.team}, agents {env.possible_agents}")
+    for t in range(args.steps):
+        actions = team.act(obs)
+        obs, rewards, _, _, infos = env.step(actions)
+        first = env.possible_agents[0]
+        total += infos[first]["env_reward"]
+        for a in env.possible_agents:
+            vec = "".join(str(int(b)) for b in obs[a]["observation"])
+            print(f"t={t:2d} {a:16s} obs={vec} action={infos[a]['action']:22s} bit={infos[a]['bits_sent']}")
+        print(f"      team reward {rewards[first]:7.2f} (env {infos[first]['env_reward']:7.2f}), "
+              f"episode so far {total:8.2f}")
+    team.end_episode()
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cagekit.agents import training
+
+    return training.cli_train(args)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from cagekit.agents.training import plot_runs
+
+    out = plot_runs(args.runs, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _evaluate(argv: Sequence[str]) -> int:
+    from cagekit.evaluation import cli_main
+
+    return cli_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cagekit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("scenarios", help="list the built-in scenarios")
+    p.set_defaults(func=_scenarios)
+
+    p = sub.add_parser("demo", help="run one short episode and print what every agent sees and does")
+    p.add_argument("--scenario", default="paper-small")
+    p.add_argument("--red", default=None)
+    p.add_argument("--team", default="react", choices=["sleep", "random", "react"])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("train", help="train a team (dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn)")
+    p.add_argument("--algo", required=True)
+    p.add_argument("--scenario", default="paper-small")
+    p.add_argument("--steps", type=int, default=200_000, help="environment steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run directory (default runs/ALGO-SCENARIO-SEED)")
+    p.add_argument("--config", default=None, help="JSON or YAML file of hyperparameters")
+    p.add_argument("--resume", default=None, help="continue the run in this directory")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="updates between checkpoints")
+    p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--red", default=None)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("plot", help="learning curves of one or more runs to PNG")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", default="learning_curves.png")
+    p.set_defaults(func=_plot)
+
+    sub.add_parser("evaluate", help="CAGE-style scoring (same options as evaluation.py)", add_help=False)
+
+    try:
+        from cagekit.submissions import add_package_parser, add_validate_parser
+    except ImportError:  # pragma: no cover - submissions are optional until that layer lands
+        pass
+    else:
+        add_package_parser(sub)
+        add_validate_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "evaluate":
+        return _evaluate(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        print(f"cagekit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,6 +20,7 @@ import numpy as np
 
 from cagekit.engine.actions import blocked_subnets, register
 from cagekit.engine.catalog import BlueActionCatalog
+from cagekit.engine.fast_reset import cached_subnets
 from cagekit.engine.red import green_agent_factory, red_agent_factory
 from cagekit.engine.table import BlueTable
 from cagekit.scenarios import build_scenario_dict, get_scenario
@@ -119,7 +120,7 @@ class CyborgEngine:
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self._rng_state = random.Random(seed).getstate()
-        with self.rng():
+        with self.rng(), (cached_subnets() if self.lean else contextlib.nullcontext()):
             self.cyborg.reset()
         ctl = self.controller
         ctl.actions = {name: [] for name in ctl.agent_interfaces}

@@ -85,6 +85,8 @@ class Proc:
         out = []
         for port in self.ports:
             entry = dict(base)
+            if "Properties" in entry:  # each entry its own list: the engine keeps them by reference
+                entry["Properties"] = list(entry["Properties"])
             entry["Connections"] = [{"local_address": "0.0.0.0", "local_port": port,
                                      "Transport Protocol": "UDP" if self.udp else "TCP"}]
             out.append(entry)

@@ -1,0 +1,90 @@
+"""CAGE-4 style submissions: package a team, validate a submission, run one safely in a separate process.
+
+- `package(source, name, team, technique, out, scenario=...)`: a reproducible zip holding
+  `submission.py`, `metadata`, the weights under `team/` and `manifest.json` (with SHA-256 hashes).
+- `validate(path) -> ValidationReport`: safe unpacking, required files, hashes, scenario/spaces,
+  import in a worker process with a time limit, interface, agents, wrap and a short smoke episode.
+- `open_submission(path) -> SubmissionTeam`: a `Team`-like object whose agents run in a worker process.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cagekit.submissions.loader import SubmissionError, SubmissionTeam, SubmissionTimeout, open_submission
+from cagekit.submissions.package import build_files, package, seal, write_zip
+from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, UnsafeSubmission, safe_extract
+from cagekit.submissions.validate import Check, ValidationReport, validate
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on/off, got {text!r}")
+
+
+def add_package_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `cagekit package RUN_DIR_OR_CHECKPOINT_OR_HEURISTIC --name --team --technique --out`."""
+    p = subparsers.add_parser("package", help="package a team as a CAGE-4 style submission zip",
+                              description="Package a heuristic team (sleep, random, react), a checkpoint directory "
+                                          "or a training run folder as a reproducible submission zip.")
+    p.add_argument("source", help="heuristic name, checkpoint directory (meta.json + model.pt) or training run folder")
+    p.add_argument("--name", required=True, help="author name (Submission.NAME)")
+    p.add_argument("--team", required=True, help="team name (Submission.TEAM)")
+    p.add_argument("--technique", required=True, help="technique (Submission.TECHNIQUE)")
+    p.add_argument("--out", required=True, help="output .zip (or a folder)")
+    p.add_argument("--scenario", default=None, help="scenario for heuristic teams (default paper-small); "
+                                                     "checkpoints use their own")
+    p.add_argument("--layout", default=None, help="blue layout (default: the scenario's)")
+    p.add_argument("--channel", type=_bool, default=None, help="on/off (heuristics; default on)")
+    p.add_argument("--sau", type=_bool, default=None, help="on/off (heuristics; default on)")
+    p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the random heuristic's generators")
+    p.add_argument("--no-validate", action="store_true", help="skip validating the written submission")
+    p.set_defaults(func=cli_package)
+    return p
+
+
+def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `cagekit validate team.zip`."""
+    p = subparsers.add_parser("validate", help="check a submission zip or folder (safely, in a separate process)")
+    p.add_argument("path", help="submission .zip or folder")
+    p.add_argument("--import-timeout", type=float, default=60.0, help="seconds allowed to import submission.py")
+    p.add_argument("--act-timeout", type=float, default=10.0, help="seconds allowed per step")
+    p.add_argument("--steps", type=int, default=5, help="steps of the smoke episode")
+    p.set_defaults(func=cli_validate)
+    return p
+
+
+def cli_package(args: argparse.Namespace) -> int:
+    try:
+        out = package(args.source, args.name, args.team, args.technique, args.out, scenario=args.scenario,
+                      layout=getattr(args, "layout", None), channel=getattr(args, "channel", None),
+                      sau=getattr(args, "sau", None), message_cost=getattr(args, "message_cost", None),
+                      seed=getattr(args, "seed", None))
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}")
+        return 2
+    print(f"wrote {out}")
+    if getattr(args, "no_validate", False):
+        return 0
+    report = validate(out)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cli_validate(args: argparse.Namespace) -> int:
+    report = validate(args.path, import_timeout=getattr(args, "import_timeout", 60.0),
+                      act_timeout=getattr(args, "act_timeout", 10.0), smoke_steps=getattr(args, "steps", 5))
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+__all__ = ["Check", "DEFAULT_LIMITS", "Limits", "SubmissionError", "SubmissionTeam", "SubmissionTimeout",
+           "UnsafeSubmission", "ValidationReport", "add_package_parser", "add_validate_parser", "build_files",
+           "cli_package", "cli_validate", "open_submission", "package", "safe_extract", "seal", "validate",
+           "write_zip"]

@@ -1,0 +1,378 @@
+"""Run a submission's agents in a separate process, behind the `Team` interface the harness uses.
+
+`open_submission(path)` unpacks the zip (or copies the folder) safely into a fresh private folder,
+checks the manifest hashes, starts a worker process (`cagekit.submissions.worker`) that imports
+`submission.py` there, and returns a `SubmissionTeam`. The parent never imports submission code and
+reads only JSON from the worker, with a time limit on every call; scores are computed by the parent
+from its own environment, so a submission can neither fake its reward nor reach the harness's files
+through Python (see the worker's audit hook). `close()` stops the worker and removes the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cagekit.submissions.manifest import REQUIRED_FILES, check_hashes, load_manifest
+from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, make_workdir, remove_workdir, safe_extract, sha256_file
+
+MAX_REPLY = 4 * 1024 * 1024
+BOOT_TIMEOUT = 120.0  # interpreter start and the harness's own imports (numpy, gymnasium, CybORG)
+IMPORT_TIMEOUT = 60.0  # importing submission.py (loading weights included)
+ACT_TIMEOUT = 10.0  # one call: all agents' actions for one step
+
+
+class SubmissionError(RuntimeError):
+    """The submission failed: refused, crashed, broke the protocol or gave an invalid action."""
+
+
+class SubmissionTimeout(SubmissionError):
+    """The submission took longer than its time limit (the worker is killed)."""
+
+
+@dataclass
+class Unpacked:
+    root: Path  # private work folder (removed on cleanup)
+    folder: Path  # the submission's files, inside root
+    files: list[str]
+    sha256: str  # of the zip (or "" for a folder)
+
+    def cleanup(self) -> None:
+        remove_workdir(self.root)
+
+
+def unpack(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Unpacked:
+    """Safely unpack into a fresh private folder (`UnsafeSubmission` if refused; nothing left behind)."""
+    path = Path(path)
+    root = make_workdir()
+    try:
+        folder = root / "submission"
+        folder.mkdir()
+        files = safe_extract(path, folder, limits)
+        digest = sha256_file(path) if path.is_file() else ""
+    except BaseException:
+        remove_workdir(root)
+        raise
+    return Unpacked(root, folder, files, digest)
+
+
+def check_files(unpacked: Unpacked) -> dict[str, Any]:
+    """Required files present and hashes matching: the manifest, or `SubmissionError` saying what is wrong."""
+    missing = [f for f in REQUIRED_FILES if f not in unpacked.files]
+    if missing:
+        raise SubmissionError(f"missing required file(s) at the submission root: {', '.join(missing)}")
+    try:
+        manifest = load_manifest(unpacked.folder)
+    except ValueError as exc:
+        raise SubmissionError(str(exc)) from exc
+    problems = check_hashes(unpacked.folder, manifest, unpacked.files)
+    if problems:
+        raise SubmissionError("hash check failed: " + "; ".join(problems))
+    return manifest
+
+
+_ENV_KEEP = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "VIRTUAL_ENV"}
+
+
+def _child_env(folder: Path) -> dict[str, str]:
+    import cagekit
+
+    # an allow-list: the harness's credentials and settings in other variables are not the submission's
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith("LC_")}
+    paths = [str(Path(cagekit.__file__).resolve().parent.parent)]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    tmp = folder / ".tmp"
+    tmp.mkdir(exist_ok=True)
+    env.update({"PYTHONPATH": os.pathsep.join(paths), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+                "PYTHONHASHSEED": "0", "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    return env
+
+
+class Worker:
+    """One worker process and its JSON-lines protocol, every call with a deadline."""
+
+    def __init__(self, unpacked: Unpacked, *, torch: bool = False, boot_timeout: float = BOOT_TIMEOUT,
+                 import_timeout: float = IMPORT_TIMEOUT):
+        cmd = [sys.executable]
+        if sys.version_info >= (3, 11):
+            cmd.append("-P")  # do not put the working folder on sys.path
+        cmd += ["-m", "cagekit.submissions.worker", str(unpacked.folder)] + (["--torch"] if torch else [])
+        self.log_path = unpacked.root / "worker.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in kill()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     cwd=unpacked.root, env=_child_env(unpacked.folder), start_new_session=True,
+                                     close_fds=True)
+        self._buf = b""
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        self.info: dict[str, Any] = {}
+        self._reply("boot", boot_timeout)
+        self.info = self._reply("import", import_timeout).get("info", {})
+
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            data = self.log_path.read_bytes()[-n:]
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace").strip()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        self._log.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self._send({"cmd": "close"}, time.monotonic() + 2)
+                self.proc.wait(timeout=2)
+            except (SubmissionError, subprocess.TimeoutExpired, OSError):
+                pass
+        self.kill()
+
+    # ------------------------------------------------------------------------------------------------
+    def _fail(self, what: str, exc: type[SubmissionError] = SubmissionError) -> SubmissionError:
+        self.kill()
+        tail = self.log_tail()
+        return exc(what + (f"\nworker output:\n{tail}" if tail else ""))
+
+    def _send(self, msg: dict[str, Any], deadline: float) -> None:
+        data = memoryview((json.dumps(msg) + "\n").encode())
+        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        while data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._fail(f"submission did not read its input in time ({msg.get('cmd')})", SubmissionTimeout)
+            _, writable, _ = select.select([], [fd], [], left)
+            if writable:
+                try:
+                    n = os.write(fd, data)
+                except BlockingIOError:
+                    continue
+                except (BrokenPipeError, OSError) as exc:
+                    raise self._fail(f"submission worker exited (code {self.proc.poll()})") from exc
+                data = data[n:]
+
+    def _reply(self, stage: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._fail(f"submission timed out at {stage} (limit {timeout:g} s)", SubmissionTimeout)
+            readable, _, _ = select.select([fd], [], [], left)
+            if not readable:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self.proc.wait(timeout=5)
+                raise self._fail(f"submission worker exited at {stage} (code {self.proc.returncode})")
+            self._buf += chunk
+            if len(self._buf) > MAX_REPLY:
+                raise self._fail(f"submission sent more than {MAX_REPLY} bytes at {stage}")
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise self._fail(f"submission broke the protocol at {stage}: not JSON") from exc
+        if not isinstance(reply, dict):
+            raise self._fail(f"submission broke the protocol at {stage}: not a JSON object")
+        if not reply.get("ok"):
+            error = str(reply.get("error", "unknown error"))[-6000:]
+            raise self._fail(f"submission failed at {reply.get('stage', stage)}:\n{error}")
+        return reply
+
+    def call(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if self.proc.poll() is not None:
+            raise SubmissionError(f"submission worker is not running (exit code {self.proc.returncode})")
+        self._send(msg, time.monotonic() + timeout)
+        return self._reply(str(msg.get("cmd")), timeout)
+
+
+class _RemoteAgent:
+    """One agent of a submission, seen from the parent (`get_action` asks the worker)."""
+
+    def __init__(self, team: SubmissionTeam, name: str):
+        self.team, self.name = team, name
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        spaces = None if action_space is None else {self.name: action_space}
+        return self.team.act({self.name: observation}, spaces)[self.name]
+
+    def end_episode(self) -> None:  # the team's end_episode covers every agent
+        pass
+
+
+def _plain(observation: Any) -> dict[str, list[int]]:
+    if isinstance(observation, Mapping):
+        vec, mask = observation["observation"], observation["action_mask"]
+    else:
+        vec, mask = observation, None
+    vec = np.asarray(vec).astype(np.int64).reshape(-1).tolist()
+    mask = [] if mask is None else np.asarray(mask).astype(np.int64).reshape(-1).tolist()
+    return {"observation": vec, "action_mask": mask}
+
+
+class SubmissionTeam:
+    """A submission's agents in a worker process, usable wherever a `cagekit.agents.Team` is."""
+
+    def __init__(self, unpacked: Unpacked, manifest: dict[str, Any], worker: Worker, act_timeout: float):
+        self._unpacked, self.manifest, self.worker = unpacked, manifest, worker
+        self.act_timeout = act_timeout
+        self.scenario: str = manifest["scenario"]
+        self.kind = "submission"
+        self.n_actions = {a["name"]: int(a["n_actions"]) for a in manifest["agents"]}
+        info = worker.info
+        self.meta: dict[str, Any] = {
+            "submission": {"name": info.get("name"), "team": info.get("team"), "technique": info.get("technique"),
+                           "sha256": unpacked.sha256, "source": manifest["source"], "kind": manifest["kind"]},
+            "scenario": self.scenario, "layout": manifest.get("layout"), "channel": bool(manifest["channel"]),
+            "sau": bool(manifest["sau"]), "message_cost": manifest.get("message_cost"),
+            "agents": list(manifest["agents"]), "cagekit_version": manifest.get("cagekit_version")}
+        self.agents: dict[str, _RemoteAgent] = {a: _RemoteAgent(self, a) for a in info.get("agents", [])}
+        self.closed = False
+
+    @property
+    def folder(self) -> Path:
+        return self._unpacked.folder
+
+    def env_settings(self) -> dict[str, Any]:
+        """The environment the submission was packaged for (scenario, layout, channel, sau, message_cost)."""
+        return {k: self.meta[k] for k in ("scenario", "layout", "channel", "sau", "message_cost")}
+
+    def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
+        if self.closed:
+            raise SubmissionError("submission team is closed")
+        missing = [name for name in observations if name not in self.agents]
+        if missing:
+            raise ValueError(f"submission has no agent for {missing}; it has {sorted(self.agents)}")
+        sizes = {}
+        for name in observations:
+            space = None if action_spaces is None else action_spaces.get(name)
+            sizes[name] = int(space.n) if space is not None and hasattr(space, "n") else self.n_actions.get(name)
+        msg = {"cmd": "act", "obs": {name: _plain(obs) for name, obs in observations.items()}, "spaces": sizes}
+        reply = self.worker.call(msg, self.act_timeout)
+        actions = reply.get("actions")
+        if not isinstance(actions, dict) or set(actions) != set(observations):
+            raise self.worker._fail(f"submission answered actions for {sorted(actions or {})}, "
+                                    f"asked for {sorted(observations)}")
+        out = {}
+        for name in observations:
+            value = actions[name]
+            n = sizes[name]
+            if type(value) is not int or (n is not None and not 0 <= value < n):
+                raise self.worker._fail(f"agent {name!r}: action {value!r} outside its action space "
+                                        f"(an integer 0..{'?' if n is None else n - 1})")
+            out[name] = value
+        return out
+
+    def end_episode(self) -> None:
+        if not self.closed:
+            self.worker.call({"cmd": "end_episode"}, self.act_timeout)
+
+    def seed(self, seed: int) -> None:
+        """Seed the worker's global generators (random, numpy, torch) and reset every agent's memory."""
+        self.worker.call({"cmd": "seed", "seed": int(seed)}, self.act_timeout)
+        self.end_episode()
+
+    def wrap_check(self, env_kwargs: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Call `Submission.wrap` on a fresh environment in the worker: {same, agents}."""
+        return self.worker.call({"cmd": "wrap", "scenario": self.scenario, "env": env_kwargs},
+                                timeout or max(self.act_timeout, 60.0))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.worker.close()
+        finally:
+            self._unpacked.cleanup()
+
+    def __enter__(self) -> SubmissionTeam:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+def start_team(unpacked: Unpacked, manifest: dict[str, Any], *, boot_timeout: float = BOOT_TIMEOUT,
+               import_timeout: float = IMPORT_TIMEOUT, act_timeout: float = ACT_TIMEOUT) -> SubmissionTeam:
+    """Start the worker for an unpacked, hash-checked submission (the caller cleans up on error)."""
+    worker = Worker(unpacked, torch=manifest.get("source") == "checkpoint", boot_timeout=boot_timeout,
+                    import_timeout=import_timeout)
+    return SubmissionTeam(unpacked, manifest, worker, act_timeout)
+
+
+def open_submission(path: str | Path, *, limits: Limits = DEFAULT_LIMITS, boot_timeout: float = BOOT_TIMEOUT,
+                    import_timeout: float = IMPORT_TIMEOUT, act_timeout: float = ACT_TIMEOUT) -> SubmissionTeam:
+    """A running `SubmissionTeam` for a submission zip or folder, after the safety and hash checks.
+
+    Raises `UnsafeSubmission` (refused while unpacking) or `SubmissionError` (missing files, hashes,
+    import failure or timeout, `Submission` without AGENTS/wrap, agents unlike the manifest's).
+    Close it (or use it as a context manager) to stop the worker and remove its folder."""
+    unpacked = unpack(path, limits)
+    try:
+        manifest = check_files(unpacked)
+        team = start_team(unpacked, manifest, boot_timeout=boot_timeout, import_timeout=import_timeout,
+                          act_timeout=act_timeout)
+    except BaseException:
+        unpacked.cleanup()
+        raise
+    problems = interface_problems(team.worker.info, manifest)
+    if problems:
+        team.close()
+        raise SubmissionError("; ".join(problems))
+    return team
+
+
+def interface_problems(info: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """What is wrong with the imported `Submission` (from the worker's description), empty if nothing."""
+    problems = []
+    if not info.get("has_agents"):
+        problems.append("Submission has no AGENTS dict (agent name -> object with get_action)")
+    if not info.get("has_wrap"):
+        problems.append("Submission has no callable wrap(env)")
+    if info.get("agents_without_get_action"):
+        problems.append(f"agents without get_action: {info['agents_without_get_action']}")
+    if info.get("has_agents"):
+        expected = [a["name"] for a in manifest["agents"]]
+        if sorted(info.get("agents", [])) != sorted(expected):
+            problems.append(f"Submission.AGENTS has {sorted(info.get('agents', []))}, the manifest lists "
+                            f"{sorted(expected)}")
+    return problems

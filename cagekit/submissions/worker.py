@@ -1,0 +1,233 @@
+"""The worker process that hosts a submission's code (`python -m cagekit.submissions.worker FOLDER`).
+
+The parent (`loader.SubmissionTeam`) never imports submission code: it talks to this process with one
+JSON object per line over private copies of stdin/stdout (the submission's own prints go to stderr),
+and reads nothing but JSON back, so nothing the submission sends can run code in the parent.
+
+Requests: {"cmd": "act", "obs": {agent: {"observation": [...], "action_mask": [...]}}, "spaces": {agent: n}},
+{"cmd": "end_episode"}, {"cmd": "seed", "seed": s}, {"cmd": "wrap", "scenario": ..., "env": {...}},
+{"cmd": "close"}. Replies: {"ok": true, ...} or {"ok": false, "error": "..."}.
+
+Defence in depth, not a sandbox: before the submission is imported, an audit hook refuses writes,
+renames and deletions outside the submission's folder, new processes, signals and network sockets;
+core dumps are off and written files are capped in size. Code that goes around Python (ctypes, native
+extensions) is not stopped by this; what keeps scores honest is that the parent computes them from its
+own environment and sees only the actions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_PATH_EVENTS = {"os.remove", "os.rename", "os.replace", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
+                "os.symlink", "os.link", "os.truncate", "os.utime", "shutil.rmtree", "shutil.move",
+                "shutil.copyfile", "shutil.copytree", "os.chflags", "os.lchflags", "os.setxattr",
+                "os.removexattr"}
+_BLOCKED_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                   "os.forkpty", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "socket.connect",
+                   "socket.bind", "socket.sendto", "socket.sendmsg", "os.startfile", "webbrowser.open"}
+MAX_REPLY = 4 * 1024 * 1024
+
+
+def _install_guard(allowed_root: str) -> None:
+    root = os.path.realpath(allowed_root)
+    allowed = (root + os.sep, )
+
+    def inside(path: Any) -> bool:
+        if isinstance(path, int):
+            return True  # an already-open descriptor
+        try:
+            p = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return False
+        return p == root or p.startswith(allowed) or p == os.devnull
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
+                (isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
+            if writing and path is not None and not inside(path):
+                raise PermissionError(f"submission may not write outside its folder: {path!r}")
+        elif event in _PATH_EVENTS:
+            for arg in args[:2]:
+                if isinstance(arg, (str, bytes, os.PathLike)) and not inside(arg):
+                    raise PermissionError(f"submission may not change files outside its folder ({event} {arg!r})")
+        elif event in _BLOCKED_EVENTS:
+            raise PermissionError(f"submission may not do {event}")
+
+    sys.addaudithook(hook)
+
+
+def _limits() -> None:
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        cap = 256 * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if hard == resource.RLIM_INFINITY or hard > cap:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+class _Proto:
+    def __init__(self) -> None:
+        # private copies of the pipes; fds 0/1 then point at /dev/null and stderr for the submission
+        self.rfd, self.wfd = os.dup(0), os.dup(1)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.dup2(2, 1)
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+        sys.stdout = sys.stderr
+        self.reader = os.fdopen(self.rfd, "rb", buffering=1 << 16)
+
+    def recv(self) -> dict[str, Any] | None:
+        line = self.reader.readline()
+        if not line:
+            return None
+        return json.loads(line)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        data = (json.dumps(msg, default=str) + "\n").encode()
+        if len(data) > MAX_REPLY:
+            data = (json.dumps({"ok": False, "error": f"reply too large ({len(data)} bytes)"}) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            n = os.write(self.wfd, view)
+            view = view[n:]
+
+
+def _error(stage: str) -> dict[str, Any]:
+    return {"ok": False, "stage": stage, "error": traceback.format_exc(limit=20)[-6000:]}
+
+
+def _as_action(value: Any) -> int:
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"action {value!r} is a bool, not an integer")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    arr = np.asarray(value)
+    if arr.size == 1 and np.issubdtype(arr.dtype, np.integer):
+        return int(arr.reshape(-1)[0])
+    raise TypeError(f"action {value!r} ({type(value).__name__}) is not one integer")
+
+
+def _describe(sub: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    for key in ("NAME", "TEAM", "TECHNIQUE"):
+        value = getattr(sub, key, None)
+        info[key.lower()] = value[:200] if isinstance(value, str) else None
+    agents = getattr(sub, "AGENTS", None)
+    info["has_agents"] = isinstance(agents, dict)
+    info["agents"] = [str(k) for k in agents] if isinstance(agents, dict) else []
+    info["agents_without_get_action"] = [str(k) for k, v in agents.items() if not callable(
+        getattr(v, "get_action", None))] if isinstance(agents, dict) else []
+    info["has_wrap"] = callable(getattr(sub, "wrap", None))
+    return info
+
+
+def main(argv: list[str]) -> int:
+    folder = os.path.realpath(argv[0])
+    preload_torch = "--torch" in argv[1:]
+    proto = _Proto()
+    try:
+        import numpy as np
+        from gymnasium import spaces
+
+        import cagekit.agents  # noqa: F401 - imported before the guard: reads only
+
+        if preload_torch:
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                pass
+    except Exception:  # noqa: BLE001
+        proto.send(_error("boot"))
+        return 1
+    os.chdir(folder)
+    sys.path.insert(0, folder)
+    sys.dont_write_bytecode = True
+    _limits()
+    _install_guard(folder)
+    proto.send({"ok": True, "stage": "boot"})
+
+    try:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("submission", os.path.join(folder, "submission.py"))
+        if spec is None or spec.loader is None:
+            raise ImportError("cannot load submission.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["submission"] = module
+        spec.loader.exec_module(module)
+        sub = getattr(module, "Submission", None)
+        if sub is None:
+            raise AttributeError("submission.py defines no `Submission`")
+        info = _describe(sub)
+    except BaseException:  # noqa: BLE001 - SystemExit from submission code included
+        proto.send(_error("import"))
+        return 1
+    proto.send({"ok": True, "stage": "import", "info": info})
+    agents = getattr(sub, "AGENTS", None) or {}
+
+    while True:
+        try:
+            msg = proto.recv()
+        except (ValueError, OSError):
+            return 1
+        if msg is None or msg.get("cmd") == "close":
+            os._exit(0)  # nothing buffered to flush; skip slow interpreter teardown
+        cmd = msg.get("cmd")
+        try:
+            if cmd == "act":
+                actions = {}
+                for name, obs in msg["obs"].items():
+                    agent = agents[name]
+                    observation = {"observation": np.asarray(obs["observation"], dtype=np.int8),
+                                   "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
+                    n = msg.get("spaces", {}).get(name)
+                    space = spaces.Discrete(int(n)) if n is not None else None
+                    actions[name] = _as_action(agent.get_action(observation, space))
+                proto.send({"ok": True, "actions": actions})
+            elif cmd == "end_episode":
+                for agent in agents.values():
+                    end = getattr(agent, "end_episode", None)
+                    if callable(end):
+                        end()
+                proto.send({"ok": True})
+            elif cmd == "seed":
+                import random
+
+                seed = int(msg["seed"])
+                random.seed(seed)
+                np.random.seed(seed % 2**32)
+                torch = sys.modules.get("torch")
+                if torch is not None:
+                    torch.manual_seed(seed)
+                proto.send({"ok": True})
+            elif cmd == "wrap":
+                from cagekit.wrappers import make_env
+
+                env = make_env(msg["scenario"], **msg.get("env", {}))
+                wrapped = sub.wrap(env)
+                possible = getattr(wrapped, "possible_agents", None)
+                proto.send({"ok": True, "same": wrapped is env,
+                            "agents": [str(a) for a in possible] if possible is not None else None})
+            else:
+                proto.send({"ok": False, "error": f"unknown command {cmd!r}"})
+        except BaseException:  # noqa: BLE001
+            proto.send(_error(str(cmd)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,385 @@
+"""Submissions: package -> validate -> run through `SubmissionTeam`, and every hostile input refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cagekit.agents import make_team
+from cagekit.submissions import (
+    SubmissionError,
+    UnsafeSubmission,
+    build_files,
+    open_submission,
+    package,
+    seal,
+    validate,
+    write_zip,
+)
+from cagekit.wrappers import make_env
+
+SCENARIO = "paper-small"
+EPISODE = 8
+
+
+# helpers ----------------------------------------------------------------------------------------------
+def snapshot(root: Path) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            st = os.lstat(full)
+            digest = hashlib.sha256(full.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
+            out[str(full.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns, digest)
+    return out
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A fresh cwd and a fresh temporary directory; asserts both are unchanged (tmp empty) afterwards."""
+    cwd, tmp, inputs = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "in"
+    for d in (cwd, tmp, inputs):
+        d.mkdir()
+    (cwd / "results.txt").write_text("reward_mean: -5.0\n")
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    before = snapshot(cwd)
+    yield inputs
+    assert snapshot(cwd) == before, "the current directory changed"
+    assert list(tmp.iterdir()) == [], f"left behind in the temporary directory: {list(tmp.iterdir())}"
+
+
+@pytest.fixture(scope="module")
+def sleep_files() -> dict[str, bytes]:
+    return build_files("sleep", name="t", team="t", technique="sleep", scenario=SCENARIO)
+
+
+def zip_of(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return path
+
+
+def with_code(files: dict[str, bytes], code: str) -> dict[str, bytes]:
+    out = dict(files)
+    out["submission.py"] = code.encode()
+    return seal(out)
+
+
+def episode_reward(team, seed: int, episodes: int = 2) -> list[float]:
+    env = make_env(SCENARIO, episode_length=EPISODE, seed=seed)
+    totals = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        total = 0.0
+        while env.agents:
+            obs, rewards, _, _, infos = env.step(team.act(obs, {a: env.action_space(a) for a in obs}))
+            total += infos[env.possible_agents[0]]["env_reward"]
+        team.end_episode()
+        totals.append(total)
+    return totals
+
+
+AGENT_CLASS = '''
+import os
+import numpy as np
+HERE = os.path.dirname(os.path.abspath(__file__))
+MANIFEST = __import__("json").load(open(os.path.join(HERE, "manifest.json")))
+
+class A:
+    def get_action(self, observation, action_space):
+{body}
+    def end_episode(self):
+        pass
+
+class Submission:
+    NAME = TEAM = TECHNIQUE = "x"
+    AGENTS = {{a["name"]: A() for a in MANIFEST["agents"]}}
+{extra}
+'''
+
+
+def agent_code(body: str = "        return 0", extra: str = "    @staticmethod\n    def wrap(env):\n        return env",
+               prefix: str = "") -> str:
+    return prefix + AGENT_CLASS.format(body=body, extra=extra)
+
+
+# round trips ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sleep", "random", "react"])
+def test_round_trip_heuristic(kind, sandbox):
+    out = package(kind, "me", "us", kind, sandbox / f"{kind}.zip", scenario=SCENARIO, seed=11)
+    again = package(kind, "me", "us", kind, sandbox / f"{kind}-again.zip", scenario=SCENARIO, seed=11)
+    assert out.read_bytes() == again.read_bytes(), "packaging is not reproducible"
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        assert names == sorted(names)
+        assert {"submission.py", "metadata", "manifest.json", "team/team.json"} <= set(names)
+        assert zf.read("metadata") == b""
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["scenario"] == SCENARIO and manifest["kind"] == kind and manifest["channel"] is True
+    assert [a["name"] for a in manifest["agents"]] == make_env(SCENARIO).possible_agents
+
+    report = validate(out, check_wrap=(kind == "react"))
+    assert report.ok, report.text()
+    assert "PASS" in report.text()
+
+    env = make_env(SCENARIO, episode_length=EPISODE, seed=3)
+    reference = episode_reward(make_team(kind, env, seed=11), seed=3)
+    with open_submission(out) as team:
+        assert sorted(team.agents) == sorted(env.possible_agents)
+        assert team.scenario == SCENARIO and team.meta["channel"] is True
+        assert team.env_settings()["scenario"] == SCENARIO
+        assert episode_reward(team, seed=3) == reference
+        folder = team.folder
+        assert folder.exists()
+    assert not folder.exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained DIAL-SAU checkpoint in a training-run-like folder, with its in-process reference score."""
+    try:
+        from cagekit.agents.dial import DialLearner
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"cagekit.agents.dial unavailable: {exc}")
+    run = tmp_path_factory.mktemp("run")
+    try:
+        learner = DialLearner("dial-sau", SCENARIO, seed=0, config={"batch_episodes": 2})
+        learner.save(run / "checkpoints" / "final")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"cannot make a tiny DIAL checkpoint with this DialLearner: {exc}")
+    from cagekit.agents import load_team
+
+    reference = episode_reward(load_team(run / "checkpoints" / "final"), seed=5, episodes=1)
+    return run, reference
+
+
+def test_round_trip_checkpoint(sandbox, tiny_checkpoint):
+    run, reference = tiny_checkpoint
+    out = package(run, "me", "us", "dial-sau", sandbox / "dial.zip")  # a training run folder
+    with zipfile.ZipFile(out) as zf:
+        assert "team/model.pt" in zf.namelist() and "team/trainer.pt" not in zf.namelist()
+        assert json.loads(zf.read("manifest.json"))["kind"] == "dial-sau"
+    report = validate(out, check_wrap=False)
+    assert report.ok, report.text()
+    meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
+    with open_submission(out) as team:
+        assert team.meta["submission"]["kind"] == "dial-sau"
+        assert team.meta["sau"] == meta.get("sau", meta.get("env", {}).get("sau"))
+        assert episode_reward(team, seed=5, episodes=1) == pytest.approx(reference)
+
+
+def test_example_submission_passes():
+    example = Path(__file__).resolve().parent.parent / "submissions" / "react-paper-small.zip"
+    if not example.exists():
+        pytest.skip("submissions/react-paper-small.zip not built")
+    report = validate(example, check_wrap=False)
+    assert report.ok, report.text()
+
+
+# hostile inputs ---------------------------------------------------------------------------------------
+def _symlink_info() -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo("team/link")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+def _bomb(path: Path, mb: int) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf, \
+            zf.open("team/big.bin", "w", force_zip64=True) as out:
+        block = bytes(1 << 20)
+        for _ in range(mb):
+            out.write(block)
+    return path
+
+
+def _lying_bomb(path: Path) -> Path:
+    """A 30 MB entry whose headers claim 1,000 bytes."""
+    _bomb(path, 30)
+    data = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).getinfo("team/big.bin")
+    real = info.file_size
+    for fmt in ("<I", "<Q"):  # patch every little-endian copy of the true size
+        import struct
+
+        needle, fake = struct.pack(fmt, real), struct.pack(fmt, 1000)
+        data = bytearray(bytes(data).replace(needle, fake))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("case, check, needle", [
+    ("dotdot", "archive", "'..'"),
+    ("absolute", "archive", "absolute path"),
+    ("symlink", "archive", "symbolic link"),
+    ("bomb-size", "archive", "zip bomb"),
+    ("bomb-ratio", "archive", "compression ratio"),
+    ("bomb-lying-header", "archive", "entry 'team/big.bin'"),
+    ("too-many-files", "archive", "too many files"),
+    ("not-a-zip", "archive", "not a readable zip"),
+])
+def test_archive_refused(case, check, needle, sandbox, sleep_files):
+    path = sandbox / f"{case}.zip"
+    base = [(k, v) for k, v in sorted(sleep_files.items())]
+    if case == "dotdot":
+        zip_of(path, base + [("team/../../evil.py", b"x")])
+    elif case == "absolute":
+        zip_of(path, base + [("/tmp/evil.py", b"x")])
+    elif case == "symlink":
+        zip_of(path, base + [(_symlink_info(), b"/etc/passwd")])
+    elif case == "bomb-size":
+        _bomb(path, 110)
+    elif case == "bomb-ratio":
+        _bomb(path, 30)
+    elif case == "bomb-lying-header":
+        _lying_bomb(path)
+    elif case == "too-many-files":
+        zip_of(path, base + [(f"team/f{i}", b"") for i in range(2001)])
+    elif case == "not-a-zip":
+        path.write_bytes(b"PK\x03\x04 not really")
+    before = snapshot(sandbox)
+    report = validate(path)
+    assert not report.ok
+    assert report.failed.name == check, report.text()
+    assert needle in report.failed.message, report.text()
+    assert "FAIL" in report.text()
+    with pytest.raises(UnsafeSubmission):
+        open_submission(path)
+    assert snapshot(sandbox) == before
+    assert not (sandbox.parent / "evil.py").exists() and not Path("/tmp/evil.py").exists()
+
+
+BAD_ACTION = "        return 10**6"
+CRASH = "        raise RuntimeError('agent crashed')"
+
+
+def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
+    if case == "missing-submission":
+        out = dict(files)
+        del out["submission.py"]
+        return seal(out)
+    if case == "missing-metadata":
+        out = dict(files)
+        del out["metadata"]
+        return seal(out)
+    if case == "no-agents":
+        return with_code(files, "class Submission:\n    NAME = TEAM = TECHNIQUE = 'x'\n"
+                                "    @staticmethod\n    def wrap(env):\n        return env\n")
+    if case == "no-wrap":
+        return with_code(files, agent_code(extra=""))
+    if case == "manifest-unknown-agent":
+        manifest = json.loads(files["manifest.json"])
+        manifest["agents"][0]["name"] = "blue_ghost"
+        out = dict(files)
+        out["manifest.json"] = json.dumps(manifest).encode()
+        return seal(out)
+    if case == "agents-unknown-agent":
+        return with_code(files, agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
+                                                 "Submission.AGENTS['blue_ghost'] = A()"))
+    if case == "hash-differs":
+        out = dict(files)
+        out["team/team.json"] = files["team/team.json"].replace(b'"sleep"', b'"react"')
+        return out  # not resealed
+    if case == "import-fails":
+        return with_code(files, "raise RuntimeError('boom at import')\n")
+    if case == "import-hangs":
+        return with_code(files, "import time\nwhile True:\n    time.sleep(0.1)\n")
+    if case == "crash-first-step":
+        return with_code(files, agent_code(body=CRASH))
+    if case == "bad-action":
+        return with_code(files, agent_code(body=BAD_ACTION))
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case, check, needle", [
+    ("missing-submission", "required files", "submission.py"),
+    ("missing-metadata", "required files", "metadata"),
+    ("no-agents", "interface", "AGENTS"),
+    ("no-wrap", "interface", "wrap"),
+    ("manifest-unknown-agent", "scenario", "['blue_ghost'] not in scenario"),
+    ("agents-unknown-agent", "agents", "['blue_ghost'] not in scenario"),
+    ("hash-differs", "hashes", "team/team.json: SHA-256 differs"),
+    ("import-fails", "import", "boom at import"),
+    ("import-hangs", "import", "timed out"),
+    ("crash-first-step", "smoke", "step 0"),
+    ("bad-action", "smoke", "outside its action space"),
+])
+def test_submission_refused(case, check, needle, sandbox, sleep_files):
+    path = write_zip(_hostile(case, sleep_files), sandbox / f"{case}.zip")
+    before = snapshot(sandbox)
+    report = validate(path, import_timeout=3.0, check_wrap=False)
+    assert not report.ok, report.text()
+    assert report.failed.name == check, report.text()
+    assert needle in report.failed.message, report.text()
+    if case == "crash-first-step":
+        assert "agent crashed" in report.failed.message
+    assert snapshot(sandbox) == before
+
+
+def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):
+    path = write_zip(_hostile("hash-differs", sleep_files), sandbox / "h.zip")
+    with pytest.raises(SubmissionError, match="team/team.json"):
+        open_submission(path)
+
+
+def test_folder_submission_with_symlink_refused(sandbox, sleep_files):
+    folder = sandbox / "folder"
+    for rel, data in sleep_files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    assert validate(folder, check_wrap=False).ok
+    os.symlink("/etc/passwd", folder / "team" / "passwd")
+    report = validate(folder)
+    assert not report.ok and "symbolic link" in report.failed.message
+
+
+WRITER = """        import os
+        for target in TARGETS:
+            try:
+                with open(target, "w") as f:
+                    f.write("reward_mean: 1000000.0\\n")
+            except OSError:
+                pass
+        for attempt in (lambda: os.remove(TARGETS[0]), lambda: os.system("echo hacked > " + TARGETS[1]),
+                        lambda: os.kill(os.getppid(), 0)):
+            try:
+                attempt()
+            except OSError:
+                pass
+        with open(os.path.join(HERE, "mine.txt"), "a") as f:  # its own folder: allowed
+            f.write("x")
+        return 0"""
+
+
+def test_malicious_agent_cannot_change_score_or_files(sandbox, sleep_files):
+    results = Path.cwd() / "results.txt"
+    outside = sandbox.parent / "outside.txt"
+    prefix = f"TARGETS = [{str(results)!r}, {str(outside)!r}]\n"
+    path = write_zip(with_code(sleep_files, agent_code(body=WRITER, prefix=prefix)), sandbox / "evil.zip")
+    env = make_env(SCENARIO, episode_length=EPISODE, seed=9)
+    reference = episode_reward(make_team("sleep", env), seed=9)
+    with open_submission(path) as team:
+        scores = episode_reward(team, seed=9)
+        assert (team.folder / "mine.txt").exists()
+    assert scores == reference
+    assert results.read_text() == "reward_mean: -5.0\n"
+    assert not outside.exists()
+
+
+def test_act_timeout_kills_worker(sandbox, sleep_files):
+    code = agent_code(body="        import time\n        time.sleep(60)\n        return 0")
+    path = write_zip(with_code(sleep_files, code), sandbox / "slow.zip")
+    env = make_env(SCENARIO, seed=0)
+    obs, _ = env.reset(seed=0)
+    with open_submission(path, act_timeout=1.0) as team:
+        with pytest.raises(SubmissionError, match="timed out"):
+            team.act(obs)
+        assert not team.worker.alive

@@ -1,0 +1,183 @@
+"""`python evaluation.py [SUBMISSION_OR_CHECKPOINT] [OUT_DIR] [options]` (also `cagekit evaluate`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cagekit.evaluation.episode import EvaluationFailure
+from cagekit.evaluation.journal import JournalMismatch
+from cagekit.evaluation.protocol import EvalConfig
+from cagekit.evaluation.runners import BACKENDS
+from cagekit.evaluation.sources import CheckpointSource, HeuristicSource, TeamSource, resolve_source
+
+QUICK_EPISODES = 10
+
+
+def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Score a blue team by the CAGE-2 protocol: for each episode length and red agent, N episodes "
+                    "on a fresh environment; per combination mean, standard deviation and 95%% CI; the total "
+                    "score is the sum of the means. Rerun the same command to resume an interrupted run.")
+    p.add_argument("source", nargs="?", metavar="SUBMISSION_OR_CHECKPOINT",
+                   help="a checkpoint directory (meta.json + weights) or a heuristic team name; default: --team")
+    p.add_argument("out_dir", nargs="?", metavar="OUT_DIR",
+                   help="output folder (default: results/<team>-<scenario>)")
+    p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")
+    p.add_argument("--layout", default=None, help="blue layout (cage2: team or classic)")
+    p.add_argument("--team", default="react", help="heuristic team when no path is given (default: react)")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per combination (default: 100)")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_EPISODES} episodes per combination")
+    p.add_argument("--lengths", default="30,50,100", help="episode lengths, comma separated (default: 30,50,100)")
+    p.add_argument("--reds", default=None, help="red agents, comma separated (default: all of the scenario's)")
+    p.add_argument("--seed", type=int, default=0, help="protocol seed (default: 0)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: up to 4 for runs of 100+ episodes, else 1; ray: the CPUs)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="serial, processes or ray (default: processes with more than one worker, else serial)")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--step-timeout", type=float, default=None, metavar="SECONDS",
+                   help="fail when an agent's get_action takes longer than this")
+    p.add_argument("--name", default="anonymous", help="author name for the reports")
+    p.add_argument("--team-name", default=None, help="team name for the reports (default: the blue team's)")
+    p.add_argument("--technique", default=None, help="technique for the reports")
+    p.add_argument("--message-cost", type=float, default=None, help="cost of sending a 1 (default: the scenario's)")
+    p.add_argument("--no-sau", action="store_true", help="no SAU action masks")
+    p.add_argument("--no-channel", action="store_true", help="no message channel")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
+    """Environment settings: the checkpoint's, then the options; an option contradicting a checkpoint fails."""
+    from cagekit.scenarios import get_scenario
+
+    required = source.env_settings()
+    given = {"scenario": args.scenario, "layout": args.layout, "message_cost": args.message_cost,
+             "sau": False if args.no_sau else None, "channel": False if args.no_channel else None}
+    for key, value in given.items():
+        if value is not None and key in required and required[key] != value:
+            raise ValueError(f"--{key.replace('_', '-')} {value!r} contradicts the checkpoint, which was trained "
+                             f"with {key}={required[key]!r}")
+    out = {k: (required[k] if k in required else v) for k, v in given.items()}
+    spec = get_scenario(out["scenario"] or "paper-small")
+    out["scenario"] = spec.name
+    spec.layout(out["layout"])  # validates the layout name
+    classic = (out["layout"] or spec.default_layout) == "classic"
+    # CAGE-2's single Blue agent: no channel and no masks unless asked for
+    out["channel"] = (not classic) if out["channel"] is None else bool(out["channel"])
+    out["sau"] = (not classic) if out["sau"] is None else bool(out["sau"])
+    out["message_cost"] = float(spec.message_cost if out["message_cost"] is None else out["message_cost"])
+    out["spec"] = spec
+    return out
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+    return values
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, Path]:
+    import cagekit
+
+    source = resolve_source(args.source, args.team)
+    s = _settings(args, source)
+    spec = s.pop("spec")
+    reds = tuple(r.strip() for r in args.reds.split(",") if r.strip()) if args.reds else tuple(spec.red_agents)
+    unknown = [r for r in reds if r not in spec.red_agents]
+    if unknown:
+        raise ValueError(f"unknown red agent(s) {unknown} for scenario {spec.name!r}; "
+                         f"valid: {', '.join(spec.red_agents)}")
+    episodes = args.episodes if args.episodes is not None else (QUICK_EPISODES if args.quick else 100)
+    if isinstance(source, CheckpointSource):
+        technique = args.technique or f"checkpoint {source.meta.get('algo')}"
+    else:
+        technique = args.technique or f"heuristic {source.label}"
+    config = EvalConfig(scenario=s["scenario"], layout=s["layout"], team=source.identity(), episodes=episodes,
+                        lengths=_ints(args.lengths, "--lengths"), reds=reds, seed=args.seed,
+                        message_cost=s["message_cost"], sau=s["sau"], channel=s["channel"],
+                        cagekit_version=cagekit.__version__, author=args.name,
+                        team_name=args.team_name or source.label, technique=technique)
+    if args.out_dir:
+        out = Path(args.out_dir)
+    else:
+        parts = [source.label, spec.name] + ([s["layout"]] if s["layout"] else []) + (["quick"] if args.quick else [])
+        out = Path("results") / "-".join(parts)
+    return config, source, out
+
+
+def print_summary(report: Any, out: Path, console: Any) -> None:
+    from rich.table import Table
+
+    c = report.config
+    table = Table(title=f"{c.team_name} ({c.technique}) on {c.scenario}"
+                        f"{', layout ' + c.layout if c.layout else ''}: {c.episodes} episodes per combination")
+    for col in ("steps", "adversary", "mean", "std", "95% CI", "bits/ep", "cost/ep"):
+        table.add_column(col, justify="left" if col == "adversary" else "right", no_wrap=True)
+    for s in report.stats:
+        table.add_row(str(s.length), s.red, f"{s.mean:.2f}", f"{s.stdev:.2f}", f"± {s.ci95:.2f}",
+                      f"{s.bits_per_episode:.2f}", f"{s.channel_cost_per_episode:.2f}")
+    t = report.total
+    table.add_section()
+    table.add_row("", "total score", f"{t.score:.2f}", "", f"± {t.ci95:.2f}", f"{report.bits_per_episode:.2f}",
+                  f"{report.channel_cost_per_episode:.2f}")
+    console.print(table)
+    console.print(f"files in {out}/: summary.txt full.txt summary.json scores.txt results.csv scores.png journal.jsonl")
+
+
+def _backend(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
+    """The options' backend and workers; by default worker processes (up to 4) for runs worth their start-up."""
+    cpus = os.cpu_count() or 1
+    if args.backend is None:
+        if args.workers is None:
+            workers = min(4, cpus) if n_episodes >= 100 else 1
+        else:
+            workers = args.workers
+        return ("processes" if workers > 1 else "serial"), workers
+    if args.backend == "serial":
+        return "serial", 1
+    return args.backend, args.workers or (cpus if args.backend == "ray" else min(4, cpus))
+
+
+def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from cagekit.evaluation.harness import evaluate
+
+    args = build_parser(prog).parse_intermixed_args(argv)
+    console = Console(stderr=False)
+    err = Console(stderr=True)
+    try:
+        config, source, out = config_from_args(args)
+        backend, workers = _backend(args, len(config.tasks()))
+        if args.address and backend != "ray":
+            raise ValueError("--address is for the ray backend: add --backend ray")
+        report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
+                             step_timeout=args.step_timeout, progress=not args.no_progress, console=err)
+    except KeyboardInterrupt:
+        err.print("interrupted: the finished episodes are kept in the journal; rerun the command to continue")
+        return 130
+    except (EvaluationFailure, JournalMismatch, ValueError, FileNotFoundError, RuntimeError) as exc:
+        kind = "evaluation failed" if isinstance(exc, EvaluationFailure) else "error"
+        err.print(f"[bold red]{kind}:[/] {escape(str(exc))}", highlight=False)
+        if isinstance(exc, EvaluationFailure):
+            err.print("the episodes finished so far are kept in the journal; rerun the command to continue")
+        return 1
+    print_summary(report, out, console)
+    return 0
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(cli_main())
+
+
+__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args"]

@@ -1,0 +1,173 @@
+"""One episode of the protocol, computed from its seed alone: the unit every runner distributes.
+
+The score is the environment's own `env_reward` (without channel cost) summed over exactly
+`episode_length` steps. The harness calls each agent's `get_action` itself (timed, one at a time), so
+nothing a team returns or wraps can reach the score.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cagekit.evaluation.protocol import EvalConfig, combination_seed, episode_seed
+from cagekit.evaluation.sources import TeamSource
+
+RED_AGENT = "Red"
+
+
+class EvaluationFailure(RuntimeError):
+    """The evaluation cannot go on: an agent raised, chose an action outside its space, or timed out."""
+
+
+class StepTimeout(Exception):
+    pass
+
+
+@dataclass
+class EpisodeResult:
+    length: int
+    red: str
+    index: int
+    seed: int
+    reward: float  # sum of env_reward over the episode: the score
+    bits: int  # message bits sent by the whole team
+    channel_cost: float
+    invalid_actions: int  # masked actions the env executed as Sleep
+    actions: list[list[Any]]  # per step: [[label, bit] per agent in team order, red action]
+
+    @property
+    def key(self) -> tuple[int, str, int]:
+        return (self.length, self.red, self.index)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EpisodeResult:
+        fields = {k: data[k] for k in ("length", "red", "index", "seed", "reward", "bits", "channel_cost",
+                                       "invalid_actions", "actions")}
+        return cls(**fields)
+
+
+def _alarm_available() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Interrupt the block after `seconds` with `StepTimeout` (SIGALRM; main thread only)."""
+    if not seconds or not _alarm_available():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise StepTimeout()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class EpisodeRunner:
+    """Plays episodes of one configuration; keeps one fresh environment per (length, red) combination."""
+
+    def __init__(self, config: EvalConfig, source: TeamSource, step_timeout: float | None = None):
+        self.config = config
+        self.source = source
+        self.step_timeout = step_timeout
+        self._envs: dict[tuple[int, str], Any] = {}
+
+    def env(self, length: int, red: str) -> Any:
+        key = (length, red)
+        if key not in self._envs:
+            from cagekit.wrappers import make_env
+
+            c = self.config
+            self._envs.clear()  # one combination at a time: a fresh environment for each
+            self._envs[key] = make_env(c.scenario, red=red, green=c.green, episode_length=length,
+                                       message_cost=c.message_cost, sau=c.sau, channel=c.channel,
+                                       seed=combination_seed(c.seed, length, red), layout=c.layout)
+        return self._envs[key]
+
+    def _where(self, length: int, red: str, index: int) -> str:
+        return f"episode {index} (steps {length}, adversary {red})"
+
+    def _act(self, agent_name: str, agent: Any, observation: Any, space: Any, step: int, where: str) -> Any:
+        start = time.perf_counter()
+        try:
+            with _deadline(self.step_timeout):
+                action = agent.get_action(observation, space)
+        except StepTimeout:
+            raise EvaluationFailure(f"agent {agent_name!r} exceeded the step timeout of {self.step_timeout:g} s "
+                                    f"at step {step} of {where}") from None
+        except Exception as exc:  # noqa: BLE001 - any error of the agent fails the evaluation
+            raise EvaluationFailure(f"agent {agent_name!r} raised {type(exc).__name__}: {exc} "
+                                    f"at step {step} of {where}") from exc
+        elapsed = time.perf_counter() - start
+        if self.step_timeout and elapsed > self.step_timeout:
+            raise EvaluationFailure(f"agent {agent_name!r} took {elapsed:.3f} s, over the step timeout of "
+                                    f"{self.step_timeout:g} s, at step {step} of {where}")
+        return action
+
+    def run(self, length: int, red: str, index: int) -> EpisodeResult:
+        where = self._where(length, red, index)
+        env = self.env(length, red)
+        seed = episode_seed(self.config.seed, length, red, index)
+        observations, _ = env.reset(seed=seed)
+        names = list(env.possible_agents)
+        try:
+            team = self.source.team_for_episode(env, seed)
+        except Exception as exc:  # noqa: BLE001
+            raise EvaluationFailure(f"the team could not be built for {where}: {type(exc).__name__}: {exc}") from exc
+        missing = [n for n in names if n not in team.agents]
+        if missing:
+            raise EvaluationFailure(f"the team has no agent for {missing} (it has {sorted(team.agents)}); "
+                                    f"the environment's agents are {names}")
+        agents = {n: team.agents[n] for n in names}
+        spaces = {n: env.action_space(n) for n in names}
+        for n in names:
+            try:
+                agents[n].set_initial_values(spaces[n], observations[n])
+            except Exception as exc:  # noqa: BLE001
+                raise EvaluationFailure(f"agent {n!r} raised {type(exc).__name__}: {exc} "
+                                        f"in set_initial_values before {where}") from exc
+        reward: list[float] = []
+        bits = 0
+        cost: list[float] = []
+        steps: list[list[Any]] = []
+        for t in range(length):
+            actions = {n: self._act(n, agents[n], observations[n], spaces[n], t, where) for n in names}
+            try:
+                observations, _, _, truncations, infos = env.step(actions)
+            except ValueError as exc:
+                raise EvaluationFailure(f"invalid action at step {t} of {where}: {exc}") from exc
+            first = infos[names[0]]
+            if any(infos[n]["env_reward"] != first["env_reward"] for n in names):
+                raise EvaluationFailure(f"the environment reported different rewards to its agents at step {t}")
+            reward.append(float(first["env_reward"]))
+            bits += sum(int(infos[n]["bits_sent"]) for n in names)
+            cost.extend(float(infos[n]["channel_cost"]) for n in names)
+            steps.append([[[infos[n]["action"], int(infos[n]["bits_sent"])] for n in names],
+                          str(env.engine.controller.action.get(RED_AGENT, ""))])
+            if t < length - 1 and not env.agents:
+                raise EvaluationFailure(f"the environment ended {where} after {t + 1} of {length} steps")
+        invalid = sum(int(infos[n]["invalid_actions"]) for n in names)
+        try:
+            team.end_episode()
+        except Exception as exc:  # noqa: BLE001
+            raise EvaluationFailure(f"the team raised {type(exc).__name__}: {exc} in end_episode after {where}") \
+                from exc
+        total = math.fsum(reward)
+        return EpisodeResult(length=length, red=red, index=index, seed=seed, reward=total, bits=bits,
+                             channel_cost=math.fsum(cost), invalid_actions=invalid, actions=steps)

@@ -1,0 +1,101 @@
+"""`evaluate`: run the protocol for one team with a runner, journaling every episode, then write the files."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from cagekit.evaluation.episode import EpisodeResult
+from cagekit.evaluation.journal import Journal
+from cagekit.evaluation.protocol import EvalConfig
+from cagekit.evaluation.results import Report, build_report, write_all
+from cagekit.evaluation.runners import RUNNERS
+from cagekit.evaluation.sources import TeamSource
+
+
+class _RunningScore:
+    """Sum over combinations of each combination's running mean: the total score so far."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[int, str], list[float]] = defaultdict(list)
+
+    def add(self, result: EpisodeResult) -> None:
+        self.sums[(result.length, result.red)].append(result.reward)
+
+    @property
+    def value(self) -> float:
+        return math.fsum(math.fsum(v) / len(v) for v in self.sums.values()) if self.sums else 0.0
+
+
+def _progress(enabled: bool, console: Any) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("score so far {task.fields[score]:.2f}"), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console)
+
+
+def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, backend: str = "serial",
+             workers: int = 1, address: str | None = None, step_timeout: float | None = None,
+             progress: bool = True, console: Any = None) -> tuple[Report, dict[str, Any]]:
+    """Score `source` by the protocol of `config` into `out_dir`, resuming from its journal when there is one.
+
+    Returns the report and the `summary.json` content. Raises `EvaluationFailure` (everything finished so
+    far stays in the journal) and `JournalMismatch` (a journal of another configuration is there)."""
+    if backend not in RUNNERS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}")
+    from cagekit.wrappers import make_env
+
+    out = Path(out_dir)
+    length, red = config.combinations()[0]
+    probe = make_env(config.scenario, red=red, green=config.green, episode_length=length,
+                     message_cost=config.message_cost, sau=config.sau, channel=config.channel, layout=config.layout)
+    agent_names = list(probe.possible_agents)
+    for r in config.reds:
+        if r not in probe.spec.red_agents:
+            raise ValueError(f"unknown red agent {r!r} for scenario {config.scenario!r}; "
+                             f"valid: {', '.join(probe.spec.red_agents)}")
+
+    journal = Journal(out, config).open()
+    try:
+        todo = [t for t in config.tasks() if t not in journal.results]
+        running = _RunningScore()
+        for result in journal.results.values():
+            running.add(result)
+        bar = _progress(progress, console)
+        task_id = None
+        if bar is not None:
+            bar.start()
+            task_id = bar.add_task(f"{source.label} on {config.scenario}", total=len(config.tasks()),
+                                   completed=len(journal.results), score=running.value)
+
+        def on_result(result: EpisodeResult) -> None:
+            journal.append(result)
+            running.add(result)
+            if bar is not None:
+                bar.update(task_id, advance=1, score=running.value)
+
+        try:
+            if todo:
+                RUNNERS[backend](config, source, todo, on_result, step_timeout=step_timeout, workers=workers,
+                                 address=address)
+        finally:
+            if bar is not None:
+                bar.stop()
+        report = build_report(config, journal.results)
+        summary = write_all(report, out, journal.started, time.time(), agent_names)
+    finally:
+        journal.close()
+    return report, summary

@@ -1,0 +1,157 @@
+"""Runners: play a list of episodes serially, in a process pool, or as Ray tasks.
+
+Each calls `on_result` in the calling process for every finished episode (in completion order; the
+journal and the files do not depend on that order) and raises `EvaluationFailure` when an episode fails,
+after handing over every episode that did finish.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationFailure
+from cagekit.evaluation.protocol import EvalConfig
+from cagekit.evaluation.sources import TeamSource
+
+Task = tuple[int, str, int]
+OnResult = Callable[[EpisodeResult], None]
+BACKENDS = ("serial", "processes", "ray")
+
+
+def run_serial(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_result: OnResult,
+               step_timeout: float | None = None, **_: Any) -> None:
+    runner = EpisodeRunner(config, source, step_timeout)
+    for task in tasks:
+        on_result(runner.run(*task))
+
+
+# process pool ------------------------------------------------------------------------------------
+_WORKER: EpisodeRunner | None = None
+
+
+def _init_worker(config: EvalConfig, source: TeamSource, step_timeout: float | None) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:  # one thread per worker process: the workers are the parallelism
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    _WORKER = EpisodeRunner(config, source, step_timeout)
+
+
+def _work(task: Task) -> EpisodeResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.run(*task)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:  # no fork of a process with threads (the progress bar), cheap starts
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["cagekit.evaluation.runners", "cagekit.wrappers", "cagekit.agents"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_result: OnResult,
+                  step_timeout: float | None = None, workers: int = 2, **_: Any) -> None:
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    queue = list(tasks)
+    queue.reverse()
+    failure: BaseException | None = None
+    window = 3 * workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
+                             initargs=(config, source, step_timeout)) as pool:
+        pending: set[Future] = set()
+        while queue or pending:
+            while queue and failure is None and len(pending) < window:
+                pending.add(pool.submit(_work, queue.pop()))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    on_result(future.result())
+                except EvaluationFailure as exc:
+                    failure = failure or exc
+                except Exception as exc:  # noqa: BLE001 - a crashed worker
+                    failure = failure or EvaluationFailure(f"a worker process failed: {type(exc).__name__}: {exc}")
+            if failure is not None:
+                queue.clear()
+    if failure is not None:
+        raise failure
+
+
+# Ray ---------------------------------------------------------------------------------------------
+def _ray_chunk(config: EvalConfig, source: TeamSource, step_timeout: float | None,
+               tasks: list[Task]) -> tuple[list[EpisodeResult], str | None]:
+    runner = EpisodeRunner(config, source, step_timeout)
+    done: list[EpisodeResult] = []
+    for task in tasks:
+        try:
+            done.append(runner.run(*task))
+        except EvaluationFailure as exc:
+            return done, str(exc)
+    return done, None
+
+
+def _chunks(tasks: Sequence[Task], size: int) -> list[list[Task]]:
+    """Consecutive tasks of one combination, at most `size` per chunk (one environment per task)."""
+    out: list[list[Task]] = []
+    for task in tasks:
+        if out and len(out[-1]) < size and out[-1][-1][:2] == task[:2]:
+            out[-1].append(task)
+        else:
+            out.append([task])
+    return out
+
+
+def run_ray(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_result: OnResult,
+            step_timeout: float | None = None, workers: int | None = None, address: str | None = None,
+            chunk: int = 10, **_: Any) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("the ray backend needs Ray: pip install 'cagekit[ray]' (or pip install ray)") from exc
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+        if address:
+            kwargs["address"] = address
+        else:
+            kwargs["num_cpus"] = workers or os.cpu_count() or 1
+        ray.init(**kwargs)
+    remote = ray.remote(num_cpus=1)(_ray_chunk)
+    config_ref, source_ref = ray.put(config), ray.put(source)
+    queue = _chunks(tasks, chunk)
+    queue.reverse()
+    window = 2 * int(ray.cluster_resources().get("CPU", workers or 1))
+    pending: list[Any] = []
+    failure: str | None = None
+    while queue or pending:
+        while queue and failure is None and len(pending) < window:
+            pending.append(remote.remote(config_ref, source_ref, step_timeout, queue.pop()))
+        if not pending:
+            break
+        ready, pending = ray.wait(pending, num_returns=1)
+        for ref in ready:
+            try:
+                results, error = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a task or worker crashed
+                results, error = [], f"a Ray task failed: {type(exc).__name__}: {exc}"
+            for result in results:
+                on_result(result)
+            if error is not None:
+                failure = failure or error
+                queue.clear()
+    if failure is not None:
+        raise EvaluationFailure(failure)
+
+
+RUNNERS: dict[str, Callable[..., None]] = {"serial": run_serial, "processes": run_processes, "ray": run_ray}

@@ -1,0 +1,134 @@
+"""Where the blue team under evaluation comes from.
+
+A `TeamSource` is a small picklable description (it travels to worker processes and Ray tasks) that
+builds the `Team` inside the worker and prepares it for each episode. Heuristic teams and trained
+checkpoints are supported; a CAGE-style submission (a zip or folder with `submission.py`) will be a
+source that runs the submission in a separate process, behind the same interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cagekit.agents import HEURISTICS, Team, load_team, make_team
+
+
+class TeamSource(ABC):
+    """Builds the team for one environment and readies it for each episode."""
+
+    #: a short name for default output folders and report headers
+    label: str
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What identifies this team in a journal: two runs resume each other only when these agree."""
+
+    def env_settings(self) -> dict[str, Any]:
+        """Environment settings this team requires (scenario, channel, sau, message_cost, layout)."""
+        return {}
+
+    @abstractmethod
+    def team_for_episode(self, env: Any, seed: int) -> Team:
+        """The team to play the episode with seed `seed` on `env` (a `CageParallelEnv` just reset).
+
+        The result must depend on nothing but the team and `seed`: no state left from earlier episodes
+        (workers and resumed runs play episodes in any order and must give identical results)."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global generators a learned policy may sample from (random, numpy, torch if loaded)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+@dataclass
+class HeuristicSource(TeamSource):
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in HEURISTICS:
+            raise ValueError(f"unknown heuristic team {self.kind!r}; valid: {', '.join(HEURISTICS)}")
+        self.label = self.kind
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "heuristic", "name": self.kind}
+
+    def team_for_episode(self, env: Any, seed: int) -> Team:
+        seed_everything(seed)
+        return make_team(self.kind, env, seed=seed)  # cheap: a fresh team (and generator) per episode
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with f.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class CheckpointSource(TeamSource):
+    path: str
+
+    def __post_init__(self) -> None:
+        self.path = str(Path(self.path).resolve())
+        import json
+
+        self.meta = json.loads((Path(self.path) / "meta.json").read_text())
+        self.label = Path(self.path).name or "checkpoint"
+        self._digest = _digest(Path(self.path))
+        self._team: Team | None = None
+        self._env_id: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_team"], state["_env_id"] = None, None
+        return state
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "checkpoint", "path": self.path, "algo": self.meta.get("algo"), "sha256": self._digest}
+
+    def env_settings(self) -> dict[str, Any]:
+        keys = ("scenario", "channel", "sau", "message_cost", "layout")
+        return {k: self.meta[k] for k in keys if self.meta.get(k) is not None}
+
+    def team_for_episode(self, env: Any, seed: int) -> Team:
+        if self._team is None or self._env_id != id(env):
+            self._team = load_team(self.path)
+            self._env_id = id(env)
+        seed_everything(seed)
+        self._team.end_episode()  # no memory carried from another episode, whatever happened before
+        return self._team
+
+
+def resolve_source(path: str | None, team: str = "react") -> TeamSource:
+    """The team named by the command line: a checkpoint directory, a heuristic name, or `--team`."""
+    if path is None:
+        return HeuristicSource(team)
+    p = Path(path)
+    if p.is_dir() and (p / "meta.json").is_file():
+        return CheckpointSource(str(p))
+    if (p.is_dir() and (p / "submission.py").is_file()) or (p.is_file() and p.suffix == ".zip"):
+        raise ValueError(f"{path} looks like a CAGE-style submission (submission.py / zip); evaluating "
+                         f"submissions is not supported yet: expected a checkpoint directory holding "
+                         f"meta.json, or a heuristic team name ({', '.join(HEURISTICS)})")
+    if not p.exists() and path in HEURISTICS:
+        return HeuristicSource(path)
+    raise ValueError(f"cannot evaluate {path!r}: expected a checkpoint directory holding meta.json and its "
+                     f"weights, or a heuristic team name ({', '.join(HEURISTICS)}); to give only the output "
+                     f"folder, name the team first: evaluation.py react {path}")

@@ -1,0 +1,333 @@
+"""The evaluation harness: protocol statistics, identical files from serial / workers / resumed runs, the
+file formats, failures that name the agent and step, journals of another configuration refused, and
+(slow) CAGE-2's published Sleep row reproduced with the classic single Blue agent."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cagekit.agents import Team, make_team
+from cagekit.agents.heuristics import SleepAgent
+from cagekit.evaluation import (
+    EvalConfig,
+    EvaluationFailure,
+    HeuristicSource,
+    JournalMismatch,
+    TeamSource,
+    cli_main,
+    episode_seed,
+    evaluate,
+    resolve_source,
+)
+from cagekit.evaluation.protocol import combination_stats, t_quantile, total_score
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = ("summary.txt", "full.txt", "scores.txt", "results.csv", "scores.png")
+SMALL = ["--scenario", "paper-small", "--episodes", "3", "--lengths", "5,8", "--no-progress"]
+
+
+def _cli(*args: str) -> int:
+    return cli_main(list(args))
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    for name in OUTPUTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    ja, jb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    ja.pop("time"), jb.pop("time")
+    assert ja == jb
+
+
+def _config(**kw: Any) -> EvalConfig:
+    base = dict(scenario="paper-small", layout=None, team={"kind": "test"}, episodes=2, lengths=(4,),
+                reds=("KillChainAgent", "SleepAgent"), seed=0, message_cost=0.1, sau=True, channel=True)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+# protocol -------------------------------------------------------------------------------------
+
+def test_seeds_depend_only_on_their_coordinates() -> None:
+    assert episode_seed(0, 30, "B_lineAgent", 4) == episode_seed(0, 30, "B_lineAgent", 4)
+    seeds = {episode_seed(s, n, r, i) for s in (0, 1) for n in (30, 50) for r in ("a", "b") for i in range(5)}
+    assert len(seeds) == 40
+
+
+def test_statistics() -> None:
+    assert t_quantile(0.975, 9) == pytest.approx(2.262157, abs=1e-5)
+    assert t_quantile(0.975, math.inf) == pytest.approx(1.959964, abs=1e-5)
+    s = combination_stats(30, "r", [1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1], [0.1] * 4)
+    assert s.mean == 2.5 and s.stdev == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+    assert s.ci95 == pytest.approx(t_quantile(0.975, 3) * s.stdev / 2)
+    other = combination_stats(50, "r", [0.0, 0.0], [0, 0], [0, 0])
+    total = total_score([s, other])
+    assert total.score == 2.5 and total.ci95 == pytest.approx(s.ci95)  # one variance: its own t
+
+
+# runners and resume ---------------------------------------------------------------------------
+
+def test_workers_give_the_serial_files(tmp_path: Path) -> None:
+    assert _cli("random", str(tmp_path / "serial"), *SMALL) == 0
+    assert _cli("random", str(tmp_path / "workers"), *SMALL, "--workers", "2") == 0
+    _same_outputs(tmp_path / "serial", tmp_path / "workers")
+
+
+def test_ray_gives_the_serial_files(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    args = ["random", "--scenario", "paper-small", "--episodes", "2", "--lengths", "5", "--no-progress"]
+    assert _cli(args[0], str(tmp_path / "serial"), *args[1:]) == 0
+    try:
+        assert _cli(args[0], str(tmp_path / "ray"), *args[1:], "--backend", "ray", "--workers", "2") == 0
+    finally:
+        ray.shutdown()
+    _same_outputs(tmp_path / "serial", tmp_path / "ray")
+
+
+def _journal_episodes(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return max(0, path.read_bytes().count(b"\n") - 1)
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_files(tmp_path: Path) -> None:
+    args = ["random", "--scenario", "paper-small", "--episodes", "5", "--lengths", "60,100", "--no-progress"]
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "evaluation.py"), args[0], str(killed), *args[1:]],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _journal_episodes(killed / "journal.jsonl") < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    journaled = _journal_episodes(killed / "journal.jsonl")
+    assert 3 <= journaled < 30, f"the run was not interrupted mid-way ({journaled} episodes journaled)"
+    assert not (killed / "summary.txt").exists()
+    assert _cli(args[0], str(killed), *args[1:]) == 0
+    assert _cli(args[0], str(tmp_path / "whole"), *args[1:]) == 0
+    _same_outputs(killed, tmp_path / "whole")
+
+
+def test_a_cut_journal_line_is_dropped(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *SMALL) == 0
+    journal = out / "journal.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join(lines[:4]) + b"\n" + lines[4][: len(lines[4]) // 2])
+    (out / "summary.txt").unlink()
+    assert _cli("react", str(out), *SMALL) == 0
+    assert _cli("react", str(tmp_path / "whole"), *SMALL) == 0
+    _same_outputs(out, tmp_path / "whole")
+
+
+def test_a_journal_of_another_configuration_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *SMALL) == 0
+    before = (out / "journal.jsonl").read_bytes()
+    assert _cli("react", str(out), *SMALL, "--seed", "7", "--no-sau") == 1
+    err = capsys.readouterr().err
+    assert "seed" in err and "sau" in err and "another" in err
+    assert (out / "journal.jsonl").read_bytes() == before
+    with pytest.raises(JournalMismatch, match="team"):
+        evaluate(_config(team={"kind": "heuristic", "name": "sleep"}, episodes=3, lengths=(5, 8),
+                         reds=("KillChainAgent", "ExplorerAgent", "SleepAgent"), cagekit_version="0.1.0"),
+                 HeuristicSource("sleep"), out, progress=False)
+
+
+# file formats -------------------------------------------------------------------------------------
+
+def test_file_formats(tmp_path: Path) -> None:
+    import pandas as pd
+
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *SMALL, "--name", "Ada", "--team-name", "T", "--technique", "rules") == 0
+    lines = (out / "summary.txt").read_text().splitlines()
+    assert re.fullmatch(r"cagekit \S+, paper-small", lines[0])
+    assert lines[1] == "author: Ada, team: T, technique: rules"
+    pattern = re.compile(r"steps: (\d+), adversary: (\w+), mean: (-?[\d.e+-]+), standard deviation ([\d.e+-]+)")
+    rows = [pattern.fullmatch(line) for line in lines if line.startswith("steps:")]
+    assert len(rows) == 6 and all(rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= {"submission", "parameters", "time", "reward", "total", "combinations",
+                            "bits_per_episode", "channel_cost_per_episode"}
+    assert summary["submission"] == {"author": "Ada", "team": "T", "technique": "rules"}
+    assert set(summary["parameters"]) >= {"seed", "episode_lengths", "episodes", "scenario", "reds", "message_cost",
+                                          "sau", "channel"}
+    assert set(summary["time"]) == {"start", "end", "elapsed"} and set(summary["reward"]) == {"mean", "stdev"}
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 18 and set(df["steps"]) == {5, 8}
+    means = df.groupby(["steps", "adversary"], sort=False)["reward"].mean().tolist()
+    assert means == pytest.approx([float(m[3]) for m in rows])
+    assert summary["total"]["score"] == pytest.approx(sum(means))
+    scores = dict(line.split(": ") for line in (out / "scores.txt").read_text().splitlines())
+    assert float(scores["total_score"]) == pytest.approx(sum(means))
+    full = (out / "full.txt").read_text().splitlines()
+    episode_lines = [line for line in full if line.startswith("episode:")]
+    assert len(episode_lines) == 18
+    assert all(re.search(r"total reward: -?[\d.]+$", line) for line in episode_lines)
+    assert (out / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_sources_and_bad_paths(tmp_path: Path) -> None:
+    assert isinstance(resolve_source(None, "sleep"), HeuristicSource)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "submission.py").write_text("")
+    with pytest.raises(ValueError, match="submission"):
+        resolve_source(str(sub))
+    with pytest.raises(ValueError, match="checkpoint directory"):
+        resolve_source(str(tmp_path / "nothing"))
+
+
+def test_a_checkpoint_sets_the_environment(tmp_path: Path) -> None:
+    from cagekit.evaluation.cli import build_parser, config_from_args
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "meta.json").write_text(json.dumps({"algo": "dial", "scenario": "paper-large", "channel": False,
+                                                "sau": True, "message_cost": 0.25}))
+    config, source, out = config_from_args(build_parser().parse_intermixed_args([str(ckpt), "--quick"]))
+    assert (config.scenario, config.channel, config.sau, config.message_cost) == ("paper-large", False, True, 0.25)
+    assert config.team["kind"] == "checkpoint" and len(config.team["sha256"]) == 64 and config.episodes == 10
+    with pytest.raises(ValueError, match="contradicts the checkpoint"):
+        config_from_args(build_parser().parse_intermixed_args([str(ckpt), "--scenario", "paper-small"]))
+
+
+def test_classic_cage2_is_one_blue_agent_without_channel_or_masks() -> None:
+    from cagekit.evaluation.cli import build_parser, config_from_args
+
+    config, _, out = config_from_args(build_parser().parse_intermixed_args(["sleep", "--scenario", "cage2",
+                                                                           "--layout", "classic"]))
+    assert (config.channel, config.sau, config.reds) == (False, False, ("B_lineAgent", "RedMeanderAgent",
+                                                                         "SleepAgent"))
+    assert out == Path("results/sleep-cage2-classic")
+
+
+# a team cannot fake its score; failures name the agent and step ------------------------------------
+
+class _Liar(SleepAgent):
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        observation["observation"][:] = 1  # scribble on what it was given
+        self.reward = 1e9
+        return np.int64(super().get_action(observation, action_space))
+
+    def end_episode(self) -> float:  # type: ignore[override]
+        return 1e9
+
+
+class _LyingTeam(Team):
+    def act(self, observations: Any, action_spaces: Any = None) -> dict[str, Any]:
+        return {"reward": 1e9, **{n: 0 for n in observations}}
+
+    def end_episode(self) -> float:  # type: ignore[override]
+        return 1e9
+
+
+class _Source(TeamSource):
+    """A sleep team whose agents misbehave in one of several ways (for episodes against `red`)."""
+
+    def __init__(self, mode: str = "ok", red: str = "SleepAgent", step: int = 2):
+        self.mode, self.red, self.step, self.label = mode, red, step, mode
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "test", "mode": self.mode}
+
+    def team_for_episode(self, env: Any, seed: int) -> Team:
+        base = make_team("sleep", env, seed)
+        if self.mode == "liar":
+            return _LyingTeam({n: _Liar(a.slot) for n, a in base.agents.items()}, base.scenario, "liar")
+        if env.engine.red_name == self.red:
+            name = env.possible_agents[-1]
+            base.agents[name] = _Faulty(base.agents[name], self.mode, self.step)
+        return base
+
+
+class _Faulty:
+    def __init__(self, inner: Any, mode: str, step: int):
+        self.inner, self.mode, self.step, self.t = inner, mode, step, 0
+
+    def set_initial_values(self, *args: Any) -> None:
+        pass
+
+    def end_episode(self) -> None:
+        pass
+
+    def get_action(self, observation: Any, action_space: Any = None) -> Any:
+        t, self.t = self.t, self.t + 1
+        if t == self.step:
+            if self.mode == "raise":
+                raise ZeroDivisionError("boom")
+            if self.mode == "invalid":
+                return 10**9
+            if self.mode == "slow":
+                time.sleep(0.6)
+            if self.mode == "hang":
+                while True:
+                    pass
+        return self.inner.get_action(observation, action_space)
+
+
+def test_a_lying_team_cannot_change_its_score(tmp_path: Path) -> None:
+    config = _config(reds=("KillChainAgent", "ExplorerAgent"), lengths=(12,), episodes=3)
+    liar, _ = evaluate(config, _Source("liar"), tmp_path / "liar", progress=False)
+    honest, _ = evaluate(config, HeuristicSource("sleep"), tmp_path / "sleep", progress=False)
+    assert [e.reward for e in liar.episodes] == [e.reward for e in honest.episodes]
+    assert liar.total.score == honest.total.score < 0
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("raise", r"agent 'blue_ops' raised ZeroDivisionError: boom at step 2 of episode 0 \(steps 6, adversary "
+              r"SleepAgent\)"),
+    ("invalid", r"invalid action at step 2 of episode 0 .*'blue_ops'.*outside its space"),
+    ("slow", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2 of episode 0"),
+    ("hang", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2"),
+])
+def test_failures_name_the_agent_and_step_and_keep_the_journal(tmp_path: Path, mode: str, message: str) -> None:
+    config = _config(lengths=(6,))
+    with pytest.raises(EvaluationFailure, match=message):
+        evaluate(config, _Source(mode), tmp_path, step_timeout=0.2, progress=False)
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # the configuration and the two KillChainAgent episodes before the failure
+    assert not (tmp_path / "summary.txt").exists()
+
+
+def test_step_timeout_in_a_worker_process(tmp_path: Path) -> None:
+    with pytest.raises(EvaluationFailure, match="exceeded the step timeout of 0.2 s at step 2"):
+        evaluate(_config(lengths=(6,)), _Source("hang"), tmp_path, step_timeout=0.2, progress=False,
+                 backend="processes", workers=2)
+    assert (tmp_path / "journal.jsonl").exists()
+
+
+# CAGE-2, classic single Blue agent: the published Sleep row ---------------------------------------
+
+PUBLISHED_SLEEP = {(30, "B_lineAgent"): -218.65, (30, "RedMeanderAgent"): -39.31,
+                   (50, "B_lineAgent"): -480.17, (50, "RedMeanderAgent"): -267.6,
+                   (100, "B_lineAgent"): -1134.03, (100, "RedMeanderAgent"): -972.43}
+
+
+@pytest.mark.slow
+def test_cage2_classic_sleep_matches_the_published_row(tmp_path: Path) -> None:
+    lengths = os.environ.get("CAGEKIT_SLOW_LENGTHS", "30,50,100")
+    episodes = os.environ.get("CAGEKIT_SLOW_EPISODES", "200")
+    assert _cli("sleep", str(tmp_path), "--scenario", "cage2", "--layout", "classic", "--lengths", lengths,
+                "--reds", "B_lineAgent,RedMeanderAgent", "--episodes", episodes, "--workers", str(os.cpu_count() or 1),
+                "--no-progress") == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for c in summary["combinations"]:
+        published = PUBLISHED_SLEEP[(c["steps"], c["adversary"])]
+        sem = c["stdev"] / math.sqrt(c["episodes"])
+        assert abs(c["mean"] - published) <= 4 * sem + 0.01 * abs(published), (c, published)

@@ -383,3 +383,20 @@ def test_act_timeout_kills_worker(sandbox, sleep_files):
         with pytest.raises(SubmissionError, match="timed out"):
             team.act(obs)
         assert not team.worker.alive
+
+
+def test_harness_scores_a_submission_like_the_team_it_packages(tmp_path):
+    """The evaluation harness runs a submission's agents out of process and scores it from its own env."""
+    import pandas as pd
+
+    from cagekit.evaluation import cli_main
+
+    example = Path(__file__).resolve().parents[1] / "submissions" / "react-paper-small.zip"
+    common = ["--episodes", "2", "--lengths", "10", "--no-progress", "--workers", "1"]
+    assert cli_main([str(example), str(tmp_path / "sub"), *common]) == 0
+    assert cli_main(["react", str(tmp_path / "heur"), *common]) == 0
+    sub = pd.read_csv(tmp_path / "sub" / "results.csv")
+    heur = pd.read_csv(tmp_path / "heur" / "results.csv")
+    assert len(sub) == 6
+    assert sub["reward"].tolist() == heur["reward"].tolist()
+    assert sub["bits_sent"].tolist() == heur["bits_sent"].tolist()

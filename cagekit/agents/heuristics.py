@@ -21,11 +21,14 @@ class SleepAgent(Agent):
 
 
 class RandomAgent(Agent):
-    """Uniform over the unmasked actions (message bit included), from its own seeded generator."""
+    """Uniform over the unmasked actions (message bit included).
+
+    With a seed it draws from its own generator; without one it draws from numpy's global generator,
+    so that whoever runs it (the evaluation harness, a submission worker) fixes it by seeding numpy."""
 
     def __init__(self, slot: AgentSlot, seed: int | None = None):
         self.slot = slot
-        self.rng = np.random.default_rng(seed)
+        self.rng: Any = np.random.default_rng(seed) if seed is not None else np.random
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
         _, mask = observation_parts(observation)

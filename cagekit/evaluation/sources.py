@@ -2,8 +2,8 @@
 
 A `TeamSource` is a small picklable description (it travels to worker processes and Ray tasks) that
 builds the `Team` inside the worker and prepares it for each episode. Heuristic teams and trained
-checkpoints are supported; a CAGE-style submission (a zip or folder with `submission.py`) will be a
-source that runs the submission in a separate process, behind the same interface.
+checkpoints run in the worker; a CAGE-style submission (a zip or folder with `submission.py`) runs in a
+separate process behind the same interface.
 """
 
 from __future__ import annotations
@@ -116,6 +116,51 @@ class CheckpointSource(TeamSource):
         return self._team
 
 
+@dataclass
+class SubmissionSource(TeamSource):
+    """A CAGE-style submission (zip or folder): its agents run in a separate process.
+
+    The submission's code is never imported here; the harness's environment (and so the score) stays
+    in this process and only actions cross the pipe. Hashes and archive safety are checked on opening.
+    """
+
+    path: str
+
+    def __post_init__(self) -> None:
+        from cagekit.submissions.loader import open_submission
+
+        self.path = str(Path(self.path).resolve())
+        self.label = Path(self.path).stem or "submission"
+        self._digest = _digest(Path(self.path))
+        with open_submission(self.path) as probe:  # fail early, with the validator's message
+            self._settings = probe.env_settings()
+        self._team: Any = None
+        self._env_id: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_team"], state["_env_id"] = None, None
+        return state
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "submission", "path": self.path, "sha256": self._digest}
+
+    def env_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self._settings.items() if v is not None}
+
+    def team_for_episode(self, env: Any, seed: int) -> Any:
+        from cagekit.submissions.loader import open_submission
+
+        if self._team is None or self._env_id != id(env):
+            if self._team is not None:
+                self._team.close()
+            self._team = open_submission(self.path)
+            self._env_id = id(env)
+        self._team.seed(seed)
+        self._team.end_episode()
+        return self._team
+
+
 def resolve_source(path: str | None, team: str = "react") -> TeamSource:
     """The team named by the command line: a checkpoint directory, a heuristic name, or `--team`."""
     if path is None:
@@ -124,9 +169,7 @@ def resolve_source(path: str | None, team: str = "react") -> TeamSource:
     if p.is_dir() and (p / "meta.json").is_file():
         return CheckpointSource(str(p))
     if (p.is_dir() and (p / "submission.py").is_file()) or (p.is_file() and p.suffix == ".zip"):
-        raise ValueError(f"{path} looks like a CAGE-style submission (submission.py / zip); evaluating "
-                         f"submissions is not supported yet: expected a checkpoint directory holding "
-                         f"meta.json, or a heuristic team name ({', '.join(HEURISTICS)})")
+        return SubmissionSource(str(p))
     if not p.exists() and path in HEURISTICS:
         return HeuristicSource(path)
     raise ValueError(f"cannot evaluate {path!r}: expected a checkpoint directory holding meta.json and its "

@@ -228,6 +228,9 @@ class _RemoteAgent:
         spaces = None if action_space is None else {self.name: action_space}
         return self.team.act({self.name: observation}, spaces)[self.name]
 
+    def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
+        """Nothing to send: the worker's agents were initialised when the submission was imported."""
+
     def end_episode(self) -> None:  # the team's end_episode covers every agent
         pass
 

@@ -9,12 +9,16 @@ from cagekit.wrappers.parallel import CageParallelEnv
 
 def make_env(scenario: str = "paper-small", *, red: str | None = None, green: str | None = None,
              episode_length: int = 30, message_cost: float | None = None, sau: bool = True,
-             channel: bool = True, seed: int | None = None, layout: str | None = None, lean: bool = True,
+             channel: bool | None = None, seed: int | None = None, layout: str | None = None, lean: bool = True,
              detection: float | None = None, green_rate: float | None = None) -> CageParallelEnv:
-    """A PettingZoo `ParallelEnv` for `scenario` (see `cagekit scenarios` for the names)."""
+    """A PettingZoo `ParallelEnv` for `scenario` (see `cagekit scenarios` for the names).
+
+    `channel` defaults to on for teams and off for a single agent (who would it talk to?)."""
     spec = get_scenario(scenario)
     engine = CyborgEngine(spec, layout=layout, red=red, green=green, seed=seed, lean=lean, detection=detection,
                           green_rate=green_rate)
+    if channel is None:
+        channel = len(engine.agents) > 1
     return CageParallelEnv(engine, episode_length=episode_length, message_cost=message_cost, sau=sau,
                            channel=channel, seed=seed)
 

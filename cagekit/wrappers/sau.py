@@ -7,19 +7,33 @@ when a teammate's bit arrived (someone saw something, so look).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cagekit.engine.catalog import BlueActionCatalog
 
 #: host codes (activity << 2 | compromise) that show nothing beyond a bare scan: None/No and Scan/No
 QUIET_CODES = (0b0000, 0b1000)
+_QUIET = np.zeros(16, dtype=bool)
+_QUIET[list(QUIET_CODES)] = True
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(catalog: BlueActionCatalog) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the host-conditional actions and the host each one targets (computed once)."""
+    host_index = {h: i for i, h in enumerate(catalog.agent.hosts)}
+    analyse = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries) if k == "Analyse"]
+    others = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries) if k in ("Remove", "Restore")]
+    a = np.array(analyse, dtype=np.int64).reshape(-1, 2)
+    o = np.array(others, dtype=np.int64).reshape(-1, 2)
+    return a[:, 0], a[:, 1], o[:, 0], o[:, 1]
 
 
 def sau_mask(catalog: BlueActionCatalog, host_codes: np.ndarray, message_arrived: bool) -> np.ndarray:
-    hosts = catalog.agent.hosts
-    alarming = {h: int(c) not in QUIET_CODES for h, c in zip(hosts, host_codes, strict=True)}
+    analyse_idx, analyse_host, other_idx, other_host = _layout(catalog)
+    quiet = _QUIET[np.asarray(host_codes, dtype=np.int64)]
     mask = np.ones(len(catalog), dtype=np.int8)
-    for i, (kind, target) in enumerate(catalog.entries):
-        if kind in ("Analyse", "Remove", "Restore") and not alarming[target]:
-            mask[i] = 1 if (kind == "Analyse" and message_arrived) else 0
+    mask[other_idx] = ~quiet[other_host]
+    mask[analyse_idx] = (~quiet[analyse_host]) | message_arrived
     return mask

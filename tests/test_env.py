@@ -1,0 +1,282 @@
+"""`CageParallelEnv` on the real engine: PettingZoo API, determinism, SAU masks, the costed channel, bad input."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from pettingzoo.test import parallel_api_test
+
+from cagekit.agents import make_team
+from cagekit.engine import BlueActionCatalog
+from cagekit.scenarios import get_scenario
+from cagekit.wrappers import make_env
+from cagekit.wrappers.parallel import encode_action
+from cagekit.wrappers.sau import sau_mask
+
+LAYOUTS = [("paper-small", None), ("paper-large", None), ("cage2", "team"), ("cage2", "classic")]
+
+
+@pytest.mark.parametrize("channel", [True, False])
+@pytest.mark.parametrize(("scenario", "layout"), LAYOUTS)
+def test_parallel_api(scenario, layout, channel):
+    env = make_env(scenario, layout=layout, channel=channel, seed=0)
+    parallel_api_test(env, num_cycles=100)
+
+
+@pytest.mark.parametrize(("scenario", "layout"), LAYOUTS)
+def test_spaces_match_observations(scenario, layout):
+    env = make_env(scenario, layout=layout, seed=0)
+    obs, infos = env.reset(seed=0)
+    assert set(obs) == set(env.possible_agents) == set(infos)
+    for a in env.possible_agents:
+        assert env.observation_space(a).contains(obs[a])
+        assert obs[a]["action_mask"].shape == (env.action_space(a).n,)
+
+
+# --- determinism and RNG isolation -----------------------------------------------------------------
+
+def _trajectory(env, team, steps: int, between=None, seed: int | None = None) -> list:
+    """(observations, rewards, infos) per step for `steps` steps over consecutive episodes."""
+    out = []
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        if not env.agents:
+            team.end_episode()
+            obs, _ = env.reset()
+        obs, rewards, _, _, infos = env.step(team.act(obs))
+        out.append(({a: o["observation"].tolist() + o["action_mask"].tolist() for a, o in obs.items()},
+                    rewards, infos))
+        if between is not None:
+            between()
+    return out
+
+
+@pytest.mark.parametrize(("scenario", "layout", "red"),
+                         [("paper-small", None, "ExplorerAgent"), ("cage2", "classic", "RedMeanderAgent")])
+def test_same_seed_same_trajectory(scenario, layout, red):
+    def run(between=None) -> list:
+        env = make_env(scenario, layout=layout, red=red, seed=42, episode_length=20)
+        return _trajectory(env, make_team("random", env, seed=7), 50, between)
+
+    first = run()
+    assert first == run()
+
+    other = make_env(scenario, layout=layout, red=red, seed=999, episode_length=20)
+    other_team = make_team("random", other, seed=3)
+    state = {"obs": other.reset(seed=999)[0]}
+
+    def step_other() -> None:
+        if not other.agents:
+            state["obs"] = other.reset()[0]
+        state["obs"] = other.step(other_team.act(state["obs"]))[0]
+
+    assert first == run(step_other)  # a third environment stepped in between changes nothing
+
+
+def test_seeds_differ():
+    def run(seed: int) -> list:
+        env = make_env("paper-large", red="ExplorerAgent", seed=seed, episode_length=30)
+        return _trajectory(env, make_team("sleep", env), 30, seed=seed)
+
+    assert run(1) != run(2)
+
+
+def test_env_steps_leave_global_random_alone():
+    random.seed(2024)
+    before = random.getstate()
+    env = make_env("paper-small", seed=1)
+    team = make_team("random", env, seed=1)
+    obs, _ = env.reset()
+    while env.agents:
+        obs, *_ = env.step(team.act(obs))
+    env.reset(seed=5)
+    assert random.getstate() == before
+
+
+# --- SAU masks --------------------------------------------------------------------------------------
+
+QUIET, SCAN, EXPLOIT_USER, PRIVILEGED = 0b0000, 0b1000, 0b1101, 0b0011
+
+
+@pytest.fixture
+def catalog() -> BlueActionCatalog:
+    spec = get_scenario("paper-small")
+    return BlueActionCatalog(spec, spec.layout()[0])  # blue_user: User1, User2, Block Operational
+
+
+def _unmasked(catalog, mask) -> set[tuple[str, str | None]]:
+    return {catalog.entries[i] for i in np.flatnonzero(mask)}
+
+
+def test_sau_quiet_hosts_leave_sleep_and_block(catalog):
+    for codes in ([QUIET, QUIET], [SCAN, QUIET], [SCAN, SCAN]):
+        mask = sau_mask(catalog, np.array(codes), False)
+        assert _unmasked(catalog, mask) == {("Sleep", None), ("Block", "Operational")}
+
+
+@pytest.mark.parametrize("code", [EXPLOIT_USER, PRIVILEGED])
+def test_sau_alarming_host_unmasks_its_actions(catalog, code):
+    mask = sau_mask(catalog, np.array([code, QUIET]), False)
+    assert _unmasked(catalog, mask) == {("Sleep", None), ("Block", "Operational"), ("Analyse", "User1"),
+                                        ("Remove", "User1"), ("Restore", "User1")}
+
+
+def test_sau_message_unmasks_analyse_only(catalog):
+    mask = sau_mask(catalog, np.array([QUIET, QUIET]), True)
+    assert _unmasked(catalog, mask) == {("Sleep", None), ("Block", "Operational"), ("Analyse", "User1"),
+                                        ("Analyse", "User2")}
+
+
+def test_sau_off_gives_all_ones():
+    env = make_env("paper-small", sau=False, seed=0)
+    obs, _ = env.reset()
+    for _ in range(10):
+        for a in env.possible_agents:
+            assert obs[a]["action_mask"].all()
+        obs, *_ = env.step({a: 0 for a in env.agents})
+
+
+def test_sau_on_masks_restore_at_start():
+    env = make_env("paper-small", seed=0)
+    obs, _ = env.reset()
+    for a in env.possible_agents:
+        mask = obs[a]["action_mask"]
+        assert mask[encode_action(0, 0)] and mask[encode_action(0, 1)]
+        assert not mask.all()
+
+
+# --- the costed channel -----------------------------------------------------------------------------
+
+def test_channel_cost_and_delivery():
+    cost = 0.25
+    env = make_env("paper-large", message_cost=cost, seed=3)
+    agents = env.possible_agents  # blue_user, blue_enterprise, blue_ops
+    env.reset()
+    sender = agents[0]
+    obs, rewards, _, _, infos = env.step({a: encode_action(0, 1 if a == sender else 0) for a in agents})
+    assert infos[sender]["bits_sent"] == 1
+    assert infos[sender]["channel_cost"] == pytest.approx(cost)
+    for a in agents[1:]:
+        assert infos[a]["bits_sent"] == 0 and infos[a]["channel_cost"] == 0
+    for a in agents:
+        assert rewards[a] == pytest.approx(infos[a]["env_reward"] - cost)
+    # received bits are the last entries, teammates in team order (the agent itself left out)
+    assert obs[sender]["observation"][-2:].tolist() == [0, 0]
+    assert obs[agents[1]]["observation"][-2:].tolist() == [1, 0]
+    assert obs[agents[2]]["observation"][-2:].tolist() == [1, 0]
+
+    # two senders: the reward pays for both bits; the bits last one step only
+    obs, rewards, _, _, infos = env.step({a: encode_action(0, 1 if a != sender else 0) for a in agents})
+    total_bits = sum(infos[a]["bits_sent"] for a in agents)
+    assert total_bits == 2
+    for a in agents:
+        assert rewards[a] == pytest.approx(infos[a]["env_reward"] - cost * total_bits)
+    assert obs[sender]["observation"][-2:].tolist() == [1, 1]
+    assert obs[agents[1]]["observation"][-2:].tolist() == [0, 1]
+    obs, *_ = env.step({a: encode_action(0, 0) for a in agents})
+    for a in agents:
+        assert obs[a]["observation"][-2:].tolist() == [0, 0]
+
+
+def test_channel_pair_actions():
+    env = make_env("paper-small", message_cost=0.5, seed=3)
+    env.reset()
+    _, rewards, _, _, infos = env.step({"blue_user": (0, 1), "blue_ops": np.int64(0)})
+    assert infos["blue_user"]["bits_sent"] == 1 and infos["blue_ops"]["bits_sent"] == 0
+    assert rewards["blue_ops"] == pytest.approx(infos["blue_ops"]["env_reward"] - 0.5)
+
+
+@pytest.mark.parametrize(("scenario", "layout"), LAYOUTS)
+def test_channel_off_removes_the_bit(scenario, layout):
+    on = make_env(scenario, layout=layout, channel=True, seed=0)
+    off = make_env(scenario, layout=layout, channel=False, seed=0)
+    obs_on, _ = on.reset()
+    obs_off, _ = off.reset()
+    n = len(on.possible_agents)
+    for a in on.possible_agents:
+        assert on.action_space(a).n == 2 * off.action_space(a).n
+        assert obs_off[a]["observation"].shape[0] == obs_on[a]["observation"].shape[0] - (n - 1)
+        assert obs_off[a]["action_mask"].shape == (off.action_space(a).n,)
+    _, rewards, _, _, infos = off.step({a: 0 for a in off.agents})
+    for a in off.possible_agents:
+        assert infos[a]["bits_sent"] == 0 and rewards[a] == infos[a]["env_reward"]
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+def test_unknown_names_list_valid_ones():
+    with pytest.raises(ValueError, match="paper-small.*paper-large.*cage2"):
+        make_env("no-such-scenario")
+    with pytest.raises(ValueError, match="KillChainAgent"):
+        make_env("paper-small", red="B_lineAgent")
+    with pytest.raises(ValueError, match="B_lineAgent"):
+        make_env("cage2", red="KillChainAgent")
+    with pytest.raises(ValueError, match="alerts"):
+        make_env("paper-small", green="nobody")
+    with pytest.raises(ValueError, match="team"):
+        make_env("paper-small", layout="classic")
+
+
+@pytest.mark.parametrize("channel", [True, False])
+@pytest.mark.parametrize("bad", [-1, 16, 10_000, 1.5, "3", (0, 2)])
+def test_action_outside_space(channel, bad):
+    env = make_env("paper-small", channel=channel, seed=0)
+    env.reset()
+    size = env.action_space("blue_ops").n
+    with pytest.raises(ValueError, match=rf"blue_ops.*0\.\.{size - 1}"):
+        env.step({"blue_user": 0, "blue_ops": bad if bad != 16 else size})
+    env.step({"blue_user": 0, "blue_ops": 0})  # the env is still usable
+
+
+def test_missing_action_and_finished_episode():
+    env = make_env("paper-small", episode_length=2, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match="blue_ops"):
+        env.step({"blue_user": 0})
+    env.step({"blue_user": 0, "blue_ops": 0})
+    env.step({"blue_user": 0, "blue_ops": 0})
+    assert env.agents == []
+    with pytest.raises(RuntimeError):
+        env.step({"blue_user": 0, "blue_ops": 0})
+
+
+def test_masked_action_runs_as_sleep():
+    env = make_env("paper-small", seed=0)
+    obs, _ = env.reset()
+    entries = env.engine.catalogs["blue_ops"].entries
+    restore = encode_action(entries.index(("Restore", "Op_Server0")), 0)
+    assert not obs["blue_ops"]["action_mask"][restore]
+    for t in range(1, 4):
+        _, rewards, _, _, infos = env.step({"blue_user": 0, "blue_ops": restore})
+        assert infos["blue_ops"]["action"] == "Sleep"
+        assert infos["blue_ops"]["invalid_action"] is True
+        assert infos["blue_ops"]["invalid_actions"] == t
+        assert infos["blue_ops"]["action_cost"] == 0
+        assert infos["blue_user"]["invalid_actions"] == 0
+    env.reset()
+    _, _, _, _, infos = env.step({"blue_user": 0, "blue_ops": 0})
+    assert infos["blue_ops"]["invalid_actions"] == 0
+
+
+def test_random_masked_actions_never_crash():
+    """Every action of the space, masked or not, over whole episodes, on each scenario."""
+    for scenario, layout in LAYOUTS:
+        env = make_env(scenario, layout=layout, seed=1, episode_length=15)
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            env.reset()
+            while env.agents:
+                _, rewards, _, _, infos = env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
+                for a, info in infos.items():
+                    assert np.isfinite(rewards[a])
+                    if info["invalid_action"]:
+                        assert info["action"] == "Sleep"
+
+
+def test_state_vector():
+    env = make_env("paper-small", seed=0)
+    env.reset()
+    state = env.state()
+    assert env.state_space.contains(state)

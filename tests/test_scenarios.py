@@ -1,0 +1,97 @@
+"""Every registered scenario builds a fresh, self-contained CybORG scenario dict."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import pytest
+
+from cagekit.scenarios import build_scenario_dict, get_scenario, scenario_names
+
+CASES = [(name, layout) for name in scenario_names() for layout in get_scenario(name).blue_layouts]
+
+
+def test_registry():
+    assert set(scenario_names()) >= {"paper-small", "paper-large", "cage2"}
+    for name in scenario_names():
+        assert get_scenario(name).name == name
+    with pytest.raises(ValueError, match="valid scenarios: " + ", ".join(scenario_names())):
+        get_scenario("nope")
+
+
+@pytest.mark.parametrize(("name", "layout"), CASES)
+def test_hosts_carry_merged_images(name, layout):
+    spec = get_scenario(name)
+    built = build_scenario_dict(spec, layout)
+    assert list(built["Hosts"]) == list(spec.host_names)
+    for host, content in built["Hosts"].items():
+        assert "image" not in content, host
+        assert "System info" in content, host
+        assert content["System info"]["OSType"] in ("LINUX", "WINDOWS"), host
+        assert content["ConfidentialityValue"] == spec.host(host).confidentiality
+        assert content["AvailabilityValue"] == spec.host(host).availability
+    subnet_hosts = sorted(h for s in built["Subnets"].values() for h in s["Hosts"])
+    assert subnet_hosts == sorted(spec.host_names)
+
+
+def _containers(obj: Any, out: list) -> list:
+    if isinstance(obj, dict):
+        out.append(obj)
+        for v in obj.values():
+            _containers(v, out)
+    elif isinstance(obj, (list, set)):
+        out.append(obj)
+        for v in obj:
+            _containers(v, out)
+    return out
+
+
+@pytest.mark.parametrize(("name", "layout"), CASES)
+def test_builds_are_equal_and_independent(name, layout):
+    spec = get_scenario(name)
+    a = build_scenario_dict(spec, layout)
+    b = build_scenario_dict(spec, layout)
+    assert a == b
+    # no mutable container is shared between two builds, or between two places of one build
+    ids_a = [id(c) for c in _containers(a, [])]
+    ids_b = [id(c) for c in _containers(b, [])]
+    assert not set(ids_a) & set(ids_b)
+    assert len(set(ids_a)) == len(ids_a)
+    # mutating everything in one leaves the other (and later builds) as they were
+    snapshot = copy.deepcopy(b)
+    for c in _containers(a, []):
+        if isinstance(c, dict):
+            c["mutated"] = True
+        elif isinstance(c, list):
+            c.append("mutated")
+    a["Hosts"][spec.host_names[0]]["System info"]["Hostname"] = "changed"
+    assert b == snapshot
+    assert build_scenario_dict(spec, layout) == snapshot
+
+
+@pytest.mark.parametrize(("name", "layout"), CASES)
+def test_blue_agents_partition_defended_hosts(name, layout):
+    spec = get_scenario(name)
+    agents = spec.layout(layout)
+    built = build_scenario_dict(spec, layout)
+    for x, y in itertools.combinations(agents, 2):
+        assert not set(x.hosts) & set(y.hosts), (x.name, y.name)
+    union = {h for a in agents for h in a.hosts}
+    assert sum(len(a.hosts) for a in agents) == len(union)
+    assert union <= set(spec.host_names)
+    # every host is defended but, in the paper networks, red's foothold and the monitoring server
+    assert set(spec.host_names) - union <= {spec.red_foothold, spec.defender}
+    if name == "cage2":
+        assert union == set(spec.host_names)
+    else:
+        assert spec.red_foothold not in union
+    # the dict's blue agents are the layout's, each monitoring its own hosts, then Red and Green
+    assert list(built["Agents"]) == [a.name for a in agents] + ["Red", "Green"]
+    for a in agents:
+        entry = built["Agents"][a.name]
+        clients = {s["hostname"] for s in entry["starting_sessions"] if s["type"] == "VelociraptorClient"}
+        assert set(a.hosts) <= clients <= set(a.hosts) | {spec.defender}
+        for subnet in a.block_subnets:
+            assert subnet in built["Subnets"]

@@ -22,10 +22,11 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Score a blue team by the CAGE-2 protocol: for each episode length and red agent, N episodes "
-                    "on a fresh environment; per combination mean, standard deviation and 95%% CI; the total "
+                    "on a fresh environment; per combination mean, standard deviation and 95% CI; the total "
                     "score is the sum of the means. Rerun the same command to resume an interrupted run.")
     p.add_argument("source", nargs="?", metavar="SUBMISSION_OR_CHECKPOINT",
-                   help="a checkpoint directory (meta.json + weights) or a heuristic team name; default: --team")
+                   help="a submission (zip or folder with submission.py), a checkpoint directory "
+                        "(meta.json + weights) or a heuristic team name; default: --team")
     p.add_argument("out_dir", nargs="?", metavar="OUT_DIR",
                    help="output folder (default: results/<team>-<scenario>)")
     p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")

@@ -16,6 +16,9 @@ LEARNED: dict[str, str] = {
     "dial": "cagekit.agents.dial",
     "nocomm": "cagekit.agents.dial",
     "qmix": "cagekit.agents.qmix",
+    "ppo": "cagekit.agents.sb3",
+    "maskable-ppo": "cagekit.agents.sb3",
+    "dqn": "cagekit.agents.sb3",
 }
 
 

@@ -1,0 +1,154 @@
+"""Checkpoints of learned teams: a directory with `model.pt`, `meta.json` and (for resuming) `trainer.pt`.
+
+- `model.pt`: the network's `state_dict`, loadable with `torch.load(..., weights_only=True)`.
+- `meta.json`: algorithm, scenario, environment settings (channel, sau, message_cost, ...), the agent
+  slots (`AgentSlot.to_json`), observation/action sizes, network dimensions, hyperparameters and the
+  cagekit version.
+- `trainer.pt`: everything needed to continue training exactly (optimizer state, target network,
+  counters, RNG states); plain tensors/lists/dicts only, so it also loads with `weights_only=True`.
+
+Every loader turns torch/json/OS errors into a `ValueError` that names the offending file, and
+`check_scenario` refuses a checkpoint made for another scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import cagekit
+
+MODEL_FILE = "model.pt"
+META_FILE = "meta.json"
+TRAINER_FILE = "trainer.pt"
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any],
+                    trainer_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory; `meta` gets `cagekit_version` added if missing. Returns the directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta)
+    meta.setdefault("cagekit_version", cagekit.__version__)
+    for key in ("algo", "scenario"):
+        if key not in meta:
+            raise ValueError(f"checkpoint meta needs {key!r}")
+    _atomic_torch_save(model_state, out / MODEL_FILE)
+    if trainer_state is not None:
+        _atomic_torch_save(trainer_state, out / TRAINER_FILE)
+    tmp = out / (META_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp, out / META_FILE)
+    return out
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.ndarray,)):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _dir(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_dir() or not path.suffix else path.parent
+
+
+def load_meta(path: str | Path) -> dict[str, Any]:
+    """The `meta.json` of a checkpoint directory (ValueError naming the file if missing or corrupt)."""
+    file = _dir(path) / META_FILE
+    if not file.exists():
+        raise ValueError(f"no checkpoint metadata at {file}")
+    try:
+        meta = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"corrupt checkpoint metadata {file}: {exc}") from exc
+    if not isinstance(meta, dict) or "algo" not in meta or "scenario" not in meta:
+        raise ValueError(f"corrupt checkpoint metadata {file}: expected an object with 'algo' and 'scenario'")
+    return meta
+
+
+def _torch_load(file: Path) -> Any:
+    if not file.exists():
+        raise ValueError(f"checkpoint file missing: {file}")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds (RuntimeError, EOFError, UnpicklingError)
+        raise ValueError(f"corrupt or unreadable checkpoint file {file}: {type(exc).__name__}: {exc}") from exc
+
+
+def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
+    state = _torch_load(_dir(path) / MODEL_FILE)
+    if not isinstance(state, dict):
+        raise ValueError(f"corrupt checkpoint file {_dir(path) / MODEL_FILE}: expected a state_dict")
+    return state
+
+
+def load_trainer_state(path: str | Path) -> dict[str, Any]:
+    state = _torch_load(_dir(path) / TRAINER_FILE)
+    if not isinstance(state, dict):
+        raise ValueError(f"corrupt checkpoint file {_dir(path) / TRAINER_FILE}: expected a dict")
+    return state
+
+
+def has_trainer_state(path: str | Path) -> bool:
+    return (_dir(path) / TRAINER_FILE).exists()
+
+
+def check_scenario(meta: dict[str, Any], scenario: str, path: str | Path | None = None) -> None:
+    """ValueError naming both scenarios when a checkpoint is loaded for another scenario."""
+    if meta.get("scenario") != scenario:
+        where = f" at {path}" if path is not None else ""
+        raise ValueError(f"checkpoint{where} was trained on scenario {meta.get('scenario')!r}, "
+                         f"cannot load it for scenario {scenario!r}")
+
+
+def check_algo(meta: dict[str, Any], algo: str, path: str | Path | None = None) -> None:
+    if meta.get("algo") != algo:
+        where = f" at {path}" if path is not None else ""
+        raise ValueError(f"checkpoint{where} holds algorithm {meta.get('algo')!r}, not {algo!r}")
+
+
+# RNG states, in a form `torch.load(weights_only=True)` accepts ------------------------------------
+def rng_state() -> dict[str, Any]:
+    """torch, numpy (legacy global) and python `random` states as tensors, ints and lists."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
+                   "gauss_next": None if py_gauss is None else float(py_gauss)},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]),
+                         float(n["cached_gaussian"])))
+    p = state["python"]
+    random.setstate((int(p["version"]), tuple(int(x) for x in p["internal"].tolist()), p["gauss_next"]))
+
+
+__all__ = ["META_FILE", "MODEL_FILE", "TRAINER_FILE", "check_algo", "check_scenario", "has_trainer_state",
+           "load_meta", "load_model_state", "load_trainer_state", "rng_state", "save_checkpoint",
+           "set_rng_state"]

@@ -1,0 +1,697 @@
+"""DIAL (Differentiable Inter-Agent Learning) with a costed 1-bit channel, with and without SAU, and no-comms.
+
+The C-Net (one network shared by all blue agents, as in the notes):
+
+    z = E_id[agent] + sum_h E_host[h * 16 + code_h] + Linear(block bits) + E_prev[previous defence + 1]
+        + MLP_msg(received messages)               # MLP_msg = Norm, Linear, ReLU (absent without a channel)
+    h = GRU(z, h)                                  # 2 layers, 128 wide
+    out = Linear(Norm(ReLU(...)))                  # Linear, Norm, ReLU, Linear -> D Q-values (+1 message logit)
+
+Agents have different numbers of hosts, block subnets and defence actions: host positions are padded
+(padding index with a zero embedding), block bits are zero-padded and the Q-values of padded actions
+are masked out. `DialConfig.norm` picks the normalisation: "batch" (the notes' BatchNorm; in
+training the statistics come from the B x A rows of one time step, at execution the running
+statistics are used, so batch-1 decentralised execution works), "layer" (LayerNorm on the hidden
+layer; the 1..2-wide message input is then left unnormalised since LayerNorm over it would be
+constant) or "none".
+
+DRU (discretise/regularise unit): in training the message is `sigmoid(logit + N(0, sigma^2))`
+(sigma = 2), at execution it is the hard bit `logit > 0`. With `gate_messages` (the authors' code:
+"an agent may only send when its own observation shows something") the message is multiplied by
+1 when any own host row shows more than a bare scan, else 0.
+
+Training (`DialLearner.update`): B environments (`make_env` with seeds derived from (seed, update
+index)) step in lockstep for a whole episode, without gradients, with the online network; an agent's
+soft message at t feeds its teammates' message input at t+1, and the environment receives the hard
+bit `soft > 0.5` (for its channel cost and SAU masks). The DRU noise of every step is recorded. The
+learner then replays the episode batch with gradients: the same inputs and noise reproduce the same
+soft messages, now differentiable, so a receiver's TD error backpropagates into the sender's message
+logit across agents and time. Loss, averaged over episodes b, steps t and agents a:
+
+    L = mean_{b,t,a} (y_{b,t,a} - Q_{b,t,a}(u_{b,t,a}))^2  +  cost_weight * mean_{b,t,a} s * message_cost * m_{b,t,a}
+
+    y_{b,t,a} = s * r_{b,t} + gamma * max_{u' unmasked at t+1} Q^-_{b,t+1,a}(u')    (t < T-1)
+    y_{b,T-1,a} = s * r_{b,T-1}                                                  (episodes end at T)
+
+where s = reward_scale (1 by default), r is the team reward the environment gives (env reward minus
+the hard channel cost of the bits actually sent), m the soft (DRU) message the agent sent at t, and
+Q^- the target network unrolled on the same batch with its own soft messages and the same noise.
+The second term is the differentiable form of the channel cost (the hard cost in r carries no
+gradient to the message), so a positive message_cost pushes message logits down unless a teammate's
+TD error pulls them up.
+
+Action selection in training: epsilon-greedy over the UNMASKED defence actions only; the message bit
+is always the DRU's (never epsilon-random). Variants: `dial-sau` (sau=True), `dial` (sau=False),
+`nocomm` (channel=False: no message input, no message output).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import cagekit
+from cagekit.agents import checkpoint as ckpt
+from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.wrappers.sau import QUIET_CODES
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "dial-sau": {"channel": True, "sau": True},
+    "dial": {"channel": True, "sau": False},
+    "nocomm": {"channel": False, "sau": True},
+}
+
+
+# configuration ---------------------------------------------------------------------------------
+@dataclass
+class DialConfig:
+    """DIAL hyperparameters; defaults follow the notes (paper + authors' code, original DIAL where open)."""
+
+    hidden: int = 128                 # embedding / GRU width
+    gru_layers: int = 2
+    norm: str = "batch"               # "batch" (notes), "layer" or "none"
+    sigma: float = 2.0                # DRU noise std in training
+    gate_messages: bool = True        # send only when own rows show something (authors' code)
+    gamma: float = 0.9
+    lr: float = 5e-4
+    momentum: float = 0.05            # RMSprop momentum (authors' code; original DIAL 0.95)
+    rms_alpha: float = 0.99
+    grad_clip: float = 10.0           # max gradient norm (0 = off)
+    batch_episodes: int = 128         # episodes (parallel environments) per update
+    target_update: int = 100          # copy the target network every N updates
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_anneal_steps: int = 2_000_000  # env steps from eps_start to eps_end
+    cost_weight: float = 1.0          # weight of the differentiable channel-cost term
+    reward_scale: float = 1.0         # rewards (and the channel-cost term) are multiplied by this in the loss
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("batch", "layer", "none"):
+            raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {self.norm!r}")
+        if self.batch_episodes < 1:
+            raise ValueError(f"batch_episodes must be >= 1, got {self.batch_episodes}")
+        if self.norm == "batch" and self.batch_episodes < 2:
+            raise ValueError("norm='batch' needs batch_episodes >= 2 (BatchNorm statistics); use norm='layer'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DialConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DIAL config keys {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> DialConfig:
+        """From a JSON or YAML file holding a mapping of field -> value."""
+        path = Path(path)
+        text = path.read_text()
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - json / yaml errors
+            raise ValueError(f"cannot parse config file {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path} must hold a mapping")
+        return cls.from_dict(data)
+
+    @classmethod
+    def coerce(cls, config: DialConfig | dict[str, Any] | str | Path | None) -> DialConfig:
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, dict):
+            return cls.from_dict(config)
+        return cls.from_file(config)
+
+
+# team layout: padding and observation encoding -------------------------------------------------
+@dataclass(frozen=True)
+class TeamLayout:
+    """Dimensions of one team (scenario + channel) and its observation encoding, padded to the maxima."""
+
+    slots: tuple[AgentSlot, ...]
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.slots)
+
+    @property
+    def channel(self) -> bool:
+        return self.slots[0].channel
+
+    @property
+    def max_hosts(self) -> int:
+        return max(len(s.hosts) for s in self.slots)
+
+    @property
+    def max_blocks(self) -> int:
+        return max(len(s.block_subnets) for s in self.slots)
+
+    @property
+    def max_defence(self) -> int:
+        return max(s.n_defence for s in self.slots)
+
+    @property
+    def n_received(self) -> int:
+        return self.n_agents - 1 if self.channel else 0
+
+    def dims(self) -> dict[str, Any]:
+        return {"n_agents": self.n_agents, "max_hosts": self.max_hosts, "max_blocks": self.max_blocks,
+                "max_defence": self.max_defence, "n_received": self.n_received, "channel": self.channel}
+
+    def encode_agent(self, a: int, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(host indices (N, H), block bits (N, K), received bits (N, R), alarmed (N,)) of agent a's vectors."""
+        slot = self.slots[a]
+        vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, slot.obs_size)
+        n, h, k = len(vectors), len(slot.hosts), len(slot.block_subnets)
+        codes = vectors[:, : 4 * h].reshape(n, h, 4) @ np.array([8, 4, 2, 1])
+        idx = np.full((n, self.max_hosts), self.max_hosts * 16, dtype=np.int64)
+        idx[:, :h] = np.arange(h) * 16 + codes
+        blocks = np.zeros((n, self.max_blocks), dtype=np.float32)
+        blocks[:, :k] = vectors[:, 4 * h: 4 * h + k]
+        received = vectors[:, 4 * h + k:].astype(np.float32)
+        alarmed = (~np.isin(codes, QUIET_CODES)).any(axis=1).astype(np.float32)
+        return idx, blocks, received, alarmed
+
+    def defence_mask(self, a: int, masks: np.ndarray) -> np.ndarray:
+        """Padded (N, D) defence mask from the environment's action masks (N, n_actions) of agent a."""
+        masks = np.asarray(masks).reshape(-1, self.slots[a].n_actions)
+        if self.channel:
+            masks = masks[:, ::2]
+        out = np.zeros((len(masks), self.max_defence), dtype=bool)
+        out[:, : masks.shape[1]] = masks.astype(bool)
+        return out
+
+
+def _norm(kind: str, width: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    return nn.Identity()
+
+
+class CNet(nn.Module):
+    """The DIAL C-Net shared by all agents of a team (see the module docstring)."""
+
+    def __init__(self, dims: dict[str, Any], config: DialConfig):
+        super().__init__()
+        self.dims = dict(dims)
+        hid = config.hidden
+        self.n_agents, self.max_hosts = int(dims["n_agents"]), int(dims["max_hosts"])
+        self.max_blocks, self.max_defence = int(dims["max_blocks"]), int(dims["max_defence"])
+        self.n_received, self.comm = int(dims["n_received"]), bool(dims["channel"])
+        self.hidden, self.layers = hid, config.gru_layers
+        self.agent_embed = nn.Embedding(self.n_agents, hid)
+        self.host_embed = nn.Embedding(self.max_hosts * 16 + 1, hid, padding_idx=self.max_hosts * 16)
+        self.block_embed = nn.Linear(self.max_blocks, hid) if self.max_blocks else None
+        self.prev_embed = nn.Embedding(self.max_defence + 1, hid)  # 0 = no previous action
+        if self.comm:
+            msg_norm = _norm(config.norm, self.n_received) if config.norm == "batch" else nn.Identity()
+            self.msg_mlp = nn.Sequential(msg_norm, nn.Linear(self.n_received, hid), nn.ReLU())
+        else:
+            self.msg_mlp = None
+        self.cells = nn.ModuleList(nn.GRUCell(hid, hid) for _ in range(config.gru_layers))
+        self.head = nn.Sequential(nn.Linear(hid, hid), _norm(config.norm, hid), nn.ReLU(),
+                                  nn.Linear(hid, self.max_defence + (1 if self.comm else 0)))
+
+    def init_hidden(self, n: int) -> torch.Tensor:
+        return torch.zeros(self.layers, n, self.hidden)
+
+    def embed(self, agent_ids: torch.Tensor, hosts: torch.Tensor, blocks: torch.Tensor,
+              prev: torch.Tensor) -> torch.Tensor:
+        """The input embeddings that do not depend on messages, for any leading shape (..., hid)."""
+        z = self.agent_embed(agent_ids) + self.host_embed(hosts).sum(-2) + self.prev_embed(prev)
+        if self.block_embed is not None:
+            z = z + self.block_embed(blocks)
+        return z
+
+    def core(self, z: torch.Tensor, messages: torch.Tensor | None, hidden: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The recurrent part for N rows: static embedding z (N, hid) + message input, GRU, head."""
+        if self.msg_mlp is not None and messages is not None:
+            z = z + self.msg_mlp(messages)
+        states = []
+        x = z
+        for layer, cell in enumerate(self.cells):
+            x = cell(x, hidden[layer])
+            states.append(x)
+        y = self.head(x)
+        hidden = torch.stack(states)
+        if self.comm:
+            return y[:, : self.max_defence], y[:, self.max_defence], hidden
+        return y, None, hidden
+
+    def step(self, agent_ids: torch.Tensor, hosts: torch.Tensor, blocks: torch.Tensor, prev: torch.Tensor,
+             messages: torch.Tensor | None, hidden: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """One step for N rows: (Q-values (N, D), message logits (N,) or None, new hidden (L, N, hid))."""
+        return self.core(self.embed(agent_ids, hosts, blocks, prev), messages, hidden)
+
+
+def dru(logits: torch.Tensor, sigma: float, training: bool, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Training: sigmoid(logit + sigma * noise) with noise ~ N(0, 1) (drawn if not given).
+    Execution: the hard bit (logit > 0) as 0./1."""
+    if not training:
+        return (logits > 0).to(logits.dtype)
+    if noise is None:
+        noise = torch.randn_like(logits)
+    return torch.sigmoid(logits + sigma * noise)
+
+
+# episode batches -------------------------------------------------------------------------------
+@dataclass
+class EpisodeBatch:
+    """B episodes of T steps of an A-agent team, time-major."""
+
+    hosts: torch.Tensor     # (T, B, A, H) long
+    blocks: torch.Tensor    # (T, B, A, K) float
+    prev: torch.Tensor      # (T, B, A) long, previous defence + 1 (0 at t = 0)
+    masks: torch.Tensor     # (T, B, A, D) bool, defence masks at each step
+    actions: torch.Tensor   # (T, B, A) long, defence actions taken
+    rewards: torch.Tensor   # (T, B) team reward
+    noise: torch.Tensor     # (T, B, A) DRU noise ~ N(0, 1)
+    gate: torch.Tensor      # (T, B, A) 1 where the agent may send
+    bits: torch.Tensor      # (T, B, A) hard bits sent
+    env_rewards: torch.Tensor  # (T, B) env reward without channel cost
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        t, b, a = self.actions.shape
+        return t, b, a
+
+    def env_steps(self) -> int:
+        t, b, _ = self.shape
+        return t * b
+
+
+def synthetic_batch(layout: TeamLayout, batch: int, steps: int, seed: int = 0) -> EpisodeBatch:
+    """A random but well-formed batch (for benchmarks and tests)."""
+    g = torch.Generator().manual_seed(seed)
+    a, h, k, d = layout.n_agents, layout.max_hosts, layout.max_blocks, layout.max_defence
+    hosts = torch.full((steps, batch, a, h), h * 16, dtype=torch.long)
+    masks = torch.zeros(steps, batch, a, d, dtype=torch.bool)
+    for i, s in enumerate(layout.slots):
+        nh = len(s.hosts)
+        hosts[:, :, i, :nh] = torch.arange(nh) * 16 + torch.randint(0, 16, (steps, batch, nh), generator=g)
+        masks[:, :, i, : s.n_defence] = torch.rand(steps, batch, s.n_defence, generator=g) < 0.7
+        masks[:, :, i, 0] = True
+    actions = torch.zeros(steps, batch, a, dtype=torch.long)
+    for i, s in enumerate(layout.slots):
+        actions[:, :, i] = torch.randint(0, s.n_defence, (steps, batch), generator=g)
+    prev = torch.zeros_like(actions)
+    prev[1:] = actions[:-1] + 1
+    return EpisodeBatch(hosts=hosts, blocks=(torch.rand(steps, batch, a, k, generator=g) < 0.2).float(),
+                        prev=prev, masks=masks, actions=actions, rewards=-torch.rand(steps, batch, generator=g) * 5,
+                        noise=torch.randn(steps, batch, a, generator=g), gate=torch.ones(steps, batch, a),
+                        bits=torch.zeros(steps, batch, a), env_rewards=torch.zeros(steps, batch))
+
+
+def _seed_for(seed: int, update: int, index: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(update), int(index)]).generate_state(1)[0])
+
+
+class Unroll:
+    """Runs a C-Net over a batch step by step, routing each agent's soft message to its teammates."""
+
+    def __init__(self, net: CNet, layout: TeamLayout, config: DialConfig):
+        self.net, self.layout, self.config = net, layout, config
+        a = layout.n_agents
+        self.route = None
+        if layout.channel and a > 1:
+            # route[k, i, j] = 1 when agent i's j-th received slot is agent k (teammates in team order)
+            self.route = torch.zeros(a, a, a - 1)
+            for i in range(a):
+                for j, k in enumerate(k for k in range(a) if k != i):
+                    self.route[k, i, j] = 1.0
+
+    def received(self, soft_prev: torch.Tensor) -> torch.Tensor | None:
+        """(B, A, R) messages each agent receives from its teammates' (B, A) soft messages of last step."""
+        if self.route is None:
+            return None
+        b, a = soft_prev.shape
+        return (soft_prev @ self.route.reshape(a, -1)).reshape(b, a, a - 1)
+
+    def embed(self, hosts: torch.Tensor, blocks: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Static embeddings (..., B, A, hid) of inputs shaped (..., B, A, ...)."""
+        ids = torch.arange(prev.shape[-1]).expand(prev.shape)
+        return self.net.embed(ids, hosts, blocks, prev)
+
+    def step(self, z: torch.Tensor, soft_prev: torch.Tensor, noise: torch.Tensor, gate: torch.Tensor,
+             hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Static embedding z (B, A, hid) -> Q (B, A, D), logits (B, A), soft messages (B, A), hidden."""
+        b, a = soft_prev.shape
+        recv = self.received(soft_prev)
+        q, logit, hidden = self.net.core(z.reshape(b * a, -1), None if recv is None else recv.reshape(b * a, -1),
+                                         hidden)
+        q = q.reshape(b, a, -1)
+        if logit is None:
+            return q, None, torch.zeros(b, a), hidden
+        logit = logit.reshape(b, a)
+        soft = dru(logit, self.config.sigma, True, noise)
+        if self.config.gate_messages:
+            soft = soft * gate
+        return q, logit, soft, hidden
+
+    def run(self, batch: EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Q (T, B, A, D), logits (T, B, A) or None, soft messages (T, B, A) over the whole batch."""
+        steps, b, a = batch.shape
+        z = self.embed(batch.hosts, batch.blocks, batch.prev)  # all steps at once
+        hidden = self.net.init_hidden(b * a)
+        soft = torch.zeros(b, a)
+        qs, logits, softs = [], [], []
+        for t in range(steps):
+            q, logit, soft, hidden = self.step(z[t], soft, batch.noise[t], batch.gate[t], hidden)
+            qs.append(q)
+            logits.append(logit)
+            softs.append(soft)
+        return torch.stack(qs), None if logits[0] is None else torch.stack(logits), torch.stack(softs)
+
+
+def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, batch: EpisodeBatch,
+              message_cost: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The DIAL loss of the module docstring and a few metrics."""
+    q, _, soft = Unroll(net, layout, config).run(batch)
+    with torch.no_grad():
+        q_target, _, _ = Unroll(target, layout, config).run(batch)
+        q_target = q_target.masked_fill(~batch.masks, -math.inf).max(-1).values  # (T, B, A)
+        y = (config.reward_scale * batch.rewards).unsqueeze(-1).expand_as(q_target).clone()
+        y[:-1] += config.gamma * q_target[1:]
+    chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+    td = ((y - chosen) ** 2).mean()
+    loss = td
+    cost = torch.zeros(())
+    if layout.channel and message_cost and config.cost_weight:
+        cost = config.cost_weight * config.reward_scale * message_cost * soft.mean()
+        loss = loss + cost
+    return loss, {"loss": float(loss.detach()), "td_loss": float(td.detach()), "cost_loss": float(cost.detach()),
+                  "q_mean": float(chosen.detach().mean()), "soft_message": float(soft.detach().mean())}
+
+
+# the learner -----------------------------------------------------------------------------------
+class DialLearner:
+    """Collects batches of parallel episodes and trains the shared C-Net (implements `training.Learner`)."""
+
+    def __init__(self, algo: str, scenario: str, seed: int = 0, config: DialConfig | dict | str | None = None,
+                 **env_kwargs: Any):
+        if algo not in VARIANTS:
+            raise ValueError(f"unknown DIAL variant {algo!r}; valid: {', '.join(VARIANTS)}")
+        self.algo, self.scenario, self.seed = algo, scenario, int(seed)
+        self.config = DialConfig.coerce(config)
+        for key in ("channel", "sau"):
+            if key in env_kwargs and env_kwargs[key] != VARIANTS[algo][key]:
+                raise ValueError(f"{algo} fixes {key}={VARIANTS[algo][key]}, got {key}={env_kwargs[key]}")
+            env_kwargs.pop(key, None)
+        env_kwargs.setdefault("episode_length", 30)
+        self.env_kwargs = dict(env_kwargs)
+        self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, i), **VARIANTS[algo], **env_kwargs)
+                     for i in range(self.config.batch_episodes)]
+        self.message_cost = float(self.envs[0].message_cost)
+        self.episode_length = int(self.envs[0].episode_length)
+        self.layout = TeamLayout(tuple(team_slots(self.envs[0])))
+        torch.manual_seed(self.seed)
+        self.net = CNet(self.layout.dims(), self.config)
+        self.target = copy.deepcopy(self.net)
+        self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=self.config.lr, alpha=self.config.rms_alpha,
+                                             momentum=self.config.momentum)
+        self.env_steps = 0
+        self.updates = 0
+        self.episodes = 0
+
+    # protocol -------------------------------------------------------------------------------
+    @property
+    def epsilon(self) -> float:
+        c = self.config
+        frac = min(1.0, self.env_steps / c.eps_anneal_steps) if c.eps_anneal_steps > 0 else 1.0
+        return c.eps_start + frac * (c.eps_end - c.eps_start)
+
+    def update(self) -> dict[str, float]:
+        """Collect one batch of episodes with the online network, then one gradient step."""
+        from cagekit.agents.training import deferred_interrupt
+
+        eps = self.epsilon
+        batch = self.collect(eps)
+        with deferred_interrupt():
+            metrics = self.learn(batch)
+            self.env_steps += batch.env_steps()
+            self.episodes += batch.shape[1]
+        metrics.update({"return": float(batch.rewards.sum(0).mean()),
+                        "env_return": float(batch.env_rewards.sum(0).mean()),
+                        "bits": float(batch.bits.sum((0, 2)).mean()), "epsilon": eps})
+        return metrics
+
+    def learn(self, batch: EpisodeBatch) -> dict[str, float]:
+        """One gradient step on a collected batch (the learner part timed by the throughput benchmark)."""
+        from cagekit.agents.training import deferred_interrupt
+
+        self.net.train()
+        self.target.train()
+        loss, metrics = dial_loss(self.net, self.target, self.layout, self.config, batch, self.message_cost)
+        with deferred_interrupt():  # weights, optimiser and counters change together or not at all
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.grad_clip > 0:
+                metrics["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip))
+            self.optimizer.step()
+            self.updates += 1
+            if self.updates % self.config.target_update == 0:
+                self.target.load_state_dict(self.net.state_dict())
+        return metrics
+
+    @torch.no_grad()
+    def collect(self, epsilon: float | None = None, update_index: int | None = None) -> EpisodeBatch:
+        """B episodes in lockstep; seeds (envs, noise, exploration) derive from (seed, update index)."""
+        eps = self.epsilon if epsilon is None else epsilon
+        u = self.updates if update_index is None else update_index
+        lay, cfg = self.layout, self.config
+        nb, na, steps = len(self.envs), lay.n_agents, self.episode_length
+        gen = torch.Generator().manual_seed(_seed_for(self.seed, u, 1_000_003))
+        names = self.envs[0].possible_agents
+        obs = [env.reset(seed=_seed_for(self.seed, u, i))[0] for i, env in enumerate(self.envs)]
+        hosts = torch.zeros(steps, nb, na, lay.max_hosts, dtype=torch.long)
+        blocks = torch.zeros(steps, nb, na, lay.max_blocks)
+        masks = torch.zeros(steps, nb, na, lay.max_defence, dtype=torch.bool)
+        gate = torch.zeros(steps, nb, na)
+        actions = torch.zeros(steps, nb, na, dtype=torch.long)
+        prev = torch.zeros(steps, nb, na, dtype=torch.long)
+        rewards = torch.zeros(steps, nb)
+        env_rewards = torch.zeros(steps, nb)
+        bits = torch.zeros(steps, nb, na)
+        noise = torch.randn(steps, nb, na, generator=gen)
+        explore = torch.rand(steps, nb, na, generator=gen)
+        pick = torch.rand(steps, nb, na, generator=gen)
+        buffers = {k: v.clone() for k, v in self.net.named_buffers()}  # collection leaves BN statistics alone
+        self.net.train()
+        unroll = Unroll(self.net, lay, cfg)
+        hidden = self.net.init_hidden(nb * na)
+        soft = torch.zeros(nb, na)
+        for t in range(steps):
+            for a, name in enumerate(names):
+                idx, blk, _, alarmed = lay.encode_agent(a, np.stack([o[name]["observation"] for o in obs]))
+                hosts[t, :, a] = torch.from_numpy(idx)
+                blocks[t, :, a] = torch.from_numpy(blk)
+                gate[t, :, a] = torch.from_numpy(alarmed)
+                masks[t, :, a] = torch.from_numpy(lay.defence_mask(a, np.stack([o[name]["action_mask"]
+                                                                                  for o in obs])))
+            if t > 0:
+                prev[t] = actions[t - 1] + 1
+            z = unroll.embed(hosts[t], blocks[t], prev[t])
+            q, _, soft, hidden = unroll.step(z, soft, noise[t], gate[t], hidden)
+            greedy = q.masked_fill(~masks[t], -math.inf).argmax(-1)
+            # uniform over unmasked actions: the k-th valid action, k = floor(u * n_valid)
+            n_valid = masks[t].sum(-1)
+            k = (pick[t] * n_valid).long().clamp(max=n_valid - 1)
+            rank = masks[t].long().cumsum(-1) - 1
+            rand_act = ((rank == k.unsqueeze(-1)) & masks[t]).long().argmax(-1)
+            act = torch.where(explore[t] < eps, rand_act, greedy)
+            actions[t] = act
+            sent = (soft > 0.5).long() if lay.channel else torch.zeros_like(act)
+            bits[t] = sent.float()
+            for b, env in enumerate(self.envs):
+                acts = {name: int(2 * act[b, a] + sent[b, a]) if lay.channel else int(act[b, a])
+                        for a, name in enumerate(names)}
+                o, r, _, _, info = env.step(acts)
+                obs[b] = o
+                rewards[t, b] = float(r[names[0]])
+                env_rewards[t, b] = float(info[names[0]]["env_reward"])
+        for k, v in self.net.named_buffers():
+            v.copy_(buffers[k])
+        return EpisodeBatch(hosts=hosts, blocks=blocks, prev=prev, masks=masks, actions=actions, rewards=rewards,
+                            noise=noise, gate=gate, bits=bits, env_rewards=env_rewards)
+
+    def team(self) -> Team:
+        """The greedy decentralised team of the current weights (a copy of the network, eval mode)."""
+        net = CNet(self.layout.dims(), self.config)
+        net.load_state_dict(self.net.state_dict())
+        return build_team(net, self.layout, self.config, self.meta())
+
+    # persistence -------------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        env = self.envs[0]
+        return {
+            "algo": self.algo, "scenario": self.scenario, "seed": self.seed,
+            "env": {"channel": env.channel, "sau": env.sau, "message_cost": self.message_cost,
+                    "episode_length": self.episode_length,
+                    **{k: v for k, v in self.env_kwargs.items() if k not in ("episode_length", "message_cost")}},
+            "slots": [s.to_json() for s in self.layout.slots],
+            "observation_sizes": {s.name: s.obs_size for s in self.layout.slots},
+            "action_sizes": {s.name: s.n_actions for s in self.layout.slots},
+            "network": self.layout.dims(),
+            "hyperparameters": self.config.to_dict(),
+            "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes},
+            "cagekit_version": cagekit.__version__,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"algo": self.algo, "scenario": self.scenario, "seed": self.seed,
+                "model": self.net.state_dict(), "target": self.target.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes},
+                "rng": ckpt.rng_state()}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        if d.get("scenario") != self.scenario:
+            raise ValueError(f"trainer state is for scenario {d.get('scenario')!r}, this learner runs "
+                             f"scenario {self.scenario!r}")
+        if d.get("algo") != self.algo:
+            raise ValueError(f"trainer state is for algorithm {d.get('algo')!r}, this learner is {self.algo!r}")
+        self.net.load_state_dict(d["model"])
+        self.target.load_state_dict(d["target"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        c = d["counters"]
+        self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
+        if "rng" in d:
+            ckpt.set_rng_state(d["rng"])
+
+    def save(self, out_dir: str | Path) -> None:
+        ckpt.save_checkpoint(out_dir, self.net.state_dict(), self.meta(), self.state_dict())
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **overrides: Any) -> DialLearner:
+        """A learner rebuilt from a checkpoint's meta, with its trainer state when present."""
+        meta = ckpt.load_meta(path)
+        env = dict(meta["env"])
+        env.pop("channel", None)
+        env.pop("sau", None)
+        config = DialConfig.from_dict(meta["hyperparameters"])
+        learner = cls(meta["algo"], meta["scenario"], meta.get("seed", 0), config, **{**env, **overrides})
+        if ckpt.has_trainer_state(path):
+            learner.load_state_dict(ckpt.load_trainer_state(path))
+        else:
+            learner.net.load_state_dict(ckpt.load_model_state(path))
+            learner.target.load_state_dict(learner.net.state_dict())
+        return learner
+
+
+# decentralised execution ----------------------------------------------------------------------
+class DialAgent(Agent):
+    """One agent: its own GRU state and previous action, its own observation only, the shared weights."""
+
+    def __init__(self, net: CNet, layout: TeamLayout, index: int, config: DialConfig):
+        self.net, self.layout, self.index, self.config = net, layout, index, config
+        self.slot = layout.slots[index]
+        self.end_episode()
+
+    def end_episode(self) -> None:
+        self.hidden = self.net.init_hidden(1)
+        self.prev = 0
+
+    @torch.no_grad()
+    def step(self, observation: Any) -> tuple[int, int, torch.Tensor, float]:
+        """(defence, bit, masked Q-values, message logit) for this step; advances the memory."""
+        vector, mask = observation_parts(observation)
+        idx, blk, recv, alarmed = self.layout.encode_agent(self.index, vector[None])
+        self.net.eval()
+        q, logit, self.hidden = self.net.step(torch.tensor([self.index]), torch.from_numpy(idx),
+                                              torch.from_numpy(blk), torch.tensor([self.prev]),
+                                              torch.from_numpy(recv) if self.layout.channel else None, self.hidden)
+        valid = torch.zeros(self.layout.max_defence, dtype=torch.bool)
+        valid[: self.slot.n_defence] = True
+        if mask is not None:
+            valid &= torch.from_numpy(self.layout.defence_mask(self.index, mask)[0])
+        q = q[0].masked_fill(~valid, -math.inf)
+        defence = int(q.argmax())
+        bit = 0
+        lg = 0.0
+        if logit is not None:
+            lg = float(logit[0])
+            bit = int(dru(logit, self.config.sigma, training=False)[0])
+            if self.config.gate_messages:
+                bit *= int(alarmed[0])
+        self.prev = defence + 1
+        return defence, bit, q, lg
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        defence, bit, _, _ = self.step(observation)
+        return self.slot.encode(defence, bit)
+
+
+def build_team(net: CNet, layout: TeamLayout, config: DialConfig, meta: dict[str, Any]) -> Team:
+    net.eval()
+    agents: dict[str, Agent] = {s.name: DialAgent(net, layout, i, config) for i, s in enumerate(layout.slots)}
+    return Team(agents=agents, scenario=meta["scenario"], kind=meta["algo"], meta=meta)
+
+
+def load_team(path: str | Path, meta: dict[str, Any] | None = None, scenario: str | None = None) -> Team:
+    """A greedy team from a checkpoint directory (`meta` as read by `cagekit.agents.load_team`)."""
+    meta = ckpt.load_meta(path) if meta is None else meta
+    if meta.get("algo") not in VARIANTS:
+        raise ValueError(f"checkpoint {path} holds algorithm {meta.get('algo')!r}, not a DIAL variant")
+    if scenario is not None:
+        ckpt.check_scenario(meta, scenario, path)
+    try:
+        slots = tuple(AgentSlot.from_json(s) for s in meta["slots"])
+        config = DialConfig.from_dict(meta["hyperparameters"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"corrupt checkpoint metadata {Path(path) / ckpt.META_FILE}: {exc}") from exc
+    layout = TeamLayout(slots)
+    net = CNet(layout.dims(), config)
+    state = ckpt.load_model_state(path)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint file {Path(path) / ckpt.MODEL_FILE} does not fit its meta.json: {exc}") from exc
+    return build_team(net, layout, config, meta)
+
+
+def evaluate(team: Team, env: Any, episodes: int, seed: int) -> list[float]:
+    """Team returns over `episodes` episodes of `env`, episode i reset with seed + i."""
+    out = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        team.end_episode()
+        total = 0.0
+        while env.agents:
+            obs, rewards, _, _, _ = env.step(team.act(obs))
+            total += float(next(iter(rewards.values())))
+        out.append(total)
+    team.end_episode()
+    return out
+
+
+def seeds_for(seed: int, update: int, count: int) -> list[int]:
+    """The environment seeds of update `update` (as `DialLearner.collect` uses them)."""
+    return [_seed_for(seed, update, i) for i in range(count)]
+
+
+__all__ = ["CNet", "DialAgent", "DialConfig", "DialLearner", "EpisodeBatch", "TeamLayout", "Unroll", "VARIANTS",
+           "build_team", "dial_loss", "dru", "evaluate", "load_team", "seeds_for", "synthetic_batch"]
+

@@ -1,0 +1,239 @@
+"""The training loop shared by the learned algorithms (DIAL variants here, QMix in `cagekit.agents.qmix`).
+
+A learner implements the `Learner` protocol: `update()` collects a batch of episodes and makes one
+gradient update; `save(out_dir)` writes a checkpoint directory (see `cagekit.agents.checkpoint`) whose
+`trainer.pt` holds `learner.state_dict()`, which `train(..., resume=True)` feeds back through
+`learner.load_state_dict(checkpoint.load_trainer_state(out_dir))`.
+
+Exact resume: a learner must make everything random in update k a function of (seed, k) and of its
+saved state (weights, optimiser, counters), so an interrupted-and-resumed run equals an uninterrupted
+one bit for bit. The DIAL learner derives its environment seeds, DRU noise and exploration draws from
+(seed, update index).
+
+`train` writes into out_dir: `log.csv` (one row per update), TensorBoard events under `tb/`, and the
+checkpoint files (every `checkpoint_every` updates, at the end, and on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from cagekit.agents import checkpoint as ckpt
+from cagekit.agents.base import Team
+
+DIAL_ALGOS = ("dial-sau", "dial", "nocomm")
+ALGOS = (*DIAL_ALGOS, "qmix")
+LOG_FILE = "log.csv"
+LOG_FIELDS = ("update", "env_steps", "episodes", "time_s", "steps_per_s", "return", "env_return", "bits", "epsilon",
+              "loss")
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What `train` needs of a learning algorithm."""
+
+    algo: str
+    env_steps: int
+    updates: int
+
+    def update(self) -> dict[str, float]:
+        """Collect a batch of episodes and make one gradient update; metrics incl. "return", "bits", "epsilon"."""
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly (weights, optimiser, counters, RNG states)."""
+
+    def load_state_dict(self, d: dict) -> None:
+        ...
+
+    def save(self, out_dir: str | Path) -> None:
+        """Write a checkpoint directory: model.pt, meta.json and trainer.pt (= state_dict())."""
+
+    def team(self) -> Team:
+        """The greedy decentralised team of the current weights."""
+
+
+_DEFERRING: list[bool] = []
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block ends, so a gradient step is never half applied.
+
+    A no-op outside the main thread and inside an enclosing `deferred_interrupt` (the outermost block
+    raises). A SIGINT received inside is re-raised as KeyboardInterrupt when the block ends.
+    """
+    if threading.current_thread() is not threading.main_thread() or _DEFERRING:
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    _DEFERRING.append(True)
+    try:
+        yield
+    finally:
+        _DEFERRING.pop()
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def make_learner(algo: str, scenario: str, seed: int = 0, config: Any = None, **env_kwargs: Any) -> Learner:
+    """A learner for `algo` on `scenario`; `config` is a config object, a dict, a JSON/YAML path or None."""
+    if algo in DIAL_ALGOS:
+        from cagekit.agents.dial import DialLearner
+
+        return DialLearner(algo, scenario, seed, config, **env_kwargs)
+    if algo == "qmix":
+        module = importlib.import_module("cagekit.agents.qmix")
+        return module.QmixLearner(scenario, seed, config, **env_kwargs)
+    raise ValueError(f"unknown learning algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+
+
+def _progress(enabled: bool, total: int, initial: int):  # noqa: ANN202 - rich or a no-op
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        TextColumn("{task.completed:,}/{task.total:,} steps"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), transient=False)
+    progress.start()
+    progress.add_task("train", total=total, completed=initial, stats="")
+    return progress
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return [row for row in csv.DictReader(fh) if int(float(row["update"])) <= upto]
+
+
+def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int = 50, resume: bool = False,
+          progress: bool = True, max_updates: int | None = None) -> dict[str, Any]:
+    """Train until `learner.env_steps >= steps` (environment steps; or `max_updates` updates, if given).
+
+    With `resume`, a checkpoint in out_dir (trainer.pt) is loaded first and the log continues from its
+    update count. Ctrl-C saves a checkpoint and returns cleanly. Returns a summary dict.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume and ckpt.has_trainer_state(out):
+        learner.load_state_dict(ckpt.load_trainer_state(out))
+    rows = _read_log(out / LOG_FILE, learner.updates) if resume else []
+    with (out / LOG_FILE).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tb = SummaryWriter(str(out / "tb"), purge_step=learner.updates if learner.updates else None)
+    bar = _progress(progress, steps, learner.env_steps)
+    start_updates = learner.updates
+    t_start = time.perf_counter()
+    elapsed_before = float(rows[-1]["time_s"]) if rows else 0.0
+    interrupted = False
+    last: dict[str, float] = {}
+    try:
+        with (out / LOG_FILE).open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            while learner.env_steps < steps and (max_updates is None or learner.updates < max_updates):
+                t0 = time.perf_counter()
+                before = learner.env_steps
+                metrics = learner.update()
+                dt = time.perf_counter() - t0
+                rate = (learner.env_steps - before) / dt if dt > 0 else math.nan
+                last = {**metrics, "steps_per_s": rate}
+                row = {"update": learner.updates, "env_steps": learner.env_steps,
+                       "episodes": getattr(learner, "episodes", ""),
+                       "time_s": round(elapsed_before + time.perf_counter() - t_start, 3), **last}
+                writer.writerow(row)
+                fh.flush()
+                for key, value in last.items():
+                    if isinstance(value, (int, float)) and math.isfinite(value):
+                        tb.add_scalar(f"train/{key}", value, learner.env_steps)
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=min(learner.env_steps, steps),
+                               stats=f"return {last.get('return', math.nan):8.2f}  bits/ep "
+                                     f"{last.get('bits', math.nan):5.2f}  eps {last.get('epsilon', math.nan):.3f}  "
+                                     f"{rate:,.0f} steps/s")
+                if checkpoint_every and learner.updates % checkpoint_every == 0:
+                    learner.save(out)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.stop()
+        tb.flush()
+        tb.close()
+    learner.save(out)
+    return {"updates": learner.updates, "env_steps": learner.env_steps, "interrupted": interrupted,
+            "new_updates": learner.updates - start_updates, "last": last, "out_dir": str(out)}
+
+
+def read_log(run_dir: str | Path):  # noqa: ANN201 - a pandas DataFrame
+    import pandas as pd
+
+    file = Path(run_dir) / LOG_FILE
+    if not file.exists():
+        raise ValueError(f"no training log at {file}")
+    return pd.read_csv(file)
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Sequence[str] | None = None,
+              points: int = 100) -> Path:
+    """Learning curves: return and bits per episode vs env steps; mean and min-max spread over runs.
+
+    Runs with the same label (default: the algo in meta.json, else the directory name) are pooled as
+    seeds of one curve; each run is interpolated onto a common env-step grid first.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups: dict[str, list[Any]] = {}
+    for i, run in enumerate(run_dirs):
+        if labels is not None:
+            label = labels[i]
+        else:
+            try:
+                label = str(ckpt.load_meta(run).get("algo"))
+            except ValueError:
+                label = Path(run).name
+        groups.setdefault(label, []).append(read_log(run))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, logs in groups.items():
+        end = min(float(df["env_steps"].max()) for df in logs)
+        start = max(float(df["env_steps"].min()) for df in logs)
+        grid = np.linspace(start, end, points) if end > start else np.array([start])
+        for ax, key in zip(axes, ("return", "bits"), strict=True):
+            ys = np.stack([np.interp(grid, df["env_steps"], df[key].astype(float)) for df in logs])
+            mean = ys.mean(0)
+            (line,) = ax.plot(grid, mean, label=f"{label} (n={len(logs)})")
+            if len(logs) > 1:
+                ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+    for ax, title in zip(axes, ("return per episode", "bits per episode"), strict=True):
+        ax.set_xlabel("environment steps")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+__all__ = ["ALGOS", "DIAL_ALGOS", "Learner", "deferred_interrupt", "make_learner", "plot_runs", "read_log", "train"]

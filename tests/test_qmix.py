@@ -1,0 +1,251 @@
+"""QMix: monotonic mixing, action masks, updates, exact resume, checkpoints, and a short learning run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import cagekit
+from cagekit.agents import checkpoint as ckpt
+from cagekit.agents import load_team, make_team
+from cagekit.agents.qmix import (
+    QmixConfig,
+    QMixer,
+    QmixLearner,
+    epsilon_greedy,
+    masked_greedy,
+    next_agent_values,
+    qmix_update_throughput,
+)
+
+SCENARIO = "paper-small"
+SMALL = {"buffer_episodes": 16, "batch_episodes": 4, "target_update_episodes": 3, "epsilon_anneal_steps": 200}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The networks are tiny: one thread is several times faster than contended intra-op threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_learner(seed: int = 0, **overrides) -> QmixLearner:
+    return QmixLearner(SCENARIO, seed=seed, config={**SMALL, **overrides}, episode_length=10)
+
+
+def evaluate(team, episodes: int, seed: int) -> float:
+    env = cagekit.make_env(SCENARIO, episode_length=30, sau=True, channel=False, seed=seed)
+    total = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        team.end_episode()
+        ret = 0.0
+        while env.agents:
+            obs, rewards, _, _, _ = env.step(team.act(obs))
+            ret += float(next(iter(rewards.values())))
+        total.append(ret)
+    team.end_episode()
+    return float(np.mean(total))
+
+
+# the mixer ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(5))
+def test_qtot_monotonic_in_every_agent_q(seed):
+    torch.manual_seed(seed)
+    n, state_dim = 3, 20
+    mixer = QMixer(n, state_dim, embed=32, hypernet=64)
+    with torch.no_grad():  # make the hypernetworks' outputs large and of both signs
+        for p in mixer.parameters():
+            p.mul_(5.0)
+    states = (torch.rand(256, state_dim) < 0.5).float()
+    qs = (torch.randn(256, n) * 20).requires_grad_(True)
+    q_tot = mixer(qs, states)
+    (grad,) = torch.autograd.grad(q_tot.sum(), qs)
+    assert (grad >= 0).all()
+    with torch.no_grad():
+        for a in range(n):
+            for delta in (1e-3, 0.5, 10.0, 1e3):
+                bumped = qs.detach().clone()
+                bumped[:, a] += delta
+                assert (mixer(bumped, states) >= q_tot.detach() - 1e-4).all()
+
+
+def test_mixer_shapes_and_state_value():
+    mixer = QMixer(2, 7)
+    qs, states = torch.zeros(4, 5, 2), torch.ones(4, 5, 7)
+    assert mixer(qs, states).shape == (4, 5)
+    # the state term: Q_tot differs between states even when every agent's Q is equal
+    assert not torch.allclose(mixer(qs[:, 0], torch.zeros(4, 7)), mixer(qs[:, 0], torch.ones(4, 7)))
+
+
+# masks --------------------------------------------------------------------------------------------
+def test_masked_actions_never_chosen():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        avail = torch.from_numpy((rng.random((3, 8)) < 0.4).astype(np.int8))
+        avail[:, 0] = 1
+        q = torch.randn(3, 8)
+        q[avail == 0] = 1e6  # masked actions look best
+        for eps in (0.0, 0.5, 1.0):
+            acts = epsilon_greedy(q, avail, eps, rng)
+            assert all(avail[i, a] for i, a in enumerate(acts))
+        assert all(avail[i, a] for i, a in enumerate(masked_greedy(q, avail).tolist()))
+
+
+def test_masked_actions_never_in_targets():
+    q_next = torch.tensor([[[0.0, 100.0, 1.0, 0.5]]])
+    target = torch.tensor([[[2.0, 1000.0, 3.0, 500.0]]])
+    avail = torch.tensor([[[1, 0, 1, 0]]], dtype=torch.int8)
+    # double Q: the online argmax over available actions is action 2, valued by the target network
+    assert next_agent_values(q_next, target, avail, double_q=True).item() == 3.0
+    assert next_agent_values(q_next, target, avail, double_q=False).item() == 3.0
+
+
+def test_collected_actions_respect_masks_and_padding():
+    learner = small_learner(epsilon_start=1.0, epsilon_finish=1.0)
+    for _ in range(3):
+        learner.update()
+    buf = learner.buffer
+    acts = buf.actions[: len(buf)]
+    avail = buf.avail[: len(buf), :-1]
+    chosen = avail.gather(-1, acts.unsqueeze(-1)).squeeze(-1)
+    assert (chosen == 1).all()
+    # padded / SAU-masked actions exist in paper-small at the start, so the check is not vacuous
+    assert (avail == 0).any()
+
+
+def test_targets_ignore_masked_actions(monkeypatch):
+    """A masked next action with an enormous Q-value does not change the loss."""
+    learner = small_learner()
+    learner.update()
+    batch = learner.buffer.sample(4, np.random.default_rng(0))
+    real_unroll = learner._unroll
+
+    def unroll(agent, b, poison):
+        q = real_unroll(agent, b)
+        return torch.where(b["avail"] == 0, torch.full_like(q, poison), q)
+
+    losses = []
+    for poison in (0.0, 1e6):
+        monkeypatch.setattr(learner, "_unroll", lambda agent, b, p=poison: unroll(agent, b, p))
+        for double_q in (True, False):
+            learner.config.double_q = double_q
+            loss, _ = learner.td_loss(batch)
+            losses.append(float(loss.detach()))
+    assert losses[0] == pytest.approx(losses[2]) and losses[1] == pytest.approx(losses[3])
+
+
+# updates, state, checkpoints ----------------------------------------------------------------------
+def test_update_runs_and_loss_finite():
+    learner = small_learner()
+    for _ in range(5):
+        m = learner.update()
+    for key in ("return", "bits", "epsilon", "loss", "grad_norm", "q_taken"):
+        assert math.isfinite(m[key]), key
+    assert m["bits"] == 0.0
+    assert learner.updates == 5 and learner.env_steps == 50 and len(learner.buffer) == 5
+    assert 0.05 <= m["epsilon"] <= 1.0
+
+
+def test_target_network_copied_every_n_episodes():
+    learner = small_learner(target_update_episodes=3)
+    learner.update()
+    assert not all(torch.equal(a, b) for a, b in zip(learner.agent.state_dict().values(),
+                                                        learner.target_agent.state_dict().values(), strict=True))
+    learner.update()
+    learner.update()  # the third episode: copied
+    assert all(torch.equal(a, b) for a, b in zip(learner.agent.state_dict().values(),
+                                                    learner.target_agent.state_dict().values(), strict=True))
+
+
+def test_state_dict_round_trip_identical_q_and_exact_resume(tmp_path):
+    a = small_learner(seed=3)
+    for _ in range(3):
+        a.update()
+    torch.save(a.state_dict(), tmp_path / "trainer.pt")
+    b = small_learner(seed=3)
+    b.load_state_dict(torch.load(tmp_path / "trainer.pt", weights_only=True))
+    batch = a.buffer.sample(3, np.random.default_rng(1))
+    with torch.no_grad():
+        assert torch.equal(a._unroll(a.agent, batch), b._unroll(b.agent, batch))
+        assert torch.equal(a._unroll(a.target_agent, batch), b._unroll(b.target_agent, batch))
+        assert torch.equal(a.td_loss(batch)[0], b.td_loss(batch)[0])
+    # resuming continues bit for bit
+    ma, mb = a.update(), b.update()
+    assert ma == mb
+    for (ka, va), (kb, vb) in zip(a.model_state_dict().items(), b.model_state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_save_load_team_matches_learner(tmp_path):
+    learner = small_learner(seed=1)
+    for _ in range(3):
+        learner.update()
+    learner.save(tmp_path)
+    meta = ckpt.load_meta(tmp_path)
+    assert meta["algo"] == "qmix" and meta["env"]["channel"] is False and meta["cagekit_version"]
+    assert len(meta["slots"]) == 2
+    ckpt.load_trainer_state(tmp_path)  # weights_only-loadable
+    loaded, live = load_team(tmp_path), learner.team()
+    env = cagekit.make_env(SCENARIO, episode_length=30, sau=True, channel=False, seed=0)
+    for ep in range(2):
+        obs, _ = env.reset(seed=100 + ep)
+        while env.agents:
+            acts = loaded.act(obs)
+            assert acts == live.act(obs)
+            for name, act in acts.items():
+                assert obs[name]["action_mask"][act]
+            obs, *_ = env.step(acts)
+        loaded.end_episode()
+        live.end_episode()
+    resumed = QmixLearner.from_checkpoint(tmp_path)
+    assert resumed.updates == learner.updates and resumed.update() == learner.update()
+
+
+def test_decentralised_agents_match_centralised_unroll():
+    learner = small_learner(seed=2)
+    learner.update()
+    team = learner.team()
+    ep = {k: v[:1] for k, v in learner.buffer.sample(1, np.random.default_rng(0)).items()}
+    with torch.no_grad():
+        q = learner._unroll(learner.agent, ep)[0]  # [T+1, n, A]
+    for slot in learner.slots:
+        agent = team.agents[slot.name]
+        agent.end_episode()
+        for t in range(learner.T):
+            n_obs = slot.obs_size
+            obs = {"observation": ep["obs"][0, t, slot.index, :n_obs].numpy(),
+                   "action_mask": ep["avail"][0, t, slot.index, : slot.n_defence].numpy()}
+            q_agent, _ = agent.q_values(obs)
+            assert torch.allclose(q_agent, q[t, slot.index], atol=1e-5)
+            agent.last = int(ep["actions"][0, t, slot.index])  # follow the recorded (exploring) actions
+
+
+def test_config_rejects_unknown_keys_and_channel():
+    with pytest.raises(ValueError, match="unknown QMix config"):
+        QmixConfig.from_dict({"learning_rate": 1.0})
+    with pytest.raises(ValueError, match="channel"):
+        QmixLearner(SCENARIO, seed=0, channel=True)
+    assert QmixConfig().gamma == 0.99 and QmixConfig().buffer_episodes == 5000
+
+
+def test_update_throughput_positive():
+    assert qmix_update_throughput(SCENARIO, batch_episodes=4, repeats=1) > 0
+
+
+# learning -----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_short_training_beats_random():
+    learner = QmixLearner(SCENARIO, seed=0, config={"epsilon_anneal_steps": 15_000, "gamma": 0.9},
+                          episode_length=30)
+    for _ in range(1200):
+        learner.update()
+    env = cagekit.make_env(SCENARIO, episode_length=30, sau=True, channel=False, seed=0)
+    random_score = evaluate(make_team("random", env, seed=0), 20, seed=10_000)
+    qmix_score = evaluate(learner.team(), 20, seed=10_000)
+    assert qmix_score > random_score, (qmix_score, random_score)

@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("train", help="train a team (dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn)")
-    p.add_argument("--algo", required=True)
+    p.add_argument("--algo", default=None, help="required unless --resume")
     p.add_argument("--scenario", default="paper-small")
-    p.add_argument("--steps", type=int, default=200_000, help="environment steps")
+    p.add_argument("--steps", type=int, default=None, help="environment steps (default 200,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directory (default runs/ALGO-SCENARIO-SEED)")
     p.add_argument("--config", default=None, help="JSON or YAML file of hyperparameters")

@@ -237,3 +237,67 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Seque
 
 
 __all__ = ["ALGOS", "DIAL_ALGOS", "Learner", "deferred_interrupt", "make_learner", "plot_runs", "read_log", "train"]
+
+
+SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")
+RUN_FILE = "run.json"
+
+
+def cli_train(args: Any) -> int:
+    """`cagekit train`: our learners through `train`, SB3 baselines through `cagekit.agents.sb3`.
+
+    The command line is recorded in OUT/run.json so that `--resume OUT` rebuilds the same learner."""
+    import json
+
+    if args.resume:
+        out = Path(args.resume)
+        run_file = out / RUN_FILE
+        if not run_file.exists():
+            raise ValueError(f"cannot resume {out}: no {RUN_FILE} there (was it made by `cagekit train`?)")
+        run = json.loads(run_file.read_text())
+        if args.steps is not None:
+            run["steps"] = args.steps
+    else:
+        if args.algo is None:
+            raise ValueError("--algo is required (dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn)")
+        env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red)) if v is not None}
+        out = Path(args.out or f"runs/{args.algo}-{args.scenario}-{args.seed}")
+        run = {"algo": args.algo, "scenario": args.scenario, "seed": args.seed, "steps": args.steps or 200_000,
+               "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every}
+        if (out / RUN_FILE).exists():
+            raise ValueError(f"{out} already holds a run; use --resume {out} to continue it or choose --out")
+    algo = run["algo"]
+    if algo not in (*ALGOS, *SB3_ALGOS):
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join((*ALGOS, *SB3_ALGOS))}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+    if algo in SB3_ALGOS:
+        if args.resume:
+            raise ValueError(f"--resume is not supported for SB3 algorithm {algo!r}; start a new run")
+        from cagekit.agents.sb3 import train_sb3
+
+        hyper = _load_mapping(run["config"]) if run["config"] else None
+        train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper, **run["env"])
+        print(f"trained {algo} on {run['scenario']}: {out / 'model.zip'}")
+        return 0
+    learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
+    summary = train(learner, run["steps"], out, checkpoint_every=run.get("checkpoint_every", 50),
+                    resume=bool(args.resume))
+    state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
+    print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
+    return 130 if summary["interrupted"] else 0
+
+
+def _load_mapping(path: str | Path) -> dict[str, Any]:
+    import json
+
+    text = Path(path).read_text()
+    if str(path).endswith((".yaml", ".yml")):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of hyperparameters, got {type(data).__name__}")
+    return data

@@ -152,3 +152,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 __all__ = ["META_FILE", "MODEL_FILE", "TRAINER_FILE", "check_algo", "check_scenario", "has_trainer_state",
            "load_meta", "load_model_state", "load_trainer_state", "rng_state", "save_checkpoint",
            "set_rng_state"]
+
+
+ENV_SETTING_KEYS = ("scenario", "layout", "channel", "sau", "message_cost")
+
+
+def env_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """The environment a checkpoint was trained for: scenario, layout, channel, sau, message_cost.
+
+    Learners record these at the top of meta.json or under its "env" key; unset ones are left out."""
+    env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
+    out = {}
+    for key in ENV_SETTING_KEYS:
+        value = meta.get(key, env.get(key))
+        if value is not None:
+            out[key] = value
+    return out

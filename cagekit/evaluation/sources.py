@@ -104,8 +104,9 @@ class CheckpointSource(TeamSource):
         return {"kind": "checkpoint", "path": self.path, "algo": self.meta.get("algo"), "sha256": self._digest}
 
     def env_settings(self) -> dict[str, Any]:
-        keys = ("scenario", "channel", "sau", "message_cost", "layout")
-        return {k: self.meta[k] for k in keys if self.meta.get(k) is not None}
+        from cagekit.agents.checkpoint import env_settings
+
+        return env_settings(self.meta)
 
     def team_for_episode(self, env: Any, seed: int) -> Team:
         if self._team is None or self._env_id != id(env):

@@ -121,10 +121,9 @@ def resolve_source(source: str | Path) -> ResolvedSource:
 
 
 def _meta_setting(meta: dict[str, Any], key: str) -> Any:
-    if key in meta:
-        return meta[key]
-    env = meta.get("env")
-    return env.get(key) if isinstance(env, dict) else None
+    from cagekit.agents.checkpoint import env_settings
+
+    return env_settings(meta).get(key)
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:

@@ -62,6 +62,29 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark
+
+    configs = {}
+    for item in args.config:
+        algo, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--config expects ALGO=FILE, got {item!r}")
+        configs[algo] = path
+    env = {} if args.message_cost is None else {"message_cost": args.message_cost}
+    plan = BenchmarkPlan(scenario=args.scenario, algos=[a.strip() for a in args.algos.split(",") if a.strip()],
+                         seeds=list(range(args.seeds)), steps=args.steps, out=Path(args.out),
+                         episodes=args.episodes, lengths=args.lengths, reds=args.reds, workers=args.workers,
+                         backend=args.backend, address=args.address, jobs=args.jobs, configs=configs, env=env,
+                         progress=not args.no_progress)
+    table = run_benchmark(plan)
+    print(table.to_string(index=False))
+    print(f"wrote {plan.out}/table.md, table.csv, per_seed.csv, benchmark.png")
+    return 0
+
+
 def _evaluate(argv: Sequence[str]) -> int:
     from cagekit.evaluation import cli_main
 
@@ -102,6 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_plot)
 
     sub.add_parser("evaluate", help="CAGE-style scoring (same options as evaluation.py)", add_help=False)
+
+    p = sub.add_parser("benchmark", help="train (or load) and score several algorithms on the same seeds")
+    p.add_argument("--scenario", default="paper-small")
+    p.add_argument("--algos", default="dial-sau,qmix,ppo,maskable-ppo,react,sleep",
+                   help="comma separated: dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn, react, random, sleep")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
+    p.add_argument("--steps", type=int, default=100_000, help="training environment steps per run")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per combination")
+    p.add_argument("--lengths", default="30")
+    p.add_argument("--reds", default=None)
+    p.add_argument("--out", default="results/benchmark")
+    p.add_argument("--jobs", type=int, default=1, help="training runs in parallel processes")
+    p.add_argument("--workers", type=int, default=1, help="evaluation worker processes per team")
+    p.add_argument("--backend", default=None, choices=["serial", "processes", "ray"])
+    p.add_argument("--address", default=None, help="Ray cluster address")
+    p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
+                   help="hyperparameter file for one algorithm (repeatable)")
+    p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_benchmark)
 
     try:
         from cagekit.submissions import add_package_parser, add_validate_parser

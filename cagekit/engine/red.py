@@ -169,7 +169,7 @@ class KillChainAgent(_PaperRed):
                           and o.ip_address not in self.cred_ips]
             if self.first_target not in candidates and candidates:
                 self.first_target = random.choice(sorted(candidates))
-            return next(o for o in opts if getattr(o, "ip_address", None) == self.first_target)
+            return next((o for o in opts if getattr(o, "ip_address", None) == self.first_target), first)
         return first
 
 

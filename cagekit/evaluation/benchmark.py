@@ -1,0 +1,195 @@
+"""`cagekit benchmark`: train (or load) each algorithm on the same seeds, score each with the harness, tabulate.
+
+Every team is scored by the evaluation harness on the CybORG engine with the same protocol seed, so
+the rows are comparable. A training run already present in OUT/runs is loaded, not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cagekit.agents import HEURISTICS
+from cagekit.agents.training import ALGOS, SB3_ALGOS
+from cagekit.evaluation.protocol import t_quantile
+
+SB3_STEPS_PER_ROLLOUT = 128
+
+
+@dataclass
+class BenchmarkPlan:
+    scenario: str
+    algos: list[str]
+    seeds: list[int]
+    steps: int
+    out: Path
+    episodes: int = 100
+    lengths: str = "30"
+    reds: str | None = None
+    workers: int = 1
+    backend: str | None = None
+    address: str | None = None
+    jobs: int = 1
+    configs: dict[str, str] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)  # extra make_env settings (message_cost, detection)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        valid = (*ALGOS, *SB3_ALGOS, *HEURISTICS)
+        unknown = [a for a in self.algos if a not in valid]
+        if unknown:
+            raise ValueError(f"unknown algorithm(s) {unknown}; valid: {', '.join(valid)}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+
+    def run_dir(self, algo: str, seed: int) -> Path:
+        return self.out / "runs" / f"{algo}-s{seed}"
+
+    def eval_dir(self, algo: str, seed: int) -> Path:
+        return self.out / "eval" / f"{algo}-s{seed}"
+
+
+def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, config: str | None,
+              env: dict[str, Any], progress: bool = False) -> float:
+    """Train one run unless it is already complete; returns the training wall-clock in seconds."""
+    run = Path(run_dir)
+    done_file = run / "benchmark-train.json"
+    if done_file.exists():
+        return float(json.loads(done_file.read_text())["train_seconds"])
+    start = time.perf_counter()
+    if algo in SB3_ALGOS:
+        from cagekit.agents.sb3 import train_sb3
+        from cagekit.agents.training import _load_mapping
+
+        hyper = _load_mapping(config) if config else None
+        train_sb3(algo, scenario, steps, seed, run, n_envs=1 if steps < 4 * SB3_STEPS_PER_ROLLOUT else 4,
+                  progress_bar=progress, algo_kwargs=hyper, **env)
+    else:
+        from cagekit.agents.training import make_learner, train
+
+        learner = make_learner(algo, scenario, seed=seed, config=config, **env)
+        train(learner, steps, run, resume=True, progress=progress)
+    seconds = time.perf_counter() - start
+    done_file.write_text(json.dumps({"train_seconds": seconds}) + "\n")
+    return seconds
+
+
+def _evaluate(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
+    from cagekit.evaluation.cli import cli_main
+
+    source = algo if algo in HEURISTICS else str(plan.run_dir(algo, seed))
+    argv = [source, str(plan.eval_dir(algo, seed)), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
+            "--lengths", plan.lengths, "--seed", str(seed), "--workers", str(plan.workers)]
+    if algo in HEURISTICS:
+        argv += ["--message-cost", str(plan.env["message_cost"])] if "message_cost" in plan.env else []
+    if plan.reds:
+        argv += ["--reds", plan.reds]
+    if plan.backend:
+        argv += ["--backend", plan.backend]
+    if plan.address:
+        argv += ["--address", plan.address]
+    if not plan.progress:
+        argv += ["--no-progress"]
+    if cli_main(argv, prog="cagekit benchmark") != 0:
+        raise RuntimeError(f"evaluation of {algo} seed {seed} failed; see the message above")
+    return json.loads((plan.eval_dir(algo, seed) / "summary.json").read_text())
+
+
+def _ci95(values: list[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+
+
+def run_benchmark(plan: BenchmarkPlan) -> Any:
+    """Train, score and tabulate; returns the table as a pandas DataFrame (also written to OUT)."""
+    import pandas as pd
+
+    plan.out.mkdir(parents=True, exist_ok=True)
+    learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
+    train_seconds: dict[tuple[str, int], float] = {}
+    jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), plan.env)
+            for a, s in learned]
+    if plan.jobs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=plan.jobs) as pool:
+            for (a, _, s, *_), secs in zip(jobs, pool.map(train_one, *zip(*jobs, strict=True)), strict=True):
+                train_seconds[(a, s)] = secs
+    else:
+        for job in jobs:
+            train_seconds[(job[0], job[2])] = train_one(*job, progress=plan.progress)
+    rows = []
+    for algo in plan.algos:
+        for seed in plan.seeds:
+            summary = _evaluate(plan, algo, seed)
+            row = {"algo": algo, "seed": seed, "score": summary["total"]["score"],
+                   "score_ci95": summary["total"]["ci95"], "bits_per_episode": summary["bits_per_episode"],
+                   "channel_cost_per_episode": summary["channel_cost_per_episode"],
+                   "train_seconds": train_seconds.get((algo, seed), 0.0)}
+            for comb in summary["combinations"]:
+                row[f"{comb['adversary']}@{comb['steps']}"] = comb["mean"]
+            rows.append(row)
+    per_seed = pd.DataFrame(rows)
+    per_seed.to_csv(plan.out / "per_seed.csv", index=False)
+    table = aggregate(per_seed)
+    table.to_csv(plan.out / "table.csv", index=False)
+    (plan.out / "table.md").write_text(to_markdown(table, plan) + "\n")
+    plot_table(table, plan.out / "benchmark.png", title=f"{plan.scenario}: score by algorithm")
+    return table
+
+
+def aggregate(per_seed: Any) -> Any:
+    """Mean over seeds with a 95% interval over seeds (one seed: the harness's own interval)."""
+    import pandas as pd
+
+    out = []
+    for algo, group in per_seed.groupby("algo", sort=False):
+        scores = group["score"].tolist()
+        ci = _ci95(scores) if len(scores) > 1 else float(group["score_ci95"].iloc[0])
+        row = {"algo": algo, "seeds": len(scores), "score": sum(scores) / len(scores), "ci95": ci,
+               "bits_per_episode": group["bits_per_episode"].mean(),
+               "train_minutes": group["train_seconds"].mean() / 60.0}
+        for col in group.columns:
+            if "@" in col:
+                row[col] = group[col].mean()
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
+    head = (f"Scenario `{plan.scenario}`, {plan.episodes} episodes per combination, lengths {plan.lengths}, "
+            f"seeds {plan.seeds}, {plan.steps:,} training steps. Score: sum over red agents of the mean "
+            f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines)
+
+
+def plot_table(table: Any, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(table)), 3.5))
+    errors = [0.0 if math.isnan(v) else v for v in table["ci95"]]
+    ax.bar(table["algo"], table["score"], yerr=errors, capsize=4, color="#4c72b0")
+    ax.set_ylabel("score (sum of mean returns)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

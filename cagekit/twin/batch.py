@@ -1,0 +1,571 @@
+"""`TwinBatch`: B copies of a paper scenario stepped at once with numpy.
+
+State per environment (arrays with a leading batch axis B, hosts H in spec order, subnets S):
+
+- truth: red's session on each host (`level`: 0 none, 1 user, 2 root), whether that session's process
+  was seen by the monitor (`sus`, what Remove can stop), the malware files on each host (`f_cmd` from a
+  web exploit, `f_esc` from an escalation) and which of them an Analyse already reported (`found_*`),
+  captured credentials, whether the OT service is down;
+- red's knowledge, as the engine's scripted agents keep it: known addresses, scanned hosts, believed
+  access and its insertion order, escalation delays, spoofed hosts, known and swept subnets, the first
+  target; and the per-episode address order (the engine draws random subnets and addresses);
+- the blue tables (activity and compromise per host, per agent), block bits, the channel.
+
+One step: blue acts, then red, then green (as the engine), then each blue agent's monitor reads the
+step's events into its table. See docs/twin.md for what is modelled and what is not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cagekit.scenarios import get_scenario
+from cagekit.scenarios.spec import ScenarioSpec
+from cagekit.twin.model import (
+    ALERT_LOCAL_PORT,
+    B_ANALYSE,
+    B_BLOCK,
+    B_REMOVE,
+    B_RESTORE,
+    BRUTE_FORCE_ATTEMPTS,
+    GREEN_SCAN_PORTS,
+    HTTP_PORT,
+    SSH_PORT,
+    TwinModel,
+)
+
+# red action codes
+R_SLEEP, R_IMPACT, R_ESCALATE, R_PORTSCAN, R_STOLEN, R_ARPSPOOF, R_PINGSWEEP, R_WEB, R_BRUTE = range(9)
+RED_ACTION_NAMES = ("Sleep", "Impact", "StealthyEscalate", "PortScan", "StolenCredentialSSH", "ARPSpoof",
+                    "PingSweep", "WebExploit", "BruteForceSSH")
+_RED_KINDS = {"KillChainAgent": "killchain", "ExplorerAgent": "explorer", "SleepAgent": "sleep"}
+_GREEN_KINDS = {"FalseAlarmGreen": "alerts", "SleepAgent": "none"}
+
+# blue table values: activity 0 None, 1 Scan, 2 Exploit; compromise 0 No, 1 Unknown, 2 User, 3 Privileged
+_ACT_BITS = np.array([0b00, 0b10, 0b11], dtype=np.int64)  # (a0, a1)
+_COMP_BITS = np.array([0b00, 0b10, 0b01, 0b11], dtype=np.int64)  # (c0, c1)
+ACCESS_LEVELS = ("none", "user", "root")
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.uint64)
+    count = np.zeros(x.shape, dtype=np.int64)
+    while np.any(x):
+        count += (x & np.uint64(1)).astype(np.int64)
+        x = x >> np.uint64(1)
+    return count
+
+
+_POPCOUNT_8 = _popcount(np.arange(256))
+
+
+def _resolve(kind: str, name: str | None, options: dict[str, str], default: str, scenario: str) -> str:
+    key = default if name is None else name
+    if key not in options:
+        raise ValueError(f"unknown {kind} agent {key!r} for scenario {scenario!r}; valid: {', '.join(options)}")
+    return options[key]
+
+
+class TwinBatch:
+    """B environments of one paper scenario, stepped together.
+
+    `reset()` returns the observation dict; `step(actions)` takes int[B, A] actions, encoded as the
+    multi-agent env encodes them (`2 * defence + bit` with the channel on, `defence` without), and returns
+    `(obs, rewards[B], env_rewards[B], done[B], info)`.
+
+    Observation dict (A agents in layout order; padding is 0):
+      - "observation": int8 (B, A, obs_size_max) -- per agent its 4 bits per own host, its block bits and
+        the bits its teammates sent last step (`obs_size[a]` entries valid);
+      - "action_mask": int8 (B, A, n_actions_max) -- the SAU mask (all ones without SAU), repeated per
+        message bit when the channel is on (`n_actions[a]` entries valid);
+      - "host_codes": int64 (B, A, max_hosts) -- each own host's row as a code 0-15 (activity << 2 | compromise).
+    """
+
+    def __init__(self, scenario: str | ScenarioSpec = "paper-small", batch_size: int = 1, seed: int | None = None, *,
+                 red: str | None = None, green: str | None = None, episode_length: int = 30,
+                 message_cost: float | None = None, sau: bool = True, channel: bool = True,
+                 layout: str | None = None, detection: float | None = None, green_rate: float | None = None):
+        if episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.spec = get_scenario(scenario)
+        self.model = m = TwinModel(self.spec, layout, channel=channel, detection=detection, green_rate=green_rate)
+        self.red_name = red if red is not None else self.spec.default_red
+        self.red_kind = _RED_KINDS[_resolve("red", red, self.spec.red_agents, self.spec.default_red, self.spec.name)]
+        self.green_name = green if green is not None else self.spec.default_green
+        self.green_kind = _GREEN_KINDS[_resolve("green", green, self.spec.green_agents, self.spec.default_green,
+                                                self.spec.name)]
+        self.B = int(batch_size)
+        self.episode_length = int(episode_length)
+        self.message_cost = float(self.spec.message_cost if message_cost is None else message_cost)
+        self.sau = sau
+        self.channel = channel
+        self.rng = np.random.default_rng(seed)
+        self.agent_names = m.agent_names
+        self.A, self.H, self.S = m.A, m.H, m.S
+        self.obs_size = m.obs_size
+        self.n_actions = m.n_actions
+        self.t = 0
+        self._alloc()
+
+    # state ----------------------------------------------------------------------------------------
+    def _alloc(self) -> None:
+        B, H, S, A, m = self.B, self.H, self.S, self.A, self.model
+        z = np.zeros
+        self.level = z((B, H), np.int64)
+        self.sus = z((B, H), bool)
+        self.f_cmd = z((B, H), bool)
+        self.f_esc = z((B, H), bool)
+        self.found_cmd = z((B, H), bool)
+        self.found_esc = z((B, H), bool)
+        self.cred = z((B, H), bool)  # captured credentials (engine) == red's cred_ips
+        self.ot_down = z(B, bool)
+        self.ot_known = z(B, bool)
+        # red knowledge
+        self.known_ip = z((B, H), bool)
+        self.ports = z((B, H), bool)
+        self.owned = z((B, H), np.int64)  # believed access 0/1/2
+        self.owned_seq = z((B, H), np.int64)
+        self.seq = z(B, np.int64)
+        self.ready_at = z((B, H), np.int64)  # -1: not set
+        self.spoofed = z((B, H), bool)
+        self.subnet_known = z((B, S), bool)
+        self.swept = z((B, S), bool)
+        self.first_target = z(B, np.int64)
+        self.ip_rank = z((B, H), np.int64)
+        self.subnet_rank = z((B, S), np.int64)
+        self.ever_root = z((B, H), bool)
+        # blue
+        self.activity = z((B, A, m.max_hosts), np.int64)
+        self.compromise = z((B, A, m.max_hosts), np.int64)
+        self.block_bits = z((B, A, max(1, max(len(a.block_subnets) for a in m.agents))), np.int8)
+        self.received = z((B, A, max(1, A - 1)), np.int8)
+        self.invalid_count = z((B, A), np.int64)
+        self.last_red_action = z(B, np.int64)
+        self.last_red_target = z(B, np.int64)
+        self.last_red_success = z(B, bool)
+
+    def seed(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        if seed is not None:
+            self.seed(seed)
+        m, B = self.model, self.B
+        self._alloc()
+        self.t = 0
+        self.level[:, m.home] = 2
+        self.ever_root[:, m.home] = True
+        self.known_ip[:, m.home] = True
+        self.owned[:, m.home] = 2
+        self.seq[:] = 1
+        self.ready_at[:] = -1
+        self.subnet_known[:, m.home_subnet] = True
+        self.first_target[:] = -1
+        # the engine draws random subnets and addresses: subnets in a random order, hosts in a random
+        # order within their subnet
+        self.subnet_rank = np.argsort(self.rng.random((B, self.S)), axis=1).argsort(axis=1)
+        within = np.argsort(self.rng.random((B, self.H)), axis=1).argsort(axis=1)
+        self.ip_rank = self.subnet_rank[:, m.subnet_of] * (self.H + 1) + within
+        self.last_red_action[:] = R_SLEEP
+        self.last_red_target[:] = -1
+        return self._observe()
+
+    # observations -----------------------------------------------------------------------------------
+    def host_codes(self) -> np.ndarray:
+        return (_ACT_BITS[self.activity] << 2) | _COMP_BITS[self.compromise]
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        m, B, A = self.model, self.B, self.A
+        codes = self.host_codes()
+        obs = np.zeros((B, A, m.obs_size_max), dtype=np.int8)
+        mask = np.zeros((B, A, m.n_actions_max), dtype=np.int8)
+        arrived = self.received.any(axis=2) if self.channel else np.zeros((B, A), bool)
+        for ai, ag in enumerate(m.agents):
+            nh = len(ag.hosts)
+            c = codes[:, ai, :nh]
+            rows = np.stack([(c >> 3) & 1, (c >> 2) & 1, (c >> 1) & 1, c & 1], axis=2).reshape(B, 4 * nh)
+            obs[:, ai, :4 * nh] = rows
+            nb = len(ag.block_subnets)
+            obs[:, ai, 4 * nh: 4 * nh + nb] = self.block_bits[:, ai, :nb]
+            if self.channel:
+                obs[:, ai, 4 * nh + nb: 4 * nh + nb + A - 1] = self.received[:, ai, :A - 1]
+            nd = ag.n_defence
+            if self.sau:
+                alarming = (c != 0b0000) & (c != 0b1000)  # (B, nh)
+                hostly = ag.local >= 0
+                alarm_d = np.ones((B, nd), dtype=bool)
+                alarm_d[:, hostly] = alarming[:, ag.local[hostly]]
+                analyse = ag.kind == B_ANALYSE
+                dm = np.where(hostly[None, :], alarm_d | (analyse[None, :] & arrived[:, ai, None]), True)
+            else:
+                dm = np.ones((B, nd), dtype=bool)
+            dm = dm.astype(np.int8)
+            mask[:, ai, :m.n_actions[ai]] = np.repeat(dm, 2, axis=1) if self.channel else dm
+        self._defence_mask = mask
+        return {"observation": obs, "action_mask": mask, "host_codes": codes}
+
+    # red ----------------------------------------------------------------------------------------------
+    def _red_choose(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each environment's red action (code, target host or subnet), as the engine's agent picks it."""
+        m, B, H, S = self.model, self.B, self.H, self.S
+        rng = self.rng
+        t = self.t
+        # user footholds without an escalation time get one: 2-4 steps from now
+        need = (self.owned == 1) & (self.ready_at < 0)
+        if need.any():
+            self.ready_at[need] = t + rng.integers(2, 5, size=int(need.sum()))
+        not_home = np.ones(H, bool)
+        not_home[m.home] = False
+        big = 1 << 40
+        # option slots: impact(1) | escalate(H) | cred(H) | arpspoof(H) | pingsweep(S) | ip actions(H)
+        valid = np.zeros((B, 1 + 4 * H + S), dtype=bool)
+        key = np.zeros((B, 1 + 4 * H + S), dtype=np.int64)
+        o_esc, o_cred, o_arp, o_ping, o_ip = 1, 1 + H, 1 + 2 * H, 1 + 3 * H, 1 + 3 * H + S
+        valid[:, 0] = self.owned[:, m.red_target] == 2
+        key[:, 0] = 0
+        valid[:, o_esc:o_cred] = (self.owned == 1) & (t >= self.ready_at)
+        key[:, o_esc:o_cred] = 1 * big + self.owned_seq
+        valid[:, o_cred:o_arp] = self.cred & (self.owned == 0)
+        key[:, o_cred:o_arp] = 2 * big + self.ip_rank
+        valid[:, o_arp:o_ping] = (self.owned == 2) & not_home[None, :] & ~self.spoofed
+        key[:, o_arp:o_ping] = 3 * big + self.owned_seq
+        valid[:, o_ping:o_ip] = self.subnet_known & ~self.swept
+        key[:, o_ping:o_ip] = 4 * big + self.subnet_rank
+        ip_valid = self.known_ip & not_home[None, :] & (self.owned == 0) & ~self.cred & \
+            (~self.ports | m.web_port[None, :] | m.ssh_port[None, :])
+        valid[:, o_ip:] = ip_valid
+        key[:, o_ip:] = 5 * big + self.ip_rank
+        key = np.where(valid, key, np.iinfo(np.int64).max)
+        n_valid = valid.sum(axis=1)
+        if self.red_kind == "killchain":
+            choice = np.argmin(key, axis=1)
+            first_is_ipish = ((choice >= o_ip) | ((choice >= o_cred) & (choice < o_arp) &
+                                                  ~self.ports[np.arange(B), np.clip(choice - o_cred, 0, H - 1)]))
+            no_foothold = ~((self.owned > 0) & not_home[None, :]).any(axis=1)
+            branch = (n_valid > 0) & first_is_ipish & no_foothold
+            if branch.any():
+                cand = ip_valid[branch]
+                ft = self.first_target[branch]
+                rows = np.arange(cand.shape[0])
+                keep = (ft >= 0) & cand[rows, np.clip(ft, 0, H - 1)]
+                has = cand.any(axis=1)
+                repick = ~keep & has
+                if repick.any():
+                    # uniform over the candidates (the engine's random.choice of the sorted addresses)
+                    u = rng.random((int(repick.sum()), H))
+                    ft[repick] = np.argmax(np.where(cand[repick], u, -1.0), axis=1)
+                self.first_target[branch] = ft
+                target_slot = np.where(keep | repick, o_ip + ft, -1)
+                # no candidate: the option whose address is the stale first target (a credential option)
+                stale = ~has & (ft >= 0)
+                stale_ok = stale & valid[branch][rows, o_cred + np.clip(ft, 0, H - 1)]
+                target_slot = np.where(stale_ok, o_cred + ft, target_slot)
+                target_slot = np.where(target_slot < 0, choice[branch], target_slot)
+                choice[branch] = target_slot
+        elif self.red_kind == "explorer":
+            order = np.argsort(key, axis=1)
+            pos = np.empty_like(order)
+            np.put_along_axis(pos, order, np.arange(key.shape[1])[None, :].repeat(B, 0), axis=1)
+            w = np.where(valid, 1.0 / (pos + 1.0), 0.0)
+            cw = np.cumsum(w, axis=1)
+            u = rng.random(B) * cw[:, -1]
+            choice = np.minimum((cw <= u[:, None]).sum(axis=1), key.shape[1] - 1)
+        else:
+            return np.full(B, R_SLEEP), np.full(B, -1)
+        code = np.full(B, R_SLEEP)
+        target = np.full(B, -1)
+        has = n_valid > 0
+        c = choice
+        rows = np.arange(B)
+        sel = has & (c == 0)
+        code[sel], target[sel] = R_IMPACT, m.red_target
+        sel = has & (c >= o_esc) & (c < o_cred)
+        code[sel], target[sel] = R_ESCALATE, c[sel] - o_esc
+        sel = has & (c >= o_cred) & (c < o_arp)
+        h = np.clip(c - o_cred, 0, H - 1)
+        code[sel] = np.where(self.ports[rows, h], R_STOLEN, R_PORTSCAN)[sel]
+        target[sel] = h[sel]
+        sel = has & (c >= o_arp) & (c < o_ping)
+        code[sel], target[sel] = R_ARPSPOOF, c[sel] - o_arp
+        sel = has & (c >= o_ping) & (c < o_ip)
+        code[sel], target[sel] = R_PINGSWEEP, c[sel] - o_ping
+        sel = has & (c >= o_ip)
+        h = np.clip(c - o_ip, 0, H - 1)
+        ip_code = np.where(~self.ports[rows, h], R_PORTSCAN, np.where(m.web_port[h], R_WEB, R_BRUTE))
+        code[sel] = ip_code[sel]
+        target[sel] = h[sel]
+        return code, target
+
+    def _insert_owned(self, idx: np.ndarray, host: np.ndarray, level: int) -> None:
+        """Red learns a session on `host` (dict insertion order kept for new entries)."""
+        new = self.owned[idx, host] == 0
+        ni, nh = idx[new], host[new]
+        self.owned_seq[ni, nh] = self.seq[ni]
+        self.seq[ni] += 1
+        upgrade = self.owned[idx, host] != 2
+        self.owned[idx[upgrade], host[upgrade]] = level
+
+    def _pop_owned(self, idx: np.ndarray, host: np.ndarray) -> None:
+        keep = host != self.model.home
+        self.owned[idx[keep], host[keep]] = 0
+        self.ready_at[idx[keep], host[keep]] = -1
+
+    def _event(self, idx: np.ndarray, host: np.ndarray, n: int, mask: int, eph: int = 0, alert: bool = False) -> None:
+        np.add.at(self.ev_n, (idx, host), n)
+        np.bitwise_or.at(self.ev_ports, (idx, host), mask)
+        if eph:
+            np.add.at(self.ev_eph, (idx, host), eph)
+        if alert:
+            self.ev_4444[idx, host] = True
+
+    def _red_act(self, code: np.ndarray, target: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+        m, rng = self.model, self.rng
+        d = m.detection
+        bit = m.port_bit
+        success = np.zeros(self.B, bool)
+
+        def pick(c: int) -> tuple[np.ndarray, np.ndarray]:
+            i = np.flatnonzero(code == c)
+            return i, target[i]
+
+        def crosses(i: np.ndarray, h: np.ndarray) -> np.ndarray:
+            s = m.subnet_of[h]
+            return (s != m.home_subnet) & (blocked[i, m.home_subnet] | blocked[i, s])
+
+        # Impact: any red session on the target and the OT service known
+        i, h = pick(R_IMPACT)
+        if len(i):
+            ok = (self.level[i, h] >= 1) & self.ot_known[i]
+            success[i] = ok
+            self.ot_down[i[ok]] |= m.ot_host[h[ok]]
+            self._pop_owned(i[~ok], h[~ok])
+        # StealthyEscalate
+        i, h = pick(R_ESCALATE)
+        if len(i):
+            ok = self.level[i, h] >= 1
+            success[i] = ok
+            i_ok, h_ok = i[ok], h[ok]
+            upgraded = self.level[i_ok, h_ok] == 1
+            self.f_esc[i_ok[upgraded], h_ok[upgraded]] = True
+            self.level[i_ok, h_ok] = 2
+            det = rng.random(len(i_ok)) < d
+            self._event(i_ok[det], h_ok[det], 1, bit[ALERT_LOCAL_PORT], alert=True)
+            self.owned[i_ok, h_ok] = 2
+            self.subnet_known[i_ok, m.subnet_of[h_ok]] = True
+            self.known_ip[i_ok] |= m.reveals[h_ok]
+            self.ot_known[i_ok] |= m.ot_info[h_ok]
+            self._pop_owned(i[~ok], h[~ok])
+        # PortScan
+        i, h = pick(R_PORTSCAN)
+        if len(i):
+            ok = ~crosses(i, h)
+            success[i] = ok
+            self.ports[i[ok], h[ok]] = True
+            i_ok, h_ok = i[ok], h[ok]
+            np.add.at(self.ev_n, (i_ok, h_ok), m.n_listen[h_ok])
+            np.bitwise_or.at(self.ev_ports, (i_ok, h_ok), m.listen_mask[h_ok])
+        # StolenCredentialSSH
+        i, h = pick(R_STOLEN)
+        if len(i):
+            ok = ~crosses(i, h) & self.cred[i, h] & m.stolen_ok[h]
+            success[i] = ok
+            i_ok, h_ok = i[ok], h[ok]
+            det = rng.random(len(i_ok)) < d
+            fresh = self.level[i_ok, h_ok] == 0
+            self.sus[i_ok[fresh], h_ok[fresh]] = det[fresh]
+            self.level[i_ok, h_ok] = np.maximum(self.level[i_ok, h_ok], 1)
+            self._event(i_ok[det], h_ok[det], 1, bit[ALERT_LOCAL_PORT], alert=True)
+            self._insert_owned(i_ok, h_ok, 1)
+        # ARPSpoof
+        i, h = pick(R_ARPSPOOF)
+        if len(i):
+            ok = self.level[i, h] == 2
+            success[i] = ok
+            i_ok, h_ok = i[ok], h[ok]
+            caught = m.spoof_targets[m.subnet_of[h_ok]]  # (n, H)
+            self.cred[i_ok] |= caught
+            self.known_ip[i_ok] |= caught
+            self.subnet_known[i_ok] |= (caught[:, None, :] & m.subnet_hosts[None, :, :]).any(axis=2)
+            self.spoofed[i_ok, h_ok] = True
+            det = rng.random(len(i_ok)) < d
+            self._event(i_ok[det], h_ok[det], 1, bit[ALERT_LOCAL_PORT], alert=True)
+            self._pop_owned(i[~ok], h[~ok])
+        # PingSweep (fails only when the swept subnet itself is blocked)
+        i, s = pick(R_PINGSWEEP)
+        if len(i):
+            ok = ~((s != m.home_subnet) & blocked[i, np.clip(s, 0, self.S - 1)])
+            success[i] = ok
+            i_ok, s_ok = i[ok], s[ok]
+            self.known_ip[i_ok] |= m.subnet_hosts[s_ok]
+            self.swept[i_ok, s_ok] = True
+        # WebExploit (remote file inclusion on port 80)
+        i, h = pick(R_WEB)
+        if len(i):
+            reach = ~crosses(i, h) & m.http80[h]
+            self._event(i[reach], h[reach], 1, bit[HTTP_PORT])
+            ok = reach & m.rfi[h]
+            success[i] = ok
+            i_ok, h_ok = i[ok], h[ok]
+            det = rng.random(len(i_ok)) < d
+            fresh = self.level[i_ok, h_ok] == 0
+            self.sus[i_ok[fresh], h_ok[fresh]] = det[fresh]
+            self.level[i_ok, h_ok] = np.maximum(self.level[i_ok, h_ok], 1)
+            self.f_cmd[i_ok, h_ok] = True
+            self._event(i_ok[det], h_ok[det], 1, 0, eph=1, alert=True)
+            self._insert_owned(i_ok, h_ok, 1)
+        # BruteForceSSH: ten logins on port 22 (plus one on success), never carrying a pid
+        i, h = pick(R_BRUTE)
+        if len(i):
+            reach = ~crosses(i, h) & m.ssh22[h]
+            ok = reach & m.bruteforceable[h]
+            success[i] = ok
+            np.add.at(self.ev_n, (i[reach], h[reach]), BRUTE_FORCE_ATTEMPTS + ok[reach].astype(np.int64))
+            np.bitwise_or.at(self.ev_ports, (i[reach], h[reach]), bit[SSH_PORT])
+            i_ok, h_ok = i[ok], h[ok]
+            fresh = self.level[i_ok, h_ok] == 0
+            self.sus[i_ok[fresh], h_ok[fresh]] = False
+            self.level[i_ok, h_ok] = np.maximum(self.level[i_ok, h_ok], 1)
+            self._insert_owned(i_ok, h_ok, 1)
+        return success
+
+    # green ----------------------------------------------------------------------------------------------
+    def _green(self) -> None:
+        if self.green_kind != "alerts":
+            return
+        m = self.model
+        g = m.green_hosts
+        u = self.rng.random((self.B, len(g)))
+        v = self.rng.random((self.B, len(g)))
+        fire = u < m.green_rate
+        scan = fire & (v < 0.5)
+        alert = fire & ~scan
+        scan_mask = sum({m.port_bit[p] for p in GREEN_SCAN_PORTS})
+        self.ev_n[:, g] += 3 * scan + alert
+        self.ev_ports[:, g] |= np.where(scan, scan_mask, 0) | np.where(alert, m.port_bit[ALERT_LOCAL_PORT], 0)
+        self.ev_4444[:, g] |= alert
+
+    # step -------------------------------------------------------------------------------------------------
+    def decode(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(actions, dtype=np.int64).reshape(self.B, self.A)
+        if np.any(a < 0) or np.any(a >= self.n_actions[None, :]):
+            bad = np.argwhere((a < 0) | (a >= self.n_actions[None, :]))[0]
+            raise ValueError(f"action {a[tuple(bad)]} of agent {self.agent_names[bad[1]]!r} (env {bad[0]}) outside "
+                             f"0..{self.n_actions[bad[1]] - 1}")
+        if self.channel:
+            return a // 2, a % 2
+        return a, np.zeros_like(a)
+
+    def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict]:
+        m, B, A, H = self.model, self.B, self.A, self.H
+        if self.t >= self.episode_length:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        defence, bits = self.decode(actions)
+        rows = np.arange(B)
+        # masked actions run as Sleep
+        legal = self._defence_mask[rows[:, None], np.arange(A)[None, :],
+                                   defence * (2 if self.channel else 1)].astype(bool)
+        invalid = ~legal
+        defence = np.where(invalid, 0, defence)
+        self.invalid_count += invalid
+        kind = m.kind_tab[np.arange(A)[None, :], defence]
+        target = m.target_tab[np.arange(A)[None, :], defence]
+        costs = np.zeros((B, A))
+        blocked = np.zeros((B, self.S), bool)
+        self.block_bits[:] = 0
+        analyse_seen = np.zeros((B, A, m.max_hosts), bool)
+        for ai in range(A):
+            k, tg = kind[:, ai], target[:, ai]
+            loc = m.local_tab[ai, defence[:, ai]]
+            # Analyse
+            i = np.flatnonzero(k == B_ANALYSE)
+            if len(i):
+                h = tg[i]
+                files = self.f_cmd[i, h] | self.f_esc[i, h]
+                new = (self.f_cmd[i, h] & ~self.found_cmd[i, h]) | (self.f_esc[i, h] & ~self.found_esc[i, h])
+                self.found_cmd[i, h] |= self.f_cmd[i, h]
+                self.found_esc[i, h] |= self.f_esc[i, h]
+                costs[i, ai] = np.where(new, 0.0, m.analyse_cost)
+                analyse_seen[i, ai, loc[i]] = files
+            # Remove: stops the monitor's suspicious processes that are not root's
+            i = np.flatnonzero(k == B_REMOVE)
+            if len(i):
+                h = tg[i]
+                killed = (self.level[i, h] == 1) & self.sus[i, h]
+                self.level[i[killed], h[killed]] = 0
+                self.sus[i[killed], h[killed]] = False
+                costs[i, ai] = np.where(killed, 0.0, m.remove_cost)
+                comp = self.compromise[i, ai, loc[i]]
+                self.compromise[i, ai, loc[i]] = np.where(comp != 0, 1, 0)
+            # Restore
+            i = np.flatnonzero(k == B_RESTORE)
+            if len(i):
+                h = tg[i]
+                for arr in (self.level, self.sus, self.f_cmd, self.f_esc, self.found_cmd, self.found_esc):
+                    arr[i, h] = 0
+                self.ot_down[i[m.ot_host[h]]] = False
+                costs[i, ai] = m.restore_cost[h]
+                self.compromise[i, ai, loc[i]] = 0
+            # Block (this step only)
+            i = np.flatnonzero(k == B_BLOCK)
+            if len(i):
+                blocked[i, tg[i]] = True
+                self.block_bits[i, ai, m.bslot_tab[ai, defence[i, ai]]] = 1
+                costs[i, ai] = m.block_cost
+        # red, then green; their events are read by the monitor at the end of the step
+        self.ev_n = np.zeros((B, H), np.int64)
+        self.ev_ports = np.zeros((B, H), np.int64)
+        self.ev_eph = np.zeros((B, H), np.int64)
+        self.ev_4444 = np.zeros((B, H), bool)
+        self.t += 1
+        if self.red_kind != "sleep":
+            code, rtarget = self._red_choose()
+            self.last_red_success = self._red_act(code, rtarget, blocked)
+            self.last_red_action, self.last_red_target = code, rtarget
+        self._green()
+        self.ever_root |= self.level == 2
+        # monitor -> tables
+        n = self.ev_n
+        ports = self.ev_ports
+        nports = _POPCOUNT_8[ports & 0xFF] + self.ev_eph
+        if ports.max(initial=0) > 0xFF:
+            nports = _popcount(ports) + self.ev_eph
+        scan_rule = (n >= 3) & (nports >= 3)
+        exploit = ~scan_rule & (self.ev_4444 | ((n >= 3) & (nports == 1)))
+        act = np.where(n == 0, 0, np.where(exploit, 2, 1))
+        for ai, ag in enumerate(m.agents):
+            nh = len(ag.hosts)
+            a_act = act[:, ag.hosts]
+            self.activity[:, ai, :nh] = a_act
+            comp = self.compromise[:, ai, :nh]
+            comp = np.where(a_act == 2, 2, comp)
+            comp = np.where(analyse_seen[:, ai, :nh], 3, comp)
+            self.compromise[:, ai, :nh] = comp
+        # rewards
+        confidentiality = np.round((self.level == 2).astype(float) @ m.conf, 1)
+        availability = np.round(self.ot_down.astype(float) * float(m.avail[m.ot_host].sum()), 1) \
+            if m.ot_host.any() else np.zeros(B)
+        env_reward = -availability - confidentiality + costs.sum(axis=1)
+        channel_cost = self.message_cost * bits
+        reward = env_reward - channel_cost.sum(axis=1)
+        if self.channel and A > 1:
+            for ai in range(A):
+                self.received[:, ai, :A - 1] = np.delete(bits, ai, axis=1)
+        obs = self._observe()
+        done = np.full(B, self.t >= self.episode_length)
+        info: dict[str, Any] = {
+            "bits_sent": bits, "channel_cost": channel_cost, "env_reward": env_reward, "action_cost": costs,
+            "invalid_action": invalid, "invalid_actions": self.invalid_count.copy(), "action": defence,
+            "impacted": self.ot_down.copy(), "red_access": self.level.copy(),
+        }
+        return obs, reward, env_reward, done, info
+
+    # introspection ------------------------------------------------------------------------------------------
+    def red_access(self, b: int = 0) -> dict[str, str]:
+        return {h: ACCESS_LEVELS[int(self.level[b, i])] for i, h in enumerate(self.model.host_names)}
+
+    def action_label(self, agent: int, defence: int) -> str:
+        return self.model.agents[agent].catalog.label(int(defence))

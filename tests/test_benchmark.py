@@ -1,0 +1,30 @@
+"""`cagekit benchmark`: trains (or loads) each algorithm, scores each with the harness, writes the table."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from cagekit.cli import main
+
+
+def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
+    out = tmp_path / "bm"
+    argv = ["benchmark", "--algos", "nocomm,react,sleep", "--seeds", "2", "--steps", "60", "--episodes", "2",
+            "--lengths", "6", "--reds", "KillChainAgent,SleepAgent", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    table = pd.read_csv(out / "table.csv")
+    assert table["algo"].tolist() == ["nocomm", "react", "sleep"]
+    assert (table["seeds"] == 2).all()
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    # each row's score is the harness's own total for that seed
+    for _, row in per_seed.iterrows():
+        summary = json.loads((out / "eval" / f"{row['algo']}-s{row['seed']}" / "summary.json").read_text())
+        assert row["score"] == summary["total"]["score"]
+    assert (out / "table.md").read_text().count("\n| ") == 4
+    assert (out / "benchmark.png").stat().st_size > 0
+    trained = (out / "runs" / "nocomm-s0" / "model.pt").stat().st_mtime_ns
+    assert main(argv) == 0  # a second run loads the trained runs and the journaled evaluations
+    assert (out / "runs" / "nocomm-s0" / "model.pt").stat().st_mtime_ns == trained
+    assert pd.read_csv(out / "table.csv").equals(table)

@@ -39,8 +39,9 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="protocol seed (default: 0)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: up to 4 for runs of 100+ episodes, else 1; ray: the CPUs)")
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="serial, processes or ray (default: processes with more than one worker, else serial)")
+    p.add_argument("--backend", choices=(*BACKENDS, "twin"), default=None,
+                   help="serial, processes or ray (default: processes with more than one worker, else serial); "
+                        "twin: the vectorised twin instead of CybORG, for quick looks only")
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     p.add_argument("--step-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail when an agent's get_action takes longer than this")
@@ -106,11 +107,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
                         lengths=_ints(args.lengths, "--lengths"), reds=reds, seed=args.seed,
                         message_cost=s["message_cost"], sau=s["sau"], channel=s["channel"],
                         cagekit_version=cagekit.__version__, author=args.name,
-                        team_name=args.team_name or source.label, technique=technique)
+                        team_name=args.team_name or source.label, technique=technique,
+                        simulator="twin" if args.backend == "twin" else "engine")
     if args.out_dir:
         out = Path(args.out_dir)
     else:
         parts = [source.label, spec.name] + ([s["layout"]] if s["layout"] else []) + (["quick"] if args.quick else [])
+        parts += ["twin"] if args.backend == "twin" else []
         out = Path("results") / "-".join(parts)
     return config, source, out
 
@@ -137,7 +140,7 @@ def print_summary(report: Any, out: Path, console: Any) -> None:
 def _backend(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
     """The options' backend and workers; by default worker processes (up to 4) for runs worth their start-up."""
     cpus = os.cpu_count() or 1
-    if args.backend is None:
+    if args.backend in (None, "twin"):
         if args.workers is None:
             workers = min(4, cpus) if n_episodes >= 100 else 1
         else:

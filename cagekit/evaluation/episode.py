@@ -22,6 +22,12 @@ from cagekit.evaluation.sources import TeamSource
 RED_AGENT = "Red"
 
 
+def _red_action(env: Any) -> str:
+    """Red's last action for full.txt (the twin does not keep one)."""
+    controller = getattr(env.engine, "controller", None)
+    return "" if controller is None else str(controller.action.get(RED_AGENT, ""))
+
+
 class EvaluationFailure(RuntimeError):
     """The evaluation cannot go on: an agent raised, chose an action outside its space, or timed out."""
 
@@ -94,6 +100,8 @@ class EpisodeRunner:
             from cagekit.wrappers import make_env
 
             c = self.config
+            if c.simulator == "twin":
+                from cagekit.twin import make_twin_env as make_env  # noqa: F811 - same interface
             self._envs.clear()  # one combination at a time: a fresh environment for each
             self._envs[key] = make_env(c.scenario, red=red, green=c.green, episode_length=length,
                                        message_cost=c.message_cost, sau=c.sau, channel=c.channel,
@@ -159,7 +167,7 @@ class EpisodeRunner:
             bits += sum(int(infos[n]["bits_sent"]) for n in names)
             cost.extend(float(infos[n]["channel_cost"]) for n in names)
             steps.append([[[infos[n]["action"], int(infos[n]["bits_sent"])] for n in names],
-                          str(env.engine.controller.action.get(RED_AGENT, ""))])
+                          _red_action(env)])
             if t < length - 1 and not env.agents:
                 raise EvaluationFailure(f"the environment ended {where} after {t + 1} of {length} steps")
         invalid = sum(int(infos[n]["invalid_actions"]) for n in names)

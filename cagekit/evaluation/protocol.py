@@ -20,7 +20,7 @@ import numpy as np
 
 #: configuration fields that decide the results: a journal is resumed only when all of them agree
 IDENTITY_FIELDS = ("cagekit_version", "scenario", "layout", "team", "episodes", "lengths", "reds", "seed",
-                   "message_cost", "sau", "channel", "green")
+                   "message_cost", "sau", "channel", "green", "simulator")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class EvalConfig:
     channel: bool
     green: str | None = None
     cagekit_version: str = ""
+    #: "engine" (CybORG, the default and what scores are reported on) or "twin" (quick looks)
+    simulator: str = "engine"
     # labels only: they do not change the results
     author: str = ""
     team_name: str = ""
@@ -51,6 +53,8 @@ class EvalConfig:
             raise ValueError("at least one red agent is needed")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.simulator not in ("engine", "twin"):
+            raise ValueError(f"simulator must be 'engine' or 'twin', got {self.simulator!r}")
 
     def combinations(self) -> list[tuple[int, str]]:
         """(episode length, red agent) in reporting order: lengths outer, reds inner (as CAGE-2)."""
@@ -73,6 +77,7 @@ class EvalConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalConfig:
         data = dict(data)
+        data.setdefault("simulator", "engine")
         data["lengths"] = tuple(int(n) for n in data["lengths"])
         data["reds"] = tuple(data["reds"])
         return cls(**data)

@@ -51,6 +51,7 @@ def build_report(config: EvalConfig, results: dict[tuple[int, str, int], Episode
 
 def _header(config: EvalConfig) -> list[str]:
     layout = f", layout {config.layout}" if config.layout else ""
+    layout += ", simulator twin (not a reportable score)" if config.simulator == "twin" else ""
     team = config.team.get("name") or config.team.get("path") or ""
     return [f"cagekit {config.cagekit_version}, {config.scenario}{layout}",
             f"author: {config.author}, team: {config.team_name}, technique: {config.technique}",

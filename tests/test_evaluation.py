@@ -331,3 +331,13 @@ def test_cage2_classic_sleep_matches_the_published_row(tmp_path: Path) -> None:
         published = PUBLISHED_SLEEP[(c["steps"], c["adversary"])]
         sem = c["stdev"] / math.sqrt(c["episodes"])
         assert abs(c["mean"] - published) <= 4 * sem + 0.01 * abs(published), (c, published)
+
+
+def test_twin_backend_is_marked_and_kept_apart(tmp_path):
+    from cagekit.evaluation import cli_main
+
+    common = ["--episodes", "3", "--lengths", "6", "--reds", "KillChainAgent", "--no-progress"]
+    assert cli_main(["react", str(tmp_path / "twin"), "--backend", "twin", *common]) == 0
+    assert "simulator twin" in (tmp_path / "twin" / "summary.txt").read_text().splitlines()[0]
+    # a twin journal is another configuration: an engine run refuses to mix into it
+    assert cli_main(["react", str(tmp_path / "twin"), *common]) != 0

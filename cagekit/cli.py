@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=50, help="updates between checkpoints")
     p.add_argument("--message-cost", type=float, default=None)
     p.add_argument("--red", default=None)
+    p.add_argument("--backend", default=None, choices=["engine", "twin"],
+                   help="simulator to train on (default: twin where it is proven equivalent, else engine)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("plot", help="learning curves of one or more runs to PNG")

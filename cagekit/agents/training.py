@@ -261,6 +261,9 @@ def cli_train(args: Any) -> int:
         if args.algo is None:
             raise ValueError("--algo is required (dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn)")
         env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red)) if v is not None}
+        simulator = getattr(args, "backend", None) or default_simulator(args.scenario)
+        if simulator != "engine":
+            env_kwargs["simulator"] = simulator
         out = Path(args.out or f"runs/{args.algo}-{args.scenario}-{args.seed}")
         run = {"algo": args.algo, "scenario": args.scenario, "seed": args.seed, "steps": args.steps or 200_000,
                "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every}
@@ -286,6 +289,13 @@ def cli_train(args: Any) -> int:
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
     print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
     return 130 if summary["interrupted"] else 0
+
+
+def default_simulator(scenario: str) -> str:
+    """Train on the twin where its equivalence with the engine is shown (the paper scenarios)."""
+    from cagekit.twin import TWIN_SCENARIOS
+
+    return "twin" if scenario in TWIN_SCENARIOS else "engine"
 
 
 def _load_mapping(path: str | Path) -> dict[str, Any]:

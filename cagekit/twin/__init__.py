@@ -11,4 +11,7 @@ from cagekit.twin.batch import RED_ACTION_NAMES, TwinBatch
 from cagekit.twin.env import TwinParallelEnv, make_twin_env
 from cagekit.twin.model import TwinModel
 
-__all__ = ["RED_ACTION_NAMES", "TwinBatch", "TwinModel", "TwinParallelEnv", "make_twin_env"]
+#: scenarios whose twin is shown equivalent to the engine (tests/test_twin.py); training defaults to it there
+TWIN_SCENARIOS = ("paper-small", "paper-large")
+
+__all__ = ["TWIN_SCENARIOS", "RED_ACTION_NAMES", "TwinBatch", "TwinModel", "TwinParallelEnv", "make_twin_env"]

@@ -10,10 +10,20 @@ from cagekit.wrappers.parallel import CageParallelEnv
 def make_env(scenario: str = "paper-small", *, red: str | None = None, green: str | None = None,
              episode_length: int = 30, message_cost: float | None = None, sau: bool = True,
              channel: bool | None = None, seed: int | None = None, layout: str | None = None, lean: bool = True,
-             detection: float | None = None, green_rate: float | None = None) -> CageParallelEnv:
+             detection: float | None = None, green_rate: float | None = None,
+             simulator: str = "engine") -> CageParallelEnv:
     """A PettingZoo `ParallelEnv` for `scenario` (see `cagekit scenarios` for the names).
 
-    `channel` defaults to on for teams and off for a single agent (who would it talk to?)."""
+    `channel` defaults to on for teams and off for a single agent (who would it talk to?).
+    `simulator="twin"` gives the vectorised twin behind the same interface (paper scenarios; training)."""
+    if simulator == "twin":
+        from cagekit.twin import make_twin_env
+
+        return make_twin_env(scenario, red=red, green=green, episode_length=episode_length,
+                             message_cost=message_cost, sau=sau, channel=True if channel is None else channel,
+                             seed=seed, layout=layout, detection=detection, green_rate=green_rate)
+    if simulator != "engine":
+        raise ValueError(f"unknown simulator {simulator!r}; valid: engine, twin")
     spec = get_scenario(scenario)
     engine = CyborgEngine(spec, layout=layout, red=red, green=green, seed=seed, lean=lean, detection=detection,
                           green_rate=green_rate)

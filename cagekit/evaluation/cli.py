@@ -49,6 +49,8 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
     p.add_argument("--team-name", default=None, help="team name for the reports (default: the blue team's)")
     p.add_argument("--technique", default=None, help="technique for the reports")
     p.add_argument("--message-cost", type=float, default=None, help="cost of sending a 1 (default: the scenario's)")
+    p.add_argument("--detection", type=float, default=None,
+                   help="probability that a stealthy red step is seen (default: the scenario's, 0.1 on the paper's)")
     p.add_argument("--no-sau", action="store_true", help="no SAU action masks")
     p.add_argument("--no-channel", action="store_true", help="no message channel")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -108,7 +110,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
                         message_cost=s["message_cost"], sau=s["sau"], channel=s["channel"],
                         cagekit_version=cagekit.__version__, author=args.name,
                         team_name=args.team_name or source.label, technique=technique,
-                        simulator="twin" if args.backend == "twin" else "engine")
+                        simulator="twin" if args.backend == "twin" else "engine", detection=args.detection)
     if args.out_dir:
         out = Path(args.out_dir)
     else:

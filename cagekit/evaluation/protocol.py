@@ -20,7 +20,7 @@ import numpy as np
 
 #: configuration fields that decide the results: a journal is resumed only when all of them agree
 IDENTITY_FIELDS = ("cagekit_version", "scenario", "layout", "team", "episodes", "lengths", "reds", "seed",
-                   "message_cost", "sau", "channel", "green", "simulator")
+                   "message_cost", "sau", "channel", "green", "simulator", "detection")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class EvalConfig:
     cagekit_version: str = ""
     #: "engine" (CybORG, the default and what scores are reported on) or "twin" (quick looks)
     simulator: str = "engine"
+    #: probability that a stealthy red step raises an alert (None: the scenario's)
+    detection: float | None = None
     # labels only: they do not change the results
     author: str = ""
     team_name: str = ""
@@ -78,6 +80,7 @@ class EvalConfig:
     def from_json(cls, data: dict[str, Any]) -> EvalConfig:
         data = dict(data)
         data.setdefault("simulator", "engine")
+        data.setdefault("detection", None)
         data["lengths"] = tuple(int(n) for n in data["lengths"])
         data["reds"] = tuple(data["reds"])
         return cls(**data)

@@ -61,6 +61,9 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     done_file = run / "benchmark-train.json"
     if done_file.exists():
         return float(json.loads(done_file.read_text())["train_seconds"])
+    from cagekit.agents.training import default_simulator
+
+    env = {"simulator": default_simulator(scenario), **env}
     start = time.perf_counter()
     if algo in SB3_ALGOS:
         from cagekit.agents.sb3 import train_sb3
@@ -85,8 +88,10 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
     source = algo if algo in HEURISTICS else str(plan.run_dir(algo, seed))
     argv = [source, str(plan.eval_dir(algo, seed)), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
             "--lengths", plan.lengths, "--seed", str(seed), "--workers", str(plan.workers)]
-    if algo in HEURISTICS:
-        argv += ["--message-cost", str(plan.env["message_cost"])] if "message_cost" in plan.env else []
+    if algo in HEURISTICS and "message_cost" in plan.env:
+        argv += ["--message-cost", str(plan.env["message_cost"])]  # learned teams carry theirs
+    if plan.env.get("detection") is not None:
+        argv += ["--detection", str(plan.env["detection"])]
     if plan.reds:
         argv += ["--reds", plan.reds]
     if plan.backend:

@@ -33,6 +33,14 @@ logit across agents and time. Loss, averaged over episodes b, steps t and agents
     y_{b,t,a} = s * r_{b,t} + gamma * max_{u' unmasked at t+1} Q^-_{b,t+1,a}(u')    (t < T-1)
     y_{b,T-1,a} = s * r_{b,T-1}                                                  (episodes end at T)
 
+(the 30-step time limit is treated as terminal: no bootstrap at the last step, consistently in the
+one-step and the lambda targets). With `td_lambda` > 0 the one-step target is replaced by Peng's
+Q(lambda) return of `lambda_targets` (y_t = s r_t + gamma ((1 - lambda) max Q^-_{t+1} + lambda y_{t+1}));
+with `grad_steps` > 1 each collected batch gets that many gradient steps (the recorded DRU noise makes
+every replay of the batch exact). Both are deviations from DIAL, off by default, used by the fast
+config `configs/dial-sau-fast.yaml` (see docs/dial.md). `updates` counts gradient steps, and the
+target network is copied every `target_update` gradient steps.
+
 where s = reward_scale (1 by default), r is the team reward the environment gives (env reward minus
 the hard channel cost of the bits actually sent), m the soft (DRU) message the agent sent at t, and
 Q^- the target network unrolled on the same batch with its own soft messages and the same noise.
@@ -92,11 +100,18 @@ class DialConfig:
     eps_anneal_steps: int = 2_000_000  # env steps from eps_start to eps_end
     cost_weight: float = 1.0          # weight of the differentiable channel-cost term
     reward_scale: float = 1.0         # rewards (and the channel-cost term) are multiplied by this in the loss
+    td_lambda: float = 0.0            # 0 = DIAL's one-step Q-learning target; > 0 = Q(lambda) targets (deviation)
+    grad_steps: int = 1               # gradient steps on each collected batch (DIAL: 1; > 1 is a deviation)
+    double_q: bool = False            # double Q-learning: argmax by the online net, value by the target (deviation)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
 
     def __post_init__(self) -> None:
         if self.norm not in ("batch", "layer", "none"):
             raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {self.norm!r}")
+        if not 0.0 <= self.td_lambda <= 1.0:
+            raise ValueError(f"td_lambda must be in [0, 1], got {self.td_lambda}")
+        if self.grad_steps < 1:
+            raise ValueError(f"grad_steps must be >= 1, got {self.grad_steps}")
         if self.batch_episodes < 1:
             raise ValueError(f"batch_episodes must be >= 1, got {self.batch_episodes}")
         if self.norm == "batch" and self.batch_episodes < 2:
@@ -386,15 +401,36 @@ class Unroll:
         return torch.stack(qs), None if logits[0] is None else torch.stack(logits), torch.stack(softs)
 
 
+def lambda_targets(rewards: torch.Tensor, next_max: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Targets y_t for rewards r_t (T, ...) and max_{u'} Q^-(t, u') (T, ...); the episode ends after T-1.
+
+    lam = 0: y_t = r_t + gamma * max Q^-(t+1) (DIAL's one-step target), y_{T-1} = r_{T-1}.
+    lam > 0: Peng's Q(lambda) / the pymarl "TD(lambda)" return, computed backwards:
+             y_t = r_t + gamma * ((1 - lam) * max Q^-(t+1) + lam * y_{t+1}),  y_{T-1} = r_{T-1}.
+    lam = 1 is the Monte-Carlo return of the behaviour policy.
+    """
+    y = rewards.clone()
+    if lam == 0.0:
+        y[:-1] += gamma * next_max[1:]
+        return y
+    for t in range(len(y) - 2, -1, -1):
+        y[t] = rewards[t] + gamma * ((1.0 - lam) * next_max[t + 1] + lam * y[t + 1])
+    return y
+
+
 def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, batch: EpisodeBatch,
               message_cost: float) -> tuple[torch.Tensor, dict[str, float]]:
     """The DIAL loss of the module docstring and a few metrics."""
     q, _, soft = Unroll(net, layout, config).run(batch)
     with torch.no_grad():
         q_target, _, _ = Unroll(target, layout, config).run(batch)
-        q_target = q_target.masked_fill(~batch.masks, -math.inf).max(-1).values  # (T, B, A)
-        y = (config.reward_scale * batch.rewards).unsqueeze(-1).expand_as(q_target).clone()
-        y[:-1] += config.gamma * q_target[1:]
+        if config.double_q:  # the online network picks the next action, the target network values it
+            best = q.detach().masked_fill(~batch.masks, -math.inf).argmax(-1, keepdim=True)
+            q_target = q_target.gather(-1, best).squeeze(-1)  # (T, B, A)
+        else:
+            q_target = q_target.masked_fill(~batch.masks, -math.inf).max(-1).values  # (T, B, A)
+        r = (config.reward_scale * batch.rewards).unsqueeze(-1).expand_as(q_target)
+        y = lambda_targets(r, q_target, config.gamma, config.td_lambda)
     chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     td = ((y - chosen) ** 2).mean()
     loss = td
@@ -444,13 +480,14 @@ class DialLearner:
         return c.eps_start + frac * (c.eps_end - c.eps_start)
 
     def update(self) -> dict[str, float]:
-        """Collect one batch of episodes with the online network, then one gradient step."""
+        """Collect one batch of episodes with the online network, then `grad_steps` gradient steps on it."""
         from cagekit.agents.training import deferred_interrupt
 
         eps = self.epsilon
         batch = self.collect(eps)
         with deferred_interrupt():
-            metrics = self.learn(batch)
+            for _ in range(self.config.grad_steps):
+                metrics = self.learn(batch)
             self.env_steps += batch.env_steps()
             self.episodes += batch.shape[1]
         metrics.update({"return": float(batch.rewards.sum(0).mean()),
@@ -693,5 +730,5 @@ def seeds_for(seed: int, update: int, count: int) -> list[int]:
 
 
 __all__ = ["CNet", "DialAgent", "DialConfig", "DialLearner", "EpisodeBatch", "TeamLayout", "Unroll", "VARIANTS",
-           "build_team", "dial_loss", "dru", "evaluate", "load_team", "seeds_for", "synthetic_batch"]
+           "build_team", "dial_loss", "dru", "lambda_targets", "evaluate", "load_team", "seeds_for", "synthetic_batch"]
 

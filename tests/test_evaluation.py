@@ -187,8 +187,8 @@ def test_checkpoint_sources_and_bad_paths(tmp_path: Path) -> None:
     sub = tmp_path / "sub"
     sub.mkdir()
     (sub / "submission.py").write_text("")
-    with pytest.raises(ValueError, match="submission"):
-        resolve_source(str(sub))
+    with pytest.raises(ValueError, match="submission .* refused: missing required file"):
+        resolve_source(str(sub))  # a submission folder without metadata/manifest
     with pytest.raises(ValueError, match="checkpoint directory"):
         resolve_source(str(tmp_path / "nothing"))
 

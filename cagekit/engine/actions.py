@@ -58,6 +58,13 @@ def found_malware(state: State) -> set[tuple[str, str, str]]:
     return state.cagekit_found
 
 
+def reset_project_state(state: State) -> None:
+    """Forget what our actions keep on the engine's State: it outlives `reset()`, episodes must not."""
+    for attr in ("cagekit_blocked", "cagekit_credentials", "cagekit_found"):
+        if hasattr(state, attr):
+            delattr(state, attr)
+
+
 def subnet_name_of(state: State, hostname: str) -> str:
     ip = next(ip for ip, h in state.ip_addresses.items() if h == hostname)
     for subnet in state.subnets.values():

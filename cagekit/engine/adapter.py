@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.engine.actions import blocked_subnets, register
+from cagekit.engine.actions import blocked_subnets, register, reset_project_state
 from cagekit.engine.catalog import BlueActionCatalog
 from cagekit.engine.fast_reset import cached_subnets
 from cagekit.engine.red import green_agent_factory, red_agent_factory
@@ -122,6 +122,7 @@ class CyborgEngine:
             self._rng_state = random.Random(seed).getstate()
         with self.rng(), (cached_subnets() if self.lean else contextlib.nullcontext()):
             self.cyborg.reset()
+        reset_project_state(self.state)
         ctl = self.controller
         ctl.actions = {name: [] for name in ctl.agent_interfaces}
         ctl.action = {}

@@ -133,8 +133,14 @@ class SubmissionSource(TeamSource):
         self.path = str(Path(self.path).resolve())
         self.label = Path(self.path).stem or "submission"
         self._digest = _digest(Path(self.path))
-        with open_submission(self.path) as probe:  # fail early, with the validator's message
-            self._settings = probe.env_settings()
+        from cagekit.submissions.loader import SubmissionError
+
+        try:
+            with open_submission(self.path) as probe:  # fail early, with the validator's message
+                self._settings = probe.env_settings()
+        except SubmissionError as exc:
+            raise ValueError(f"submission {self.path} refused: {exc} (`cagekit validate` checks it in full)") \
+                from exc
         self._team: Any = None
         self._env_id: int | None = None
 

@@ -85,6 +85,28 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cagekit.evaluation.study import StudyPlan, run_study
+
+    out = Path(args.out or ("results/reproduce-quick" if args.quick else "results/reproduce"))
+    doc = Path(args.doc or (out / "results.md" if args.quick else "docs/results.md"))
+    from cagekit.evaluation.study import default_configs
+
+    configs = {**default_configs(), **dict(item.split("=", 1) for item in args.config)}
+    common = {"jobs": args.jobs, "configs": configs, "progress": not args.no_progress}
+    plan = StudyPlan.quick(out, doc, **common) if args.quick else StudyPlan(out=out, doc=doc, **common)
+    if args.seeds is not None:
+        plan.seeds = args.seeds
+    if args.steps is not None:
+        plan.steps = {k: args.steps for k in plan.steps}
+    if args.episodes is not None:
+        plan.episodes = args.episodes
+    print(f"wrote {run_study(plan)}")
+    return 0
+
+
 def _evaluate(argv: Sequence[str]) -> int:
     from cagekit.evaluation import cli_main
 
@@ -147,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message-cost", type=float, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("reproduce", help="the paper's comparison on both networks, written to docs/results.md")
+    p.add_argument("--quick", action="store_true", help="the same pipeline with tiny budgets (minutes)")
+    p.add_argument("--out", default=None, help="work folder (default results/reproduce[-quick])")
+    p.add_argument("--doc", default=None, help="the document to write (default docs/results.md, quick: "
+                                                  "results/reproduce-quick/results.md)")
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (both networks)")
+    p.add_argument("--episodes", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_reproduce)
 
     try:
         from cagekit.submissions import add_package_parser, add_validate_parser

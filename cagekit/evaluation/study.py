@@ -1,0 +1,269 @@
+"""`cagekit reproduce`: the paper's comparison on our networks, generated end to end into docs/results.md.
+
+Trains dial-sau, dial, nocomm, qmix and maskable-ppo on paper-small and paper-large (several seeds),
+scores every trained team plus react and sleep with the evaluation harness on the CybORG engine
+(30-step episodes, each red agent), sweeps dial-sau's message cost on paper-small, contrasts the
+paper's detection probability (0.1) with 0.5, and draws when agents speak. Every figure in the
+document comes from this command; rerunning it reuses finished runs and journaled evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark, to_markdown
+
+LEARNED = ("dial-sau", "dial", "nocomm", "qmix", "maskable-ppo")
+BASELINES = ("react", "sleep")
+NETWORKS = ("paper-small", "paper-large")
+
+PAPER_TABLE = """| network | DIAL + SAU | QMix |
+|---|---|---|
+| small | -3.6 ± 0.8 | -7.8 ± 1.2 |
+| large (7 hosts) | -26.4 ± 1.5 | -43.4 ± 4.6 |"""
+
+
+#: the tested short-budget DIAL configuration (docs/dial.md); the paper's defaults need ~19M steps
+FAST_DIAL = Path(__file__).resolve().parents[2] / "configs" / "dial-sau-fast.yaml"
+
+
+def default_configs() -> dict[str, str]:
+    if not FAST_DIAL.exists():
+        return {}
+    return {algo: str(FAST_DIAL) for algo in ("dial-sau", "dial", "nocomm")}
+
+
+@dataclass
+class StudyPlan:
+    out: Path
+    doc: Path
+    seeds: int = 5
+    steps: dict[str, int] = field(default_factory=lambda: {"paper-small": 60_000, "paper-large": 60_000})
+    episodes: int = 100
+    costs: tuple[float, ...] = (0.0, 0.1, 0.5, 2.0)
+    contrast_detection: float = 0.5
+    jobs: int = 2
+    workers: int = 1
+    configs: dict[str, str] = field(default_factory=default_configs)
+    progress: bool = True
+
+    @classmethod
+    def quick(cls, out: Path, doc: Path, **kw: Any) -> StudyPlan:
+        """Same pipeline, small numbers: for CI and a first look (minutes, not hours)."""
+        return cls(out=out, doc=doc, seeds=1, steps={"paper-small": 1_500, "paper-large": 1_500}, episodes=5,
+                   costs=(0.0, 0.1, 1.0), **kw)
+
+
+def _bench(plan: StudyPlan, scenario: str, algos: list[str], tag: str, env: dict[str, Any],
+           seeds: int | None = None) -> Any:
+    bp = BenchmarkPlan(scenario=scenario, algos=algos, seeds=list(range(plan.seeds if seeds is None else seeds)),
+                       steps=plan.steps[scenario], out=plan.out / tag, episodes=plan.episodes, lengths="30",
+                       workers=plan.workers, jobs=plan.jobs, configs=plan.configs, env=env, progress=plan.progress)
+    return bp, run_benchmark(bp)
+
+
+def speaking_profile(run_dir: Path, episodes: int, seed: int = 12345) -> dict[str, tuple[int, int]]:
+    """How often a trained team's agents send a 1, by what the sender's own rows show at that step.
+
+    Categories by the most alarming own row: quiet, scan, exploit (activity) or user/privileged/unknown
+    (compromise). Returns category -> (ones sent, steps)."""
+    from cagekit.agents import load_team
+    from cagekit.agents.checkpoint import env_settings
+    from cagekit.wrappers import make_env
+
+    meta = json.loads((run_dir / "meta.json").read_text())
+    settings = env_settings(meta)
+    env = make_env(settings["scenario"], channel=settings.get("channel", True), sau=settings.get("sau", True),
+                   message_cost=settings.get("message_cost"), seed=seed)
+    team = load_team(run_dir)
+    counts: dict[str, list[int]] = {}
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        while env.agents:
+            actions = team.act(obs)
+            for name, action in actions.items():
+                vector = obs[name]["observation"]
+                rows = np.asarray(vector[: 4 * len(env.engine.catalogs[name].agent.hosts)]).reshape(-1, 4)
+                category = _category(rows)
+                c = counts.setdefault(category, [0, 0])
+                c[0] += int(action) % 2 if env.channel else 0
+                c[1] += 1
+            obs, *_ = env.step(actions)
+        team.end_episode()
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def _category(rows: np.ndarray) -> str:
+    compromise = {(0, 1): "user", (1, 1): "privileged", (1, 0): "unknown"}
+    found = [compromise.get((int(r[2]), int(r[3]))) for r in rows]
+    for level in ("privileged", "user", "unknown"):
+        if level in found:
+            return level
+    activity = [(int(r[0]), int(r[1])) for r in rows]
+    if (1, 1) in activity:
+        return "exploit"
+    if (1, 0) in activity:
+        return "scan"
+    return "quiet"
+
+
+def run_study(plan: StudyPlan) -> Path:
+    """Run everything and write the document; returns its path."""
+    start = time.perf_counter()
+    plan.out.mkdir(parents=True, exist_ok=True)
+    figures = plan.doc.parent / "results"
+    figures.mkdir(parents=True, exist_ok=True)
+    sections: list[str] = []
+    main_tables = {}
+    for net in NETWORKS:
+        bp, table = _bench(plan, net, [*LEARNED, *BASELINES], f"{net}-d0.1", {})
+        main_tables[net] = (bp, table)
+        sections.append(f"### {net}, detection 0.1 (the paper's)\n\n{to_markdown(table, bp)}\n\n"
+                        f"![{net}](results/{net}-scores.png)\n")
+        _copy(bp.out / "benchmark.png", figures / f"{net}-scores.png")
+        _curves(bp, [*LEARNED], figures / f"{net}-curves.png")
+        sections.append(f"Learning curves (training return and bits per episode, mean and spread over seeds):\n\n"
+                        f"![{net} curves](results/{net}-curves.png)\n")
+    # detection contrast on the small network
+    bp, table = _bench(plan, "paper-small", ["dial-sau", "qmix", "react"], f"paper-small-d{plan.contrast_detection}",
+                       {"detection": plan.contrast_detection})
+    sections.append(f"### paper-small, detection {plan.contrast_detection} (contrast)\n\n{to_markdown(table, bp)}\n")
+    # message-cost sweep
+    sweep_rows = []
+    for cost in plan.costs:
+        bp, table = _bench(plan, "paper-small", ["dial-sau"], f"paper-small-cost{cost}", {"message_cost": cost})
+        row = table.iloc[0]
+        sweep_rows.append({"message_cost": cost, "score": row["score"], "ci95": row["ci95"],
+                           "bits_per_episode": row["bits_per_episode"]})
+    sections.append(_sweep_section(sweep_rows, figures / "cost-sweep.png"))
+    # when agents speak
+    small_bp = main_tables["paper-small"][0]
+    profile = speaking_profile(small_bp.run_dir("dial-sau", 0), episodes=max(5, plan.episodes // 5))
+    sections.append(_speak_section(profile, figures / "speaking.png"))
+    _write_doc(plan, sections, main_tables, time.perf_counter() - start)
+    return plan.doc
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.write_bytes(src.read_bytes())
+
+
+def _curves(bp: BenchmarkPlan, algos: list[str], path: Path) -> None:
+    from cagekit.agents.training import plot_runs
+
+    runs, labels = [], []
+    for algo in algos:
+        for seed in bp.seeds:
+            run = bp.run_dir(algo, seed)
+            if (run / "log.csv").exists():  # SB3 runs log in their own format (progress.csv, tb)
+                runs.append(run)
+                labels.append(algo)
+    if runs:
+        plot_runs(runs, path, labels=labels)
+
+
+def _sweep_section(rows: list[dict[str, float]], path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costs = [r["message_cost"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
+    a.errorbar(costs, [r["score"] for r in rows], yerr=[0 if np.isnan(r["ci95"]) else r["ci95"] for r in rows],
+               marker="o", capsize=3)
+    a.set_xlabel("message cost")
+    a.set_ylabel("score")
+    b.plot(costs, [r["bits_per_episode"] for r in rows], marker="o")
+    b.set_xlabel("message cost")
+    b.set_ylabel("bits per episode")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.suptitle("dial-sau on paper-small: message-cost sweep")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    lines = ["| message cost | score | 95% CI | bits per episode |", "|---|---|---|---|"]
+    lines += [f"| {r['message_cost']:g} | {r['score']:.2f} | {r['ci95']:.2f} | {r['bits_per_episode']:.2f} |"
+              for r in rows]
+    return ("### Message-cost sweep (dial-sau, paper-small)\n\n" + "\n".join(lines)
+            + "\n\n![cost sweep](results/cost-sweep.png)\n")
+
+
+def _speak_section(profile: dict[str, tuple[int, int]], path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = [c for c in ("quiet", "scan", "exploit", "unknown", "user", "privileged") if c in profile]
+    rates = [profile[c][0] / profile[c][1] if profile[c][1] else 0.0 for c in order]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(order, rates, color="#55a868")
+    ax.set_ylabel("P(sends 1)")
+    ax.set_title("dial-sau (paper-small, seed 0): message rate by what the sender sees")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    lines = ["| sender's most alarming row | steps | ones sent | rate |", "|---|---|---|---|"]
+    lines += [f"| {c} | {profile[c][1]} | {profile[c][0]} | {r:.3f} |" for c, r in zip(order, rates, strict=True)]
+    return ("### When agents speak\n\n" + "\n".join(lines) + "\n\n![speaking](results/speaking.png)\n")
+
+
+def _verdicts(main_tables: dict[str, Any]) -> list[str]:
+    out = []
+    for net, (_, table) in main_tables.items():
+        t = table.set_index("algo")
+
+        def beats(a: str, b: str, t: Any = t) -> str:
+            lo_a = t.loc[a, "score"] - (0 if np.isnan(t.loc[a, "ci95"]) else t.loc[a, "ci95"])
+            hi_b = t.loc[b, "score"] + (0 if np.isnan(t.loc[b, "ci95"]) else t.loc[b, "ci95"])
+            if lo_a > hi_b:
+                return "yes, intervals do not overlap"
+            if t.loc[a, "score"] > t.loc[b, "score"]:
+                return "higher mean, but the intervals overlap"
+            return "no"
+
+        out.append(f"- {net}: dial-sau beats qmix: {beats('dial-sau', 'qmix')}; beats nocomm: "
+                   f"{beats('dial-sau', 'nocomm')}; beats react: {beats('dial-sau', 'react')}; bits per episode "
+                   f"dial-sau {t.loc['dial-sau', 'bits_per_episode']:.2f} vs dial "
+                   f"{t.loc['dial', 'bits_per_episode']:.2f}.")
+    return out
+
+
+def _write_doc(plan: StudyPlan, sections: list[str], main_tables: dict[str, Any], seconds: float) -> None:
+    import cagekit
+
+    quick = plan.seeds == 1 and max(plan.steps.values()) < 10_000
+    header = [
+        "# Results: DIAL + SAU against QMix, no-comms and SB3 on our paper networks",
+        "",
+        "Generated by `cagekit reproduce" + (" --quick" if quick else "") + f"` (cagekit {cagekit.__version__}) in "
+        f"{seconds / 60:.1f} minutes on this machine; every number and figure below comes from that run.",
+        f"Seeds: {plan.seeds}; training steps: {plan.steps}; evaluation: {plan.episodes} episodes of 30 steps "
+        "per red agent per seed, on the CybORG engine. Score: sum over the red agents (KillChainAgent, "
+        "ExplorerAgent, SleepAgent) of the mean episode return, without channel costs; higher is better.",
+        "",
+    ]
+    if quick:
+        header += ["**This is the `--quick` run: the pipeline with tiny budgets. Its numbers show that the "
+                   "pipeline works, not how the methods compare.**", ""]
+    header += ["## Verdicts", "", *_verdicts(main_tables), "", "## Tables and figures", ""]
+    footer = [
+        "## The paper's own table",
+        "",
+        PAPER_TABLE,
+        "",
+        "The paper reports mean episode return on its own CybORG 3.1 networks and one red agent; our scores "
+        "sum three red agents on networks we wrote ourselves for csle-cyborg (CybORG 2.1), with our own red "
+        "kill chain and costs, so absolute numbers differ between the two; the comparison that carries over "
+        "is the ordering of the methods on the same network.",
+    ]
+    plan.doc.write_text("\n".join(header) + "\n" + "\n".join(sections) + "\n" + "\n".join(footer) + "\n")

@@ -56,7 +56,6 @@ is always the DRU's (never epsilon-random). Variants: `dial-sau` (sau=True), `di
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -131,20 +130,9 @@ class DialConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> DialConfig:
         """From a JSON or YAML file holding a mapping of field -> value."""
-        path = Path(path)
-        text = path.read_text()
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
+        from cagekit.agents.config_file import load_mapping
 
-                data = yaml.safe_load(text) or {}
-            else:
-                data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - json / yaml errors
-            raise ValueError(f"cannot parse config file {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping")
-        return cls.from_dict(data)
+        return cls.from_dict(load_mapping(path))
 
     @classmethod
     def coerce(cls, config: DialConfig | dict[str, Any] | str | Path | None) -> DialConfig:

@@ -18,7 +18,6 @@ replay buffer and the counters (`state_dict()`, all tensors / numbers / lists / 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,20 +82,9 @@ class QmixConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> QmixConfig:
         """From a JSON or YAML file holding a mapping of field -> value."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-            if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
+        from cagekit.agents.config_file import load_mapping
 
-                data = yaml.safe_load(text) or {}
-            else:
-                data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - OS / json / yaml errors
-            raise ValueError(f"cannot read config file {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping")
-        return cls.from_dict(data)
+        return cls.from_dict(load_mapping(path))
 
     @classmethod
     def coerce(cls, config: QmixConfig | dict[str, Any] | str | Path | None) -> QmixConfig:

@@ -277,9 +277,10 @@ def cli_train(args: Any) -> int:
     if algo in SB3_ALGOS:
         if args.resume:
             raise ValueError(f"--resume is not supported for SB3 algorithm {algo!r}; start a new run")
+        from cagekit.agents.config_file import load_mapping
         from cagekit.agents.sb3 import train_sb3
 
-        hyper = _load_mapping(run["config"]) if run["config"] else None
+        hyper = load_mapping(run["config"]) if run["config"] else None
         train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper, **run["env"])
         print(f"trained {algo} on {run['scenario']}: {out / 'model.zip'}")
         return 0
@@ -298,16 +299,3 @@ def default_simulator(scenario: str) -> str:
     return "twin" if scenario in TWIN_SCENARIOS else "engine"
 
 
-def _load_mapping(path: str | Path) -> dict[str, Any]:
-    import json
-
-    text = Path(path).read_text()
-    if str(path).endswith((".yaml", ".yml")):
-        import yaml
-
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of hyperparameters, got {type(data).__name__}")
-    return data

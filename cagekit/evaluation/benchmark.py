@@ -66,10 +66,10 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     env = {"simulator": default_simulator(scenario), **env}
     start = time.perf_counter()
     if algo in SB3_ALGOS:
+        from cagekit.agents.config_file import load_mapping
         from cagekit.agents.sb3 import train_sb3
-        from cagekit.agents.training import _load_mapping
 
-        hyper = _load_mapping(config) if config else None
+        hyper = load_mapping(config) if config else None
         train_sb3(algo, scenario, steps, seed, run, n_envs=1 if steps < 4 * SB3_STEPS_PER_ROLLOUT else 4,
                   progress_bar=progress, algo_kwargs=hyper, **env)
     else:

@@ -81,8 +81,17 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+class _PerEnvTeam:
+    """A source that builds its team once per environment (in each worker) and never pickles it."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_team"], state["_env_id"] = None, None
+        return state
+
+
 @dataclass
-class CheckpointSource(TeamSource):
+class CheckpointSource(_PerEnvTeam, TeamSource):
     path: str
 
     def __post_init__(self) -> None:
@@ -94,11 +103,6 @@ class CheckpointSource(TeamSource):
         self._digest = _digest(Path(self.path))
         self._team: Team | None = None
         self._env_id: int | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_team"], state["_env_id"] = None, None
-        return state
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "checkpoint", "path": self.path, "algo": self.meta.get("algo"), "sha256": self._digest}
@@ -118,7 +122,7 @@ class CheckpointSource(TeamSource):
 
 
 @dataclass
-class SubmissionSource(TeamSource):
+class SubmissionSource(_PerEnvTeam, TeamSource):
     """A CAGE-style submission (zip or folder): its agents run in a separate process.
 
     The submission's code is never imported here; the harness's environment (and so the score) stays
@@ -143,11 +147,6 @@ class SubmissionSource(TeamSource):
                 from exc
         self._team: Any = None
         self._env_id: int | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_team"], state["_env_id"] = None, None
-        return state
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "submission", "path": self.path, "sha256": self._digest}

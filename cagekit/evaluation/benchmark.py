@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -61,8 +62,9 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     done_file = run / "benchmark-train.json"
     if done_file.exists():
         return float(json.loads(done_file.read_text())["train_seconds"])
-    from cagekit.agents.training import default_simulator
+    from cagekit.agents.training import default_simulator, limit_torch_threads
 
+    limit_torch_threads()
     env = {"simulator": default_simulator(scenario), **env}
     start = time.perf_counter()
     if algo in SB3_ALGOS:
@@ -124,7 +126,8 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), plan.env)
             for a, s in learned]
     if plan.jobs > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=plan.jobs) as pool:
+        # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
+        with ProcessPoolExecutor(max_workers=plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for (a, _, s, *_), secs in zip(jobs, pool.map(train_one, *zip(*jobs, strict=True)), strict=True):
                 train_seconds[(a, s)] = secs
     else:

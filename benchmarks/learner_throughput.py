@@ -137,7 +137,40 @@ def main(argv: list[str] | None = None) -> list[Row]:
         out.append(row)
         print(f"{row.label:10s} {row.scenario:12s} {row.n_agents:6d} {row.best_s * 1e3:8.1f} {row.median_s * 1e3:9.1f} "
               f"{row.rate:9,.0f} {row.median_rate:9,.0f} {row.rate / TARGET:8.2f}")
+    training_split(args.threads)
     return out
+
+
+def training_split(threads: int, updates: int = 6) -> None:
+    """Where a real DIAL training run spends its time: collecting episodes vs learning, twin vs engine.
+
+    Uses the tested short-run configuration (configs/dial-sau-fast.yaml: 8 episodes per batch, 4 gradient
+    steps per batch), so the split is the one `cagekit train --algo dial-sau --config ...` sees."""
+    import time
+    from pathlib import Path
+
+    from cagekit.agents.dial import DialLearner
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    print(f"\nDIAL + SAU training on paper-small ({config.name}), {updates} updates, {threads} thread(s):")
+    print(f"{'simulator':10s} {'collect s':>10s} {'learn s':>8s} {'learner share':>14s} {'env-steps/s':>12s}")
+    for simulator in ("twin", "engine"):
+        learner = DialLearner("dial-sau", "paper-small", 0, str(config), simulator=simulator)
+        learner.update()  # warm-up
+        collect = learn = 0.0
+        steps = 0
+        for _ in range(updates):
+            t0 = time.perf_counter()
+            batch = learner.collect(learner.epsilon)
+            t1 = time.perf_counter()
+            for _ in range(learner.config.grad_steps):
+                learner.learn(batch)
+            t2 = time.perf_counter()
+            collect += t1 - t0
+            learn += t2 - t1
+            steps += batch.env_steps()
+        share = learn / (collect + learn)
+        print(f"{simulator:10s} {collect:10.2f} {learn:8.2f} {share:14.0%} {steps / (collect + learn):12,.0f}")
 
 
 if __name__ == "__main__":

@@ -268,8 +268,15 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     threads = torch.get_num_threads()
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    # checkpoints every tenth of the run (as our learners do every K updates), and the model on Ctrl-C
+    every = max(int(steps) // 10 // max(n_envs, 1), 1)
+    checkpoints = CheckpointCallback(save_freq=every, save_path=str(out / "checkpoints"), name_prefix="model")
     try:
-        model.learn(total_timesteps=int(steps), progress_bar=progress_bar)
+        model.learn(total_timesteps=int(steps), progress_bar=progress_bar, callback=checkpoints)
+    except KeyboardInterrupt:
+        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far")
     finally:
         torch.set_num_threads(threads)
         venv.close()

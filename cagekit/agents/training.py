@@ -184,8 +184,13 @@ def read_log(run_dir: str | Path):  # noqa: ANN201 - a pandas DataFrame
     import pandas as pd
 
     file = Path(run_dir) / LOG_FILE
+    sb3_file = Path(run_dir) / "progress.csv"
+    if not file.exists() and sb3_file.exists():  # an SB3 run: its logger's columns, bits not logged
+        sb3 = pd.read_csv(sb3_file).dropna(subset=["rollout/ep_rew_mean"])
+        return pd.DataFrame({"env_steps": sb3["time/total_timesteps"], "return": sb3["rollout/ep_rew_mean"],
+                             "bits": float("nan")})
     if not file.exists():
-        raise ValueError(f"no training log at {file}")
+        raise ValueError(f"no training log at {file} (nor an SB3 progress.csv)")
     return pd.read_csv(file)
 
 

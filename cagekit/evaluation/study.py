@@ -161,7 +161,7 @@ def _curves(bp: BenchmarkPlan, algos: list[str], path: Path) -> None:
     for algo in algos:
         for seed in bp.seeds:
             run = bp.run_dir(algo, seed)
-            if (run / "log.csv").exists():  # SB3 runs log in their own format (progress.csv, tb)
+            if (run / "log.csv").exists() or (run / "progress.csv").exists():
                 runs.append(run)
                 labels.append(algo)
     if runs:

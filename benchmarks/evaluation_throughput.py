@@ -35,7 +35,8 @@ def timed(cfg: EvalConfig, backend: str, workers: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layout", default="team", choices=("team", "classic"))
-    p.add_argument("--episodes", type=int, default=20, help="episodes per combination for the ratio (length 50)")
+    p.add_argument("--episodes", type=int, default=100,
+                   help="episodes per combination for the ratio (length 50; default: the protocol's 100)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers for the full protocol")
     p.add_argument("--skip-full", action="store_true", help="only the serial / 2-worker ratio")
     args = p.parse_args()

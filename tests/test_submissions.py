@@ -177,10 +177,10 @@ def test_round_trip_checkpoint(sandbox, tiny_checkpoint):
         assert episode_reward(team, seed=5, episodes=1) == pytest.approx(reference)
 
 
-def test_example_submission_passes():
-    example = Path(__file__).resolve().parent.parent / "submissions" / "react-paper-small.zip"
-    if not example.exists():
-        pytest.skip("submissions/react-paper-small.zip not built")
+@pytest.mark.parametrize("name", ["react-paper-small.zip", "dial-sau-paper-small.zip"])
+def test_shipped_submissions_pass(name):
+    example = Path(__file__).resolve().parent.parent / "submissions" / name
+    assert example.exists(), f"submissions/{name} is shipped with the repository"
     report = validate(example, check_wrap=False)
     assert report.ok, report.text()
 

@@ -31,7 +31,9 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
                    help="output folder (default: results/<team>-<scenario>)")
     p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")
     p.add_argument("--layout", default=None, help="blue layout (cage2: team or classic)")
-    p.add_argument("--team", default="react", help="heuristic team when no path is given (default: react)")
+    p.add_argument("--team", default=None,
+                   help="heuristic team when no path is given (default: the shipped trained team "
+                        "submissions/dial-sau-paper-small.zip when present, else react)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per combination (default: 100)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_EPISODES} episodes per combination")
     p.add_argument("--lengths", default="30,50,100", help="episode lengths, comma separated (default: 30,50,100)")

@@ -167,10 +167,21 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         return self._team
 
 
-def resolve_source(path: str | None, team: str = "react") -> TeamSource:
-    """The team named by the command line: a checkpoint directory, a heuristic name, or `--team`."""
+#: the best shipped team, scored when evaluation.py is given no team (see submissions/README.md)
+DEFAULT_SUBMISSION = Path(__file__).resolve().parents[2] / "submissions" / "dial-sau-paper-small.zip"
+
+
+def default_team() -> str:
+    """The shipped trained team when this checkout has it, else the `react` heuristic."""
+    return str(DEFAULT_SUBMISSION) if DEFAULT_SUBMISSION.is_file() else "react"
+
+
+def resolve_source(path: str | None, team: str | None = None) -> TeamSource:
+    """The team named by the command line: a submission, a checkpoint directory, a heuristic name, or `--team`
+    (default: `default_team()`)."""
     if path is None:
-        return HeuristicSource(team)
+        chosen = team or default_team()
+        return HeuristicSource(chosen) if chosen in HEURISTICS else resolve_source(chosen)
     p = Path(path)
     if p.is_dir() and (p / "meta.json").is_file():
         return CheckpointSource(str(p))

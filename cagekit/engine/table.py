@@ -77,17 +77,17 @@ class BlueTable:
 
     def codes(self) -> np.ndarray:
         """Per host, the 4-bit row as an integer 0-15 (activity bits high, compromise bits low)."""
-        out = np.empty(len(self.hosts), dtype=np.int64)
-        for i, (a, c) in enumerate(zip(self.activity, self.compromised, strict=True)):
-            a0, a1 = ACTIVITY_BITS[a]
-            c0, c1 = COMPROMISE_BITS[c]
-            out[i] = (a0 << 3) | (a1 << 2) | (c0 << 1) | c1
-        return out
+        return np.fromiter((_ACTIVITY_CODE[a] | _COMPROMISE_CODE[c]
+                            for a, c in zip(self.activity, self.compromised, strict=True)),
+                           dtype=np.int64, count=len(self.hosts))
 
     def bits(self) -> np.ndarray:
         """The CAGE-2 vector: 4 values per host, in host order."""
-        out = np.empty(4 * len(self.hosts), dtype=np.int8)
-        for i, (a, c) in enumerate(zip(self.activity, self.compromised, strict=True)):
-            out[4 * i: 4 * i + 2] = ACTIVITY_BITS[a]
-            out[4 * i + 2: 4 * i + 4] = COMPROMISE_BITS[c]
-        return out
+        return CODE_BITS[self.codes()].reshape(-1)
+
+
+_ACTIVITY_CODE = {k: (a0 << 3) | (a1 << 2) for k, (a0, a1) in ACTIVITY_BITS.items()}
+_COMPROMISE_CODE = {k: (c0 << 1) | c1 for k, (c0, c1) in COMPROMISE_BITS.items()}
+#: code 0-15 -> its four bits (activity0, activity1, compromise0, compromise1)
+CODE_BITS = np.array([[(code >> 3) & 1, (code >> 2) & 1, (code >> 1) & 1, code & 1] for code in range(16)],
+                      dtype=np.int8)

@@ -16,6 +16,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from cagekit.engine import CyborgEngine
+from cagekit.engine.table import CODE_BITS
 from cagekit.wrappers.sau import sau_mask
 
 ACCESS_LEVELS = ("none", "user", "root")
@@ -100,7 +101,7 @@ class CageParallelEnv(ParallelEnv):
             spec = self._specs[a]
             blocked = self.engine.blocked[a]
             block_bits = np.array([s in blocked for s in spec.block_subnets], dtype=np.int8)
-            vec = np.concatenate([self.engine.tables[a].bits(), block_bits, self._received[a]]).astype(np.int8)
+            vec = np.concatenate([CODE_BITS[codes].reshape(-1), block_bits, self._received[a]]).astype(np.int8)
             arrived = bool(self._received[a].any())
             mask = sau_mask(self.engine.catalogs[a], codes, arrived) if self.sau \
                 else np.ones(self.n_actions(a), dtype=np.int8)

@@ -177,7 +177,7 @@ def test_round_trip_checkpoint(sandbox, tiny_checkpoint):
         assert episode_reward(team, seed=5, episodes=1) == pytest.approx(reference)
 
 
-@pytest.mark.parametrize("name", ["react-paper-small.zip", "dial-sau-paper-small.zip"])
+@pytest.mark.parametrize("name", ["react-paper-small.zip", "dial-sau-paper-small.zip", "dial-sau-paper-large.zip"])
 def test_shipped_submissions_pass(name):
     example = Path(__file__).resolve().parent.parent / "submissions" / name
     assert example.exists(), f"submissions/{name} is shipped with the repository"

@@ -2,7 +2,7 @@
 
 Equivalence: the engine env (`cagekit.make_env`) and the twin run the same blue team (heuristic teams from
 `cagekit.agents.make_team`, or a fixed script that cycles every action with SAU off) against the same red
-agent for N episodes each; `cagekit.twin.equivalence.compare` then tests, Bonferroni-corrected over all
+agent for N episodes each; `cagekit.evaluation.twin_equivalence.compare` then tests, Bonferroni-corrected over all
 tests of a pair (family-wise alpha 0.01): the episode-return distribution (KS), the mean team reward at
 every step, the frequency of every observation bit at every step, and how often red has had root on each
 host by each step; and the mean episode return within 3 standard errors.
@@ -17,9 +17,9 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 from cagekit.agents import make_team
+from cagekit.evaluation.twin_equivalence import compare, ks_2samp, rollout_engine, rollout_twin
 from cagekit.scenarios import get_scenario
 from cagekit.twin import TwinBatch, make_twin_env
-from cagekit.twin.equivalence import compare, ks_2samp, rollout_engine, rollout_twin
 from cagekit.wrappers import make_env
 
 SCENARIOS = ["paper-small", "paper-large"]

@@ -134,7 +134,8 @@ def run_study(plan: StudyPlan) -> Path:
     bp, table = _bench(plan, "paper-small", ["dial-sau", "qmix", "react"], f"paper-small-d{plan.contrast_detection}",
                        {"detection": plan.contrast_detection})
     sections.append(f"### paper-small, detection {plan.contrast_detection} (contrast)\n\n{to_markdown(table, bp)}\n")
-    # message-cost sweep
+    # message-cost sweep: train every cost's runs in parallel first, then score them one by one
+    _pretrain_sweep(plan)
     sweep_rows = []
     for cost in plan.costs:
         bp, table = _bench(plan, "paper-small", ["dial-sau"], f"paper-small-cost{cost}", {"message_cost": cost})
@@ -148,6 +149,20 @@ def run_study(plan: StudyPlan) -> Path:
     sections.append(_speak_section(profile, figures / "speaking.png"))
     _write_doc(plan, sections, main_tables, time.perf_counter() - start)
     return plan.doc
+
+
+def _pretrain_sweep(plan: StudyPlan) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cagekit.evaluation.benchmark import train_one
+
+    jobs = [("dial-sau", "paper-small", seed, plan.steps["paper-small"],
+             str(plan.out / f"paper-small-cost{cost}" / "runs" / f"dial-sau-s{seed}"), plan.configs.get("dial-sau"),
+             {"message_cost": cost}) for cost in plan.costs for seed in range(plan.seeds)]
+    if plan.jobs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(train_one, *zip(*jobs, strict=True)))
 
 
 def _copy(src: Path, dst: Path) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from cagekit.scenarios import get_scenario
 from cagekit.scenarios.spec import ScenarioSpec
 from cagekit.twin.batch import ACCESS_LEVELS, TwinBatch
-from cagekit.wrappers.parallel import decode_action
+from cagekit.wrappers.parallel import TeamSpaces, decode_action
 
 
 class _EngineView:
@@ -35,7 +33,7 @@ class _EngineView:
         return self._batch.host_codes()[0, ai, :nh].astype(np.int64)
 
 
-class TwinParallelEnv(ParallelEnv):
+class TwinParallelEnv(TeamSpaces, ParallelEnv):
     """One twin environment (a `TwinBatch` of size 1) with `CageParallelEnv`'s spaces, obs and infos."""
 
     metadata = {"name": "cagekit_twin_v0", "render_modes": []}
@@ -67,21 +65,6 @@ class TwinParallelEnv(ParallelEnv):
 
     def n_actions(self, agent: str) -> int:
         return int(self.batch.model.n_defence[self._index(agent)])
-
-    @functools.cache  # noqa: B019 - one env, few agents
-    def observation_space(self, agent: str) -> spaces.Space:
-        size = self.n_actions(agent) * (2 if self.channel else 1)
-        return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
-                            "action_mask": spaces.MultiBinary(size)})
-
-    @functools.cache  # noqa: B019
-    def action_space(self, agent: str) -> spaces.Space:
-        return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
-
-    @property
-    def state_space(self) -> spaces.Space:
-        size = sum(self.obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
-        return spaces.MultiBinary(size)
 
     # episode --------------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:

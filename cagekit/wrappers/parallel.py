@@ -31,7 +31,28 @@ def decode_action(action: int) -> tuple[int, int]:
     return int(action) // 2, int(action) % 2
 
 
-class CageParallelEnv(ParallelEnv):
+class TeamSpaces:
+    """The spaces of a team env, from its `obs_size(agent)`, `n_actions(agent)`, `channel` and `spec`.
+
+    Shared by the engine-backed env and the twin, so that the two can never disagree on them."""
+
+    @functools.cache  # noqa: B019 - one env, few agents
+    def observation_space(self, agent: str) -> spaces.Space:
+        size = self.n_actions(agent) * (2 if self.channel else 1)
+        return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
+                            "action_mask": spaces.MultiBinary(size)})
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> spaces.Space:
+        return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
+
+    @property
+    def state_space(self) -> spaces.Space:
+        size = sum(self.obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
+        return spaces.MultiBinary(size)
+
+
+class CageParallelEnv(TeamSpaces, ParallelEnv):
     metadata = {"name": "cagekit_v0", "render_modes": []}
 
     def __init__(self, engine: CyborgEngine, *, episode_length: int = 30, message_cost: float | None = None,
@@ -64,21 +85,6 @@ class CageParallelEnv(ParallelEnv):
 
     def n_actions(self, agent: str) -> int:
         return len(self.engine.catalogs[agent])
-
-    @functools.cache  # noqa: B019 - one env, few agents
-    def observation_space(self, agent: str) -> spaces.Space:
-        size = self.n_actions(agent) * (2 if self.channel else 1)
-        return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
-                            "action_mask": spaces.MultiBinary(size)})
-
-    @functools.cache  # noqa: B019
-    def action_space(self, agent: str) -> spaces.Space:
-        return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
-
-    @property
-    def state_space(self) -> spaces.Space:
-        size = sum(self.obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
-        return spaces.MultiBinary(size)
 
     # episode ----------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:

@@ -300,6 +300,12 @@ class TwinBatch:
         target[sel] = h[sel]
         return code, target
 
+    def _gain_user(self, idx: np.ndarray, host: np.ndarray, detected: np.ndarray) -> None:
+        """Red lands a user session: a host it did not hold becomes suspicious only if the landing was seen."""
+        fresh = self.level[idx, host] == 0
+        self.sus[idx[fresh], host[fresh]] = detected[fresh]
+        self.level[idx, host] = np.maximum(self.level[idx, host], 1)
+
     def _insert_owned(self, idx: np.ndarray, host: np.ndarray, level: int) -> None:
         """Red learns a session on `host` (dict insertion order kept for new entries)."""
         new = self.owned[idx, host] == 0
@@ -375,9 +381,7 @@ class TwinBatch:
             success[i] = ok
             i_ok, h_ok = i[ok], h[ok]
             det = rng.random(len(i_ok)) < d
-            fresh = self.level[i_ok, h_ok] == 0
-            self.sus[i_ok[fresh], h_ok[fresh]] = det[fresh]
-            self.level[i_ok, h_ok] = np.maximum(self.level[i_ok, h_ok], 1)
+            self._gain_user(i_ok, h_ok, det)
             self._event(i_ok[det], h_ok[det], 1, bit[ALERT_LOCAL_PORT], alert=True)
             self._insert_owned(i_ok, h_ok, 1)
         # ARPSpoof
@@ -411,9 +415,7 @@ class TwinBatch:
             success[i] = ok
             i_ok, h_ok = i[ok], h[ok]
             det = rng.random(len(i_ok)) < d
-            fresh = self.level[i_ok, h_ok] == 0
-            self.sus[i_ok[fresh], h_ok[fresh]] = det[fresh]
-            self.level[i_ok, h_ok] = np.maximum(self.level[i_ok, h_ok], 1)
+            self._gain_user(i_ok, h_ok, det)
             self.f_cmd[i_ok, h_ok] = True
             self._event(i_ok[det], h_ok[det], 1, 0, eph=1, alert=True)
             self._insert_owned(i_ok, h_ok, 1)
@@ -426,9 +428,7 @@ class TwinBatch:
             np.add.at(self.ev_n, (i[reach], h[reach]), BRUTE_FORCE_ATTEMPTS + ok[reach].astype(np.int64))
             np.bitwise_or.at(self.ev_ports, (i[reach], h[reach]), bit[SSH_PORT])
             i_ok, h_ok = i[ok], h[ok]
-            fresh = self.level[i_ok, h_ok] == 0
-            self.sus[i_ok[fresh], h_ok[fresh]] = False
-            self.level[i_ok, h_ok] = np.maximum(self.level[i_ok, h_ok], 1)
+            self._gain_user(i_ok, h_ok, np.zeros(len(i_ok), dtype=bool))  # no pid: never suspicious
             self._insert_owned(i_ok, h_ok, 1)
         return success
 

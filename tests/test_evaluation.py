@@ -32,6 +32,7 @@ from cagekit.evaluation import (
     resolve_source,
 )
 from cagekit.evaluation.protocol import combination_stats, t_quantile, total_score
+from cagekit.evaluation.runners import START_METHOD_ENV, _context
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ("summary.txt", "full.txt", "scores.txt", "results.csv", "scores.png")
@@ -78,10 +79,32 @@ def test_statistics() -> None:
 
 # runners and resume ---------------------------------------------------------------------------
 
-def test_workers_give_the_serial_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start_method", ["", "forkserver"])  # "": the default (fork when single-threaded)
+def test_workers_give_the_serial_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start_method: str) -> None:
+    monkeypatch.setenv(START_METHOD_ENV, start_method)
     assert _cli("random", str(tmp_path / "serial"), *SMALL) == 0
     assert _cli("random", str(tmp_path / "workers"), *SMALL, "--workers", "2") == 0
     _same_outputs(tmp_path / "serial", tmp_path / "workers")
+
+
+def test_worker_start_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fork only while single-threaded (on Linux); an unknown override is refused with the valid ones."""
+    import threading
+
+    monkeypatch.delenv(START_METHOD_ENV, raising=False)
+    if sys.platform == "linux" and threading.active_count() == 1:
+        assert _context().get_start_method() == "fork"
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert _context().get_start_method() != "fork"
+    finally:
+        stop.set()
+        thread.join()
+    monkeypatch.setenv(START_METHOD_ENV, "teleport")
+    with pytest.raises(ValueError, match="valid: .*spawn"):
+        _context()
 
 
 def test_ray_gives_the_serial_files(tmp_path: Path) -> None:

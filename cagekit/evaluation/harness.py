@@ -44,7 +44,8 @@ def _progress(enabled: bool, console: Any) -> Any:
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("score so far {task.fields[score]:.2f}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console)
+                    TimeRemainingColumn(), console=console,
+                    auto_refresh=False)  # redrawn per episode: no thread, so worker processes can fork
 
 
 def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, backend: str = "serial",
@@ -85,7 +86,7 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             journal.append(result)
             running.add(result)
             if bar is not None:
-                bar.update(task_id, advance=1, score=running.value)
+                bar.update(task_id, advance=1, score=running.value, refresh=True)
 
         try:
             if todo:

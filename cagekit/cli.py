@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--red", default=None)
     p.add_argument("--backend", default=None, choices=["engine", "twin"],
                    help="simulator to train on (default: twin where it is proven equivalent, else engine)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("plot", help="learning curves of one or more runs to PNG")

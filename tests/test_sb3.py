@@ -204,3 +204,140 @@ def test_ppo_beats_random_on_paper_small(tmp_path):
     learned = _mean_return(team)
     random = _mean_return(make_team("random", make_env("paper-small"), seed=0))
     assert learned > random + 10, (learned, random)
+
+
+# ---------------------------------------------------------------------------------------------------
+# our progress bar and resume for SB3 runs
+
+
+@pytest.fixture
+def progress_callbacks(monkeypatch):
+    """Every `ProgressCallback` that `train_sb3` makes, for inspection after training."""
+    import cagekit.agents.sb3 as sb3
+
+    made = []
+
+    class Recorded(sb3.ProgressCallback):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(sb3, "ProgressCallback", Recorded)
+    return made
+
+
+def test_sb3_progress_bar_reports_our_figures(tmp_path, progress_callbacks):
+    import re
+
+    from cagekit.agents.training import read_log
+
+    out = tmp_path / "ppo"
+    model = train_sb3("ppo", "paper-small", steps=256, seed=0, out_dir=out, n_envs=2, progress_bar=True,
+                      algo_kwargs={"n_steps": 32, "batch_size": 64, "n_epochs": 2})
+    (callback,) = progress_callbacks
+    task = callback.progress.tasks[0]
+    assert task.total == 256 and task.completed == model.num_timesteps == 256
+    assert callback.progress.live.is_started is False  # stopped at the end
+    stats = callback.stats()
+    assert stats["return"] == pytest.approx(np.mean([e["r"] for e in model.ep_info_buffer]))
+    episodes = len(model.ep_info_buffer)
+    assert episodes > 0 and np.isfinite(stats["bits"]) and 0 <= stats["bits"] <= 2 * model.ep_info_buffer[0]["l"]
+    assert np.isnan(stats["epsilon"]) and stats["steps_per_s"] > 0  # PPO: no exploration rate
+    assert task.fields["stats"] == callback.stats_text
+    assert re.fullmatch(r"return +-?\d+\.\d\d  bits/ep +\d+\.\d\d  eps nan  [\d,]+ steps/s", callback.stats_text)
+    # the bits per episode reach the log, so `cagekit plot` draws them for SB3 runs too
+    log = read_log(out)
+    assert log["bits"].notna().all() and log["bits"].iloc[-1] == pytest.approx(stats["bits"])
+
+
+def test_sb3_resume_needs_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="no SB3 checkpoint"):
+        train_sb3("ppo", "paper-small", steps=64, out_dir=tmp_path, resume=True)
+
+
+def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+    from stable_baselines3 import PPO
+
+    import cagekit.agents.sb3 as sb3
+    from cagekit.agents.training import read_log
+    from cagekit.cli import main
+
+    out = tmp_path / "run"
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 32, "batch_size": 64, "n_epochs": 2}))  # 4 copies: 128 steps/rollout
+    stepped = sb3.ProgressCallback._on_step
+
+    def ctrl_c_at_256(self):  # Ctrl-C as the second rollout completes, before its update
+        if self.model.num_timesteps >= 256:
+            raise KeyboardInterrupt
+        return stepped(self)
+
+    monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c_at_256)
+    train = ["train", "--algo", "ppo", "--steps", "512", "--out", str(out), "--config", str(config), "--no-progress"]
+    assert main(train) == 130
+    assert "interrupted" in capsys.readouterr().out
+    assert PPO.load(out / "model.zip").num_timesteps == 256
+    first = pd.read_csv(out / "progress.csv")["time/total_timesteps"].tolist()
+    assert first == [128]
+    monkeypatch.undo()
+
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    model = PPO.load(out / "model.zip")
+    assert model.num_timesteps == 512
+    assert json.loads((out / "meta.json").read_text())["num_timesteps"] == 512
+    log = pd.read_csv(out / "progress.csv")
+    assert log["time/total_timesteps"].tolist() == [128, 384, 512]  # both parts, in order
+    # SB3 logs an update with the next rollout: only the last row has train/ columns, which the resumed
+    # part added to the first part's header, the earlier rows padded
+    assert log["train/loss"].notna().tolist() == [False, False, True]
+    assert log["rollout/ep_rew_mean"].notna().all() and log["time/fps"].notna().all()
+    assert read_log(out)["env_steps"].tolist() == [128, 384, 512]
+    assert sorted(p.name for p in (out / "checkpoints").glob("model_*_steps.zip"))  # the tenths were saved
+    assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
+
+    # a finished run is left alone; a larger --steps continues it
+    before = (out / "model.zip").read_bytes()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "nothing to do" in capsys.readouterr().out and (out / "model.zip").read_bytes() == before
+    assert main(["train", "--resume", str(out), "--steps", "640", "--no-progress"]) == 0
+    assert PPO.load(out / "model.zip").num_timesteps == 640
+
+
+def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_callbacks):
+    from stable_baselines3 import DQN
+
+    import cagekit.agents.sb3 as sb3
+
+    stepped = sb3.ProgressCallback._on_step
+    stop_at = [200]
+
+    def ctrl_c(self):
+        if stop_at[0] is not None and self.model.num_timesteps >= stop_at[0]:
+            raise KeyboardInterrupt
+        return stepped(self)
+
+    monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c)
+    out = tmp_path / "dqn"
+    common = {"seed": 0, "out_dir": out, "n_envs": 2, "progress_bar": False,  # epsilon 1 -> 0.05 over the run
+              "algo_kwargs": {"learning_starts": 50, "buffer_size": 1000, "exploration_fraction": 1.0}}
+    first = train_sb3("dqn", "paper-small", steps=400, **common)
+    assert first.num_timesteps == 200 and first.replay_buffer.size() * 2 >= 196
+    assert progress_callbacks[0].progress is None  # progress_bar=False: no bar
+    assert progress_callbacks[0].stats()["epsilon"] == pytest.approx(first.exploration_rate)
+    assert 0.45 < first.exploration_rate < 0.6  # half way down the schedule
+    assert (out / "replay_buffer.pkl").exists()
+    assert len(list((out / "checkpoints").glob("model_replay_buffer_*_steps.pkl"))) == 1  # the latest only
+    loaded = DQN.load(out / "model.zip")
+    loaded.load_replay_buffer(out / "replay_buffer.pkl")
+    assert loaded.replay_buffer.size() == first.replay_buffer.size() > 0
+
+    stop_at[0] = 208  # the resumed run continues the schedule (a restarted one would be near 1 again)
+    again = train_sb3("dqn", "paper-small", steps=400, resume=True, **common)
+    assert again.num_timesteps == 208 and 0.45 < again.exploration_rate < 0.55
+
+    stop_at[0] = None
+    model = train_sb3("dqn", "paper-small", steps=400, resume=True, **common)
+    assert model.num_timesteps == 400 and model.exploration_rate == pytest.approx(0.05)
+    assert model.replay_buffer.size() * 2 >= 392  # the earlier parts' transitions were kept (else 192)

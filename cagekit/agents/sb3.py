@@ -3,7 +3,10 @@
 Training (`train_sb3`) runs on `CentralisedEnv` (every agent's observation in, every agent's action
 out) or, for cage2's classic layout, on `ClassicCage2Env` (the single CAGE-2 Blue agent). It writes to
 `out_dir`: `model.zip` (the SB3 checkpoint), `meta.json` (algorithm, scenario, environment settings,
-agent slots, versions), `progress.csv` and TensorBoard event files.
+agent slots, versions), `progress.csv` and TensorBoard event files, `checkpoints/model_<N>_steps.zip`
+every tenth of the run (DQN: with its replay buffer, the latest one kept, and `replay_buffer.pkl`
+beside `model.zip`). `train_sb3(..., resume=True)` continues a run from its latest checkpoint, and
+`ProgressCallback` gives SB3 runs the progress bar of our own learners.
 
 Execution of these baselines is **centralised**: an `Sb3Team` still has one `Agent` per blue agent,
 each exposing `get_action(observation, action_space)`, but they share one controller. `Sb3Team.act`
@@ -19,13 +22,22 @@ a masked-out choice, which the environment would run as Sleep, by the best allow
 
 from __future__ import annotations
 
+import csv
 import json
+import math
+import os
+import re
+import time
+import zipfile
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
 
@@ -210,7 +222,216 @@ class Sb3ClassicAgent(Agent):
 
 
 # ---------------------------------------------------------------------------------------------------
-# training, checkpoints
+# progress bar, checkpoints, logs
+
+#: the logger key of the mean bits sent per episode (summed over agents), which `ProgressCallback` records
+BITS_KEY = "rollout/ep_bits_mean"
+MODEL_FILE = "model.zip"
+REPLAY_BUFFER_FILE = "replay_buffer.pkl"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "model"
+
+
+class ProgressCallback(BaseCallback):
+    """The progress bar of our own learners (`training._progress`) for an SB3 run, and bits in its log.
+
+    The bar counts environment steps up to `total`; its stats column is `training._stats_text` of the
+    mean episode return over SB3's stats window (`model.ep_info_buffer`, the team reward), the mean bits
+    sent per episode over the same window (summed over agents, from the `CentralisedEnv` step infos'
+    `bits_sent`; nan for the classic view, which has no channel), DQN's exploration rate (nan for PPO)
+    and environment steps per second (over the last ~10 seconds). It is refreshed every `refresh_s`
+    seconds. `enabled=False` shows no bar; the mean bits per episode is recorded to the SB3 logger as
+    `BITS_KEY` either way, so that `progress.csv` and `cagekit plot` have it.
+    Call `close()` if `learn` may end by an exception (`_on_training_end` is then skipped).
+    """
+
+    def __init__(self, total: int, enabled: bool = True, refresh_s: float = 0.5):
+        super().__init__()
+        self.total, self.enabled, self.refresh_s = int(total), bool(enabled), float(refresh_s)
+        self.progress: Any = None  # the rich Progress while training with the bar on
+        self.stats_text = ""
+        self._episode_bits: deque[float] = deque(maxlen=100)
+        self._bits = np.zeros(0)
+        self._has_bits = False
+        self._marks: deque[tuple[float, int]] = deque(maxlen=20)
+        self._last_refresh = -math.inf
+        self._closed = False
+
+    def _on_training_start(self) -> None:
+        from cagekit.agents.training import _progress
+
+        self._episode_bits = deque(maxlen=int(getattr(self.model, "_stats_window_size", 100)))
+        self._bits = np.zeros(self.training_env.num_envs)
+        self._marks.clear()
+        self._marks.append((time.perf_counter(), int(self.model.num_timesteps)))
+        self._closed = False
+        self.progress = _progress(self.enabled, self.total, min(int(self.model.num_timesteps), self.total))
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or ()
+        dones = self.locals.get("dones")
+        ended = False
+        for i, info in enumerate(infos):
+            if "bits_sent" in info:
+                self._has_bits = True
+                self._bits[i] += info["bits_sent"]
+            if dones is not None and dones[i]:
+                if self._has_bits:
+                    self._episode_bits.append(float(self._bits[i]))
+                self._bits[i] = 0.0
+                ended = True
+        if ended:
+            self._record_bits()
+        if self.progress is not None and time.perf_counter() - self._last_refresh >= self.refresh_s:
+            self._refresh()
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self._record_bits()  # PPO logs once per rollout, after it ends
+
+    def _on_training_end(self) -> None:
+        self.close()
+
+    def _record_bits(self) -> None:
+        if self._episode_bits:
+            self.logger.record(BITS_KEY, float(np.mean(self._episode_bits)))
+
+    def stats(self) -> dict[str, float]:
+        """The figures the bar shows: return, bits (per episode), epsilon, steps_per_s."""
+        buffer = self.model.ep_info_buffer
+        rate = math.nan
+        if len(self._marks) > 1 and self._marks[-1][0] > self._marks[0][0]:
+            rate = (self._marks[-1][1] - self._marks[0][1]) / (self._marks[-1][0] - self._marks[0][0])
+        return {"return": float(np.mean([e["r"] for e in buffer])) if buffer else math.nan,
+                "bits": float(np.mean(self._episode_bits)) if self._episode_bits else math.nan,
+                "epsilon": float(getattr(self.model, "exploration_rate", math.nan)),
+                "steps_per_s": rate}
+
+    def _refresh(self) -> None:
+        from cagekit.agents.training import _stats_text
+
+        now = time.perf_counter()
+        self._last_refresh = now
+        steps = int(self.model.num_timesteps)
+        self._marks.append((now, steps))
+        s = self.stats()
+        self.stats_text = _stats_text(s["return"], s["bits"], s["epsilon"], s["steps_per_s"])
+        if self.progress is not None:
+            self.progress.update(self.progress.task_ids[0], completed=min(steps, self.total), stats=self.stats_text)
+
+    def close(self) -> None:
+        """Show the final figures and stop the bar (idempotent)."""
+        if self.progress is not None and not self._closed:
+            self._closed = True
+            self._refresh()
+            self.progress.stop()
+
+
+class _Checkpoints(CheckpointCallback):
+    """SB3's `CheckpointCallback`, its saves never cut in half by Ctrl-C, keeping only the latest replay buffer."""
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq != 0:
+            return True
+        from cagekit.agents.training import deferred_interrupt
+
+        with deferred_interrupt():
+            super()._on_step()
+            latest = Path(self._checkpoint_path("replay_buffer_", extension="pkl")).name
+            for old in Path(self.save_path).glob(f"{self.name_prefix}_replay_buffer_*_steps.pkl"):
+                if old.name != latest:
+                    old.unlink()
+        return True
+
+
+def _saved_steps(model_file: Path) -> int | None:
+    """`num_timesteps` of an SB3 model zip, read from its JSON "data" entry; None if unreadable."""
+    try:
+        with zipfile.ZipFile(model_file) as zf:
+            return int(json.loads(zf.read("data"))["num_timesteps"])
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError):
+        return None
+
+
+def latest_checkpoint(out_dir: str | Path) -> tuple[Path, Path | None, int] | None:
+    """The most advanced SB3 model in a run folder: (model zip, its replay buffer or None, its step count).
+
+    Candidates: `model.zip` (written at the end and on Ctrl-C; its replay buffer `replay_buffer.pkl`)
+    and `checkpoints/model_<N>_steps.zip` (with `model_replay_buffer_<N>_steps.pkl`); the most steps
+    wins, `model.zip` on a tie. None if there is none.
+    """
+    out = Path(out_dir)
+    found: list[tuple[int, int, Path, Path]] = []
+    steps = _saved_steps(out / MODEL_FILE) if (out / MODEL_FILE).exists() else None
+    if steps is not None:
+        found.append((steps, 1, out / MODEL_FILE, out / REPLAY_BUFFER_FILE))
+    for path in (out / CHECKPOINT_DIR).glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"):
+        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}_(\d+)_steps\.zip", path.name)
+        if match:
+            buffer = path.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{match[1]}_steps.pkl")
+            found.append((int(match[1]), 0, path, buffer))
+    if not found:
+        return None
+    steps, _, model_file, buffer = max(found)
+    return model_file, (buffer if buffer.exists() else None), steps
+
+
+class _AppendingCSV(CSVOutputFormat):
+    """SB3's CSV log format continuing an existing file (SB3's own truncates it): header and rows kept."""
+
+    def __init__(self, filename: str):
+        path = Path(filename)
+        if not path.exists() or path.stat().st_size == 0:
+            super().__init__(filename)
+            return
+        self.file = open(filename, "r+")  # closed by Logger.close, as SB3's own
+        header = self.file.readline().rstrip("\n")
+        self.keys = header.split(",") if header else []
+        self.separator, self.quotechar = ",", '"'
+        self.file.seek(0, os.SEEK_END)
+
+
+class _TensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard format, hiding earlier events past `purge_step` (as `training.train` does on resume)."""
+
+    def __init__(self, folder: str, purge_step: int | None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self._is_closed = False
+
+
+def _keep_progress_rows(path: Path, upto: int) -> None:
+    """Drop the rows of an SB3 progress.csv logged after step `upto` (a run resumed from an earlier checkpoint)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    if len(lines) < 2:
+        return
+    header = lines[0].split(",")
+    if "time/total_timesteps" not in header:
+        return
+    column = header.index("time/total_timesteps")
+    kept = [lines[0]]
+    for line, row in zip(lines[1:], csv.reader(lines[1:]), strict=True):
+        value = row[column] if column < len(row) else ""
+        if not value or float(value) <= upto:
+            kept.append(line)
+    path.write_text("\n".join(kept) + "\n")
+
+
+def _run_logger(out: Path, resume_at: int | None) -> Logger:
+    """progress.csv and TensorBoard events in `out`; continued (not overwritten) when resuming at a step."""
+    if resume_at is None:
+        from stable_baselines3.common.logger import configure
+
+        return configure(str(out), ["csv", "tensorboard"])
+    _keep_progress_rows(out / "progress.csv", resume_at)
+    return Logger(str(out), [_AppendingCSV(str(out / "progress.csv")), _TensorBoard(str(out), resume_at + 1)])
+
+
+# ---------------------------------------------------------------------------------------------------
+# training
 
 
 def _env_settings(scenario: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +447,7 @@ def _env_settings(scenario: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
 def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, seed: int = 0,
               out_dir: str | Path = "runs/sb3", n_envs: int = 4, *, vec: str = "dummy", progress_bar: bool = True,
               algo_kwargs: dict[str, Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
-              verbose: int = 0, torch_threads: int | None = 1, **env_kwargs: Any) -> Any:
+              verbose: int = 0, torch_threads: int | None = 1, resume: bool = False, **env_kwargs: Any) -> Any:
     """Train `algo` ("ppo", "maskable-ppo", "dqn") on `scenario` for `steps` environment steps.
 
     `env_kwargs` go to the gymnasium view (`make_env`'s keywords: `red`, `episode_length`, `channel`,
@@ -234,21 +455,41 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     agent. DQN needs a flat Discrete action: multi-agent scenarios get the joint action flattened when
     it has at most `MAX_FLAT_ACTIONS` values (paper-small) and are refused otherwise.
     Copies are seeded `seed + i`, so one seed gives one learning curve (`vec` "dummy" or "subproc").
-    Writes model.zip, meta.json, progress.csv and TensorBoard logs to `out_dir`; returns the model.
+    Writes model.zip, meta.json, progress.csv and TensorBoard logs to `out_dir`, checkpoints every tenth
+    of the run and the model on Ctrl-C (which returns the model so far); returns the model.
+    `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's.
     `torch_threads` caps torch's CPU threads while training (1 by default: these MLPs are tiny and extra
     threads only contend, badly so on a busy machine); None leaves torch's setting alone.
+
+    `resume=True` continues the run in `out_dir` from its latest checkpoint (`latest_checkpoint`; a
+    ValueError if there is none) until `steps` in all, appending to its progress.csv and TensorBoard log;
+    a run already at `steps` is left as it is (the loaded model is returned). The hyperparameters are the
+    checkpoint's (`algo_kwargs`/`policy_kwargs` are ignored); DQN reloads the replay buffer saved with
+    the checkpoint. Unlike our learners' resume this is not bit-exact: the environment copies are
+    reseeded with `seed + resumed step`, torch's random state is not restored, PPO drops the rollout cut
+    by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step.
     """
     import sb3_contrib
     import stable_baselines3
     import torch
-    from stable_baselines3.common.logger import configure
 
     import cagekit
+    from cagekit.agents.training import deferred_interrupt
     from cagekit.wrappers.gym_views import CentralisedEnv, is_classic, make_gym_env, make_vec_env
 
     cls = _algo_class(algo)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    out = Path(out_dir)
+    checkpoint = None
+    if resume:
+        checkpoint = latest_checkpoint(out)
+        if checkpoint is None:
+            raise ValueError(f"cannot resume {out}: no SB3 checkpoint there ({MODEL_FILE} or "
+                             f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)")
+        if checkpoint[2] >= steps:
+            print(f"{out}: already trained for {checkpoint[2]:,} of {steps:,} steps; nothing to do")
+            return cls.load(checkpoint[0], device="cpu")
     classic = is_classic(scenario, env_kwargs.get("layout"))
     if not classic:
         env_kwargs["flatten"] = algo == "dqn"
@@ -257,40 +498,73 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     nvec = [int(n) for n in probe.nvec] if isinstance(probe, CentralisedEnv) else [int(probe.action_space.n)]
     probe.close()
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     venv = make_vec_env(n_envs, seed, vec=vec, scenario=scenario, **env_kwargs)
     kwargs = {**DEFAULTS[algo], **(algo_kwargs or {})}
     if algo != "dqn":
         kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * n_envs)
-    model = cls("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
-    model.set_logger(configure(str(out), ["csv", "tensorboard"]))
+    previous_meta: dict[str, Any] = {}
+    start = 0
+    if checkpoint is None:
+        model = cls("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", policy_kwargs=policy_kwargs,
+                    **kwargs)
+    else:
+        model_file, buffer_file, start = checkpoint
+        model = cls.load(model_file, env=venv, device="cpu")
+        start = int(model.num_timesteps)
+        model.set_random_seed(seed + start)  # the copies' next resets: seed + start + i
+        model._last_obs = None  # the saved last observation is not the new copies': learn() resets them
+        if hasattr(model, "load_replay_buffer"):
+            if buffer_file is None:
+                print(f"warning: no replay buffer saved with {model_file}; {algo} continues with an empty one")
+            else:
+                model.load_replay_buffer(buffer_file)
+                if model.replay_buffer.n_envs != venv.num_envs:
+                    venv.close()
+                    raise ValueError(f"the replay buffer of {buffer_file} holds {model.replay_buffer.n_envs} "
+                                     f"environment copies, this run has {venv.num_envs}")
+        if (out / "meta.json").exists():
+            previous_meta = json.loads((out / "meta.json").read_text())
+        print(f"resuming {out} from {model_file.name} at {start:,} of {steps:,} steps")
+    model.set_logger(_run_logger(out, start if checkpoint is not None else None))
     threads = torch.get_num_threads()
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
-    from stable_baselines3.common.callbacks import CheckpointCallback
 
     # checkpoints every tenth of the run (as our learners do every K updates), and the model on Ctrl-C
     every = max(int(steps) // 10 // max(n_envs, 1), 1)
-    checkpoints = CheckpointCallback(save_freq=every, save_path=str(out / "checkpoints"), name_prefix="model")
+    checkpoints = _Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
+                               save_replay_buffer=True)
+    progress = ProgressCallback(int(steps), enabled=progress_bar)
     try:
-        model.learn(total_timesteps=int(steps), progress_bar=progress_bar, callback=checkpoints)
+        model.learn(total_timesteps=int(steps) - start, reset_num_timesteps=checkpoint is None,
+                    progress_bar=False, callback=[checkpoints, progress])
     except KeyboardInterrupt:
-        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far")
+        progress.close()  # the bar's last figures above the message
+        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far "
+              f"(continue with `cagekit train --resume {out}`)")
     finally:
+        progress.close()
         torch.set_num_threads(threads)
         venv.close()
-    model.save(out / "model.zip")
+        model.logger.close()
     meta = {"algo": algo, "scenario": scenario, "view": "classic" if classic else "centralised",
             "execution": "centralised", "flatten": bool(env_kwargs.get("flatten", False)),
             "env": _env_settings(scenario, env_kwargs), "nvec": nvec,
             "agents": [s.name for s in slots], "slots": [s.to_json() for s in slots],
-            "mask_actions": True, "steps": int(steps), "seed": seed, "n_envs": n_envs,
-            "hyperparameters": {k: v for k, v in kwargs.items() if isinstance(v, int | float | str | bool)},
-            "policy_kwargs": policy_kwargs or {}, "model": "model.zip",
+            "mask_actions": True, "steps": int(steps), "num_timesteps": int(model.num_timesteps), "seed": seed,
+            "n_envs": n_envs,
+            "hyperparameters": previous_meta.get("hyperparameters", {
+                k: v for k, v in kwargs.items() if isinstance(v, int | float | str | bool)}),
+            "policy_kwargs": previous_meta.get("policy_kwargs", policy_kwargs or {}), "model": MODEL_FILE,
             "versions": {"cagekit": cagekit.__version__, "stable_baselines3": stable_baselines3.__version__,
                          "sb3_contrib": sb3_contrib.__version__}}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    with deferred_interrupt():  # a second Ctrl-C waits for these files
+        if hasattr(model, "save_replay_buffer"):
+            model.save_replay_buffer(out / REPLAY_BUFFER_FILE)
+            meta["replay_buffer"] = REPLAY_BUFFER_FILE
+        model.save(out / MODEL_FILE)
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     return model
 
 
@@ -324,5 +598,5 @@ def team_from_model(model: Any, algo: str, env: Any, mask_actions: bool = True) 
                    kind=algo, controller=controller)
 
 
-__all__ = ["ALGOS", "DEFAULTS", "Sb3Agent", "Sb3ClassicAgent", "Sb3Team", "load_team", "team_from_model",
-           "train_sb3"]
+__all__ = ["ALGOS", "DEFAULTS", "ProgressCallback", "Sb3Agent", "Sb3ClassicAgent", "Sb3Team", "latest_checkpoint",
+           "load_team", "team_from_model", "train_sb3"]

@@ -111,6 +111,11 @@ def _progress(enabled: bool, total: int, initial: int):  # noqa: ANN202 - rich o
     return progress
 
 
+def _stats_text(ret: float, bits: float, epsilon: float, steps_per_s: float) -> str:
+    """The stats column of the training bar (ours and SB3's): return, bits per episode, epsilon, steps/s."""
+    return f"return {ret:8.2f}  bits/ep {bits:5.2f}  eps {epsilon:.3f}  {steps_per_s:,.0f} steps/s"
+
+
 def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
     if not path.exists():
         return []
@@ -163,9 +168,8 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
                         tb.add_scalar(f"train/{key}", value, learner.env_steps)
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=min(learner.env_steps, steps),
-                               stats=f"return {last.get('return', math.nan):8.2f}  bits/ep "
-                                     f"{last.get('bits', math.nan):5.2f}  eps {last.get('epsilon', math.nan):.3f}  "
-                                     f"{rate:,.0f} steps/s")
+                               stats=_stats_text(last.get("return", math.nan), last.get("bits", math.nan),
+                                                 last.get("epsilon", math.nan), rate))
                 if checkpoint_every and learner.updates % checkpoint_every == 0:
                     learner.save(out)
     except KeyboardInterrupt:
@@ -185,10 +189,11 @@ def read_log(run_dir: str | Path):  # noqa: ANN201 - a pandas DataFrame
 
     file = Path(run_dir) / LOG_FILE
     sb3_file = Path(run_dir) / "progress.csv"
-    if not file.exists() and sb3_file.exists():  # an SB3 run: its logger's columns, bits not logged
+    if not file.exists() and sb3_file.exists():  # an SB3 run: its logger's columns (bits: our callback's)
         sb3 = pd.read_csv(sb3_file).dropna(subset=["rollout/ep_rew_mean"])
+        bits = sb3["rollout/ep_bits_mean"] if "rollout/ep_bits_mean" in sb3 else float("nan")
         return pd.DataFrame({"env_steps": sb3["time/total_timesteps"], "return": sb3["rollout/ep_rew_mean"],
-                             "bits": float("nan")})
+                             "bits": bits})
     if not file.exists():
         raise ValueError(f"no training log at {file} (nor an SB3 progress.csv)")
     return pd.read_csv(file)
@@ -251,7 +256,8 @@ RUN_FILE = "run.json"
 def cli_train(args: Any) -> int:
     """`cagekit train`: our learners through `train`, SB3 baselines through `cagekit.agents.sb3`.
 
-    The command line is recorded in OUT/run.json so that `--resume OUT` rebuilds the same learner."""
+    The command line is recorded in OUT/run.json so that `--resume OUT` rebuilds the same learner (for
+    SB3 runs: reloads the latest checkpoint, see `train_sb3`). Returns 130 when interrupted (Ctrl-C)."""
     import json
 
     if args.resume:
@@ -279,20 +285,22 @@ def cli_train(args: Any) -> int:
         raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join((*ALGOS, *SB3_ALGOS))}")
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+    progress = not getattr(args, "no_progress", False)
     if algo in SB3_ALGOS:
-        if args.resume:
-            raise ValueError(f"--resume is not supported for SB3 algorithm {algo!r}; start a new run")
         from cagekit.agents.config_file import load_mapping
         from cagekit.agents.sb3 import train_sb3
 
         hyper = load_mapping(run["config"]) if run["config"] else None
-        train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper, **run["env"])
-        print(f"trained {algo} on {run['scenario']}: {out / 'model.zip'}")
-        return 0
+        model = train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper,
+                          progress_bar=progress, resume=bool(args.resume), **run["env"])
+        interrupted = model.num_timesteps < run["steps"]  # SB3 otherwise stops at or past the target
+        state = "interrupted; resume with --resume " + str(out) if interrupted else f"done: {out / 'model.zip'}"
+        print(f"{algo} on {run['scenario']}: {model.num_timesteps:,} env steps, {state}")
+        return 130 if interrupted else 0
     limit_torch_threads()
     learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
     summary = train(learner, run["steps"], out, checkpoint_every=run.get("checkpoint_every", 50),
-                    resume=bool(args.resume))
+                    resume=bool(args.resume), progress=progress)
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
     print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
     return 130 if summary["interrupted"] else 0

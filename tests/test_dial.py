@@ -372,3 +372,49 @@ def test_short_training_beats_random():
     learned = np.mean(evaluate(learner.team(), env, 20, seed=50_000))
     rand = np.mean(evaluate(make_team("random", env, seed=1), env, 20, seed=50_000))
     assert learned > rand + 10, (learned, rand)
+
+
+# rollouts and the channel-cost schedule -----------------------------------------------------------
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_collected_rewards_are_the_environments(simulator):
+    """At the full cost the learner's rewards are the env's team reward; masks hold on both back ends."""
+    learner = DialLearner("dial-sau", "paper-small", 0, {**TINY, "batch_episodes": 4, "eps_start": 0.5,
+                                                          "eps_end": 0.5, "sigma": 6.0, "gate_messages": False},
+                          episode_length=8, simulator=simulator)
+    assert learner.channel_cost == learner.message_cost > 0
+    batch = learner.collect(update_index=0)
+    expected = batch.env_rewards - learner.message_cost * batch.bits.sum(-1)
+    assert torch.allclose(batch.rewards, expected, atol=1e-5)
+    assert batch.bits.sum() > 0  # some bits were sent, so the cost term was exercised
+    assert bool(batch.masks.gather(-1, batch.actions.unsqueeze(-1)).all())
+    again = learner.collect(update_index=0)
+    assert torch.equal(batch.actions, again.actions) and torch.equal(batch.rewards, again.rewards)
+
+
+def test_twin_rollout_equals_twin_envs_reward_accounting():
+    """The batched twin gives the same per-episode team reward as the env would (reward = env - cost * bits)."""
+    from cagekit.agents.rollout import TwinRollout
+
+    rollout = TwinRollout("paper-small", 16, episode_length=10, message_cost=0.3)
+    arrays = rollout.reset(list(range(16)))
+    assert [o.shape[0] for o, _ in arrays] == [16, 16]
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        actions = np.stack([rng.integers(0, m.shape[1], size=16) for _, m in arrays], axis=1)
+        arrays, reward, env_reward = rollout.step(actions)
+        bits = (actions % 2).sum(1)
+        np.testing.assert_allclose(reward, env_reward - 0.3 * bits)
+
+
+def test_channel_cost_schedule():
+    learner = tiny(cost_warmup_steps=100, cost_ramp_steps=200)
+    full = learner.message_cost
+    assert full > 0
+    for steps, expected in [(0, 0.0), (99, 0.0), (100, 0.0), (200, full / 2), (300, full), (10_000, full)]:
+        learner.env_steps = steps
+        assert learner.channel_cost == pytest.approx(expected)
+    plain = tiny()
+    assert plain.channel_cost == plain.message_cost
+    learner.env_steps = 0
+    batch = learner.collect(update_index=0)
+    assert torch.equal(batch.rewards, batch.env_rewards)  # no channel cost during the warm-up

@@ -21,7 +21,8 @@ DRU (discretise/regularise unit): in training the message is `sigmoid(logit + N(
 1 when any own host row shows more than a bare scan, else 0.
 
 Training (`DialLearner.update`): B environments (`make_env` with seeds derived from (seed, update
-index)) step in lockstep for a whole episode, without gradients, with the online network; an agent's
+index), or one `TwinBatch` of B on the twin: `cagekit.agents.rollout`) step in lockstep for a whole
+episode, without gradients, with the online network; an agent's
 soft message at t feeds its teammates' message input at t+1, and the environment receives the hard
 bit `soft > 0.5` (for its channel cost and SAU masks). The DRU noise of every step is recorded. The
 learner then replays the episode batch with gradients: the same inputs and noise reproduce the same
@@ -41,8 +42,10 @@ every replay of the batch exact). Both are deviations from DIAL, off by default,
 config `configs/dial-sau-fast.yaml` (see docs/dial.md). `updates` counts gradient steps, and the
 target network is copied every `target_update` gradient steps.
 
-where s = reward_scale (1 by default), r is the team reward the environment gives (env reward minus
-the hard channel cost of the bits actually sent), m the soft (DRU) message the agent sent at t, and
+where s = reward_scale (1 by default), r is the team reward (env reward minus the hard channel cost of
+the bits actually sent, at the scheduled cost: `cost_warmup_steps` at 0, then a linear ramp over
+`cost_ramp_steps` to the environment's cost; without them, the environment's cost throughout), m the
+soft (DRU) message the agent sent at t, and
 Q^- the target network unrolled on the same batch with its own soft messages and the same noise.
 The second term is the differentiable form of the channel cost (the hard cost in r carries no
 gradient to the message), so a positive message_cost pushes message logits down unless a teammate's
@@ -68,6 +71,7 @@ from torch import nn
 import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.agents.rollout import EnvListRollout, TwinRollout
 from cagekit.wrappers.sau import QUIET_CODES
 
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -102,6 +106,8 @@ class DialConfig:
     td_lambda: float = 0.0            # 0 = DIAL's one-step Q-learning target; > 0 = Q(lambda) targets (deviation)
     grad_steps: int = 1               # gradient steps on each collected batch (DIAL: 1; > 1 is a deviation)
     double_q: bool = False            # double Q-learning: argmax by the online net, value by the target (deviation)
+    cost_warmup_steps: int = 0        # env steps trained at message cost 0 before the cost applies (deviation)
+    cost_ramp_steps: int = 0          # then env steps over which the cost rises linearly to the env's
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
 
     def __post_init__(self) -> None:
@@ -446,8 +452,15 @@ class DialLearner:
             env_kwargs.pop(key, None)
         env_kwargs.setdefault("episode_length", 30)
         self.env_kwargs = dict(env_kwargs)
-        self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, i), **VARIANTS[algo], **env_kwargs)
-                     for i in range(self.config.batch_episodes)]
+        if env_kwargs.get("simulator") == "twin":  # one array-stepped batch; envs[0] describes the team
+            self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, 0), **VARIANTS[algo],
+                                          **env_kwargs)]
+            self.rollout: EnvListRollout | TwinRollout = TwinRollout(
+                scenario, self.config.batch_episodes, **VARIANTS[algo], **env_kwargs)
+        else:
+            self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, i), **VARIANTS[algo],
+                                          **env_kwargs) for i in range(self.config.batch_episodes)]
+            self.rollout = EnvListRollout(self.envs)
         self.message_cost = float(self.envs[0].message_cost)
         self.episode_length = int(self.envs[0].episode_length)
         self.layout = TeamLayout(tuple(team_slots(self.envs[0])))
@@ -467,6 +480,17 @@ class DialLearner:
         frac = min(1.0, self.env_steps / c.eps_anneal_steps) if c.eps_anneal_steps > 0 else 1.0
         return c.eps_start + frac * (c.eps_end - c.eps_start)
 
+    @property
+    def channel_cost(self) -> float:
+        """The message cost trained against now: 0 for `cost_warmup_steps`, then rising linearly over
+        `cost_ramp_steps` to the environment's cost (with both 0, the environment's cost throughout)."""
+        c = self.config
+        past = self.env_steps - c.cost_warmup_steps
+        if past < 0:
+            return 0.0
+        frac = min(1.0, past / c.cost_ramp_steps) if c.cost_ramp_steps > 0 else 1.0
+        return self.message_cost * frac
+
     def update(self) -> dict[str, float]:
         """Collect one batch of episodes with the online network, then `grad_steps` gradient steps on it."""
         from cagekit.agents.training import deferred_interrupt
@@ -480,7 +504,8 @@ class DialLearner:
             self.episodes += batch.shape[1]
         metrics.update({"return": float(batch.rewards.sum(0).mean()),
                         "env_return": float(batch.env_rewards.sum(0).mean()),
-                        "bits": float(batch.bits.sum((0, 2)).mean()), "epsilon": eps})
+                        "bits": float(batch.bits.sum((0, 2)).mean()), "epsilon": eps,
+                        "message_cost": self.channel_cost})
         return metrics
 
     def learn(self, batch: EpisodeBatch) -> dict[str, float]:
@@ -489,7 +514,7 @@ class DialLearner:
 
         self.net.train()
         self.target.train()
-        loss, metrics = dial_loss(self.net, self.target, self.layout, self.config, batch, self.message_cost)
+        loss, metrics = dial_loss(self.net, self.target, self.layout, self.config, batch, self.channel_cost)
         with deferred_interrupt():  # weights, optimiser and counters change together or not at all
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -507,10 +532,10 @@ class DialLearner:
         eps = self.epsilon if epsilon is None else epsilon
         u = self.updates if update_index is None else update_index
         lay, cfg = self.layout, self.config
-        nb, na, steps = len(self.envs), lay.n_agents, self.episode_length
+        nb, na, steps = len(self.rollout), lay.n_agents, self.episode_length
         gen = torch.Generator().manual_seed(_seed_for(self.seed, u, 1_000_003))
-        names = self.envs[0].possible_agents
-        obs = [env.reset(seed=_seed_for(self.seed, u, i))[0] for i, env in enumerate(self.envs)]
+        arrays = self.rollout.reset([_seed_for(self.seed, u, i) for i in range(nb)])
+        cost = self.channel_cost
         hosts = torch.zeros(steps, nb, na, lay.max_hosts, dtype=torch.long)
         blocks = torch.zeros(steps, nb, na, lay.max_blocks)
         masks = torch.zeros(steps, nb, na, lay.max_defence, dtype=torch.bool)
@@ -529,13 +554,12 @@ class DialLearner:
         hidden = self.net.init_hidden(nb * na)
         soft = torch.zeros(nb, na)
         for t in range(steps):
-            for a, name in enumerate(names):
-                idx, blk, _, alarmed = lay.encode_agent(a, np.stack([o[name]["observation"] for o in obs]))
+            for a, (agent_obs, agent_masks) in enumerate(arrays):
+                idx, blk, _, alarmed = lay.encode_agent(a, agent_obs)
                 hosts[t, :, a] = torch.from_numpy(idx)
                 blocks[t, :, a] = torch.from_numpy(blk)
                 gate[t, :, a] = torch.from_numpy(alarmed)
-                masks[t, :, a] = torch.from_numpy(lay.defence_mask(a, np.stack([o[name]["action_mask"]
-                                                                                  for o in obs])))
+                masks[t, :, a] = torch.from_numpy(lay.defence_mask(a, agent_masks))
             if t > 0:
                 prev[t] = actions[t - 1] + 1
             z = unroll.embed(hosts[t], blocks[t], prev[t])
@@ -550,13 +574,11 @@ class DialLearner:
             actions[t] = act
             sent = (soft > 0.5).long() if lay.channel else torch.zeros_like(act)
             bits[t] = sent.float()
-            for b, env in enumerate(self.envs):
-                acts = {name: int(2 * act[b, a] + sent[b, a]) if lay.channel else int(act[b, a])
-                        for a, name in enumerate(names)}
-                o, r, _, _, info = env.step(acts)
-                obs[b] = o
-                rewards[t, b] = float(r[names[0]])
-                env_rewards[t, b] = float(info[names[0]]["env_reward"])
+            encoded = (2 * act + sent) if lay.channel else act
+            arrays, _, env_r = self.rollout.step(encoded.numpy())
+            env_rewards[t] = torch.from_numpy(env_r)
+            # the team reward at the scheduled channel cost (the environment's own cost once ramped up)
+            rewards[t] = env_rewards[t] - cost * bits[t].sum(-1)
         for k, v in self.net.named_buffers():
             v.copy_(buffers[k])
         return EpisodeBatch(hosts=hosts, blocks=blocks, prev=prev, masks=masks, actions=actions, rewards=rewards,

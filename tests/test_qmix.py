@@ -182,6 +182,50 @@ def test_state_dict_round_trip_identical_q_and_exact_resume(tmp_path):
         assert ka == kb and torch.equal(va, vb)
 
 
+def _red(env) -> str:
+    return env.engine.red_name
+
+
+def test_red_all_cycles_episodes_through_the_reds(monkeypatch):
+    learner = QmixLearner(SCENARIO, seed=0, config=SMALL, episode_length=3, red="all")
+    assert [_red(e) for e in learner.envs] == ["KillChainAgent", "ExplorerAgent", "SleepAgent"]
+    assert learner.env is learner.envs[0] and learner.meta()["env"]["red"] == "all"
+    assert ckpt.env_settings(learner.meta()).get("red") is None  # evaluation never sees red="all"
+    used = []
+    collect = QmixLearner.collect_episode
+
+    def spy(self, env_seed, rng, epsilon, episode=None):
+        used.append(_red(self.env_for(episode)))
+        return collect(self, env_seed, rng, epsilon, episode)
+
+    monkeypatch.setattr(QmixLearner, "collect_episode", spy)
+    for _ in range(4):
+        learner.update()
+    learner.config.episodes_per_update = 2
+    learner.update()
+    assert used == ["KillChainAgent", "ExplorerAgent", "SleepAgent", "KillChainAgent", "ExplorerAgent", "SleepAgent"]
+    assert learner.episodes == 6
+    two = QmixLearner(SCENARIO, seed=0, config=SMALL, episode_length=3, red="SleepAgent, ExplorerAgent")
+    assert [_red(e) for e in two.envs] == ["SleepAgent", "ExplorerAgent"]
+    assert [_red(QmixLearner(SCENARIO, config=SMALL, episode_length=3).env_for(k)) for k in range(2)] == \
+        ["KillChainAgent"] * 2
+    with pytest.raises(ValueError, match="valid: KillChainAgent, ExplorerAgent, SleepAgent"):
+        QmixLearner(SCENARIO, config=SMALL, red="NoSuchRed")
+
+
+def test_red_all_exact_resume_from_checkpoint(tmp_path):
+    a = QmixLearner(SCENARIO, seed=2, config=SMALL, episode_length=5, red="all")
+    for _ in range(2):
+        a.update()
+    a.save(tmp_path)
+    b = QmixLearner.from_checkpoint(tmp_path)
+    assert [_red(e) for e in b.envs] == [_red(e) for e in a.envs] and b.episodes == 2
+    for _ in range(2):  # the third episode runs against SleepAgent, the fourth KillChainAgent again, in both
+        assert a.update() == b.update()
+    for (ka, va), (kb, vb) in zip(a.model_state_dict().items(), b.model_state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+
+
 def test_save_load_team_matches_learner(tmp_path):
     learner = small_learner(seed=1)
     for _ in range(3):

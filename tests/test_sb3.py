@@ -182,6 +182,57 @@ def test_dqn_flat_joint_action_on_paper_small(tmp_path):
     assert set(acts) == {"blue_user", "blue_ops"} and all(obs[a]["action_mask"][acts[a]] for a in acts)
 
 
+PAPER_REDS = ["KillChainAgent", "ExplorerAgent", "SleepAgent"]
+
+
+def _copy_reds(venv) -> list[str]:
+    return [e.unwrapped.par.engine.red_name for e in venv.envs]
+
+
+def test_vec_env_copies_play_the_given_reds():
+    venv = make_vec_env(4, seed=0, vec="dummy", scenario="paper-small", reds=PAPER_REDS)
+    assert _copy_reds(venv) == [*PAPER_REDS, "KillChainAgent"]
+    venv.close()
+    venv = make_vec_env(2, seed=0, vec="dummy", scenario="paper-small", reds=[None])
+    assert _copy_reds(venv) == ["KillChainAgent"] * 2  # None: the scenario's default
+    venv.close()
+    with pytest.raises(ValueError, match="not both"):
+        make_vec_env(2, vec="dummy", scenario="paper-small", red="SleepAgent", reds=PAPER_REDS)
+
+
+def test_copies_for_reds():
+    from cagekit.agents.sb3 import copies_for_reds
+
+    assert [copies_for_reds(n, 3) for n in (1, 2, 3, 4, 5, 6, 8)] == [3, 3, 3, 3, 6, 6, 9]
+    assert [copies_for_reds(n, 1) for n in (1, 4)] == [1, 4]
+    assert copies_for_reds(3, 2) == 4
+
+
+def test_train_sb3_red_all_trains_on_every_red(tmp_path, monkeypatch):
+    import cagekit.wrappers.gym_views as gym_views
+
+    built = []
+    make = gym_views.make_vec_env
+
+    def spy(*args, **kwargs):
+        built.append(make(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(gym_views, "make_vec_env", spy)
+    out = tmp_path / "ppo-all"
+    train_sb3("ppo", "paper-small", steps=48, seed=0, out_dir=out, n_envs=4, progress_bar=False, red="all",
+              episode_length=5, algo_kwargs={"n_steps": 16, "batch_size": 16, "n_epochs": 1})
+    assert _copy_reds(built[0]) == PAPER_REDS  # 4 copies asked, 3 (one per red) used
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["n_envs"] == 3 and meta["env"]["red"] == "all"
+    from cagekit.agents.checkpoint import env_settings
+
+    assert "red" not in env_settings(meta)  # the evaluation never builds an env with red="all"
+    with pytest.raises(ValueError, match="unknown red agent.*valid: KillChainAgent, ExplorerAgent, SleepAgent"):
+        train_sb3("ppo", "paper-small", steps=48, out_dir=tmp_path / "never", red="B_lineAgent")
+    assert not (tmp_path / "never").exists()
+
+
 def _mean_return(team, episodes: int = 20, seed: int = 1000) -> float:
     env = make_env("paper-small", seed=seed)
     total = []

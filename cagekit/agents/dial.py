@@ -71,7 +71,7 @@ from torch import nn
 import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
-from cagekit.agents.rollout import EnvListRollout, TwinRollout
+from cagekit.agents.rollout import EnvListRollout, TwinRollout, training_reds
 from cagekit.wrappers.sau import QUIET_CODES
 
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -452,14 +452,16 @@ class DialLearner:
             env_kwargs.pop(key, None)
         env_kwargs.setdefault("episode_length", 30)
         self.env_kwargs = dict(env_kwargs)
-        if env_kwargs.get("simulator") == "twin":  # one array-stepped batch; envs[0] describes the team
-            self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, 0), **VARIANTS[algo],
-                                          **env_kwargs)]
+        reds = training_reds(scenario, env_kwargs.pop("red", None))  # red="all": every red, B split evenly
+        if env_kwargs.get("simulator") == "twin":  # array-stepped batches; envs[0] describes the team
+            self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, 0), red=reds[0],
+                                          **VARIANTS[algo], **env_kwargs)]
             self.rollout: EnvListRollout | TwinRollout = TwinRollout(
-                scenario, self.config.batch_episodes, **VARIANTS[algo], **env_kwargs)
+                scenario, self.config.batch_episodes, red=self.env_kwargs.get("red"), **VARIANTS[algo],
+                **env_kwargs)
         else:
-            self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, i), **VARIANTS[algo],
-                                          **env_kwargs) for i in range(self.config.batch_episodes)]
+            self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, i), red=reds[i % len(reds)],
+                                          **VARIANTS[algo], **env_kwargs) for i in range(self.config.batch_episodes)]
             self.rollout = EnvListRollout(self.envs)
         self.message_cost = float(self.envs[0].message_cost)
         self.episode_length = int(self.envs[0].episode_length)

@@ -31,6 +31,7 @@ from torch import nn
 import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.agents.rollout import training_reds
 
 ALGO = "qmix"
 _NEG = -1e9  # the Q-value a masked action gets before an argmax / max
@@ -264,7 +265,10 @@ def _seed_int(*parts: int) -> int:
 
 
 class QmixLearner:
-    """Centralised QMix training on one scenario (channel off); implements the `Learner` protocol."""
+    """Centralised QMix training on one scenario (channel off); implements the `Learner` protocol.
+
+    `red` (an env keyword): None (the scenario's default red), one name, a comma-separated list or "all"
+    (`rollout.training_reds`); with several, one env per red and the learner's episodes take them in turn."""
 
     algo = ALGO
 
@@ -277,7 +281,12 @@ class QmixLearner:
         env_kwargs.setdefault("episode_length", 30)
         env_kwargs.setdefault("sau", True)
         self.env_kwargs = env_kwargs
-        self.env = cagekit.make_env(scenario, channel=False, seed=self.seed, **env_kwargs)
+        # one env per red agent trained against (red="all": every red of the scenario); episode k of the
+        # learner runs on envs[k % len(envs)], so the mix is deterministic and resumes exactly
+        env_kwargs = {k: v for k, v in env_kwargs.items() if k != "red"}
+        self.envs = [cagekit.make_env(scenario, channel=False, seed=self.seed, red=red, **env_kwargs)
+                     for red in training_reds(scenario, self.env_kwargs.get("red"))]
+        self.env = self.envs[0]  # describes the team (slots, sizes, episode length)
         self.slots = team_slots(self.env)
         self.dims = TeamDims.of(self.slots, self.env.state_space.shape[0])
         self.T = self.env.episode_length
@@ -307,10 +316,17 @@ class QmixLearner:
         self.target_agent.load_state_dict(self.agent.state_dict())
         self.target_mixer.load_state_dict(self.mixer.state_dict())
 
+    def env_for(self, episode: int) -> Any:
+        """The environment the learner's `episode`-th episode (counting from 0) runs on: the reds in turn."""
+        return self.envs[int(episode) % len(self.envs)]
+
     @torch.no_grad()
-    def collect_episode(self, env_seed: int, rng: np.random.Generator, epsilon: float) -> tuple[dict, float]:
-        """One epsilon-greedy episode -> (buffer entry, team return); changes no learner state."""
-        env, dims, T = self.env, self.dims, self.T
+    def collect_episode(self, env_seed: int, rng: np.random.Generator, epsilon: float,
+                        episode: int | None = None) -> tuple[dict, float]:
+        """One epsilon-greedy episode -> (buffer entry, team return); changes no learner state.
+
+        `episode` (the learner's episode index) picks the environment (`env_for`); None: the first one."""
+        env, dims, T = self.env if episode is None else self.env_for(episode), self.dims, self.T
         n = dims.n_agents
         ep = {"obs": torch.zeros(T + 1, n, dims.obs_max, dtype=torch.int8),
               "avail": torch.zeros(T + 1, n, dims.act_max, dtype=torch.int8),
@@ -405,7 +421,7 @@ class QmixLearner:
         cfg = self.config
         rng = np.random.default_rng(_seed_int(self.seed, self.updates, 1))
         epsilon = self.epsilon
-        collected = [self.collect_episode(_seed_int(self.seed, self.updates, 2, k), rng, epsilon)
+        collected = [self.collect_episode(_seed_int(self.seed, self.updates, 2, k), rng, epsilon, self.episodes + k)
                      for k in range(cfg.episodes_per_update)]
         returns = [ret for _, ret in collected]
         with deferred_interrupt():

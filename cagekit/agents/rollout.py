@@ -17,6 +17,29 @@ import numpy as np
 
 AgentArrays = list[tuple[np.ndarray, np.ndarray]]  # per agent: (observations (B, n), masks (B, m))
 
+ALL_REDS = "all"
+
+
+def training_reds(scenario: str, red: str | None) -> list[str | None]:
+    """The red agents a learner trains against: None (the scenario's default), one name, a comma-separated
+    list, or "all" (every red agent of the scenario, as the evaluation protocol scores them)."""
+    if red is None:
+        return [None]
+    from cagekit.scenarios import get_scenario
+
+    valid = list(get_scenario(scenario).red_agents)
+    names = valid if red == ALL_REDS else [r.strip() for r in str(red).split(",") if r.strip()]
+    unknown = [r for r in names if r not in valid]
+    if unknown or not names:
+        raise ValueError(f"unknown red agent(s) {unknown or red!r} for scenario {scenario!r}; "
+                         f"valid: {', '.join(valid)}, a comma-separated list of them, or {ALL_REDS!r}")
+    return list(names)
+
+
+def split(total: int, parts: int) -> list[int]:
+    """`total` items over `parts` groups as evenly as possible (the first groups get the remainder)."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
 
 class EnvListRollout:
     """B team environments, each stepped with its own dict of actions."""
@@ -48,27 +71,44 @@ class EnvListRollout:
 
 
 class TwinRollout:
-    """One `TwinBatch` of B environments; an episode's seeds seed the whole batch together."""
+    """`TwinBatch`es of B environments in all, one per red agent trained against (B split evenly between
+    them); an episode's seeds seed the batches together."""
 
-    def __init__(self, scenario: str, batch_size: int, **env_kwargs: Any):
+    def __init__(self, scenario: str, batch_size: int, red: str | None = None, **env_kwargs: Any):
         from cagekit.twin.batch import TwinBatch
 
         env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("simulator", "lean", "seed")}
-        self.batch = TwinBatch(scenario, batch_size, **env_kwargs)
-        self.names = list(self.batch.agent_names)
+        reds = training_reds(scenario, red)
+        if batch_size < len(reds):
+            raise ValueError(f"batch of {batch_size} environments cannot cover {len(reds)} red agents")
+        self.batches = [TwinBatch(scenario, n, red=r, **env_kwargs)
+                        for r, n in zip(reds, split(batch_size, len(reds)), strict=True)]
+        self.names = list(self.batches[0].agent_names)
 
     def __len__(self) -> int:
-        return self.batch.B
+        return sum(b.B for b in self.batches)
 
-    def _arrays(self, obs: dict[str, np.ndarray]) -> AgentArrays:
-        b = self.batch
-        return [(obs["observation"][:, a, :int(b.obs_size[a])], obs["action_mask"][:, a, :int(b.n_actions[a])])
-                for a in range(len(self.names))]
+    def _arrays(self, obs: list[dict[str, np.ndarray]]) -> AgentArrays:
+        b = self.batches[0]
+        out = []
+        for a in range(len(self.names)):
+            n_obs, n_act = int(b.obs_size[a]), int(b.n_actions[a])
+            out.append((np.concatenate([o["observation"][:, a, :n_obs] for o in obs]),
+                        np.concatenate([o["action_mask"][:, a, :n_act] for o in obs])))
+        return out
 
     def reset(self, seeds: Sequence[int]) -> AgentArrays:
-        seed = int(np.random.SeedSequence([int(s) for s in seeds]).generate_state(1)[0])
-        return self._arrays(self.batch.reset(seed=seed))
+        root = np.random.SeedSequence([int(s) for s in seeds])
+        return self._arrays([b.reset(seed=int(child.generate_state(1)[0]))
+                             for b, child in zip(self.batches, root.spawn(len(self.batches)), strict=True)])
 
     def step(self, actions: np.ndarray) -> tuple[AgentArrays, np.ndarray, np.ndarray]:
-        obs, reward, env_reward, _, _ = self.batch.step(np.asarray(actions, dtype=np.int64))
-        return self._arrays(obs), reward, env_reward
+        actions = np.asarray(actions, dtype=np.int64)
+        obs, rewards, env_rewards, start = [], [], [], 0
+        for b in self.batches:
+            o, r, e, _, _ = b.step(actions[start:start + b.B])
+            obs.append(o)
+            rewards.append(r)
+            env_rewards.append(e)
+            start += b.B
+        return self._arrays(obs), np.concatenate(rewards), np.concatenate(env_rewards)

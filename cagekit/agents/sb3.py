@@ -444,6 +444,16 @@ def _env_settings(scenario: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def copies_for_reds(n_envs: int, n_reds: int) -> int:
+    """The number of environment copies to train on for `n_envs` requested and `n_reds` red agents: with
+    several reds, the nearest multiple of `n_reds` (at least `n_reds`), so that each red gets as many copies."""
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if n_reds <= 1:
+        return int(n_envs)
+    return max(n_reds, (n_envs + n_reds // 2) // n_reds * n_reds)
+
+
 def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, seed: int = 0,
               out_dir: str | Path = "runs/sb3", n_envs: int = 4, *, vec: str = "dummy", progress_bar: bool = True,
               algo_kwargs: dict[str, Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
@@ -452,7 +462,10 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
 
     `env_kwargs` go to the gymnasium view (`make_env`'s keywords: `red`, `episode_length`, `channel`,
     `sau`, `message_cost`, `layout`, ...); `layout="classic"` on cage2 trains the single CAGE-2 Blue
-    agent. DQN needs a flat Discrete action: multi-agent scenarios get the joint action flattened when
+    agent. `red` may also be a comma-separated list or "all" (`rollout.training_reds`): copy `i` then
+    plays `reds[i % len(reds)]`, and `n_envs` becomes a multiple of the number of reds
+    (`copies_for_reds`: 1 or 4 copies against 3 reds give 3; meta.json records the copies used).
+    DQN needs a flat Discrete action: multi-agent scenarios get the joint action flattened when
     it has at most `MAX_FLAT_ACTIONS` values (paper-small) and are refused otherwise.
     Copies are seeded `seed + i`, so one seed gives one learning curve (`vec` "dummy" or "subproc").
     Writes model.zip, meta.json, progress.csv and TensorBoard logs to `out_dir`, checkpoints every tenth
@@ -474,6 +487,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     import torch
 
     import cagekit
+    from cagekit.agents.rollout import training_reds
     from cagekit.agents.training import deferred_interrupt
     from cagekit.wrappers.gym_views import CentralisedEnv, is_classic, make_gym_env, make_vec_env
 
@@ -490,16 +504,20 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
         if checkpoint[2] >= steps:
             print(f"{out}: already trained for {checkpoint[2]:,} of {steps:,} steps; nothing to do")
             return cls.load(checkpoint[0], device="cpu")
+    reds = training_reds(scenario, env_kwargs.get("red"))  # raises on an unknown red, naming the valid ones
+    n_envs = copies_for_reds(n_envs, len(reds))
     classic = is_classic(scenario, env_kwargs.get("layout"))
     if not classic:
         env_kwargs["flatten"] = algo == "dqn"
-    probe = make_gym_env(scenario, **env_kwargs)  # raises here (not in a worker) on a bad setting
+    copy_kwargs = {k: v for k, v in env_kwargs.items() if k != "red"}  # red="all" etc.: per copy, via `reds`
+    first = {} if reds[0] is None else {"red": reds[0]}
+    probe = make_gym_env(scenario, **copy_kwargs, **first)  # raises here (not in a worker) on a bad setting
     slots = team_slots(probe.par)
     nvec = [int(n) for n in probe.nvec] if isinstance(probe, CentralisedEnv) else [int(probe.action_space.n)]
     probe.close()
 
     out.mkdir(parents=True, exist_ok=True)
-    venv = make_vec_env(n_envs, seed, vec=vec, scenario=scenario, **env_kwargs)
+    venv = make_vec_env(n_envs, seed, vec=vec, scenario=scenario, reds=reds, **copy_kwargs)
     kwargs = {**DEFAULTS[algo], **(algo_kwargs or {})}
     if algo != "dqn":
         kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * n_envs)
@@ -598,5 +616,5 @@ def team_from_model(model: Any, algo: str, env: Any, mask_actions: bool = True) 
                    kind=algo, controller=controller)
 
 
-__all__ = ["ALGOS", "DEFAULTS", "ProgressCallback", "Sb3Agent", "Sb3ClassicAgent", "Sb3Team", "latest_checkpoint",
-           "load_team", "team_from_model", "train_sb3"]
+__all__ = ["ALGOS", "DEFAULTS", "ProgressCallback", "Sb3Agent", "Sb3ClassicAgent", "Sb3Team", "copies_for_reds",
+           "latest_checkpoint", "load_team", "team_from_model", "train_sb3"]

@@ -16,7 +16,7 @@ whether the copies run in subprocesses or in-process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -193,11 +193,14 @@ def _env_fn(seed: int | None, monitor: bool, kwargs: dict[str, Any]) -> Callable
 
 
 def make_vec_env(n_envs: int = 4, seed: int | None = 0, vec: str = "subproc", monitor: bool = True,
-                 start_method: str | None = None, **kwargs: Any):  # noqa: ANN201 - an SB3 VecEnv
+                 start_method: str | None = None, reds: Sequence[str | None] | None = None,
+                 **kwargs: Any):  # noqa: ANN201 - an SB3 VecEnv
     """`n_envs` copies of `make_gym_env(**kwargs)` in an SB3 `SubprocVecEnv` or `DummyVecEnv`.
 
     Copy `i` is built and first reset with seed `seed + i`; later episodes follow each copy's own
     seed sequence, so one seed gives the same rollouts (and learning curve) with either backend.
+    `reds` (red agent names, None for the scenario's default): copy `i` plays `reds[i % len(reds)]`
+    (exclusive with a `red` keyword; `cagekit.agents.rollout.training_reds` resolves "all" and lists).
     `kwargs` go to `make_gym_env`; `start_method` to `SubprocVecEnv` (SB3's default: forkserver).
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -206,7 +209,14 @@ def make_vec_env(n_envs: int = 4, seed: int | None = 0, vec: str = "subproc", mo
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
     if vec not in ("subproc", "dummy"):
         raise ValueError(f"vec must be 'subproc' or 'dummy', got {vec!r}")
-    fns = [_env_fn(None if seed is None else seed + i, monitor, kwargs) for i in range(n_envs)]
+    if reds is not None:
+        if "red" in kwargs:
+            raise ValueError("give either red (every copy) or reds (per copy), not both")
+        if not reds:
+            raise ValueError("reds must name at least one red agent (None: the scenario's default)")
+    copy_kwargs = [kwargs if reds is None or reds[i % len(reds)] is None else {**kwargs, "red": reds[i % len(reds)]}
+                   for i in range(n_envs)]
+    fns = [_env_fn(None if seed is None else seed + i, monitor, copy_kwargs[i]) for i in range(n_envs)]
     venv = SubprocVecEnv(fns, start_method=start_method) if vec == "subproc" else DummyVecEnv(fns)
     if seed is not None:
         venv.seed(seed)  # the next reset of copy i uses seed + i

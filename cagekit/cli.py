@@ -78,7 +78,8 @@ def _benchmark(args: argparse.Namespace) -> int:
                          seeds=list(range(args.seeds)), steps=args.steps, out=Path(args.out),
                          episodes=args.episodes, lengths=args.lengths, reds=args.reds, workers=args.workers,
                          backend=args.backend, address=args.address, jobs=args.jobs, configs=configs, env=env,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress,
+                         train_red=None if args.train_red == "default" else args.train_red)
     table = run_benchmark(plan)
     print(table.to_string(index=False))
     print(f"wrote {plan.out}/table.md, table.csv, per_seed.csv, benchmark.png")
@@ -168,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
                    help="hyperparameter file for one algorithm (repeatable)")
     p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--train-red", default="all",
+                   help="red agent(s) the learners train against: 'all' (default: every red the evaluation "
+                        "scores), one name, a comma-separated list, or 'default' (the scenario's default red)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_benchmark)
 

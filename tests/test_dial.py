@@ -418,3 +418,18 @@ def test_channel_cost_schedule():
     learner.env_steps = 0
     batch = learner.collect(update_index=0)
     assert torch.equal(batch.rewards, batch.env_rewards)  # no channel cost during the warm-up
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_red_all_splits_the_batch_between_the_reds(simulator):
+    learner = DialLearner("nocomm", "paper-small", 0, {**TINY, "batch_episodes": 5}, episode_length=4,
+                          simulator=simulator, red="all")
+    reds = list(cagekit.scenarios.get_scenario("paper-small").red_agents)
+    if simulator == "twin":
+        assert [(b.red_name, b.B) for b in learner.rollout.batches] == list(zip(reds, [2, 2, 1], strict=True))
+    else:
+        assert [env.engine.red_name for env in learner.envs] == [reds[i % 3] for i in range(5)]
+    assert learner.collect(update_index=0).rewards.shape == (4, 5)
+    assert "red" not in ckpt.env_settings(learner.meta())  # evaluation builds its own reds
+    with pytest.raises(ValueError, match="valid: KillChainAgent"):
+        DialLearner("nocomm", "paper-small", 0, TINY, episode_length=4, red="Nobody")

@@ -39,6 +39,7 @@ class BenchmarkPlan:
     configs: dict[str, str] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)  # extra make_env settings (message_cost, detection)
     progress: bool = True
+    train_red: str | None = "all"  # reds trained against ("all": every red the evaluation scores; None: default)
 
     def __post_init__(self) -> None:
         valid = (*ALGOS, *SB3_ALGOS, *HEURISTICS)
@@ -123,7 +124,8 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     plan.out.mkdir(parents=True, exist_ok=True)
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
     train_seconds: dict[tuple[str, int], float] = {}
-    jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), plan.env)
+    train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
+    jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env)
             for a, s in learned]
     if plan.jobs > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
@@ -173,7 +175,8 @@ def aggregate(per_seed: Any) -> Any:
 
 def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
     head = (f"Scenario `{plan.scenario}`, {plan.episodes} episodes per combination, lengths {plan.lengths}, "
-            f"seeds {plan.seeds}, {plan.steps:,} training steps. Score: sum over red agents of the mean "
+            f"seeds {plan.seeds}, {plan.steps:,} training steps against red {plan.train_red or 'default'}. "
+            f"Score: sum over red agents of the mean "
             f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

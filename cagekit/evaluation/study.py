@@ -49,9 +49,10 @@ class StudyPlan:
     costs: tuple[float, ...] = (0.0, 0.1, 0.5, 2.0)
     contrast_detection: float = 0.5
     jobs: int = 2
-    workers: int = 1
+    workers: int = 2
     configs: dict[str, str] = field(default_factory=default_configs)
     progress: bool = True
+    train_red: str | None = "all"  # learners train against every red agent the evaluation scores
 
     @classmethod
     def quick(cls, out: Path, doc: Path, **kw: Any) -> StudyPlan:
@@ -64,7 +65,8 @@ def _bench(plan: StudyPlan, scenario: str, algos: list[str], tag: str, env: dict
            seeds: int | None = None) -> Any:
     bp = BenchmarkPlan(scenario=scenario, algos=algos, seeds=list(range(plan.seeds if seeds is None else seeds)),
                        steps=plan.steps[scenario], out=plan.out / tag, episodes=plan.episodes, lengths="30",
-                       workers=plan.workers, jobs=plan.jobs, configs=plan.configs, env=env, progress=plan.progress)
+                       workers=plan.workers, jobs=plan.jobs, configs=plan.configs, env=env, progress=plan.progress,
+                       train_red=plan.train_red)
     return bp, run_benchmark(bp)
 
 
@@ -121,6 +123,7 @@ def run_study(plan: StudyPlan) -> Path:
     figures.mkdir(parents=True, exist_ok=True)
     sections: list[str] = []
     main_tables = {}
+    _pretrain(plan)
     for net in NETWORKS:
         bp, table = _bench(plan, net, [*LEARNED, *BASELINES], f"{net}-d0.1", {})
         main_tables[net] = (bp, table)
@@ -134,12 +137,15 @@ def run_study(plan: StudyPlan) -> Path:
     bp, table = _bench(plan, "paper-small", ["dial-sau", "qmix", "react"], f"paper-small-d{plan.contrast_detection}",
                        {"detection": plan.contrast_detection})
     sections.append(f"### paper-small, detection {plan.contrast_detection} (contrast)\n\n{to_markdown(table, bp)}\n")
-    # message-cost sweep: train every cost's runs in parallel first, then score them one by one
-    _pretrain_sweep(plan)
+    # message-cost sweep (the default cost's runs are the main table's)
     sweep_rows = []
     for cost in plan.costs:
-        bp, table = _bench(plan, "paper-small", ["dial-sau"], f"paper-small-cost{cost}", {"message_cost": cost})
-        row = table.iloc[0]
+        if cost == _default_cost():
+            table = main_tables["paper-small"][1]
+            row = table[table["algo"] == "dial-sau"].iloc[0]
+        else:
+            _, table = _bench(plan, "paper-small", ["dial-sau"], f"paper-small-cost{cost}", {"message_cost": cost})
+            row = table.iloc[0]
         sweep_rows.append({"message_cost": cost, "score": row["score"], "ci95": row["ci95"],
                            "bits_per_episode": row["bits_per_episode"]})
     sections.append(_sweep_section(sweep_rows, figures / "cost-sweep.png"))
@@ -151,16 +157,38 @@ def run_study(plan: StudyPlan) -> Path:
     return plan.doc
 
 
-def _pretrain_sweep(plan: StudyPlan) -> None:
+def _default_cost() -> float:
+    from cagekit.scenarios import get_scenario
+
+    return float(get_scenario("paper-small").message_cost)
+
+
+def _training_jobs(plan: StudyPlan) -> list[tuple[Any, ...]]:
+    """Every training run of the study, as `train_one` arguments, longest (QMix, SB3) first."""
+    red = {} if plan.train_red is None else {"red": plan.train_red}
+    specs: list[tuple[str, str, str, dict[str, Any]]] = []  # (algo, scenario, folder tag, env)
+    for net in NETWORKS:
+        specs += [(algo, net, f"{net}-d0.1", {}) for algo in LEARNED]
+    specs += [(algo, "paper-small", f"paper-small-d{plan.contrast_detection}", {"detection": plan.contrast_detection})
+              for algo in ("dial-sau", "qmix")]
+    specs += [("dial-sau", "paper-small", f"paper-small-cost{cost}", {"message_cost": cost})
+              for cost in plan.costs if cost != _default_cost()]
+    order = {"qmix": 0, "maskable-ppo": 1}
+    specs.sort(key=lambda spec: order.get(spec[0], 2))
+    return [(algo, net, seed, plan.steps[net], str(plan.out / tag / "runs" / f"{algo}-s{seed}"),
+             plan.configs.get(algo), {**env, **red}) for algo, net, tag, env in specs for seed in range(plan.seeds)]
+
+
+def _pretrain(plan: StudyPlan) -> None:
+    """Train every run first in one pool of `plan.jobs` processes (the tables then only load and score)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from cagekit.evaluation.benchmark import train_one
 
-    jobs = [("dial-sau", "paper-small", seed, plan.steps["paper-small"],
-             str(plan.out / f"paper-small-cost{cost}" / "runs" / f"dial-sau-s{seed}"), plan.configs.get("dial-sau"),
-             {"message_cost": cost}) for cost in plan.costs for seed in range(plan.seeds)]
+    jobs = _training_jobs(plan)
     if plan.jobs > 1 and len(jobs) > 1:
+        # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         with ProcessPoolExecutor(max_workers=plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(train_one, *zip(*jobs, strict=True)))
 

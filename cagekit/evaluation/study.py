@@ -310,6 +310,11 @@ def _write_doc(plan: StudyPlan, sections: list[str], main_tables: dict[str, Any]
         f"Seeds: {plan.seeds}; training steps: {plan.steps}; evaluation: {plan.episodes} episodes of 30 steps "
         "per red agent per seed, on the CybORG engine. Score: sum over the red agents (KillChainAgent, "
         "ExplorerAgent, SleepAgent) of the mean episode return, without channel costs; higher is better.",
+        f"Training: on the twin (docs/twin.md), against "
+        f"{'every red agent, split evenly' if plan.train_red == 'all' else (plan.train_red or 'the default red')}; "
+        "hyperparameter files: "
+        + (", ".join(f"{a}: `{Path(c).name}`" for a, c in sorted(plan.configs.items())) or "none (defaults)")
+        + " (the DIAL file's deviations from the paper, and why: docs/dial.md).",
         "",
     ]
     if quick:

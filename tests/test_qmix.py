@@ -11,6 +11,7 @@ import torch
 import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents import load_team, make_team
+from cagekit.agents.base import team_returns
 from cagekit.agents.qmix import (
     QmixConfig,
     QMixer,
@@ -40,17 +41,7 @@ def small_learner(seed: int = 0, **overrides) -> QmixLearner:
 
 def evaluate(team, episodes: int, seed: int) -> float:
     env = cagekit.make_env(SCENARIO, episode_length=30, sau=True, channel=False, seed=seed)
-    total = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        team.end_episode()
-        ret = 0.0
-        while env.agents:
-            obs, rewards, _, _, _ = env.step(team.act(obs))
-            ret += float(next(iter(rewards.values())))
-        total.append(ret)
-    team.end_episode()
-    return float(np.mean(total))
+    return float(np.mean(team_returns(team, env, episodes, seed)))
 
 
 # the mixer ----------------------------------------------------------------------------------------

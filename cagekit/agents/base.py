@@ -116,3 +116,19 @@ class Team:
     def end_episode(self) -> None:
         for agent in self.agents.values():
             agent.end_episode()
+
+
+def team_returns(team: Team, env: Any, episodes: int, seed: int) -> list[float]:
+    """Team returns over `episodes` episodes of `env`, episode i reset with seed + i (a quick check while
+    training; scores come from `cagekit.evaluation`)."""
+    out = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        team.end_episode()
+        total = 0.0
+        while env.agents:
+            obs, rewards, _, _, _ = env.step(team.act(obs))
+            total += float(next(iter(rewards.values())))
+        out.append(total)
+    team.end_episode()
+    return out

@@ -70,7 +70,7 @@ from torch import nn
 
 import cagekit
 from cagekit.agents import checkpoint as ckpt
-from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_returns, team_slots
 from cagekit.agents.rollout import EnvListRollout, TwinRollout, training_reds
 from cagekit.wrappers.sau import QUIET_CODES
 
@@ -721,19 +721,7 @@ def load_team(path: str | Path, meta: dict[str, Any] | None = None, scenario: st
     return build_team(net, layout, config, meta)
 
 
-def evaluate(team: Team, env: Any, episodes: int, seed: int) -> list[float]:
-    """Team returns over `episodes` episodes of `env`, episode i reset with seed + i."""
-    out = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        team.end_episode()
-        total = 0.0
-        while env.agents:
-            obs, rewards, _, _, _ = env.step(team.act(obs))
-            total += float(next(iter(rewards.values())))
-        out.append(total)
-    team.end_episode()
-    return out
+evaluate = team_returns  # the name docs/dial.md's snippet uses
 
 
 def seeds_for(seed: int, update: int, count: int) -> list[int]:

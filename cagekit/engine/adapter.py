@@ -64,13 +64,6 @@ class EngineStep:
     impacted: bool  # whether the target's OT service is down
 
 
-def _resolve(kind: str, name: str | None, options: dict[str, str], default: str, scenario: str) -> str:
-    key = default if name is None else name
-    if key not in options:
-        raise ValueError(f"unknown {kind} agent {key!r} for scenario {scenario!r}; valid: {', '.join(options)}")
-    return options[key]
-
-
 class CyborgEngine:
     """A CybORG simulation of one scenario with a team of externally driven blue agents."""
 
@@ -85,9 +78,9 @@ class CyborgEngine:
         self.detection = self.spec.detection if detection is None else float(detection)
         self.green_rate = self.spec.green_rate if green_rate is None else float(green_rate)
         self.red_name = red if red is not None else self.spec.default_red
-        red_behaviour = _resolve("red", red, self.spec.red_agents, self.spec.default_red, self.spec.name)
+        red_behaviour = self.spec.behaviour("red", red)
         self.green_name = green if green is not None else self.spec.default_green
-        green_behaviour = _resolve("green", green, self.spec.green_agents, self.spec.default_green, self.spec.name)
+        green_behaviour = self.spec.behaviour("green", green)
         self.catalogs = {a.name: BlueActionCatalog(self.spec, a) for a in self.agents}
         self.tables = {a.name: BlueTable(a.hosts) for a in self.agents}
         self._rng_state = random.Random(seed).getstate()

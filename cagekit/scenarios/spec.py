@@ -121,6 +121,14 @@ class ScenarioSpec:
     def host_names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.hosts)
 
+    def behaviour(self, kind: Literal["red", "green"], name: str | None) -> str:
+        """The engine behaviour of the named red or green agent (None: the scenario's default)."""
+        options = self.red_agents if kind == "red" else self.green_agents
+        key = (self.default_red if kind == "red" else self.default_green) if name is None else name
+        if key not in options:
+            raise ValueError(f"unknown {kind} agent {key!r} for scenario {self.name!r}; valid: {', '.join(options)}")
+        return options[key]
+
     def subnet_of(self, host: str) -> str:
         for s in self.subnets:
             if host in s.hosts:

@@ -61,13 +61,6 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 _POPCOUNT_8 = _popcount(np.arange(256))
 
 
-def _resolve(kind: str, name: str | None, options: dict[str, str], default: str, scenario: str) -> str:
-    key = default if name is None else name
-    if key not in options:
-        raise ValueError(f"unknown {kind} agent {key!r} for scenario {scenario!r}; valid: {', '.join(options)}")
-    return options[key]
-
-
 class TwinBatch:
     """B environments of one paper scenario, stepped together.
 
@@ -94,10 +87,9 @@ class TwinBatch:
         self.spec = get_scenario(scenario)
         self.model = m = TwinModel(self.spec, layout, channel=channel, detection=detection, green_rate=green_rate)
         self.red_name = red if red is not None else self.spec.default_red
-        self.red_kind = _RED_KINDS[_resolve("red", red, self.spec.red_agents, self.spec.default_red, self.spec.name)]
+        self.red_kind = _RED_KINDS[self.spec.behaviour("red", red)]
         self.green_name = green if green is not None else self.spec.default_green
-        self.green_kind = _GREEN_KINDS[_resolve("green", green, self.spec.green_agents, self.spec.default_green,
-                                                self.spec.name)]
+        self.green_kind = _GREEN_KINDS[self.spec.behaviour("green", green)]
         self.B = int(batch_size)
         self.episode_length = int(episode_length)
         self.message_cost = float(self.spec.message_cost if message_cost is None else message_cost)

@@ -96,11 +96,7 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
         return int(arr[0])
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        if not self.agents:
-            raise RuntimeError("step() called on a finished episode; call reset() first")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(f"no action for agent(s) {missing}; every live agent acts each step")
+        self.check_step(actions)
         encoded = np.array([[self._parse(a, actions[a]) for a in self.possible_agents]], dtype=np.int64)
         obs, reward, env_reward, done, info = self.batch.step(encoded)
         self._obs = obs

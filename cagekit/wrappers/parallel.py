@@ -51,6 +51,14 @@ class TeamSpaces:
         size = sum(self.obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
         return spaces.MultiBinary(size)
 
+    def check_step(self, actions: dict[str, Any]) -> None:
+        """Refuse a step on a finished episode or one that leaves a live agent without an action."""
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"no action for agent(s) {missing}; every live agent acts each step")
+
 
 class CageParallelEnv(TeamSpaces, ParallelEnv):
     metadata = {"name": "cagekit_v0", "render_modes": []}
@@ -128,11 +136,7 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
         return decode_action(int(arr[0])) if self.channel else (int(arr[0]), 0)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        if not self.agents:
-            raise RuntimeError("step() called on a finished episode; call reset() first")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(f"no action for agent(s) {missing}; every live agent acts each step")
+        self.check_step(actions)
         chosen: dict[str, int] = {}
         bits: dict[str, int] = {}
         invalid: dict[str, bool] = {}

@@ -457,8 +457,7 @@ class DialLearner:
             self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, 0), red=reds[0],
                                           **VARIANTS[algo], **env_kwargs)]
             self.rollout: EnvListRollout | TwinRollout = TwinRollout(
-                scenario, self.config.batch_episodes, red=self.env_kwargs.get("red"), **VARIANTS[algo],
-                **env_kwargs)
+                scenario, self.config.batch_episodes, reds=reds, **VARIANTS[algo], **env_kwargs)
         else:
             self.envs = [cagekit.make_env(scenario, seed=_seed_for(self.seed, 2**31, i), red=reds[i % len(reds)],
                                           **VARIANTS[algo], **env_kwargs) for i in range(self.config.batch_episodes)]

@@ -4,8 +4,8 @@ Learners that collect whole batches of episodes (DIAL) read per-agent arrays, no
 `reset(seeds)` and `step(actions)` give, for each agent in team order, its observations (B, obs_size)
 and action masks (B, n_actions). Two back ends:
   - `EnvListRollout`: a list of team environments (`cagekit.make_env`), stepped one after another;
-  - `TwinRollout`: one `TwinBatch` of size B, stepped as arrays (the paper scenarios' twin; docs/twin.md),
-    one to two orders of magnitude faster at B >= 32.
+  - `TwinRollout`: `TwinBatch`es of B environments in all (one per red agent), stepped as arrays (the
+    paper scenarios' twin; docs/twin.md), one to two orders of magnitude faster at B >= 32.
 """
 
 from __future__ import annotations
@@ -71,14 +71,13 @@ class EnvListRollout:
 
 
 class TwinRollout:
-    """`TwinBatch`es of B environments in all, one per red agent trained against (B split evenly between
-    them); an episode's seeds seed the batches together."""
+    """`TwinBatch`es of B environments in all, one per red agent trained against (`reds`, as
+    `training_reds` resolves them; B split evenly between them); an episode's seeds seed them together."""
 
-    def __init__(self, scenario: str, batch_size: int, red: str | None = None, **env_kwargs: Any):
+    def __init__(self, scenario: str, batch_size: int, reds: Sequence[str | None] = (None,), **env_kwargs: Any):
         from cagekit.twin.batch import TwinBatch
 
         env_kwargs = {k: v for k, v in env_kwargs.items() if k not in ("simulator", "lean", "seed")}
-        reds = training_reds(scenario, red)
         if batch_size < len(reds):
             raise ValueError(f"batch of {batch_size} environments cannot cover {len(reds)} red agents")
         self.batches = [TwinBatch(scenario, n, red=r, **env_kwargs)

@@ -527,7 +527,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
         model = cls("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", policy_kwargs=policy_kwargs,
                     **kwargs)
     else:
-        model_file, buffer_file, start = checkpoint
+        model_file, buffer_file, _ = checkpoint
         model = cls.load(model_file, env=venv, device="cpu")
         start = int(model.num_timesteps)
         model.set_random_seed(seed + start)  # the copies' next resets: seed + start + i

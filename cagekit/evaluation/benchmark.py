@@ -85,6 +85,16 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     return seconds
 
 
+def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = False) -> list[float]:
+    """`train_one` for each job (its positional arguments), in `processes` processes when there are
+    several jobs; returns each job's training seconds, in order."""
+    if processes > 1 and len(jobs) > 1:
+        # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
+        with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(train_one, *zip(*jobs, strict=True)))
+    return [train_one(*job, progress=progress) for job in jobs]
+
+
 def _evaluate(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
     from cagekit.evaluation.cli import cli_main
 
@@ -123,18 +133,10 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
 
     plan.out.mkdir(parents=True, exist_ok=True)
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
-    train_seconds: dict[tuple[str, int], float] = {}
     train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
     jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env)
             for a, s in learned]
-    if plan.jobs > 1 and len(jobs) > 1:
-        # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
-        with ProcessPoolExecutor(max_workers=plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for (a, _, s, *_), secs in zip(jobs, pool.map(train_one, *zip(*jobs, strict=True)), strict=True):
-                train_seconds[(a, s)] = secs
-    else:
-        for job in jobs:
-            train_seconds[(job[0], job[2])] = train_one(*job, progress=plan.progress)
+    train_seconds = dict(zip(learned, train_many(jobs, plan.jobs, plan.progress), strict=True))
     rows = []
     for algo in plan.algos:
         for seed in plan.seeds:

@@ -181,16 +181,10 @@ def _training_jobs(plan: StudyPlan) -> list[tuple[Any, ...]]:
 
 def _pretrain(plan: StudyPlan) -> None:
     """Train every run first in one pool of `plan.jobs` processes (the tables then only load and score)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from cagekit.evaluation.benchmark import train_many
 
-    from cagekit.evaluation.benchmark import train_one
-
-    jobs = _training_jobs(plan)
-    if plan.jobs > 1 and len(jobs) > 1:
-        # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
-        with ProcessPoolExecutor(max_workers=plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(train_one, *zip(*jobs, strict=True)))
+    if plan.jobs > 1:  # one process: the tables train their runs as they come
+        train_many(_training_jobs(plan), plan.jobs)
 
 
 def _copy(src: Path, dst: Path) -> None:

@@ -79,7 +79,8 @@ def _benchmark(args: argparse.Namespace) -> int:
                          episodes=args.episodes, lengths=args.lengths, reds=args.reds, workers=args.workers,
                          backend=args.backend, address=args.address, jobs=args.jobs, configs=configs, env=env,
                          progress=not args.no_progress,
-                         train_red=None if args.train_red == "default" else args.train_red)
+                         train_red=None if args.train_red == "default" else args.train_red,
+                         snapshots=args.snapshots, select_episodes=args.select_episodes)
     table = run_benchmark(plan)
     print(table.to_string(index=False))
     print(f"wrote {plan.out}/table.md, table.csv, per_seed.csv, benchmark.png")
@@ -104,6 +105,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         plan.steps = {k: args.steps for k in plan.steps}
     if args.episodes is not None:
         plan.episodes = args.episodes
+    if args.select_episodes is not None:
+        plan.select_episodes = args.select_episodes
     print(f"wrote {run_study(plan)}")
     return 0
 
@@ -172,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-red", default="all",
                    help="red agent(s) the learners train against: 'all' (default: every red the evaluation "
                         "scores), one name, a comma-separated list, or 'default' (the scenario's default red)")
+    p.add_argument("--snapshots", type=int, default=5,
+                   help="policies each run keeps along the way, at every K-th of its steps (default 5)")
+    p.add_argument("--select-episodes", type=int, default=20,
+                   help="held-out twin episodes per red used to choose among a run's snapshots and its final "
+                        "weights (default 20; 0 scores the final weights)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_benchmark)
 
@@ -184,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps per run (both networks)")
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--select-episodes", type=int, default=None,
+                   help="held-out twin episodes per red to choose each run's snapshot (default 20, quick 2; 0: "
+                        "score the final weights)")
     p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_reproduce)

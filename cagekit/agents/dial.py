@@ -632,6 +632,9 @@ class DialLearner:
     def save(self, out_dir: str | Path) -> None:
         ckpt.save_checkpoint(out_dir, self.net.state_dict(), self.meta(), self.state_dict())
 
+    def save_policy(self, out_dir: str | Path) -> None:
+        ckpt.save_checkpoint(out_dir, self.net.state_dict(), self.meta())
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, **overrides: Any) -> DialLearner:
         """A learner rebuilt from a checkpoint's meta, with its trainer state when present."""

@@ -492,6 +492,10 @@ class QmixLearner:
         """A checkpoint directory: model.pt (weights), meta.json, trainer.pt (= state_dict())."""
         return ckpt.save_checkpoint(out_dir, self.model_state_dict(), self.meta(), self.state_dict())
 
+    def save_policy(self, out_dir: str | Path) -> Path:
+        """A snapshot: model.pt and meta.json only (loadable as a team, not resumable)."""
+        return ckpt.save_checkpoint(out_dir, self.model_state_dict(), self.meta())
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, **overrides: Any) -> QmixLearner:
         """A learner rebuilt from a checkpoint's meta, with its trainer state when present."""

@@ -344,6 +344,40 @@ class _Checkpoints(CheckpointCallback):
         return True
 
 
+class _Snapshots(BaseCallback):
+    """The policy each time the run passes another K-th of its steps, as `snapshot_dir(out, N)/model.zip`
+    (meta.json is added when training ends, `_finish_snapshots`): what our learners' `train(snapshots=K)` keeps."""
+
+    def __init__(self, out: Path, total: int, count: int, start: int):
+        super().__init__()
+        from cagekit.agents.training import snapshot_marks_passed
+
+        self.out, self.total, self.count = out, total, count
+        self.marks = snapshot_marks_passed(start, total, count)
+
+    def _on_step(self) -> bool:
+        from cagekit.agents.training import deferred_interrupt, snapshot_dir, snapshot_marks_passed
+
+        passed = snapshot_marks_passed(self.num_timesteps, self.total, self.count)
+        if passed > self.marks and self.num_timesteps < self.total:
+            folder = snapshot_dir(self.out, self.num_timesteps)
+            folder.mkdir(parents=True, exist_ok=True)
+            with deferred_interrupt():
+                self.model.save(folder / MODEL_FILE)
+        self.marks = passed
+        return True
+
+
+def _finish_snapshots(out: Path, meta: dict[str, Any]) -> None:
+    """Give each snapshot without one the run's meta.json, with its own step count."""
+    from cagekit.agents.training import SNAPSHOT_DIR
+
+    for folder in sorted((out / SNAPSHOT_DIR).glob("step*")):
+        if (folder / MODEL_FILE).exists() and not (folder / "meta.json").exists():
+            steps = int(folder.name.removeprefix("step"))
+            (folder / "meta.json").write_text(json.dumps({**meta, "num_timesteps": steps}, indent=2, default=str))
+
+
 def _saved_steps(model_file: Path) -> int | None:
     """`num_timesteps` of an SB3 model zip, read from its JSON "data" entry; None if unreadable."""
     try:
@@ -457,7 +491,8 @@ def copies_for_reds(n_envs: int, n_reds: int) -> int:
 def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, seed: int = 0,
               out_dir: str | Path = "runs/sb3", n_envs: int = 4, *, vec: str = "dummy", progress_bar: bool = True,
               algo_kwargs: dict[str, Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
-              verbose: int = 0, torch_threads: int | None = 1, resume: bool = False, **env_kwargs: Any) -> Any:
+              verbose: int = 0, torch_threads: int | None = 1, resume: bool = False, snapshots: int = 0,
+              **env_kwargs: Any) -> Any:
     """Train `algo` ("ppo", "maskable-ppo", "dqn") on `scenario` for `steps` environment steps.
 
     `env_kwargs` go to the gymnasium view (`make_env`'s keywords: `red`, `episode_length`, `channel`,
@@ -470,7 +505,8 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     Copies are seeded `seed + i`, so one seed gives one learning curve (`vec` "dummy" or "subproc").
     Writes model.zip, meta.json, progress.csv and TensorBoard logs to `out_dir`, checkpoints every tenth
     of the run and the model on Ctrl-C (which returns the model so far); returns the model.
-    `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's.
+    `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's. `snapshots=K` keeps the
+    policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does).
     `torch_threads` caps torch's CPU threads while training (1 by default: these MLPs are tiny and extra
     threads only contend, badly so on a busy machine); None leaves torch's setting alone.
 
@@ -554,9 +590,10 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     checkpoints = _Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
                                save_replay_buffer=True)
     progress = ProgressCallback(int(steps), enabled=progress_bar)
+    callbacks = [checkpoints, progress] + ([_Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
     try:
         model.learn(total_timesteps=int(steps) - start, reset_num_timesteps=checkpoint is None,
-                    progress_bar=False, callback=[checkpoints, progress])
+                    progress_bar=False, callback=callbacks)
     except KeyboardInterrupt:
         progress.close()  # the bar's last figures above the message
         print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far "
@@ -583,6 +620,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
             meta["replay_buffer"] = REPLAY_BUFFER_FILE
         model.save(out / MODEL_FILE)
         (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        _finish_snapshots(out, meta)
     return model
 
 

@@ -11,7 +11,9 @@ one bit for bit. The DIAL learner derives its environment seeds, DRU noise and e
 (seed, update index).
 
 `train` writes into out_dir: `log.csv` (one row per update), TensorBoard events under `tb/`, and the
-checkpoint files (every `checkpoint_every` updates, at the end, and on Ctrl-C).
+checkpoint files (every `checkpoint_every` updates, at the end, and on Ctrl-C). With `snapshots=K` it
+also keeps the policy at every K-th of the run under `snapshots/step<N>/` (see `snapshot_dir`), so that
+a later choice among them (`cagekit.evaluation.selection`) need not score only the last weights.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from cagekit.agents.base import Team
 DIAL_ALGOS = ("dial-sau", "dial", "nocomm")
 ALGOS = (*DIAL_ALGOS, "qmix")
 LOG_FILE = "log.csv"
+SNAPSHOT_DIR = "snapshots"
 LOG_FIELDS = ("update", "env_steps", "episodes", "time_s", "steps_per_s", "return", "env_return", "bits", "epsilon",
               "loss")
 
@@ -56,6 +59,9 @@ class Learner(Protocol):
 
     def save(self, out_dir: str | Path) -> None:
         """Write a checkpoint directory: model.pt, meta.json and trainer.pt (= state_dict())."""
+
+    def save_policy(self, out_dir: str | Path) -> None:
+        """Write a loadable checkpoint directory without trainer state (model.pt, meta.json): a snapshot."""
 
     def team(self) -> Team:
         """The greedy decentralised team of the current weights."""
@@ -123,12 +129,24 @@ def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(fh) if int(float(row["update"])) <= upto]
 
 
+def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:
+    """Where a run keeps its policy snapshot taken at `env_steps` (the same for every learner, SB3's too)."""
+    return Path(out_dir) / SNAPSHOT_DIR / f"step{int(env_steps):09d}"
+
+
+def snapshot_marks_passed(env_steps: int, steps: int, snapshots: int) -> int:
+    """How many of the marks steps/K, 2 steps/K, ... a run at `env_steps` has passed (the last mark is the end)."""
+    return min(env_steps * snapshots // steps, snapshots) if snapshots > 0 and steps > 0 else 0
+
+
 def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int = 50, resume: bool = False,
-          progress: bool = True, max_updates: int | None = None) -> dict[str, Any]:
+          progress: bool = True, max_updates: int | None = None, snapshots: int = 0) -> dict[str, Any]:
     """Train until `learner.env_steps >= steps` (environment steps; or `max_updates` updates, if given).
 
     With `resume`, a checkpoint in out_dir (trainer.pt) is loaded first and the log continues from its
-    update count. Ctrl-C saves a checkpoint and returns cleanly. Returns a summary dict.
+    update count. Ctrl-C saves a checkpoint and returns cleanly. `snapshots=K` saves the policy (no
+    trainer state) each time the run passes another K-th of `steps`, except at the end, where the run's
+    own checkpoint is the last weights. Returns a summary dict.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -148,6 +166,7 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
     elapsed_before = float(rows[-1]["time_s"]) if rows else 0.0
     interrupted = False
     last: dict[str, float] = {}
+    marks = snapshot_marks_passed(learner.env_steps, steps, snapshots)
     try:
         with (out / LOG_FILE).open("a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
@@ -172,6 +191,11 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
                                                  last.get("epsilon", math.nan), rate))
                 if checkpoint_every and learner.updates % checkpoint_every == 0:
                     learner.save(out)
+                passed = snapshot_marks_passed(learner.env_steps, steps, snapshots)
+                if passed > marks and learner.env_steps < steps:
+                    with deferred_interrupt():
+                        learner.save_policy(snapshot_dir(out, learner.env_steps))
+                marks = passed
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -246,7 +270,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Seque
     return out
 
 
-__all__ = ["ALGOS", "DIAL_ALGOS", "Learner", "deferred_interrupt", "make_learner", "plot_runs", "read_log", "train"]
+__all__ = ["ALGOS", "DIAL_ALGOS", "Learner", "deferred_interrupt", "make_learner", "plot_runs", "read_log",
+           "snapshot_dir", "train"]
 
 
 SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")

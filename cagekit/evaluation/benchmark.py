@@ -1,7 +1,9 @@
 """`cagekit benchmark`: train (or load) each algorithm on the same seeds, score each with the harness, tabulate.
 
 Every team is scored by the evaluation harness on the CybORG engine with the same protocol seed, so
-the rows are comparable. A training run already present in OUT/runs is loaded, not retrained.
+the rows are comparable. A training run already present in OUT/runs is loaded, not retrained. With
+`select_episodes > 0` each run keeps `snapshots` policies along the way and the one with the best
+held-out twin score is the one scored (`cagekit.evaluation.selection`); every learner is treated alike.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class BenchmarkPlan:
     env: dict[str, Any] = field(default_factory=dict)  # extra make_env settings (message_cost, detection)
     progress: bool = True
     train_red: str | None = "all"  # reds trained against ("all": every red the evaluation scores; None: default)
+    snapshots: int = 0  # policies kept per run, at each K-th of its steps (besides the final weights)
+    select_episodes: int = 0  # twin episodes per red to choose among them; 0: score the final weights
 
     def __post_init__(self) -> None:
         valid = (*ALGOS, *SB3_ALGOS, *HEURISTICS)
@@ -48,6 +52,9 @@ class BenchmarkPlan:
             raise ValueError(f"unknown algorithm(s) {unknown}; valid: {', '.join(valid)}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        if self.select_episodes < 0 or self.snapshots < 0:
+            raise ValueError(f"snapshots and select_episodes must be >= 0, got {self.snapshots} and "
+                             f"{self.select_episodes}")
 
     def run_dir(self, algo: str, seed: int) -> Path:
         return self.out / "runs" / f"{algo}-s{seed}"
@@ -57,12 +64,25 @@ class BenchmarkPlan:
 
 
 def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, config: str | None,
-              env: dict[str, Any], progress: bool = False) -> float:
-    """Train one run unless it is already complete; returns the training wall-clock in seconds."""
+              env: dict[str, Any], snapshots: int = 0, select_episodes: int = 0, progress: bool = False) -> float:
+    """Train one run unless it is already complete, then (with `select_episodes`) choose its snapshot;
+    returns the training wall-clock in seconds (the choice is not training)."""
     run = Path(run_dir)
     done_file = run / "benchmark-train.json"
-    if done_file.exists():
-        return float(json.loads(done_file.read_text())["train_seconds"])
+    if not done_file.exists():
+        seconds = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
+        done_file.write_text(json.dumps({"train_seconds": seconds}) + "\n")
+    if select_episodes:
+        from cagekit.agents.training import limit_torch_threads
+        from cagekit.evaluation.selection import select_snapshot
+
+        limit_torch_threads()
+        select_snapshot(run, scenario, select_episodes, seed, detection=env.get("detection"))
+    return float(json.loads(done_file.read_text())["train_seconds"])
+
+
+def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: str | None, env: dict[str, Any],
+           snapshots: int, progress: bool) -> float:
     from cagekit.agents.training import default_simulator, limit_torch_threads
 
     limit_torch_threads()
@@ -74,15 +94,13 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
 
         hyper = load_mapping(config) if config else None
         train_sb3(algo, scenario, steps, seed, run, n_envs=1 if steps < 4 * SB3_STEPS_PER_ROLLOUT else 4,
-                  progress_bar=progress, algo_kwargs=hyper, **env)
+                  progress_bar=progress, algo_kwargs=hyper, snapshots=snapshots, **env)
     else:
         from cagekit.agents.training import make_learner, train
 
         learner = make_learner(algo, scenario, seed=seed, config=config, **env)
-        train(learner, steps, run, resume=True, progress=progress)
-    seconds = time.perf_counter() - start
-    done_file.write_text(json.dumps({"train_seconds": seconds}) + "\n")
-    return seconds
+        train(learner, steps, run, resume=True, progress=progress, snapshots=snapshots)
+    return time.perf_counter() - start
 
 
 def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = False) -> list[float]:
@@ -97,8 +115,9 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
 
 def _evaluate(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
     from cagekit.evaluation.cli import cli_main
+    from cagekit.evaluation.selection import chosen_weights
 
-    source = algo if algo in HEURISTICS else str(plan.run_dir(algo, seed))
+    source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
     argv = [source, str(plan.eval_dir(algo, seed)), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
             "--lengths", plan.lengths, "--seed", str(seed), "--workers", str(plan.workers)]
     if algo in HEURISTICS and "message_cost" in plan.env:
@@ -134,8 +153,8 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     plan.out.mkdir(parents=True, exist_ok=True)
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
     train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
-    jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env)
-            for a, s in learned]
+    jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env,
+             plan.snapshots, plan.select_episodes) for a, s in learned]
     train_seconds = dict(zip(learned, train_many(jobs, plan.jobs, plan.progress), strict=True))
     rows = []
     for algo in plan.algos:

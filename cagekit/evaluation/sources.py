@@ -70,9 +70,10 @@ class HeuristicSource(TeamSource):
         return make_team(self.kind, env, seed=seed)  # cheap: a fresh team (and generator) per episode
 
 
-def _digest(path: Path) -> str:
+def _digest(path: Path, recursive: bool = True) -> str:
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    found = path.rglob("*") if recursive else path.glob("*")
+    files = sorted(p for p in found if p.is_file()) if path.is_dir() else [path]
     for f in files:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
         with f.open("rb") as stream:
@@ -100,7 +101,8 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
 
         self.meta = json.loads((Path(self.path) / "meta.json").read_text())
         self.label = Path(self.path).name or "checkpoint"
-        self._digest = _digest(Path(self.path))
+        # the folder's own files: a run's snapshots/, selection/ and logs below it are not this checkpoint
+        self._digest = _digest(Path(self.path), recursive=False)
         self._team: Team | None = None
         self._env_id: int | None = None
 

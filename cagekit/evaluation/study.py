@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark, to_markdown
+from cagekit.evaluation.selection import chosen_weights
 
 LEARNED = ("dial-sau", "dial", "nocomm", "qmix", "maskable-ppo")
 BASELINES = ("react", "sleep")
@@ -53,12 +54,14 @@ class StudyPlan:
     configs: dict[str, str] = field(default_factory=default_configs)
     progress: bool = True
     train_red: str | None = "all"  # learners train against every red agent the evaluation scores
+    snapshots: int = 5  # every learner keeps its policy at each fifth of the run ...
+    select_episodes: int = 20  # ... and the best on 20 held-out twin episodes per red is scored
 
     @classmethod
     def quick(cls, out: Path, doc: Path, **kw: Any) -> StudyPlan:
         """Same pipeline, small numbers: for CI and a first look (minutes, not hours)."""
         return cls(out=out, doc=doc, seeds=1, steps={"paper-small": 1_500, "paper-large": 1_500}, episodes=5,
-                   costs=(0.0, 0.1, 1.0), **kw)
+                   costs=(0.0, 0.1, 1.0), snapshots=2, select_episodes=2, **kw)
 
 
 def _bench(plan: StudyPlan, scenario: str, algos: list[str], tag: str, env: dict[str, Any],
@@ -66,7 +69,7 @@ def _bench(plan: StudyPlan, scenario: str, algos: list[str], tag: str, env: dict
     bp = BenchmarkPlan(scenario=scenario, algos=algos, seeds=list(range(plan.seeds if seeds is None else seeds)),
                        steps=plan.steps[scenario], out=plan.out / tag, episodes=plan.episodes, lengths="30",
                        workers=plan.workers, jobs=plan.jobs, configs=plan.configs, env=env, progress=plan.progress,
-                       train_red=plan.train_red)
+                       train_red=plan.train_red, snapshots=plan.snapshots, select_episodes=plan.select_episodes)
     return bp, run_benchmark(bp)
 
 
@@ -151,8 +154,10 @@ def run_study(plan: StudyPlan) -> Path:
     sections.append(_sweep_section(sweep_rows, figures / "cost-sweep.png"))
     # when agents speak
     small_bp = main_tables["paper-small"][0]
-    profile = speaking_profile(small_bp.run_dir("dial-sau", 0), episodes=max(5, plan.episodes // 5))
+    profile = speaking_profile(chosen_weights(small_bp.run_dir("dial-sau", 0)), episodes=max(5, plan.episodes // 5))
     sections.append(_speak_section(profile, figures / "speaking.png"))
+    if plan.select_episodes:
+        sections.append(_choices_section(main_tables))
     _write_doc(plan, sections, main_tables, time.perf_counter() - start)
     return plan.doc
 
@@ -176,7 +181,8 @@ def _training_jobs(plan: StudyPlan) -> list[tuple[Any, ...]]:
     order = {"qmix": 0, "maskable-ppo": 1}
     specs.sort(key=lambda spec: order.get(spec[0], 2))
     return [(algo, net, seed, plan.steps[net], str(plan.out / tag / "runs" / f"{algo}-s{seed}"),
-             plan.configs.get(algo), {**env, **red}) for algo, net, tag, env in specs for seed in range(plan.seeds)]
+             plan.configs.get(algo), {**env, **red}, plan.snapshots, plan.select_episodes)
+            for algo, net, tag, env in specs for seed in range(plan.seeds)]
 
 
 def _pretrain(plan: StudyPlan) -> None:
@@ -280,7 +286,7 @@ def _command(plan: StudyPlan, quick: bool) -> str:
         return "cagekit reproduce --quick"
     steps = sorted(set(plan.steps.values()))
     return (f"cagekit reproduce --seeds {plan.seeds} --steps {steps[0] if len(steps) == 1 else steps} "
-            f"--episodes {plan.episodes}")
+            f"--episodes {plan.episodes} --select-episodes {plan.select_episodes}")
 
 
 def _total_training_minutes(plan: StudyPlan) -> float:
@@ -288,6 +294,34 @@ def _total_training_minutes(plan: StudyPlan) -> float:
     for done in plan.out.glob("*/runs/*/benchmark-train.json"):
         total += float(json.loads(done.read_text())["train_seconds"])
     return total / 60.0
+
+
+def _selection_text(plan: StudyPlan) -> str:
+    if not plan.select_episodes:
+        return "Scored weights: each run's final weights."
+    return (f"Scored weights: every learner alike keeps its policy at each {_ordinal(plan.snapshots)} of its run; "
+            f"of those and the final weights, the one with the best objective (return minus channel cost) on "
+            f"{plan.select_episodes} held-out twin episodes per red is scored "
+            "(`cagekit.evaluation.selection`; protocol seeds the engine evaluation never uses, so the choice "
+            "does not inflate the engine scores below). The table \"Which weights were scored\" lists the choices.")
+
+
+def _ordinal(k: int) -> str:
+    return {1: "end", 2: "half", 3: "third", 4: "quarter", 5: "fifth", 10: "tenth"}.get(k, f"1/{k}")
+
+
+def _choices_section(main_tables: dict[str, Any]) -> str:
+    """Which snapshot each main-table run scored, as env steps (final: the last weights)."""
+    lines = ["### Which weights were scored", "", "Env steps of the scored snapshot, per seed (`final`: the run's "
+             "last weights).", "", "| network | algo | " + "seeds |", "|---|---|---|"]
+    for net, (bp, _) in main_tables.items():
+        for algo in LEARNED:
+            picks = []
+            for seed in bp.seeds:
+                chosen = chosen_weights(bp.run_dir(algo, seed))
+                picks.append("final" if chosen == bp.run_dir(algo, seed) else f"{int(chosen.name[4:]):,}")
+            lines.append(f"| {net} | {algo} | {', '.join(picks)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _write_doc(plan: StudyPlan, sections: list[str], main_tables: dict[str, Any], seconds: float) -> None:
@@ -309,6 +343,8 @@ def _write_doc(plan: StudyPlan, sections: list[str], main_tables: dict[str, Any]
         "hyperparameter files: "
         + (", ".join(f"{a}: `{Path(c).name}`" for a, c in sorted(plan.configs.items())) or "none (defaults)")
         + " (the DIAL file's deviations from the paper, and why: docs/dial.md).",
+        "",
+        _selection_text(plan),
         "",
     ]
     if quick:

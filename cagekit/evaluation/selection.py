@@ -1,0 +1,85 @@
+"""Which weights of a training run to score: the snapshot with the best objective on held-out twin episodes.
+
+A short run's greedy policy can swing between checkpoints (docs/dial.md), so scoring only its last
+weights measures the luck of where training stopped as much as the method. Every learner (DIAL, QMix,
+SB3) keeps its policy at each K-th of the run (`train(snapshots=K)`, `train_sb3(snapshots=K)`); here each
+of those and the final weights are scored by the evaluation harness on the twin, with a protocol seed
+the engine evaluation never uses (`SELECTION_SEED_OFFSET + seed`), and the best one is recorded in
+`selection.json`. The reported score then comes from fresh engine episodes, so the choice does not
+inflate it. The criterion is the training objective: return minus channel cost, summed over the reds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cagekit.agents.training import SNAPSHOT_DIR
+
+SELECTION_FILE = "selection.json"
+SELECTION_DIR = "selection"
+SELECTION_SEED_OFFSET = 1_000_000
+
+
+def candidates(run_dir: str | Path) -> list[Path]:
+    """The run's snapshots by step, then the run's own final weights."""
+    run = Path(run_dir)
+    snaps = sorted(p for p in (run / SNAPSHOT_DIR).glob("step*") if (p / "meta.json").is_file())
+    return [*snaps, run]
+
+
+def _name(run: Path, candidate: Path) -> str:
+    return "final" if candidate == run else candidate.name
+
+
+def objective(summary: dict[str, Any]) -> float:
+    """Sum over the red agents of (mean return - mean channel cost per episode): what the team was trained for."""
+    return sum(c["mean"] - c["channel_cost_per_episode"] for c in summary["combinations"])
+
+
+def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int, length: int = 30,
+                    detection: float | None = None) -> Path:
+    """Score every candidate on `episodes` twin episodes per red; record and return the best (ties: the later).
+
+    Reuses `selection.json` when it was made with the same settings and candidates."""
+    from cagekit.evaluation.cli import build_parser, config_from_args
+    from cagekit.evaluation.harness import evaluate
+
+    run = Path(run_dir)
+    cands = candidates(run)
+    settings = {"scenario": scenario, "episodes": episodes, "seed": SELECTION_SEED_OFFSET + seed, "length": length,
+                "detection": detection, "simulator": "twin", "candidates": [_name(run, c) for c in cands]}
+    file = run / SELECTION_FILE
+    if file.exists():
+        old = json.loads(file.read_text())
+        if old.get("settings") == settings:
+            return run / old["chosen"]
+    scores: dict[str, dict[str, float]] = {}
+    for cand in cands:
+        argv = [str(cand), str(run / SELECTION_DIR / _name(run, cand)), "--scenario", scenario, "--episodes",
+                str(episodes), "--lengths", str(length), "--seed", str(settings["seed"]), "--backend", "twin",
+                "--workers", "1", "--no-progress"]
+        if detection is not None:
+            argv += ["--detection", str(detection)]
+        config, source, out = config_from_args(build_parser().parse_args(argv))
+        _, summary = evaluate(config, source, out, backend="serial", progress=False)
+        scores[_name(run, cand)] = {"objective": objective(summary), "score": summary["total"]["score"],
+                                    "bits_per_episode": summary["bits_per_episode"]}
+    best = max(range(len(cands)), key=lambda i: (scores[_name(run, cands[i])]["objective"], i))
+    chosen = cands[best].relative_to(run).as_posix() if cands[best] != run else "."
+    file.write_text(json.dumps({"settings": settings, "scores": scores, "chosen": chosen}, indent=2) + "\n")
+    return cands[best]
+
+
+def chosen_weights(run_dir: str | Path) -> Path:
+    """The weights to score for a run: its selection's choice, or the final weights when none was made."""
+    run = Path(run_dir)
+    file = run / SELECTION_FILE
+    if not file.exists():
+        return run
+    chosen = run / json.loads(file.read_text())["chosen"]
+    if not (chosen / "meta.json").is_file():
+        raise ValueError(f"{file} chooses {chosen}, which holds no checkpoint (meta.json); delete {file} to "
+                         f"choose again")
+    return chosen

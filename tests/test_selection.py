@@ -1,0 +1,107 @@
+"""Snapshots along a run (our learners and SB3 alike) and the choice among them on held-out twin episodes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cagekit.agents import checkpoint as ckpt
+from cagekit.agents import load_team
+from cagekit.agents.dial import DialLearner
+from cagekit.agents.training import snapshot_dir, snapshot_marks_passed, train
+from cagekit.evaluation.selection import (
+    SELECTION_FILE,
+    SELECTION_SEED_OFFSET,
+    candidates,
+    chosen_weights,
+    objective,
+    select_snapshot,
+)
+from cagekit.evaluation.sources import CheckpointSource
+
+TINY = {"hidden": 16, "gru_layers": 1, "batch_episodes": 2, "eps_anneal_steps": 100, "lr": 1e-3}
+
+
+def test_snapshot_marks():
+    assert [snapshot_marks_passed(s, 100, 5) for s in (0, 19, 20, 39, 40, 99, 100, 130)] == [0, 0, 1, 1, 2, 4, 5, 5]
+    assert snapshot_marks_passed(50, 100, 0) == 0
+
+
+def test_train_keeps_loadable_policy_snapshots_without_trainer_state(tmp_path):
+    learner = DialLearner("dial-sau", "paper-small", 0, TINY, episode_length=5, simulator="twin")
+    train(learner, 100, tmp_path / "run", checkpoint_every=0, progress=False, snapshots=4)
+    snaps = sorted((tmp_path / "run" / "snapshots").iterdir())
+    # every 10 env steps per update: marks at 25, 50, 75 are first passed at 30, 50, 80; none at the end (100)
+    assert [p.name for p in snaps] == [snapshot_dir(tmp_path, s).name for s in (30, 50, 80)]
+    for snap in snaps:
+        assert {p.name for p in snap.iterdir()} == {ckpt.MODEL_FILE, ckpt.META_FILE}
+        assert ckpt.load_meta(snap)["counters"]["env_steps"] == int(snap.name[4:])
+        assert sorted(load_team(snap).agents) == ["blue_ops", "blue_user"]
+    first = torch.load(snaps[0] / ckpt.MODEL_FILE, weights_only=True)
+    final = torch.load(tmp_path / "run" / ckpt.MODEL_FILE, weights_only=True)
+    assert any(not torch.equal(first[k], final[k]) for k in final)  # weights of their own time
+    assert candidates(tmp_path / "run") == [*snaps, tmp_path / "run"]
+
+
+def test_sb3_snapshots_carry_meta(tmp_path):
+    from cagekit.agents.sb3 import train_sb3
+
+    out = tmp_path / "ppo"
+    train_sb3("maskable-ppo", "paper-small", steps=256, seed=0, out_dir=out, n_envs=2, progress_bar=False,
+              algo_kwargs={"n_steps": 32, "batch_size": 32}, snapshots=2, simulator="twin")
+    snaps = sorted((out / "snapshots").iterdir())
+    assert [p.name for p in snaps] == [snapshot_dir(out, 128).name]
+    meta = json.loads((snaps[0] / "meta.json").read_text())
+    assert meta["num_timesteps"] == 128 and meta["algo"] == "maskable-ppo"
+    assert sorted(load_team(snaps[0]).agents) == ["blue_ops", "blue_user"]
+
+
+def test_objective_is_return_minus_channel_cost_over_reds():
+    summary = {"combinations": [{"mean": -10.0, "channel_cost_per_episode": 1.5},
+                                {"mean": -4.0, "channel_cost_per_episode": 0.5}]}
+    assert objective(summary) == -16.0
+
+
+def test_selection_scores_every_candidate_records_the_best_and_reuses_it(tmp_path):
+    run = tmp_path / "run"
+    learner = DialLearner("dial-sau", "paper-small", 3, TINY, episode_length=5, simulator="twin")
+    train(learner, 60, run, checkpoint_every=0, progress=False, snapshots=2)
+    assert chosen_weights(run) == run  # nothing chosen yet: the final weights
+    chosen = select_snapshot(run, "paper-small", episodes=2, seed=3, length=5)
+    record = json.loads((run / SELECTION_FILE).read_text())
+    assert set(record["scores"]) == {"step000000030", "final"}
+    best = max(record["scores"].values(), key=lambda s: s["objective"])
+    assert record["scores"]["final" if chosen == run else chosen.name] == best
+    assert chosen_weights(run) == chosen
+    assert record["settings"]["seed"] == SELECTION_SEED_OFFSET + 3 and record["settings"]["simulator"] == "twin"
+    # each candidate's objective is its twin evaluation's, with the held-out seed
+    for name, score in record["scores"].items():
+        summary = json.loads((run / "selection" / name / "summary.json").read_text())
+        assert summary["parameters"]["seed"] == SELECTION_SEED_OFFSET + 3
+        assert summary["parameters"]["simulator"] == "twin"
+        assert objective(summary) == score["objective"]
+    stamp = (run / SELECTION_FILE).stat().st_mtime_ns
+    assert select_snapshot(run, "paper-small", episodes=2, seed=3, length=5) == chosen
+    assert (run / SELECTION_FILE).stat().st_mtime_ns == stamp  # same settings: reused, not rescored
+
+
+def test_a_broken_choice_is_named(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / SELECTION_FILE).write_text(json.dumps({"chosen": "snapshots/step000000999"}))
+    with pytest.raises(ValueError, match="step000000999.*delete"):
+        chosen_weights(run)
+
+
+def test_checkpoint_identity_ignores_the_runs_subfolders(tmp_path):
+    run = tmp_path / "run"
+    learner = DialLearner("nocomm", "paper-small", 0, TINY, episode_length=5, simulator="twin")
+    train(learner, 20, run, checkpoint_every=0, progress=False, snapshots=2)
+    before = CheckpointSource(str(run)).identity()
+    (run / "selection").mkdir()
+    (run / "selection" / "journal.jsonl").write_text("{}\n")
+    assert CheckpointSource(str(run)).identity() == before
+    (run / ckpt.MODEL_FILE).write_bytes((run / ckpt.MODEL_FILE).read_bytes() + b"x")
+    assert CheckpointSource(str(run)).identity() != before  # its own weights still count

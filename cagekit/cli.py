@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="JSON or YAML file of hyperparameters")
     p.add_argument("--resume", default=None, help="continue the run in this directory")
     p.add_argument("--checkpoint-every", type=int, default=50, help="updates between checkpoints")
+    p.add_argument("--snapshots", type=int, default=0,
+                   help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
     p.add_argument("--message-cost", type=float, default=None)
     p.add_argument("--red", default=None)
     p.add_argument("--backend", default=None, choices=["engine", "twin"],

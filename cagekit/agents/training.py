@@ -302,7 +302,8 @@ def cli_train(args: Any) -> int:
             env_kwargs["simulator"] = simulator
         out = Path(args.out or f"runs/{args.algo}-{args.scenario}-{args.seed}")
         run = {"algo": args.algo, "scenario": args.scenario, "seed": args.seed, "steps": args.steps or 200_000,
-               "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every}
+               "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
+               "snapshots": getattr(args, "snapshots", 0)}
         if (out / RUN_FILE).exists():
             raise ValueError(f"{out} already holds a run; use --resume {out} to continue it or choose --out")
     algo = run["algo"]
@@ -317,7 +318,8 @@ def cli_train(args: Any) -> int:
 
         hyper = load_mapping(run["config"]) if run["config"] else None
         model = train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper,
-                          progress_bar=progress, resume=bool(args.resume), **run["env"])
+                          progress_bar=progress, resume=bool(args.resume), snapshots=run.get("snapshots", 0),
+                          **run["env"])
         interrupted = model.num_timesteps < run["steps"]  # SB3 otherwise stops at or past the target
         state = "interrupted; resume with --resume " + str(out) if interrupted else f"done: {out / 'model.zip'}"
         print(f"{algo} on {run['scenario']}: {model.num_timesteps:,} env steps, {state}")
@@ -325,7 +327,7 @@ def cli_train(args: Any) -> int:
     limit_torch_threads()
     learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
     summary = train(learner, run["steps"], out, checkpoint_every=run.get("checkpoint_every", 50),
-                    resume=bool(args.resume), progress=progress)
+                    resume=bool(args.resume), progress=progress, snapshots=run.get("snapshots", 0))
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
     print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
     return 130 if summary["interrupted"] else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -11,8 +12,10 @@ from cagekit.cli import main
 
 def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
     out = tmp_path / "bm"
-    argv = ["benchmark", "--algos", "nocomm,react,sleep", "--seeds", "2", "--steps", "60", "--episodes", "2",
-            "--lengths", "6", "--reds", "KillChainAgent,SleepAgent", "--out", str(out), "--no-progress"]
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"  # 240 env steps per update
+    argv = ["benchmark", "--algos", "nocomm,react,sleep", "--seeds", "2", "--steps", "720", "--episodes", "2",
+            "--lengths", "6", "--reds", "KillChainAgent,SleepAgent", "--out", str(out), "--no-progress",
+            "--snapshots", "3", "--select-episodes", "1", "--config", f"nocomm={fast}"]
     assert main(argv) == 0
     table = pd.read_csv(out / "table.csv")
     assert table["algo"].tolist() == ["nocomm", "react", "sleep"]
@@ -23,6 +26,13 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
         summary = json.loads((out / "eval" / f"{row['algo']}-s{row['seed']}" / "summary.json").read_text())
         assert row["score"] == summary["total"]["score"]
     assert (out / "table.md").read_text().count("\n| ") == 4
+    # each learned team scored is the weights its held-out choice named (snapshot or final)
+    for seed in (0, 1):
+        run = out / "runs" / f"nocomm-s{seed}"
+        record = json.loads((run / "selection.json").read_text())
+        assert list(record["scores"]) == ["step000000240", "step000000480", "final"]
+        blue = json.loads((out / "eval" / f"nocomm-s{seed}" / "summary.json").read_text())["blue"]
+        assert blue["path"] == str((run / record["chosen"]).resolve())
     assert (out / "benchmark.png").stat().st_size > 0
     trained = (out / "runs" / "nocomm-s0" / "model.pt").stat().st_mtime_ns
     assert main(argv) == 0  # a second run loads the trained runs and the journaled evaluations

@@ -69,13 +69,14 @@ def test_selection_scores_every_candidate_records_the_best_and_reuses_it(tmp_pat
     learner = DialLearner("dial-sau", "paper-small", 3, TINY, episode_length=5, simulator="twin")
     train(learner, 60, run, checkpoint_every=0, progress=False, snapshots=2)
     assert chosen_weights(run) == run  # nothing chosen yet: the final weights
-    chosen = select_snapshot(run, "paper-small", episodes=2, seed=3, length=5)
+    chosen = select_snapshot(run, "paper-small", episodes=2, seed=3)  # at the trained length, 5
     record = json.loads((run / SELECTION_FILE).read_text())
     assert set(record["scores"]) == {"step000000030", "final"}
     best = max(record["scores"].values(), key=lambda s: s["objective"])
     assert record["scores"]["final" if chosen == run else chosen.name] == best
     assert chosen_weights(run) == chosen
     assert record["settings"]["seed"] == SELECTION_SEED_OFFSET + 3 and record["settings"]["simulator"] == "twin"
+    assert record["settings"]["length"] == 5
     # each candidate's objective is its twin evaluation's, with the held-out seed
     for name, score in record["scores"].items():
         summary = json.loads((run / "selection" / name / "summary.json").read_text())
@@ -83,8 +84,19 @@ def test_selection_scores_every_candidate_records_the_best_and_reuses_it(tmp_pat
         assert summary["parameters"]["simulator"] == "twin"
         assert objective(summary) == score["objective"]
     stamp = (run / SELECTION_FILE).stat().st_mtime_ns
-    assert select_snapshot(run, "paper-small", episodes=2, seed=3, length=5) == chosen
+    assert select_snapshot(run, "paper-small", episodes=2, seed=3) == chosen
     assert (run / SELECTION_FILE).stat().st_mtime_ns == stamp  # same settings: reused, not rescored
+
+
+def test_selection_on_the_engine_where_the_twin_has_no_model(tmp_path):
+    run = tmp_path / "run"
+    learner = DialLearner("nocomm", "cage2", 0, TINY, episode_length=3)
+    train(learner, 12, run, checkpoint_every=0, progress=False, snapshots=2)
+    select_snapshot(run, "cage2", episodes=1, seed=0)
+    record = json.loads((run / SELECTION_FILE).read_text())
+    assert record["settings"]["simulator"] == "engine" and len(record["scores"]) == 2
+    summary = json.loads((run / "selection" / "final" / "summary.json").read_text())
+    assert summary["parameters"]["simulator"] == "engine" and summary["parameters"]["episode_lengths"] == [3]
 
 
 def test_a_broken_choice_is_named(tmp_path):

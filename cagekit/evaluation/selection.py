@@ -3,7 +3,8 @@
 A short run's greedy policy can swing between checkpoints (docs/dial.md), so scoring only its last
 weights measures the luck of where training stopped as much as the method. Every learner (DIAL, QMix,
 SB3) keeps its policy at each K-th of the run (`train(snapshots=K)`, `train_sb3(snapshots=K)`); here each
-of those and the final weights are scored by the evaluation harness on the twin, with a protocol seed
+of those and the final weights are scored by the evaluation harness (on the twin where it models the
+scenario, else on the engine) at the episode length the run trained on, with a protocol seed
 the engine evaluation never uses (`SELECTION_SEED_OFFSET + seed`), and the best one is recorded in
 `selection.json`. The reported score then comes from fresh engine episodes, so the choice does not
 inflate it. The criterion is the training objective: return minus channel cost, summed over the reds.
@@ -38,18 +39,35 @@ def objective(summary: dict[str, Any]) -> float:
     return sum(c["mean"] - c["channel_cost_per_episode"] for c in summary["combinations"])
 
 
-def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int, length: int = 30,
+def trained_length(run_dir: str | Path) -> int:
+    """The episode length a run trained on (its meta.json; else `make_env`'s default)."""
+    meta = json.loads((Path(run_dir) / "meta.json").read_text())
+    length = (meta.get("env") or {}).get("episode_length")
+    if length is None:
+        import inspect
+
+        from cagekit.wrappers import make_env
+
+        length = inspect.signature(make_env).parameters["episode_length"].default
+    return int(length)
+
+
+def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int, length: int | None = None,
                     detection: float | None = None) -> Path:
-    """Score every candidate on `episodes` twin episodes per red; record and return the best (ties: the later).
+    """Score every candidate on `episodes` held-out episodes per red of `length` steps (default: the length
+    the run trained on); record and return the best (ties: the later).
 
     Reuses `selection.json` when it was made with the same settings and candidates."""
     from cagekit.evaluation.cli import build_parser, config_from_args
     from cagekit.evaluation.harness import evaluate
+    from cagekit.twin import TWIN_SCENARIOS
 
     run = Path(run_dir)
     cands = candidates(run)
-    settings = {"scenario": scenario, "episodes": episodes, "seed": SELECTION_SEED_OFFSET + seed, "length": length,
-                "detection": detection, "simulator": "twin", "candidates": [_name(run, c) for c in cands]}
+    simulator = "twin" if scenario in TWIN_SCENARIOS else "engine"
+    settings = {"scenario": scenario, "episodes": episodes, "seed": SELECTION_SEED_OFFSET + seed,
+                "length": length or trained_length(run), "detection": detection, "simulator": simulator,
+                "candidates": [_name(run, c) for c in cands]}
     file = run / SELECTION_FILE
     if file.exists():
         old = json.loads(file.read_text())
@@ -58,8 +76,8 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
     scores: dict[str, dict[str, float]] = {}
     for cand in cands:
         argv = [str(cand), str(run / SELECTION_DIR / _name(run, cand)), "--scenario", scenario, "--episodes",
-                str(episodes), "--lengths", str(length), "--seed", str(settings["seed"]), "--backend", "twin",
-                "--workers", "1", "--no-progress"]
+                str(episodes), "--lengths", str(settings["length"]), "--seed", str(settings["seed"]),
+                "--workers", "1", "--no-progress"] + (["--backend", "twin"] if simulator == "twin" else [])
         if detection is not None:
             argv += ["--detection", str(detection)]
         config, source, out = config_from_args(build_parser().parse_args(argv))

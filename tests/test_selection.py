@@ -117,3 +117,22 @@ def test_checkpoint_identity_ignores_the_runs_subfolders(tmp_path):
     assert CheckpointSource(str(run)).identity() == before
     (run / ckpt.MODEL_FILE).write_bytes((run / ckpt.MODEL_FILE).read_bytes() + b"x")
     assert CheckpointSource(str(run)).identity() != before  # its own weights still count
+
+
+def test_packaging_a_run_takes_the_chosen_weights_and_leaves_the_rest(tmp_path):
+    import zipfile
+
+    from cagekit.submissions.package import find_checkpoint, package
+
+    run = tmp_path / "run"
+    learner = DialLearner("dial-sau", "paper-small", 1, TINY, episode_length=5, simulator="twin")
+    train(learner, 60, run, checkpoint_every=0, progress=False, snapshots=2)
+    select_snapshot(run, "paper-small", episodes=1, seed=1)
+    (run / SELECTION_FILE).write_text(json.dumps({"chosen": "snapshots/step000000030"}))  # as if it had won
+    assert find_checkpoint(run) == run / "snapshots" / "step000000030"
+    (run / SELECTION_FILE).write_text(json.dumps({"chosen": "."}))
+    assert find_checkpoint(run) == run
+    out = package(run, "tester", "t", "dial-sau", tmp_path / "team.zip")
+    names = zipfile.ZipFile(out).namelist()
+    assert "team/model.pt" in names
+    assert not [n for n in names if "/snapshots/" in n or "/selection/" in n]

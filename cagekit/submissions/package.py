@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import cagekit
+from cagekit.agents.training import SNAPSHOT_DIR
+from cagekit.evaluation.selection import SELECTION_DIR
 from cagekit.submissions.manifest import FORMAT, MANIFEST
 from cagekit.submissions.safety import DEFAULT_LIMITS, check_member_name
 
@@ -79,11 +81,15 @@ class ResolvedSource:
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint directory in `path`: itself if it holds meta.json, else the one found inside.
 
-    In a training run folder with several checkpoints, one under a folder named like `best`, then
-    `final`, is preferred, then the newest."""
+    A run whose snapshots were chosen among (`selection.json`, see `cagekit.evaluation.selection`) gives
+    the chosen weights. In a training run folder with several checkpoints, one under a folder named like
+    `best`, then `final`, is preferred, then the newest."""
     from cagekit.agents import LEARNED
+    from cagekit.evaluation.selection import SELECTION_FILE, chosen_weights
 
     path = Path(path)
+    if (path / SELECTION_FILE).is_file():
+        return chosen_weights(path)
     if (path / "meta.json").is_file():
         return path
     candidates = []
@@ -178,7 +184,8 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
         root = resolved.checkpoint
         assert root is not None
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            # a run's other snapshots and their held-out scores are not part of the team
+            dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", SNAPSHOT_DIR, SELECTION_DIR))
             for fname in sorted(filenames):
                 full = Path(dirpath) / fname
                 if fname in _SKIP_NAMES or fname.endswith(_SKIP_SUFFIXES) or full.is_symlink():

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import cagekit
-from cagekit.agents.training import SNAPSHOT_DIR
-from cagekit.evaluation.selection import SELECTION_DIR
 from cagekit.submissions.manifest import FORMAT, MANIFEST
 from cagekit.submissions.safety import DEFAULT_LIMITS, check_member_name
 
@@ -181,6 +179,9 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
             if names != list(env.possible_agents):
                 raise ValueError(f"checkpoint agents {names} differ from scenario {scenario!r} agents "
                                  f"{env.possible_agents} (layout {layout!r})")
+        from cagekit.agents.training import SNAPSHOT_DIR
+        from cagekit.evaluation.selection import SELECTION_DIR
+
         root = resolved.checkpoint
         assert root is not None
         for dirpath, dirnames, filenames in os.walk(root):

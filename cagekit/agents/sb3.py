@@ -350,32 +350,30 @@ class _Snapshots(BaseCallback):
 
     def __init__(self, out: Path, total: int, count: int, start: int):
         super().__init__()
-        from cagekit.agents.training import snapshot_marks_passed
+        from cagekit.agents.training import SnapshotSchedule
 
-        self.out, self.total, self.count = out, total, count
-        self.marks = snapshot_marks_passed(start, total, count)
+        self.out = out
+        self.schedule = SnapshotSchedule(total, count, start)
 
     def _on_step(self) -> bool:
-        from cagekit.agents.training import deferred_interrupt, snapshot_dir, snapshot_marks_passed
+        from cagekit.agents.training import deferred_interrupt, snapshot_dir
 
-        passed = snapshot_marks_passed(self.num_timesteps, self.total, self.count)
-        if passed > self.marks and self.num_timesteps < self.total:
+        if self.schedule.due(self.num_timesteps):
             folder = snapshot_dir(self.out, self.num_timesteps)
             folder.mkdir(parents=True, exist_ok=True)
             with deferred_interrupt():
                 self.model.save(folder / MODEL_FILE)
-        self.marks = passed
         return True
 
 
 def _finish_snapshots(out: Path, meta: dict[str, Any]) -> None:
     """Give each snapshot without one the run's meta.json, with its own step count."""
-    from cagekit.agents.training import SNAPSHOT_DIR
+    from cagekit.agents.training import SNAPSHOT_DIR, snapshot_steps
 
     for folder in sorted((out / SNAPSHOT_DIR).glob("step*")):
         if (folder / MODEL_FILE).exists() and not (folder / "meta.json").exists():
-            steps = int(folder.name.removeprefix("step"))
-            (folder / "meta.json").write_text(json.dumps({**meta, "num_timesteps": steps}, indent=2, default=str))
+            (folder / "meta.json").write_text(json.dumps({**meta, "num_timesteps": snapshot_steps(folder)}, indent=2,
+                                                         default=str))
 
 
 def _saved_steps(model_file: Path) -> int | None:

@@ -134,9 +134,30 @@ def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:
     return Path(out_dir) / SNAPSHOT_DIR / f"step{int(env_steps):09d}"
 
 
+def snapshot_steps(folder: str | Path) -> int:
+    """The env steps of a snapshot folder made by `snapshot_dir`."""
+    return int(Path(folder).name.removeprefix("step"))
+
+
 def snapshot_marks_passed(env_steps: int, steps: int, snapshots: int) -> int:
     """How many of the marks steps/K, 2 steps/K, ... a run at `env_steps` has passed (the last mark is the end)."""
     return min(env_steps * snapshots // steps, snapshots) if snapshots > 0 and steps > 0 else 0
+
+
+class SnapshotSchedule:
+    """When a run of `steps` env steps, now at `start`, is due a snapshot: each time it passes another
+    `count`-th of them, except at the end (the run's own checkpoint is its last weights). Used by `train`
+    and by SB3's snapshot callback alike."""
+
+    def __init__(self, steps: int, count: int, start: int):
+        self.steps, self.count = steps, count
+        self.passed = snapshot_marks_passed(start, steps, count)
+
+    def due(self, env_steps: int) -> bool:
+        passed = snapshot_marks_passed(env_steps, self.steps, self.count)
+        due = passed > self.passed and env_steps < self.steps
+        self.passed = passed
+        return due
 
 
 def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int = 50, resume: bool = False,
@@ -166,7 +187,7 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
     elapsed_before = float(rows[-1]["time_s"]) if rows else 0.0
     interrupted = False
     last: dict[str, float] = {}
-    marks = snapshot_marks_passed(learner.env_steps, steps, snapshots)
+    schedule = SnapshotSchedule(steps, snapshots, learner.env_steps)
     try:
         with (out / LOG_FILE).open("a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
@@ -191,11 +212,9 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
                                                  last.get("epsilon", math.nan), rate))
                 if checkpoint_every and learner.updates % checkpoint_every == 0:
                     learner.save(out)
-                passed = snapshot_marks_passed(learner.env_steps, steps, snapshots)
-                if passed > marks and learner.env_steps < steps:
+                if schedule.due(learner.env_steps):
                     with deferred_interrupt():
                         learner.save_policy(snapshot_dir(out, learner.env_steps))
-                marks = passed
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cagekit.agents.training import SNAPSHOT_DIR
+from cagekit.agents.training import SNAPSHOT_DIR, default_simulator
 
 SELECTION_FILE = "selection.json"
 SELECTION_DIR = "selection"
@@ -60,11 +60,10 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
     Reuses `selection.json` when it was made with the same settings and candidates."""
     from cagekit.evaluation.cli import build_parser, config_from_args
     from cagekit.evaluation.harness import evaluate
-    from cagekit.twin import TWIN_SCENARIOS
 
     run = Path(run_dir)
     cands = candidates(run)
-    simulator = "twin" if scenario in TWIN_SCENARIOS else "engine"
+    simulator = default_simulator(scenario)  # the twin where it models the scenario, as for training
     settings = {"scenario": scenario, "episodes": episodes, "seed": SELECTION_SEED_OFFSET + seed,
                 "length": length or trained_length(run), "detection": detection, "simulator": simulator,
                 "candidates": [_name(run, c) for c in cands]}

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cagekit.agents.training import snapshot_steps
 from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark, to_markdown
 from cagekit.evaluation.selection import chosen_weights
 
@@ -319,7 +320,7 @@ def _choices_section(main_tables: dict[str, Any]) -> str:
             picks = []
             for seed in bp.seeds:
                 chosen = chosen_weights(bp.run_dir(algo, seed))
-                picks.append("final" if chosen == bp.run_dir(algo, seed) else f"{int(chosen.name[4:]):,}")
+                picks.append("final" if chosen == bp.run_dir(algo, seed) else f"{snapshot_steps(chosen):,}")
             lines.append(f"| {net} | {algo} | {', '.join(picks)} |")
     return "\n".join(lines) + "\n"
 

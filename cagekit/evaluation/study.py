@@ -137,6 +137,7 @@ def run_study(plan: StudyPlan) -> Path:
         _curves(bp, [*LEARNED], figures / f"{net}-curves.png")
         sections.append(f"Learning curves (training return and bits per episode, mean and spread over seeds):\n\n"
                         f"![{net} curves](results/{net}-curves.png)\n")
+        sections.append(_ceiling_section(plan, net, table))
     # detection contrast on the small network
     bp, table = _bench(plan, "paper-small", ["dial-sau", "qmix", "react"], f"paper-small-d{plan.contrast_detection}",
                        {"detection": plan.contrast_detection})
@@ -161,6 +162,30 @@ def run_study(plan: StudyPlan) -> Path:
         sections.append(_choices_section(main_tables))
     _write_doc(plan, sections, main_tables, time.perf_counter() - start)
     return plan.doc
+
+
+def _ceiling_section(plan: StudyPlan, net: str, table: Any) -> str:
+    """The room a network leaves: sleep, the learned teams, and a defender that reads red's true access."""
+    from cagekit.evaluation.ceiling import ceiling_score
+    from cagekit.scenarios import get_scenario
+
+    reds = list(get_scenario(net).red_agents)
+    path = plan.out / f"{net}-d0.1" / "ceiling.json"
+    ceiling = ceiling_score(net, reds, episodes=plan.episodes, seed=0)
+    path.write_text(json.dumps(ceiling, indent=2) + "\n")
+    t = table.set_index("algo")
+    floor = float(t.loc["sleep", "score"])
+    room = ceiling["score"] - floor
+    lines = [f"**How much room {net} leaves.** A defender that reads red's true access (which no agent here "
+             "sees) and reacts at once, restoring root and removing footholds within the same masks "
+             f"(`cagekit.evaluation.ceiling`, seed 0's {plan.episodes} episodes per red, on the engine), scores "
+             f"{ceiling['score']:.2f} ± {ceiling['ci95']:.2f}; sleeping scores {floor:.2f}. Of those "
+             f"{room:.1f} points each team covers:", "",
+             "| algo | score | share of the room |", "|---|---|---|"]
+    for algo in t.index:
+        share = (float(t.loc[algo, "score"]) - floor) / room if room > 0 else float("nan")
+        lines.append(f"| {algo} | {t.loc[algo, 'score']:.2f} | {share:.0%} |")
+    return "\n".join(lines) + "\n"
 
 
 def _default_cost() -> float:

@@ -364,3 +364,26 @@ def test_twin_backend_is_marked_and_kept_apart(tmp_path):
     assert "simulator twin" in (tmp_path / "twin" / "summary.txt").read_text().splitlines()[0]
     # a twin journal is another configuration: an engine run refuses to mix into it
     assert cli_main(["react", str(tmp_path / "twin"), *common]) != 0
+
+
+def test_muting_silences_the_team_and_changes_only_what_the_bits_did(tmp_path: Path) -> None:
+    """react's defence ignores what it hears, so muting it leaves every env reward as it was and removes
+    only its bits and their cost; the muted run is journaled apart from the unmuted one."""
+    args = ["--scenario", "paper-small", "--episodes", "3", "--lengths", "12", "--no-progress",
+            "--reds", "KillChainAgent"]
+    assert _cli("react", str(tmp_path / "loud"), *args) == 0
+    assert _cli("react", str(tmp_path / "muted"), *args, "--mute") == 0
+    loud, muted = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("loud", "muted"))
+    assert loud["bits_per_episode"] > 0 and muted["bits_per_episode"] == 0
+    assert muted["channel_cost_per_episode"] == 0
+    rows = {d: (tmp_path / d / "results.csv").read_text().splitlines()[1:] for d in ("loud", "muted")}
+    env_rewards = {d: [line.split(",")[4] for line in r] for d, r in rows.items()}
+    assert env_rewards["loud"] == env_rewards["muted"]
+    assert "muted" in muted["submission"]["technique"]
+
+
+def test_muting_needs_the_channel(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = _cli("react", str(tmp_path / "x"), "--scenario", "paper-small", "--episodes", "1", "--lengths", "4",
+                "--no-progress", "--reds", "KillChainAgent", "--no-channel", "--mute")
+    assert code != 0
+    assert "--mute needs the message channel on" in capsys.readouterr().err

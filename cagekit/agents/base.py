@@ -90,6 +90,23 @@ class Agent(ABC):
         """Forget per-episode memory (recurrent state, previous action)."""
 
 
+class SilencedAgent(Agent):
+    """Another agent with its message bit forced to 0 (channel on): its teammates hear nothing from it and
+    it pays no channel cost. An intervention for asking what a trained team's channel is worth."""
+
+    def __init__(self, inner: Agent):
+        self.inner = inner
+
+    def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
+        self.inner.set_initial_values(action_space, observation)
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        return int(self.inner.get_action(observation, action_space)) & ~1  # action = 2 * defence + bit
+
+    def end_episode(self) -> None:
+        self.inner.end_episode()
+
+
 def observation_parts(observation: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """(vector, mask) from the environment's per-agent dict, or (vector, None) from a bare vector."""
     if isinstance(observation, Mapping):

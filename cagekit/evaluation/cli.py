@@ -13,7 +13,7 @@ from cagekit.evaluation.episode import EvaluationFailure
 from cagekit.evaluation.journal import JournalMismatch
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.runners import BACKENDS
-from cagekit.evaluation.sources import CheckpointSource, HeuristicSource, TeamSource, resolve_source
+from cagekit.evaluation.sources import CheckpointSource, HeuristicSource, MutedSource, TeamSource, resolve_source
 
 QUICK_EPISODES = 10
 
@@ -55,6 +55,8 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
                    help="probability that a stealthy red step is seen (default: the scenario's, 0.1 on the paper's)")
     p.add_argument("--no-sau", action="store_true", help="no SAU action masks")
     p.add_argument("--no-channel", action="store_true", help="no message channel")
+    p.add_argument("--mute", action="store_true",
+                   help="force every bit the team sends to 0 (what its channel is worth, set against its own score)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -95,7 +97,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
     import cagekit
 
     source = resolve_source(args.source, args.team)
+    if getattr(args, "mute", False):
+        source = MutedSource(source)
     s = _settings(args, source)
+    if isinstance(source, MutedSource) and not s["channel"]:
+        raise ValueError("--mute needs the message channel on (there is nothing to mute without it); drop "
+                         "--no-channel, or evaluate a team layout that has a channel")
     spec = s.pop("spec")
     reds = tuple(r.strip() for r in args.reds.split(",") if r.strip()) if args.reds else tuple(spec.red_agents)
     unknown = [r for r in reds if r not in spec.red_agents]
@@ -103,10 +110,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
         raise ValueError(f"unknown red agent(s) {unknown} for scenario {spec.name!r}; "
                          f"valid: {', '.join(spec.red_agents)}")
     episodes = args.episodes if args.episodes is not None else (QUICK_EPISODES if args.quick else 100)
-    if isinstance(source, CheckpointSource):
-        technique = args.technique or f"checkpoint {source.meta.get('algo')}"
+    inner = source.inner if isinstance(source, MutedSource) else source
+    if isinstance(inner, CheckpointSource):
+        technique = args.technique or f"checkpoint {inner.meta.get('algo')}"
     else:
         technique = args.technique or f"heuristic {source.label}"
+    if isinstance(source, MutedSource) and not args.technique:
+        technique += ", muted"
     config = EvalConfig(scenario=s["scenario"], layout=s["layout"], team=source.identity(), episodes=episodes,
                         lengths=_ints(args.lengths, "--lengths"), reds=reds, seed=args.seed,
                         message_cost=s["message_cost"], sau=s["sau"], channel=s["channel"],

@@ -173,6 +173,43 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
 DEFAULT_SUBMISSION = Path(__file__).resolve().parents[2] / "submissions" / "dial-sau-paper-small.zip"
 
 
+class _SilencedTeam:
+    """A team (ours or a submission's proxy) whose agents all send 0."""
+
+    def __init__(self, team: Any):
+        from cagekit.agents.base import SilencedAgent
+
+        self.team = team
+        self.agents = {name: SilencedAgent(agent) for name, agent in team.agents.items()}
+
+    def end_episode(self) -> None:
+        self.team.end_episode()
+
+
+@dataclass
+class MutedSource(TeamSource):
+    """Another source's team with every outgoing bit forced to 0: the same agents, no channel.
+
+    Set against the team's own score on the same episodes this says what its messages are worth (the
+    agents still read the receive slots, which stay 0, and SAU then unmasks nothing on their account)."""
+
+    inner: TeamSource
+
+    def __post_init__(self) -> None:
+        self.label = f"{self.inner.label}-muted"
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.inner.identity(), "muted": True}
+
+    def env_settings(self) -> dict[str, Any]:
+        return self.inner.env_settings()
+
+    def team_for_episode(self, env: Any, seed: int) -> Any:
+        if not env.channel:
+            raise ValueError("muting needs the message channel on: there is nothing to mute without it")
+        return _SilencedTeam(self.inner.team_for_episode(env, seed))
+
+
 def default_team() -> str:
     """The shipped trained team when this checkout has it, else the `react` heuristic."""
     return str(DEFAULT_SUBMISSION) if DEFAULT_SUBMISSION.is_file() else "react"

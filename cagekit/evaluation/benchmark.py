@@ -59,8 +59,8 @@ class BenchmarkPlan:
     def run_dir(self, algo: str, seed: int) -> Path:
         return self.out / "runs" / f"{algo}-s{seed}"
 
-    def eval_dir(self, algo: str, seed: int) -> Path:
-        return self.out / "eval" / f"{algo}-s{seed}"
+    def eval_dir(self, algo: str, seed: int, muted: bool = False) -> Path:
+        return self.out / ("eval-muted" if muted else "eval") / f"{algo}-s{seed}"
 
 
 def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, config: str | None,
@@ -113,13 +113,18 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
     return [train_one(*job, progress=progress) for job in jobs]
 
 
-def _evaluate(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
+def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) -> dict[str, Any]:
+    """Score one run's chosen weights (or a heuristic) with the plan's protocol; `muted`: with every bit the
+    team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
     from cagekit.evaluation.cli import cli_main
     from cagekit.evaluation.selection import chosen_weights
 
     source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
-    argv = [source, str(plan.eval_dir(algo, seed)), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
+    out = plan.eval_dir(algo, seed, muted)
+    argv = [source, str(out), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
             "--lengths", plan.lengths, "--seed", str(seed), "--workers", str(plan.workers)]
+    if muted:
+        argv += ["--mute"]
     if algo in HEURISTICS and "message_cost" in plan.env:
         argv += ["--message-cost", str(plan.env["message_cost"])]  # learned teams carry theirs
     if plan.env.get("detection") is not None:
@@ -133,11 +138,18 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
     if not plan.progress:
         argv += ["--no-progress"]
     if cli_main(argv, prog="cagekit benchmark") != 0:
-        raise RuntimeError(f"evaluation of {algo} seed {seed} failed; see the message above")
-    return json.loads((plan.eval_dir(algo, seed) / "summary.json").read_text())
+        raise RuntimeError(f"evaluation of {algo} seed {seed}{' muted' if muted else ''} failed; see the message "
+                           "above")
+    return json.loads((out / "summary.json").read_text())
 
 
-def _ci95(values: list[float]) -> float:
+def evaluate_muted(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
+    """A trained run scored with its channel muted, on the same episodes as its own score (journaled)."""
+    return _evaluate(plan, algo, seed, muted=True)
+
+
+def seed_ci95(values: list[float]) -> float:
+    """Half-width of the 95% Student-t interval of the mean of `values` (NaN for fewer than two)."""
     n = len(values)
     if n < 2:
         return math.nan
@@ -183,7 +195,7 @@ def aggregate(per_seed: Any) -> Any:
     out = []
     for algo, group in per_seed.groupby("algo", sort=False):
         scores = group["score"].tolist()
-        ci = _ci95(scores) if len(scores) > 1 else float(group["score_ci95"].iloc[0])
+        ci = seed_ci95(scores) if len(scores) > 1 else float(group["score_ci95"].iloc[0])
         row = {"algo": algo, "seeds": len(scores), "score": sum(scores) / len(scores), "ci95": ci,
                "bits_per_episode": group["bits_per_episode"].mean(),
                "train_minutes": group["train_seconds"].mean() / 60.0}

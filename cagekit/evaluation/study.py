@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from cagekit.agents.training import snapshot_steps
-from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark, to_markdown
+from cagekit.evaluation.benchmark import BenchmarkPlan, evaluate_muted, run_benchmark, seed_ci95, to_markdown
 from cagekit.evaluation.selection import chosen_weights
 
 LEARNED = ("dial-sau", "dial", "nocomm", "qmix", "maskable-ppo")
+#: the decentralised learners whose agents talk: their channel is priced by muting it
+TALKERS = ("dial-sau", "dial")
 BASELINES = ("react", "sleep")
 NETWORKS = ("paper-small", "paper-large")
 
@@ -138,6 +140,7 @@ def run_study(plan: StudyPlan) -> Path:
         sections.append(f"Learning curves (training return and bits per episode, mean and spread over seeds):\n\n"
                         f"![{net} curves](results/{net}-curves.png)\n")
         sections.append(_ceiling_section(plan, net, table))
+    sections.append(_channel_section(plan, main_tables))
     # detection contrast on the small network
     bp, table = _bench(plan, "paper-small", ["dial-sau", "qmix", "react"], f"paper-small-d{plan.contrast_detection}",
                        {"detection": plan.contrast_detection})
@@ -185,6 +188,33 @@ def _ceiling_section(plan: StudyPlan, net: str, table: Any) -> str:
     for algo in t.index:
         share = (float(t.loc[algo, "score"]) - floor) / room if room > 0 else float("nan")
         lines.append(f"| {algo} | {t.loc[algo, 'score']:.2f} | {share:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def _channel_section(plan: StudyPlan, main_tables: dict[str, Any]) -> str:
+    """Each talking team scored again with its bits forced to 0, on the same episodes: what its channel is worth.
+
+    Set against no-comms (a team trained without a channel) this separates 'the channel helps this team'
+    from 'teams with a channel train better or worse'."""
+    lines = ["### What the channel is worth: the same teams, muted", "",
+             "Each dial-sau and dial team (the scored weights) is scored again on the same engine episodes with "
+             "every bit it sends forced to 0 (`cagekit evaluate --mute`): its agents then hear nothing, and SAU "
+             "unmasks nothing on a teammate's account. `muted - as trained` is the paired difference per seed "
+             "(mean and 95% interval over seeds); below zero, the team's messages help it.", "",
+             "| network | algo | as trained | muted | muted - as trained | bits per episode |",
+             "|---|---|---|---|---|---|"]
+    for net, (bp, table) in main_tables.items():
+        t = table.set_index("algo")
+        for algo in TALKERS:
+            trained, muted = [], []
+            for seed in bp.seeds:
+                trained.append(json.loads((bp.eval_dir(algo, seed) / "summary.json").read_text())["total"]["score"])
+                muted.append(evaluate_muted(bp, algo, seed)["total"]["score"])
+            diff = [m - a for m, a in zip(muted, trained, strict=True)]
+            ci = seed_ci95(diff)
+            spread = "(one seed)" if np.isnan(ci) else f"± {ci:.2f}"
+            lines.append(f"| {net} | {algo} | {np.mean(trained):.2f} | {np.mean(muted):.2f} | "
+                         f"{np.mean(diff):+.2f} {spread} | {t.loc[algo, 'bits_per_episode']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

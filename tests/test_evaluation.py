@@ -171,6 +171,18 @@ def test_a_journal_of_another_configuration_is_refused(tmp_path: Path, capsys: p
                  HeuristicSource("sleep"), out, progress=False)
 
 
+def test_a_moved_team_resumes_its_journal_but_other_weights_do_not(tmp_path: Path) -> None:
+    """A checkpoint's identity is its content (sha256); the folder it was read from is only where it was."""
+    out = tmp_path / "out"
+    team = {"kind": "checkpoint", "path": "/old/place/run", "algo": "dial-sau", "sha256": "a" * 64}
+    evaluate(_config(team=team), HeuristicSource("sleep"), out, progress=False)
+    before = (out / "journal.jsonl").read_bytes()
+    evaluate(_config(team={**team, "path": "/new/place/run"}), HeuristicSource("sleep"), out, progress=False)
+    assert (out / "journal.jsonl").read_bytes() == before  # every episode reused, nothing replayed
+    with pytest.raises(JournalMismatch, match="sha256"):
+        evaluate(_config(team={**team, "sha256": "b" * 64}), HeuristicSource("sleep"), out, progress=False)
+
+
 # file formats -------------------------------------------------------------------------------------
 
 def test_file_formats(tmp_path: Path) -> None:

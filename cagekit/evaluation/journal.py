@@ -24,7 +24,17 @@ class JournalMismatch(ValueError):
     """The journal in the output folder was written by another configuration."""
 
 
+def _without_location(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity with the team's folder left out: its sha256 says what the team is, the path only where it
+    was, so a study folder moved (or a checkout cloned) elsewhere still resumes its journals."""
+    team = identity.get("team")
+    if isinstance(team, dict) and "sha256" in team:
+        return {**identity, "team": {k: v for k, v in team.items() if k != "path"}}
+    return identity
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    old, new = _without_location(old), _without_location(new)
     out = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):

@@ -5,6 +5,8 @@ separate process."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -39,3 +41,6 @@ def test_trained_team_round_trip(algo, tmp_path):
     assert len(ckpt) == 2
     assert sub["reward"].tolist() == ckpt["reward"].tolist()
     assert sub["bits_sent"].tolist() == ckpt["bits_sent"].tolist()
+    labels = {d: json.loads((tmp_path / d / "summary.json").read_text())["submission"]["technique"]
+              for d in ("eval-ckpt", "eval-zip")}
+    assert labels == {"eval-ckpt": f"checkpoint {algo}", "eval-zip": "submission"}

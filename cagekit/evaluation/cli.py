@@ -13,7 +13,14 @@ from cagekit.evaluation.episode import EvaluationFailure
 from cagekit.evaluation.journal import JournalMismatch
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.runners import BACKENDS
-from cagekit.evaluation.sources import CheckpointSource, HeuristicSource, MutedSource, TeamSource, resolve_source
+from cagekit.evaluation.sources import (
+    CheckpointSource,
+    HeuristicSource,
+    MutedSource,
+    SubmissionSource,
+    TeamSource,
+    resolve_source,
+)
 
 QUICK_EPISODES = 10
 
@@ -113,8 +120,10 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
     inner = source.inner if isinstance(source, MutedSource) else source
     if isinstance(inner, CheckpointSource):
         technique = args.technique or f"checkpoint {inner.meta.get('algo')}"
+    elif isinstance(inner, SubmissionSource):
+        technique = args.technique or "submission"
     else:
-        technique = args.technique or f"heuristic {source.label}"
+        technique = args.technique or f"heuristic {inner.label}"
     if isinstance(source, MutedSource) and not args.technique:
         technique += ", muted"
     config = EvalConfig(scenario=s["scenario"], layout=s["layout"], team=source.identity(), episodes=episodes,

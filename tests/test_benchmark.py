@@ -38,3 +38,18 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
     assert main(argv) == 0  # a second run loads the trained runs and the journaled evaluations
     assert (out / "runs" / "nocomm-s0" / "model.pt").stat().st_mtime_ns == trained
     assert pd.read_csv(out / "table.csv").equals(table)
+
+
+def test_a_finished_run_of_another_budget_is_refused(tmp_path, capsys):
+    out = tmp_path / "bm"
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    argv = ["benchmark", "--algos", "nocomm", "--seeds", "1", "--episodes", "1", "--lengths", "4",
+            "--reds", "SleepAgent", "--out", str(out), "--no-progress", "--snapshots", "0", "--select-episodes", "0",
+            "--config", f"nocomm={fast}"]
+    assert main([*argv, "--steps", "240"]) == 0
+    model = out / "runs" / "nocomm-s0" / "model.pt"
+    before = model.read_bytes()
+    assert main([*argv, "--steps", "480"]) != 0
+    err = capsys.readouterr().err
+    assert "trained for 240 steps" in err and "asks for 480" in err
+    assert model.read_bytes() == before  # nothing retrained, nothing lost

@@ -63,15 +63,33 @@ class BenchmarkPlan:
         return self.out / ("eval-muted" if muted else "eval") / f"{algo}-s{seed}"
 
 
+#: written into a run's folder when the benchmark finished training it
+TRAIN_RECORD = "benchmark-train.json"
+
+
+def check_finished_run(run: Path, steps: int) -> None:
+    """A finished run is reused as it is: refuse one trained for another number of steps (it would be
+    scored under the wrong budget). Records written before the steps were kept are taken as they are."""
+    record = run / TRAIN_RECORD
+    if not record.exists():
+        return
+    recorded = json.loads(record.read_text()).get("steps")
+    if recorded is not None and int(recorded) != int(steps):
+        raise ValueError(f"{run} was trained for {int(recorded):,} steps and this benchmark asks for {int(steps):,}; "
+                         "a finished run is reused, never retrained or extended: use another --out, or remove "
+                         "that run folder to train it again")
+
+
 def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, config: str | None,
               env: dict[str, Any], snapshots: int = 0, select_episodes: int = 0, progress: bool = False) -> float:
     """Train one run unless it is already complete, then (with `select_episodes`) choose its snapshot;
     returns the training wall-clock in seconds (the choice is not training)."""
     run = Path(run_dir)
-    done_file = run / "benchmark-train.json"
+    done_file = run / TRAIN_RECORD
+    check_finished_run(run, steps)
     if not done_file.exists():
         seconds = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
-        done_file.write_text(json.dumps({"train_seconds": seconds}) + "\n")
+        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps}) + "\n")
     if select_episodes:
         from cagekit.agents.training import limit_torch_threads
         from cagekit.evaluation.selection import select_snapshot
@@ -106,6 +124,8 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
 def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = False) -> list[float]:
     """`train_one` for each job (its positional arguments), in `processes` processes when there are
     several jobs; returns each job's training seconds, in order."""
+    for job in jobs:  # before any process starts: a refused run should cost no training time
+        check_finished_run(Path(job[4]), job[3])
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from cagekit.agents.training import snapshot_steps
-from cagekit.evaluation.benchmark import BenchmarkPlan, evaluate_muted, run_benchmark, seed_ci95, to_markdown
+from cagekit.evaluation.benchmark import (
+    TRAIN_RECORD,
+    BenchmarkPlan,
+    evaluate_muted,
+    run_benchmark,
+    seed_ci95,
+    to_markdown,
+)
 from cagekit.evaluation.selection import chosen_weights
 
 LEARNED = ("dial-sau", "dial", "nocomm", "qmix", "maskable-ppo")
@@ -347,7 +354,7 @@ def _command(plan: StudyPlan, quick: bool) -> str:
 
 def _total_training_minutes(plan: StudyPlan) -> float:
     total = 0.0
-    for done in plan.out.glob("*/runs/*/benchmark-train.json"):
+    for done in plan.out.glob(f"*/runs/*/{TRAIN_RECORD}"):
         total += float(json.loads(done.read_text())["train_seconds"])
     return total / 60.0
 

@@ -2,9 +2,11 @@
 
 Trains dial-sau, dial, nocomm, qmix and maskable-ppo on paper-small and paper-large (several seeds),
 scores every trained team plus react and sleep with the evaluation harness on the CybORG engine
-(30-step episodes, each red agent), sweeps dial-sau's message cost on paper-small, contrasts the
-paper's detection probability (0.1) with 0.5, and draws when agents speak. Every figure in the
-document comes from this command; rerunning it reuses finished runs and journaled evaluations.
+(30-step episodes, each red agent), sets each network's scores against a defender that sees red's
+true access (`ceiling`), prices each talking team's channel by scoring it muted, sweeps dial-sau's
+message cost on paper-small, contrasts the paper's detection probability (0.1) with 0.5, and draws when
+agents speak. Every figure in the document comes from this command; rerunning it reuses finished runs
+and journaled evaluations.
 """
 
 from __future__ import annotations

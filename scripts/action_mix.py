@@ -24,7 +24,7 @@ from cagekit.wrappers.parallel import decode_action
 
 def action_mix(run: Path, episodes: int) -> tuple[Path, float, float, dict[str, float]]:
     """(weights read, mean env return per episode over all reds, bits per agent-step, action kind -> share)."""
-    weights = chosen_weights(run) if (run / "selection.json").exists() else run
+    weights = chosen_weights(run)  # the run folder itself when no choice was made
     team = load_team(str(weights))
     settings = env_settings(load_meta(weights))
     scenario = settings.pop("scenario")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.evaluation.protocol import episode_seed
+from cagekit.evaluation.protocol import combination_stats, episode_seed, total_score
 
 #: reward weight of red's root on a host, by the host's confidentiality (the paper reward)
 _VALUE = {"None": 0.0, "Low": 0.1, "Medium": 1.0, "High": 10.0}
@@ -31,11 +31,10 @@ class OracleDefender:
     def act(self, observations: dict[str, Any]) -> dict[str, int]:
         access = self.env.engine.red_access()
         step = 2 if self.env.channel else 1  # action = 2 * defence + bit when the channel is on
-        return {name: step * self._defence(name, access, observations[name]["action_mask"])
+        return {name: step * self._defence(name, access, observations[name]["action_mask"], step)
                 for name in self.env.agents}
 
-    def _defence(self, name: str, access: dict[str, str], mask: np.ndarray) -> int:
-        step = 2 if self.env.channel else 1
+    def _defence(self, name: str, access: dict[str, str], mask: np.ndarray, step: int) -> int:
         best, best_rank = 0, -1.0
         for index, (kind, host) in enumerate(self.env.engine.catalogs[name].entries):
             if host is None or not mask[step * index]:
@@ -75,10 +74,13 @@ def ceiling_returns(scenario: str, red: str, *, episodes: int, length: int = 30,
 
 def ceiling_score(scenario: str, reds: list[str], *, episodes: int, length: int = 30, seed: int = 0,
                   env_kwargs: dict[str, Any] | None = None, simulator: str = "engine") -> dict[str, Any]:
-    """Score (sum over reds of the mean return) with a 95% interval over episodes, and the per-red means."""
-    per_red = {red: ceiling_returns(scenario, red, episodes=episodes, length=length, seed=seed,
-                                    env_kwargs=env_kwargs, simulator=simulator) for red in reds}
-    means = {red: float(np.mean(r)) for red, r in per_red.items()}
-    # the reds' episodes are independent, so the variances of their means add
-    se = float(np.sqrt(sum(np.var(r, ddof=1) / len(r) for r in per_red.values() if len(r) > 1)))
-    return {"score": float(sum(means.values())), "ci95": 1.96 * se, "per_red": means}
+    """Score (sum over reds of the mean return) with its 95% interval, as the harness computes a team's total,
+    and the per-red means."""
+    stats = []
+    for red in reds:
+        returns = ceiling_returns(scenario, red, episodes=episodes, length=length, seed=seed, env_kwargs=env_kwargs,
+                                  simulator=simulator)
+        zeros = [0.0] * len(returns)  # the oracle sends no bits and pays no channel cost
+        stats.append(combination_stats(length, red, returns, zeros, zeros))
+    total = total_score(stats)
+    return {"score": total.score, "ci95": total.ci95, "per_red": {s.red: s.mean for s in stats}}

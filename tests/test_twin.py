@@ -19,8 +19,9 @@ from pettingzoo.test import parallel_api_test
 from cagekit.agents import make_team
 from cagekit.evaluation.twin_equivalence import compare, ks_2samp, rollout_engine, rollout_twin
 from cagekit.scenarios import get_scenario
-from cagekit.twin import TwinBatch, make_twin_env
+from cagekit.twin import TwinBatch
 from cagekit.wrappers import make_env
+from cagekit.wrappers.twin_env import make_twin_env
 
 SCENARIOS = ["paper-small", "paper-large"]
 

@@ -101,7 +101,7 @@ class EpisodeRunner:
 
             c = self.config
             if c.simulator == "twin":
-                from cagekit.twin import make_twin_env as make_env  # noqa: F811 - same interface
+                from cagekit.wrappers.twin_env import make_twin_env as make_env  # noqa: F811 - same interface
             self._envs.clear()  # one combination at a time: a fresh environment for each
             self._envs[key] = make_env(c.scenario, red=red, green=c.green, episode_length=length,
                                        message_cost=c.message_cost, sau=c.sau, channel=c.channel,

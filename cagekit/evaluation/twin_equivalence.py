@@ -84,7 +84,7 @@ def rollout_engine(scenario: str, team: str, episodes: int, *, seed: int = 0, ep
 def rollout_twin(scenario: str, team: str, episodes: int, *, seed: int = 0, episode_length: int = 30,
                  batch_size: int | None = None, **env_kwargs) -> Rollouts:
     """The same on the twin: batches of `TwinBatch`, the team acting on each environment's observations."""
-    from cagekit.twin.env import make_twin_env
+    from cagekit.wrappers.twin_env import make_twin_env
 
     proto = make_twin_env(scenario, seed=seed, episode_length=episode_length, **env_kwargs)
     blue = None if team == "script" else make_team(team, proto, seed=seed + 1)

@@ -17,7 +17,7 @@ def make_env(scenario: str = "paper-small", *, red: str | None = None, green: st
     `channel` defaults to on for teams and off for a single agent (who would it talk to?).
     `simulator="twin"` gives the vectorised twin behind the same interface (paper scenarios; training)."""
     if simulator == "twin":
-        from cagekit.twin import make_twin_env
+        from cagekit.wrappers.twin_env import make_twin_env
 
         return make_twin_env(scenario, red=red, green=green, episode_length=episode_length,
                              message_cost=message_cost, sau=sau, channel=True if channel is None else channel,

@@ -1,4 +1,4 @@
-"""`TwinParallelEnv`: the twin behind the same PettingZoo interface as `cagekit.wrappers.CageParallelEnv`."""
+"""`TwinParallelEnv`: the twin (`cagekit.twin`) behind the same PettingZoo interface as `CageParallelEnv`."""
 
 from __future__ import annotations
 

@@ -10,15 +10,8 @@ import torch
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents import load_team
 from cagekit.agents.dial import DialLearner
-from cagekit.agents.training import snapshot_dir, snapshot_marks_passed, train
-from cagekit.evaluation.selection import (
-    SELECTION_FILE,
-    SELECTION_SEED_OFFSET,
-    candidates,
-    chosen_weights,
-    objective,
-    select_snapshot,
-)
+from cagekit.agents.training import SELECTION_FILE, chosen_weights, snapshot_dir, snapshot_marks_passed, train
+from cagekit.evaluation.selection import SELECTION_SEED_OFFSET, candidates, objective, select_snapshot
 from cagekit.evaluation.sources import CheckpointSource
 
 TINY = {"hidden": 16, "gru_layers": 1, "batch_episodes": 2, "eps_anneal_steps": 100, "lr": 1e-3}

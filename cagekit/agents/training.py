@@ -36,6 +36,9 @@ DIAL_ALGOS = ("dial-sau", "dial", "nocomm")
 ALGOS = (*DIAL_ALGOS, "qmix")
 LOG_FILE = "log.csv"
 SNAPSHOT_DIR = "snapshots"
+#: a run's record of which snapshot to score (`chosen_weights`), and the evaluations behind that choice
+SELECTION_FILE = "selection.json"
+SELECTION_DIR = "selection"
 LOG_FIELDS = ("update", "env_steps", "episodes", "time_s", "steps_per_s", "return", "env_return", "bits", "epsilon",
               "loss")
 
@@ -132,6 +135,22 @@ def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
 def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:
     """Where a run keeps its policy snapshot taken at `env_steps` (the same for every learner, SB3's too)."""
     return Path(out_dir) / SNAPSHOT_DIR / f"step{int(env_steps):09d}"
+
+
+def chosen_weights(run_dir: str | Path) -> Path:
+    """The weights to score or package for a run: the snapshot its selection chose (`SELECTION_FILE`, written
+    by `cagekit.evaluation.selection`), or its final weights when none was made."""
+    import json
+
+    run = Path(run_dir)
+    file = run / SELECTION_FILE
+    if not file.exists():
+        return run
+    chosen = run / json.loads(file.read_text())["chosen"]
+    if not (chosen / "meta.json").is_file():
+        raise ValueError(f"{file} chooses {chosen}, which holds no checkpoint (meta.json); delete {file} to "
+                         f"choose again")
+    return chosen
 
 
 def snapshot_steps(folder: str | Path) -> int:
@@ -289,8 +308,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Seque
     return out
 
 
-__all__ = ["ALGOS", "DIAL_ALGOS", "Learner", "deferred_interrupt", "make_learner", "plot_runs", "read_log",
-           "snapshot_dir", "train"]
+__all__ = ["ALGOS", "DIAL_ALGOS", "SELECTION_DIR", "SELECTION_FILE", "Learner", "chosen_weights",
+           "deferred_interrupt", "make_learner", "plot_runs", "read_log", "snapshot_dir", "train"]
 
 
 SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")

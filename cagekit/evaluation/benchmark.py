@@ -136,8 +136,8 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
 def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) -> dict[str, Any]:
     """Score one run's chosen weights (or a heuristic) with the plan's protocol; `muted`: with every bit the
     team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
+    from cagekit.agents.training import chosen_weights
     from cagekit.evaluation.cli import cli_main
-    from cagekit.evaluation.selection import chosen_weights
 
     source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
     out = plan.eval_dir(algo, seed, muted)

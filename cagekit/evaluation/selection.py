@@ -1,13 +1,14 @@
 """Which weights of a training run to score: the snapshot with the best objective on held-out twin episodes.
 
-A short run's greedy policy can swing between checkpoints (docs/dial.md), so scoring only its last
-weights measures the luck of where training stopped as much as the method. Every learner (DIAL, QMix,
-SB3) keeps its policy at each K-th of the run (`train(snapshots=K)`, `train_sb3(snapshots=K)`); here each
-of those and the final weights are scored by the evaluation harness (on the twin where it models the
-scenario, else on the engine) at the episode length the run trained on, with a protocol seed
-the engine evaluation never uses (`SELECTION_SEED_OFFSET + seed`), and the best one is recorded in
-`selection.json`. The reported score then comes from fresh engine episodes, so the choice does not
-inflate it. The criterion is the training objective: return minus channel cost, summed over the reds.
+A short run's greedy policy can swing between checkpoints (docs/dial.md), so scoring only its last weights
+measures the luck of where training stopped as much as the method. Every learner (DIAL, QMix, SB3) keeps its
+policy at each K-th of the run (`train(snapshots=K)`, `train_sb3(snapshots=K)`); here each of those and the
+final weights are scored by the evaluation harness (on the twin where it models the scenario, else on the
+engine) at the episode length the run trained on, with a protocol seed the engine evaluation never uses
+(`SELECTION_SEED_OFFSET + seed`), and the best one is recorded in `selection.json` (which
+`cagekit.agents.training.chosen_weights` reads). The reported score then comes from fresh engine episodes, so
+the choice does not inflate it. The criterion is the training objective: return minus channel cost, summed
+over the reds.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cagekit.agents.training import SNAPSHOT_DIR, default_simulator
+from cagekit.agents.training import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR, default_simulator
 
-SELECTION_FILE = "selection.json"
-SELECTION_DIR = "selection"
 SELECTION_SEED_OFFSET = 1_000_000
 
 
@@ -88,15 +87,3 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
     file.write_text(json.dumps({"settings": settings, "scores": scores, "chosen": chosen}, indent=2) + "\n")
     return cands[best]
 
-
-def chosen_weights(run_dir: str | Path) -> Path:
-    """The weights to score for a run: its selection's choice, or the final weights when none was made."""
-    run = Path(run_dir)
-    file = run / SELECTION_FILE
-    if not file.exists():
-        return run
-    chosen = run / json.loads(file.read_text())["chosen"]
-    if not (chosen / "meta.json").is_file():
-        raise ValueError(f"{file} chooses {chosen}, which holds no checkpoint (meta.json); delete {file} to "
-                         f"choose again")
-    return chosen

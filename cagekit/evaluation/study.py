@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.agents.training import snapshot_steps
+from cagekit.agents.training import chosen_weights, snapshot_steps
 from cagekit.evaluation.benchmark import (
     TRAIN_RECORD,
     BenchmarkPlan,
@@ -28,7 +28,6 @@ from cagekit.evaluation.benchmark import (
     seed_ci95,
     to_markdown,
 )
-from cagekit.evaluation.selection import chosen_weights
 
 LEARNED = ("dial-sau", "dial", "nocomm", "qmix", "maskable-ppo")
 #: the decentralised learners whose agents talk: their channel is priced by muting it

@@ -40,6 +40,32 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
     assert pd.read_csv(out / "table.csv").equals(table)
 
 
+def test_a_finished_run_trained_with_other_settings_is_refused(tmp_path, capsys):
+    """Changing the config file's contents (same path) or the training environment between two benchmarks
+    of one folder must not score the old run as if it had the new settings."""
+    out = tmp_path / "bm"
+    config = tmp_path / "fast.yaml"
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    config.write_text(fast.read_text())
+    argv = ["benchmark", "--algos", "nocomm", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--steps", "240",
+            "--reds", "SleepAgent", "--out", str(out), "--no-progress", "--snapshots", "0", "--select-episodes", "0",
+            "--config", f"nocomm={config}"]
+    assert main(argv) == 0
+    record = json.loads((out / "runs" / "nocomm-s0" / "benchmark-train.json").read_text())
+    assert record["config"]["lr"] == 0.001 and record["env"]["red"] == "all"
+    model = out / "runs" / "nocomm-s0" / "model.pt"
+    before = model.read_bytes()
+    assert main(argv) == 0  # the same settings: reused
+    config.write_text(fast.read_text().replace("lr: 0.001", "lr: 0.0005"))
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "trained with other config settings (lr: 0.001 -> 0.0005)" in err
+    config.write_text(fast.read_text())
+    assert main([*argv, "--message-cost", "0.5"]) != 0
+    assert "trained with other env settings (message_cost: unset -> 0.5)" in capsys.readouterr().err
+    assert model.read_bytes() == before  # nothing retrained, nothing lost
+
+
 def test_a_finished_run_of_another_budget_is_refused(tmp_path, capsys):
     out = tmp_path / "bm"
     fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"

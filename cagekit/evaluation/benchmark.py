@@ -67,17 +67,40 @@ class BenchmarkPlan:
 TRAIN_RECORD = "benchmark-train.json"
 
 
-def check_finished_run(run: Path, steps: int) -> None:
-    """A finished run is reused as it is: refuse one trained for another number of steps (it would be
-    scored under the wrong budget). Records written before the steps were kept are taken as they are."""
+def training_settings(config: str | None, env: dict[str, Any]) -> dict[str, Any]:
+    """What a run was trained with besides its budget: the config file's mapping (None: the defaults) and the
+    environment settings (reds, message cost, detection). Recorded in TRAIN_RECORD and compared on reuse."""
+    from cagekit.agents.config_file import load_mapping
+
+    return {"config": load_mapping(config) if config else None, "env": dict(sorted(env.items()))}
+
+
+def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = None) -> None:
+    """A finished run is reused as it is: refuse one trained for another number of steps or with other settings
+    (`training_settings`; it would be scored as what it is not). What a record from before lacks is not
+    compared."""
     record = run / TRAIN_RECORD
     if not record.exists():
         return
-    recorded = json.loads(record.read_text()).get("steps")
+    done = json.loads(record.read_text())
+    advice = ("a finished run is reused, never retrained or extended: use another --out, or remove that run "
+              "folder to train it again")
+    recorded = done.get("steps")
     if recorded is not None and int(recorded) != int(steps):
         raise ValueError(f"{run} was trained for {int(recorded):,} steps and this benchmark asks for {int(steps):,}; "
-                         "a finished run is reused, never retrained or extended: use another --out, or remove "
-                         "that run folder to train it again")
+                         + advice)
+    for key, wanted in (settings or {}).items():
+        if key in done and json.dumps(done[key], sort_keys=True) != json.dumps(wanted, sort_keys=True):
+            raise ValueError(f"{run} was trained with other {key} settings ({_differences(done[key], wanted)}) "
+                             "than this benchmark asks for; " + advice)
+
+
+def _differences(old: Any, new: Any) -> str:
+    """`field: trained -> asked` for the fields of two mappings that differ (or the two values whole)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return f"{old} -> {new}"
+    keys = sorted(k for k in {*old, *new} if old.get(k, "unset") != new.get(k, "unset"))
+    return ", ".join(f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in keys)
 
 
 def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, config: str | None,
@@ -86,10 +109,11 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     returns the training wall-clock in seconds (the choice is not training)."""
     run = Path(run_dir)
     done_file = run / TRAIN_RECORD
-    check_finished_run(run, steps)
+    settings = training_settings(config, env)
+    check_finished_run(run, steps, settings)
     if not done_file.exists():
         seconds = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
-        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps}) + "\n")
+        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings}) + "\n")
     if select_episodes:
         from cagekit.agents.training import limit_torch_threads
         from cagekit.evaluation.selection import select_snapshot
@@ -125,7 +149,7 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
     """`train_one` for each job (its positional arguments), in `processes` processes when there are
     several jobs; returns each job's training seconds, in order."""
     for job in jobs:  # before any process starts: a refused run should cost no training time
-        check_finished_run(Path(job[4]), job[3])
+        check_finished_run(Path(job[4]), job[3], training_settings(job[5], job[6]))
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:

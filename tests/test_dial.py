@@ -16,6 +16,7 @@ from cagekit.agents.dial import (
     CNet,
     DialConfig,
     DialLearner,
+    EpisodeBatch,
     TeamLayout,
     Unroll,
     dial_loss,
@@ -248,16 +249,18 @@ def _weights(learner) -> dict[str, torch.Tensor]:
             **{f"target.{k}": v for k, v in learner.target.state_dict().items()}}
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"replay_batches": 3, "grad_steps": 2}], ids=["on-policy", "replay"])
+def test_resume_equals_uninterrupted(tmp_path, extra):
     steps_per_update = 2 * 5
-    full = tiny(seed=5)
+    full = tiny(seed=5, **extra)
     assert isinstance(full, Learner)
     train(full, 4 * steps_per_update, tmp_path / "full", checkpoint_every=1, progress=False)
-    half = tiny(seed=5)
+    half = tiny(seed=5, **extra)
     train(half, 2 * steps_per_update, tmp_path / "half", checkpoint_every=0, progress=False)
-    resumed = tiny(seed=5)
+    resumed = tiny(seed=5, **extra)
     summary = train(resumed, 4 * steps_per_update, tmp_path / "half", checkpoint_every=0, resume=True, progress=False)
-    assert summary["new_updates"] == 2 and resumed.updates == 4
+    grad_steps = extra.get("grad_steps", 1)
+    assert summary["new_updates"] == 2 * grad_steps and resumed.updates == 4 * grad_steps
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -266,7 +269,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     import pandas as pd
 
     log_full, log_half = pd.read_csv(tmp_path / "full" / "log.csv"), pd.read_csv(tmp_path / "half" / "log.csv")
-    assert list(log_half["update"]) == [1, 2, 3, 4]
+    assert list(log_half["update"]) == [grad_steps * k for k in (1, 2, 3, 4)]
     assert np.allclose(log_full["return"], log_half["return"])
     assert (tmp_path / "full" / "tb").is_dir()
     png = plot_runs([tmp_path / "full", tmp_path / "half"], tmp_path / "curves.png")
@@ -340,6 +343,35 @@ def test_lambda_targets():
     mid = lambda_targets(r, v, 0.5, 0.5)
     y1 = -2 + 0.5 * (0.5 * 30 + 0.5 * -3)
     assert torch.allclose(mid, torch.tensor([-1 + 0.5 * (0.5 * 20 + 0.5 * y1), y1, -3]))
+
+
+def test_replay_draws_each_step_from_the_last_batches_at_the_current_cost():
+    learner = tiny(replay_batches=2, grad_steps=3, cost_warmup_steps=10, cost_ramp_steps=10)
+    learner.env_steps = 15  # halfway up the cost ramp: replayed rewards are priced at half the env's cost
+    batches = [learner.collect(update_index=k) for k in range(3)]
+    drawn = []
+    for batch in batches:
+        drawn = list(learner._training_batches(batch))
+    assert [id(b) for b in learner.replay] == [id(b) for b in batches[1:]]  # the last two batches only
+    pool = EpisodeBatch.concat(batches[1:])
+    assert len(drawn) == 3 and all(d.shape[1] == 2 for d in drawn)
+    cost = learner.channel_cost
+    assert 0 < cost < learner.message_cost
+    for d in drawn:
+        for e in range(d.shape[1]):  # each drawn episode is one of the pool's, reward repriced
+            matches = [i for i in range(pool.shape[1]) if torch.equal(pool.actions[:, i], d.actions[:, e])
+                       and torch.equal(pool.noise[:, i], d.noise[:, e])]
+            assert len(matches) == 1
+            expected = pool.env_rewards[:, matches[0]] - cost * pool.bits[:, matches[0]].sum(-1)
+            assert torch.allclose(d.rewards[:, e], expected)
+    with pytest.raises(ValueError, match="replay_batches"):
+        DialConfig(replay_batches=-1)
+
+
+def test_without_replay_every_step_trains_on_the_new_batch():
+    learner = tiny(grad_steps=2)
+    batch = learner.collect()
+    assert [b is batch for b in learner._training_batches(batch)] == [True, True] and learner.replay == []
 
 
 def test_grad_steps_per_batch():

@@ -39,8 +39,10 @@ one-step and the lambda targets). With `td_lambda` > 0 the one-step target is re
 Q(lambda) return of `lambda_targets` (y_t = s r_t + gamma ((1 - lambda) max Q^-_{t+1} + lambda y_{t+1}));
 with `grad_steps` > 1 each collected batch gets that many gradient steps (the recorded DRU noise makes
 every replay of the batch exact). Both are deviations from DIAL, off by default, used by the fast
-config `configs/dial-sau-fast.yaml` (see docs/dial.md). `updates` counts gradient steps, and the
-target network is copied every `target_update` gradient steps.
+config `configs/dial-sau-fast.yaml` (see docs/dial.md). With `replay_batches` = N > 0 (another deviation,
+off in both configs) each gradient step instead draws `batch_episodes` episodes from the last N batches,
+each replayed with its own recorded noise and its reward recomputed at the current channel cost.
+`updates` counts gradient steps, and the target network is copied every `target_update` gradient steps.
 
 where s = reward_scale (1 by default), r is the team reward (env reward minus the hard channel cost of
 the bits actually sent, at the scheduled cost: `cost_warmup_steps` at 0, then a linear ramp over
@@ -60,7 +62,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,7 @@ class DialConfig:
     double_q: bool = False            # double Q-learning: argmax by the online net, value by the target (deviation)
     cost_warmup_steps: int = 0        # env steps trained at message cost 0 before the cost applies (deviation)
     cost_ramp_steps: int = 0          # then env steps over which the cost rises linearly to the env's
+    replay_batches: int = 0           # > 0: gradient steps sample episodes from the last N batches (deviation)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
 
     def __post_init__(self) -> None:
@@ -119,6 +123,8 @@ class DialConfig:
             raise ValueError(f"grad_steps must be >= 1, got {self.grad_steps}")
         if self.batch_episodes < 1:
             raise ValueError(f"batch_episodes must be >= 1, got {self.batch_episodes}")
+        if self.replay_batches < 0:
+            raise ValueError(f"replay_batches must be >= 0 (0: train on the new batch only), got {self.replay_batches}")
         if self.norm == "batch" and self.batch_episodes < 2:
             raise ValueError("norm='batch' needs batch_episodes >= 2 (BatchNorm statistics); use norm='layer'")
 
@@ -311,6 +317,21 @@ class EpisodeBatch:
         t, b, _ = self.shape
         return t * b
 
+    def episodes(self, index: torch.Tensor) -> EpisodeBatch:
+        """The episodes `index` (positions along B)."""
+        return EpisodeBatch(**{f.name: getattr(self, f.name)[:, index] for f in fields(self)})
+
+    @staticmethod
+    def concat(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
+        """The batches' episodes side by side (along B)."""
+        return EpisodeBatch(**{f.name: torch.cat([getattr(b, f.name) for b in batches], dim=1)
+                               for f in fields(EpisodeBatch)})
+
+    def at_channel_cost(self, cost: float) -> EpisodeBatch:
+        """The same episodes with the team reward recomputed at `cost` per bit (a replayed batch was collected
+        at an earlier point of the cost schedule)."""
+        return replace(self, rewards=self.env_rewards - cost * self.bits.sum(-1))
+
 
 def synthetic_batch(layout: TeamLayout, batch: int, steps: int, seed: int = 0) -> EpisodeBatch:
     """A random but well-formed batch (for benchmarks and tests)."""
@@ -473,6 +494,7 @@ class DialLearner:
         self.env_steps = 0
         self.updates = 0
         self.episodes = 0
+        self.replay: list[EpisodeBatch] = []  # the last `replay_batches` batches (empty without replay)
 
     # protocol -------------------------------------------------------------------------------
     @property
@@ -499,8 +521,8 @@ class DialLearner:
         eps = self.epsilon
         batch = self.collect(eps)
         with deferred_interrupt():
-            for _ in range(self.config.grad_steps):
-                metrics = self.learn(batch)
+            for step_batch in self._training_batches(batch):
+                metrics = self.learn(step_batch)
             self.env_steps += batch.env_steps()
             self.episodes += batch.shape[1]
         metrics.update({"return": float(batch.rewards.sum(0).mean()),
@@ -508,6 +530,20 @@ class DialLearner:
                         "bits": float(batch.bits.sum((0, 2)).mean()), "epsilon": eps,
                         "message_cost": self.channel_cost})
         return metrics
+
+    def _training_batches(self, batch: EpisodeBatch) -> Iterator[EpisodeBatch]:
+        """What each of the `grad_steps` gradient steps trains on: the new batch, or with `replay_batches`
+        `batch_episodes` episodes drawn (without replacement, from (seed, update)) from the last N batches,
+        rewards at the current channel cost. Adds `batch` to the replay (call once per collected batch)."""
+        cfg = self.config
+        if not cfg.replay_batches:
+            yield from (batch for _ in range(cfg.grad_steps))
+            return
+        self.replay = [*self.replay, batch][-cfg.replay_batches:]
+        pool = EpisodeBatch.concat(self.replay).at_channel_cost(self.channel_cost)
+        gen = torch.Generator().manual_seed(_seed_for(self.seed, self.updates, 2_000_003))
+        for _ in range(cfg.grad_steps):
+            yield pool.episodes(torch.randperm(pool.shape[1], generator=gen)[: cfg.batch_episodes])
 
     def learn(self, batch: EpisodeBatch) -> dict[str, float]:
         """One gradient step on a collected batch (the learner part timed by the throughput benchmark)."""
@@ -613,6 +649,7 @@ class DialLearner:
                 "model": self.net.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes},
+                "replay": [asdict(b) for b in self.replay],
                 "rng": ckpt.rng_state()}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -626,6 +663,7 @@ class DialLearner:
         self.optimizer.load_state_dict(d["optimizer"])
         c = d["counters"]
         self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
+        self.replay = [EpisodeBatch(**b) for b in d.get("replay", [])]
         if "rng" in d:
             ckpt.set_rng_state(d["rng"])
 

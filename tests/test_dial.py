@@ -41,8 +41,8 @@ def _one_thread():
 TINY = {"batch_episodes": 2, "hidden": 16, "target_update": 2, "eps_anneal_steps": 100}
 
 
-def tiny(algo: str = "dial-sau", seed: int = 0, **extra) -> DialLearner:
-    return DialLearner(algo, "paper-small", seed, {**TINY, **extra}, episode_length=5)
+def tiny(algo: str = "dial-sau", seed: int = 0, simulator: str = "engine", **extra) -> DialLearner:
+    return DialLearner(algo, "paper-small", seed, {**TINY, **extra}, episode_length=5, simulator=simulator)
 
 
 # DRU --------------------------------------------------------------------------------------------
@@ -249,7 +249,8 @@ def _weights(learner) -> dict[str, torch.Tensor]:
             **{f"target.{k}": v for k, v in learner.target.state_dict().items()}}
 
 
-@pytest.mark.parametrize("extra", [{}, {"replay_batches": 3, "grad_steps": 2}], ids=["on-policy", "replay"])
+@pytest.mark.parametrize("extra", [{}, {"replay_batches": 3, "grad_steps": 2}, {"mixer": True}],
+                         ids=["on-policy", "replay", "mixer"])
 def test_resume_equals_uninterrupted(tmp_path, extra):
     steps_per_update = 2 * 5
     full = tiny(seed=5, **extra)
@@ -439,6 +440,50 @@ def test_twin_rollout_equals_twin_envs_reward_accounting():
         arrays, reward, env_reward = rollout.step(actions)
         bits = (actions % 2).sum(1)
         np.testing.assert_allclose(reward, env_reward - 0.3 * bits)
+
+
+@pytest.mark.parametrize("scenario", ["paper-small", "paper-large"])
+def test_twin_rollout_state_is_the_twin_envs(scenario):
+    """The global state a mixer trains on equals `env.state()` of the single twin env driven alike."""
+    from cagekit.agents.rollout import EnvListRollout, TwinRollout
+    from cagekit.wrappers.twin_env import make_twin_env
+
+    rollout = TwinRollout(scenario, 1, episode_length=12)
+    env = make_twin_env(scenario, episode_length=12)
+    arrays = rollout.reset([7])
+    observations, _ = env.reset(seed=7)
+    reference = EnvListRollout([env])
+    assert rollout.state().shape == (1, env.state_space.shape[0])
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        assert np.array_equal(rollout.state(), reference.state())
+        actions = np.stack([rng.integers(0, m.shape[1], size=1) for _, m in arrays], axis=1)
+        arrays, _, _ = rollout.step(actions)
+        env.step({a: int(actions[0, i]) for i, a in enumerate(env.possible_agents)})
+    access = rollout.state()[0, -3 * len(env.spec.hosts):].reshape(-1, 3)
+    assert (access.sum(1) == 1).all() and access[:, 1:].any()  # red holds some host after 12 steps
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_mixer_trains_on_the_teams_q_tot_and_still_reaches_the_message_head(simulator):
+    learner = tiny(mixer=True, gate_messages=False, target_update=2, grad_steps=2, simulator=simulator)
+    batch = learner.collect(update_index=0)
+    assert batch.states.shape == (5, 2, learner.envs[0].state_space.shape[0])
+    assert batch.states.abs().sum() > 0
+    loss, _ = dial_loss(learner.net, learner.target, learner.layout, learner.config, batch, 0.0, learner.mixers)
+    loss.backward()
+    mixer, target_mixer = learner.mixers
+    assert float(mixer.hyper_w_1[0].weight.grad.abs().sum()) > 0
+    assert float(learner.net.msg_mlp[1].weight.grad.abs().sum()) > 0  # DIAL's gradient through the channel
+    before = {k: v.clone() for k, v in mixer.state_dict().items()}
+    learner.update()  # two gradient steps: the mixer learns and the target mixer is copied at the second
+    assert any(not torch.equal(before[k], v) for k, v in mixer.state_dict().items())
+    assert all(torch.equal(v, target_mixer.state_dict()[k]) for k, v in mixer.state_dict().items())
+    without = tiny(gate_messages=False)
+    assert without.mixers is None and without.collect(update_index=0).states is None
+    with pytest.raises(ValueError, match="global states"):
+        dial_loss(without.net, without.target, without.layout, without.config, without.collect(update_index=0),
+                  0.0, learner.mixers)
 
 
 def test_channel_cost_schedule():

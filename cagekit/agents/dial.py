@@ -74,6 +74,7 @@ from torch import nn
 import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_returns, team_slots
+from cagekit.agents.qmix import QMixer
 from cagekit.agents.rollout import EnvListRollout, TwinRollout, training_reds
 from cagekit.wrappers.sau import QUIET_CODES
 
@@ -112,6 +113,9 @@ class DialConfig:
     cost_warmup_steps: int = 0        # env steps trained at message cost 0 before the cost applies (deviation)
     cost_ramp_steps: int = 0          # then env steps over which the cost rises linearly to the env's
     replay_batches: int = 0           # > 0: gradient steps sample episodes from the last N batches (deviation)
+    mixer: bool = False               # train through a QMix mixer on the global state (deviation; training only)
+    mixer_embed: int = 32             # the mixer's sizes (pymarl's QMix)
+    hypernet_hidden: int = 64
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
 
     def __post_init__(self) -> None:
@@ -307,6 +311,7 @@ class EpisodeBatch:
     gate: torch.Tensor      # (T, B, A) 1 where the agent may send
     bits: torch.Tensor      # (T, B, A) hard bits sent
     env_rewards: torch.Tensor  # (T, B) env reward without channel cost
+    states: torch.Tensor | None = None  # (T, B, S) global states, kept only for a mixer (centralised training)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -319,13 +324,15 @@ class EpisodeBatch:
 
     def episodes(self, index: torch.Tensor) -> EpisodeBatch:
         """The episodes `index` (positions along B)."""
-        return EpisodeBatch(**{f.name: getattr(self, f.name)[:, index] for f in fields(self)})
+        return EpisodeBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[:, index]
+                               for f in fields(self)})
 
     @staticmethod
     def concat(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
         """The batches' episodes side by side (along B)."""
-        return EpisodeBatch(**{f.name: torch.cat([getattr(b, f.name) for b in batches], dim=1)
-                               for f in fields(EpisodeBatch)})
+        parts = {f.name: [getattr(b, f.name) for b in batches] for f in fields(EpisodeBatch)}
+        return EpisodeBatch(**{k: None if any(v is None for v in vs) else torch.cat(vs, dim=1)
+                               for k, vs in parts.items()})
 
     def at_channel_cost(self, cost: float) -> EpisodeBatch:
         """The same episodes with the team reward recomputed at `cost` per bit (a replayed batch was collected
@@ -433,9 +440,12 @@ def lambda_targets(rewards: torch.Tensor, next_max: torch.Tensor, gamma: float, 
     return y
 
 
-def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, batch: EpisodeBatch,
-              message_cost: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """The DIAL loss of the module docstring and a few metrics."""
+def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, batch: EpisodeBatch, message_cost: float,
+              mixers: tuple[QMixer, QMixer] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The DIAL loss of the module docstring and a few metrics.
+
+    With `mixers` (online, target) the TD error is on the team's Q_tot = mixer(Q_a(u_a), s_t) instead of on
+    each agent's Q against the team reward (QMix's value decomposition, the state seen in training only)."""
     q, _, soft = Unroll(net, layout, config).run(batch)
     with torch.no_grad():
         q_target, _, _ = Unroll(target, layout, config).run(batch)
@@ -444,9 +454,16 @@ def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, b
             q_target = q_target.gather(-1, best).squeeze(-1)  # (T, B, A)
         else:
             q_target = q_target.masked_fill(~batch.masks, -math.inf).max(-1).values  # (T, B, A)
-        r = (config.reward_scale * batch.rewards).unsqueeze(-1).expand_as(q_target)
-        y = lambda_targets(r, q_target, config.gamma, config.td_lambda)
+        if mixers is not None:
+            if batch.states is None:
+                raise ValueError("a mixer needs the batch's global states (collected with config.mixer on)")
+            q_target = mixers[1](q_target, batch.states)  # (T, B)
+        r = config.reward_scale * batch.rewards
+        y = lambda_targets(r if mixers is not None else r.unsqueeze(-1).expand_as(q_target), q_target, config.gamma,
+                           config.td_lambda)
     chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+    if mixers is not None:
+        chosen = mixers[0](chosen, batch.states)
     td = ((y - chosen) ** 2).mean()
     loss = td
     cost = torch.zeros(())
@@ -489,7 +506,14 @@ class DialLearner:
         torch.manual_seed(self.seed)
         self.net = CNet(self.layout.dims(), self.config)
         self.target = copy.deepcopy(self.net)
-        self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=self.config.lr, alpha=self.config.rms_alpha,
+        self.mixers: tuple[QMixer, QMixer] | None = None
+        params = list(self.net.parameters())
+        if self.config.mixer:
+            mixer = QMixer(self.layout.n_agents, int(self.envs[0].state_space.shape[0]), self.config.mixer_embed,
+                           self.config.hypernet_hidden)
+            self.mixers = (mixer, copy.deepcopy(mixer))
+            params += list(mixer.parameters())
+        self.optimizer = torch.optim.RMSprop(params, lr=self.config.lr, alpha=self.config.rms_alpha,
                                              momentum=self.config.momentum)
         self.env_steps = 0
         self.updates = 0
@@ -551,16 +575,20 @@ class DialLearner:
 
         self.net.train()
         self.target.train()
-        loss, metrics = dial_loss(self.net, self.target, self.layout, self.config, batch, self.channel_cost)
+        loss, metrics = dial_loss(self.net, self.target, self.layout, self.config, batch, self.channel_cost,
+                                  self.mixers)
         with deferred_interrupt():  # weights, optimiser and counters change together or not at all
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip > 0:
-                metrics["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip))
+                params = [p for group in self.optimizer.param_groups for p in group["params"]]
+                metrics["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.config.grad_clip))
             self.optimizer.step()
             self.updates += 1
             if self.updates % self.config.target_update == 0:
                 self.target.load_state_dict(self.net.state_dict())
+                if self.mixers is not None:
+                    self.mixers[1].load_state_dict(self.mixers[0].state_dict())
         return metrics
 
     @torch.no_grad()
@@ -582,6 +610,9 @@ class DialLearner:
         rewards = torch.zeros(steps, nb)
         env_rewards = torch.zeros(steps, nb)
         bits = torch.zeros(steps, nb, na)
+        states = None
+        if self.mixers is not None:
+            states = torch.zeros(steps, nb, int(self.envs[0].state_space.shape[0]))
         noise = torch.randn(steps, nb, na, generator=gen)
         explore = torch.rand(steps, nb, na, generator=gen)
         pick = torch.rand(steps, nb, na, generator=gen)
@@ -597,6 +628,8 @@ class DialLearner:
                 blocks[t, :, a] = torch.from_numpy(blk)
                 gate[t, :, a] = torch.from_numpy(alarmed)
                 masks[t, :, a] = torch.from_numpy(lay.defence_mask(a, agent_masks))
+            if states is not None:
+                states[t] = torch.from_numpy(self.rollout.state()).float()
             if t > 0:
                 prev[t] = actions[t - 1] + 1
             z = unroll.embed(hosts[t], blocks[t], prev[t])
@@ -619,7 +652,7 @@ class DialLearner:
         for k, v in self.net.named_buffers():
             v.copy_(buffers[k])
         return EpisodeBatch(hosts=hosts, blocks=blocks, prev=prev, masks=masks, actions=actions, rewards=rewards,
-                            noise=noise, gate=gate, bits=bits, env_rewards=env_rewards)
+                            noise=noise, gate=gate, bits=bits, env_rewards=env_rewards, states=states)
 
     def team(self) -> Team:
         """The greedy decentralised team of the current weights (a copy of the network, eval mode)."""
@@ -650,6 +683,8 @@ class DialLearner:
                 "optimizer": self.optimizer.state_dict(),
                 "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes},
                 "replay": [asdict(b) for b in self.replay],
+                **({} if self.mixers is None else {"mixer": self.mixers[0].state_dict(),
+                                                   "target_mixer": self.mixers[1].state_dict()}),
                 "rng": ckpt.rng_state()}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -664,6 +699,11 @@ class DialLearner:
         c = d["counters"]
         self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
         self.replay = [EpisodeBatch(**b) for b in d.get("replay", [])]
+        if self.mixers is not None:
+            if "mixer" not in d:
+                raise ValueError("trainer state has no mixer, and this learner's config trains with one")
+            self.mixers[0].load_state_dict(d["mixer"])
+            self.mixers[1].load_state_dict(d["target_mixer"])
         if "rng" in d:
             ckpt.set_rng_state(d["rng"])
 

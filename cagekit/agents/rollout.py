@@ -58,6 +58,11 @@ class EnvListRollout:
     def reset(self, seeds: Sequence[int]) -> AgentArrays:
         return self._arrays([env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds, strict=True)])
 
+    def state(self) -> np.ndarray:
+        """(B, S) global states now (`env.state()`: every agent's observation and red's true access), for
+        centralised training only."""
+        return np.stack([env.state() for env in self.envs])
+
     def step(self, actions: np.ndarray) -> tuple[AgentArrays, np.ndarray, np.ndarray]:
         """actions (B, A) as the env encodes them -> (arrays, team reward (B,), env reward (B,))."""
         obs, rewards, env_rewards = [], np.zeros(len(self)), np.zeros(len(self))
@@ -98,8 +103,17 @@ class TwinRollout:
 
     def reset(self, seeds: Sequence[int]) -> AgentArrays:
         root = np.random.SeedSequence([int(s) for s in seeds])
-        return self._arrays([b.reset(seed=int(child.generate_state(1)[0]))
-                             for b, child in zip(self.batches, root.spawn(len(self.batches)), strict=True)])
+        self._last = self._arrays([b.reset(seed=int(child.generate_state(1)[0]))
+                                   for b, child in zip(self.batches, root.spawn(len(self.batches)), strict=True)])
+        return self._last
+
+    def state(self) -> np.ndarray:
+        """(B, S) global states now, laid out as `env.state()` of the twin and engine environments: every
+        agent's observation, then red's access to each host one-hot (none, user, root); for centralised
+        training only."""
+        access = np.concatenate([b.level for b in self.batches])  # (B, H)
+        onehot = np.eye(3, dtype=np.int8)[access].reshape(len(access), -1)
+        return np.concatenate([obs for obs, _ in self._last] + [onehot], axis=1).astype(np.int8)
 
     def step(self, actions: np.ndarray) -> tuple[AgentArrays, np.ndarray, np.ndarray]:
         actions = np.asarray(actions, dtype=np.int64)
@@ -110,4 +124,5 @@ class TwinRollout:
             rewards.append(r)
             env_rewards.append(e)
             start += b.B
-        return self._arrays(obs), np.concatenate(rewards), np.concatenate(env_rewards)
+        self._last = self._arrays(obs)
+        return self._last, np.concatenate(rewards), np.concatenate(env_rewards)

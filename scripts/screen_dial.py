@@ -7,8 +7,9 @@ study reports, so that a variant chosen here is judged on seeds it was not chose
     python scripts/screen_dial.py --scenario paper-large --seeds 100-109 --jobs 16 --out results/screen \
         --variant base= --variant sigma05=sigma:0.5 --variant nocomm=algo:nocomm --variant qmix=algo:qmix
 
-Writes OUT/per_run.csv (one row per variant and seed) and prints, per variant, the mean score over seeds,
-its 95% interval, how many seeds end below the sleeping team, and the bits per episode.
+Writes OUT/per_run.csv (one row per variant and seed, kept across invocations) and prints, per variant,
+the mean score over seeds, its 95% interval, how many seeds end below the sleeping team, and the bits per
+episode.
 """
 
 from __future__ import annotations
@@ -112,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"variant": name, "seed": seed, **score, "train_seconds": secs}
             for (name, seed, _), score, secs in zip(keys, scores, seconds, strict=True)]
     per_run = pd.DataFrame(rows)
-    per_run.to_csv(args.out / "per_run.csv", index=False)
+    table = args.out / "per_run.csv"
+    if table.exists():  # earlier invocations' variants stay; this one's replace theirs of the same name
+        earlier = pd.read_csv(table)
+        pd.concat([earlier[~earlier["variant"].isin(per_run["variant"])], per_run]).to_csv(table, index=False)
+    else:
+        per_run.to_csv(table, index=False)
     for name, group in per_run.groupby("variant", sort=False):
         values = group["score"].tolist()
         below = "" if args.sleep_score is None else f", {sum(v < args.sleep_score for v in values)} below sleep"

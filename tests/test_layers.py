@@ -43,19 +43,18 @@ def layer_of_file(path: Path) -> int | None:
 
 def test_every_module_belongs_to_a_layer():
     strays = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-              if p.name != "__init__.py" or p.parent != PACKAGE
-              if layer_of_file(p) is None]
+              if p != PACKAGE / "__init__.py" and layer_of_file(p) is None]
     assert not strays, f"modules outside the layers {LAYERS}: {strays}"
 
 
 def test_no_layer_imports_a_later_one():
-    upward = []
+    upward, root = [], root_layer()
     for path in sorted(PACKAGE.rglob("*.py")):
         own = layer_of_file(path)
         if own is None:  # the package's __init__: checked through root_layer's users
             continue
         for line, module in cagekit_imports(path):
-            target = root_layer() if module == "cagekit" else layer_of_module(module)
+            target = root if module == "cagekit" else layer_of_module(module)
             assert target is not None, f"{path.relative_to(PACKAGE)}:{line} imports {module}, in no layer"
             if target > own:
                 upward.append(f"{path.relative_to(PACKAGE)}:{line} ({LAYERS[own]}) imports {module} "

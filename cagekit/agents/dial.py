@@ -458,9 +458,10 @@ def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, b
             if batch.states is None:
                 raise ValueError("a mixer needs the batch's global states (collected with config.mixer on)")
             q_target = mixers[1](q_target, batch.states)  # (T, B)
-        r = config.reward_scale * batch.rewards
-        y = lambda_targets(r if mixers is not None else r.unsqueeze(-1).expand_as(q_target), q_target, config.gamma,
-                           config.td_lambda)
+        r = config.reward_scale * batch.rewards  # (T, B)
+        if mixers is None:  # every agent regresses on the team reward
+            r = r.unsqueeze(-1).expand_as(q_target)
+        y = lambda_targets(r, q_target, config.gamma, config.td_lambda)
     chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     if mixers is not None:
         chosen = mixers[0](chosen, batch.states)
@@ -507,13 +508,13 @@ class DialLearner:
         self.net = CNet(self.layout.dims(), self.config)
         self.target = copy.deepcopy(self.net)
         self.mixers: tuple[QMixer, QMixer] | None = None
-        params = list(self.net.parameters())
+        self.params = list(self.net.parameters())  # what the optimiser updates and the gradient clip bounds
         if self.config.mixer:
             mixer = QMixer(self.layout.n_agents, int(self.envs[0].state_space.shape[0]), self.config.mixer_embed,
                            self.config.hypernet_hidden)
             self.mixers = (mixer, copy.deepcopy(mixer))
-            params += list(mixer.parameters())
-        self.optimizer = torch.optim.RMSprop(params, lr=self.config.lr, alpha=self.config.rms_alpha,
+            self.params += list(mixer.parameters())
+        self.optimizer = torch.optim.RMSprop(self.params, lr=self.config.lr, alpha=self.config.rms_alpha,
                                              momentum=self.config.momentum)
         self.env_steps = 0
         self.updates = 0
@@ -581,8 +582,7 @@ class DialLearner:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip > 0:
-                params = [p for group in self.optimizer.param_groups for p in group["params"]]
-                metrics["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.config.grad_clip))
+                metrics["grad_norm"] = float(nn.utils.clip_grad_norm_(self.params, self.config.grad_clip))
             self.optimizer.step()
             self.updates += 1
             if self.updates % self.config.target_update == 0:
@@ -610,9 +610,7 @@ class DialLearner:
         rewards = torch.zeros(steps, nb)
         env_rewards = torch.zeros(steps, nb)
         bits = torch.zeros(steps, nb, na)
-        states = None
-        if self.mixers is not None:
-            states = torch.zeros(steps, nb, int(self.envs[0].state_space.shape[0]))
+        states = None if self.mixers is None else torch.zeros(steps, nb, self.mixers[0].state_dim)
         noise = torch.randn(steps, nb, na, generator=gen)
         explore = torch.rand(steps, nb, na, generator=gen)
         pick = torch.rand(steps, nb, na, generator=gen)

@@ -111,8 +111,7 @@ class TwinRollout:
         """(B, S) global states now, laid out as `env.state()` of the twin and engine environments: every
         agent's observation, then red's access to each host one-hot (none, user, root); for centralised
         training only."""
-        access = np.concatenate([b.level for b in self.batches])  # (B, H)
-        onehot = np.eye(3, dtype=np.int8)[access].reshape(len(access), -1)
+        onehot = np.concatenate([b.access_onehot() for b in self.batches])
         return np.concatenate([obs for obs, _ in self._last] + [onehot], axis=1).astype(np.int8)
 
     def step(self, actions: np.ndarray) -> tuple[AgentArrays, np.ndarray, np.ndarray]:

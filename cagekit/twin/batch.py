@@ -559,5 +559,9 @@ class TwinBatch:
     def red_access(self, b: int = 0) -> dict[str, str]:
         return {h: ACCESS_LEVELS[int(self.level[b, i])] for i, h in enumerate(self.model.host_names)}
 
+    def access_onehot(self) -> np.ndarray:
+        """(B, 3 H) red's access to each host one-hot (none, user, root): the tail of the global state."""
+        return np.eye(len(ACCESS_LEVELS), dtype=np.int8)[self.level].reshape(self.B, -1)
+
     def action_label(self, agent: int, defence: int) -> str:
         return self.model.agents[agent].catalog.label(int(defence))

@@ -124,10 +124,7 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
         if self._obs is None:
             raise RuntimeError("call reset() first")
         parts = [o["observation"] for o in self._split(self._obs).values()]
-        onehot = np.zeros(3 * len(self.spec.hosts), dtype=np.int8)
-        for i, level in enumerate(self.batch.level[0]):
-            onehot[3 * i + int(level)] = 1
-        return np.concatenate(parts + [onehot]).astype(np.int8)
+        return np.concatenate(parts + [self.batch.access_onehot()[0]]).astype(np.int8)
 
     def action_label(self, agent: str, action: int) -> str:
         return self.engine.catalogs[agent].label(action)

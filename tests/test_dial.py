@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -249,8 +250,9 @@ def _weights(learner) -> dict[str, torch.Tensor]:
             **{f"target.{k}": v for k, v in learner.target.state_dict().items()}}
 
 
-@pytest.mark.parametrize("extra", [{}, {"replay_batches": 3, "grad_steps": 2}, {"mixer": True}],
-                         ids=["on-policy", "replay", "mixer"])
+@pytest.mark.parametrize("extra", [{}, {"replay_batches": 3, "grad_steps": 2}, {"mixer": True},
+                                   {"replay_batches": 3, "bootstrap_truncation": True}],
+                         ids=["on-policy", "replay", "mixer", "replay-bootstrap"])
 def test_resume_equals_uninterrupted(tmp_path, extra):
     steps_per_update = 2 * 5
     full = tiny(seed=5, **extra)
@@ -344,6 +346,64 @@ def test_lambda_targets():
     mid = lambda_targets(r, v, 0.5, 0.5)
     y1 = -2 + 0.5 * (0.5 * 30 + 0.5 * -3)
     assert torch.allclose(mid, torch.tensor([-1 + 0.5 * (0.5 * 20 + 0.5 * y1), y1, -3]))
+
+
+def test_lambda_targets_bootstrap_a_truncated_end():
+    r = torch.tensor([-1.0, -2.0, -3.0])
+    v = torch.tensor([10.0, 20.0, 30.0, 40.0])  # one more row: the value after the last step
+    assert lambda_targets(r, v, 0.5, 0.0).tolist() == [-1 + 0.5 * 20, -2 + 0.5 * 30, -3 + 0.5 * 40]
+    y2 = -3 + 0.5 * 40
+    y1 = -2 + 0.5 * (0.5 * 30 + 0.5 * y2)
+    assert torch.allclose(lambda_targets(r, v, 0.5, 0.5), torch.tensor([-1 + 0.5 * (0.5 * 20 + 0.5 * y1), y1, y2]))
+    with pytest.raises(ValueError, match="3 or 4 rows"):
+        lambda_targets(r, v[:2], 0.5, 0.0)
+
+
+def test_bootstrap_truncation_keeps_the_final_observation_and_changes_only_the_end():
+    """The batch gains one observation row (what the agents saw after the last step); the episode itself
+    (actions, rewards, bits, noise of the T steps) is the one collected without the option."""
+    base, boot = tiny(seed=3), tiny(seed=3, bootstrap_truncation=True)
+    a, b = base.collect(update_index=0), boot.collect(update_index=0)
+    steps = a.shape[0]
+    assert b.shape == a.shape and b.hosts.shape[0] == b.masks.shape[0] == b.noise.shape[0] == steps + 1
+    for name in ("actions", "rewards", "bits", "env_rewards"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    for name in ("hosts", "blocks", "prev", "masks", "noise", "gate"):
+        assert torch.equal(getattr(a, name), getattr(b, name)[:steps]), name
+    assert torch.equal(b.prev[steps], b.actions[steps - 1] + 1) and bool(b.masks[steps].any(-1).all())
+    _, m_a = dial_loss(base.net, base.target, base.layout, base.config, a, 0.0)
+    _, m_b = dial_loss(boot.net, boot.target, boot.layout, boot.config, b, 0.0)
+    assert m_a["q_mean"] == pytest.approx(m_b["q_mean"])  # the same weights value the same T steps
+    assert m_a["td_loss"] != pytest.approx(m_b["td_loss"])  # the last target now bootstraps
+    boot.update()  # replay and concatenation keep the extra row
+    with pytest.raises(ValueError, match="bootstrap_truncation is not supported with mixer"):
+        DialConfig(mixer=True, bootstrap_truncation=True)
+
+
+def test_bootstrapped_q_values_do_not_depend_on_the_step():
+    """Constant reward -1, one allowed action, the end a truncation: every Q_t reaches -1 / (1 - gamma)."""
+    layout = _layout()
+    config = DialConfig(hidden=32, norm="layer", lr=3e-3, gamma=0.5, target_update=5, bootstrap_truncation=True)
+    torch.manual_seed(0)
+    net, target = CNet(layout.dims(), config), CNet(layout.dims(), config)
+    target.load_state_dict(net.state_dict())
+    opt = torch.optim.RMSprop(net.parameters(), lr=config.lr)
+    steps = 5
+    full = synthetic_batch(layout, 8, steps + 1, seed=1)
+    full.masks = torch.nn.functional.one_hot(full.actions, layout.max_defence).bool()
+    batch = replace(full, actions=full.actions[:steps], rewards=torch.full((steps, 8), -1.0),
+                    bits=full.bits[:steps], env_rewards=full.env_rewards[:steps])
+    for i in range(600):
+        loss, _ = dial_loss(net, target, layout, config, batch, 0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (i + 1) % config.target_update == 0:
+            target.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        q, _, _ = Unroll(net, layout, config).run(batch)
+    chosen = q[:steps].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1).mean((1, 2))
+    assert torch.allclose(chosen, torch.full((steps,), -2.0), atol=0.15), chosen  # terminal: -1 at the last step
 
 
 def test_replay_draws_each_step_from_the_last_batches_at_the_current_cost():

@@ -35,7 +35,9 @@ logit across agents and time. Loss, averaged over episodes b, steps t and agents
     y_{b,T-1,a} = s * r_{b,T-1}                                                  (episodes end at T)
 
 (the 30-step time limit is treated as terminal: no bootstrap at the last step, consistently in the
-one-step and the lambda targets). With `td_lambda` > 0 the one-step target is replaced by Peng's
+one-step and the lambda targets; with `bootstrap_truncation` (a deviation, off in both configs) the batch
+also keeps the observation after the last step and y_{b,T-1,a} = s * r_{b,T-1} + gamma * max Q^-_{b,T,a},
+as QMix and SB3 treat the time limit). With `td_lambda` > 0 the one-step target is replaced by Peng's
 Q(lambda) return of `lambda_targets` (y_t = s r_t + gamma ((1 - lambda) max Q^-_{t+1} + lambda y_{t+1}));
 with `grad_steps` > 1 each collected batch gets that many gradient steps (the recorded DRU noise makes
 every replay of the batch exact). Both are deviations from DIAL, off by default, used by the fast
@@ -114,6 +116,7 @@ class DialConfig:
     cost_ramp_steps: int = 0          # then env steps over which the cost rises linearly to the env's
     replay_batches: int = 0           # > 0: gradient steps sample episodes from the last N batches (deviation)
     mixer: bool = False               # train through a QMix mixer on the global state (deviation; training only)
+    bootstrap_truncation: bool = False  # bootstrap the time limit from the final observation (deviation; QMix's way)
     mixer_embed: int = 32             # the mixer's sizes (pymarl's QMix)
     hypernet_hidden: int = 64
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
@@ -129,6 +132,9 @@ class DialConfig:
             raise ValueError(f"batch_episodes must be >= 1, got {self.batch_episodes}")
         if self.replay_batches < 0:
             raise ValueError(f"replay_batches must be >= 0 (0: train on the new batch only), got {self.replay_batches}")
+        if self.mixer and self.bootstrap_truncation:
+            raise ValueError("bootstrap_truncation is not supported with mixer (the final global state is not kept); "
+                             "set one of them to false")
         if self.norm == "batch" and self.batch_episodes < 2:
             raise ValueError("norm='batch' needs batch_episodes >= 2 (BatchNorm statistics); use norm='layer'")
 
@@ -299,16 +305,19 @@ def dru(logits: torch.Tensor, sigma: float, training: bool, noise: torch.Tensor 
 # episode batches -------------------------------------------------------------------------------
 @dataclass
 class EpisodeBatch:
-    """B episodes of T steps of an A-agent team, time-major."""
+    """B episodes of T steps of an A-agent team, time-major.
 
-    hosts: torch.Tensor     # (T, B, A, H) long
-    blocks: torch.Tensor    # (T, B, A, K) float
-    prev: torch.Tensor      # (T, B, A) long, previous defence + 1 (0 at t = 0)
-    masks: torch.Tensor     # (T, B, A, D) bool, defence masks at each step
+    The observation rows (hosts, blocks, prev, masks, noise, gate) number T, or O = T + 1 when the batch
+    also keeps what the agents saw after the last step (`DialConfig.bootstrap_truncation`)."""
+
+    hosts: torch.Tensor     # (O, B, A, H) long
+    blocks: torch.Tensor    # (O, B, A, K) float
+    prev: torch.Tensor      # (O, B, A) long, previous defence + 1 (0 at t = 0)
+    masks: torch.Tensor     # (O, B, A, D) bool, defence masks at each step
     actions: torch.Tensor   # (T, B, A) long, defence actions taken
     rewards: torch.Tensor   # (T, B) team reward
-    noise: torch.Tensor     # (T, B, A) DRU noise ~ N(0, 1)
-    gate: torch.Tensor      # (T, B, A) 1 where the agent may send
+    noise: torch.Tensor     # (O, B, A) DRU noise ~ N(0, 1)
+    gate: torch.Tensor      # (O, B, A) 1 where the agent may send
     bits: torch.Tensor      # (T, B, A) hard bits sent
     env_rewards: torch.Tensor  # (T, B) env reward without channel cost
     states: torch.Tensor | None = None  # (T, B, S) global states, kept only for a mixer (centralised training)
@@ -409,8 +418,8 @@ class Unroll:
         return q, logit, soft, hidden
 
     def run(self, batch: EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Q (T, B, A, D), logits (T, B, A) or None, soft messages (T, B, A) over the whole batch."""
-        steps, b, a = batch.shape
+        """Q (O, B, A, D), logits (O, B, A) or None, soft messages (O, B, A) over the batch's O observation rows."""
+        steps, b, a = batch.hosts.shape[:3]
         z = self.embed(batch.hosts, batch.blocks, batch.prev)  # all steps at once
         hidden = self.net.init_hidden(b * a)
         soft = torch.zeros(b, a)
@@ -430,12 +439,19 @@ def lambda_targets(rewards: torch.Tensor, next_max: torch.Tensor, gamma: float, 
     lam > 0: Peng's Q(lambda) / the pymarl "TD(lambda)" return, computed backwards:
              y_t = r_t + gamma * ((1 - lam) * max Q^-(t+1) + lam * y_{t+1}),  y_{T-1} = r_{T-1}.
     lam = 1 is the Monte-Carlo return of the behaviour policy.
+    With T + 1 rows of `next_max` the end is a truncation, not a terminal: y_{T-1} = r_{T-1} + gamma * max Q^-(T)
+    (pymarl's targets for an episode cut by its time limit).
     """
     y = rewards.clone()
+    steps = len(y)
+    if len(next_max) not in (steps, steps + 1):
+        raise ValueError(f"next_max needs {steps} or {steps + 1} rows for {steps} rewards, got {len(next_max)}")
+    if len(next_max) == steps + 1:
+        y[-1] += gamma * next_max[-1]
     if lam == 0.0:
-        y[:-1] += gamma * next_max[1:]
+        y[:-1] += gamma * next_max[1:steps]
         return y
-    for t in range(len(y) - 2, -1, -1):
+    for t in range(steps - 2, -1, -1):
         y[t] = rewards[t] + gamma * ((1.0 - lam) * next_max[t + 1] + lam * y[t + 1])
     return y
 
@@ -446,7 +462,8 @@ def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, b
 
     With `mixers` (online, target) the TD error is on the team's Q_tot = mixer(Q_a(u_a), s_t) instead of on
     each agent's Q against the team reward (QMix's value decomposition, the state seen in training only)."""
-    q, _, soft = Unroll(net, layout, config).run(batch)
+    steps = batch.shape[0]
+    q, _, soft = Unroll(net, layout, config).run(batch)  # O rows; the last one only values a truncation
     with torch.no_grad():
         q_target, _, _ = Unroll(target, layout, config).run(batch)
         if config.double_q:  # the online network picks the next action, the target network values it
@@ -460,8 +477,9 @@ def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, b
             q_target = mixers[1](q_target, batch.states)  # (T, B)
         r = config.reward_scale * batch.rewards  # (T, B)
         if mixers is None:  # every agent regresses on the team reward
-            r = r.unsqueeze(-1).expand_as(q_target)
+            r = r.unsqueeze(-1).expand(*r.shape, q_target.shape[-1])
         y = lambda_targets(r, q_target, config.gamma, config.td_lambda)
+    q, soft = q[:steps], soft[:steps]
     chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     if mixers is not None:
         chosen = mixers[0](chosen, batch.states)
@@ -598,15 +616,16 @@ class DialLearner:
         u = self.updates if update_index is None else update_index
         lay, cfg = self.layout, self.config
         nb, na, steps = len(self.rollout), lay.n_agents, self.episode_length
+        rows = steps + 1 if cfg.bootstrap_truncation else steps  # + what the agents see after the last step
         gen = torch.Generator().manual_seed(_seed_for(self.seed, u, 1_000_003))
         arrays = self.rollout.reset([_seed_for(self.seed, u, i) for i in range(nb)])
         cost = self.channel_cost
-        hosts = torch.zeros(steps, nb, na, lay.max_hosts, dtype=torch.long)
-        blocks = torch.zeros(steps, nb, na, lay.max_blocks)
-        masks = torch.zeros(steps, nb, na, lay.max_defence, dtype=torch.bool)
-        gate = torch.zeros(steps, nb, na)
+        hosts = torch.zeros(rows, nb, na, lay.max_hosts, dtype=torch.long)
+        blocks = torch.zeros(rows, nb, na, lay.max_blocks)
+        masks = torch.zeros(rows, nb, na, lay.max_defence, dtype=torch.bool)
+        gate = torch.zeros(rows, nb, na)
         actions = torch.zeros(steps, nb, na, dtype=torch.long)
-        prev = torch.zeros(steps, nb, na, dtype=torch.long)
+        prev = torch.zeros(rows, nb, na, dtype=torch.long)
         rewards = torch.zeros(steps, nb)
         env_rewards = torch.zeros(steps, nb)
         bits = torch.zeros(steps, nb, na)
@@ -614,18 +633,23 @@ class DialLearner:
         noise = torch.randn(steps, nb, na, generator=gen)
         explore = torch.rand(steps, nb, na, generator=gen)
         pick = torch.rand(steps, nb, na, generator=gen)
+        if rows > steps:  # drawn last: the other draws are those of a batch without the final row
+            noise = torch.cat([noise, torch.randn(rows - steps, nb, na, generator=gen)])
         buffers = {k: v.clone() for k, v in self.net.named_buffers()}  # collection leaves BN statistics alone
         self.net.train()
         unroll = Unroll(self.net, lay, cfg)
         hidden = self.net.init_hidden(nb * na)
         soft = torch.zeros(nb, na)
-        for t in range(steps):
+        def observe(t: int) -> None:
             for a, (agent_obs, agent_masks) in enumerate(arrays):
                 idx, blk, _, alarmed = lay.encode_agent(a, agent_obs)
                 hosts[t, :, a] = torch.from_numpy(idx)
                 blocks[t, :, a] = torch.from_numpy(blk)
                 gate[t, :, a] = torch.from_numpy(alarmed)
                 masks[t, :, a] = torch.from_numpy(lay.defence_mask(a, agent_masks))
+
+        for t in range(steps):
+            observe(t)
             if states is not None:
                 states[t] = torch.from_numpy(self.rollout.state()).float()
             if t > 0:
@@ -647,6 +671,9 @@ class DialLearner:
             env_rewards[t] = torch.from_numpy(env_r)
             # the team reward at the scheduled channel cost (the environment's own cost once ramped up)
             rewards[t] = env_rewards[t] - cost * bits[t].sum(-1)
+        if rows > steps:
+            observe(steps)
+            prev[steps] = actions[steps - 1] + 1
         for k, v in self.net.named_buffers():
             v.copy_(buffers[k])
         return EpisodeBatch(hosts=hosts, blocks=blocks, prev=prev, masks=masks, actions=actions, rewards=rewards,

@@ -308,21 +308,13 @@ def test_make_learner_dispatch():
 
 
 # Q-learning sanity -----------------------------------------------------------------------------
-@pytest.mark.parametrize("norm", ["layer", "batch"])
-def test_q_values_converge_to_discounted_return(norm):
-    """Constant reward -1 and one allowed action per step: Q_t must reach -(1 - gamma^(T-t)) / (1 - gamma)."""
-    layout = _layout()
-    config = DialConfig(hidden=32, norm=norm, lr=3e-3, gamma=0.9, target_update=5)
+def _fitted_q(layout: TeamLayout, config: DialConfig, batch: EpisodeBatch, iterations: int = 600) -> torch.Tensor:
+    """Trains a fresh C-Net (torch seed 0) on one fixed batch; the mean Q of the taken actions per step (T,)."""
     torch.manual_seed(0)
-    net = CNet(layout.dims(), config)
-    target = CNet(layout.dims(), config)
+    net, target = CNet(layout.dims(), config), CNet(layout.dims(), config)
     target.load_state_dict(net.state_dict())
     opt = torch.optim.RMSprop(net.parameters(), lr=config.lr)
-    steps = 6
-    batch = synthetic_batch(layout, 8, steps, seed=1)
-    batch.rewards[:] = -1.0
-    batch.masks = torch.nn.functional.one_hot(batch.actions, layout.max_defence).bool()
-    for i in range(600):
+    for i in range(iterations):
         loss, _ = dial_loss(net, target, layout, config, batch, 0.0)
         opt.zero_grad()
         loss.backward()
@@ -331,7 +323,20 @@ def test_q_values_converge_to_discounted_return(norm):
             target.load_state_dict(net.state_dict())
     with torch.no_grad():
         q, _, _ = Unroll(net, layout, config).run(batch)
-    chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1).mean((1, 2))
+    steps = batch.shape[0]
+    return q[:steps].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1).mean((1, 2))
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_q_values_converge_to_discounted_return(norm):
+    """Constant reward -1 and one allowed action per step: Q_t must reach -(1 - gamma^(T-t)) / (1 - gamma)."""
+    layout = _layout()
+    config = DialConfig(hidden=32, norm=norm, lr=3e-3, gamma=0.9, target_update=5)
+    steps = 6
+    batch = synthetic_batch(layout, 8, steps, seed=1)
+    batch.rewards[:] = -1.0
+    batch.masks = torch.nn.functional.one_hot(batch.actions, layout.max_defence).bool()
+    chosen = _fitted_q(layout, config, batch)
     truth = torch.tensor([-(1 - 0.9 ** (steps - t)) / (1 - 0.9) for t in range(steps)])
     assert torch.allclose(chosen, truth, atol=0.15), (chosen, truth)
 
@@ -384,25 +389,12 @@ def test_bootstrapped_q_values_do_not_depend_on_the_step():
     """Constant reward -1, one allowed action, the end a truncation: every Q_t reaches -1 / (1 - gamma)."""
     layout = _layout()
     config = DialConfig(hidden=32, norm="layer", lr=3e-3, gamma=0.5, target_update=5, bootstrap_truncation=True)
-    torch.manual_seed(0)
-    net, target = CNet(layout.dims(), config), CNet(layout.dims(), config)
-    target.load_state_dict(net.state_dict())
-    opt = torch.optim.RMSprop(net.parameters(), lr=config.lr)
     steps = 5
     full = synthetic_batch(layout, 8, steps + 1, seed=1)
     full.masks = torch.nn.functional.one_hot(full.actions, layout.max_defence).bool()
     batch = replace(full, actions=full.actions[:steps], rewards=torch.full((steps, 8), -1.0),
                     bits=full.bits[:steps], env_rewards=full.env_rewards[:steps])
-    for i in range(600):
-        loss, _ = dial_loss(net, target, layout, config, batch, 0.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if (i + 1) % config.target_update == 0:
-            target.load_state_dict(net.state_dict())
-    with torch.no_grad():
-        q, _, _ = Unroll(net, layout, config).run(batch)
-    chosen = q[:steps].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1).mean((1, 2))
+    chosen = _fitted_q(layout, config, batch)
     assert torch.allclose(chosen, torch.full((steps,), -2.0), atol=0.15), chosen  # terminal: -1 at the last step
 
 

@@ -77,7 +77,7 @@ import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_returns, team_slots
 from cagekit.agents.qmix import QMixer
-from cagekit.agents.rollout import EnvListRollout, TwinRollout, training_reds
+from cagekit.agents.rollout import AgentArrays, EnvListRollout, TwinRollout, training_reds
 from cagekit.wrappers.sau import QUIET_CODES
 
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -640,7 +640,9 @@ class DialLearner:
         unroll = Unroll(self.net, lay, cfg)
         hidden = self.net.init_hidden(nb * na)
         soft = torch.zeros(nb, na)
-        def observe(t: int) -> None:
+
+        def observe(t: int, arrays: AgentArrays) -> None:
+            """Row t of the observation tensors from the rollout's per-agent (observations, masks) arrays."""
             for a, (agent_obs, agent_masks) in enumerate(arrays):
                 idx, blk, _, alarmed = lay.encode_agent(a, agent_obs)
                 hosts[t, :, a] = torch.from_numpy(idx)
@@ -649,7 +651,7 @@ class DialLearner:
                 masks[t, :, a] = torch.from_numpy(lay.defence_mask(a, agent_masks))
 
         for t in range(steps):
-            observe(t)
+            observe(t, arrays)
             if states is not None:
                 states[t] = torch.from_numpy(self.rollout.state()).float()
             if t > 0:
@@ -672,7 +674,7 @@ class DialLearner:
             # the team reward at the scheduled channel cost (the environment's own cost once ramped up)
             rewards[t] = env_rewards[t] - cost * bits[t].sum(-1)
         if rows > steps:
-            observe(steps)
+            observe(steps, arrays)
             prev[steps] = actions[steps - 1] + 1
         for k, v in self.net.named_buffers():
             v.copy_(buffers[k])

@@ -1,10 +1,12 @@
-"""Hyperparameter files: one reader for every algorithm's `--config FILE` (JSON or YAML)."""
+"""Hyperparameter files: one reader for every algorithm's `--config FILE` (JSON or YAML), and the base of the
+learners' config dataclasses."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
@@ -23,3 +25,37 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of hyperparameters, got {type(data).__name__}")
     return data
+
+
+class HyperparameterConfig:
+    """What a learner's hyperparameter dataclass shares: conversion to and from a mapping or a file, refusing
+    unknown keys (a misspelt field would otherwise train silently with its default)."""
+
+    #: the learner's name in error messages ("DIAL", "QMix")
+    LEARNER: ClassVar[str] = "learner"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Self:
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.LEARNER} config key(s) {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Self:
+        """From a JSON or YAML file holding a mapping of field -> value."""
+        return cls.from_dict(load_mapping(path))
+
+    @classmethod
+    def coerce(cls, config: Self | dict[str, Any] | str | Path | None) -> Self:
+        """The config itself, the defaults (None), or one built from a mapping or a file's path."""
+        if isinstance(config, cls):
+            return config
+        if config is None or isinstance(config, dict):
+            return cls.from_dict(config)
+        return cls.from_file(config)

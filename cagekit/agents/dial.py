@@ -76,6 +76,7 @@ from torch import nn
 import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_returns, team_slots
+from cagekit.agents.config_file import HyperparameterConfig
 from cagekit.agents.qmix import QMixer
 from cagekit.agents.rollout import AgentArrays, EnvListRollout, TwinRollout, training_reds
 from cagekit.wrappers.sau import QUIET_CODES
@@ -89,8 +90,10 @@ VARIANTS: dict[str, dict[str, bool]] = {
 
 # configuration ---------------------------------------------------------------------------------
 @dataclass
-class DialConfig:
+class DialConfig(HyperparameterConfig):
     """DIAL hyperparameters; defaults follow the notes (paper + authors' code, original DIAL where open)."""
+
+    LEARNER = "DIAL"
 
     hidden: int = 128                 # embedding / GRU width
     gru_layers: int = 2
@@ -137,34 +140,6 @@ class DialConfig:
                              "set one of them to false")
         if self.norm == "batch" and self.batch_episodes < 2:
             raise ValueError("norm='batch' needs batch_episodes >= 2 (BatchNorm statistics); use norm='layer'")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DialConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown DIAL config keys {unknown}; valid: {sorted(known)}")
-        return cls(**data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> DialConfig:
-        """From a JSON or YAML file holding a mapping of field -> value."""
-        from cagekit.agents.config_file import load_mapping
-
-        return cls.from_dict(load_mapping(path))
-
-    @classmethod
-    def coerce(cls, config: DialConfig | dict[str, Any] | str | Path | None) -> DialConfig:
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        if isinstance(config, dict):
-            return cls.from_dict(config)
-        return cls.from_file(config)
 
 
 # team layout: padding and observation encoding -------------------------------------------------

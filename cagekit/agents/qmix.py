@@ -17,7 +17,6 @@ replay buffer and the counters (`state_dict()`, all tensors / numbers / lists / 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import nn
 import cagekit
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.agents.config_file import HyperparameterConfig
 from cagekit.agents.rollout import training_reds
 
 ALGO = "qmix"
@@ -38,8 +38,10 @@ _NEG = -1e9  # the Q-value a masked action gets before an argmax / max
 
 
 @dataclass
-class QmixConfig:
+class QmixConfig(HyperparameterConfig):
     """Hyperparameters; defaults are pymarl's QMix (and the paper's QMix baseline)."""
+
+    LEARNER = "QMix"
 
     rnn_hidden: int = 64
     mixer_embed: int = 32
@@ -67,33 +69,6 @@ class QmixConfig:
                 raise ValueError(f"QMix config {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"QMix config gamma must be in [0, 1], got {self.gamma}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> QmixConfig:
-        data = dict(data or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown QMix config key(s) {unknown}; valid: {sorted(names)}")
-        return cls(**data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> QmixConfig:
-        """From a JSON or YAML file holding a mapping of field -> value."""
-        from cagekit.agents.config_file import load_mapping
-
-        return cls.from_dict(load_mapping(path))
-
-    @classmethod
-    def coerce(cls, config: QmixConfig | dict[str, Any] | str | Path | None) -> QmixConfig:
-        if config is None or isinstance(config, dict):
-            return cls.from_dict(config)
-        if isinstance(config, cls):
-            return config
-        return cls.from_file(config)
 
 
 # networks ---------------------------------------------------------------------------------------------

@@ -29,14 +29,7 @@ from cagekit.agents.dial import (
 )
 from cagekit.agents.training import Learner, make_learner, plot_runs, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {"batch_episodes": 2, "hidden": 16, "target_update": 2, "eps_anneal_steps": 100}

@@ -26,13 +26,7 @@ SCENARIO = "paper-small"
 SMALL = {"buffer_episodes": 16, "batch_episodes": 4, "target_update_episodes": 3, "epsilon_anneal_steps": 200}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The networks are tiny: one thread is several times faster than contended intra-op threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_learner(seed: int = 0, **overrides) -> QmixLearner:

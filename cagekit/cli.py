@@ -73,7 +73,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--config expects ALGO=FILE, got {item!r}")
         configs[algo] = path
-    env = {} if args.message_cost is None else {"message_cost": args.message_cost}
+    env = {k: v for k, v in (("message_cost", args.message_cost), ("detection", args.detection)) if v is not None}
     plan = BenchmarkPlan(scenario=args.scenario, algos=[a.strip() for a in args.algos.split(",") if a.strip()],
                          seeds=list(range(args.seeds)), steps=args.steps, out=Path(args.out),
                          episodes=args.episodes, lengths=args.lengths, reds=args.reds, workers=args.workers,
@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshots", type=int, default=0,
                    help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
     p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--detection", type=float, default=None,
+                   help="probability that a stealthy red step is seen, in training and scoring (default: the "
+                        "scenario's, 0.1 on the paper's networks)")
     p.add_argument("--red", default=None)
     p.add_argument("--backend", default=None, choices=["engine", "twin"],
                    help="simulator to train on (default: twin where it is proven equivalent, else engine)")
@@ -174,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
                    help="hyperparameter file for one algorithm (repeatable)")
     p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--detection", type=float, default=None,
+                   help="probability that a stealthy red step is seen, in training and scoring (default: the "
+                        "scenario's, 0.1 on the paper's networks)")
     p.add_argument("--train-red", default="all",
                    help="red agent(s) the learners train against: 'all' (default: every red the evaluation "
                         "scores), one name, a comma-separated list, or 'default' (the scenario's default red)")

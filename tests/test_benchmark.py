@@ -79,3 +79,29 @@ def test_a_finished_run_of_another_budget_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "trained for 240 steps" in err and "asks for 480" in err
     assert model.read_bytes() == before  # nothing retrained, nothing lost
+
+
+def test_detection_reaches_training_selection_and_scoring(tmp_path):
+    """`--detection` is one setting of the whole pipeline: the run trains with it (and records it), the
+    snapshot choice and the engine scores use it."""
+    out = tmp_path / "bm"
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    argv = ["benchmark", "--algos", "nocomm", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--steps", "240",
+            "--reds", "SleepAgent", "--out", str(out), "--no-progress", "--snapshots", "1", "--select-episodes", "1",
+            "--config", f"nocomm={fast}", "--detection", "0.5"]
+    assert main(argv) == 0
+    run = out / "runs" / "nocomm-s0"
+    assert json.loads((run / "benchmark-train.json").read_text())["env"]["detection"] == 0.5
+    assert json.loads((run / "meta.json").read_text())["env"]["detection"] == 0.5
+    assert json.loads((run / "selection.json").read_text())["settings"]["detection"] == 0.5
+    assert json.loads((out / "eval" / "nocomm-s0" / "summary.json").read_text())["parameters"]["detection"] == 0.5
+
+
+def test_train_command_records_detection_for_resume(tmp_path):
+    """`cagekit train --detection` trains at that probability and records it, so `--resume` keeps it."""
+    out = tmp_path / "run"
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    assert main(["train", "--algo", "nocomm", "--scenario", "paper-small", "--steps", "240", "--out", str(out),
+                 "--config", str(fast), "--red", "SleepAgent", "--detection", "0.5", "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["env"]["detection"] == 0.5
+    assert json.loads((out / "meta.json").read_text())["env"]["detection"] == 0.5

@@ -6,6 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+#: `--detection` of `train` and `benchmark` (the evaluation commands have their own, scoring only)
+DETECTION_HELP = ("probability that a stealthy red step is seen, in training and scoring (default: the scenario's, "
+                  "0.1 on the paper's networks)")
+
 
 def _scenarios(args: argparse.Namespace) -> int:
     from rich.console import Console
@@ -144,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshots", type=int, default=0,
                    help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
     p.add_argument("--message-cost", type=float, default=None)
-    p.add_argument("--detection", type=float, default=None,
-                   help="probability that a stealthy red step is seen, in training and scoring (default: the "
-                        "scenario's, 0.1 on the paper's networks)")
+    p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
     p.add_argument("--red", default=None)
     p.add_argument("--backend", default=None, choices=["engine", "twin"],
                    help="simulator to train on (default: twin where it is proven equivalent, else engine)")
@@ -177,9 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
                    help="hyperparameter file for one algorithm (repeatable)")
     p.add_argument("--message-cost", type=float, default=None)
-    p.add_argument("--detection", type=float, default=None,
-                   help="probability that a stealthy red step is seen, in training and scoring (default: the "
-                        "scenario's, 0.1 on the paper's networks)")
+    p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
     p.add_argument("--train-red", default="all",
                    help="red agent(s) the learners train against: 'all' (default: every red the evaluation "
                         "scores), one name, a comma-separated list, or 'default' (the scenario's default red)")

@@ -335,7 +335,7 @@ def cli_train(args: Any) -> int:
         if args.algo is None:
             raise ValueError("--algo is required (dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn)")
         env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red),
-                                                ("detection", getattr(args, "detection", None))) if v is not None}
+                                        ("detection", args.detection)) if v is not None}
         simulator = getattr(args, "backend", None) or default_simulator(args.scenario)
         if simulator != "engine":
             env_kwargs["simulator"] = simulator

@@ -1,4 +1,5 @@
-"""`cagekit`: one command with subcommands (scenarios, demo, train, plot, evaluate, package, validate)."""
+"""`cagekit`: one command with subcommands (scenarios, demo, train, plot, evaluate, benchmark,
+compare, reproduce, package, validate)."""
 
 from __future__ import annotations
 
@@ -87,7 +88,20 @@ def _benchmark(args: argparse.Namespace) -> int:
                          snapshots=args.snapshots, select_episodes=args.select_episodes)
     table = run_benchmark(plan)
     print(table.to_string(index=False))
-    print(f"wrote {plan.out}/table.md, table.csv, per_seed.csv, benchmark.png")
+    print(f"wrote {plan.out}/table.md, paired.md, table.csv, per_seed.csv, benchmark.png")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cagekit.evaluation.compare import compare_all, load_scores, to_markdown
+
+    scores = load_scores([Path(f) for f in args.folders], muted=not args.no_muted)
+    text = to_markdown(scores, compare_all(scores, args.baseline))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
     return 0
 
 
@@ -190,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights (default 20; 0 scores the final weights)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("compare", help="paired differences between scored teams, seed by seed (benchmark folders)")
+    p.add_argument("folders", nargs="+", help="benchmark output folders (their eval/ALGO-sSEED/summary.json)")
+    p.add_argument("--baseline", default=None, help="compare every team with this one (default: every pair)")
+    p.add_argument("--no-muted", action="store_true", help="leave out the muted scores (eval-muted/)")
+    p.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("reproduce", help="the paper's comparison on both networks, written to docs/results.md")
     p.add_argument("--quick", action="store_true", help="the same pipeline with tiny budgets (minutes)")

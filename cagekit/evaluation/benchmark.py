@@ -19,7 +19,9 @@ from typing import Any
 
 from cagekit.agents import HEURISTICS
 from cagekit.agents.training import ALGOS, SB3_ALGOS
-from cagekit.evaluation.protocol import t_quantile
+from cagekit.evaluation.compare import ScoredSeed, compare_all
+from cagekit.evaluation.compare import to_markdown as paired_markdown
+from cagekit.evaluation.protocol import seed_ci95
 
 SB3_STEPS_PER_ROLLOUT = 128
 
@@ -192,16 +194,6 @@ def evaluate_muted(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
     return _evaluate(plan, algo, seed, muted=True)
 
 
-def seed_ci95(values: list[float]) -> float:
-    """Half-width of the 95% Student-t interval of the mean of `values` (NaN for fewer than two)."""
-    n = len(values)
-    if n < 2:
-        return math.nan
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return t_quantile(0.975, n - 1) * sd / math.sqrt(n)
-
-
 def run_benchmark(plan: BenchmarkPlan) -> Any:
     """Train, score and tabulate; returns the table as a pandas DataFrame (also written to OUT)."""
     import pandas as pd
@@ -228,8 +220,21 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     table = aggregate(per_seed)
     table.to_csv(plan.out / "table.csv", index=False)
     (plan.out / "table.md").write_text(to_markdown(table, plan) + "\n")
+    _write_paired(plan, per_seed)
     plot_table(table, plan.out / "benchmark.png", title=f"{plan.scenario}: score by algorithm")
     return table
+
+
+def _write_paired(plan: BenchmarkPlan, per_seed: Any) -> None:
+    """paired.md: every pair of algorithms, seed by seed (`cagekit.evaluation.compare`), the fair test of
+    'A beats B' when both met the same protocol seeds."""
+    scores: dict[str, dict[int, ScoredSeed]] = {}
+    for r in per_seed.itertuples():
+        scores.setdefault(r.algo, {})[int(r.seed)] = ScoredSeed(
+            r.algo, int(r.seed), float(r.score), float(r.bits_per_episode), (), plan.eval_dir(r.algo, int(r.seed)))
+    head = (f"Scenario `{plan.scenario}`: each algorithm's score minus another's on the same protocol seed, "
+            "mean and 95% interval over seeds (`cagekit compare` makes the same tables across folders).\n\n")
+    (plan.out / "paired.md").write_text(head + paired_markdown(scores, compare_all(scores)) + "\n")
 
 
 def aggregate(per_seed: Any) -> Any:

@@ -164,6 +164,17 @@ def t_quantile(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
+def seed_ci95(values: Sequence[float]) -> float:
+    """Half-width of the 95% Student-t interval of the mean of `values`, e.g. one score per seed (NaN for
+    fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+
+
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+"""`cagekit compare`: paired differences between scored teams, seed by seed.
+
+A benchmark scores seed `s` of every algorithm with protocol seed `s`, so two teams with the same seed
+met the same episode seeds, and the seeds are independent replicates. The difference of their scores
+per seed, with a 95% interval over seeds, is then the fair test of "A beats B": it removes what the seed
+does to both, which two separate intervals over seeds (the benchmark's table) keep. Teams from several
+benchmark folders can be compared when they were scored on the same episodes (same scenario, lengths,
+reds, green, detection, simulator and episode count); anything else is refused with the difference named.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+from cagekit.evaluation.protocol import seed_ci95
+
+#: summary.json parameters that fix which episodes a team met (the team's own settings are left out:
+#: message cost, SAU and channel change what it does, not the episodes)
+PROTOCOL_FIELDS = ("scenario", "layout", "episode_lengths", "episodes", "reds", "green", "detection", "simulator")
+
+_RUN_NAME = re.compile(r"^(?P<algo>.+)-s(?P<seed>\d+)$")
+
+
+@dataclass(frozen=True)
+class ScoredSeed:
+    """One team's score on one protocol seed, read from an evaluation's summary.json."""
+
+    label: str
+    seed: int
+    score: float
+    bits_per_episode: float
+    protocol: tuple[tuple[str, object], ...]
+    source: Path
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """`a - b` per seed over the seeds both have: mean and half-width of the 95% interval over seeds."""
+
+    a: str
+    b: str
+    seeds: tuple[int, ...]
+    mean: float
+    ci95: float
+
+    @property
+    def verdict(self) -> str:
+        if math.isnan(self.ci95):
+            return "one seed: no interval"
+        if self.mean - self.ci95 > 0:
+            return f"{self.a} ahead"
+        if self.mean + self.ci95 < 0:
+            return f"{self.b} ahead"
+        return "within noise"
+
+
+def load_folder(folder: Path, muted: bool = True) -> list[tuple[str, ScoredSeed]]:
+    """Every scored team in a benchmark folder (`eval/ALGO-sSEED/summary.json`; with `muted`, also
+    `eval-muted/`, labelled `ALGO (muted)`), as (algo label, score) pairs."""
+    kinds = [("eval", "")] + ([("eval-muted", " (muted)")] if muted else [])
+    found: list[tuple[str, ScoredSeed]] = []
+    for sub, suffix in kinds:
+        for summary in sorted((folder / sub).glob("*/summary.json")):
+            match = _RUN_NAME.match(summary.parent.name)
+            if match is None:
+                continue
+            data = json.loads(summary.read_text())
+            params = data["parameters"]
+            protocol = tuple((k, _hashable(params.get(k))) for k in PROTOCOL_FIELDS)
+            label = match["algo"] + suffix
+            found.append((label, ScoredSeed(label, int(match["seed"]), float(data["total"]["score"]),
+                                            float(data["bits_per_episode"]), protocol, summary.parent)))
+    if not found:
+        raise ValueError(f"{folder} holds no scored teams (expected eval/ALGO-sSEED/summary.json, as "
+                         "`cagekit benchmark --out` writes)")
+    return found
+
+
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def load_scores(folders: list[Path], muted: bool = True) -> dict[str, dict[int, ScoredSeed]]:
+    """Scores by team label and seed across folders. A label is the algorithm's name, prefixed with its
+    folder's name where two folders hold the same algorithm. Teams whose episodes differ are refused."""
+    per_folder = [(folder, load_folder(folder, muted)) for folder in folders]
+    counts: dict[str, int] = {}
+    for _, found in per_folder:
+        for label in {lbl for lbl, _ in found}:
+            counts[label] = counts.get(label, 0) + 1
+    scores: dict[str, dict[int, ScoredSeed]] = {}
+    for folder, found in per_folder:
+        for label, scored in found:
+            name = label if counts[label] == 1 else f"{folder.name}/{label}"
+            if scored.seed in scores.get(name, {}):
+                raise ValueError(f"{name} seed {scored.seed} appears twice ({scored.source}); give each folder "
+                                 "a distinct name")
+            scores.setdefault(name, {})[scored.seed] = scored
+    _check_same_episodes(scores)
+    return scores
+
+
+def _check_same_episodes(scores: dict[str, dict[int, ScoredSeed]]) -> None:
+    reference: ScoredSeed | None = None
+    for team in scores.values():
+        for scored in team.values():
+            if reference is None:
+                reference = scored
+                continue
+            if scored.protocol != reference.protocol:
+                diff = ", ".join(f"{k}: {a!r} vs {b!r}" for (k, a), (_, b) in zip(reference.protocol, scored.protocol,
+                                                                                 strict=True) if a != b)
+                raise ValueError(f"{scored.source} and {reference.source} were scored on different episodes "
+                                 f"({diff}); paired differences need the same protocol")
+
+
+def paired(scores: dict[str, dict[int, ScoredSeed]], a: str, b: str) -> PairedDifference:
+    """Team `a` minus team `b`, seed by seed, over the seeds both were scored on."""
+    for name in (a, b):
+        if name not in scores:
+            raise ValueError(f"no team {name!r}; valid: {', '.join(sorted(scores))}")
+    seeds = tuple(sorted(set(scores[a]) & set(scores[b])))
+    if not seeds:
+        raise ValueError(f"{a} and {b} share no seed ({sorted(scores[a])} vs {sorted(scores[b])})")
+    diffs = [scores[a][s].score - scores[b][s].score for s in seeds]
+    return PairedDifference(a, b, seeds, sum(diffs) / len(diffs), seed_ci95(diffs))
+
+
+def compare_all(scores: dict[str, dict[int, ScoredSeed]], baseline: str | None = None) -> list[PairedDifference]:
+    """Every team against `baseline`, or every pair (the better mean first) when there is none."""
+    order = sorted(scores, key=lambda t: -_mean(scores[t]))
+    if baseline is not None:
+        if baseline not in scores:
+            raise ValueError(f"no team {baseline!r} to compare against; valid: {', '.join(order)}")
+        return [paired(scores, team, baseline) for team in order if team != baseline]
+    return [paired(scores, a, b) for a, b in combinations(order, 2)]
+
+
+def _mean(team: dict[int, ScoredSeed]) -> float:
+    return sum(s.score for s in team.values()) / len(team)
+
+
+def to_markdown(scores: dict[str, dict[int, ScoredSeed]], rows: list[PairedDifference]) -> str:
+    """The teams (mean score, interval over seeds, bits) and the paired differences, as markdown tables."""
+    lines = ["| team | seeds | score | ci95 | bits_per_episode |", "|---|---|---|---|---|"]
+    for team in sorted(scores, key=lambda t: -_mean(scores[t])):
+        vals = [s.score for s in scores[team].values()]
+        ci = seed_ci95(vals)
+        bits = sum(s.bits_per_episode for s in scores[team].values()) / len(vals)
+        lines.append(f"| {team} | {len(vals)} | {_mean(scores[team]):.2f} | "
+                     f"{'-' if math.isnan(ci) else f'{ci:.2f}'} | {bits:.2f} |")
+    lines += ["", "| a - b | seeds | mean | ci95 | verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        ci = "-" if math.isnan(r.ci95) else f"{r.ci95:.2f}"
+        lines.append(f"| {r.a} - {r.b} | {len(r.seeds)} | {r.mean:+.2f} | {ci} | {r.verdict} |")
+    return "\n".join(lines)

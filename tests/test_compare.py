@@ -1,0 +1,98 @@
+"""`cagekit compare` and the benchmark's paired.md: score differences seed by seed, on real engine scores."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cagekit.cli import main
+from cagekit.evaluation.benchmark import BenchmarkPlan, evaluate_muted
+from cagekit.evaluation.compare import compare_all, load_scores, paired
+
+T_975_DF2 = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom (tables)
+
+
+def _benchmark(out: Path, algos: str, seeds: int, episodes: int = 2) -> None:
+    argv = ["benchmark", "--algos", algos, "--seeds", str(seeds), "--episodes", str(episodes), "--lengths", "6",
+            "--reds", "KillChainAgent,SleepAgent", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def heuristics(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("compare") / "heuristics"
+    _benchmark(out, "react,sleep,random", 3)
+    return out
+
+
+def test_paired_difference_is_the_per_seed_difference(heuristics):
+    per_seed = pd.read_csv(heuristics / "per_seed.csv").set_index(["algo", "seed"])["score"]
+    diffs = [per_seed["react", s] - per_seed["sleep", s] for s in range(3)]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    row = paired(load_scores([heuristics]), "react", "sleep")
+    assert row.seeds == (0, 1, 2)
+    assert row.mean == pytest.approx(mean)
+    assert row.ci95 == pytest.approx(T_975_DF2 * sd / math.sqrt(3))
+    low, high = mean - row.ci95, mean + row.ci95
+    assert row.verdict == ("react ahead" if low > 0 else "sleep ahead" if high < 0 else "within noise")
+
+
+def test_benchmark_writes_every_pair(heuristics):
+    text = (heuristics / "paired.md").read_text()
+    pairs = [line for line in text.splitlines() if " - " in line and line.startswith("| ") and "a - b" not in line]
+    assert len(pairs) == 3  # react, sleep, random: three pairs, the better mean first in each
+    scores = load_scores([heuristics])
+    for row in compare_all(scores):
+        assert sum(s.score for s in scores[row.a].values()) >= sum(s.score for s in scores[row.b].values())
+        assert f"| {row.a} - {row.b} | 3 | {row.mean:+.2f} |" in text
+
+
+def test_folders_with_the_same_algorithm_are_told_apart_and_pair_exactly(heuristics, tmp_path):
+    again = tmp_path / "again"
+    _benchmark(again, "react", 2)
+    scores = load_scores([heuristics, again])
+    assert {"heuristics/react", "again/react", "sleep", "random"} == set(scores)
+    row = paired(scores, "again/react", "heuristics/react")
+    assert row.seeds == (0, 1)  # the seeds both have
+    assert row.mean == 0.0  # the same team on the same protocol seeds scores the same
+
+
+def test_muted_scores_are_teams_of_their_own(heuristics, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(heuristics, folder)
+    plan = BenchmarkPlan(scenario="paper-small", algos=["react"], seeds=[0, 1, 2], steps=0, out=folder, episodes=2,
+                         lengths="6", reds="KillChainAgent,SleepAgent", progress=False)
+    for seed in plan.seeds:
+        evaluate_muted(plan, "react", seed)
+    scores = load_scores([folder])
+    assert set(scores["react (muted)"]) == {0, 1, 2}
+    assert all(s.bits_per_episode == 0.0 for s in scores["react (muted)"].values())
+    assert "react (muted)" not in load_scores([folder], muted=False)
+
+
+def test_teams_scored_on_other_episodes_are_refused(heuristics, tmp_path, capsys):
+    other = tmp_path / "other"
+    _benchmark(other, "react", 1, episodes=3)
+    assert main(["compare", str(heuristics), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "different episodes" in err and "episodes: 2 vs 3" in err
+
+
+def test_bad_input_is_named(heuristics, tmp_path, capsys):
+    assert main(["compare", str(heuristics), "--baseline", "qmix"]) == 2
+    assert "no team 'qmix'" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path)]) == 2
+    assert "holds no scored teams" in capsys.readouterr().err
+
+
+def test_cli_prints_and_writes_the_tables(heuristics, tmp_path, capsys):
+    out = tmp_path / "paired.md"
+    assert main(["compare", str(heuristics), "--baseline", "sleep", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == out.read_text().strip()
+    assert "| react - sleep | 3 |" in printed and "| random - sleep | 3 |" in printed

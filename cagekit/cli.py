@@ -85,7 +85,7 @@ def _benchmark(args: argparse.Namespace) -> int:
                          backend=args.backend, address=args.address, jobs=args.jobs, configs=configs, env=env,
                          progress=not args.no_progress,
                          train_red=None if args.train_red == "default" else args.train_red,
-                         snapshots=args.snapshots, select_episodes=args.select_episodes)
+                         snapshots=args.snapshots, select_episodes=args.select_episodes, mute=args.mute)
     table = run_benchmark(plan)
     print(table.to_string(index=False))
     print(f"wrote {plan.out}/table.md, paired.md, table.csv, per_seed.csv, benchmark.png")
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-episodes", type=int, default=20,
                    help="held-out twin episodes per red used to choose among a run's snapshots and its final "
                         "weights (default 20; 0 scores the final weights)")
+    p.add_argument("--mute", action="store_true",
+                   help="also score every algorithm whose teams send bits with the bits forced to 0 (eval-muted/); "
+                        "paired.md then shows what the messages are worth to each team")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_benchmark)
 

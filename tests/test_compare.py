@@ -16,9 +16,9 @@ from cagekit.evaluation.compare import compare_all, load_scores, paired
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom (tables)
 
 
-def _benchmark(out: Path, algos: str, seeds: int, episodes: int = 2) -> None:
+def _benchmark(out: Path, algos: str, seeds: int, episodes: int = 2, *extra: str) -> None:
     argv = ["benchmark", "--algos", algos, "--seeds", str(seeds), "--episodes", str(episodes), "--lengths", "6",
-            "--reds", "KillChainAgent,SleepAgent", "--out", str(out), "--no-progress"]
+            "--reds", "KillChainAgent,SleepAgent", "--out", str(out), "--no-progress", *extra]
     assert main(argv) == 0
 
 
@@ -73,6 +73,18 @@ def test_muted_scores_are_teams_of_their_own(heuristics, tmp_path):
     assert set(scores["react (muted)"]) == {0, 1, 2}
     assert all(s.bits_per_episode == 0.0 for s in scores["react (muted)"].values())
     assert "react (muted)" not in load_scores([folder], muted=False)
+
+
+def test_benchmark_mute_pairs_each_talking_team_with_itself_muted(tmp_path):
+    out = tmp_path / "muted"
+    _benchmark(out, "react,sleep", 2, 2, "--mute")
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert per_seed.loc[per_seed.algo == "react", "bits_per_episode"].max() > 0  # react talks, sleep does not
+    assert sorted(p.name for p in (out / "eval-muted").iterdir()) == ["react-s0", "react-s1"]
+    text = (out / "paired.md").read_text()
+    row = paired(load_scores([out]), "react (muted)", "react")
+    assert row.seeds == (0, 1)
+    assert "react (muted)" in text and f"{row.mean:+.2f}" in text
 
 
 def test_teams_scored_on_other_episodes_are_refused(heuristics, tmp_path, capsys):

@@ -19,7 +19,7 @@ from typing import Any
 
 from cagekit.agents import HEURISTICS
 from cagekit.agents.training import ALGOS, SB3_ALGOS
-from cagekit.evaluation.compare import ScoredSeed, compare_all
+from cagekit.evaluation.compare import MUTED_SUFFIX, ScoredSeed, compare_all
 from cagekit.evaluation.compare import to_markdown as paired_markdown
 from cagekit.evaluation.protocol import seed_ci95
 
@@ -46,6 +46,7 @@ class BenchmarkPlan:
     train_red: str | None = "all"  # reds trained against ("all": every red the evaluation scores; None: default)
     snapshots: int = 0  # policies kept per run, at each K-th of its steps (besides the final weights)
     select_episodes: int = 0  # twin episodes per red to choose among them; 0: score the final weights
+    mute: bool = False  # also score every algorithm whose teams send bits with the bits forced to 0
 
     def __post_init__(self) -> None:
         valid = (*ALGOS, *SB3_ALGOS, *HEURISTICS)
@@ -220,18 +221,34 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     table = aggregate(per_seed)
     table.to_csv(plan.out / "table.csv", index=False)
     (plan.out / "table.md").write_text(to_markdown(table, plan) + "\n")
-    _write_paired(plan, per_seed)
+    _write_paired(plan, per_seed, _muted_scores(plan, per_seed) if plan.mute else {})
     plot_table(table, plan.out / "benchmark.png", title=f"{plan.scenario}: score by algorithm")
     return table
 
 
-def _write_paired(plan: BenchmarkPlan, per_seed: Any) -> None:
-    """paired.md: every pair of algorithms, seed by seed (`cagekit.evaluation.compare`), the fair test of
-    'A beats B' when both met the same protocol seeds."""
+def _muted_scores(plan: BenchmarkPlan, per_seed: Any) -> dict[str, dict[int, ScoredSeed]]:
+    """Every seed of each algorithm that sent bits on any seed, scored muted (`evaluate_muted`): what its
+    messages are worth to it. All its seeds, so the paired test is not drawn from the talkative ones."""
+    talkers = [a for a, group in per_seed.groupby("algo", sort=False) if group["bits_per_episode"].max() > 0]
+    muted: dict[str, dict[int, ScoredSeed]] = {}
+    for algo in talkers:
+        label = f"{algo}{MUTED_SUFFIX}"
+        for seed in plan.seeds:
+            summary = evaluate_muted(plan, algo, seed)
+            muted.setdefault(label, {})[seed] = ScoredSeed(label, seed, float(summary["total"]["score"]),
+                                                           float(summary["bits_per_episode"]), (),
+                                                           plan.eval_dir(algo, seed, muted=True))
+    return muted
+
+
+def _write_paired(plan: BenchmarkPlan, per_seed: Any, muted: dict[str, dict[int, ScoredSeed]]) -> None:
+    """paired.md: every pair of algorithms (and muted teams), seed by seed (`cagekit.evaluation.compare`), the
+    fair test of 'A beats B' when both met the same protocol seeds."""
     scores: dict[str, dict[int, ScoredSeed]] = {}
     for r in per_seed.itertuples():
         scores.setdefault(r.algo, {})[int(r.seed)] = ScoredSeed(
             r.algo, int(r.seed), float(r.score), float(r.bits_per_episode), (), plan.eval_dir(r.algo, int(r.seed)))
+    scores.update(muted)
     head = (f"Scenario `{plan.scenario}`: each algorithm's score minus another's on the same protocol seed, "
             "mean and 95% interval over seeds (`cagekit compare` makes the same tables across folders).\n\n")
     (plan.out / "paired.md").write_text(head + paired_markdown(scores, compare_all(scores)) + "\n")

@@ -23,6 +23,9 @@ from cagekit.evaluation.protocol import seed_ci95
 #: message cost, SAU and channel change what it does, not the episodes)
 PROTOCOL_FIELDS = ("scenario", "layout", "episode_lengths", "episodes", "reds", "green", "detection", "simulator")
 
+#: how a team scored with its bits forced to 0 (`--mute`, eval-muted/) is named beside the team itself
+MUTED_SUFFIX = " (muted)"
+
 _RUN_NAME = re.compile(r"^(?P<algo>.+)-s(?P<seed>\d+)$")
 
 
@@ -62,7 +65,7 @@ class PairedDifference:
 def load_folder(folder: Path, muted: bool = True) -> list[tuple[str, ScoredSeed]]:
     """Every scored team in a benchmark folder (`eval/ALGO-sSEED/summary.json`; with `muted`, also
     `eval-muted/`, labelled `ALGO (muted)`), as (algo label, score) pairs."""
-    kinds = [("eval", "")] + ([("eval-muted", " (muted)")] if muted else [])
+    kinds = [("eval", "")] + ([("eval-muted", MUTED_SUFFIX)] if muted else [])
     found: list[tuple[str, ScoredSeed]] = []
     for sub, suffix in kinds:
         for summary in sorted((folder / sub).glob("*/summary.json")):

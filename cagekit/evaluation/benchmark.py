@@ -234,10 +234,8 @@ def _muted_scores(plan: BenchmarkPlan, per_seed: Any) -> dict[str, dict[int, Sco
     for algo in talkers:
         label = f"{algo}{MUTED_SUFFIX}"
         for seed in plan.seeds:
-            summary = evaluate_muted(plan, algo, seed)
-            muted.setdefault(label, {})[seed] = ScoredSeed(label, seed, float(summary["total"]["score"]),
-                                                           float(summary["bits_per_episode"]), (),
-                                                           plan.eval_dir(algo, seed, muted=True))
+            muted.setdefault(label, {})[seed] = ScoredSeed.from_summary(
+                label, seed, evaluate_muted(plan, algo, seed), plan.eval_dir(algo, seed, muted=True))
     return muted
 
 

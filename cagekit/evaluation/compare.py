@@ -40,6 +40,13 @@ class ScoredSeed:
     protocol: tuple[tuple[str, object], ...]
     source: Path
 
+    @classmethod
+    def from_summary(cls, label: str, seed: int, summary: dict, source: Path) -> ScoredSeed:
+        """From an evaluation's summary.json contents (what `cagekit evaluate` writes into `source`)."""
+        params = summary["parameters"]
+        return cls(label, seed, float(summary["total"]["score"]), float(summary["bits_per_episode"]),
+                   tuple((k, _hashable(params.get(k))) for k in PROTOCOL_FIELDS), source)
+
 
 @dataclass(frozen=True)
 class PairedDifference:
@@ -62,22 +69,18 @@ class PairedDifference:
         return "within noise"
 
 
-def load_folder(folder: Path, muted: bool = True) -> list[tuple[str, ScoredSeed]]:
+def load_folder(folder: Path, muted: bool = True) -> list[ScoredSeed]:
     """Every scored team in a benchmark folder (`eval/ALGO-sSEED/summary.json`; with `muted`, also
-    `eval-muted/`, labelled `ALGO (muted)`), as (algo label, score) pairs."""
+    `eval-muted/`, labelled `ALGO (muted)`)."""
     kinds = [("eval", "")] + ([("eval-muted", MUTED_SUFFIX)] if muted else [])
-    found: list[tuple[str, ScoredSeed]] = []
+    found: list[ScoredSeed] = []
     for sub, suffix in kinds:
         for summary in sorted((folder / sub).glob("*/summary.json")):
             match = _RUN_NAME.match(summary.parent.name)
             if match is None:
                 continue
-            data = json.loads(summary.read_text())
-            params = data["parameters"]
-            protocol = tuple((k, _hashable(params.get(k))) for k in PROTOCOL_FIELDS)
-            label = match["algo"] + suffix
-            found.append((label, ScoredSeed(label, int(match["seed"]), float(data["total"]["score"]),
-                                            float(data["bits_per_episode"]), protocol, summary.parent)))
+            found.append(ScoredSeed.from_summary(match["algo"] + suffix, int(match["seed"]),
+                                                 json.loads(summary.read_text()), summary.parent))
     if not found:
         raise ValueError(f"{folder} holds no scored teams (expected eval/ALGO-sSEED/summary.json, as "
                          "`cagekit benchmark --out` writes)")
@@ -94,12 +97,12 @@ def load_scores(folders: list[Path], muted: bool = True) -> dict[str, dict[int, 
     per_folder = [(folder, load_folder(folder, muted)) for folder in folders]
     counts: dict[str, int] = {}
     for _, found in per_folder:
-        for label in {lbl for lbl, _ in found}:
+        for label in {scored.label for scored in found}:
             counts[label] = counts.get(label, 0) + 1
     scores: dict[str, dict[int, ScoredSeed]] = {}
     for folder, found in per_folder:
-        for label, scored in found:
-            name = label if counts[label] == 1 else f"{folder.name}/{label}"
+        for scored in found:
+            name = scored.label if counts[scored.label] == 1 else f"{folder.name}/{scored.label}"
             if scored.seed in scores.get(name, {}):
                 raise ValueError(f"{name} seed {scored.seed} appears twice ({scored.source}); give each folder "
                                  "a distinct name")

@@ -81,6 +81,8 @@ from cagekit.agents.qmix import QMixer
 from cagekit.agents.rollout import AgentArrays, EnvListRollout, TwinRollout, training_reds
 from cagekit.wrappers.sau import QUIET_CODES
 
+_QUIET = np.isin(np.arange(16), QUIET_CODES)  # host code -> shows nothing beyond a bare scan
+
 VARIANTS: dict[str, dict[str, bool]] = {
     "dial-sau": {"channel": True, "sau": True},
     "dial": {"channel": True, "sau": False},
@@ -188,7 +190,7 @@ class TeamLayout:
         blocks = np.zeros((n, self.max_blocks), dtype=np.float32)
         blocks[:, :k] = vectors[:, 4 * h: 4 * h + k]
         received = vectors[:, 4 * h + k:].astype(np.float32)
-        alarmed = (~np.isin(codes, QUIET_CODES)).any(axis=1).astype(np.float32)
+        alarmed = (~_QUIET[codes]).any(axis=1).astype(np.float32)
         return idx, blocks, received, alarmed
 
     def defence_mask(self, a: int, masks: np.ndarray) -> np.ndarray:
@@ -750,7 +752,8 @@ class DialAgent(Agent):
         """(defence, bit, masked Q-values, message logit) for this step; advances the memory."""
         vector, mask = observation_parts(observation)
         idx, blk, recv, alarmed = self.layout.encode_agent(self.index, vector[None])
-        self.net.eval()
+        if self.net.training:  # a learner may have trained the shared net since; eval() walks every module
+            self.net.eval()
         q, logit, self.hidden = self.net.step(torch.tensor([self.index]), torch.from_numpy(idx),
                                               torch.from_numpy(blk), torch.tensor([self.prev]),
                                               torch.from_numpy(recv) if self.layout.channel else None, self.hidden)

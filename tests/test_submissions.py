@@ -400,3 +400,25 @@ def test_harness_scores_a_submission_like_the_team_it_packages(tmp_path):
     assert len(sub) == 6
     assert sub["reward"].tolist() == heur["reward"].tolist()
     assert sub["bits_sent"].tolist() == heur["bits_sent"].tolist()
+
+
+def test_one_worker_across_combinations_scores_as_fresh_teams(tmp_path):
+    """The harness keeps one submission worker for the whole evaluation (a worker start imports torch); a
+    recurrent team played there, combination after combination, must score as the same checkpoint loaded
+    afresh in-process for each combination."""
+    import pandas as pd
+
+    from cagekit.evaluation import cli_main
+
+    shipped = Path(__file__).resolve().parents[1] / "submissions" / "dial-sau-paper-small.zip"
+    with zipfile.ZipFile(shipped) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    common = ["--episodes", "2", "--lengths", "10,20", "--no-progress", "--workers", "1"]
+    assert cli_main([str(shipped), str(tmp_path / "sub"), *common]) == 0
+    assert cli_main([str(tmp_path / "unzipped" / "team"), str(tmp_path / "ckpt"), *common]) == 0
+    sub = pd.read_csv(tmp_path / "sub" / "results.csv")
+    ckpt = pd.read_csv(tmp_path / "ckpt" / "results.csv")
+    assert len(sub) == 2 * 2 * 3 and sub["steps"].nunique() == 2
+    assert sub["bits_sent"].sum() > 0  # the channel is in use, so the receivers' memory matters
+    assert sub["team_reward"].tolist() == ckpt["team_reward"].tolist()
+    assert sub["bits_sent"].tolist() == ckpt["bits_sent"].tolist()

@@ -83,11 +83,14 @@ def _digest(path: Path, recursive: bool = True) -> str:
 
 
 class _PerEnvTeam:
-    """A source that builds its team once per environment (in each worker) and never pickles it."""
+    """A source that builds its team in each worker process (a checkpoint's once per environment, a
+    submission's once) and never pickles it."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_team"], state["_env_id"] = None, None
+        state["_team"] = None
+        if "_env_id" in state:
+            state["_env_id"] = None
         return state
 
 
@@ -148,7 +151,6 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
             raise ValueError(f"submission {self.path} refused: {exc} (`cagekit validate` checks it in full)") \
                 from exc
         self._team: Any = None
-        self._env_id: int | None = None
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "submission", "path": self.path, "sha256": self._digest}
@@ -159,11 +161,11 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
     def team_for_episode(self, env: Any, seed: int) -> Any:
         from cagekit.submissions.loader import open_submission
 
-        if self._team is None or self._env_id != id(env):
-            if self._team is not None:
-                self._team.close()
+        # One worker per process for the whole evaluation, not one per combination: starting one imports
+        # torch (~2.5 s), and the seed and end_episode below already make each episode independent of the
+        # ones the worker played before (as the runners' split of a combination across processes assumes).
+        if self._team is None:
             self._team = open_submission(self.path)
-            self._env_id = id(env)
         self._team.seed(seed)
         self._team.end_episode()
         return self._team

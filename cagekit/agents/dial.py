@@ -747,7 +747,7 @@ class DialAgent(Agent):
         self.hidden = self.net.init_hidden(1)
         self.prev = 0
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, observation: Any) -> tuple[int, int, torch.Tensor, float]:
         """(defence, bit, masked Q-values, message logit) for this step; advances the memory."""
         vector, mask = observation_parts(observation)

@@ -163,7 +163,6 @@ def print_summary(report: Any, out: Path, console: Any) -> None:
     console.print(f"files in {out}/: summary.txt full.txt summary.json scores.txt results.csv scores.png journal.jsonl")
 
 
-
 def _backend(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
     """The options' backend and workers; by default worker processes (up to 4) for runs worth their start-up."""
     cpus = os.cpu_count() or 1

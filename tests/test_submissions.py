@@ -422,3 +422,22 @@ def test_one_worker_across_combinations_scores_as_fresh_teams(tmp_path):
     assert sub["bits_sent"].sum() > 0  # the channel is in use, so the receivers' memory matters
     assert sub["team_reward"].tolist() == ckpt["team_reward"].tolist()
     assert sub["bits_sent"].tolist() == ckpt["bits_sent"].tolist()
+
+
+def test_seeded_random_submission_scores_the_same_in_one_process_or_two(tmp_path):
+    """A `random` team packaged with a seed draws from generators of its own; the worker restarts them from
+    each episode's seed, so how the episodes are split between processes does not change a score."""
+    import pandas as pd
+
+    from cagekit.evaluation import cli_main
+
+    out = package("random", "me", "us", "random", tmp_path / "random.zip", scenario=SCENARIO, seed=3)
+    common = ["--episodes", "6", "--lengths", "10", "--reds", "KillChainAgent,ExplorerAgent", "--no-progress"]
+    assert cli_main([str(out), str(tmp_path / "one"), *common, "--workers", "1"]) == 0
+    assert cli_main([str(out), str(tmp_path / "two"), *common, "--workers", "2"]) == 0
+    one = pd.read_csv(tmp_path / "one" / "results.csv")
+    two = pd.read_csv(tmp_path / "two" / "results.csv")
+    assert len(one) == 12
+    assert one["team_reward"].tolist() == two["team_reward"].tolist()
+    assert one["bits_sent"].tolist() == two["bits_sent"].tolist()
+    assert one["team_reward"].nunique() > 1  # the team does play at random

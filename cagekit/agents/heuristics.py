@@ -24,11 +24,19 @@ class RandomAgent(Agent):
     """Uniform over the unmasked actions (message bit included).
 
     With a seed it draws from its own generator; without one it draws from numpy's global generator,
-    so that whoever runs it (the evaluation harness, a submission worker) fixes it by seeding numpy."""
+    so that whoever runs it (the evaluation harness, a submission worker) fixes it by seeding numpy.
+    `reseed(episode_seed)` restarts its own generator from (seed, episode seed): a submission worker calls
+    it before every episode, so that an episode's actions do not depend on which episodes the worker
+    played before (one process or several give the same scores)."""
 
     def __init__(self, slot: AgentSlot, seed: int | None = None):
         self.slot = slot
+        self.seed = seed
         self.rng: Any = np.random.default_rng(seed) if seed is not None else np.random
+
+    def reseed(self, episode_seed: int) -> None:
+        if self.seed is not None:
+            self.rng = np.random.default_rng([self.seed, episode_seed])
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
         _, mask = observation_parts(observation)

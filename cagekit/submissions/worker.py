@@ -6,7 +6,8 @@ and reads nothing but JSON back, so nothing the submission sends can run code in
 
 Requests: {"cmd": "act", "obs": {agent: {"observation": [...], "action_mask": [...]}}, "spaces": {agent: n}},
 {"cmd": "end_episode"}, {"cmd": "seed", "seed": s}, {"cmd": "wrap", "scenario": ..., "env": {...}},
-{"cmd": "close"}. Replies: {"ok": true, ...} or {"ok": false, "error": "..."}.
+{"cmd": "close"}. Replies: {"ok": true, ...} or {"ok": false, "error": "..."}. "seed" (sent before every
+episode) seeds random, numpy and torch, and calls `reseed(seed)` on every agent that has one.
 
 Defence in depth, not a sandbox: before the submission is imported, an audit hook refuses writes,
 renames and deletions outside the submission's folder, new processes, signals and network sockets;
@@ -214,6 +215,10 @@ def main(argv: list[str]) -> int:
                 torch = sys.modules.get("torch")
                 if torch is not None:
                     torch.manual_seed(seed)
+                for agent in agents.values():  # agents with generators of their own (cagekit's `random`)
+                    reseed = getattr(agent, "reseed", None)
+                    if callable(reseed):
+                        reseed(seed)
                 proto.send({"ok": True})
             elif cmd == "wrap":
                 from cagekit.wrappers import make_env

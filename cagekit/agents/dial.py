@@ -79,9 +79,7 @@ from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_
 from cagekit.agents.config_file import HyperparameterConfig
 from cagekit.agents.qmix import QMixer
 from cagekit.agents.rollout import AgentArrays, EnvListRollout, TwinRollout, training_reds
-from cagekit.wrappers.sau import QUIET_CODES
-
-_QUIET = np.isin(np.arange(16), QUIET_CODES)  # host code -> shows nothing beyond a bare scan
+from cagekit.wrappers.sau import IS_QUIET
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "dial-sau": {"channel": True, "sau": True},
@@ -190,7 +188,7 @@ class TeamLayout:
         blocks = np.zeros((n, self.max_blocks), dtype=np.float32)
         blocks[:, :k] = vectors[:, 4 * h: 4 * h + k]
         received = vectors[:, 4 * h + k:].astype(np.float32)
-        alarmed = (~_QUIET[codes]).any(axis=1).astype(np.float32)
+        alarmed = (~IS_QUIET[codes]).any(axis=1).astype(np.float32)
         return idx, blocks, received, alarmed
 
     def defence_mask(self, a: int, masks: np.ndarray) -> np.ndarray:

@@ -15,8 +15,9 @@ from cagekit.engine.catalog import BlueActionCatalog
 
 #: host codes (activity << 2 | compromise) that show nothing beyond a bare scan: None/No and Scan/No
 QUIET_CODES = (0b0000, 0b1000)
-_QUIET = np.zeros(16, dtype=bool)
-_QUIET[list(QUIET_CODES)] = True
+#: lookup table, host code (0-15) -> shows nothing beyond a bare scan (indexing beats np.isin on hot paths)
+IS_QUIET = np.zeros(16, dtype=bool)
+IS_QUIET[list(QUIET_CODES)] = True
 
 
 @functools.lru_cache(maxsize=64)
@@ -32,7 +33,7 @@ def _layout(catalog: BlueActionCatalog) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def sau_mask(catalog: BlueActionCatalog, host_codes: np.ndarray, message_arrived: bool) -> np.ndarray:
     analyse_idx, analyse_host, other_idx, other_host = _layout(catalog)
-    quiet = _QUIET[np.asarray(host_codes, dtype=np.int64)]
+    quiet = IS_QUIET[np.asarray(host_codes, dtype=np.int64)]
     mask = np.ones(len(catalog), dtype=np.int8)
     mask[other_idx] = ~quiet[other_host]
     mask[analyse_idx] = (~quiet[analyse_host]) | message_arrived

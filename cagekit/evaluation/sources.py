@@ -88,9 +88,7 @@ class _PerEnvTeam:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_team"] = None
-        if "_env_id" in state:
-            state["_env_id"] = None
+        state["_team"] = None  # with no team, the worker builds its own (a checkpoint's env id is then moot)
         return state
 
 

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-import cagekit
 from cagekit.evaluation import CheckpointSource, EvalConfig, TeamSource, evaluate
-from cagekit.evaluation.sources import DEFAULT_SUBMISSION, SubmissionSource
-from cagekit.scenarios import get_scenario
+from cagekit.evaluation.cli import build_parser, config_from_args
+from cagekit.evaluation.sources import DEFAULT_SUBMISSION
 
 
 def timed(source: TeamSource, cfg: EvalConfig, out: Path) -> tuple[float, pd.DataFrame]:
@@ -45,13 +44,9 @@ def main() -> None:
         with zipfile.ZipFile(args.submission) as archive:
             archive.extractall(tmp_path / "unzipped")
         checkpoint = CheckpointSource(str(tmp_path / "unzipped" / "team"))
-        submission = SubmissionSource(args.submission)
-        settings = submission.env_settings()
-        reds = get_scenario(settings["scenario"]).red_agents
-        cfg = EvalConfig(scenario=settings["scenario"], layout=settings.get("layout"), team=submission.identity(),
-                         episodes=args.episodes, lengths=tuple(int(x) for x in args.lengths.split(",")),
-                         reds=tuple(reds), seed=0, message_cost=settings.get("message_cost", 0.1), sau=settings["sau"],
-                         channel=settings["channel"], cagekit_version=cagekit.__version__)
+        # the configuration evaluation.py would build for the submission (its settings, every red, seed 0)
+        cfg, submission, _ = config_from_args(build_parser().parse_args(
+            [args.submission, "--episodes", str(args.episodes), "--lengths", args.lengths]))
         n = len(cfg.tasks())
         in_process, a = timed(checkpoint, cfg, tmp_path / "checkpoint")
         out_of_process, b = timed(submission, cfg, tmp_path / "submission")

@@ -63,6 +63,7 @@ class DialBench:
         return self.learner.collect(epsilon=0.5, update_index=0)
 
     def learn(self, data: Any) -> None:
+        self.learner.forget_target_q()  # a whole gradient step, target unroll included, every time
         self.learner.learn(data)
 
 

@@ -420,6 +420,34 @@ def test_without_replay_every_step_trains_on_the_new_batch():
     assert [b is batch for b in learner._training_batches(batch)] == [True, True] and learner.replay == []
 
 
+@pytest.mark.parametrize("extra,unrolls", [({}, 6), ({"mixer": True}, 6), ({"replay_batches": 2}, 9)],
+                         ids=["on-policy", "mixer", "replay"])
+def test_cached_target_unroll_trains_as_a_fresh_one_each_step(monkeypatch, extra, unrolls):
+    """The learner unrolls the target network once per batch and target copy; with copies in the middle
+    of updates, the weights must equal those of a learner that unrolls it at every gradient step."""
+    import cagekit.agents.dial as dial_module
+
+    cached, fresh = (tiny(seed=3, grad_steps=3, target_update=2, **extra) for _ in range(2))
+    fresh_learn = fresh.learn
+
+    def learn_without_cache(batch):
+        fresh.forget_target_q()
+        return fresh_learn(batch)
+
+    fresh.learn = learn_without_cache
+    for _ in range(3):
+        fresh.update()
+    calls = []
+    unroll = dial_module.target_values
+    monkeypatch.setattr(dial_module, "target_values", lambda *a: calls.append(1) or unroll(*a))
+    for _ in range(3):
+        cached.update()
+    a, b = _weights(cached), _weights(fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # 9 steps; on-policy, the copies after steps 2, 4, 6, 8 leave 2 unrolls per batch of 3 steps
+    assert len(calls) == unrolls and cached.updates == 9
+
+
 def test_grad_steps_per_batch():
     learner = tiny(grad_steps=3)
     learner.update()

@@ -431,16 +431,24 @@ def lambda_targets(rewards: torch.Tensor, next_max: torch.Tensor, gamma: float, 
     return y
 
 
+def target_values(target: CNet, layout: TeamLayout, config: DialConfig, batch: EpisodeBatch) -> torch.Tensor:
+    """The target network's Q-values (O, B, A, D) over a batch (its own messages, the batch's DRU noise)."""
+    with torch.no_grad():
+        return Unroll(target, layout, config).run(batch)[0]
+
+
 def dial_loss(net: CNet, target: CNet, layout: TeamLayout, config: DialConfig, batch: EpisodeBatch, message_cost: float,
-              mixers: tuple[QMixer, QMixer] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              mixers: tuple[QMixer, QMixer] | None = None, target_q: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
     """The DIAL loss of the module docstring and a few metrics.
 
     With `mixers` (online, target) the TD error is on the team's Q_tot = mixer(Q_a(u_a), s_t) instead of on
-    each agent's Q against the team reward (QMix's value decomposition, the state seen in training only)."""
+    each agent's Q against the team reward (QMix's value decomposition, the state seen in training only).
+    `target_q`: `target_values(target, ...)` of this batch if already computed (it is unrolled otherwise)."""
     steps = batch.shape[0]
     q, _, soft = Unroll(net, layout, config).run(batch)  # O rows; the last one only values a truncation
     with torch.no_grad():
-        q_target, _, _ = Unroll(target, layout, config).run(batch)
+        q_target = target_values(target, layout, config, batch) if target_q is None else target_q
         if config.double_q:  # the online network picks the next action, the target network values it
             best = q.detach().masked_fill(~batch.masks, -math.inf).argmax(-1, keepdim=True)
             q_target = q_target.gather(-1, best).squeeze(-1)  # (T, B, A)
@@ -513,6 +521,7 @@ class DialLearner:
         self.updates = 0
         self.episodes = 0
         self.replay: list[EpisodeBatch] = []  # the last `replay_batches` batches (empty without replay)
+        self._target_q: tuple[EpisodeBatch, torch.Tensor] | None = None  # see `target_q`
 
     # protocol -------------------------------------------------------------------------------
     @property
@@ -570,7 +579,7 @@ class DialLearner:
         self.net.train()
         self.target.train()
         loss, metrics = dial_loss(self.net, self.target, self.layout, self.config, batch, self.channel_cost,
-                                  self.mixers)
+                                  self.mixers, self.target_q(batch))
         with deferred_interrupt():  # weights, optimiser and counters change together or not at all
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -580,9 +589,25 @@ class DialLearner:
             self.updates += 1
             if self.updates % self.config.target_update == 0:
                 self.target.load_state_dict(self.net.state_dict())
+                self._target_q = None
                 if self.mixers is not None:
                     self.mixers[1].load_state_dict(self.mixers[0].state_dict())
         return metrics
+
+    def target_q(self, batch: EpisodeBatch) -> torch.Tensor:
+        """The target network's Q-values over `batch`, unrolled once per batch and target copy.
+
+        Without replay every gradient step of an update trains on the same batch, and the target network
+        changes only every `target_update` steps, so its unroll (a fifth of a step's time) would be
+        repeated with the same result. Outputs only: in training mode BatchNorm normalises by the batch,
+        so the target's running statistics, which this skips updating, are never read."""
+        if self._target_q is None or self._target_q[0] is not batch:
+            self._target_q = (batch, target_values(self.target, self.layout, self.config, batch))
+        return self._target_q[1]
+
+    def forget_target_q(self) -> None:
+        """Drop the cached target unroll (the learner benchmark times whole gradient steps)."""
+        self._target_q = None
 
     @torch.no_grad()
     def collect(self, epsilon: float | None = None, update_index: int | None = None) -> EpisodeBatch:
@@ -697,6 +722,7 @@ class DialLearner:
             raise ValueError(f"trainer state is for algorithm {d.get('algo')!r}, this learner is {self.algo!r}")
         self.net.load_state_dict(d["model"])
         self.target.load_state_dict(d["target"])
+        self._target_q = None
         self.optimizer.load_state_dict(d["optimizer"])
         c = d["counters"]
         self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])

@@ -105,3 +105,26 @@ def test_train_command_records_detection_for_resume(tmp_path):
                  "--config", str(fast), "--red", "SleepAgent", "--detection", "0.5", "--no-progress"]) == 0
     assert json.loads((out / "run.json").read_text())["env"]["detection"] == 0.5
     assert json.loads((out / "meta.json").read_text())["env"]["detection"] == 0.5
+
+
+def test_parallel_training_shows_runs_done_and_keeps_every_finished_run(tmp_path, capsys):
+    """The study's training pool (several processes) draws one bar of finished runs, returns each job's
+    seconds in job order, and a run that fails raises only after the others have finished and kept their
+    results (a rerun then reuses them)."""
+    import pytest
+
+    from cagekit.evaluation.benchmark import TRAIN_RECORD, train_many
+
+    fast = str(Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml")
+    env = {"episode_length": 6, "red": "all"}
+    jobs = [("nocomm", "paper-small", seed, 48, str(tmp_path / f"nocomm-s{seed}"), fast, env, 0, 0) for seed in (0, 1)]
+    seconds = train_many(jobs, 2, progress=True)
+    out = capsys.readouterr().out
+    assert "training runs" in out and "2/2" in out
+    records = [json.loads((Path(job[4]) / TRAIN_RECORD).read_text())["train_seconds"] for job in jobs]
+    assert seconds == records
+    broken = ("no-such-algo", "paper-small", 0, 48, str(tmp_path / "broken"), None, env, 0, 0)
+    third = ("nocomm", "paper-small", 2, 48, str(tmp_path / "nocomm-s2"), fast, env, 0, 0)
+    with pytest.raises(ValueError, match="no-such-algo"):
+        train_many([broken, third], 2)
+    assert (tmp_path / "nocomm-s2" / TRAIN_RECORD).is_file()

@@ -12,7 +12,9 @@ import json
 import math
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,8 +158,35 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(train_one, *zip(*jobs, strict=True)))
+            futures = {pool.submit(train_one, *job): job for job in jobs}
+            with _runs_progress(progress, len(jobs)) as advance:
+                for done in as_completed(futures):
+                    algo, scenario, seed = futures[done][:3]
+                    advance(f"{algo} {scenario} seed {seed}" + (" failed" if done.exception() else ""))
+            return [future.result() for future in futures]  # the first failure, in job order, raises here
     return [train_one(*job, progress=progress) for job in jobs]
+
+
+@contextmanager
+def _runs_progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]:
+    """A bar of finished training runs (elapsed, time left) for the parallel pool, whose runs cannot draw
+    their own: a full study trains for hours, and a silent terminal looks like a hung one."""
+    if not enabled:
+        yield lambda _label: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("[bold]training runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), TextColumn("last: {task.fields[last]}")) as bar:
+        task = bar.add_task("runs", total=total, last="-")
+        yield lambda label: bar.update(task, advance=1, last=label)
 
 
 def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) -> dict[str, Any]:

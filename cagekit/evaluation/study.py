@@ -254,7 +254,7 @@ def _pretrain(plan: StudyPlan) -> None:
     from cagekit.evaluation.benchmark import train_many
 
     if plan.jobs > 1:  # one process: the tables train their runs as they come
-        train_many(_training_jobs(plan), plan.jobs)
+        train_many(_training_jobs(plan), plan.jobs, plan.progress)
 
 
 def _copy(src: Path, dst: Path) -> None:

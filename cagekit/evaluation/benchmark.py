@@ -174,17 +174,11 @@ def _runs_progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]
     if not enabled:
         yield lambda _label: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich import progress as rp
 
-    with Progress(TextColumn("[bold]training runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), TextColumn("last: {task.fields[last]}")) as bar:
+    columns = (rp.TextColumn("[bold]training runs"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+               rp.TimeRemainingColumn(), rp.TextColumn("last: {task.fields[last]}"))
+    with rp.Progress(*columns) as bar:
         task = bar.add_task("runs", total=total, last="-")
         yield lambda label: bar.update(task, advance=1, last=label)
 

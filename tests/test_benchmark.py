@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from cagekit.cli import main
+from cagekit.evaluation.benchmark import TRAIN_RECORD, train_many
 
 
 def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
@@ -111,10 +113,6 @@ def test_parallel_training_shows_runs_done_and_keeps_every_finished_run(tmp_path
     """The study's training pool (several processes) draws one bar of finished runs, returns each job's
     seconds in job order, and a run that fails raises only after the others have finished and kept their
     results (a rerun then reuses them)."""
-    import pytest
-
-    from cagekit.evaluation.benchmark import TRAIN_RECORD, train_many
-
     fast = str(Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml")
     env = {"episode_length": 6, "red": "all"}
     jobs = [("nocomm", "paper-small", seed, 48, str(tmp_path / f"nocomm-s{seed}"), fast, env, 0, 0) for seed in (0, 1)]

@@ -424,9 +424,11 @@ def test_one_worker_across_combinations_scores_as_fresh_teams(tmp_path):
     assert sub["bits_sent"].tolist() == ckpt["bits_sent"].tolist()
 
 
-def test_seeded_random_submission_scores_the_same_in_one_process_or_two(tmp_path):
+def test_seeded_random_submission_scores_the_same_in_one_process_or_two(tmp_path, sandbox):
     """A `random` team packaged with a seed draws from generators of its own; the worker restarts them from
-    each episode's seed, so how the episodes are split between processes does not change a score."""
+    each episode's seed, so how the episodes are split between processes does not change a score. Neither
+    run leaves an unpacked submission in the temporary directory (the sandbox checks), though pool workers
+    exit without running atexit or __del__."""
     import pandas as pd
 
     from cagekit.evaluation import cli_main

@@ -109,6 +109,11 @@ class EpisodeRunner:
                                        seed=combination_seed(c.seed, length, red), layout=c.layout)
         return self._envs[key]
 
+    def close(self) -> None:
+        """Drop the environments and release the team source's processes and folders."""
+        self._envs.clear()
+        self.source.close()
+
     def _where(self, length: int, red: str, index: int) -> str:
         return f"episode {index} (steps {length}, adversary {red})"
 

@@ -8,6 +8,7 @@ after handing over every episode that did finish.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.util
 import os
 import sys
 import threading
@@ -27,8 +28,11 @@ BACKENDS = ("serial", "processes", "ray")
 def run_serial(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_result: OnResult,
                step_timeout: float | None = None, **_: Any) -> None:
     runner = EpisodeRunner(config, source, step_timeout)
-    for task in tasks:
-        on_result(runner.run(*task))
+    try:
+        for task in tasks:
+            on_result(runner.run(*task))
+    finally:
+        runner.close()
 
 
 # process pool ------------------------------------------------------------------------------------
@@ -45,6 +49,9 @@ def _init_worker(config: EvalConfig, source: TeamSource, step_timeout: float | N
     except ImportError:  # pragma: no cover
         pass
     _WORKER = EpisodeRunner(config, source, step_timeout)
+    # A pool worker ends with os._exit, so neither atexit nor __del__ runs there; multiprocessing's own
+    # exit finalizers do. Without this, each worker left a submission's unpacked folder in the temp dir.
+    multiprocessing.util.Finalize(None, _WORKER.close, exitpriority=10)
 
 
 def _work(task: Task) -> EpisodeResult:
@@ -111,12 +118,15 @@ def _ray_chunk(config: EvalConfig, source: TeamSource, step_timeout: float | Non
                tasks: list[Task]) -> tuple[list[EpisodeResult], str | None]:
     runner = EpisodeRunner(config, source, step_timeout)
     done: list[EpisodeResult] = []
-    for task in tasks:
-        try:
-            done.append(runner.run(*task))
-        except EvaluationFailure as exc:
-            return done, str(exc)
-    return done, None
+    try:
+        for task in tasks:
+            try:
+                done.append(runner.run(*task))
+            except EvaluationFailure as exc:
+                return done, str(exc)
+        return done, None
+    finally:
+        runner.close()
 
 
 def _chunks(tasks: Sequence[Task], size: int) -> list[list[Task]]:

@@ -41,6 +41,11 @@ class TeamSource(ABC):
         The result must depend on nothing but the team and `seed`: no state left from earlier episodes
         (workers and resumed runs play episodes in any order and must give identical results)."""
 
+    def close(self) -> None:
+        """Release what `team_for_episode` started (a submission's worker process and its unpacked folder).
+
+        The team is built again on the next episode, so closing is always safe."""
+
 
 def seed_everything(seed: int) -> None:
     """Seed the global generators a learned policy may sample from (random, numpy, torch if loaded)."""
@@ -167,6 +172,11 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         self._team.seed(seed)
         self._team.end_episode()
         return self._team
+
+    def close(self) -> None:
+        if self._team is not None:
+            team, self._team = self._team, None
+            team.close()
 
 
 #: the best shipped team, scored when evaluation.py is given no team (see submissions/README.md)

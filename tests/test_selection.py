@@ -76,6 +76,7 @@ def test_selection_scores_every_candidate_records_the_best_and_reuses_it(tmp_pat
         assert summary["parameters"]["seed"] == SELECTION_SEED_OFFSET + 3
         assert summary["parameters"]["simulator"] == "twin"
         assert objective(summary) == score["objective"]
+        assert not (run / "selection" / name / "scores.png").exists()  # numbers only: no chart to draw
     stamp = (run / SELECTION_FILE).stat().st_mtime_ns
     assert select_snapshot(run, "paper-small", episodes=2, seed=3) == chosen
     assert (run / SELECTION_FILE).stat().st_mtime_ns == stamp  # same settings: reused, not rescored

@@ -50,8 +50,10 @@ def _progress(enabled: bool, console: Any) -> Any:
 
 def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, backend: str = "serial",
              workers: int = 1, address: str | None = None, step_timeout: float | None = None,
-             progress: bool = True, console: Any = None) -> tuple[Report, dict[str, Any]]:
+             progress: bool = True, console: Any = None, chart: bool = True) -> tuple[Report, dict[str, Any]]:
     """Score `source` by the protocol of `config` into `out_dir`, resuming from its journal when there is one.
+
+    `chart=False` skips scores.png, for callers that only read the numbers (the snapshot choice).
 
     Returns the report and the `summary.json` content. Raises `EvaluationFailure` (everything finished so
     far stays in the journal) and `JournalMismatch` (a journal of another configuration is there)."""
@@ -96,7 +98,7 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             if bar is not None:
                 bar.stop()
         report = build_report(config, journal.results)
-        summary = write_all(report, out, journal.started, time.time(), agent_names)
+        summary = write_all(report, out, journal.started, time.time(), agent_names, chart=chart)
     finally:
         journal.close()
     return report, summary

@@ -157,7 +157,7 @@ def write_chart(report: Report, path: Path) -> None:
 
 
 def write_all(report: Report, out_dir: Path, started: float, ended: float,
-              agent_names: Sequence[str] | None = None) -> dict[str, Any]:
+              agent_names: Sequence[str] | None = None, chart: bool = True) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_summary_txt(report, out_dir / "summary.txt")
     write_full_txt(report, out_dir / "full.txt", agent_names)
@@ -165,5 +165,6 @@ def write_all(report: Report, out_dir: Path, started: float, ended: float,
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     write_scores_txt(report, out_dir / "scores.txt")
     write_csv(report, out_dir / "results.csv")
-    write_chart(report, out_dir / "scores.png")
+    if chart:  # matplotlib is most of the time of writing the files (about 0.5 s)
+        write_chart(report, out_dir / "scores.png")
     return summary

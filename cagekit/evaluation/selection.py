@@ -79,7 +79,7 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
         if detection is not None:
             argv += ["--detection", str(detection)]
         config, source, out = config_from_args(build_parser().parse_args(argv))
-        _, summary = evaluate(config, source, out, backend="serial", progress=False)
+        _, summary = evaluate(config, source, out, backend="serial", progress=False, chart=False)
         scores[_name(run, cand)] = {"objective": objective(summary), "score": summary["total"]["score"],
                                     "bits_per_episode": summary["bits_per_episode"]}
     best = max(range(len(cands)), key=lambda i: (scores[_name(run, cands[i])]["objective"], i))

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import closing
 from typing import Any
 
 from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationFailure
@@ -27,12 +28,9 @@ BACKENDS = ("serial", "processes", "ray")
 
 def run_serial(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_result: OnResult,
                step_timeout: float | None = None, **_: Any) -> None:
-    runner = EpisodeRunner(config, source, step_timeout)
-    try:
+    with closing(EpisodeRunner(config, source, step_timeout)) as runner:
         for task in tasks:
             on_result(runner.run(*task))
-    finally:
-        runner.close()
 
 
 # process pool ------------------------------------------------------------------------------------
@@ -116,17 +114,14 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
 # Ray ---------------------------------------------------------------------------------------------
 def _ray_chunk(config: EvalConfig, source: TeamSource, step_timeout: float | None,
                tasks: list[Task]) -> tuple[list[EpisodeResult], str | None]:
-    runner = EpisodeRunner(config, source, step_timeout)
     done: list[EpisodeResult] = []
-    try:
+    with closing(EpisodeRunner(config, source, step_timeout)) as runner:
         for task in tasks:
             try:
                 done.append(runner.run(*task))
             except EvaluationFailure as exc:
                 return done, str(exc)
-        return done, None
-    finally:
-        runner.close()
+    return done, None
 
 
 def _chunks(tasks: Sequence[Task], size: int) -> list[list[Task]]:

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("train", help="train a team (dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn)")
+    p = sub.add_parser("train", help="train a team (dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn)")
     p.add_argument("--algo", default=None, help="required unless --resume")
     p.add_argument("--scenario", default="paper-small")
     p.add_argument("--steps", type=int, default=None, help="environment steps (default 200,000)")
@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="train (or load) and score several algorithms on the same seeds")
     p.add_argument("--scenario", default="paper-small")
     p.add_argument("--algos", default="dial-sau,qmix,ppo,maskable-ppo,react,sleep",
-                   help="comma separated: dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn, react, random, sleep")
+                   help="comma separated: dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn, react, "
+                        "random, sleep")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
     p.add_argument("--steps", type=int, default=100_000, help="training environment steps per run")
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per combination")

@@ -15,6 +15,7 @@ LEARNED: dict[str, str] = {
     "dial-sau": "cagekit.agents.dial",
     "dial": "cagekit.agents.dial",
     "nocomm": "cagekit.agents.dial",
+    "shared-obs": "cagekit.agents.dial",
     "qmix": "cagekit.agents.qmix",
     "ppo": "cagekit.agents.sb3",
     "maskable-ppo": "cagekit.agents.sb3",

@@ -27,6 +27,7 @@ class AgentSlot:
     actions: tuple[tuple[str, str | None], ...]  # the defence action catalogue: (kind, target)
     n_teammates: int
     channel: bool
+    team_bits: int = 0  # teammates' rows and block bits after its own part (an env with view="team")
 
     @property
     def n_defence(self) -> int:
@@ -37,16 +38,20 @@ class AgentSlot:
         return self.n_defence * (2 if self.channel else 1)
 
     @property
+    def n_received(self) -> int:
+        return self.n_teammates if self.channel else 0
+
+    @property
     def obs_size(self) -> int:
-        return 4 * len(self.hosts) + len(self.block_subnets) + (self.n_teammates if self.channel else 0)
+        return 4 * len(self.hosts) + len(self.block_subnets) + self.n_received + self.team_bits
 
     def split(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(host rows as codes 0-15, block bits, received bits) from an observation vector."""
-        h = len(self.hosts)
+        h, k = len(self.hosts), len(self.block_subnets)
         rows = np.asarray(vector[: 4 * h]).reshape(h, 4)
         codes = rows[:, 0] * 8 + rows[:, 1] * 4 + rows[:, 2] * 2 + rows[:, 3]
-        blocks = np.asarray(vector[4 * h: 4 * h + len(self.block_subnets)])
-        received = np.asarray(vector[4 * h + len(self.block_subnets):])
+        blocks = np.asarray(vector[4 * h: 4 * h + k])
+        received = np.asarray(vector[4 * h + k: 4 * h + k + self.n_received])
         return codes.astype(np.int64), blocks, received
 
     def encode(self, defence: int, bit: int = 0) -> int:
@@ -55,14 +60,16 @@ class AgentSlot:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "index": self.index, "hosts": list(self.hosts),
                 "block_subnets": list(self.block_subnets), "actions": [list(a) for a in self.actions],
-                "n_teammates": self.n_teammates, "channel": self.channel}
+                "n_teammates": self.n_teammates, "channel": self.channel,
+                **({"team_bits": self.team_bits} if self.team_bits else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AgentSlot:
         return cls(name=data["name"], index=int(data["index"]), hosts=tuple(data["hosts"]),
                    block_subnets=tuple(data["block_subnets"]),
                    actions=tuple((a[0], a[1]) for a in data["actions"]),
-                   n_teammates=int(data["n_teammates"]), channel=bool(data["channel"]))
+                   n_teammates=int(data["n_teammates"]), channel=bool(data["channel"]),
+                   team_bits=int(data.get("team_bits", 0)))
 
 
 def team_slots(env: Any) -> list[AgentSlot]:
@@ -72,7 +79,7 @@ def team_slots(env: Any) -> list[AgentSlot]:
         spec = env.engine.catalogs[name].agent
         out.append(AgentSlot(name=name, index=i, hosts=spec.hosts, block_subnets=spec.block_subnets,
                              actions=env.engine.catalogs[name].entries, n_teammates=len(env.possible_agents) - 1,
-                             channel=env.channel))
+                             channel=env.channel, team_bits=env.obs_size(name) - env.own_obs_size(name)))
     return out
 
 

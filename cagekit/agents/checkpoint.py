@@ -154,11 +154,11 @@ __all__ = ["META_FILE", "MODEL_FILE", "TRAINER_FILE", "check_algo", "check_scena
            "set_rng_state"]
 
 
-ENV_SETTING_KEYS = ("scenario", "layout", "channel", "sau", "message_cost")
+ENV_SETTING_KEYS = ("scenario", "layout", "channel", "sau", "message_cost", "view")
 
 
 def env_settings(meta: dict[str, Any]) -> dict[str, Any]:
-    """The environment a checkpoint was trained for: scenario, layout, channel, sau, message_cost.
+    """The environment a checkpoint was trained for: scenario, layout, channel, sau, message_cost, view.
 
     Learners record these at the top of meta.json or under its "env" key; unset ones are left out."""
     env = meta.get("env") if isinstance(meta.get("env"), dict) else {}

@@ -81,10 +81,13 @@ from cagekit.agents.qmix import QMixer
 from cagekit.agents.rollout import AgentArrays, EnvListRollout, TwinRollout, training_reds
 from cagekit.wrappers.sau import IS_QUIET
 
-VARIANTS: dict[str, dict[str, bool]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "dial-sau": {"channel": True, "sau": True},
     "dial": {"channel": True, "sau": False},
     "nocomm": {"channel": False, "sau": True},
+    # no-comms whose agents also see their teammates' rows of the same step: an oracle channel, the most a
+    # protocol could tell them, with no-comms' masks (an ablation: is what teammates see worth anything?)
+    "shared-obs": {"channel": False, "sau": True, "view": "team"},
 }
 
 
@@ -173,21 +176,36 @@ class TeamLayout:
     def n_received(self) -> int:
         return self.n_agents - 1 if self.channel else 0
 
+    @property
+    def block_width(self) -> int:
+        """Width of the block-bit arrays: the padded block bits, then the teammates' bits of a team view."""
+        return self.max_blocks + self.max_team_bits
+
+    @property
+    def max_team_bits(self) -> int:
+        return max(s.team_bits for s in self.slots)
+
     def dims(self) -> dict[str, Any]:
+        team = {"team_bits": self.max_team_bits} if self.max_team_bits else {}
         return {"n_agents": self.n_agents, "max_hosts": self.max_hosts, "max_blocks": self.max_blocks,
-                "max_defence": self.max_defence, "n_received": self.n_received, "channel": self.channel}
+                "max_defence": self.max_defence, "n_received": self.n_received, "channel": self.channel, **team}
 
     def encode_agent(self, a: int, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(host indices (N, H), block bits (N, K), received bits (N, R), alarmed (N,)) of agent a's vectors."""
+        """(host indices (N, H), block bits (N, K), received bits (N, R), alarmed (N,)) of agent a's vectors.
+
+        With a team view the teammates' bits follow the block bits in the same array (N, K + T), so that
+        every buffer of block bits carries them without a field of its own (`CNet.embed` splits them)."""
         slot = self.slots[a]
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, slot.obs_size)
         n, h, k = len(vectors), len(slot.hosts), len(slot.block_subnets)
         codes = vectors[:, : 4 * h].reshape(n, h, 4) @ np.array([8, 4, 2, 1])
         idx = np.full((n, self.max_hosts), self.max_hosts * 16, dtype=np.int64)
         idx[:, :h] = np.arange(h) * 16 + codes
-        blocks = np.zeros((n, self.max_blocks), dtype=np.float32)
+        blocks = np.zeros((n, self.block_width), dtype=np.float32)
         blocks[:, :k] = vectors[:, 4 * h: 4 * h + k]
-        received = vectors[:, 4 * h + k:].astype(np.float32)
+        r = 4 * h + k + slot.n_received
+        received = vectors[:, 4 * h + k: r].astype(np.float32)
+        blocks[:, self.max_blocks: self.max_blocks + slot.team_bits] = vectors[:, r:]
         alarmed = (~IS_QUIET[codes]).any(axis=1).astype(np.float32)
         return idx, blocks, received, alarmed
 
@@ -232,6 +250,9 @@ class CNet(nn.Module):
         self.cells = nn.ModuleList(nn.GRUCell(hid, hid) for _ in range(config.gru_layers))
         self.head = nn.Sequential(nn.Linear(hid, hid), _norm(config.norm, hid), nn.ReLU(),
                                   nn.Linear(hid, self.max_defence + (1 if self.comm else 0)))
+        # a team view's teammate bits (made last, so that the other layers start as without a team view)
+        self.team_bits = int(dims.get("team_bits", 0))
+        self.team_embed = nn.Linear(self.team_bits, hid) if self.team_bits else None
 
     def init_hidden(self, n: int) -> torch.Tensor:
         return torch.zeros(self.layers, n, self.hidden)
@@ -240,6 +261,9 @@ class CNet(nn.Module):
               prev: torch.Tensor) -> torch.Tensor:
         """The input embeddings that do not depend on messages, for any leading shape (..., hid)."""
         z = self.agent_embed(agent_ids) + self.host_embed(hosts).sum(-2) + self.prev_embed(prev)
+        if self.team_embed is not None:
+            blocks, team = blocks[..., : self.max_blocks], blocks[..., self.max_blocks:]
+            z = z + self.team_embed(team)
         if self.block_embed is not None:
             z = z + self.block_embed(blocks)
         return z
@@ -327,7 +351,7 @@ class EpisodeBatch:
 def synthetic_batch(layout: TeamLayout, batch: int, steps: int, seed: int = 0) -> EpisodeBatch:
     """A random but well-formed batch (for benchmarks and tests)."""
     g = torch.Generator().manual_seed(seed)
-    a, h, k, d = layout.n_agents, layout.max_hosts, layout.max_blocks, layout.max_defence
+    a, h, k, d = layout.n_agents, layout.max_hosts, layout.block_width, layout.max_defence
     hosts = torch.full((steps, batch, a, h), h * 16, dtype=torch.long)
     masks = torch.zeros(steps, batch, a, d, dtype=torch.bool)
     for i, s in enumerate(layout.slots):
@@ -486,9 +510,10 @@ class DialLearner:
             raise ValueError(f"unknown DIAL variant {algo!r}; valid: {', '.join(VARIANTS)}")
         self.algo, self.scenario, self.seed = algo, scenario, int(seed)
         self.config = DialConfig.coerce(config)
-        for key in ("channel", "sau"):
-            if key in env_kwargs and env_kwargs[key] != VARIANTS[algo][key]:
-                raise ValueError(f"{algo} fixes {key}={VARIANTS[algo][key]}, got {key}={env_kwargs[key]}")
+        for key in ("channel", "sau", "view"):
+            fixed = VARIANTS[algo].get(key, "own" if key == "view" else None)
+            if key in env_kwargs and env_kwargs[key] != fixed:
+                raise ValueError(f"{algo} fixes {key}={fixed}, got {key}={env_kwargs[key]}")
             env_kwargs.pop(key, None)
         env_kwargs.setdefault("episode_length", 30)
         self.env_kwargs = dict(env_kwargs)
@@ -621,7 +646,7 @@ class DialLearner:
         arrays = self.rollout.reset([_seed_for(self.seed, u, i) for i in range(nb)])
         cost = self.channel_cost
         hosts = torch.zeros(rows, nb, na, lay.max_hosts, dtype=torch.long)
-        blocks = torch.zeros(rows, nb, na, lay.max_blocks)
+        blocks = torch.zeros(rows, nb, na, lay.block_width)
         masks = torch.zeros(rows, nb, na, lay.max_defence, dtype=torch.bool)
         gate = torch.zeros(rows, nb, na)
         actions = torch.zeros(steps, nb, na, dtype=torch.long)
@@ -693,7 +718,7 @@ class DialLearner:
         return {
             "algo": self.algo, "scenario": self.scenario, "seed": self.seed,
             "env": {"channel": env.channel, "sau": env.sau, "message_cost": self.message_cost,
-                    "episode_length": self.episode_length,
+                    "episode_length": self.episode_length, **({"view": env.view} if env.view != "own" else {}),
                     **{k: v for k, v in self.env_kwargs.items() if k not in ("episode_length", "message_cost")}},
             "slots": [s.to_json() for s in self.layout.slots],
             "observation_sizes": {s.name: s.obs_size for s in self.layout.slots},
@@ -746,8 +771,8 @@ class DialLearner:
         """A learner rebuilt from a checkpoint's meta, with its trainer state when present."""
         meta = ckpt.load_meta(path)
         env = dict(meta["env"])
-        env.pop("channel", None)
-        env.pop("sau", None)
+        for key in ("channel", "sau", "view"):
+            env.pop(key, None)
         config = DialConfig.from_dict(meta["hyperparameters"])
         learner = cls(meta["algo"], meta["scenario"], meta.get("seed", 0), config, **{**env, **overrides})
         if ckpt.has_trainer_state(path):

@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
 
-DIAL_ALGOS = ("dial-sau", "dial", "nocomm")
+DIAL_ALGOS = ("dial-sau", "dial", "nocomm", "shared-obs")
 ALGOS = (*DIAL_ALGOS, "qmix")
 LOG_FILE = "log.csv"
 SNAPSHOT_DIR = "snapshots"
@@ -333,7 +333,7 @@ def cli_train(args: Any) -> int:
             run["steps"] = args.steps
     else:
         if args.algo is None:
-            raise ValueError("--algo is required (dial-sau, dial, nocomm, qmix, ppo, maskable-ppo, dqn)")
+            raise ValueError("--algo is required (dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn)")
         env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red),
                                         ("detection", args.detection)) if v is not None}
         simulator = getattr(args, "backend", None) or default_simulator(args.scenario)

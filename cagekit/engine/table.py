@@ -91,3 +91,14 @@ _COMPROMISE_CODE = {k: (c0 << 1) | c1 for k, (c0, c1) in COMPROMISE_BITS.items()
 #: code 0-15 -> its four bits (activity0, activity1, compromise0, compromise1)
 CODE_BITS = np.array([[(code >> 3) & 1, (code >> 2) & 1, (code >> 1) & 1, code & 1] for code in range(16)],
                       dtype=np.int8)
+
+#: what each blue agent's observation holds: "own" (its own hosts' rows, as in the paper and CAGE) or
+#: "team" (its own, then every teammate's rows and block bits of the same step: an oracle channel, the
+#: most any message protocol could tell it; an ablation, see docs/dial.md)
+VIEWS = ("own", "team")
+
+
+def check_view(view: str) -> str:
+    if view not in VIEWS:
+        raise ValueError(f"unknown observation view {view!r}; valid: {', '.join(VIEWS)}")
+    return view

@@ -91,6 +91,7 @@ def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
     out["channel"] = (not classic) if out["channel"] is None else bool(out["channel"])
     out["sau"] = (not classic) if out["sau"] is None else bool(out["sau"])
     out["message_cost"] = float(spec.message_cost if out["message_cost"] is None else out["message_cost"])
+    out["view"] = required.get("view", "own")  # the team's input layout: not an evaluation choice
     out["spec"] = spec
     return out
 
@@ -134,7 +135,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
                         message_cost=s["message_cost"], sau=s["sau"], channel=s["channel"],
                         cagekit_version=cagekit.__version__, author=args.name,
                         team_name=args.team_name or source.label, technique=technique,
-                        simulator="twin" if args.backend == "twin" else "engine", detection=args.detection)
+                        simulator="twin" if args.backend == "twin" else "engine", detection=args.detection,
+                        view=s["view"])
     if args.out_dir:
         out = Path(args.out_dir)
     else:

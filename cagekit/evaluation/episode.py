@@ -105,7 +105,7 @@ class EpisodeRunner:
             self._envs.clear()  # one combination at a time: a fresh environment for each
             self._envs[key] = make_env(c.scenario, red=red, green=c.green, episode_length=length,
                                        message_cost=c.message_cost, sau=c.sau, channel=c.channel,
-                                       detection=c.detection,
+                                       detection=c.detection, view=c.view,
                                        seed=combination_seed(c.seed, length, red), layout=c.layout)
         return self._envs[key]
 

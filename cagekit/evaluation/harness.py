@@ -64,7 +64,8 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
     out = Path(out_dir)
     length, red = config.combinations()[0]
     probe = make_env(config.scenario, red=red, green=config.green, episode_length=length,
-                     message_cost=config.message_cost, sau=config.sau, channel=config.channel, layout=config.layout)
+                     message_cost=config.message_cost, sau=config.sau, channel=config.channel, layout=config.layout,
+                     view=config.view)
     agent_names = list(probe.possible_agents)
     for r in config.reds:
         if r not in probe.spec.red_agents:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cagekit.evaluation.episode import EpisodeResult
-from cagekit.evaluation.protocol import IDENTITY_FIELDS, EvalConfig
+from cagekit.evaluation.protocol import IDENTITY_DEFAULTS, IDENTITY_FIELDS, EvalConfig
 
 JOURNAL = "journal.jsonl"
 FORMAT = 1
@@ -92,7 +92,7 @@ class Journal:
             raise JournalMismatch(f"{self.path} is not an evaluation journal (its first line is no configuration); "
                                   f"move it away or choose another output folder")
         saved = record["config"] if isinstance(record["config"], dict) else {}
-        old = {k: saved.get(k) for k in IDENTITY_FIELDS}
+        old = {k: saved.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_FIELDS}
         diffs = _differences(old, self.config.identity())
         if diffs:
             raise JournalMismatch(f"{self.path} was written by another evaluation configuration, so it cannot be "

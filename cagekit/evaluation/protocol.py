@@ -20,7 +20,9 @@ import numpy as np
 
 #: configuration fields that decide the results: a journal is resumed only when all of them agree
 IDENTITY_FIELDS = ("cagekit_version", "scenario", "layout", "team", "episodes", "lengths", "reds", "seed",
-                   "message_cost", "sau", "channel", "green", "simulator", "detection")
+                   "message_cost", "sau", "channel", "green", "simulator", "detection", "view")
+#: what a journal written before a field existed meant by it
+IDENTITY_DEFAULTS = {"view": "own"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class EvalConfig:
     simulator: str = "engine"
     #: probability that a stealthy red step raises an alert (None: the scenario's)
     detection: float | None = None
+    #: each agent's observation: "own" or "team" (teammates' rows too; the team's checkpoint decides)
+    view: str = "own"
     # labels only: they do not change the results
     author: str = ""
     team_name: str = ""
@@ -81,6 +85,7 @@ class EvalConfig:
         data = dict(data)
         data.setdefault("simulator", "engine")
         data.setdefault("detection", None)
+        data.setdefault("view", "own")
         data["lengths"] = tuple(int(n) for n in data["lengths"])
         data["reds"] = tuple(data["reds"])
         return cls(**data)

@@ -70,7 +70,8 @@ class TwinBatch:
 
     Observation dict (A agents in layout order; padding is 0):
       - "observation": int8 (B, A, obs_size_max) -- per agent its 4 bits per own host, its block bits and
-        the bits its teammates sent last step (`obs_size[a]` entries valid);
+        the bits its teammates sent last step, then with view="team" each teammate's rows and block bits
+        (`obs_size[a]` entries valid);
       - "action_mask": int8 (B, A, n_actions_max) -- the SAU mask (all ones without SAU), repeated per
         message bit when the channel is on (`n_actions[a]` entries valid);
       - "host_codes": int64 (B, A, max_hosts) -- each own host's row as a code 0-15 (activity << 2 | compromise).
@@ -79,13 +80,15 @@ class TwinBatch:
     def __init__(self, scenario: str | ScenarioSpec = "paper-small", batch_size: int = 1, seed: int | None = None, *,
                  red: str | None = None, green: str | None = None, episode_length: int = 30,
                  message_cost: float | None = None, sau: bool = True, channel: bool = True,
-                 layout: str | None = None, detection: float | None = None, green_rate: float | None = None):
+                 layout: str | None = None, detection: float | None = None, green_rate: float | None = None,
+                 view: str = "own"):
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.spec = get_scenario(scenario)
-        self.model = m = TwinModel(self.spec, layout, channel=channel, detection=detection, green_rate=green_rate)
+        self.model = m = TwinModel(self.spec, layout, channel=channel, detection=detection, green_rate=green_rate,
+                                   view=view)
         self.red_name = red if red is not None else self.spec.default_red
         self.red_kind = _RED_KINDS[self.spec.behaviour("red", red)]
         self.green_name = green if green is not None else self.spec.default_green
@@ -99,6 +102,7 @@ class TwinBatch:
         self.agent_names = m.agent_names
         self.A, self.H, self.S = m.A, m.H, m.S
         self.obs_size = m.obs_size
+        self.own_obs_size = m.own_obs_size
         self.n_actions = m.n_actions
         self.t = 0
         self._alloc()
@@ -197,6 +201,14 @@ class TwinBatch:
                 dm = np.ones((B, nd), dtype=bool)
             dm = dm.astype(np.int8)
             mask[:, ai, :m.n_actions[ai]] = np.repeat(dm, 2, axis=1) if self.channel else dm
+        if m.view == "team":  # after each agent's own part: every teammate's rows and block bits, team order
+            own = [obs[:, bi, :4 * len(bg.hosts) + len(bg.block_subnets)] for bi, bg in enumerate(m.agents)]
+            for ai, ag in enumerate(m.agents):
+                start = ag.own_obs_size
+                for bi in range(A):
+                    if bi != ai:
+                        obs[:, ai, start: start + own[bi].shape[1]] = own[bi]
+                        start += own[bi].shape[1]
         self._defence_mask = mask
         return {"observation": obs, "action_mask": mask, "host_codes": codes}
 

@@ -13,6 +13,7 @@ import numpy as np
 from csle_cyborg.shared.enums import ProcessType
 
 from cagekit.engine.catalog import BlueActionCatalog
+from cagekit.engine.table import check_view
 from cagekit.scenarios import build_scenario_dict
 from cagekit.scenarios.builder import GREEN_AGENT
 from cagekit.scenarios.spec import VALUE_WEIGHTS, ScenarioSpec
@@ -42,14 +43,20 @@ class AgentTables:
     block_slot: np.ndarray  # (n_defence,) position of the blocked subnet in `block_subnets` (-1 if none)
     catalog: BlueActionCatalog
     n_received: int
+    n_team: int = 0  # teammates' bits appended with view="team" (their host rows and block bits)
 
     @property
     def n_defence(self) -> int:
         return len(self.kind)
 
     @property
-    def obs_size(self) -> int:
+    def own_obs_size(self) -> int:
+        """Its own rows, block bits and received bits: the observation without the team view's part."""
         return 4 * len(self.hosts) + len(self.block_subnets) + self.n_received
+
+    @property
+    def obs_size(self) -> int:
+        return self.own_obs_size + self.n_team
 
 
 def _listening_ports(image_dict: dict) -> tuple[list[int], bool, bool, bool]:
@@ -76,7 +83,8 @@ class TwinModel:
     """The spec of one scenario + layout as the arrays the batched dynamics index."""
 
     def __init__(self, spec: ScenarioSpec, layout: str | None = None, *, channel: bool = True,
-                 detection: float | None = None, green_rate: float | None = None):
+                 detection: float | None = None, green_rate: float | None = None, view: str = "own"):
+        check_view(view)
         if spec.reward != "paper":
             raise NotImplementedError(f"the twin models the paper action set; scenario {spec.name!r} uses "
                                       f"{spec.reward!r} (run it on the engine: cagekit.make_env)")
@@ -150,7 +158,9 @@ class TwinModel:
         self.agent_names = tuple(a.name for a in agents)
         self.A = len(agents)
         self.channel = channel
+        self.view = view
         costs = spec.costs
+        team_bits = [4 * len(a.hosts) + len(a.block_subnets) for a in agents]
         self.agents: list[AgentTables] = []
         self.owner = np.full(self.H, -1, dtype=np.int64)
         for ai, a in enumerate(agents):
@@ -177,7 +187,8 @@ class TwinModel:
             self.owner[hosts] = ai
             self.agents.append(AgentTables(a.name, hosts, blocks, np.array(kind), np.array(target_),
                                            np.array(local), np.array(bslot), cat,
-                                           self.A - 1 if channel else 0))
+                                           self.A - 1 if channel else 0,
+                                           sum(team_bits) - team_bits[ai] if view == "team" else 0))
         self.restore_cost = np.array([
             -max(VALUE_WEIGHTS[spec.host(h).confidentiality], -costs.restore_floor) if costs.restore_by_value
             else costs.restore_floor for h in names])
@@ -186,6 +197,7 @@ class TwinModel:
         self.block_cost = float(costs.block)
         self.max_hosts = max(len(a.hosts) for a in self.agents)
         self.obs_size = np.array([a.obs_size for a in self.agents], dtype=np.int64)
+        self.own_obs_size = np.array([a.own_obs_size for a in self.agents], dtype=np.int64)
         self.obs_size_max = int(self.obs_size.max())
         self.n_defence = np.array([a.n_defence for a in self.agents], dtype=np.int64)
         self.n_actions = self.n_defence * (2 if channel else 1)

@@ -11,17 +11,19 @@ def make_env(scenario: str = "paper-small", *, red: str | None = None, green: st
              episode_length: int = 30, message_cost: float | None = None, sau: bool = True,
              channel: bool | None = None, seed: int | None = None, layout: str | None = None, lean: bool = True,
              detection: float | None = None, green_rate: float | None = None,
-             simulator: str = "engine") -> CageParallelEnv:
+             simulator: str = "engine", view: str = "own") -> CageParallelEnv:
     """A PettingZoo `ParallelEnv` for `scenario` (see `cagekit scenarios` for the names).
 
     `channel` defaults to on for teams and off for a single agent (who would it talk to?).
-    `simulator="twin"` gives the vectorised twin behind the same interface (paper scenarios; training)."""
+    `simulator="twin"` gives the vectorised twin behind the same interface (paper scenarios; training).
+    `view="team"` appends every teammate's rows and block bits of the same step to each agent's observation
+    (an oracle channel, for ablations; `cagekit.engine.table.VIEWS`)."""
     if simulator == "twin":
         from cagekit.wrappers.twin_env import make_twin_env
 
         return make_twin_env(scenario, red=red, green=green, episode_length=episode_length,
                              message_cost=message_cost, sau=sau, channel=True if channel is None else channel,
-                             seed=seed, layout=layout, detection=detection, green_rate=green_rate)
+                             seed=seed, layout=layout, detection=detection, green_rate=green_rate, view=view)
     if simulator != "engine":
         raise ValueError(f"unknown simulator {simulator!r}; valid: engine, twin")
     spec = get_scenario(scenario)
@@ -30,7 +32,7 @@ def make_env(scenario: str = "paper-small", *, red: str | None = None, green: st
     if channel is None:
         channel = len(engine.agents) > 1
     return CageParallelEnv(engine, episode_length=episode_length, message_cost=message_cost, sau=sau,
-                           channel=channel, seed=seed)
+                           channel=channel, seed=seed, view=view)
 
 
 __all__ = ["CageParallelEnv", "make_env"]

@@ -16,7 +16,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from cagekit.engine import CyborgEngine
-from cagekit.engine.table import CODE_BITS
+from cagekit.engine.table import CODE_BITS, check_view
 from cagekit.wrappers.sau import sau_mask
 
 ACCESS_LEVELS = ("none", "user", "root")
@@ -48,7 +48,7 @@ class TeamSpaces:
 
     @property
     def state_space(self) -> spaces.Space:
-        size = sum(self.obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
+        size = sum(self.own_obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
         return spaces.MultiBinary(size)
 
     def check_step(self, actions: dict[str, Any]) -> None:
@@ -64,9 +64,10 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
     metadata = {"name": "cagekit_v0", "render_modes": []}
 
     def __init__(self, engine: CyborgEngine, *, episode_length: int = 30, message_cost: float | None = None,
-                 sau: bool = True, channel: bool = True, seed: int | None = None):
+                 sau: bool = True, channel: bool = True, seed: int | None = None, view: str = "own"):
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        self.view = check_view(view)
         self.engine = engine
         self.spec = engine.spec
         self.episode_length = int(episode_length)
@@ -87,9 +88,17 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
     def _n_received(self, agent: str) -> int:
         return len(self.possible_agents) - 1 if self.channel else 0
 
-    def obs_size(self, agent: str) -> int:
+    def _n_rows_and_blocks(self, agent: str) -> int:
         spec = self._specs[agent]
-        return 4 * len(spec.hosts) + len(spec.block_subnets) + self._n_received(agent)
+        return 4 * len(spec.hosts) + len(spec.block_subnets)
+
+    def own_obs_size(self, agent: str) -> int:
+        """Its own rows, block bits and received bits: the observation without the team view's part."""
+        return self._n_rows_and_blocks(agent) + self._n_received(agent)
+
+    def obs_size(self, agent: str) -> int:
+        team = sum(self._n_rows_and_blocks(b) for b in self.possible_agents if b != agent) if self.view == "team" else 0
+        return self.own_obs_size(agent) + team
 
     def n_actions(self, agent: str) -> int:
         return len(self.engine.catalogs[agent])
@@ -110,12 +119,16 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
 
     def _observe(self) -> dict[str, dict[str, np.ndarray]]:
         out = {}
+        codes_of = {a: self.engine.host_codes(a) for a in self.possible_agents}
+        seen = {}  # each agent's rows and block bits
         for a in self.possible_agents:
-            codes = self.engine.host_codes(a)
-            spec = self._specs[a]
             blocked = self.engine.blocked[a]
-            block_bits = np.array([s in blocked for s in spec.block_subnets], dtype=np.int8)
-            vec = np.concatenate([CODE_BITS[codes].reshape(-1), block_bits, self._received[a]]).astype(np.int8)
+            block_bits = np.array([s in blocked for s in self._specs[a].block_subnets], dtype=np.int8)
+            seen[a] = np.concatenate([CODE_BITS[codes_of[a]].reshape(-1), block_bits]).astype(np.int8)
+        for a in self.possible_agents:
+            codes = codes_of[a]
+            team = [seen[b] for b in self.possible_agents if b != a] if self.view == "team" else []
+            vec = np.concatenate([seen[a], self._received[a], *team]).astype(np.int8)
             arrived = bool(self._received[a].any())
             mask = sau_mask(self.engine.catalogs[a], codes, arrived) if self.sau \
                 else np.ones(self.n_actions(a), dtype=np.int8)

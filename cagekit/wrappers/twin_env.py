@@ -41,16 +41,17 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
     def __init__(self, scenario: str | ScenarioSpec = "paper-small", *, red: str | None = None,
                  green: str | None = None, episode_length: int = 30, message_cost: float | None = None,
                  sau: bool = True, channel: bool = True, seed: int | None = None, layout: str | None = None,
-                 detection: float | None = None, green_rate: float | None = None):
+                 detection: float | None = None, green_rate: float | None = None, view: str = "own"):
         self.batch = TwinBatch(scenario, 1, None, red=red, green=green, episode_length=episode_length,
                                message_cost=message_cost, sau=sau, channel=channel, layout=layout,
-                               detection=detection, green_rate=green_rate)
+                               detection=detection, green_rate=green_rate, view=view)
         self.spec = self.batch.spec
         self.engine = _EngineView(self.batch)
         self.episode_length = self.batch.episode_length
         self.message_cost = self.batch.message_cost
         self.sau = sau
         self.channel = channel
+        self.view = view
         self.possible_agents = list(self.batch.agent_names)
         self.agents: list[str] = []
         self._seeds = np.random.SeedSequence(seed)
@@ -62,6 +63,9 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
 
     def obs_size(self, agent: str) -> int:
         return int(self.batch.obs_size[self._index(agent)])
+
+    def own_obs_size(self, agent: str) -> int:
+        return int(self.batch.own_obs_size[self._index(agent)])
 
     def n_actions(self, agent: str) -> int:
         return int(self.batch.model.n_defence[self._index(agent)])
@@ -123,7 +127,7 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
         """Global state: every agent's observation plus red's true access (as `CageParallelEnv.state`)."""
         if self._obs is None:
             raise RuntimeError("call reset() first")
-        parts = [o["observation"] for o in self._split(self._obs).values()]
+        parts = [o["observation"][:self.own_obs_size(a)] for a, o in self._split(self._obs).items()]
         return np.concatenate(parts + [self.batch.access_onehot()[0]]).astype(np.int8)
 
     def action_label(self, agent: str, action: int) -> str:
@@ -136,12 +140,13 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
 def make_twin_env(scenario: str = "paper-small", *, red: str | None = None, green: str | None = None,
                   episode_length: int = 30, message_cost: float | None = None, sau: bool = True,
                   channel: bool = True, seed: int | None = None, layout: str | None = None, lean: bool = True,
-                  detection: float | None = None, green_rate: float | None = None) -> TwinParallelEnv:
+                  detection: float | None = None, green_rate: float | None = None, view: str = "own"
+                  ) -> TwinParallelEnv:
     """The twin of `cagekit.make_env(...)` (same arguments; `lean` is accepted and has no effect)."""
     spec = get_scenario(scenario)
     return TwinParallelEnv(spec, red=red, green=green, episode_length=episode_length, message_cost=message_cost,
                            sau=sau, channel=channel, seed=seed, layout=layout, detection=detection,
-                           green_rate=green_rate)
+                           green_rate=green_rate, view=view)
 
 
 __all__ = ["ACCESS_LEVELS", "TwinParallelEnv", "make_twin_env"]

@@ -300,6 +300,40 @@ def test_make_learner_dispatch():
     assert {"return", "bits", "epsilon", "loss"} <= set(metrics) and metrics["bits"] == 0.0
 
 
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_shared_obs_sees_its_teammates_and_keeps_the_view_in_its_checkpoint(tmp_path, simulator):
+    """shared-obs: no-comms on a team view. The teammates' bits reach the Q-values; the view is saved, and a
+    loaded team is evaluated on the view it was trained on."""
+    learner = tiny("shared-obs", simulator=simulator)
+    assert learner.envs[0].view == "team" and learner.envs[0].channel is False
+    assert learner.net.team_embed is not None and learner.layout.max_team_bits == 9  # 2 hosts and 1 block bit
+    learner.update()
+    learner.save(tmp_path / "ck")
+    meta = json.loads((tmp_path / "ck" / "meta.json").read_text())
+    assert meta["env"]["view"] == "team" and meta["observation_sizes"] == {"blue_user": 18, "blue_ops": 18}
+    agent = cagekit.agents.load_team(tmp_path / "ck").agents["blue_user"]
+    quiet = {"observation": np.zeros(18, dtype=np.int8), "action_mask": np.ones(8, dtype=np.int8)}
+    mate_root = {**quiet, "observation": np.r_[np.zeros(9), [1, 1, 1, 1], np.zeros(5)].astype(np.int8)}
+    agent.end_episode()
+    q_quiet = agent.step(quiet)[2]
+    agent.end_episode()
+    assert not torch.equal(agent.step(mate_root)[2], q_quiet)
+    with pytest.raises(ValueError, match="shared-obs fixes view=team, got view=own"):
+        DialLearner("shared-obs", "paper-small", 0, TINY, view="own")
+    # no other variant has the teammates' input: the weights of the own view are unchanged
+    assert tiny("nocomm").net.team_embed is None and "team_bits" not in tiny("nocomm").layout.dims()
+
+    from cagekit.evaluation.cli import build_parser, config_from_args
+    from cagekit.evaluation.harness import evaluate as score
+
+    argv = [str(tmp_path / "ck"), str(tmp_path / "eval"), "--episodes", "1", "--lengths", "4", "--reds",
+            "KillChainAgent", "--no-progress"]
+    config, source, out = config_from_args(build_parser().parse_args(argv))
+    assert config.view == "team"
+    _, summary = score(config, source, out, backend="serial", progress=False, chart=False)
+    assert summary["parameters"]["view"] == "team" and len(summary["combinations"]) == 1
+
+
 # Q-learning sanity -----------------------------------------------------------------------------
 def _fitted_q(layout: TeamLayout, config: DialConfig, batch: EpisodeBatch, iterations: int = 600) -> torch.Tensor:
     """Trains a fresh C-Net (torch seed 0) on one fixed batch; the mean Q of the taken actions per step (T,)."""

@@ -280,3 +280,37 @@ def test_state_vector():
     env.reset()
     state = env.state()
     assert env.state_space.contains(state)
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+@pytest.mark.parametrize("scenario", ["paper-small", "paper-large"])
+def test_team_view_appends_the_teammates_rows_and_changes_nothing_else(scenario, simulator):
+    """view="team": each agent's own observation, then every teammate's rows and block bits of the same step,
+    in team order; masks, rewards and the global state are those of the own view."""
+    own = make_env(scenario, channel=False, seed=3, simulator=simulator)
+    team = make_env(scenario, channel=False, seed=3, simulator=simulator, view="team")
+    o_own, _ = own.reset(seed=5)
+    o_team, _ = team.reset(seed=5)
+    rng = np.random.default_rng(0)
+    seen_alarm = False
+    for _ in range(30):
+        for a in own.possible_agents:
+            mates = [o_own[b]["observation"] for b in own.possible_agents if b != a]
+            np.testing.assert_array_equal(o_team[a]["observation"], np.concatenate([o_own[a]["observation"], *mates]))
+            np.testing.assert_array_equal(o_team[a]["action_mask"], o_own[a]["action_mask"])
+            assert team.observation_space(a).contains(o_team[a])
+            seen_alarm |= bool(np.concatenate(mates).any())
+        actions = {a: int(rng.choice(np.flatnonzero(o_own[a]["action_mask"]))) for a in own.possible_agents}
+        o_own, r_own, *_ = own.step(actions)
+        o_team, r_team, *_ = team.step(actions)
+        assert r_team == r_own
+    assert seen_alarm  # the teammates' part carried something
+    np.testing.assert_array_equal(team.state(), own.state())
+    assert team.state_space == own.state_space
+
+
+def test_unknown_view_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown observation view 'all'; valid: own, team"):
+        make_env("paper-small", view="all")
+    with pytest.raises(ValueError, match="unknown observation view 'all'; valid: own, team"):
+        make_env("paper-small", view="all", simulator="twin")

@@ -171,6 +171,21 @@ def test_a_journal_of_another_configuration_is_refused(tmp_path: Path, capsys: p
                  HeuristicSource("sleep"), out, progress=False)
 
 
+def test_a_journal_from_before_the_view_field_resumes(tmp_path: Path) -> None:
+    """Journals written before EvalConfig had `view` meant the own view: they resume, not mismatch."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *SMALL) == 0
+    journal = out / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["config"].pop("view") == "own"
+    journal.write_text("\n".join([json.dumps(header), *lines[1:4]]) + "\n")
+    (out / "summary.txt").unlink()
+    assert _cli("react", str(out), *SMALL) == 0
+    assert _cli("react", str(tmp_path / "whole"), *SMALL) == 0
+    _same_outputs(out, tmp_path / "whole")
+
+
 def test_a_moved_team_resumes_its_journal_but_other_weights_do_not(tmp_path: Path) -> None:
     """A checkpoint's identity is its content (sha256); the folder it was read from is only where it was."""
     out = tmp_path / "out"

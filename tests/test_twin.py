@@ -34,12 +34,13 @@ def test_parallel_api(scenario, channel):
     parallel_api_test(make_twin_env(scenario, channel=channel, seed=0), num_cycles=100)
 
 
+@pytest.mark.parametrize("view", ["own", "team"])
 @pytest.mark.parametrize("sau", [True, False])
 @pytest.mark.parametrize("channel", [True, False])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_same_spaces_obs_and_infos_as_engine(scenario, channel, sau):
-    engine = make_env(scenario, channel=channel, sau=sau, seed=0)
-    twin = make_twin_env(scenario, channel=channel, sau=sau, seed=0)
+def test_same_spaces_obs_and_infos_as_engine(scenario, channel, sau, view):
+    engine = make_env(scenario, channel=channel, sau=sau, seed=0, view=view)
+    twin = make_twin_env(scenario, channel=channel, sau=sau, seed=0, view=view)
     assert twin.possible_agents == engine.possible_agents
     assert twin.state_space == engine.state_space
     e_obs, _ = engine.reset(seed=1)

@@ -105,7 +105,7 @@ def summary_json(report: Report, started: float, ended: float) -> dict[str, Any]
         "parameters": {"seed": c.seed, "episode_lengths": list(c.lengths), "episodes": c.episodes,
                        "scenario": c.scenario, "layout": c.layout, "reds": list(c.reds), "green": c.green,
                        "message_cost": c.message_cost, "sau": c.sau, "channel": c.channel,
-                       "detection": c.detection, "simulator": c.simulator},
+                       "detection": c.detection, "simulator": c.simulator, "view": c.view},
         "time": {"start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
                  "end": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended)),
                  "elapsed": round(ended - started, 3)},

@@ -27,7 +27,7 @@ def _tiny_run(algo: str, out) -> None:
         train(learner, 120, out, progress=False)
 
 
-@pytest.mark.parametrize("algo", ["dial-sau", "nocomm", "qmix", "ppo"])
+@pytest.mark.parametrize("algo", ["dial-sau", "nocomm", "shared-obs", "qmix", "ppo"])
 def test_trained_team_round_trip(algo, tmp_path):
     run = tmp_path / "run"
     _tiny_run(algo, run)

@@ -153,6 +153,40 @@ def test_train_and_load_round_trip(tmp_path):
     team.end_episode()
 
 
+def test_the_harness_scores_the_joint_policy_on_each_steps_observations(tmp_path):
+    """The evaluation harness calls each agent's `get_action` in turn (CAGE's interface); a centralised team
+    first hears the whole step (`begin_step`), so every agent acts on its teammates' observations of this
+    step (one forward pass per step), exactly as `Sb3Team.act` would, with or without muting."""
+    from cagekit.evaluation.cli import build_parser, config_from_args
+    from cagekit.evaluation.episode import EpisodeRunner
+    from cagekit.evaluation.protocol import episode_seed
+
+    out = tmp_path / "ppo"
+    train_sb3("maskable-ppo", "paper-large", steps=128, seed=0, out_dir=out, n_envs=2, progress_bar=False,
+              algo_kwargs={"n_steps": 64, "batch_size": 64})
+    for mute in ([], ["--mute"]):
+        argv = [str(out), str(tmp_path / "eval"), "--episodes", "1", "--lengths", "6", "--reds", "KillChainAgent",
+                *mute]
+        config, source, _ = config_from_args(build_parser().parse_args(argv))
+        runner = EpisodeRunner(config, source)
+        env = runner.env(6, "KillChainAgent")
+        seed = episode_seed(config.seed, 6, "KillChainAgent", 0)
+        controller = (source.inner if mute else source).team_for_episode(env, seed).controller  # the runner's
+        passes = controller.forward_passes
+        result = runner.run(6, "KillChainAgent", 0)
+        assert controller.forward_passes - passes == 6
+        if not mute:
+            obs, _ = env.reset(seed=seed)
+            team = source.team_for_episode(env, seed)
+            labels = []
+            while env.agents:
+                acts = team.act(obs)
+                obs, _, _, _, infos = env.step(acts)
+                labels.append([[infos[a]["action"], int(infos[a]["bits_sent"])] for a in env.possible_agents])
+            assert [step[0] for step in result.actions] == labels
+        runner.close()
+
+
 def test_classic_train_and_load(tmp_path):
     out = tmp_path / "dqn"
     model = train_sb3("dqn", "cage2", steps=200, seed=0, out_dir=out, n_envs=1, layout="classic",

@@ -87,7 +87,12 @@ class Agent(ABC):
     """One blue agent. Decentralised: it sees only its own observation and keeps its own memory."""
 
     def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
-        """Called once before the first episode (CAGE convention); stateless agents ignore it."""
+        """Called before each episode with its first observation (CAGE convention); stateless agents ignore it."""
+
+    def begin_step(self, observations: Mapping[str, Any]) -> None:
+        """Every agent's observation of this step, before any agent's `get_action`. A decentralised agent
+        ignores it (the default); a centralised team's agents (`cagekit.agents.sb3`) compute their joint
+        action from it, so that no agent acts on a teammate's stale observation."""
 
     @abstractmethod
     def get_action(self, observation: Any, action_space: Any = None) -> int:
@@ -106,6 +111,11 @@ class SilencedAgent(Agent):
 
     def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
         self.inner.set_initial_values(action_space, observation)
+
+    def begin_step(self, observations: Mapping[str, Any]) -> None:
+        begin = getattr(self.inner, "begin_step", None)  # a CAGE agent from elsewhere may not have it
+        if begin is not None:
+            begin(observations)
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
         return int(self.inner.get_action(observation, action_space)) & ~1  # action = 2 * defence + bit

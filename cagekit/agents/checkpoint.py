@@ -164,7 +164,8 @@ def env_settings(meta: dict[str, Any]) -> dict[str, Any]:
     env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
     out = {}
     for key in ENV_SETTING_KEYS:
-        value = meta.get(key, env.get(key))
+        # an SB3 meta's top-level "view" is how it executes ("centralised"), not the observation view
+        value = env.get(key) if key == "view" else meta.get(key, env.get(key))
         if value is not None:
             out[key] = value
     return out

@@ -11,9 +11,11 @@ beside `model.zip`). `train_sb3(..., resume=True)` continues a run from its late
 Execution of these baselines is **centralised**: an `Sb3Team` still has one `Agent` per blue agent,
 each exposing `get_action(observation, action_space)`, but they share one controller. `Sb3Team.act`
 gathers all agents' observations, runs one forward pass per step, caches the joint action, and each
-agent's `get_action` then returns its own part from that per-step cache. An agent called on its own
-(outside `Sb3Team.act`) falls back to a forward pass with the latest observation it has seen from each
-teammate (zeros before the first), i.e. it is then only approximately the trained policy.
+agent's `get_action` then returns its own part from that per-step cache. The evaluation harness and the
+submission worker call each agent's `begin_step(observations)` with the whole step before any
+`get_action`, which primes the same cache. An agent called on its own (no `act`, no `begin_step`) falls
+back to a forward pass with the latest observation it has seen from each teammate (zeros before the
+first), i.e. it is then only approximately the trained policy.
 
 Greedy actions are masked: the arg-max is taken over the actions the observation's `action_mask`
 allows (for MaskablePPO this equals `predict(..., action_masks=...)`; for PPO and DQN it replaces
@@ -154,7 +156,11 @@ class _Controller:
         return {n: int(a) for n, a in zip(self.names, actions, strict=True)}
 
     def prime(self, observations: Mapping[str, Any]) -> None:
-        """Compute this step's joint action from all observations and cache each agent's part."""
+        """Compute this step's joint action from all observations and cache each agent's part (once: the
+        agents of a team each pass on the same step; a fresh step has emptied or changed the cache)."""
+        if self._cache and all(n in self._cache and self._cache[n][0] == self._parts(n, o)[0].tobytes()
+                               for n, o in observations.items()):
+            return
         self._latest.update(observations)
         actions = self.joint(self._latest)
         self._cache = {n: (self._parts(n, observations[n])[0].tobytes(), actions[n]) for n in observations}
@@ -178,6 +184,9 @@ class Sb3Agent(Agent):
     def __init__(self, name: str, controller: _Controller):
         self.name = name
         self.controller = controller
+
+    def begin_step(self, observations: Mapping[str, Any]) -> None:
+        self.controller.prime(observations)
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
         return self.controller.action_for(self.name, observation)

@@ -7,11 +7,12 @@ nothing a team returns or wraps can reach the score.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -117,11 +118,12 @@ class EpisodeRunner:
     def _where(self, length: int, red: str, index: int) -> str:
         return f"episode {index} (steps {length}, adversary {red})"
 
-    def _act(self, agent_name: str, agent: Any, observation: Any, space: Any, step: int, where: str) -> Any:
+    def _call(self, agent_name: str, call: Callable[[], Any], step: int, where: str) -> Any:
+        """`call()` under the step timeout; any error names the agent, the step and the episode."""
         start = time.perf_counter()
         try:
             with _deadline(self.step_timeout):
-                action = agent.get_action(observation, space)
+                result = call()
         except StepTimeout:
             raise EvaluationFailure(f"agent {agent_name!r} exceeded the step timeout of {self.step_timeout:g} s "
                                     f"at step {step} of {where}") from None
@@ -132,7 +134,18 @@ class EpisodeRunner:
         if self.step_timeout and elapsed > self.step_timeout:
             raise EvaluationFailure(f"agent {agent_name!r} took {elapsed:.3f} s, over the step timeout of "
                                     f"{self.step_timeout:g} s, at step {step} of {where}")
-        return action
+        return result
+
+    def _act(self, agents: dict[str, Any], observations: dict[str, Any], spaces: dict[str, Any], step: int,
+             where: str) -> dict[str, Any]:
+        """Every agent's action: first each hears the whole step (`begin_step`, which only a centralised team
+        uses), then each acts on its own observation (CAGE's `get_action`), in team order."""
+        for name, agent in agents.items():
+            begin = getattr(agent, "begin_step", None)
+            if begin is not None:
+                self._call(name, functools.partial(begin, observations), step, where)
+        return {name: self._call(name, functools.partial(agent.get_action, observations[name], spaces[name]), step,
+                                 where) for name, agent in agents.items()}
 
     def run(self, length: int, red: str, index: int) -> EpisodeResult:
         where = self._where(length, red, index)
@@ -161,7 +174,7 @@ class EpisodeRunner:
         cost: list[float] = []
         steps: list[list[Any]] = []
         for t in range(length):
-            actions = {n: self._act(n, agents[n], observations[n], spaces[n], t, where) for n in names}
+            actions = self._act(agents, observations, spaces, t, where)
             try:
                 observations, _, _, truncations, infos = env.step(actions)
             except ValueError as exc:

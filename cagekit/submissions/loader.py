@@ -224,7 +224,13 @@ class _RemoteAgent:
     def __init__(self, team: SubmissionTeam, name: str):
         self.team, self.name = team, name
 
+    def begin_step(self, observations: Mapping[str, Any]) -> None:
+        self.team.begin_step(observations)
+
     def get_action(self, observation: Any, action_space: Any = None) -> int:
+        answered = self.team.answered(self.name, observation)
+        if answered is not None:
+            return answered
         spaces = None if action_space is None else {self.name: action_space}
         return self.team.act({self.name: observation}, spaces)[self.name]
 
@@ -260,17 +266,33 @@ class SubmissionTeam:
                            "sha256": unpacked.sha256, "source": manifest["source"], "kind": manifest["kind"]},
             "scenario": self.scenario, "layout": manifest.get("layout"), "channel": bool(manifest["channel"]),
             "sau": bool(manifest["sau"]), "message_cost": manifest.get("message_cost"),
+            "view": manifest.get("view", "own"),
             "agents": list(manifest["agents"]), "cagekit_version": manifest.get("cagekit_version")}
         self.agents: dict[str, _RemoteAgent] = {a: _RemoteAgent(self, a) for a in info.get("agents", [])}
         self.closed = False
+        self._answers: dict[str, tuple[dict[str, list[int]], int]] = {}  # this step's actions, by agent
 
     @property
     def folder(self) -> Path:
         return self._unpacked.folder
 
     def env_settings(self) -> dict[str, Any]:
-        """The environment the submission was packaged for (scenario, layout, channel, sau, message_cost)."""
-        return {k: self.meta[k] for k in ("scenario", "layout", "channel", "sau", "message_cost")}
+        """The environment the submission was packaged for (scenario, layout, channel, sau, message_cost, view)."""
+        return {k: self.meta[k] for k in ("scenario", "layout", "channel", "sau", "message_cost", "view")}
+
+    def begin_step(self, observations: Mapping[str, Any]) -> None:
+        """One round trip for the whole step: the worker hears every observation at once (a centralised
+        submission acts on all of them) and each agent's `get_action` then takes its answer from here."""
+        plain = {name: _plain(obs) for name, obs in observations.items() if name in self.agents}
+        if plain and all(self._answers.get(n, (None,))[0] == p for n, p in plain.items()):
+            return  # a teammate's begin_step already asked for this step
+        actions = self.act(observations)
+        self._answers = {name: (plain[name], actions[name]) for name in plain}
+
+    def answered(self, name: str, observation: Any) -> int | None:
+        """The action `begin_step` got for this agent and observation (once), else None."""
+        entry = self._answers.pop(name, None)
+        return entry[1] if entry is not None and entry[0] == _plain(observation) else None
 
     def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
         if self.closed:
@@ -299,6 +321,7 @@ class SubmissionTeam:
         return out
 
     def end_episode(self) -> None:
+        self._answers.clear()
         if not self.closed:
             self.worker.call({"cmd": "end_episode"}, self.act_timeout)
 

@@ -62,7 +62,8 @@ def check_hashes(root: str | Path, manifest: dict[str, Any], files: list[str]) -
 def env_kwargs(manifest: dict[str, Any]) -> dict[str, Any]:
     """`make_env` arguments that reproduce the environment the submission was packaged for."""
     return {"layout": manifest.get("layout"), "channel": bool(manifest["channel"]), "sau": bool(manifest["sau"]),
-            "message_cost": None if manifest.get("message_cost") is None else float(manifest["message_cost"])}
+            "message_cost": None if manifest.get("message_cost") is None else float(manifest["message_cost"]),
+            "view": manifest.get("view", "own")}
 
 
 def make_manifest_env(manifest: dict[str, Any], **extra: Any) -> Any:

@@ -163,8 +163,9 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
         sau = settings["sau"] if settings["sau"] is not None else sau
         message_cost = settings["message_cost"] if settings["message_cost"] is not None else message_cost
     scenario = scenario or "paper-small"
+    view = (_meta_setting(meta, "view") if resolved.kind == "checkpoint" else None) or "own"
     env = make_env(scenario, layout=layout, channel=True if channel is None else bool(channel),
-                   sau=True if sau is None else bool(sau), message_cost=message_cost)
+                   sau=True if sau is None else bool(sau), message_cost=message_cost, view=view)
     slots = team_slots(env)
 
     files: dict[str, bytes] = {}
@@ -205,6 +206,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
         "name": name, "team": team, "technique": technique,
         "scenario": env.spec.name, "layout": layout or env.spec.default_layout, "channel": env.channel, "sau": env.sau,
         "message_cost": env.message_cost, "source": resolved.kind, "kind": resolved.name,
+        **({"view": view} if view != "own" else {}),  # absent: the own view (and manifests stay as before)
         "agents": [{"name": s.name, "index": s.index, "obs_size": s.obs_size, "n_actions": s.n_actions}
                    for s in slots],
         "files": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())},

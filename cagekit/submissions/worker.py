@@ -191,14 +191,19 @@ def main(argv: list[str]) -> int:
         cmd = msg.get("cmd")
         try:
             if cmd == "act":
+                observations = {name: {"observation": np.asarray(obs["observation"], dtype=np.int8),
+                                       "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
+                                for name, obs in msg["obs"].items()}
+                if len(observations) > 1:  # the whole step: a centralised team acts on all of it
+                    for name in observations:
+                        begin = getattr(agents[name], "begin_step", None)
+                        if begin is not None:
+                            begin(observations)
                 actions = {}
-                for name, obs in msg["obs"].items():
-                    agent = agents[name]
-                    observation = {"observation": np.asarray(obs["observation"], dtype=np.int8),
-                                   "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
+                for name, observation in observations.items():
                     n = msg.get("spaces", {}).get(name)
                     space = spaces.Discrete(int(n)) if n is not None else None
-                    actions[name] = _as_action(agent.get_action(observation, space))
+                    actions[name] = _as_action(agents[name].get_action(observation, space))
                 proto.send({"ok": True, "actions": actions})
             elif cmd == "end_episode":
                 for agent in agents.values():

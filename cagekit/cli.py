@@ -67,19 +67,29 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _algo_files(items: list[str]) -> dict[str, str]:
+    """`--config ALGO=FILE` options as {algo: file}."""
+    configs = {}
+    for item in items:
+        algo, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--config expects ALGO=FILE, got {item!r}")
+        configs[algo] = path
+    return configs
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark
 
-    configs = {}
-    for item in args.config:
-        algo, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--config expects ALGO=FILE, got {item!r}")
-        configs[algo] = path
+    configs = _algo_files(args.config)
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    stray = [a for a in configs if a not in algos]
+    if stray:
+        raise ValueError(f"--config for {stray}, which --algos does not train ({', '.join(algos)})")
     env = {k: v for k, v in (("message_cost", args.message_cost), ("detection", args.detection)) if v is not None}
-    plan = BenchmarkPlan(scenario=args.scenario, algos=[a.strip() for a in args.algos.split(",") if a.strip()],
+    plan = BenchmarkPlan(scenario=args.scenario, algos=algos,
                          seeds=list(range(args.seeds)), steps=args.steps, out=Path(args.out),
                          episodes=args.episodes, lengths=args.lengths, reds=args.reds, workers=args.workers,
                          backend=args.backend, address=args.address, jobs=args.jobs, configs=configs, env=env,
@@ -114,17 +124,12 @@ def _reproduce(args: argparse.Namespace) -> int:
     doc = Path(args.doc or (out / "results.md" if args.quick else "docs/results.md"))
     from cagekit.evaluation.study import default_configs
 
-    configs = {**default_configs(), **dict(item.split("=", 1) for item in args.config)}
-    common = {"jobs": args.jobs, "configs": configs, "progress": not args.no_progress}
-    plan = StudyPlan.quick(out, doc, **common) if args.quick else StudyPlan(out=out, doc=doc, **common)
-    if args.seeds is not None:
-        plan.seeds = args.seeds
-    if args.steps is not None:
-        plan.steps = {k: args.steps for k in plan.steps}
-    if args.episodes is not None:
-        plan.episodes = args.episodes
-    if args.select_episodes is not None:
-        plan.select_episodes = args.select_episodes
+    configs = {**default_configs(), **_algo_files(args.config)}
+    given = {"jobs": args.jobs, "configs": configs, "progress": not args.no_progress, "seeds": args.seeds,
+             "episodes": args.episodes, "select_episodes": args.select_episodes,
+             "steps": None if args.steps is None else {"paper-small": args.steps, "paper-large": args.steps}}
+    given = {k: v for k, v in given.items() if v is not None}
+    plan = StudyPlan.quick(out, doc, **given) if args.quick else StudyPlan(out=out, doc=doc, **given)
     print(f"wrote {run_study(plan)}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -126,3 +127,40 @@ def test_parallel_training_shows_runs_done_and_keeps_every_finished_run(tmp_path
     with pytest.raises(ValueError, match="no-such-algo"):
         train_many([broken, third], 2)
     assert (tmp_path / "nocomm-s2" / TRAIN_RECORD).is_file()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--reds", "Nope"], "unknown red agent"),
+    (["--episodes", "0"], "episodes must be >= 1"),
+    (["--lengths", "5,5"], r"episode length\(s\) \[5\] given more than once"),
+    (["--steps", "0"], "training steps must be >= 1"),
+    (["--config", "dial_sau=configs/dial-sau-fast.yaml"], "which --algos does not train"),
+    (["--jobs", "0"], "jobs and workers must be >= 1"),
+])
+def test_bad_settings_are_refused_before_any_training(tmp_path, capsys, extra, message):
+    """A mistake in the evaluation settings would otherwise surface after hours of training."""
+    out = tmp_path / "bm"
+    argv = ["benchmark", "--algos", "qmix", "--seeds", "1", "--steps", "60", "--episodes", "1", "--lengths", "5",
+            "--out", str(out), "--no-progress", *extra]
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_reproduce_refuses_bad_numbers_before_training(tmp_path, capsys):
+    out = tmp_path / "rp"
+    assert main(["reproduce", "--quick", "--episodes", "0", "--out", str(out), "--doc", str(tmp_path / "r.md")]) == 2
+    assert "episodes must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--config", "x.yaml", "--out", str(out)]) == 2
+    assert "--config expects ALGO=FILE" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_refused_training_run_leaves_no_folder_to_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--red", "Nope", "--out", str(out), "--no-progress"]) == 2
+    assert "unknown red agent(s) ['Nope']" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["train", "--algo", "qmix", "--steps", "0", "--out", str(out), "--no-progress"]) == 2
+    assert "--steps must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0  # corrected

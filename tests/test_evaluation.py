@@ -414,3 +414,19 @@ def test_muting_needs_the_channel(tmp_path: Path, capsys: pytest.CaptureFixture)
                 "--no-progress", "--reds", "KillChainAgent", "--no-channel", "--mute")
     assert code != 0
     assert "--mute needs the message channel on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--reds", "KillChainAgent,KillChainAgent"], "red agent(s) ['KillChainAgent'] given more than once"),
+    (["--lengths", "5,5"], "episode length(s) [5] given more than once"),
+    (["--detection", "2"], "detection is a probability in [0, 1], got 2.0"),
+    (["--message-cost", "nan"], "message cost must be a finite number"),
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--step-timeout", "-1"], "--step-timeout must be a positive number of seconds"),
+])
+def test_bad_protocol_numbers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str],
+                                          message: str) -> None:
+    """A repeated red or length would count twice in the total; the others would run a meaningless protocol."""
+    assert _cli("react", str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress", *extra) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "journal.jsonl").exists()

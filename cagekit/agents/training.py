@@ -340,7 +340,8 @@ def cli_train(args: Any) -> int:
         if simulator != "engine":
             env_kwargs["simulator"] = simulator
         out = Path(args.out or f"runs/{args.algo}-{args.scenario}-{args.seed}")
-        run = {"algo": args.algo, "scenario": args.scenario, "seed": args.seed, "steps": args.steps or 200_000,
+        steps = 200_000 if args.steps is None else args.steps
+        run = {"algo": args.algo, "scenario": args.scenario, "seed": args.seed, "steps": steps,
                "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
                "snapshots": getattr(args, "snapshots", 0)}
         if (out / RUN_FILE).exists():
@@ -348,8 +349,26 @@ def cli_train(args: Any) -> int:
     algo = run["algo"]
     if algo not in (*ALGOS, *SB3_ALGOS):
         raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join((*ALGOS, *SB3_ALGOS))}")
+    for key, least in (("steps", 1), ("checkpoint_every", 1), ("snapshots", 0)):
+        if run.get(key, least) < least:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= {least}, got {run[key]}")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+    try:
+        return _train_run(run, out, args)
+    except Exception:
+        # refused before anything was trained (a bad scenario, red, config...): leave no run behind that
+        # would make the corrected command ask for --resume
+        if not args.resume and [p.name for p in out.iterdir()] == [RUN_FILE]:
+            (out / RUN_FILE).unlink()
+            if created:
+                out.rmdir()
+        raise
+
+
+def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
+    algo = run["algo"]
     progress = not getattr(args, "no_progress", False)
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping

@@ -57,9 +57,22 @@ class BenchmarkPlan:
             raise ValueError(f"unknown algorithm(s) {unknown}; valid: {', '.join(valid)}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        if not self.algos:
+            raise ValueError(f"no algorithm given; valid: {', '.join(valid)}")
         if self.select_episodes < 0 or self.snapshots < 0:
             raise ValueError(f"snapshots and select_episodes must be >= 0, got {self.snapshots} and "
                              f"{self.select_episodes}")
+        if self.steps < 1 and any(a not in HEURISTICS for a in self.algos):
+            raise ValueError(f"training steps must be >= 1, got {self.steps}")
+        if self.jobs < 1 or self.workers < 1:
+            raise ValueError(f"jobs and workers must be >= 1, got {self.jobs} and {self.workers}")
+        self.check_protocol()
+
+    def check_protocol(self) -> None:
+        """Refuse a bad evaluation setting (scenario, reds, episodes, lengths) now, not after hours of training."""
+        from cagekit.evaluation.cli import build_parser, config_from_args
+
+        config_from_args(build_parser().parse_args(evaluation_argv(self, "sleep", self.out / "check", 0)))
 
     def run_dir(self, algo: str, seed: int) -> Path:
         return self.out / "runs" / f"{algo}-s{seed}"
@@ -183,19 +196,13 @@ def _runs_progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]
         yield lambda label: bar.update(task, advance=1, last=label)
 
 
-def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) -> dict[str, Any]:
-    """Score one run's chosen weights (or a heuristic) with the plan's protocol; `muted`: with every bit the
-    team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
-    from cagekit.agents.training import chosen_weights
-    from cagekit.evaluation.cli import cli_main
-
-    source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
-    out = plan.eval_dir(algo, seed, muted)
+def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, muted: bool = False) -> list[str]:
+    """The `cagekit evaluate` command line that scores `source` (a heuristic's name or a run's weights)."""
     argv = [source, str(out), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
             "--lengths", plan.lengths, "--seed", str(seed), "--workers", str(plan.workers)]
     if muted:
         argv += ["--mute"]
-    if algo in HEURISTICS and "message_cost" in plan.env:
+    if source in HEURISTICS and "message_cost" in plan.env:
         argv += ["--message-cost", str(plan.env["message_cost"])]  # learned teams carry theirs
     if plan.env.get("detection") is not None:
         argv += ["--detection", str(plan.env["detection"])]
@@ -207,7 +214,18 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) ->
         argv += ["--address", plan.address]
     if not plan.progress:
         argv += ["--no-progress"]
-    if cli_main(argv, prog="cagekit benchmark") != 0:
+    return argv
+
+
+def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) -> dict[str, Any]:
+    """Score one run's chosen weights (or a heuristic) with the plan's protocol; `muted`: with every bit the
+    team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
+    from cagekit.agents.training import chosen_weights
+    from cagekit.evaluation.cli import cli_main
+
+    source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
+    out = plan.eval_dir(algo, seed, muted)
+    if cli_main(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark") != 0:
         raise RuntimeError(f"evaluation of {algo} seed {seed}{' muted' if muted else ''} failed; see the message "
                            "above")
     return json.loads((out / "summary.json").read_text())

@@ -57,6 +57,14 @@ class EvalConfig:
             raise ValueError(f"episode lengths must be positive integers, got {list(self.lengths)}")
         if not self.reds:
             raise ValueError("at least one red agent is needed")
+        for what, values in (("red agent", self.reds), ("episode length", self.lengths)):
+            repeated = sorted({v for v in values if list(values).count(v) > 1})
+            if repeated:
+                raise ValueError(f"{what}(s) {repeated} given more than once: each combination is scored once")
+        if self.detection is not None and not 0.0 <= self.detection <= 1.0:
+            raise ValueError(f"detection is a probability in [0, 1], got {self.detection}")
+        if not math.isfinite(self.message_cost):
+            raise ValueError(f"message cost must be a finite number, got {self.message_cost}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.simulator not in ("engine", "twin"):

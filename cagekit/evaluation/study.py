@@ -68,11 +68,21 @@ class StudyPlan:
     snapshots: int = 5  # every learner keeps its policy at each fifth of the run ...
     select_episodes: int = 20  # ... and the best on 20 held-out twin episodes per red is scored
 
+    def __post_init__(self) -> None:
+        """Refuse bad numbers before hours of training, not after."""
+        for what, value, least in (("seeds", self.seeds, 1), ("episodes", self.episodes, 1), ("jobs", self.jobs, 1),
+                                   ("workers", self.workers, 1), ("snapshots", self.snapshots, 0),
+                                   ("select_episodes", self.select_episodes, 0),
+                                   *((f"steps on {net}", n, 1) for net, n in self.steps.items())):
+            if value < least:
+                raise ValueError(f"{what} must be >= {least}, got {value}")
+
     @classmethod
     def quick(cls, out: Path, doc: Path, **kw: Any) -> StudyPlan:
         """Same pipeline, small numbers: for CI and a first look (minutes, not hours)."""
-        return cls(out=out, doc=doc, seeds=1, steps={"paper-small": 1_500, "paper-large": 1_500}, episodes=5,
-                   costs=(0.0, 0.1, 1.0), snapshots=2, select_episodes=2, **kw)
+        small = {"seeds": 1, "steps": {"paper-small": 1_500, "paper-large": 1_500}, "episodes": 5,
+                 "costs": (0.0, 0.1, 1.0), "snapshots": 2, "select_episodes": 2}
+        return cls(out=out, doc=doc, **{**small, **kw})
 
 
 def _bench(plan: StudyPlan, scenario: str, algos: list[str], tag: str, env: dict[str, Any],

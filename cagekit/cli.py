@@ -201,10 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message-cost", type=float, default=None)
     p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
     p.add_argument("--train-red", default="all",
-                   help="red agent(s) the learners train against: 'all' (default: every red the evaluation "
-                        "scores), one name, a comma-separated list, or 'default' (the scenario's default red)")
+                   help="red agent(s) the learners train against: 'all' (default: every red agent of the "
+                        "scenario), one name, a comma-separated list, or 'default' (the scenario's default red)")
     p.add_argument("--snapshots", type=int, default=5,
-                   help="policies each run keeps along the way, at every K-th of its steps (default 5)")
+                   help="keep each run's policy at every K-th of its steps (default 5: four snapshots, which "
+                        "with the final weights are the candidates --select-episodes chooses from)")
     p.add_argument("--select-episodes", type=int, default=20,
                    help="held-out twin episodes per red used to choose among a run's snapshots and its final "
                         "weights (default 20; 0 scores the final weights)")

@@ -492,6 +492,16 @@ def test_grad_steps_per_batch():
         DialConfig(td_lambda=1.5)
 
 
+def test_checkpoints_land_whenever_a_multiple_of_checkpoint_every_is_passed(tmp_path, monkeypatch):
+    """With 3 gradient steps per update, `updates` runs 3, 6, 9, ...: a checkpoint every 4 must still come
+    at 6 (past 4), 9 (past 8) and 12, not only when 12 is hit (15: the end of the run)."""
+    learner = tiny(grad_steps=3)
+    saved = []
+    monkeypatch.setattr(learner, "save", lambda out: saved.append(learner.updates))
+    train(learner, 2 * 5 * 5, tmp_path / "run", checkpoint_every=4, progress=False)
+    assert saved[:4] == [6, 9, 12, 15]
+
+
 # learning --------------------------------------------------------------------------------------
 FAST_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
 FAST_STEPS = 60_000  # 250 batches of 8 episodes, 1000 gradient steps; ~2.5 min on a quiet 2-core machine

@@ -1,19 +1,22 @@
-"""The training loop shared by the learned algorithms (DIAL variants here, QMix in `cagekit.agents.qmix`).
+"""The training loop shared by the learned algorithms (DIAL variants in `cagekit.agents.dial`, QMix in
+`cagekit.agents.qmix`).
 
-A learner implements the `Learner` protocol: `update()` collects a batch of episodes and makes one
-gradient update; `save(out_dir)` writes a checkpoint directory (see `cagekit.agents.checkpoint`) whose
-`trainer.pt` holds `learner.state_dict()`, which `train(..., resume=True)` feeds back through
+A learner implements the `Learner` protocol: `update()` collects a batch of episodes and makes one or more
+gradient steps on it (DIAL: `grad_steps`; `updates` counts gradient steps); `save(out_dir)` writes a
+checkpoint directory (see `cagekit.agents.checkpoint`) whose `trainer.pt` holds `learner.state_dict()`,
+which `train(..., resume=True)` feeds back through
 `learner.load_state_dict(checkpoint.load_trainer_state(out_dir))`.
 
-Exact resume: a learner must make everything random in update k a function of (seed, k) and of its
-saved state (weights, optimiser, counters), so an interrupted-and-resumed run equals an uninterrupted
-one bit for bit. The DIAL learner derives its environment seeds, DRU noise and exploration draws from
-(seed, update index).
+Exact resume: a learner must make everything random in update k a function of (seed, k) and of its saved
+state (weights, optimiser, counters), so an interrupted-and-resumed run equals an uninterrupted one bit for
+bit. The DIAL learner derives its environment seeds, DRU noise and exploration draws from (seed, update
+index).
 
 `train` writes into out_dir: `log.csv` (one row per update), TensorBoard events under `tb/`, and the
-checkpoint files (every `checkpoint_every` updates, at the end, and on Ctrl-C). With `snapshots=K` it
-also keeps the policy at every K-th of the run under `snapshots/step<N>/` (see `snapshot_dir`), so that
-a later choice among them (`cagekit.evaluation.selection`) need not score only the last weights.
+checkpoint files (whenever `updates` passes a multiple of `checkpoint_every`, at the end, and on Ctrl-C).
+With `snapshots=K` it also keeps the policy at every K-th of the run under `snapshots/step<N>/` (see
+`snapshot_dir`), so that a later choice among them (`cagekit.evaluation.selection`) need not score only the
+last weights.
 """
 
 from __future__ import annotations
@@ -212,7 +215,7 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
             writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
             while learner.env_steps < steps and (max_updates is None or learner.updates < max_updates):
                 t0 = time.perf_counter()
-                before = learner.env_steps
+                before, updates_before = learner.env_steps, learner.updates
                 metrics = learner.update()
                 dt = time.perf_counter() - t0
                 rate = (learner.env_steps - before) / dt if dt > 0 else math.nan
@@ -229,7 +232,8 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
                     bar.update(bar.task_ids[0], completed=min(learner.env_steps, steps),
                                stats=_stats_text(last.get("return", math.nan), last.get("bits", math.nan),
                                                  last.get("epsilon", math.nan), rate))
-                if checkpoint_every and learner.updates % checkpoint_every == 0:
+                # a multiple crossed, not hit: a DIAL update makes `grad_steps` gradient steps at once
+                if checkpoint_every and learner.updates // checkpoint_every > updates_before // checkpoint_every:
                     learner.save(out)
                 if schedule.due(learner.env_steps):
                     with deferred_interrupt():

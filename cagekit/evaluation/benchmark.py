@@ -2,8 +2,10 @@
 
 Every team is scored by the evaluation harness on the CybORG engine with the same protocol seed, so
 the rows are comparable. A training run already present in OUT/runs is loaded, not retrained. With
-`select_episodes > 0` each run keeps `snapshots` policies along the way and the one with the best
-held-out twin score is the one scored (`cagekit.evaluation.selection`); every learner is treated alike.
+`select_episodes > 0` each run keeps its policy at every `snapshots`-th of its steps (K-1 snapshots) and,
+of those and its final weights, the one with the best held-out objective (return minus channel cost, on
+the twin where it models the scenario) is the one scored (`cagekit.evaluation.selection`); every learner
+is treated alike.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class BenchmarkPlan:
     configs: dict[str, str] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)  # extra make_env settings (message_cost, detection)
     progress: bool = True
-    train_red: str | None = "all"  # reds trained against ("all": every red the evaluation scores; None: default)
-    snapshots: int = 0  # policies kept per run, at each K-th of its steps (besides the final weights)
+    train_red: str | None = "all"  # reds trained against ("all": every red of the scenario; None: default)
+    snapshots: int = 0  # keep the policy at each K-th of a run's steps (K-1 snapshots, then the final weights)
     select_episodes: int = 0  # twin episodes per red to choose among them; 0: score the final weights
     mute: bool = False  # also score every algorithm whose teams send bits with the bits forced to 0
 

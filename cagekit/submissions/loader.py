@@ -1,11 +1,11 @@
 """Run a submission's agents in a separate process, behind the `Team` interface the harness uses.
 
-`open_submission(path)` unpacks the zip (or copies the folder) safely into a fresh private folder,
-checks the manifest hashes, starts a worker process (`cagekit.submissions.worker`) that imports
-`submission.py` there, and returns a `SubmissionTeam`. The parent never imports submission code and
-reads only JSON from the worker, with a time limit on every call; scores are computed by the parent
-from its own environment, so a submission can neither fake its reward nor reach the harness's files
-through Python (see the worker's audit hook). `close()` stops the worker and removes the folder.
+`open_submission(path)` unpacks the zip (or copies the folder) safely into a fresh private folder, checks
+the manifest hashes, starts a worker process (`cagekit.submissions.worker`) that imports `submission.py`
+there, and returns a `SubmissionTeam`. The parent never imports submission code and reads only JSON from the
+worker, with a time limit on every call; scores are computed by the parent from its own environment, so a
+submission cannot fake its reward, and through Python it cannot write, rename or delete outside its folder
+(the worker's audit hook; reading is not stopped). `close()` stops the worker and removes the folder.
 """
 
 from __future__ import annotations

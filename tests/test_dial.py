@@ -205,8 +205,15 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="model.pt"):
         cagekit.agents.load_team(tmp_path / "ck")
     (tmp_path / "ck" / "trainer.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="trainer.pt"):
+    with pytest.raises(ValueError, match="trainer.pt") as refused:
         ckpt.load_trainer_state(tmp_path / "ck")
+    assert "weights_only" not in str(refused.value)  # torch's advice to unpickle it anyway is not passed on
+    # a run with weights but no training state is not silently started over (its weights overwritten)
+    (tmp_path / "ck" / "trainer.pt").unlink()
+    before = model.read_bytes()
+    with pytest.raises(ValueError, match="no trainer.pt"):
+        train(tiny(), 20, tmp_path / "ck", resume=True, progress=False)
+    assert model.read_bytes() == before
     (tmp_path / "ck" / "meta.json").write_text("{not json")
     with pytest.raises(ValueError, match="meta.json"):
         cagekit.agents.load_team(tmp_path / "ck")

@@ -177,6 +177,21 @@ def test_round_trip_checkpoint(sandbox, tiny_checkpoint):
         assert episode_reward(team, seed=5, episodes=1) == pytest.approx(reference)
 
 
+def test_a_checkpoint_that_does_not_load_is_refused_before_a_zip_is_written(sandbox, tiny_checkpoint, tmp_path):
+    import shutil
+
+    run = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint[0] / "checkpoints" / "final", run)
+    model = run / "model.pt"
+    model.write_bytes(model.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot package .*broken: the team does not load: .*model.pt"):
+        package(run, "me", "us", "dial-sau", sandbox / "dial.zip")
+    assert not (sandbox / "dial.zip").exists()
+    (run / "meta.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="corrupt checkpoint metadata .*meta.json"):
+        package(run, "me", "us", "dial-sau", sandbox / "dial.zip")
+
+
 @pytest.mark.parametrize("name", ["react-paper-small.zip", "dial-sau-paper-small.zip", "dial-sau-paper-large.zip"])
 def test_shipped_submissions_pass(name):
     example = Path(__file__).resolve().parent.parent / "submissions" / name

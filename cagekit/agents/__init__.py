@@ -47,8 +47,10 @@ def load_team(path: str | Path) -> Team:
                                 f"holding meta.json and the weights")
     try:
         meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"corrupt checkpoint metadata {meta_file}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"corrupt checkpoint metadata {meta_file}: expected a JSON object, got {type(meta).__name__}")
     algo = meta.get("algo")
     if algo not in LEARNED:
         raise ValueError(f"checkpoint {path} has algorithm {algo!r}; known: {', '.join(LEARNED)}")

@@ -91,7 +91,12 @@ def _torch_load(file: Path) -> Any:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds (RuntimeError, EOFError, UnpicklingError)
-        raise ValueError(f"corrupt or unreadable checkpoint file {file}: {type(exc).__name__}: {exc}") from exc
+        text = str(exc).strip()
+        # torch's message for a pickle of more than tensors advises weights_only=False: never for an untrusted file
+        reason = (text.splitlines() or [type(exc).__name__])[0]
+        if "eights only" in text:
+            reason = "not a tensors-only torch file (and it is not unpickled: that could run code)"
+        raise ValueError(f"corrupt or unreadable checkpoint file {file}: {reason}") from exc
 
 
 def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:

@@ -197,6 +197,10 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
     out.mkdir(parents=True, exist_ok=True)
     if resume and ckpt.has_trainer_state(out):
         learner.load_state_dict(ckpt.load_trainer_state(out))
+    elif resume and (out / ckpt.MODEL_FILE).exists():
+        raise ValueError(f"cannot resume {out}: it has weights ({ckpt.MODEL_FILE}) but no {ckpt.TRAINER_FILE}, the "
+                         f"training state an exact resume needs; starting over would overwrite the weights. Train "
+                         f"a new run with another --out (or move {ckpt.MODEL_FILE} away to start this one over)")
     rows = _read_log(out / LOG_FILE, learner.updates) if resume else []
     with (out / LOG_FILE).open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")

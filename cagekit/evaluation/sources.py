@@ -103,9 +103,9 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
 
     def __post_init__(self) -> None:
         self.path = str(Path(self.path).resolve())
-        import json
+        from cagekit.agents.checkpoint import load_meta
 
-        self.meta = json.loads((Path(self.path) / "meta.json").read_text())
+        self.meta = load_meta(self.path)  # a ValueError naming the file when it is missing or not a checkpoint's
         self.label = Path(self.path).name or "checkpoint"
         # the folder's own files: a run's snapshots/, selection/ and logs below it are not this checkpoint
         self._digest = _digest(Path(self.path), recursive=False)

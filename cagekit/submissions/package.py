@@ -120,7 +120,9 @@ def resolve_source(source: str | Path) -> ResolvedSource:
         raise ValueError(f"cannot package {source!r}: expected a heuristic team name ({', '.join(HEURISTICS)}), "
                          f"a checkpoint directory (model.pt + meta.json) or a training run folder holding one")
     ckpt = find_checkpoint(src)
-    meta = json.loads((ckpt / "meta.json").read_text())
+    from cagekit.agents.checkpoint import load_meta
+
+    meta = load_meta(ckpt)
     return ResolvedSource("checkpoint", str(meta.get("algo")), ckpt, meta)
 
 
@@ -184,6 +186,12 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
 
         root = resolved.checkpoint
         assert root is not None
+        from cagekit.agents import load_team
+
+        try:  # a team that cannot load here would fail in every evaluation: refuse it before writing a zip
+            load_team(root)
+        except Exception as exc:  # noqa: BLE001 - each learner's loader raises its own kinds
+            raise ValueError(f"cannot package {root}: the team does not load: {exc}") from exc
         for dirpath, dirnames, filenames in os.walk(root):
             # a run's other snapshots and their held-out scores are not part of the team
             dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", SNAPSHOT_DIR, SELECTION_DIR))

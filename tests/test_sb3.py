@@ -428,3 +428,14 @@ def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_call
     model = train_sb3("dqn", "paper-small", steps=400, resume=True, **common)
     assert model.num_timesteps == 400 and model.exploration_rate == pytest.approx(0.05)
     assert model.replay_buffer.size() * 2 >= 392  # the earlier parts' transitions were kept (else 192)
+
+
+def test_ppo_rounds_steps_up_to_whole_rollouts_and_says_so(tmp_path, capsys):
+    """PPO trains in rollouts of n_steps per copy: --steps 64 is one rollout of 128, and the checkpoints
+    still come every tenth of what is trained (ten at most, not one every 6 steps)."""
+    out = tmp_path / "ppo"
+    model = train_sb3("ppo", "paper-small", steps=64, seed=0, out_dir=out, n_envs=1, progress_bar=False,
+                      algo_kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 1})
+    assert model.num_timesteps == 128
+    assert "ppo trains in rollouts of 128 env steps, so 64 steps become 128" in capsys.readouterr().out
+    assert len(list((out / "checkpoints").glob("*.zip"))) <= 10

@@ -592,8 +592,13 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
 
+    # PPO collects whole rollouts of n_steps per copy, so it trains past a --steps that is not a multiple of one
+    rollout = 1 if algo == "dqn" else int(model.n_steps) * n_envs
+    planned = -(-int(steps) // rollout) * rollout
+    if planned != int(steps) and checkpoint is None:
+        print(f"note: {algo} trains in rollouts of {rollout:,} env steps, so {int(steps):,} steps become {planned:,}")
     # checkpoints every tenth of the run (as our learners do every K updates), and the model on Ctrl-C
-    every = max(int(steps) // 10 // max(n_envs, 1), 1)
+    every = max(planned // 10 // max(n_envs, 1), 1)
     checkpoints = _Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
                                save_replay_buffer=True)
     progress = ProgressCallback(int(steps), enabled=progress_bar)

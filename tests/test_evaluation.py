@@ -157,6 +157,22 @@ def test_a_cut_journal_line_is_dropped(tmp_path: Path) -> None:
     _same_outputs(out, tmp_path / "whole")
 
 
+@pytest.mark.parametrize("damage", ['[1, 2, 3]', '"hello"', '{"type": "episode", "length": 5}',
+                                    'REWARD'])
+def test_a_damaged_journal_record_is_played_again(tmp_path: Path, damage: str) -> None:
+    """A record that is JSON but not an episode's (or has a bad field) ends the good part, as a cut line does."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *SMALL) == 0
+    journal = out / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    bad = lines[3].replace('"reward":', '"reward":"abc","was":') if damage == "REWARD" else damage
+    journal.write_text("\n".join([*lines[:3], bad, *lines[4:]]) + "\n")
+    (out / "summary.txt").unlink()
+    assert _cli("react", str(out), *SMALL) == 0
+    assert _cli("react", str(tmp_path / "whole"), *SMALL) == 0
+    _same_outputs(out, tmp_path / "whole")
+
+
 def test_a_journal_of_another_configuration_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
     assert _cli("react", str(out), *SMALL) == 0

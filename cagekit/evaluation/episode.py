@@ -58,8 +58,14 @@ class EpisodeResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EpisodeResult:
+        """A journaled episode; TypeError/ValueError/KeyError when the record is damaged."""
         fields = {k: data[k] for k in ("length", "red", "index", "seed", "reward", "bits", "channel_cost",
                                        "invalid_actions", "actions")}
+        kinds = {"length": int, "red": str, "index": int, "seed": int, "reward": (int, float), "bits": int,
+                 "channel_cost": (int, float), "invalid_actions": int, "actions": list}
+        wrong = [k for k, kind in kinds.items() if not isinstance(fields[k], kind) or isinstance(fields[k], bool)]
+        if wrong:
+            raise TypeError(f"journal record with bad field(s) {wrong}")
         return cls(**fields)
 
 

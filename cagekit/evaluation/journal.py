@@ -69,11 +69,16 @@ class Journal:
                                               f"JSON); move it away or choose another output folder") from None
                     break
                 if i == 0:
-                    self._check_header(record)
-                elif record.get("type") == "episode":
-                    result = EpisodeResult.from_json(record)
+                    self._check_header(record if isinstance(record, dict) else {})
+                elif isinstance(record, dict) and record.get("type") == "episode":
+                    try:
+                        result = EpisodeResult.from_json(record)
+                    except (KeyError, TypeError, ValueError, AttributeError):
+                        break  # a damaged record: like a cut line, it and what follows are played again
                     if result.key in wanted:
                         self.results.setdefault(result.key, result)
+                elif not isinstance(record, dict):
+                    break
                 good += len(line) + 1
             if good == 0:
                 self.path.unlink()

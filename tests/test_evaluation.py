@@ -255,8 +255,10 @@ def test_checkpoint_sources_and_bad_paths(tmp_path: Path) -> None:
     (sub / "submission.py").write_text("")
     with pytest.raises(ValueError, match="submission .* refused: missing required file"):
         resolve_source(str(sub))  # a submission folder without metadata/manifest
-    with pytest.raises(ValueError, match="checkpoint directory"):
+    with pytest.raises(ValueError, match=r"'.*nothing' \(it does not exist\): expected a submission .*checkpoint"):
         resolve_source(str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="no such submission file"):
+        resolve_source(str(tmp_path / "team.zip"))
 
 
 def test_a_checkpoint_sets_the_environment(tmp_path: Path) -> None:

@@ -238,6 +238,10 @@ def resolve_source(path: str | None, team: str | None = None) -> TeamSource:
         return SubmissionSource(str(p))
     if not p.exists() and path in HEURISTICS:
         return HeuristicSource(path)
-    raise ValueError(f"cannot evaluate {path!r}: expected a checkpoint directory holding meta.json and its "
-                     f"weights, or a heuristic team name ({', '.join(HEURISTICS)}); to give only the output "
-                     f"folder, name the team first: evaluation.py react {path}")
+    if p.suffix == ".zip":
+        raise ValueError(f"cannot evaluate {path!r}: no such submission file")
+    found = "it does not exist" if not p.exists() else "it is none of these"
+    raise ValueError(f"cannot evaluate {path!r} ({found}): expected a submission (a .zip, or a folder holding "
+                     f"submission.py), a checkpoint directory holding meta.json and its weights, or a heuristic "
+                     f"team name ({', '.join(HEURISTICS)}); to give only the output folder, name the team first: "
+                     f"evaluation.py react {path}")

@@ -258,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"cagekit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that is a file, under a missing folder, unwritable...: name it, no traceback
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"cagekit {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -164,3 +164,16 @@ def test_a_refused_training_run_leaves_no_folder_to_resume(tmp_path, capsys):
     assert main(["train", "--algo", "qmix", "--steps", "0", "--out", str(out), "--no-progress"]) == 2
     assert "--steps must be >= 1, got 0" in capsys.readouterr().err
     assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0  # corrected
+
+
+def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(afile), "--no-progress"]) == 2
+    assert f"File exists: {afile}" in capsys.readouterr().err
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--detection", "2", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 2
+    assert "--detection is a probability in [0, 1], got 2.0" in capsys.readouterr().err
+    shipped = Path(__file__).resolve().parents[1] / "submissions" / "react-paper-small.zip"
+    assert main(["validate", str(shipped), "--steps", "0"]) == 2
+    assert "smoke steps must be >= 1" in capsys.readouterr().err

@@ -360,6 +360,9 @@ def cli_train(args: Any) -> int:
     for key, least in (("steps", 1), ("checkpoint_every", 1), ("snapshots", 0)):
         if run.get(key, least) < least:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {least}, got {run[key]}")
+    detection = run["env"].get("detection")
+    if detection is not None and not 0.0 <= detection <= 1.0:
+        raise ValueError(f"--detection is a probability in [0, 1], got {detection}")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")

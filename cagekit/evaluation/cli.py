@@ -204,7 +204,7 @@ def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> 
     except KeyboardInterrupt:
         err.print("interrupted: the finished episodes are kept in the journal; rerun the command to continue")
         return 130
-    except (EvaluationFailure, JournalMismatch, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (EvaluationFailure, JournalMismatch, ValueError, OSError, RuntimeError) as exc:
         kind = "evaluation failed" if isinstance(exc, EvaluationFailure) else "error"
         err.print(f"[bold red]{kind}:[/] {escape(str(exc))}", highlight=False)
         if isinstance(exc, EvaluationFailure):

@@ -96,6 +96,11 @@ def validate(path: str | Path, *, limits: Limits = DEFAULT_LIMITS, boot_timeout:
 
     `check_wrap=False` skips calling `Submission.wrap` on a fresh environment in the worker (which
     imports CybORG there: seconds); the harness never scores with the wrapped environment anyway."""
+    if smoke_steps < 1:
+        raise ValueError(f"smoke steps must be >= 1 (a smoke test of no steps checks nothing), got {smoke_steps}")
+    for name, value in (("boot", boot_timeout), ("import", import_timeout), ("act", act_timeout)):
+        if not value > 0:
+            raise ValueError(f"the {name} timeout must be a positive number of seconds, got {value}")
     report = ValidationReport(str(path))
     try:
         unpacked: Unpacked = unpack(path, limits)

@@ -308,6 +308,14 @@ def test_make_learner_dispatch():
 
 
 @pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_shared_obs_trains_with_a_mixer_on_the_own_view_state(simulator):
+    """The mixer's global state is the own view's on both simulators (the team part would only repeat it)."""
+    learner = tiny("shared-obs", simulator=simulator, mixer=True)
+    learner.update()
+    assert learner.mixers[0].state_dim == learner.envs[0].state_space.shape[0] == 36
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
 def test_shared_obs_sees_its_teammates_and_keeps_the_view_in_its_checkpoint(tmp_path, simulator):
     """shared-obs: no-comms on a team view. The teammates' bits reach the Q-values; the view is saved, and a
     loaded team is evaluated on the view it was trained on."""
@@ -566,14 +574,15 @@ def test_twin_rollout_equals_twin_envs_reward_accounting():
         np.testing.assert_allclose(reward, env_reward - 0.3 * bits)
 
 
+@pytest.mark.parametrize("view", ["own", "team"])
 @pytest.mark.parametrize("scenario", ["paper-small", "paper-large"])
-def test_twin_rollout_state_is_the_twin_envs(scenario):
+def test_twin_rollout_state_is_the_twin_envs(scenario, view):
     """The global state a mixer trains on equals `env.state()` of the single twin env driven alike."""
     from cagekit.agents.rollout import EnvListRollout, TwinRollout
     from cagekit.wrappers.twin_env import make_twin_env
 
-    rollout = TwinRollout(scenario, 1, episode_length=12)
-    env = make_twin_env(scenario, episode_length=12)
+    rollout = TwinRollout(scenario, 1, episode_length=12, view=view)
+    env = make_twin_env(scenario, episode_length=12, view=view)
     arrays = rollout.reset([7])
     observations, _ = env.reset(seed=7)
     reference = EnvListRollout([env])

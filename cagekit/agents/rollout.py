@@ -112,7 +112,9 @@ class TwinRollout:
         agent's observation, then red's access to each host one-hot (none, user, root); for centralised
         training only."""
         onehot = np.concatenate([b.access_onehot() for b in self.batches])
-        return np.concatenate([obs for obs, _ in self._last] + [onehot], axis=1).astype(np.int8)
+        own = self.batches[0].own_obs_size  # a team view's teammate part repeats what the others' parts hold
+        return np.concatenate([obs[:, :own[a]] for a, (obs, _) in enumerate(self._last)] + [onehot],
+                              axis=1).astype(np.int8)
 
     def step(self, actions: np.ndarray) -> tuple[AgentArrays, np.ndarray, np.ndarray]:
         actions = np.asarray(actions, dtype=np.int64)

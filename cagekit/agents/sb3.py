@@ -138,6 +138,10 @@ class _Controller:
         mask = np.ones(slot.n_actions, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
         return vec, mask
 
+    def _key(self, name: str, observation: Any) -> bytes:
+        """What identifies an agent's observation in the per-step cache."""
+        return self._parts(name, observation)[0].tobytes()
+
     def joint(self, observations: Mapping[str, Any]) -> dict[str, int]:
         """One forward pass: every agent's action from every agent's observation."""
         parts = [self._parts(n, observations.get(n)) for n in self.names]
@@ -158,17 +162,16 @@ class _Controller:
     def prime(self, observations: Mapping[str, Any]) -> None:
         """Compute this step's joint action from all observations and cache each agent's part (once: the
         agents of a team each pass on the same step; a fresh step has emptied or changed the cache)."""
-        if self._cache and all(n in self._cache and self._cache[n][0] == self._parts(n, o)[0].tobytes()
-                               for n, o in observations.items()):
+        keys = {n: self._key(n, o) for n, o in observations.items()}
+        if self._cache and all(n in self._cache and self._cache[n][0] == k for n, k in keys.items()):
             return
         self._latest.update(observations)
         actions = self.joint(self._latest)
-        self._cache = {n: (self._parts(n, observations[n])[0].tobytes(), actions[n]) for n in observations}
+        self._cache = {n: (k, actions[n]) for n, k in keys.items()}
 
     def action_for(self, name: str, observation: Any) -> int:
         entry = self._cache.pop(name, None)
-        vec = self._parts(name, observation)[0]
-        if entry is not None and entry[0] == vec.tobytes():
+        if entry is not None and entry[0] == self._key(name, observation):
             return entry[1]
         self._latest[name] = observation  # called on its own: teammates' latest observations stand in
         return self.joint(self._latest)[name]

@@ -341,7 +341,7 @@ def cli_train(args: Any) -> int:
             run["steps"] = args.steps
     else:
         if args.algo is None:
-            raise ValueError("--algo is required (dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn)")
+            raise ValueError(f"--algo is required ({', '.join((*ALGOS, *SB3_ALGOS))})")
         env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red),
                                         ("detection", args.detection)) if v is not None}
         simulator = getattr(args, "backend", None) or default_simulator(args.scenario)

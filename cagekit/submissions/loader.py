@@ -283,10 +283,10 @@ class SubmissionTeam:
     def begin_step(self, observations: Mapping[str, Any]) -> None:
         """One round trip for the whole step: the worker hears every observation at once (a centralised
         submission acts on all of them) and each agent's `get_action` then takes its answer from here."""
-        plain = {name: _plain(obs) for name, obs in observations.items() if name in self.agents}
+        plain = {name: _plain(obs) for name, obs in observations.items()}
         if plain and all(self._answers.get(n, (None,))[0] == p for n, p in plain.items()):
             return  # a teammate's begin_step already asked for this step
-        actions = self.act(observations)
+        actions = self._ask(plain)
         self._answers = {name: (plain[name], actions[name]) for name in plain}
 
     def answered(self, name: str, observation: Any) -> int | None:
@@ -295,6 +295,11 @@ class SubmissionTeam:
         return entry[1] if entry is not None and entry[0] == _plain(observation) else None
 
     def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
+        return self._ask({name: _plain(obs) for name, obs in observations.items()}, action_spaces)
+
+    def _ask(self, observations: dict[str, dict[str, list[int]]],
+             action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """One round trip: the actions for `observations` (already `_plain`), checked against the spaces."""
         if self.closed:
             raise SubmissionError("submission team is closed")
         missing = [name for name in observations if name not in self.agents]
@@ -304,7 +309,7 @@ class SubmissionTeam:
         for name in observations:
             space = None if action_spaces is None else action_spaces.get(name)
             sizes[name] = int(space.n) if space is not None and hasattr(space, "n") else self.n_actions.get(name)
-        msg = {"cmd": "act", "obs": {name: _plain(obs) for name, obs in observations.items()}, "spaces": sizes}
+        msg = {"cmd": "act", "obs": observations, "spaces": sizes}
         reply = self.worker.call(msg, self.act_timeout)
         actions = reply.get("actions")
         if not isinstance(actions, dict) or set(actions) != set(observations):

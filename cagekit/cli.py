@@ -262,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"cagekit {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: trainers saved their state and the harness journaled its episodes
+        print(f"cagekit {args.command}: interrupted; what finished is kept (runs, their checkpoints, journaled "
+              "episodes): rerun the same command to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

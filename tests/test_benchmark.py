@@ -177,3 +177,124 @@ def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     shipped = Path(__file__).resolve().parents[1] / "submissions" / "react-paper-small.zip"
     assert main(["validate", str(shipped), "--steps", "0"]) == 2
     assert "smoke steps must be >= 1" in capsys.readouterr().err
+
+
+def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an_uninterrupted_one(
+        tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a training run stops the benchmark (exit 130) with the run's state saved but the run not
+    recorded as finished, so it is neither scored half-trained nor reused as done; the same command then
+    continues it, and (our learners resume exactly) the table equals that of a run never interrupted."""
+    import torch
+
+    import cagekit.agents.training as training
+
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"  # 240 env steps per update
+    def argv(out: Path) -> list[str]:
+        return ["benchmark", "--algos", "nocomm", "--seeds", "1", "--steps", "720", "--episodes", "2",
+                "--lengths", "6", "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--snapshots", "3",
+                "--select-episodes", "1", "--config", f"nocomm={fast}"]
+
+    real = training.make_learner
+
+    def learner_stopped_at_its_second_update(*args, **kwargs):
+        learner = real(*args, **kwargs)
+        update, calls = learner.update, []
+
+        def update_or_ctrl_c():
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return update()
+        learner.update = update_or_ctrl_c
+        return learner
+
+    out = tmp_path / "interrupted"
+    monkeypatch.setattr(training, "make_learner", learner_stopped_at_its_second_update)
+    assert main(argv(out)) == 130
+    assert "rerun the same command to continue" in capsys.readouterr().err
+    run = out / "runs" / "nocomm-s0"
+    assert not (run / TRAIN_RECORD).exists() and not (out / "eval").exists()
+    assert json.loads((run / "meta.json").read_text())["counters"]["env_steps"] == 240  # one update, saved
+    monkeypatch.undo()
+
+    assert main(argv(out)) == 0  # continues the run, then chooses, scores and tabulates
+    whole = tmp_path / "whole"
+    assert main(argv(whole)) == 0
+    assert pd.read_csv(out / "per_seed.csv").drop(columns="train_seconds").equals(
+        pd.read_csv(whole / "per_seed.csv").drop(columns="train_seconds"))
+    for a, b in ((run / "model.pt", whole / "runs" / "nocomm-s0" / "model.pt"),):
+        left, right = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+        assert all(torch.equal(left[k], right[k]) for k in right)
+
+
+def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """An SB3 run cut short is continued from its saved model, not trained again from scratch, and its
+    record says where it resumed (SB3's resume is not bit-exact)."""
+    from stable_baselines3 import PPO
+
+    import cagekit.agents.sb3 as sb3
+
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 64, "batch_size": 64, "n_epochs": 1}))
+    out = tmp_path / "bm"
+    argv = ["benchmark", "--algos", "ppo", "--seeds", "1", "--steps", "192", "--episodes", "1", "--lengths", "6",
+            "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--snapshots", "0",
+            "--select-episodes", "0", "--config", f"ppo={config}"]
+    stepped = sb3.ProgressCallback._on_step
+
+    def ctrl_c_at_128(self):
+        if self.model.num_timesteps >= 128:
+            raise KeyboardInterrupt
+        return stepped(self)
+
+    monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c_at_128)
+    assert main(argv) == 130
+    run = out / "runs" / "ppo-s0"
+    assert not (run / TRAIN_RECORD).exists()
+    saved = PPO.load(run / "model.zip").num_timesteps  # SB3 counts the step Ctrl-C came in
+    assert 128 <= saved < 192  # within the first rollout
+    monkeypatch.undo()
+
+    assert main(argv) == 0
+    assert json.loads((run / TRAIN_RECORD).read_text())["resumed_at"] == saved
+    # one more whole rollout (3 copies, one per red, of 64 steps) on top of the saved steps; trained again
+    # from scratch it would stop at 192
+    assert PPO.load(run / "model.zip").num_timesteps == saved + 3 * 64
+
+
+def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
+    """Ctrl-C at a terminal reaches the benchmark and its training processes alike: the running runs save
+    their state unrecorded, the runs still queued never start (the pool had already handed them to its
+    workers), and the command exits 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    out = tmp_path / "bm"
+    cmd = [sys.executable, "-m", "cagekit.cli", "benchmark", "--algos", "nocomm", "--seeds", "4", "--steps",
+           "2400000", "--episodes", "1", "--lengths", "6", "--out", str(out), "--no-progress", "--jobs", "2",
+           "--select-episodes", "0", "--snapshots", "0", "--config", f"nocomm={fast}"]
+    # a terminal's Ctrl-C: SIGINT to the whole process group, whose processes have the default handler
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        logs = [out / "runs" / f"nocomm-s{seed}" / "log.csv" for seed in (0, 1)]
+        deadline = time.monotonic() + 300
+        while not all(log.exists() and len(log.read_text().splitlines()) > 1 for log in logs):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:  # a run that did not stop would train for hours: end the whole group
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "rerun the same command to continue" in err
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["nocomm-s0", "nocomm-s1"]
+    for seed in (0, 1):
+        run = out / "runs" / f"nocomm-s{seed}"
+        assert not (run / TRAIN_RECORD).exists() and (run / "trainer.pt").exists()

@@ -132,8 +132,9 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     settings = training_settings(config, env)
     check_finished_run(run, steps, settings)
     if not done_file.exists():
-        seconds = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
-        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings}) + "\n")
+        seconds, resumed_at = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
+        resumed = {} if resumed_at is None else {"resumed_at": resumed_at}  # an SB3 resume is not bit-exact
+        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed}) + "\n")
     if select_episodes:
         from cagekit.agents.training import limit_torch_threads
         from cagekit.evaluation.selection import select_snapshot
@@ -144,25 +145,35 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
 
 
 def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: str | None, env: dict[str, Any],
-           snapshots: int, progress: bool) -> float:
+           snapshots: int, progress: bool) -> tuple[float, int | None]:
+    """Train (or continue) one run to `steps`; returns its seconds and, for an SB3 run continued from a
+    checkpoint, the step it resumed at. A run cut short by Ctrl-C keeps its state (the trainers save it)
+    and raises KeyboardInterrupt, so that it is never recorded as finished: a rerun continues it."""
     from cagekit.agents.training import default_simulator, limit_torch_threads
 
     limit_torch_threads()
     env = {"simulator": default_simulator(scenario), **env}
     start = time.perf_counter()
+    resumed_at = None
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3 import train_sb3
+        from cagekit.agents.sb3 import latest_checkpoint, train_sb3
 
         hyper = load_mapping(config) if config else None
-        train_sb3(algo, scenario, steps, seed, run, n_envs=1 if steps < 4 * SB3_STEPS_PER_ROLLOUT else 4,
-                  progress_bar=progress, algo_kwargs=hyper, snapshots=snapshots, **env)
+        checkpoint = latest_checkpoint(run)  # an earlier, interrupted try: continue it rather than start over
+        resumed_at = None if checkpoint is None else checkpoint[2]
+        model = train_sb3(algo, scenario, steps, seed, run, n_envs=1 if steps < 4 * SB3_STEPS_PER_ROLLOUT else 4,
+                          progress_bar=progress, algo_kwargs=hyper, snapshots=snapshots, resume=checkpoint is not None,
+                          **env)
+        interrupted = int(model.num_timesteps) < steps
     else:
         from cagekit.agents.training import make_learner, train
 
         learner = make_learner(algo, scenario, seed=seed, config=config, **env)
-        train(learner, steps, run, resume=True, progress=progress, snapshots=snapshots)
-    return time.perf_counter() - start
+        interrupted = train(learner, steps, run, resume=True, progress=progress, snapshots=snapshots)["interrupted"]
+    if interrupted:
+        raise KeyboardInterrupt(f"{algo} seed {seed} interrupted; its state is kept in {run}")
+    return time.perf_counter() - start, resumed_at
 
 
 def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = False) -> list[float]:
@@ -172,14 +183,38 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
         check_finished_run(Path(job[4]), job[3], training_settings(job[5], job[6]))
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
-        with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(train_one, *job): job for job in jobs}
-            with _runs_progress(progress, len(jobs)) as advance:
-                for done in as_completed(futures):
-                    algo, scenario, seed = futures[done][:3]
-                    advance(f"{algo} {scenario} seed {seed}" + (" failed" if done.exception() else ""))
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_pool_worker,
+                                 initargs=(stop,)) as pool:
+            futures = {pool.submit(_pool_job, *job): job for job in jobs}
+            try:
+                with _runs_progress(progress, len(jobs)) as advance:
+                    for done in as_completed(futures):
+                        algo, scenario, seed = futures[done][:3]
+                        advance(f"{algo} {scenario} seed {seed}" + (" failed" if done.exception() else ""))
+            except KeyboardInterrupt:  # Ctrl-C: the running runs save their state; the queued ones never start
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
             return [future.result() for future in futures]  # the first failure, in job order, raises here
     return [train_one(*job, progress=progress) for job in jobs]
+
+
+_STOP: Any = None  # in a training pool's worker: the event the parent sets on Ctrl-C
+
+
+def _pool_worker(stop: Any) -> None:
+    global _STOP
+    _STOP = stop
+
+
+def _pool_job(*job: Any) -> float:
+    """`train_one` in a pool worker, unless the pool was interrupted: the executor hands jobs to its workers
+    ahead of time, so cancelling the futures alone would still start them after Ctrl-C."""
+    if _STOP is not None and _STOP.is_set():
+        raise KeyboardInterrupt(f"{job[0]} seed {job[2]} not started: interrupted")
+    return train_one(*job)
 
 
 @contextmanager
@@ -227,7 +262,10 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) ->
 
     source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
     out = plan.eval_dir(algo, seed, muted)
-    if cli_main(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark") != 0:
+    status = cli_main(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark")
+    if status == 130:  # Ctrl-C: its finished episodes are journaled, the rest of the benchmark must stop too
+        raise KeyboardInterrupt
+    if status != 0:
         raise RuntimeError(f"evaluation of {algo} seed {seed}{' muted' if muted else ''} failed; see the message "
                            "above")
     return json.loads((out / "summary.json").read_text())

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
+
+#: torch's CPU kernels, unless the user chose (ATEN_CPU_CAPABILITY): AVX2. Where the CPU has AVX-512 torch
+#: would pick its AVX-512 kernels, whose rounding differs (other vector widths in reductions and vectorised
+#: math), and the same seed would then train to other weights than on an AVX2 machine (dial-sau seed 0 on
+#: paper-small: -155.8 instead of docs/results.md's -91.3). torch reads the setting at its first vectorised
+#: operation, so it is set here, before any of cagekit runs.
+KERNELS_ENV = "ATEN_CPU_CAPABILITY"
+os.environ.setdefault(KERNELS_ENV, "avx2")
 
 
 def make_env(*args, **kwargs):  # noqa: ANN002, ANN003 - re-exported, see cagekit.wrappers.make_env
@@ -11,4 +21,4 @@ def make_env(*args, **kwargs):  # noqa: ANN002, ANN003 - re-exported, see cageki
     return _make_env(*args, **kwargs)
 
 
-__all__ = ["__version__", "make_env"]
+__all__ = ["KERNELS_ENV", "__version__", "make_env"]

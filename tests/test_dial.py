@@ -646,3 +646,34 @@ def test_red_all_splits_the_batch_between_the_reds(simulator):
     assert "red" not in ckpt.env_settings(learner.meta())  # evaluation builds its own reds
     with pytest.raises(ValueError, match="valid: KillChainAgent"):
         DialLearner("nocomm", "paper-small", 0, TINY, episode_length=4, red="Nobody")
+
+
+def _trained_weights_digest(extra_env: dict[str, str]) -> tuple[str, str]:
+    """(torch's CPU kernels, a digest of the weights) of a short DIAL run in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib, torch\n"
+            "from cagekit.agents.training import make_learner\n"
+            "learner = make_learner('dial-sau', 'paper-small', seed=0, config={'batch_episodes': 4, 'grad_steps': 2,"
+            " 'hidden': 32}, simulator='twin', episode_length=6)\n"
+            "for _ in range(3):\n    learner.update()\n"
+            "h = hashlib.sha256()\n"
+            "for k, v in sorted(learner.net.state_dict().items()):\n    h.update(v.numpy().tobytes())\n"
+            "print(torch.backends.cpu.get_cpu_capability(), h.hexdigest())\n")
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"} | extra_env
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    kernels, digest = out.stdout.split()
+    return kernels, digest
+
+
+def test_torch_kernels_are_pinned_so_a_seed_trains_alike_on_avx2_and_avx512_cpus():
+    """cagekit pins torch's CPU kernels to AVX2 (cagekit.KERNELS_ENV) unless the user chose: with AVX-512
+    ones, whose rounding differs, a seed trained to other weights on an AVX-512 machine than on an AVX2 one."""
+    kernels, digest = _trained_weights_digest({})
+    assert kernels != "AVX512"  # x86 with AVX2: "AVX2"; a CPU without it keeps torch's own choice
+    if kernels == "AVX2":
+        assert _trained_weights_digest({"ATEN_CPU_CAPABILITY": "avx2"}) == (kernels, digest)
+    # the user's own setting is kept
+    assert _trained_weights_digest({"ATEN_CPU_CAPABILITY": "default"})[0] == "DEFAULT"

@@ -37,11 +37,13 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any],
                     trainer_state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint directory; `meta` gets `cagekit_version` added if missing. Returns the directory."""
+    """Write a checkpoint directory; `meta` gets `cagekit_version` and `torch_cpu_kernels` added if missing.
+    Returns the directory."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(meta)
     meta.setdefault("cagekit_version", cagekit.__version__)
+    meta.setdefault("torch_cpu_kernels", torch.backends.cpu.get_cpu_capability())  # what rounding trained it
     for key in ("algo", "scenario"):
         if key not in meta:
             raise ValueError(f"checkpoint meta needs {key!r}")

@@ -187,6 +187,7 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
     import torch
 
     import cagekit.agents.training as training
+    from cagekit.agents.checkpoint import load_model_state
 
     fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"  # 240 env steps per update
     def argv(out: Path) -> list[str]:
@@ -222,9 +223,8 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
     assert main(argv(whole)) == 0
     assert pd.read_csv(out / "per_seed.csv").drop(columns="train_seconds").equals(
         pd.read_csv(whole / "per_seed.csv").drop(columns="train_seconds"))
-    for a, b in ((run / "model.pt", whole / "runs" / "nocomm-s0" / "model.pt"),):
-        left, right = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
-        assert all(torch.equal(left[k], right[k]) for k in right)
+    left, right = load_model_state(run), load_model_state(whole / "runs" / "nocomm-s0")
+    assert all(torch.equal(left[k], right[k]) for k in right)
 
 
 def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):

@@ -662,7 +662,7 @@ def _trained_weights_digest(extra_env: dict[str, str]) -> tuple[str, str]:
             "h = hashlib.sha256()\n"
             "for k, v in sorted(learner.net.state_dict().items()):\n    h.update(v.numpy().tobytes())\n"
             "print(torch.backends.cpu.get_cpu_capability(), h.hexdigest())\n")
-    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"} | extra_env
+    env = {k: v for k, v in os.environ.items() if k != cagekit.KERNELS_ENV} | extra_env
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     kernels, digest = out.stdout.split()
     return kernels, digest
@@ -674,6 +674,6 @@ def test_torch_kernels_are_pinned_so_a_seed_trains_alike_on_avx2_and_avx512_cpus
     kernels, digest = _trained_weights_digest({})
     assert kernels != "AVX512"  # x86 with AVX2: "AVX2"; a CPU without it keeps torch's own choice
     if kernels == "AVX2":
-        assert _trained_weights_digest({"ATEN_CPU_CAPABILITY": "avx2"}) == (kernels, digest)
+        assert _trained_weights_digest({cagekit.KERNELS_ENV: "avx2"}) == (kernels, digest)
     # the user's own setting is kept
-    assert _trained_weights_digest({"ATEN_CPU_CAPABILITY": "default"})[0] == "DEFAULT"
+    assert _trained_weights_digest({cagekit.KERNELS_ENV: "default"})[0] == "DEFAULT"

@@ -446,7 +446,8 @@ def _write_doc(plan: StudyPlan, sections: list[str], main_tables: dict[str, Any]
         "",
         THESIS_TABLE,
         "",
-        "There, too, QMix scores ahead of DIAL and DIAL is level with no-comms within one standard deviation: "
-        "the ordering the paper's table reports is not the only one its authors' code has produced.",
+        "There QMix scores ahead of DIAL, and DIAL is level with no-comms within one standard deviation (as "
+        "dial-sau is with no-comms in our study): the ordering the paper's table reports is not the only one "
+        "its authors' code has produced.",
     ]
     plan.doc.write_text("\n".join(header) + "\n" + "\n".join(sections) + "\n" + "\n".join(footer) + "\n")

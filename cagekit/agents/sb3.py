@@ -397,6 +397,12 @@ def _saved_steps(model_file: Path) -> int | None:
         return None
 
 
+def stopped_short(model: Any, steps: int) -> bool:
+    """Whether `train_sb3` returned before `steps` env steps, i.e. on Ctrl-C: SB3 otherwise stops at or
+    past the target (PPO trains whole rollouts), so this is how its callers tell an interrupted run."""
+    return int(model.num_timesteps) < int(steps)
+
+
 def latest_checkpoint(out_dir: str | Path) -> tuple[Path, Path | None, int] | None:
     """The most advanced SB3 model in a run folder: (model zip, its replay buffer or None, its step count).
 
@@ -670,4 +676,4 @@ def team_from_model(model: Any, algo: str, env: Any, mask_actions: bool = True) 
 
 
 __all__ = ["ALGOS", "DEFAULTS", "ProgressCallback", "Sb3Agent", "Sb3ClassicAgent", "Sb3Team", "copies_for_reds",
-           "latest_checkpoint", "load_team", "team_from_model", "train_sb3"]
+           "latest_checkpoint", "load_team", "stopped_short", "team_from_model", "train_sb3"]

@@ -383,13 +383,13 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
     progress = not getattr(args, "no_progress", False)
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3 import train_sb3
+        from cagekit.agents.sb3 import stopped_short, train_sb3
 
         hyper = load_mapping(run["config"]) if run["config"] else None
         model = train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper,
                           progress_bar=progress, resume=bool(args.resume), snapshots=run.get("snapshots", 0),
                           **run["env"])
-        interrupted = model.num_timesteps < run["steps"]  # SB3 otherwise stops at or past the target
+        interrupted = stopped_short(model, run["steps"])
         state = "interrupted; resume with --resume " + str(out) if interrupted else f"done: {out / 'model.zip'}"
         print(f"{algo} on {run['scenario']}: {model.num_timesteps:,} env steps, {state}")
         return 130 if interrupted else 0

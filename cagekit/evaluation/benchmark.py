@@ -157,7 +157,7 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
     resumed_at = None
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3 import latest_checkpoint, train_sb3
+        from cagekit.agents.sb3 import latest_checkpoint, stopped_short, train_sb3
 
         hyper = load_mapping(config) if config else None
         checkpoint = latest_checkpoint(run)  # an earlier, interrupted try: continue it rather than start over
@@ -165,7 +165,7 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
         model = train_sb3(algo, scenario, steps, seed, run, n_envs=1 if steps < 4 * SB3_STEPS_PER_ROLLOUT else 4,
                           progress_bar=progress, algo_kwargs=hyper, snapshots=snapshots, resume=checkpoint is not None,
                           **env)
-        interrupted = int(model.num_timesteps) < steps
+        interrupted = stopped_short(model, steps)
     else:
         from cagekit.agents.training import make_learner, train
 

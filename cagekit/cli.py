@@ -137,7 +137,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _evaluate(argv: Sequence[str]) -> int:
     from cagekit.evaluation import cli_main
 
-    return cli_main(list(argv))
+    return cli_main(list(argv), prog="cagekit evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory (default runs/ALGO-SCENARIO-SEED)")
     p.add_argument("--config", default=None, help="JSON or YAML file of hyperparameters")
     p.add_argument("--resume", default=None, help="continue the run in this directory")
-    p.add_argument("--checkpoint-every", type=int, default=50, help="updates between checkpoints")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="updates between checkpoints of our learners (default 50; "
+                        "SB3 runs checkpoint every tenth of the run)")
     p.add_argument("--snapshots", type=int, default=0,
                    help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
     p.add_argument("--message-cost", type=float, default=None)

@@ -166,6 +166,21 @@ def test_a_refused_training_run_leaves_no_folder_to_resume(tmp_path, capsys):
     assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0  # corrected
 
 
+def test_checkpoint_every_is_refused_for_sb3_and_applies_on_resume_for_our_learners(tmp_path, capsys):
+    """SB3 runs checkpoint every tenth of the run, so `--checkpoint-every` there would be silently ignored:
+    it is refused; for our learners a value given with `--resume` replaces the recorded one."""
+    sb3_out = tmp_path / "ppo"
+    assert main(["train", "--algo", "ppo", "--steps", "64", "--checkpoint-every", "5", "--out", str(sb3_out),
+                 "--no-progress"]) == 2
+    assert "ppo is an SB3 run, which checkpoints every tenth of the run" in capsys.readouterr().err
+    assert not sb3_out.exists()
+    out = tmp_path / "qmix"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["checkpoint_every"] == 50
+    assert main(["train", "--resume", str(out), "--steps", "90", "--checkpoint-every", "7", "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["checkpoint_every"] == 7
+
+
 def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("")

@@ -38,6 +38,8 @@ from cagekit.agents.base import Team
 DIAL_ALGOS = ("dial-sau", "dial", "nocomm", "shared-obs")
 ALGOS = (*DIAL_ALGOS, "qmix")
 LOG_FILE = "log.csv"
+#: updates between checkpoints, `cagekit train --checkpoint-every`
+CHECKPOINT_EVERY = 50
 SNAPSHOT_DIR = "snapshots"
 #: a run's record of which snapshot to score (`chosen_weights`), and the evaluations behind that choice
 SELECTION_FILE = "selection.json"
@@ -182,8 +184,9 @@ class SnapshotSchedule:
         return due
 
 
-def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int = 50, resume: bool = False,
-          progress: bool = True, max_updates: int | None = None, snapshots: int = 0) -> dict[str, Any]:
+def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int = CHECKPOINT_EVERY,
+          resume: bool = False, progress: bool = True, max_updates: int | None = None,
+          snapshots: int = 0) -> dict[str, Any]:
     """Train until `learner.env_steps >= steps` (environment steps; or `max_updates` updates, if given).
 
     With `resume`, a checkpoint in out_dir (trainer.pt) is loaded first and the log continues from its
@@ -339,6 +342,8 @@ def cli_train(args: Any) -> int:
         run = json.loads(run_file.read_text())
         if args.steps is not None:
             run["steps"] = args.steps
+        if args.checkpoint_every is not None:
+            run["checkpoint_every"] = args.checkpoint_every
     else:
         if args.algo is None:
             raise ValueError(f"--algo is required ({', '.join((*ALGOS, *SB3_ALGOS))})")
@@ -357,8 +362,13 @@ def cli_train(args: Any) -> int:
     algo = run["algo"]
     if algo not in (*ALGOS, *SB3_ALGOS):
         raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join((*ALGOS, *SB3_ALGOS))}")
+    if algo in SB3_ALGOS and args.checkpoint_every is not None:
+        raise ValueError(f"--checkpoint-every sets the interval of our learners ({', '.join(ALGOS)}); {algo} is "
+                         f"an SB3 run, which checkpoints every tenth of the run into OUT/checkpoints/")
+    if algo not in SB3_ALGOS and run.get("checkpoint_every") is None:
+        run["checkpoint_every"] = CHECKPOINT_EVERY
     for key, least in (("steps", 1), ("checkpoint_every", 1), ("snapshots", 0)):
-        if run.get(key, least) < least:
+        if run.get(key) is not None and run[key] < least:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {least}, got {run[key]}")
     detection = run["env"].get("detection")
     if detection is not None and not 0.0 <= detection <= 1.0:
@@ -395,7 +405,7 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
         return 130 if interrupted else 0
     limit_torch_threads()
     learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
-    summary = train(learner, run["steps"], out, checkpoint_every=run.get("checkpoint_every", 50),
+    summary = train(learner, run["steps"], out, checkpoint_every=run["checkpoint_every"],
                     resume=bool(args.resume), progress=progress, snapshots=run.get("snapshots", 0))
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
     print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")

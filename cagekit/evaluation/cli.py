@@ -37,7 +37,7 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
                    help="a submission (zip or folder with submission.py), a checkpoint directory "
                         "(meta.json + weights) or a heuristic team name; default: --team")
     p.add_argument("out_dir", nargs="?", metavar="OUT_DIR",
-                   help="output folder (default: results/<team>-<scenario>)")
+                   help="output folder (default: results/<team>-<scenario>[-<layout>][-quick][-twin])")
     p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")
     p.add_argument("--layout", default=None, help="blue layout (cage2: team or classic)")
     p.add_argument("--team", default=None,

@@ -314,3 +314,27 @@ def test_unknown_view_lists_the_valid_ones():
         make_env("paper-small", view="all")
     with pytest.raises(ValueError, match="unknown observation view 'all'; valid: own, team"):
         make_env("paper-small", view="all", simulator="twin")
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("message_cost", float("nan"), "message cost must be a finite number >= 0"),
+    ("message_cost", -1.0, "message cost must be a finite number >= 0"),
+    ("message_cost", float("inf"), "message cost must be a finite number >= 0"),
+    ("detection", 1.5, r"detection is a probability in \[0, 1\], got 1.5"),
+    ("green_rate", float("nan"), r"green rate is a probability in \[0, 1\], got nan"),
+])
+def test_out_of_range_settings_are_refused_on_both_simulators(simulator, setting, value, message):
+    """A NaN price trains NaN weights and a negative one pays agents to talk: refused where the env is made."""
+    with pytest.raises(ValueError, match=message):
+        make_env("paper-small", simulator=simulator, **{setting: value})
+    assert make_env("paper-small", simulator=simulator, **{setting: 0.0}).reset(seed=0)
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_a_negative_seed_is_named(simulator):
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        make_env("paper-small", simulator=simulator, seed=-1)
+    env = make_env("paper-small", simulator=simulator)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        env.reset(seed=-3)

@@ -75,8 +75,8 @@ class CyborgEngine:
         self.agents = self.spec.layout(layout)
         self.layout = layout
         self.lean = lean
-        self.detection = self.spec.detection if detection is None else float(detection)
-        self.green_rate = self.spec.green_rate if green_rate is None else float(green_rate)
+        self.detection = self.spec.setting("detection", detection)
+        self.green_rate = self.spec.setting("green_rate", green_rate)
         self.red_name = red if red is not None else self.spec.default_red
         red_behaviour = self.spec.behaviour("red", red)
         self.green_name = green if green is not None else self.spec.default_green

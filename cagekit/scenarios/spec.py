@@ -6,6 +6,7 @@ dict that the CybORG engine reads; the engine adapter, the wrappers and the twin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -110,6 +111,17 @@ class ScenarioSpec:
     #: default cost of sending a 1 on the channel
     message_cost: float = 0.1
     costs: ActionCosts = field(default_factory=ActionCosts)
+
+    def setting(self, name: Literal["detection", "green_rate", "message_cost"], value: float | None) -> float:
+        """`value` for the named setting, or the scenario's own when None; refused (ValueError) when out of
+        range, so that no layer trains or scores on a NaN, a negative price or a probability above 1."""
+        resolved = float(getattr(self, name) if value is None else value)
+        if name == "message_cost":
+            if not (math.isfinite(resolved) and resolved >= 0.0):
+                raise ValueError(f"message cost must be a finite number >= 0 (the reward a sent 1 costs), got {value}")
+        elif not 0.0 <= resolved <= 1.0:  # also False for NaN
+            raise ValueError(f"{name.replace('_', ' ')} is a probability in [0, 1], got {value}")
+        return resolved
 
     def host(self, name: str) -> HostSpec:
         for h in self.hosts:

@@ -95,7 +95,7 @@ class TwinBatch:
         self.green_kind = _GREEN_KINDS[self.spec.behaviour("green", green)]
         self.B = int(batch_size)
         self.episode_length = int(episode_length)
-        self.message_cost = float(self.spec.message_cost if message_cost is None else message_cost)
+        self.message_cost = self.spec.setting("message_cost", message_cost)
         self.sau = sau
         self.channel = channel
         self.rng = np.random.default_rng(seed)

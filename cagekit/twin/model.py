@@ -86,11 +86,11 @@ class TwinModel:
                  detection: float | None = None, green_rate: float | None = None, view: str = "own"):
         check_view(view)
         if spec.reward != "paper":
-            raise NotImplementedError(f"the twin models the paper action set; scenario {spec.name!r} uses "
-                                      f"{spec.reward!r} (run it on the engine: cagekit.make_env)")
+            raise ValueError(f"the twin models the paper networks' action set; scenario {spec.name!r} uses "
+                             f"{spec.reward!r}: run it on the engine (--backend engine, simulator='engine')")
         self.spec = spec
-        self.detection = spec.detection if detection is None else float(detection)
-        self.green_rate = spec.green_rate if green_rate is None else float(green_rate)
+        self.detection = spec.setting("detection", detection)
+        self.green_rate = spec.setting("green_rate", green_rate)
         names = spec.host_names
         self.host_names = names
         self.H = len(names)

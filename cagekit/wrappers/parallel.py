@@ -60,6 +60,13 @@ class TeamSpaces:
             raise ValueError(f"no action for agent(s) {missing}; every live agent acts each step")
 
 
+def seed_sequence(seed: int | None) -> np.random.SeedSequence:
+    """The episodes' seed stream; a negative seed is named here (numpy's own message does not say which)."""
+    if seed is not None and int(seed) < 0:
+        raise ValueError(f"seed must be >= 0 (or None), got {seed}")
+    return np.random.SeedSequence(seed)
+
+
 class CageParallelEnv(TeamSpaces, ParallelEnv):
     metadata = {"name": "cagekit_v0", "render_modes": []}
 
@@ -71,13 +78,13 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
         self.engine = engine
         self.spec = engine.spec
         self.episode_length = int(episode_length)
-        self.message_cost = float(self.spec.message_cost if message_cost is None else message_cost)
+        self.message_cost = self.spec.setting("message_cost", message_cost)
         self.sau = sau
         self.channel = channel
         self.possible_agents = [a.name for a in engine.agents]
         self.agents: list[str] = []
         self._specs = {a.name: a for a in engine.agents}
-        self._seeds = np.random.SeedSequence(seed)
+        self._seeds = seed_sequence(seed)
         self._t = 0
         self._received = {a: np.zeros(self._n_received(a), dtype=np.int8) for a in self.possible_agents}
         self._invalid = {a: 0 for a in self.possible_agents}
@@ -106,7 +113,7 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
     # episode ----------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is not None:
-            self._seeds = np.random.SeedSequence(seed)
+            self._seeds = seed_sequence(seed)
         episode_seed = int(self._seeds.spawn(1)[0].generate_state(1)[0])
         self.engine.reset(seed=episode_seed)
         self.agents = list(self.possible_agents)

@@ -10,7 +10,7 @@ from pettingzoo import ParallelEnv
 from cagekit.scenarios import get_scenario
 from cagekit.scenarios.spec import ScenarioSpec
 from cagekit.twin.batch import ACCESS_LEVELS, TwinBatch
-from cagekit.wrappers.parallel import TeamSpaces, decode_action
+from cagekit.wrappers.parallel import TeamSpaces, decode_action, seed_sequence
 
 
 class _EngineView:
@@ -54,7 +54,7 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
         self.view = view
         self.possible_agents = list(self.batch.agent_names)
         self.agents: list[str] = []
-        self._seeds = np.random.SeedSequence(seed)
+        self._seeds = seed_sequence(seed)
         self._obs: dict[str, np.ndarray] | None = None
 
     # spaces ---------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
     # episode --------------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is not None:
-            self._seeds = np.random.SeedSequence(seed)
+            self._seeds = seed_sequence(seed)
         episode_seed = int(self._seeds.spawn(1)[0].generate_state(1)[0])
         self._obs = self.batch.reset(seed=episode_seed)
         self.agents = list(self.possible_agents)

@@ -37,3 +37,21 @@ def test_load_mapping_names_the_file_and_the_problem(tmp_path):
         load_mapping(listed)
     with pytest.raises(ValueError, match="cannot read config file .*missing.yaml"):
         load_mapping(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("cls", "data", "message"), [
+    (DialConfig, {"sigma": "2"}, "DIAL config key 'sigma' must be a finite number, got '2'"),
+    (DialConfig, {"hidden": 12.7}, "DIAL config key 'hidden' must be a whole number, got 12.7"),
+    (DialConfig, {"gate_messages": "false"}, "DIAL config key 'gate_messages' must be true or false"),
+    (QmixConfig, {"lr": float("nan")}, "QMix config key 'lr' must be a finite number"),
+    (QmixConfig, {"double_q": 1}, "QMix config key 'double_q' must be true or false, got 1"),
+])
+def test_a_value_of_the_wrong_type_is_named_not_trained_on(cls, data, message):
+    """The text "false" is true to Python and "2" is no number to torch: refused when the config is read."""
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cls.from_dict(data)
+
+
+def test_whole_numbers_are_accepted_where_they_mean_the_same():
+    config = DialConfig.from_dict({"eps_anneal_steps": 50000.0, "lr": 1, "gate_messages": False})
+    assert config.eps_anneal_steps == 50000 and isinstance(config.eps_anneal_steps, int) and config.lr == 1

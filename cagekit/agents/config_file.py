@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -27,6 +29,32 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _checked(learner: str, key: str, value: Any, kind: Any) -> Any:
+    """`value` if it suits the field's type (an int for a float, a whole float for an int); else a ValueError.
+
+    YAML reads `5e4` as text, and Python takes the text "false" as true: without this a config could
+    train silently on a setting it does not say, or fail deep in torch."""
+    ok = True
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind is str:
+        ok = isinstance(value, str)
+    elif typing.get_origin(kind) is dict:
+        ok = isinstance(value, dict)
+    if not ok:
+        expected = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}.get(
+            kind, "a mapping")
+        raise ValueError(f"{learner} config key {key!r} must be {expected}, got {value!r} "
+                         f"({type(value).__name__})")
+    return value
+
+
 class HyperparameterConfig:
     """What a learner's hyperparameter dataclass shares: conversion to and from a mapping or a file, refusing
     unknown keys (a misspelt field would otherwise train silently with its default)."""
@@ -44,7 +72,8 @@ class HyperparameterConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown {cls.LEARNER} config key(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        hints = typing.get_type_hints(cls)
+        return cls(**{key: _checked(cls.LEARNER, key, value, hints[key]) for key, value in data.items()})
 
     @classmethod
     def from_file(cls, path: str | Path) -> Self:

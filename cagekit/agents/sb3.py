@@ -25,6 +25,7 @@ a masked-out choice, which the environment would run as Sleep, by the best allow
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import os
@@ -546,6 +547,11 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     cls = _algo_class(algo)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    fixed = {"self", "policy", "env", "seed", "verbose", "device", "policy_kwargs", "_init_setup_model"}
+    settable = sorted(set(inspect.signature(cls.__init__).parameters) - fixed)
+    unknown = sorted(set(algo_kwargs or {}) - set(settable))
+    if unknown:
+        raise ValueError(f"unknown {algo} hyperparameter(s) {unknown}; valid: {', '.join(settable)}")
     out = Path(out_dir)
     checkpoint = None
     if resume:

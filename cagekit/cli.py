@@ -157,16 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a team (dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn)")
     p.add_argument("--algo", default=None, help="required unless --resume")
-    p.add_argument("--scenario", default="paper-small")
+    p.add_argument("--scenario", default=None, help="default paper-small")
     p.add_argument("--steps", type=int, default=None, help="environment steps (default 200,000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--out", default=None, help="run directory (default runs/ALGO-SCENARIO-SEED)")
     p.add_argument("--config", default=None, help="JSON or YAML file of hyperparameters")
     p.add_argument("--resume", default=None, help="continue the run in this directory")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="updates between checkpoints of our learners (default 50; "
                         "SB3 runs checkpoint every tenth of the run)")
-    p.add_argument("--snapshots", type=int, default=0,
+    p.add_argument("--snapshots", type=int, default=None,
                    help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
     p.add_argument("--message-cost", type=float, default=None)
     p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)

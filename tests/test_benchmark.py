@@ -181,6 +181,45 @@ def test_checkpoint_every_is_refused_for_sb3_and_applies_on_resume_for_our_learn
     assert json.loads((out / "run.json").read_text())["checkpoint_every"] == 7
 
 
+def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
+    """Each refused in one line (exit 2), leaving no folder behind that would ask the corrected command for
+    --resume: a NaN cost (it trained NaN weights), a config value of the wrong type, an unknown SB3
+    hyperparameter, the twin for a scenario it does not model."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('sigma: "2"\n')
+    unknown = tmp_path / "ppo.yaml"
+    unknown.write_text("lrr: 0.1\n")
+    for argv, message in [
+        (["--algo", "dial-sau", "--message-cost", "nan"], "(the reward a sent 1 costs), got nan"),
+        (["--algo", "nocomm", "--config", str(bad)], "DIAL config key 'sigma' must be a finite number, got '2'"),
+        (["--algo", "ppo", "--config", str(unknown)], "unknown ppo hyperparameter(s) ['lrr']; valid: batch_size"),
+        (["--algo", "qmix", "--scenario", "cage2", "--backend", "twin"], "the twin models the paper networks'"),
+        (["--algo", "qmix", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    ]:
+        out = tmp_path / "run"
+        assert main(["train", *argv, "--steps", "60", "--out", str(out), "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+    assert main(["train", "--algo", "nocomm", "--steps", "60", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+
+
+def test_resume_refuses_other_settings_and_names_an_unreadable_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    record = (out / "run.json").read_text()
+    for argv in (["--scenario", "cage2"], ["--algo", "dqn"], ["--message-cost", "5"], ["--seed", "3"],
+                 ["--out", str(tmp_path / "elsewhere")]):
+        assert main(["train", "--resume", str(out), *argv, "--steps", "90", "--no-progress"]) == 2
+        assert "differs from its" in capsys.readouterr().err
+    assert (out / "run.json").read_text() == record  # nothing changed
+    # the same values as recorded are no conflict
+    assert main(["train", "--resume", str(out), "--algo", "qmix", "--scenario", "paper-small", "--seed", "0",
+                 "--steps", "90", "--no-progress"]) == 0
+    (out / "run.json").write_text("{broken")
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    assert f"cannot resume {out}: its run.json is unreadable" in capsys.readouterr().err
+
+
 def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("")
@@ -188,7 +227,7 @@ def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     assert f"File exists: {afile}" in capsys.readouterr().err
     assert main(["train", "--algo", "qmix", "--steps", "60", "--detection", "2", "--out", str(tmp_path / "r"),
                  "--no-progress"]) == 2
-    assert "--detection is a probability in [0, 1], got 2.0" in capsys.readouterr().err
+    assert "detection is a probability in [0, 1], got 2.0" in capsys.readouterr().err
     shipped = Path(__file__).resolve().parents[1] / "submissions" / "react-paper-small.zip"
     assert main(["validate", str(shipped), "--steps", "0"]) == 2
     assert "smoke steps must be >= 1" in capsys.readouterr().err

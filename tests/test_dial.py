@@ -296,6 +296,34 @@ def test_keyboard_interrupt_saves_checkpoint(tmp_path, monkeypatch):
     assert ckpt.load_trainer_state(tmp_path / "run")["counters"]["updates"] == 2
 
 
+@pytest.mark.parametrize("at", [2, 4], ids=["mid-run", "last-update"])
+def test_ctrl_c_during_an_update_keeps_its_log_row(tmp_path, monkeypatch, at):
+    """A real SIGINT that lands inside an update: the update completes and its log row is written before
+    the run stops (the row used to be lost for good); on the last update the run counts as finished."""
+    import os
+    import signal
+
+    import pandas as pd
+
+    steps_per_update = 2 * 5
+    learner = tiny(seed=5)
+    original = learner.update
+
+    def update_then_ctrl_c():
+        metrics = original()
+        if learner.updates == at:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered while the update's block is still open
+        return metrics
+
+    monkeypatch.setattr(learner, "update", update_then_ctrl_c)
+    summary = train(learner, 4 * steps_per_update, tmp_path / "run", checkpoint_every=0, progress=False)
+    assert summary["updates"] == at and summary["interrupted"] == (at < 4)
+    assert list(pd.read_csv(tmp_path / "run" / "log.csv")["update"]) == list(range(1, at + 1))
+    resumed = tiny(seed=5)
+    train(resumed, 4 * steps_per_update, tmp_path / "run", checkpoint_every=0, resume=True, progress=False)
+    assert list(pd.read_csv(tmp_path / "run" / "log.csv")["update"]) == [1, 2, 3, 4]
+
+
 def test_make_learner_dispatch():
     learner = make_learner("dial", "paper-small", 0, TINY, episode_length=5)
     assert learner.algo == "dial" and learner.envs[0].sau is False and learner.envs[0].channel is True

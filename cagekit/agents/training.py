@@ -34,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
+from cagekit.scenarios import get_scenario
 
 DIAL_ALGOS = ("dial-sau", "dial", "nocomm", "shared-obs")
 ALGOS = (*DIAL_ALGOS, "qmix")
@@ -223,18 +224,19 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
             while learner.env_steps < steps and (max_updates is None or learner.updates < max_updates):
                 t0 = time.perf_counter()
                 before, updates_before = learner.env_steps, learner.updates
-                metrics = learner.update()
-                dt = time.perf_counter() - t0
-                rate = (learner.env_steps - before) / dt if dt > 0 else math.nan
-                last = {**metrics, "steps_per_s": rate}
-                row = {"update": learner.updates, "env_steps": learner.env_steps,
-                       "episodes": getattr(learner, "episodes", ""),
-                       "time_s": round(elapsed_before + time.perf_counter() - t_start, 3), **last}
-                writer.writerow(row)
-                fh.flush()
-                for key, value in last.items():
-                    if isinstance(value, (int, float)) and math.isfinite(value):
-                        tb.add_scalar(f"train/{key}", value, learner.env_steps)
+                with deferred_interrupt():  # an update and its log row land together: Ctrl-C waits for both
+                    metrics = learner.update()
+                    dt = time.perf_counter() - t0
+                    rate = (learner.env_steps - before) / dt if dt > 0 else math.nan
+                    last = {**metrics, "steps_per_s": rate}
+                    row = {"update": learner.updates, "env_steps": learner.env_steps,
+                           "episodes": getattr(learner, "episodes", ""),
+                           "time_s": round(elapsed_before + time.perf_counter() - t_start, 3), **last}
+                    writer.writerow(row)
+                    fh.flush()
+                    for key, value in last.items():
+                        if isinstance(value, (int, float)) and math.isfinite(value):
+                            tb.add_scalar(f"train/{key}", value, learner.env_steps)
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=min(learner.env_steps, steps),
                                stats=_stats_text(last.get("return", math.nan), last.get("bits", math.nan),
@@ -245,8 +247,8 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
                 if schedule.due(learner.env_steps):
                     with deferred_interrupt():
                         learner.save_policy(snapshot_dir(out, learner.env_steps))
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt:  # on the last update the run is complete all the same
+        interrupted = learner.env_steps < steps and (max_updates is None or learner.updates < max_updates)
     finally:
         if bar is not None:
             bar.stop()
@@ -327,6 +329,26 @@ SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")
 RUN_FILE = "run.json"
 
 
+def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
+    """`--resume OUT` continues the run as its run.json records it: an option that says otherwise (another
+    scenario, seed, red...) is refused rather than silently dropped. Only --steps and --checkpoint-every
+    may change."""
+    env = run.get("env", {})
+    recorded = {"algo": run.get("algo"), "scenario": run.get("scenario"), "seed": run.get("seed"),
+                "config": run.get("config"), "snapshots": run.get("snapshots", 0),
+                "message_cost": env.get("message_cost"), "red": env.get("red"),
+                "detection": env.get("detection"), "backend": env.get("simulator", "engine"),
+                "out": str(out)}
+    for key, was in recorded.items():
+        given = getattr(args, key, None)
+        paths = key in ("out", "config") and was is not None
+        if given is not None and (Path(given) != Path(was) if paths else given != was):
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
+                             f"from its {was!r} (only --steps and --checkpoint-every may change; start a new run "
+                             f"with --out for other settings)")
+
+
 def cli_train(args: Any) -> int:
     """`cagekit train`: our learners through `train`, SB3 baselines through `cagekit.agents.sb3`.
 
@@ -339,7 +361,11 @@ def cli_train(args: Any) -> int:
         run_file = out / RUN_FILE
         if not run_file.exists():
             raise ValueError(f"cannot resume {out}: no {RUN_FILE} there (was it made by `cagekit train`?)")
-        run = json.loads(run_file.read_text())
+        try:
+            run = json.loads(run_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot resume {out}: its {RUN_FILE} is unreadable ({exc})") from exc
+        _refuse_changed_settings(run, args, out)
         if args.steps is not None:
             run["steps"] = args.steps
         if args.checkpoint_every is not None:
@@ -349,14 +375,16 @@ def cli_train(args: Any) -> int:
             raise ValueError(f"--algo is required ({', '.join((*ALGOS, *SB3_ALGOS))})")
         env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red),
                                         ("detection", args.detection)) if v is not None}
-        simulator = getattr(args, "backend", None) or default_simulator(args.scenario)
+        scenario = args.scenario or "paper-small"
+        seed = 0 if args.seed is None else args.seed
+        simulator = getattr(args, "backend", None) or default_simulator(scenario)
         if simulator != "engine":
             env_kwargs["simulator"] = simulator
-        out = Path(args.out or f"runs/{args.algo}-{args.scenario}-{args.seed}")
+        out = Path(args.out or f"runs/{args.algo}-{scenario}-{seed}")
         steps = 200_000 if args.steps is None else args.steps
-        run = {"algo": args.algo, "scenario": args.scenario, "seed": args.seed, "steps": steps,
+        run = {"algo": args.algo, "scenario": scenario, "seed": seed, "steps": steps,
                "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
-               "snapshots": getattr(args, "snapshots", 0)}
+               "snapshots": args.snapshots or 0}
         if (out / RUN_FILE).exists():
             raise ValueError(f"{out} already holds a run; use --resume {out} to continue it or choose --out")
     algo = run["algo"]
@@ -367,12 +395,12 @@ def cli_train(args: Any) -> int:
                          f"an SB3 run, which checkpoints every tenth of the run into OUT/checkpoints/")
     if algo not in SB3_ALGOS and run.get("checkpoint_every") is None:
         run["checkpoint_every"] = CHECKPOINT_EVERY
-    for key, least in (("steps", 1), ("checkpoint_every", 1), ("snapshots", 0)):
+    for key, least in (("steps", 1), ("checkpoint_every", 1), ("snapshots", 0), ("seed", 0)):
         if run.get(key) is not None and run[key] < least:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {least}, got {run[key]}")
-    detection = run["env"].get("detection")
-    if detection is not None and not 0.0 <= detection <= 1.0:
-        raise ValueError(f"--detection is a probability in [0, 1], got {detection}")
+    spec = get_scenario(run["scenario"])  # an unknown scenario is named here, before any folder is made
+    for setting in ("detection", "message_cost"):
+        spec.setting(setting, run["env"].get(setting))
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
@@ -408,6 +436,8 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
     summary = train(learner, run["steps"], out, checkpoint_every=run["checkpoint_every"],
                     resume=bool(args.resume), progress=progress, snapshots=run.get("snapshots", 0))
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
+    if summary["env_steps"] > run["steps"]:  # as SB3's PPO does in whole rollouts
+        state += f" ({run['steps']:,} asked for: {algo} learns from whole batches of episodes)"
     print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
     return 130 if summary["interrupted"] else 0
 

@@ -152,6 +152,12 @@ def test_train_and_load_round_trip(tmp_path):
         obs, *_ = par.step(acts)
     team.end_episode()
 
+    # a truncated model.zip is named, not SB3's bare "No data found in the saved file"
+    data = (out / "model.zip").read_bytes()
+    (out / "model.zip").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cannot load the SB3 model .*model.zip: corrupt, truncated"):
+        load_team(out, meta)
+
 
 def test_the_harness_scores_the_joint_policy_on_each_steps_observations(tmp_path):
     """The evaluation harness calls each agent's `get_action` in turn (CAGE's interface); a centralised team

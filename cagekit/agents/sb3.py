@@ -398,6 +398,16 @@ def _saved_steps(model_file: Path) -> int | None:
         return None
 
 
+def _load_model(cls: Any, model_file: Path, **kwargs: Any) -> Any:
+    """`cls.load` on CPU; a truncated or foreign zip is a ValueError naming the file, not SB3's bare
+    AssertionError ("No data found in the saved file")."""
+    try:
+        return cls.load(model_file, device="cpu", **kwargs)
+    except (AssertionError, zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"cannot load the SB3 model {model_file}: corrupt, truncated or not a {cls.__name__} model "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
 def stopped_short(model: Any, steps: int) -> bool:
     """Whether `train_sb3` returned before `steps` env steps, i.e. on Ctrl-C: SB3 otherwise stops at or
     past the target (PPO trains whole rollouts), so this is how its callers tell an interrupted run."""
@@ -561,7 +571,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
                              f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)")
         if checkpoint[2] >= steps:
             print(f"{out}: already trained for {checkpoint[2]:,} of {steps:,} steps; nothing to do")
-            return cls.load(checkpoint[0], device="cpu")
+            return _load_model(cls, checkpoint[0])
     reds = training_reds(scenario, env_kwargs.get("red"))  # raises on an unknown red, naming the valid ones
     n_envs = copies_for_reds(n_envs, len(reds))
     classic = is_classic(scenario, env_kwargs.get("layout"))
@@ -586,7 +596,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
                     **kwargs)
     else:
         model_file, buffer_file, _ = checkpoint
-        model = cls.load(model_file, env=venv, device="cpu")
+        model = _load_model(cls, model_file, env=venv)
         start = int(model.num_timesteps)
         model.set_random_seed(seed + start)  # the copies' next resets: seed + start + i
         model._last_obs = None  # the saved last observation is not the new copies': learn() resets them
@@ -658,7 +668,7 @@ def load_team(path: str | Path, meta: Mapping[str, Any]) -> Team:
     if not model_file.exists():
         raise FileNotFoundError(f"no SB3 model at {model_file}")
     algo = meta["algo"]
-    model = _algo_class(algo).load(model_file, device="cpu")
+    model = _load_model(_algo_class(algo), model_file)
     mask_actions = bool(meta.get("mask_actions", True))
     slots = [AgentSlot.from_json(s) for s in meta["slots"]]
     if meta.get("view") == "classic":

@@ -705,3 +705,15 @@ def test_torch_kernels_are_pinned_so_a_seed_trains_alike_on_avx2_and_avx512_cpus
         assert _trained_weights_digest({cagekit.KERNELS_ENV: "avx2"}) == (kernels, digest)
     # the user's own setting is kept
     assert _trained_weights_digest({cagekit.KERNELS_ENV: "default"})[0] == "DEFAULT"
+
+
+def test_a_damaged_log_is_named_on_resume_and_nothing_is_overwritten(tmp_path):
+    run = tmp_path / "run"
+    train(tiny(seed=5), 2 * 2 * 5, run, checkpoint_every=0, progress=False)
+    (run / "log.csv").write_text("update,env_steps\ngarbage,1\n")
+    with pytest.raises(ValueError, match=r"cannot resume from .*log.csv: the training log is damaged"):
+        train(tiny(seed=5), 4 * 2 * 5, run, checkpoint_every=0, resume=True, progress=False)
+    assert (run / "log.csv").read_text() == "update,env_steps\ngarbage,1\n"
+    (run / "log.csv").unlink()  # moved away: the run resumes, its log starting at the resumed update
+    summary = train(tiny(seed=5), 4 * 2 * 5, run, checkpoint_every=0, resume=True, progress=False)
+    assert summary["new_updates"] == 2

@@ -132,10 +132,15 @@ def _stats_text(ret: float, bits: float, epsilon: float, steps_per_s: float) -> 
 
 
 def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
+    """The log rows up to update `upto` (a resumed run rewrites the log from them)."""
     if not path.exists():
         return []
-    with path.open(newline="") as fh:
-        return [row for row in csv.DictReader(fh) if int(float(row["update"])) <= upto]
+    try:
+        with path.open(newline="") as fh:
+            return [row for row in csv.DictReader(fh) if int(float(row["update"])) <= upto]
+    except (KeyError, TypeError, ValueError, csv.Error) as exc:
+        raise ValueError(f"cannot resume from {path}: the training log is damaged ({type(exc).__name__}: {exc}); "
+                         f"restore it, or move it away to resume with a log that starts here") from exc
 
 
 def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:

@@ -214,6 +214,40 @@ def test_a_moved_team_resumes_its_journal_but_other_weights_do_not(tmp_path: Pat
         evaluate(_config(team={**team, "sha256": "b" * 64}), HeuristicSource("sleep"), out, progress=False)
 
 
+# output folders and teams refused before anything is written ----------------------------------------
+
+TINY = ["--episodes", "1", "--lengths", "5", "--reds", "SleepAgent", "--no-progress"]
+
+
+@pytest.mark.parametrize("journal", ["missing", "empty"])
+def test_reports_no_journal_vouches_for_are_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              journal: str) -> None:
+    """Another team's results.csv and summaries in a folder whose journal is gone (or empty) stay as they are."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *TINY) == 0
+    if journal == "missing":
+        (out / "journal.jsonl").unlink()
+    else:
+        (out / "journal.jsonl").write_text("")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    capsys.readouterr()
+    assert _cli("sleep", str(out), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"output folder {out} holds evaluation reports (" in err and "results.csv" in err
+    assert f"(journal.jsonl is {journal})" in err and "choose another output folder" in err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_an_output_folder_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    file = tmp_path / "taken"
+    file.write_text("mine")
+    assert _cli("sleep", str(file), *TINY) == 1
+    assert f"output folder {file} is a file" in " ".join(capsys.readouterr().err.split())
+    assert _cli("sleep", str(file / "below"), *TINY) == 1
+    assert f"lies under {file}, which is a file" in " ".join(capsys.readouterr().err.split())
+    assert file.read_text() == "mine"
+
+
 # file formats -------------------------------------------------------------------------------------
 
 def test_file_formats(tmp_path: Path) -> None:

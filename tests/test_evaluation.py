@@ -248,6 +248,63 @@ def test_an_output_folder_that_is_a_file_is_named(tmp_path: Path, capsys: pytest
     assert file.read_text() == "mine"
 
 
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained DIAL-SAU checkpoint: loading it is what is tested, not its play."""
+    from cagekit.agents.dial import DialLearner
+
+    path = tmp_path_factory.mktemp("ckpt") / "team"
+    DialLearner("dial-sau", "paper-small", seed=0, config={"batch_episodes": 2}).save(path)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "unknown algorithm"])
+def test_a_team_that_cannot_load_is_refused_before_the_journal(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               tiny_checkpoint: Path, damage: str) -> None:
+    """Refused with the cause and nothing written; no advice to rerun, and once the file is mended the same
+    command runs (no journal was left tied to the damaged file's hash)."""
+    import shutil
+
+    team = tmp_path / "team"
+    shutil.copytree(tiny_checkpoint, team)
+    good = {f.name: f.read_bytes() for f in team.iterdir()}
+    if damage == "truncated weights":
+        (team / "model.pt").write_bytes(good["model.pt"][: len(good["model.pt"]) // 2])
+        needle = f"corrupt or unreadable checkpoint file {team / 'model.pt'}"
+    else:
+        (team / "meta.json").write_text(json.dumps({**json.loads(good["meta.json"]), "algo": "bogus"}))
+        needle = "has algorithm 'bogus'; known: dial-sau"
+    out = tmp_path / "out"
+    assert _cli(str(team), str(out), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"the team {team} cannot be evaluated (nothing was written)" in err and needle in err
+    assert "rerun" not in err
+    assert not out.exists()
+    for name, data in good.items():
+        (team / name).write_bytes(data)
+    assert _cli(str(team), str(out), *TINY) == 0
+
+
+def test_a_team_failing_at_its_first_action_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"cannot be evaluated \(nothing was written\): agent 'blue_ops' raised "
+                                         r"ZeroDivisionError: boom at step 0"):
+        evaluate(_config(lengths=(6,)), _Source("raise", red="KillChainAgent", step=0), tmp_path / "out",
+                 progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failure_before_any_episode_finished_leaves_no_journal(tmp_path: Path) -> None:
+    """The first episode fails (after the check of the first step): no journal is left to tie the folder to
+    the team, so the mended team can use the same folder."""
+    with pytest.raises(EvaluationFailure) as info:
+        evaluate(_config(lengths=(6,)), _Source("raise", red="KillChainAgent"), tmp_path / "out", progress=False)
+    assert (info.value.finished, info.value.journal, info.value.transient) == (0, None, False)
+    assert not (tmp_path / "out").exists()
+    from cagekit.evaluation.cli import failure_advice
+
+    assert failure_advice(info.value) == "nothing was kept (no episode had finished)"
+
+
 # file formats -------------------------------------------------------------------------------------
 
 def test_file_formats(tmp_path: Path) -> None:
@@ -391,20 +448,29 @@ def test_a_lying_team_cannot_change_its_score(tmp_path: Path) -> None:
     assert liar.total.score == honest.total.score < 0
 
 
-@pytest.mark.parametrize(("mode", "message"), [
+@pytest.mark.parametrize(("mode", "message", "transient"), [
     ("raise", r"agent 'blue_ops' raised ZeroDivisionError: boom at step 2 of episode 0 \(steps 6, adversary "
-              r"SleepAgent\)"),
-    ("invalid", r"invalid action at step 2 of episode 0 .*'blue_ops'.*outside its space"),
-    ("slow", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2 of episode 0"),
-    ("hang", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2"),
+              r"SleepAgent\)", False),
+    ("invalid", r"invalid action at step 2 of episode 0 .*'blue_ops'.*outside its space", False),
+    ("slow", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2 of episode 0", True),
+    ("hang", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2", True),
 ])
-def test_failures_name_the_agent_and_step_and_keep_the_journal(tmp_path: Path, mode: str, message: str) -> None:
+def test_failures_name_the_agent_and_step_and_keep_the_journal(tmp_path: Path, mode: str, message: str,
+                                                               transient: bool) -> None:
+    """Only a failure that may not recur (a timeout) is advised to be rerun; the team's own error recurs."""
+    from cagekit.evaluation.cli import failure_advice
+
     config = _config(lengths=(6,))
-    with pytest.raises(EvaluationFailure, match=message):
+    with pytest.raises(EvaluationFailure, match=message) as info:
         evaluate(config, _Source(mode), tmp_path, step_timeout=0.2, progress=False)
     lines = (tmp_path / "journal.jsonl").read_text().splitlines()
     assert len(lines) == 3  # the configuration and the two KillChainAgent episodes before the failure
     assert not (tmp_path / "summary.txt").exists()
+    failure = info.value
+    assert (failure.finished, failure.journal, failure.transient) == (2, str(tmp_path / "journal.jsonl"), transient)
+    advice = failure_advice(failure)
+    assert advice.startswith(f"the 2 finished episode(s) are kept in {tmp_path / 'journal.jsonl'}")
+    assert ("rerun the same command" in advice) == transient
 
 
 def test_step_timeout_in_a_worker_process(tmp_path: Path) -> None:

@@ -185,6 +185,18 @@ def _backend(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
     return args.backend, args.workers or (cpus if args.backend == "ray" else min(4, cpus))
 
 
+def failure_advice(exc: EvaluationFailure) -> str:
+    """What a failed run left and whether rerunning can help: only a transient failure (a timeout, a crashed
+    worker) may pass on a rerun; a team's own error recurs, and a changed team is another configuration."""
+    if exc.journal is None:
+        return "nothing was kept (no episode had finished)"
+    kept = f"the {exc.finished} finished episode(s) are kept in {exc.journal}"
+    if exc.transient:
+        return f"{kept}; rerun the same command to continue from them"
+    return (f"{kept}, for this exact team: a fixed team is another evaluation, so give it another output folder "
+            f"(or delete that journal)")
+
+
 def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
     from rich.console import Console
     from rich.markup import escape
@@ -208,7 +220,7 @@ def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> 
         kind = "evaluation failed" if isinstance(exc, EvaluationFailure) else "error"
         err.print(f"[bold red]{kind}:[/] {escape(str(exc))}", highlight=False)
         if isinstance(exc, EvaluationFailure):
-            err.print("the episodes finished so far are kept in the journal; rerun the command to continue")
+            err.print(escape(failure_advice(exc)), highlight=False)
         return 1
     print_summary(report, out, console)
     return 0
@@ -218,4 +230,4 @@ def main() -> None:  # pragma: no cover
     sys.exit(cli_main())
 
 
-__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args"]
+__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args", "failure_advice"]

@@ -313,3 +313,16 @@ def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
     for seed in (0, 1):
         run = out / "runs" / f"nocomm-s{seed}"
         assert not (run / TRAIN_RECORD).exists() and (run / "trainer.pt").exists()
+
+
+def test_a_failed_evaluation_is_one_line_not_a_traceback(tmp_path, capsys):
+    """The second benchmark asks for more episodes than the journal in its eval folder holds: one error line
+    naming the run and the cause (it was a RuntimeError traceback)."""
+    argv = ["benchmark", "--algos", "react", "--seeds", "1", "--lengths", "4", "--reds", "SleepAgent",
+            "--out", str(tmp_path / "bm"), "--no-progress", "--select-episodes", "0"]
+    assert main([*argv, "--episodes", "1"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cagekit benchmark: error: evaluation of react seed 0: ") and err.count("\n") == 1
+    assert "was written by another evaluation configuration" in err and "episodes: journal has 1" in err

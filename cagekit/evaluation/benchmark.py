@@ -258,16 +258,18 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) ->
     """Score one run's chosen weights (or a heuristic) with the plan's protocol; `muted`: with every bit the
     team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
     from cagekit.agents.training import chosen_weights
-    from cagekit.evaluation.cli import cli_main
+    from cagekit.evaluation.cli import failure_advice, run_command
+    from cagekit.evaluation.episode import EvaluationFailure
 
     source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
     out = plan.eval_dir(algo, seed, muted)
-    status = cli_main(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark")
-    if status == 130:  # Ctrl-C: its finished episodes are journaled, the rest of the benchmark must stop too
-        raise KeyboardInterrupt
-    if status != 0:
-        raise RuntimeError(f"evaluation of {algo} seed {seed}{' muted' if muted else ''} failed; see the message "
-                           "above")
+    what = f"evaluation of {algo} seed {seed}{' muted' if muted else ''}"
+    try:  # Ctrl-C propagates: the finished episodes are journaled, and the rest of the benchmark stops too
+        run_command(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark")
+    except EvaluationFailure as exc:  # one line for `cagekit`'s error report, not a traceback
+        raise ValueError(f"{what} failed: {exc}; {failure_advice(exc)}") from exc
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{what}: {exc}") from exc
     return json.loads((out / "summary.json").read_text())
 
 

@@ -197,22 +197,32 @@ def failure_advice(exc: EvaluationFailure) -> str:
             f"(or delete that journal)")
 
 
-def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
+def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", console: Any = None) -> Path:
+    """Parse and run one evaluation command, printing its table; returns the output folder. Raises what
+    `cli_main` reports: ValueError, OSError, RuntimeError, `EvaluationFailure`, KeyboardInterrupt."""
     from rich.console import Console
-    from rich.markup import escape
 
     from cagekit.evaluation.harness import evaluate
 
     args = build_parser(prog).parse_intermixed_args(argv)
-    console = Console(stderr=False)
+    config, source, out = config_from_args(args)
+    backend, workers = _backend(args, len(config.tasks()))
+    if args.address and backend != "ray":
+        raise ValueError("--address is for the ray backend: add --backend ray")
+    report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
+                         step_timeout=args.step_timeout, progress=not args.no_progress,
+                         console=console or Console(stderr=True))
+    print_summary(report, out, Console(stderr=False))
+    return out
+
+
+def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
     err = Console(stderr=True)
     try:
-        config, source, out = config_from_args(args)
-        backend, workers = _backend(args, len(config.tasks()))
-        if args.address and backend != "ray":
-            raise ValueError("--address is for the ray backend: add --backend ray")
-        report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
-                             step_timeout=args.step_timeout, progress=not args.no_progress, console=err)
+        run_command(argv, prog, console=err)
     except KeyboardInterrupt:
         err.print("interrupted: the finished episodes are kept in the journal; rerun the command to continue")
         return 130
@@ -222,7 +232,6 @@ def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> 
         if isinstance(exc, EvaluationFailure):
             err.print(escape(failure_advice(exc)), highlight=False)
         return 1
-    print_summary(report, out, console)
     return 0
 
 
@@ -230,4 +239,4 @@ def main() -> None:  # pragma: no cover
     sys.exit(cli_main())
 
 
-__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args", "failure_advice"]
+__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args", "failure_advice", "run_command"]

@@ -315,6 +315,23 @@ def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
         assert not (run / TRAIN_RECORD).exists() and (run / "trainer.pt").exists()
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--algos", "react,sleep,react"], "algorithm(s) ['react'] given more than once in --algos; name each once"),
+    (["--algos", "react", "--config", "react=x.yaml"],
+     "--config for ['react'], which is never trained: only learners take a config (dial-sau, "),
+    (["--algos", "react", "--train-red", "KillChainAgnet"],
+     "--train-red: unknown red agent(s) ['KillChainAgnet'] for scenario 'paper-small'; valid: "),
+])
+def test_benchmark_arguments_that_would_mislead_are_refused(tmp_path, capsys, extra, message):
+    """A repeated algorithm counted its seeds twice; a heuristic's config and a mistyped training red were
+    silently ignored. Refused before anything is trained or scored."""
+    argv = ["benchmark", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--reds", "SleepAgent",
+            "--out", str(tmp_path / "bm"), "--no-progress", *extra]
+    assert main(argv) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "bm").exists()
+
+
 def test_a_failed_evaluation_is_one_line_not_a_traceback(tmp_path, capsys):
     """The second benchmark asks for more episodes than the journal in its eval folder holds: one error line
     naming the run and the cause (it was a RuntimeError traceback)."""

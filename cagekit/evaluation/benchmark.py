@@ -68,6 +68,20 @@ class BenchmarkPlan:
             raise ValueError(f"training steps must be >= 1, got {self.steps}")
         if self.jobs < 1 or self.workers < 1:
             raise ValueError(f"jobs and workers must be >= 1, got {self.jobs} and {self.workers}")
+        repeated = sorted({a for a in self.algos if self.algos.count(a) > 1})
+        if repeated:  # each would be scored twice on the same seeds: seeds counted double, a narrower interval
+            raise ValueError(f"algorithm(s) {repeated} given more than once in --algos; name each once")
+        learners = (*ALGOS, *SB3_ALGOS)
+        untrained = sorted(a for a in self.configs if a not in learners)  # a study hands every plan all its configs
+        if untrained:
+            raise ValueError(f"--config for {untrained}, which is never trained: only learners take a config "
+                             f"({', '.join(learners)})")
+        from cagekit.agents.rollout import training_reds
+
+        try:  # checked even with no learner in --algos: a typo is never silently ignored
+            training_reds(self.scenario, self.train_red)
+        except ValueError as exc:
+            raise ValueError(f"--train-red: {exc} (or 'default')") from exc
         self.check_protocol()
 
     def check_protocol(self) -> None:

@@ -296,6 +296,12 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
         out = dict(files)
         out["manifest.json"] = json.dumps(manifest).encode()
         return seal(out)
+    if case.startswith("manifest-field-"):  # a setting of the wrong JSON type
+        key, value = {"manifest-field-cost": ("message_cost", "abc"), "manifest-field-channel": ("channel", "yes"),
+                      "manifest-field-source": ("source", "plugin")}[case]
+        out = dict(files)
+        out["manifest.json"] = json.dumps({**json.loads(files["manifest.json"]), key: value}).encode()
+        return seal(out)
     if case == "agents-unknown-agent":
         return with_code(files, agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
                                                  "Submission.AGENTS['blue_ghost'] = A()"))
@@ -320,6 +326,9 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("no-agents", "interface", "AGENTS"),
     ("no-wrap", "interface", "wrap"),
     ("manifest-unknown-agent", "scenario", "['blue_ghost'] not in scenario"),
+    ("manifest-field-cost", "manifest", "'message_cost' is 'abc'; it must be a finite number or null"),
+    ("manifest-field-channel", "manifest", "'channel' is 'yes'; it must be true or false"),
+    ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic' or 'checkpoint'"),
     ("agents-unknown-agent", "agents", "['blue_ghost'] not in scenario"),
     ("hash-differs", "hashes", "team/team.json: SHA-256 differs"),
     ("import-fails", "import", "boom at import"),
@@ -337,6 +346,15 @@ def test_submission_refused(case, check, needle, sandbox, sleep_files):
     if case == "crash-first-step":
         assert "agent crashed" in report.failed.message
     assert snapshot(sandbox) == before
+
+
+def test_evaluate_refuses_a_manifest_field_of_the_wrong_type(sandbox, sleep_files):
+    """The harness names the field too, not only `cagekit validate` (it said 'could not convert string to float')."""
+    from cagekit.evaluation import resolve_source
+
+    path = write_zip(_hostile("manifest-field-cost", sleep_files), sandbox / "cost.zip")
+    with pytest.raises(ValueError, match="refused: manifest.json: 'message_cost' is 'abc'; it must be a finite"):
+        resolve_source(str(path))
 
 
 def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):

@@ -305,6 +305,15 @@ def test_a_failure_before_any_episode_finished_leaves_no_journal(tmp_path: Path)
     assert failure_advice(info.value) == "nothing was kept (no episode had finished)"
 
 
+def test_an_option_contradicting_a_submission_says_submission() -> None:
+    from cagekit.evaluation.cli import build_parser, config_from_args
+
+    shipped = ROOT / "submissions" / "react-paper-small.zip"
+    with pytest.raises(ValueError, match="--scenario 'paper-large' contradicts the submission, which was packaged "
+                                         "for scenario='paper-small'"):
+        config_from_args(build_parser().parse_intermixed_args([str(shipped), "--scenario", "paper-large"]))
+
+
 # file formats -------------------------------------------------------------------------------------
 
 def test_file_formats(tmp_path: Path) -> None:

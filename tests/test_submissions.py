@@ -357,6 +357,21 @@ def test_evaluate_refuses_a_manifest_field_of_the_wrong_type(sandbox, sleep_file
         resolve_source(str(path))
 
 
+def test_evaluate_refuses_a_manifest_of_another_scenario_before_any_episode(sandbox, sleep_files, tmp_path):
+    """A paper-small team whose manifest says paper-large: refused when the team is named, with what differs,
+    and no output folder written."""
+    from cagekit.evaluation import cli_main, resolve_source
+
+    manifest = json.loads(sleep_files["manifest.json"])
+    path = write_zip(seal({**sleep_files, "manifest.json": json.dumps({**manifest, "scenario": "paper-large"})
+                           .encode()}), sandbox / "large.zip")
+    with pytest.raises(ValueError, match=r"the manifest's agents do not fit its scenario 'paper-large': scenario "
+                                         r"agent\(s\) \['blue_enterprise'\] have no submitted agent"):
+        resolve_source(str(path))
+    assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "4", "--no-progress"]) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):
     path = write_zip(_hostile("hash-differs", sleep_files), sandbox / "h.zip")
     with pytest.raises(SubmissionError, match="team/team.json"):

@@ -78,10 +78,12 @@ def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
     required = source.env_settings()
     given = {"scenario": args.scenario, "layout": args.layout, "message_cost": args.message_cost,
              "sau": False if args.no_sau else None, "channel": False if args.no_channel else None}
+    inner = source.inner if isinstance(source, MutedSource) else source
+    whose = ("the submission, which was packaged for" if isinstance(inner, SubmissionSource)
+             else "the checkpoint, which was trained with")
     for key, value in given.items():
         if value is not None and key in required and required[key] != value:
-            raise ValueError(f"--{key.replace('_', '-')} {value!r} contradicts the checkpoint, which was trained "
-                             f"with {key}={required[key]!r}")
+            raise ValueError(f"--{key.replace('_', '-')} {value!r} contradicts {whose} {key}={required[key]!r}")
     out = {k: (required[k] if k in required else v) for k, v in given.items()}
     spec = get_scenario(out["scenario"] or "paper-small")
     out["scenario"] = spec.name

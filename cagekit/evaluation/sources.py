@@ -129,6 +129,24 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
         return self._team
 
 
+def _check_manifest_scenario(manifest: dict[str, Any]) -> None:
+    """The validator's scenario check: the manifest's agents and spaces must be those of the environment it
+    names (SubmissionError otherwise), so that a submission packaged for another scenario is refused before
+    any episode, not by its first action."""
+    from cagekit.submissions.loader import SubmissionError
+    from cagekit.submissions.manifest import make_manifest_env, space_problems
+
+    try:
+        env = make_manifest_env(manifest)
+    except Exception as exc:  # noqa: BLE001 - an unknown scenario or layout: each raises its own kind
+        raise SubmissionError(f"the manifest's environment (scenario {manifest['scenario']!r}) cannot be built: "
+                              f"{exc}") from exc
+    problems = space_problems(manifest, env)
+    if problems:
+        raise SubmissionError(f"the manifest's agents do not fit its scenario {manifest['scenario']!r}: "
+                              + "; ".join(problems))
+
+
 @dataclass
 class SubmissionSource(_PerEnvTeam, TeamSource):
     """A CAGE-style submission (zip or folder): its agents run in a separate process.
@@ -150,6 +168,7 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         try:
             with open_submission(self.path) as probe:  # fail early, with the validator's message
                 self._settings = probe.env_settings()
+                _check_manifest_scenario(probe.manifest)
         except SubmissionError as exc:
             raise ValueError(f"submission {self.path} refused: {exc} (`cagekit validate` checks it in full)") \
                 from exc

@@ -305,6 +305,15 @@ def test_a_failure_before_any_episode_finished_leaves_no_journal(tmp_path: Path)
     assert failure_advice(info.value) == "nothing was kept (no episode had finished)"
 
 
+def test_team_option_with_an_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--team NAME OUT_DIR`: the lone positional is the output folder; a team given twice is refused."""
+    assert _cli("--team", "sleep", str(tmp_path / "out"), *TINY) == 0
+    assert "team: sleep" in (tmp_path / "out" / "summary.txt").read_text()
+    assert _cli("--team", "sleep", "react", str(tmp_path / "other"), *TINY) == 1
+    assert "the team is given twice: --team 'sleep' and 'react'" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "other").exists()
+
+
 def test_an_option_contradicting_a_submission_says_submission() -> None:
     from cagekit.evaluation.cli import build_parser, config_from_args
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cagekit.evaluation.episode import EvaluationFailure
-from cagekit.evaluation.journal import JournalMismatch
+from cagekit.evaluation.journal import JournalMismatch, check_output_folder
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.runners import BACKENDS
 from cagekit.evaluation.sources import (
@@ -41,8 +41,9 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")
     p.add_argument("--layout", default=None, help="blue layout (cage2: team or classic)")
     p.add_argument("--team", default=None,
-                   help="heuristic team when no path is given (default: the shipped trained team "
-                        "submissions/dial-sau-paper-small.zip when present, else react)")
+                   help="the team (a heuristic name or a path) when no SUBMISSION_OR_CHECKPOINT is given; with "
+                        "it, a lone positional is OUT_DIR: --team react OUT_DIR (default: the shipped trained "
+                        "team submissions/dial-sau-paper-small.zip when present, else react)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per combination (default: 100)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_EPISODES} episodes per combination")
     p.add_argument("--lengths", default="30,50,100", help="episode lengths, comma separated (default: 30,50,100)")
@@ -106,10 +107,23 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def _positionals(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(team, output folder): with --team, a lone positional is the output folder (`--team react OUT`)."""
+    if args.team is None or args.source is None:
+        return args.source, args.out_dir
+    if args.out_dir is None:
+        return None, args.source
+    raise ValueError(f"the team is given twice: --team {args.team!r} and {args.source!r}; give one (with --team, "
+                     f"the only positional argument is the output folder)")
+
+
 def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, Path]:
     import cagekit
 
-    source = resolve_source(args.source, args.team)
+    team_path, out_dir = _positionals(args)
+    if out_dir:
+        check_output_folder(Path(out_dir))  # before a team is loaded or anything trained
+    source = resolve_source(team_path, args.team)
     if getattr(args, "mute", False):
         source = MutedSource(source)
     s = _settings(args, source)
@@ -139,8 +153,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
                         team_name=args.team_name or source.label, technique=technique,
                         simulator="twin" if args.backend == "twin" else "engine", detection=args.detection,
                         view=s["view"])
-    if args.out_dir:
-        out = Path(args.out_dir)
+    if out_dir:
+        out = Path(out_dir)
     else:
         parts = [source.label, spec.name] + ([s["layout"]] if s["layout"] else []) + (["quick"] if args.quick else [])
         parts += ["twin"] if args.backend == "twin" else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -370,6 +371,23 @@ def test_evaluate_refuses_a_manifest_of_another_scenario_before_any_episode(sand
         resolve_source(str(path))
     assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "4", "--no-progress"]) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["file", "zip-folder", "under-a-file", "full-folder"])
+def test_package_names_an_output_it_cannot_write(tmp_path, case):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("mine")
+    (tmp_path / "folder.zip").mkdir()
+    out, needle = {"file": (taken, f"--out {taken} is an existing file"),
+                   "zip-folder": (tmp_path / "folder.zip", "is a folder; a path ending in .zip is written as a zip"),
+                   "under-a-file": (taken / "t.zip", f"lies under {taken}, which is a file"),
+                   "full-folder": (full, f"--out {full} is a folder that is not empty")}[case]
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        package("react", "me", "us", "react", out)
+    assert taken.read_text() == "mine" and (full / "x").read_text() == "mine"
 
 
 def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):

@@ -285,6 +285,26 @@ def test_a_team_that_cannot_load_is_refused_before_the_journal(tmp_path: Path, c
     assert _cli(str(team), str(out), *TINY) == 0
 
 
+def test_a_damaged_sb3_model_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """SB3's own error for a damaged model.zip names no file ('No data found in the saved file')."""
+    import zipfile
+
+    from cagekit.agents.sb3 import train_sb3
+
+    run = tmp_path / "run"
+    train_sb3("dqn", "paper-small", steps=64, seed=0, out_dir=run, n_envs=1, progress_bar=False)
+    model = run / "model.zip"
+    with zipfile.ZipFile(model) as zf:  # a damaged archive: every member but SB3's "data"
+        kept = {name: zf.read(name) for name in zf.namelist() if name != "data"}
+    with zipfile.ZipFile(model, "w") as zf:
+        for name, data in kept.items():
+            zf.writestr(name, data)
+    assert _cli(str(run), str(tmp_path / "out"), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot load the dqn checkpoint file {model} (truncated or corrupt?): " in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_team_failing_at_its_first_action_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot be evaluated \(nothing was written\): agent 'blue_ops' raised "
                                          r"ZeroDivisionError: boom at step 0"):

@@ -238,6 +238,15 @@ def test_reports_no_journal_vouches_for_are_never_overwritten(tmp_path: Path, ca
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
 
+def test_a_mismatched_journal_advises_what_works(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Deleting only the journal, as the message once advised, leaves reports that are then refused."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *TINY) == 0
+    capsys.readouterr()
+    assert _cli("react", str(out), *TINY, "--seed", "3") == 1
+    assert f"Use another output folder, or empty {out} to start over" in " ".join(capsys.readouterr().err.split())
+
+
 def test_an_output_folder_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     file = tmp_path / "taken"
     file.write_text("mine")

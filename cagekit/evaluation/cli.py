@@ -210,7 +210,7 @@ def failure_advice(exc: EvaluationFailure) -> str:
     if exc.transient:
         return f"{kept}; rerun the same command to continue from them"
     return (f"{kept}, for this exact team: a fixed team is another evaluation, so give it another output folder "
-            f"(or delete that journal)")
+            f"(or empty that folder)")
 
 
 def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", console: Any = None) -> Path:

@@ -143,7 +143,8 @@ class Journal:
         if diffs:
             raise JournalMismatch(f"{self.path} was written by another evaluation configuration, so it cannot be "
                                   f"resumed: " + "; ".join(diffs) +
-                                  ". Use another output folder, or delete the journal to start over.")
+                                  f". Use another output folder, or empty {self.path.parent} to start over "
+                                  f"(reports left without their journal are refused).")
         self.started = float(record.get("started", self.started))
 
     def _write(self, record: dict[str, Any]) -> None:

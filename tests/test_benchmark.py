@@ -352,3 +352,33 @@ def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
     for seed in (0, 1):
         run = out / "runs" / f"nocomm-s{seed}"
         assert not (run / TRAIN_RECORD).exists() and (run / "trainer.pt").exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--algos", "react,sleep,react"], "algorithm(s) ['react'] given more than once in --algos; name each once"),
+    (["--algos", "react", "--config", "react=x.yaml"],
+     "--config for ['react'], which is never trained: only learners take a config (dial-sau, "),
+    (["--algos", "react", "--train-red", "KillChainAgnet"],
+     "--train-red: unknown red agent(s) ['KillChainAgnet'] for scenario 'paper-small'; valid: "),
+])
+def test_benchmark_arguments_that_would_mislead_are_refused(tmp_path, capsys, extra, message):
+    """A repeated algorithm counted its seeds twice; a heuristic's config and a mistyped training red were
+    silently ignored. Refused before anything is trained or scored."""
+    argv = ["benchmark", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--reds", "SleepAgent",
+            "--out", str(tmp_path / "bm"), "--no-progress", *extra]
+    assert main(argv) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "bm").exists()
+
+
+def test_a_failed_evaluation_is_one_line_not_a_traceback(tmp_path, capsys):
+    """The second benchmark asks for more episodes than the journal in its eval folder holds: one error line
+    naming the run and the cause (it was a RuntimeError traceback)."""
+    argv = ["benchmark", "--algos", "react", "--seeds", "1", "--lengths", "4", "--reds", "SleepAgent",
+            "--out", str(tmp_path / "bm"), "--no-progress", "--select-episodes", "0"]
+    assert main([*argv, "--episodes", "1"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cagekit benchmark: error: evaluation of react seed 0: ") and err.count("\n") == 1
+    assert "was written by another evaluation configuration" in err and "episodes: journal has 1" in err

@@ -214,6 +214,144 @@ def test_a_moved_team_resumes_its_journal_but_other_weights_do_not(tmp_path: Pat
         evaluate(_config(team={**team, "sha256": "b" * 64}), HeuristicSource("sleep"), out, progress=False)
 
 
+# output folders and teams refused before anything is written ----------------------------------------
+
+TINY = ["--episodes", "1", "--lengths", "5", "--reds", "SleepAgent", "--no-progress"]
+
+
+@pytest.mark.parametrize("journal", ["missing", "empty"])
+def test_reports_no_journal_vouches_for_are_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              journal: str) -> None:
+    """Another team's results.csv and summaries in a folder whose journal is gone (or empty) stay as they are."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *TINY) == 0
+    if journal == "missing":
+        (out / "journal.jsonl").unlink()
+    else:
+        (out / "journal.jsonl").write_text("")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    capsys.readouterr()
+    assert _cli("sleep", str(out), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"output folder {out} holds evaluation reports (" in err and "results.csv" in err
+    assert f"(journal.jsonl is {journal})" in err and "choose another output folder" in err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_a_mismatched_journal_advises_what_works(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Deleting only the journal, as the message once advised, leaves reports that are then refused."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *TINY) == 0
+    capsys.readouterr()
+    assert _cli("react", str(out), *TINY, "--seed", "3") == 1
+    assert f"Use another output folder, or empty {out} to start over" in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_output_folder_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    file = tmp_path / "taken"
+    file.write_text("mine")
+    assert _cli("sleep", str(file), *TINY) == 1
+    assert f"output folder {file} is a file" in " ".join(capsys.readouterr().err.split())
+    assert _cli("sleep", str(file / "below"), *TINY) == 1
+    assert f"lies under {file}, which is a file" in " ".join(capsys.readouterr().err.split())
+    assert file.read_text() == "mine"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained DIAL-SAU checkpoint: loading it is what is tested, not its play."""
+    from cagekit.agents.dial import DialLearner
+
+    path = tmp_path_factory.mktemp("ckpt") / "team"
+    DialLearner("dial-sau", "paper-small", seed=0, config={"batch_episodes": 2}).save(path)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "unknown algorithm"])
+def test_a_team_that_cannot_load_is_refused_before_the_journal(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               tiny_checkpoint: Path, damage: str) -> None:
+    """Refused with the cause and nothing written; no advice to rerun, and once the file is mended the same
+    command runs (no journal was left tied to the damaged file's hash)."""
+    import shutil
+
+    team = tmp_path / "team"
+    shutil.copytree(tiny_checkpoint, team)
+    good = {f.name: f.read_bytes() for f in team.iterdir()}
+    if damage == "truncated weights":
+        (team / "model.pt").write_bytes(good["model.pt"][: len(good["model.pt"]) // 2])
+        needle = f"corrupt or unreadable checkpoint file {team / 'model.pt'}"
+    else:
+        (team / "meta.json").write_text(json.dumps({**json.loads(good["meta.json"]), "algo": "bogus"}))
+        needle = "has algorithm 'bogus'; known: dial-sau"
+    out = tmp_path / "out"
+    assert _cli(str(team), str(out), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"the team {team} cannot be evaluated (nothing was written)" in err and needle in err
+    assert "rerun" not in err
+    assert not out.exists()
+    for name, data in good.items():
+        (team / name).write_bytes(data)
+    assert _cli(str(team), str(out), *TINY) == 0
+
+
+def test_a_damaged_sb3_model_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """SB3's own error for a damaged model.zip names no file ('No data found in the saved file')."""
+    import zipfile
+
+    from cagekit.agents.sb3 import train_sb3
+
+    run = tmp_path / "run"
+    train_sb3("dqn", "paper-small", steps=64, seed=0, out_dir=run, n_envs=1, progress_bar=False)
+    model = run / "model.zip"
+    with zipfile.ZipFile(model) as zf:  # a damaged archive: every member but SB3's "data"
+        kept = {name: zf.read(name) for name in zf.namelist() if name != "data"}
+    with zipfile.ZipFile(model, "w") as zf:
+        for name, data in kept.items():
+            zf.writestr(name, data)
+    assert _cli(str(run), str(tmp_path / "out"), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot load the dqn checkpoint file {model} (truncated or corrupt?): " in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_team_failing_at_its_first_action_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"cannot be evaluated \(nothing was written\): agent 'blue_ops' raised "
+                                         r"ZeroDivisionError: boom at step 0"):
+        evaluate(_config(lengths=(6,)), _Source("raise", red="KillChainAgent", step=0), tmp_path / "out",
+                 progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failure_before_any_episode_finished_leaves_no_journal(tmp_path: Path) -> None:
+    """The first episode fails (after the check of the first step): no journal is left to tie the folder to
+    the team, so the mended team can use the same folder."""
+    with pytest.raises(EvaluationFailure) as info:
+        evaluate(_config(lengths=(6,)), _Source("raise", red="KillChainAgent"), tmp_path / "out", progress=False)
+    assert (info.value.finished, info.value.journal, info.value.transient) == (0, None, False)
+    assert not (tmp_path / "out").exists()
+    from cagekit.evaluation.cli import failure_advice
+
+    assert failure_advice(info.value) == "nothing was kept (no episode had finished)"
+
+
+def test_team_option_with_an_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--team NAME OUT_DIR`: the lone positional is the output folder; a team given twice is refused."""
+    assert _cli("--team", "sleep", str(tmp_path / "out"), *TINY) == 0
+    assert "team: sleep" in (tmp_path / "out" / "summary.txt").read_text()
+    assert _cli("--team", "sleep", "react", str(tmp_path / "other"), *TINY) == 1
+    assert "the team is given twice: --team 'sleep' and 'react'" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "other").exists()
+
+
+def test_an_option_contradicting_a_submission_says_submission() -> None:
+    from cagekit.evaluation.cli import build_parser, config_from_args
+
+    shipped = ROOT / "submissions" / "react-paper-small.zip"
+    with pytest.raises(ValueError, match="--scenario 'paper-large' contradicts the submission, which was packaged "
+                                         "for scenario='paper-small'"):
+        config_from_args(build_parser().parse_intermixed_args([str(shipped), "--scenario", "paper-large"]))
+
+
 # file formats -------------------------------------------------------------------------------------
 
 def test_file_formats(tmp_path: Path) -> None:
@@ -357,20 +495,29 @@ def test_a_lying_team_cannot_change_its_score(tmp_path: Path) -> None:
     assert liar.total.score == honest.total.score < 0
 
 
-@pytest.mark.parametrize(("mode", "message"), [
+@pytest.mark.parametrize(("mode", "message", "transient"), [
     ("raise", r"agent 'blue_ops' raised ZeroDivisionError: boom at step 2 of episode 0 \(steps 6, adversary "
-              r"SleepAgent\)"),
-    ("invalid", r"invalid action at step 2 of episode 0 .*'blue_ops'.*outside its space"),
-    ("slow", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2 of episode 0"),
-    ("hang", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2"),
+              r"SleepAgent\)", False),
+    ("invalid", r"invalid action at step 2 of episode 0 .*'blue_ops'.*outside its space", False),
+    ("slow", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2 of episode 0", True),
+    ("hang", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2", True),
 ])
-def test_failures_name_the_agent_and_step_and_keep_the_journal(tmp_path: Path, mode: str, message: str) -> None:
+def test_failures_name_the_agent_and_step_and_keep_the_journal(tmp_path: Path, mode: str, message: str,
+                                                               transient: bool) -> None:
+    """Only a failure that may not recur (a timeout) is advised to be rerun; the team's own error recurs."""
+    from cagekit.evaluation.cli import failure_advice
+
     config = _config(lengths=(6,))
-    with pytest.raises(EvaluationFailure, match=message):
+    with pytest.raises(EvaluationFailure, match=message) as info:
         evaluate(config, _Source(mode), tmp_path, step_timeout=0.2, progress=False)
     lines = (tmp_path / "journal.jsonl").read_text().splitlines()
     assert len(lines) == 3  # the configuration and the two KillChainAgent episodes before the failure
     assert not (tmp_path / "summary.txt").exists()
+    failure = info.value
+    assert (failure.finished, failure.journal, failure.transient) == (2, str(tmp_path / "journal.jsonl"), transient)
+    advice = failure_advice(failure)
+    assert advice.startswith(f"the 2 finished episode(s) are kept in {tmp_path / 'journal.jsonl'}")
+    assert ("rerun the same command" in advice) == transient
 
 
 def test_step_timeout_in_a_worker_process(tmp_path: Path) -> None:

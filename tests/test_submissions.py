@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -296,6 +297,12 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
         out = dict(files)
         out["manifest.json"] = json.dumps(manifest).encode()
         return seal(out)
+    if case.startswith("manifest-field-"):  # a setting of the wrong JSON type
+        key, value = {"manifest-field-cost": ("message_cost", "abc"), "manifest-field-channel": ("channel", "yes"),
+                      "manifest-field-source": ("source", "plugin")}[case]
+        out = dict(files)
+        out["manifest.json"] = json.dumps({**json.loads(files["manifest.json"]), key: value}).encode()
+        return seal(out)
     if case == "agents-unknown-agent":
         return with_code(files, agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
                                                  "Submission.AGENTS['blue_ghost'] = A()"))
@@ -320,6 +327,9 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("no-agents", "interface", "AGENTS"),
     ("no-wrap", "interface", "wrap"),
     ("manifest-unknown-agent", "scenario", "['blue_ghost'] not in scenario"),
+    ("manifest-field-cost", "manifest", "'message_cost' is 'abc'; it must be a finite number or null"),
+    ("manifest-field-channel", "manifest", "'channel' is 'yes'; it must be true or false"),
+    ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic' or 'checkpoint'"),
     ("agents-unknown-agent", "agents", "['blue_ghost'] not in scenario"),
     ("hash-differs", "hashes", "team/team.json: SHA-256 differs"),
     ("import-fails", "import", "boom at import"),
@@ -337,6 +347,47 @@ def test_submission_refused(case, check, needle, sandbox, sleep_files):
     if case == "crash-first-step":
         assert "agent crashed" in report.failed.message
     assert snapshot(sandbox) == before
+
+
+def test_evaluate_refuses_a_manifest_field_of_the_wrong_type(sandbox, sleep_files):
+    """The harness names the field too, not only `cagekit validate` (it said 'could not convert string to float')."""
+    from cagekit.evaluation import resolve_source
+
+    path = write_zip(_hostile("manifest-field-cost", sleep_files), sandbox / "cost.zip")
+    with pytest.raises(ValueError, match="refused: manifest.json: 'message_cost' is 'abc'; it must be a finite"):
+        resolve_source(str(path))
+
+
+def test_evaluate_refuses_a_manifest_of_another_scenario_before_any_episode(sandbox, sleep_files, tmp_path):
+    """A paper-small team whose manifest says paper-large: refused when the team is named, with what differs,
+    and no output folder written."""
+    from cagekit.evaluation import cli_main, resolve_source
+
+    manifest = json.loads(sleep_files["manifest.json"])
+    path = write_zip(seal({**sleep_files, "manifest.json": json.dumps({**manifest, "scenario": "paper-large"})
+                           .encode()}), sandbox / "large.zip")
+    with pytest.raises(ValueError, match=r"the manifest's agents do not fit its scenario 'paper-large': scenario "
+                                         r"agent\(s\) \['blue_enterprise'\] have no submitted agent"):
+        resolve_source(str(path))
+    assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "4", "--no-progress"]) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["file", "zip-folder", "under-a-file", "full-folder"])
+def test_package_names_an_output_it_cannot_write(tmp_path, case):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("mine")
+    (tmp_path / "folder.zip").mkdir()
+    out, needle = {"file": (taken, f"--out {taken} is an existing file"),
+                   "zip-folder": (tmp_path / "folder.zip", "is a folder; a path ending in .zip is written as a zip"),
+                   "under-a-file": (taken / "t.zip", f"lies under {taken}, which is a file"),
+                   "full-folder": (full, f"--out {full} is a folder that is not empty")}[case]
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        package("react", "me", "us", "react", out)
+    assert taken.read_text() == "mine" and (full / "x").read_text() == "mine"
 
 
 def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):

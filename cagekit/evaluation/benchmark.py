@@ -68,6 +68,20 @@ class BenchmarkPlan:
             raise ValueError(f"training steps must be >= 1, got {self.steps}")
         if self.jobs < 1 or self.workers < 1:
             raise ValueError(f"jobs and workers must be >= 1, got {self.jobs} and {self.workers}")
+        repeated = sorted({a for a in self.algos if self.algos.count(a) > 1})
+        if repeated:  # each would be scored twice on the same seeds: seeds counted double, a narrower interval
+            raise ValueError(f"algorithm(s) {repeated} given more than once in --algos; name each once")
+        learners = (*ALGOS, *SB3_ALGOS)
+        untrained = sorted(a for a in self.configs if a not in learners)  # a study hands every plan all its configs
+        if untrained:
+            raise ValueError(f"--config for {untrained}, which is never trained: only learners take a config "
+                             f"({', '.join(learners)})")
+        from cagekit.agents.rollout import training_reds
+
+        try:  # checked even with no learner in --algos: a typo is never silently ignored
+            training_reds(self.scenario, self.train_red)
+        except ValueError as exc:
+            raise ValueError(f"--train-red: {exc} (or 'default')") from exc
         self.check_protocol()
 
     def check_protocol(self) -> None:
@@ -258,16 +272,18 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) ->
     """Score one run's chosen weights (or a heuristic) with the plan's protocol; `muted`: with every bit the
     team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
     from cagekit.agents.training import chosen_weights
-    from cagekit.evaluation.cli import cli_main
+    from cagekit.evaluation.cli import failure_advice, run_command
+    from cagekit.evaluation.episode import EvaluationFailure
 
     source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
     out = plan.eval_dir(algo, seed, muted)
-    status = cli_main(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark")
-    if status == 130:  # Ctrl-C: its finished episodes are journaled, the rest of the benchmark must stop too
-        raise KeyboardInterrupt
-    if status != 0:
-        raise RuntimeError(f"evaluation of {algo} seed {seed}{' muted' if muted else ''} failed; see the message "
-                           "above")
+    what = f"evaluation of {algo} seed {seed}{' muted' if muted else ''}"
+    try:  # Ctrl-C propagates: the finished episodes are journaled, and the rest of the benchmark stops too
+        run_command(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark")
+    except EvaluationFailure as exc:  # one line for `cagekit`'s error report, not a traceback
+        raise ValueError(f"{what} failed: {exc}; {failure_advice(exc)}") from exc
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{what}: {exc}") from exc
     return json.loads((out / "summary.json").read_text())
 
 

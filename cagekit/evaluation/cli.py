@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cagekit.evaluation.episode import EvaluationFailure
-from cagekit.evaluation.journal import JournalMismatch
+from cagekit.evaluation.journal import JournalMismatch, check_output_folder
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.runners import BACKENDS
 from cagekit.evaluation.sources import (
@@ -41,8 +41,9 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")
     p.add_argument("--layout", default=None, help="blue layout (cage2: team or classic)")
     p.add_argument("--team", default=None,
-                   help="heuristic team when no path is given (default: the shipped trained team "
-                        "submissions/dial-sau-paper-small.zip when present, else react)")
+                   help="the team (a heuristic name or a path) when no SUBMISSION_OR_CHECKPOINT is given; with "
+                        "it, a lone positional is OUT_DIR: --team react OUT_DIR (default: the shipped trained "
+                        "team submissions/dial-sau-paper-small.zip when present, else react)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per combination (default: 100)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_EPISODES} episodes per combination")
     p.add_argument("--lengths", default="30,50,100", help="episode lengths, comma separated (default: 30,50,100)")
@@ -78,10 +79,12 @@ def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
     required = source.env_settings()
     given = {"scenario": args.scenario, "layout": args.layout, "message_cost": args.message_cost,
              "sau": False if args.no_sau else None, "channel": False if args.no_channel else None}
+    inner = source.inner if isinstance(source, MutedSource) else source
+    whose = ("the submission, which was packaged for" if isinstance(inner, SubmissionSource)
+             else "the checkpoint, which was trained with")
     for key, value in given.items():
         if value is not None and key in required and required[key] != value:
-            raise ValueError(f"--{key.replace('_', '-')} {value!r} contradicts the checkpoint, which was trained "
-                             f"with {key}={required[key]!r}")
+            raise ValueError(f"--{key.replace('_', '-')} {value!r} contradicts {whose} {key}={required[key]!r}")
     out = {k: (required[k] if k in required else v) for k, v in given.items()}
     spec = get_scenario(out["scenario"] or "paper-small")
     out["scenario"] = spec.name
@@ -104,10 +107,23 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def _positionals(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(team, output folder): with --team, a lone positional is the output folder (`--team react OUT`)."""
+    if args.team is None or args.source is None:
+        return args.source, args.out_dir
+    if args.out_dir is None:
+        return None, args.source
+    raise ValueError(f"the team is given twice: --team {args.team!r} and {args.source!r}; give one (with --team, "
+                     f"the only positional argument is the output folder)")
+
+
 def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, Path]:
     import cagekit
 
-    source = resolve_source(args.source, args.team)
+    team_path, out_dir = _positionals(args)
+    if out_dir:
+        check_output_folder(Path(out_dir))  # before a team is loaded or anything trained
+    source = resolve_source(team_path, args.team)
     if getattr(args, "mute", False):
         source = MutedSource(source)
     s = _settings(args, source)
@@ -137,8 +153,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
                         team_name=args.team_name or source.label, technique=technique,
                         simulator="twin" if args.backend == "twin" else "engine", detection=args.detection,
                         view=s["view"])
-    if args.out_dir:
-        out = Path(args.out_dir)
+    if out_dir:
+        out = Path(out_dir)
     else:
         parts = [source.label, spec.name] + ([s["layout"]] if s["layout"] else []) + (["quick"] if args.quick else [])
         parts += ["twin"] if args.backend == "twin" else []
@@ -185,22 +201,44 @@ def _backend(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
     return args.backend, args.workers or (cpus if args.backend == "ray" else min(4, cpus))
 
 
-def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
+def failure_advice(exc: EvaluationFailure) -> str:
+    """What a failed run left and whether rerunning can help: only a transient failure (a timeout, a crashed
+    worker) may pass on a rerun; a team's own error recurs, and a changed team is another configuration."""
+    if exc.journal is None:
+        return "nothing was kept (no episode had finished)"
+    kept = f"the {exc.finished} finished episode(s) are kept in {exc.journal}"
+    if exc.transient:
+        return f"{kept}; rerun the same command to continue from them"
+    return (f"{kept}, for this exact team: a fixed team is another evaluation, so give it another output folder "
+            f"(or empty that folder)")
+
+
+def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", console: Any = None) -> Path:
+    """Parse and run one evaluation command, printing its table; returns the output folder. Raises what
+    `cli_main` reports: ValueError, OSError, RuntimeError, `EvaluationFailure`, KeyboardInterrupt."""
     from rich.console import Console
-    from rich.markup import escape
 
     from cagekit.evaluation.harness import evaluate
 
     args = build_parser(prog).parse_intermixed_args(argv)
-    console = Console(stderr=False)
+    config, source, out = config_from_args(args)
+    backend, workers = _backend(args, len(config.tasks()))
+    if args.address and backend != "ray":
+        raise ValueError("--address is for the ray backend: add --backend ray")
+    report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
+                         step_timeout=args.step_timeout, progress=not args.no_progress,
+                         console=console or Console(stderr=True))
+    print_summary(report, out, Console(stderr=False))
+    return out
+
+
+def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
     err = Console(stderr=True)
     try:
-        config, source, out = config_from_args(args)
-        backend, workers = _backend(args, len(config.tasks()))
-        if args.address and backend != "ray":
-            raise ValueError("--address is for the ray backend: add --backend ray")
-        report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
-                             step_timeout=args.step_timeout, progress=not args.no_progress, console=err)
+        run_command(argv, prog, console=err)
     except KeyboardInterrupt:
         err.print("interrupted: the finished episodes are kept in the journal; rerun the command to continue")
         return 130
@@ -208,9 +246,8 @@ def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> 
         kind = "evaluation failed" if isinstance(exc, EvaluationFailure) else "error"
         err.print(f"[bold red]{kind}:[/] {escape(str(exc))}", highlight=False)
         if isinstance(exc, EvaluationFailure):
-            err.print("the episodes finished so far are kept in the journal; rerun the command to continue")
+            err.print(escape(failure_advice(exc)), highlight=False)
         return 1
-    print_summary(report, out, console)
     return 0
 
 
@@ -218,4 +255,4 @@ def main() -> None:  # pragma: no cover
     sys.exit(cli_main())
 
 
-__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args"]
+__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args", "failure_advice", "run_command"]

@@ -30,11 +30,27 @@ def _red_action(env: Any) -> str:
 
 
 class EvaluationFailure(RuntimeError):
-    """The evaluation cannot go on: an agent raised, chose an action outside its space, or timed out."""
+    """The evaluation cannot go on: an agent raised, chose an action outside its space, or timed out.
+
+    `transient`: the cause may not recur (a timeout, a crashed worker), so rerunning the same command can
+    finish the run; an error of the team itself recurs. The harness sets `finished` (episodes in the
+    journal) and `journal` (its path, None when it was removed for holding no episode)."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+        self.finished = 0
+        self.journal: str | None = None
 
 
 class StepTimeout(Exception):
     pass
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A time limit ran out (the harness's, or a submission worker's): the load of the machine, not
+    necessarily the team, so a rerun may pass."""
+    return isinstance(exc, (StepTimeout, TimeoutError)) or type(exc).__name__ == "SubmissionTimeout"
 
 
 @dataclass
@@ -132,14 +148,14 @@ class EpisodeRunner:
                 result = call()
         except StepTimeout:
             raise EvaluationFailure(f"agent {agent_name!r} exceeded the step timeout of {self.step_timeout:g} s "
-                                    f"at step {step} of {where}") from None
+                                    f"at step {step} of {where}", transient=True) from None
         except Exception as exc:  # noqa: BLE001 - any error of the agent fails the evaluation
             raise EvaluationFailure(f"agent {agent_name!r} raised {type(exc).__name__}: {exc} "
-                                    f"at step {step} of {where}") from exc
+                                    f"at step {step} of {where}", transient=_is_timeout(exc)) from exc
         elapsed = time.perf_counter() - start
         if self.step_timeout and elapsed > self.step_timeout:
             raise EvaluationFailure(f"agent {agent_name!r} took {elapsed:.3f} s, over the step timeout of "
-                                    f"{self.step_timeout:g} s, at step {step} of {where}")
+                                    f"{self.step_timeout:g} s, at step {step} of {where}", transient=True)
         return result
 
     def _act(self, agents: dict[str, Any], observations: dict[str, Any], spaces: dict[str, Any], step: int,
@@ -153,7 +169,9 @@ class EpisodeRunner:
         return {name: self._call(name, functools.partial(agent.get_action, observations[name], spaces[name]), step,
                                  where) for name, agent in agents.items()}
 
-    def run(self, length: int, red: str, index: int) -> EpisodeResult:
+    def _start(self, length: int, red: str, index: int) -> tuple[Any, Any, dict[str, Any], dict[str, Any], Any]:
+        """Reset the combination's environment for the episode and ready the team: (env, team, agents,
+        spaces, observations)."""
         where = self._where(length, red, index)
         env = self.env(length, red)
         seed = episode_seed(self.config.seed, length, red, index)
@@ -162,7 +180,8 @@ class EpisodeRunner:
         try:
             team = self.source.team_for_episode(env, seed)
         except Exception as exc:  # noqa: BLE001
-            raise EvaluationFailure(f"the team could not be built for {where}: {type(exc).__name__}: {exc}") from exc
+            raise EvaluationFailure(f"the team could not be built for {where}: {type(exc).__name__}: {exc}",
+                                    transient=_is_timeout(exc)) from exc
         missing = [n for n in names if n not in team.agents]
         if missing:
             raise EvaluationFailure(f"the team has no agent for {missing} (it has {sorted(team.agents)}); "
@@ -175,6 +194,25 @@ class EpisodeRunner:
             except Exception as exc:  # noqa: BLE001
                 raise EvaluationFailure(f"agent {n!r} raised {type(exc).__name__}: {exc} "
                                         f"in set_initial_values before {where}") from exc
+        return env, team, agents, spaces, observations
+
+    def probe(self, length: int, red: str) -> None:
+        """Build the team and let it choose the first step's actions of episode 0 (not stepped), so that a team
+        that cannot load or act (corrupt weights, an unknown algorithm, agents unlike the scenario's) fails
+        before anything is written. Raises `EvaluationFailure`."""
+        where = self._where(length, red, 0)
+        env, team, agents, spaces, observations = self._start(length, red, 0)
+        self._act(agents, observations, spaces, 0, where)  # the environment judges the actions when stepped
+        try:
+            team.end_episode()
+        except Exception as exc:  # noqa: BLE001
+            raise EvaluationFailure(f"the team raised {type(exc).__name__}: {exc} in end_episode") from exc
+
+    def run(self, length: int, red: str, index: int) -> EpisodeResult:
+        where = self._where(length, red, index)
+        env, team, agents, spaces, observations = self._start(length, red, index)
+        names = list(env.possible_agents)
+        seed = episode_seed(self.config.seed, length, red, index)
         reward: list[float] = []
         bits = 0
         cost: list[float] = []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from cagekit.evaluation.episode import EpisodeResult
+from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationFailure
 from cagekit.evaluation.journal import Journal
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.results import Report, build_report, write_all
@@ -48,6 +49,30 @@ def _progress(enabled: bool, console: Any) -> Any:
                     auto_refresh=False)  # redrawn per episode: no thread, so worker processes can fork
 
 
+def check_team(config: EvalConfig, source: TeamSource, step_timeout: float | None = None,
+               keep: bool = False) -> None:
+    """Load the team and let it act once on the first combination, before the journal ties an output folder
+    to it: corrupt weights, an unknown algorithm or a submission packaged for another scenario are refused
+    with a ValueError and nothing written. `keep`: leave the team loaded (for a serial run in this process)."""
+    length, red = config.combinations()[0]
+    runner = EpisodeRunner(config, source, step_timeout)
+    torch = None if keep else sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else 0
+    if torch is not None:
+        torch.set_num_threads(1)  # start no thread pool in a process that forks worker processes next
+    try:
+        runner.probe(length, red)
+    except EvaluationFailure as exc:
+        runner.close()
+        what = source.identity().get("path") or source.label
+        raise ValueError(f"the team {what} cannot be evaluated (nothing was written): {exc}") from exc
+    finally:
+        if torch is not None:
+            torch.set_num_threads(threads)
+    if not keep:
+        runner.close()  # worker processes build their own team; a submission's worker must not be forked
+
+
 def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, backend: str = "serial",
              workers: int = 1, address: str | None = None, step_timeout: float | None = None,
              progress: bool = True, console: Any = None, chart: bool = True) -> tuple[Report, dict[str, Any]]:
@@ -55,8 +80,10 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
 
     `chart=False` skips scores.png, for callers that only read the numbers (the snapshot choice).
 
-    Returns the report and the `summary.json` content. Raises `EvaluationFailure` (everything finished so
-    far stays in the journal) and `JournalMismatch` (a journal of another configuration is there)."""
+    Returns the report and the `summary.json` content. Raises ValueError, writing nothing, for a team that
+    cannot load or act (`check_team`) or an output folder it must not use; `JournalMismatch` (a ValueError)
+    for a journal of another configuration, or reports no journal vouches for; `EvaluationFailure` when an
+    episode fails (what finished stays in the journal; a journal left with no episode is removed)."""
     if backend not in RUNNERS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}")
     from cagekit.wrappers import make_env
@@ -72,9 +99,13 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             raise ValueError(f"unknown red agent {r!r} for scenario {config.scenario!r}; "
                              f"valid: {', '.join(probe.spec.red_agents)}")
 
-    journal = Journal(out, config).open()
+    journal = Journal(out, config).read()  # a refused folder fails before the team is loaded
+    todo = [t for t in config.tasks() if t not in journal.results]
+    if todo:
+        check_team(config, source, step_timeout, keep=backend == "serial")
+    created = not out.exists()
+    journal.open()
     try:
-        todo = [t for t in config.tasks() if t not in journal.results]
         running = _RunningScore()
         for result in journal.results.values():
             running.add(result)
@@ -95,6 +126,12 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             if todo:
                 RUNNERS[backend](config, source, todo, on_result, step_timeout=step_timeout, workers=workers,
                                  address=address)
+        except EvaluationFailure as exc:
+            exc.finished = len(journal.results)
+            exc.journal = None if journal.discard_if_empty() else str(journal.path)
+            if exc.journal is None and created and not any(out.iterdir()):
+                out.rmdir()  # nothing was kept: leave no trace of the failed run
+            raise
         finally:
             if bar is not None:
                 bar.stop()

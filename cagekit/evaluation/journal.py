@@ -2,7 +2,8 @@
 
 Rerunning the same evaluation reads the journal and plays only the episodes it lacks; a journal written
 by another configuration is refused (naming the fields that differ) and never mixed in. A line cut
-short by a kill is dropped and the file truncated back to its last complete line.
+short by a kill is dropped and the file truncated back to its last complete line. Reports in a folder
+with no journal (or an empty one) belong to a run nothing vouches for: they are refused, not overwritten.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.protocol import IDENTITY_DEFAULTS, IDENTITY_FIELDS, EvalConfig
+from cagekit.evaluation.results import FILES
 
 JOURNAL = "journal.jsonl"
 FORMAT = 1
@@ -42,6 +44,17 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
+def check_output_folder(folder: Path) -> None:
+    """Refuse an output folder that is a file or lies under one, before anything is loaded or written."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == folder else f"lies under {place}, which is a file"
+                raise ValueError(f"output folder {folder} {where}; give a folder (new, or one an earlier run of "
+                                 f"the same evaluation wrote)")
+            return
+
+
 class Journal:
     def __init__(self, out_dir: str | Path, config: EvalConfig):
         self.path = Path(out_dir) / JOURNAL
@@ -49,14 +62,18 @@ class Journal:
         self.results: dict[tuple[int, str, int], EpisodeResult] = {}
         self.started: float = time.time()
         self._stream: Any = None
+        self._good: int | None = None  # bytes of the journal to keep, once read
 
-    def open(self) -> Journal:
-        """Read what an earlier run of this configuration left, then open for appending."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def read(self) -> Journal:
+        """Check the output folder and read what an earlier run of this configuration left, writing nothing
+        (but cutting off a line cut short): a refused folder or team then leaves the folder as it was."""
+        folder = self.path.parent
+        check_output_folder(folder)
         wanted = set(self.config.tasks())
+        self.results.clear()
+        good = 0  # bytes of complete, parseable lines
         if self.path.exists():
             raw = self.path.read_bytes()
-            good = 0  # bytes of complete, parseable lines
             lines = raw.split(b"\n")
             for i, line in enumerate(lines):
                 if i == len(lines) - 1:
@@ -80,17 +97,41 @@ class Journal:
                 elif not isinstance(record, dict):
                     break
                 good += len(line) + 1
-            if good == 0:
-                self.path.unlink()
-            elif good < len(raw):
+            if 0 < good < len(raw):
                 with self.path.open("r+b") as f:
                     f.truncate(good)
+        if good == 0:  # no journal vouches for this folder: never overwrite reports another run left there
+            reports = [name for name in FILES if (folder / name).exists()]
+            if reports:
+                state = "empty" if self.path.exists() else "missing"
+                raise JournalMismatch(f"output folder {folder} holds evaluation reports ({', '.join(reports)}) that "
+                                      f"no journal vouches for ({JOURNAL} is {state}), so they are not overwritten: "
+                                      f"choose another output folder, or move those files away")
+        self._good = good
+        return self
+
+    def open(self) -> Journal:
+        """Read what an earlier run of this configuration left (unless `read` did), then open for appending."""
+        if self._good is None:
+            self.read()
+        if self._good == 0 and self.path.exists():
+            self.path.unlink()  # empty or holding nothing usable: start it again
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
         self._stream = self.path.open("a", encoding="utf-8")
         if fresh:
             self._write({"type": "config", "format": FORMAT, "started": self.started,
                          "config": self.config.to_json()})
         return self
+
+    def discard_if_empty(self) -> bool:
+        """Remove the journal when it holds no episode (closing it first), so that a team that failed at
+        once leaves no journal tying the folder to its files; True when removed."""
+        if self.results:
+            return False
+        self.close()
+        self.path.unlink(missing_ok=True)
+        return True
 
     def _check_header(self, record: dict[str, Any]) -> None:
         if record.get("type") != "config" or "config" not in record:
@@ -102,7 +143,8 @@ class Journal:
         if diffs:
             raise JournalMismatch(f"{self.path} was written by another evaluation configuration, so it cannot be "
                                   f"resumed: " + "; ".join(diffs) +
-                                  ". Use another output folder, or delete the journal to start over.")
+                                  f". Use another output folder, or empty {self.path.parent} to start over "
+                                  f"(reports left without their journal are refused).")
         self.started = float(record.get("started", self.started))
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -104,7 +104,8 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
                 except EvaluationFailure as exc:
                     failure = failure or exc
                 except Exception as exc:  # noqa: BLE001 - a crashed worker
-                    failure = failure or EvaluationFailure(f"a worker process failed: {type(exc).__name__}: {exc}")
+                    failure = failure or EvaluationFailure(f"a worker process failed: {type(exc).__name__}: {exc}",
+                                                           transient=True)
             if failure is not None:
                 queue.clear()
     if failure is not None:
@@ -113,14 +114,14 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
 
 # Ray ---------------------------------------------------------------------------------------------
 def _ray_chunk(config: EvalConfig, source: TeamSource, step_timeout: float | None,
-               tasks: list[Task]) -> tuple[list[EpisodeResult], str | None]:
+               tasks: list[Task]) -> tuple[list[EpisodeResult], EvaluationFailure | None]:
     done: list[EpisodeResult] = []
     with closing(EpisodeRunner(config, source, step_timeout)) as runner:
         for task in tasks:
             try:
                 done.append(runner.run(*task))
             except EvaluationFailure as exc:
-                return done, str(exc)
+                return done, exc
     return done, None
 
 
@@ -155,7 +156,7 @@ def run_ray(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_re
     queue.reverse()
     window = 2 * int(ray.cluster_resources().get("CPU", workers or 1))
     pending: list[Any] = []
-    failure: str | None = None
+    failure: EvaluationFailure | None = None
     while queue or pending:
         while queue and failure is None and len(pending) < window:
             pending.append(remote.remote(config_ref, source_ref, step_timeout, queue.pop()))
@@ -166,14 +167,15 @@ def run_ray(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_re
             try:
                 results, error = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a task or worker crashed
-                results, error = [], f"a Ray task failed: {type(exc).__name__}: {exc}"
+                results, error = [], EvaluationFailure(f"a Ray task failed: {type(exc).__name__}: {exc}",
+                                                       transient=True)
             for result in results:
                 on_result(result)
             if error is not None:
                 failure = failure or error
                 queue.clear()
     if failure is not None:
-        raise EvaluationFailure(failure)
+        raise failure
 
 
 RUNNERS: dict[str, Callable[..., None]] = {"serial": run_serial, "processes": run_processes, "ray": run_ray}

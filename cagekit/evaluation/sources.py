@@ -115,6 +115,20 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
     def identity(self) -> dict[str, Any]:
         return {"kind": "checkpoint", "path": self.path, "algo": self.meta.get("algo"), "sha256": self._digest}
 
+    def _load(self) -> Team:
+        """The team, or a ValueError naming the weights file when the loader's own error does not (SB3's
+        for a truncated model.zip is a bare 'No data found in the saved file')."""
+        try:
+            return load_team(self.path)
+        except Exception as exc:  # noqa: BLE001 - each learner's loader raises its own kinds
+            if self.path in str(exc):
+                raise
+            folder = Path(self.path)
+            names = [self.meta.get("model")] if isinstance(self.meta.get("model"), str) else ["model.pt", "model.zip"]
+            files = [str(folder / n) for n in names if (folder / n).exists()] or [self.path]
+            raise ValueError(f"cannot load the {self.meta.get('algo')} checkpoint file {' or '.join(files)} "
+                             f"(truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
+
     def env_settings(self) -> dict[str, Any]:
         from cagekit.agents.checkpoint import env_settings
 
@@ -122,11 +136,29 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
 
     def team_for_episode(self, env: Any, seed: int) -> Team:
         if self._team is None or self._env_id != id(env):
-            self._team = load_team(self.path)
+            self._team = self._load()
             self._env_id = id(env)
         seed_everything(seed)
         self._team.end_episode()  # no memory carried from another episode, whatever happened before
         return self._team
+
+
+def _check_manifest_scenario(manifest: dict[str, Any]) -> None:
+    """The validator's scenario check: the manifest's agents and spaces must be those of the environment it
+    names (SubmissionError otherwise), so that a submission packaged for another scenario is refused before
+    any episode, not by its first action."""
+    from cagekit.submissions.loader import SubmissionError
+    from cagekit.submissions.manifest import make_manifest_env, space_problems
+
+    try:
+        env = make_manifest_env(manifest)
+    except Exception as exc:  # noqa: BLE001 - an unknown scenario or layout: each raises its own kind
+        raise SubmissionError(f"the manifest's environment (scenario {manifest['scenario']!r}) cannot be built: "
+                              f"{exc}") from exc
+    problems = space_problems(manifest, env)
+    if problems:
+        raise SubmissionError(f"the manifest's agents do not fit its scenario {manifest['scenario']!r}: "
+                              + "; ".join(problems))
 
 
 @dataclass
@@ -150,6 +182,7 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         try:
             with open_submission(self.path) as probe:  # fail early, with the validator's message
                 self._settings = probe.env_settings()
+                _check_manifest_scenario(probe.manifest)
         except SubmissionError as exc:
             raise ValueError(f"submission {self.path} refused: {exc} (`cagekit validate` checks it in full)") \
                 from exc

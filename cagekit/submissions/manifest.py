@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,34 @@ MANIFEST = "manifest.json"
 REQUIRED_FILES = ("submission.py", "metadata", MANIFEST)
 REQUIRED_KEYS = ("format", "cagekit_version", "scenario", "layout", "agents", "channel", "sau", "message_cost",
                  "source", "kind", "files")
+
+
+#: each setting's valid JSON types (None: null allowed) and how to say it; "view" may also be absent
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "cagekit_version": ((str,), "a string"), "scenario": ((str,), "a scenario name (a string)"),
+    "layout": ((str, type(None)), "a layout name (a string) or null"), "channel": ((bool,), "true or false"),
+    "sau": ((bool,), "true or false"), "message_cost": ((int, float, type(None)), "a finite number or null"),
+    "source": ((str,), "'heuristic' or 'checkpoint'"), "kind": ((str,), "a string"),
+    "view": ((str,), "a view name (a string)"),
+}
+
+
+def _type_problems(data: dict[str, Any]) -> list[str]:
+    """The settings whose JSON type is wrong, each with what is valid: caught here, not as a bare
+    conversion error when the environment is built."""
+    problems = []
+    for key, (kinds, valid) in _FIELD_TYPES.items():
+        if key not in data:
+            continue
+        value = data[key]
+        bad = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        if not bad and key == "message_cost" and value is not None:
+            bad = not math.isfinite(value)
+        if not bad and key == "source":
+            bad = value not in ("heuristic", "checkpoint")
+        if bad:
+            problems.append(f"{key!r} is {value!r}; it must be {valid}")
+    return problems
 
 
 def load_manifest(root: str | Path) -> dict[str, Any]:
@@ -31,6 +60,9 @@ def load_manifest(root: str | Path) -> dict[str, Any]:
         raise ValueError(f"{MANIFEST} lacks {missing}")
     if data["format"] != FORMAT:
         raise ValueError(f"{MANIFEST} has format {data['format']!r}; this cagekit reads {FORMAT!r}")
+    wrong = _type_problems(data)
+    if wrong:
+        raise ValueError(f"{MANIFEST}: " + "; ".join(wrong))
     if not isinstance(data["files"], dict) or not all(isinstance(v, str) for v in data["files"].values()):
         raise ValueError(f"{MANIFEST}: 'files' must map file names to SHA-256 hex digests")
     agents = data["agents"]

@@ -264,6 +264,29 @@ def write_folder(files: dict[str, bytes], out: str | Path) -> Path:
     return out
 
 
+def check_out(out: str | Path) -> None:
+    """Refuse an output path that cannot take the submission (ValueError naming it and what is valid), before
+    any file is built: a zip path that is a folder, a folder path that is a file or a non-empty folder, or
+    either under a file."""
+    out = Path(out)
+    zipped = out.name.endswith(".zip")
+    for place in out.parents:
+        if place.exists():
+            if not place.is_dir():
+                raise ValueError(f"--out {out} lies under {place}, which is a file; give a path in a folder")
+            break
+    if zipped and out.is_dir():
+        raise ValueError(f"--out {out} is a folder; a path ending in .zip is written as a zip file: give one that "
+                         f"is not a folder")
+    if not zipped and out.exists():
+        if not out.is_dir():
+            raise ValueError(f"--out {out} is an existing file, and a path not ending in .zip is written as a "
+                             f"folder: give a new or empty folder, or a path ending in .zip")
+        if any(out.iterdir()):
+            raise ValueError(f"--out {out} is a folder that is not empty; give a new or empty folder, or a path "
+                             f"ending in .zip")
+
+
 def package(source: str | Path, name: str, team: str, technique: str, out: str | Path, *,
             scenario: str | None = None, layout: str | None = None, channel: bool | None = None,
             sau: bool | None = None, message_cost: float | None = None, seed: int | None = None) -> Path:
@@ -272,6 +295,7 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
     `out` ending in `.zip` gets a reproducible zip (same inputs, same bytes); anything else a folder.
     Environment settings come from the checkpoint; for heuristics from the arguments (defaults:
     scenario paper-small, its default layout, channel and SAU on, the scenario's message cost)."""
+    check_out(out)
     files = build_files(source, name=name, team=team, technique=technique, scenario=scenario, layout=layout,
                         channel=channel, sau=sau, message_cost=message_cost, seed=seed)
     if str(out).endswith(".zip"):

@@ -310,7 +310,7 @@ def test_a_damaged_sb3_model_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
             zf.writestr(name, data)
     assert _cli(str(run), str(tmp_path / "out"), *TINY) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert f"cannot load the dqn checkpoint file {model} (truncated or corrupt?): " in err
+    assert f"cannot load the SB3 model {model}: corrupt, truncated or not a DQN model" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -585,7 +585,8 @@ def test_muting_needs_the_channel(tmp_path: Path, capsys: pytest.CaptureFixture)
     (["--reds", "KillChainAgent,KillChainAgent"], "red agent(s) ['KillChainAgent'] given more than once"),
     (["--lengths", "5,5"], "episode length(s) [5] given more than once"),
     (["--detection", "2"], "detection is a probability in [0, 1], got 2.0"),
-    (["--message-cost", "nan"], "message cost must be a finite number"),
+    (["--message-cost", "nan"], "message cost must be a finite number >= 0"),
+    (["--message-cost", "-1"], "message cost must be a finite number >= 0"),
     (["--workers", "0"], "--workers must be >= 1, got 0"),
     (["--step-timeout", "-1"], "--step-timeout must be a positive number of seconds"),
 ])

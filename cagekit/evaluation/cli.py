@@ -93,7 +93,7 @@ def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
     # CAGE-2's single Blue agent: no channel and no masks unless asked for
     out["channel"] = (not classic) if out["channel"] is None else bool(out["channel"])
     out["sau"] = (not classic) if out["sau"] is None else bool(out["sau"])
-    out["message_cost"] = float(spec.message_cost if out["message_cost"] is None else out["message_cost"])
+    out["message_cost"] = spec.setting("message_cost", out["message_cost"])
     out["view"] = required.get("view", "own")  # the team's input layout: not an evaluation choice
     out["spec"] = spec
     return out

@@ -63,8 +63,8 @@ class EvalConfig:
                 raise ValueError(f"{what}(s) {repeated} given more than once: each combination is scored once")
         if self.detection is not None and not 0.0 <= self.detection <= 1.0:
             raise ValueError(f"detection is a probability in [0, 1], got {self.detection}")
-        if not math.isfinite(self.message_cost):
-            raise ValueError(f"message cost must be a finite number, got {self.message_cost}")
+        if not (math.isfinite(self.message_cost) and self.message_cost >= 0):
+            raise ValueError(f"message cost must be a finite number >= 0, got {self.message_cost}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.simulator not in ("engine", "twin"):

@@ -115,20 +115,6 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
     def identity(self) -> dict[str, Any]:
         return {"kind": "checkpoint", "path": self.path, "algo": self.meta.get("algo"), "sha256": self._digest}
 
-    def _load(self) -> Team:
-        """The team, or a ValueError naming the weights file when the loader's own error does not (SB3's
-        for a truncated model.zip is a bare 'No data found in the saved file')."""
-        try:
-            return load_team(self.path)
-        except Exception as exc:  # noqa: BLE001 - each learner's loader raises its own kinds
-            if self.path in str(exc):
-                raise
-            folder = Path(self.path)
-            names = [self.meta.get("model")] if isinstance(self.meta.get("model"), str) else ["model.pt", "model.zip"]
-            files = [str(folder / n) for n in names if (folder / n).exists()] or [self.path]
-            raise ValueError(f"cannot load the {self.meta.get('algo')} checkpoint file {' or '.join(files)} "
-                             f"(truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
-
     def env_settings(self) -> dict[str, Any]:
         from cagekit.agents.checkpoint import env_settings
 
@@ -136,7 +122,7 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
 
     def team_for_episode(self, env: Any, seed: int) -> Team:
         if self._team is None or self._env_id != id(env):
-            self._team = self._load()
+            self._team = load_team(self.path)
             self._env_id = id(env)
         seed_everything(seed)
         self._team.end_episode()  # no memory carried from another episode, whatever happened before

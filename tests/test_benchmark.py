@@ -231,6 +231,9 @@ def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     shipped = Path(__file__).resolve().parents[1] / "submissions" / "react-paper-small.zip"
     assert main(["validate", str(shipped), "--steps", "0"]) == 2
     assert "smoke steps must be >= 1" in capsys.readouterr().err
+    assert main(["validate", str(shipped), "--act-timeout", "inf"]) == 2  # select() would overflow
+    assert "the act timeout must be a positive number of seconds up to 86,400 (a day), got inf" in \
+        capsys.readouterr().err
 
 
 def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an_uninterrupted_one(

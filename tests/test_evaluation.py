@@ -589,6 +589,7 @@ def test_muting_needs_the_channel(tmp_path: Path, capsys: pytest.CaptureFixture)
     (["--message-cost", "-1"], "message cost must be a finite number >= 0"),
     (["--workers", "0"], "--workers must be >= 1, got 0"),
     (["--step-timeout", "-1"], "--step-timeout must be a positive number of seconds"),
+    (["--step-timeout", "inf"], "up to 86,400 (a day),"),
 ])
 def test_bad_protocol_numbers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str],
                                           message: str) -> None:

@@ -31,6 +31,8 @@ MAX_REPLY = 4 * 1024 * 1024
 BOOT_TIMEOUT = 120.0  # interpreter start and the harness's own imports (numpy, gymnasium, CybORG)
 IMPORT_TIMEOUT = 60.0  # importing submission.py (loading weights included)
 ACT_TIMEOUT = 10.0  # one call: all agents' actions for one step
+#: the longest any of these may be (a day): select() overflows on an infinite or astronomical timeout
+MAX_TIMEOUT = 86_400.0
 
 
 class SubmissionError(RuntimeError):

@@ -43,6 +43,37 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
     assert pd.read_csv(out / "table.csv").equals(table)
 
 
+def test_another_choice_of_weights_is_refused_before_it_changes_a_run(tmp_path, capsys):
+    """A rerun asking for another --select-episodes used to write its own selection.json first, so that it
+    was refused by the scores' journal and left the folder refusing the original command too; and with 0 a
+    selection.json still chose the weights. Both are refused now, before anything is written."""
+    out = tmp_path / "bm"
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    argv = ["benchmark", "--algos", "nocomm", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--steps", "480",
+            "--reds", "SleepAgent", "--out", str(out), "--no-progress", "--snapshots", "2",
+            "--config", f"nocomm={fast}"]
+    run = out / "runs" / "nocomm-s0"
+    assert main([*argv, "--select-episodes", "0"]) == 0
+    assert not (run / "selection.json").exists()
+    assert main([*argv, "--select-episodes", "1"]) == 2
+    assert "chosen by --select-episodes 0 (0: its final weights) and this benchmark asks for 1" in \
+        capsys.readouterr().err
+    assert not (run / "selection.json").exists()
+    assert main([*argv, "--select-episodes", "0"]) == 0  # the original command still works
+
+    other = tmp_path / "other"
+    argv = [a if a != str(out) else str(other) for a in argv]
+    assert main([*argv, "--select-episodes", "1"]) == 0
+    chosen = (other / "runs" / "nocomm-s0" / "selection.json").read_text()
+    record = other / "runs" / "nocomm-s0" / TRAIN_RECORD
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items()
+                                  if k != "select_episodes"}))  # a record from before select_episodes was kept
+    assert main([*argv, "--select-episodes", "0"]) == 2
+    assert "chosen on 1 held-out episodes per red (selection.json) and this benchmark asks for " \
+           "--select-episodes 0" in " ".join(capsys.readouterr().err.split())
+    assert (other / "runs" / "nocomm-s0" / "selection.json").read_text() == chosen
+
+
 def test_a_finished_run_trained_with_other_settings_is_refused(tmp_path, capsys):
     """Changing the config file's contents (same path) or the training environment between two benchmarks
     of one folder must not score the old run as if it had the new settings."""

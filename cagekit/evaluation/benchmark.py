@@ -109,16 +109,24 @@ def training_settings(config: str | None, env: dict[str, Any]) -> dict[str, Any]
     return {"config": load_mapping(config) if config else None, "env": dict(sorted(env.items()))}
 
 
-def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = None) -> None:
+def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = None,
+                       select_episodes: int | None = None) -> None:
     """A finished run is reused as it is: refuse one trained for another number of steps or with other settings
-    (`training_settings`; it would be scored as what it is not). What a record from before lacks is not
-    compared."""
+    (`training_settings`; it would be scored as what it is not), or whose scored weights were chosen with
+    another `select_episodes` (a new choice would change what its journaled scores are of). What a record
+    from before lacks is not compared."""
+    _check_selection(run, select_episodes)
     record = run / TRAIN_RECORD
     if not record.exists():
         return
     done = json.loads(record.read_text())
     advice = ("a finished run is reused, never retrained or extended: use another --out, or remove that run "
               "folder to train it again")
+    chosen_with = done.get("select_episodes")
+    if select_episodes is not None and chosen_with is not None and int(chosen_with) != int(select_episodes):
+        raise ValueError(f"{run} is scored with weights chosen by --select-episodes {chosen_with} (0: its final "
+                         f"weights) and this benchmark asks for {select_episodes}; use --select-episodes "
+                         f"{chosen_with} with that folder, or another --out")
     recorded = done.get("steps")
     if recorded is not None and int(recorded) != int(steps):
         raise ValueError(f"{run} was trained for {int(recorded):,} steps and this benchmark asks for {int(steps):,}; "
@@ -127,6 +135,25 @@ def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = 
         if key in done and json.dumps(done[key], sort_keys=True) != json.dumps(wanted, sort_keys=True):
             raise ValueError(f"{run} was trained with other {key} settings ({_differences(done[key], wanted)}) "
                              "than this benchmark asks for; " + advice)
+
+
+def _check_selection(run: Path, select_episodes: int | None) -> None:
+    """A run's `selection.json` decides which weights are scored (`chosen_weights`), so a benchmark that asks
+    for another choice, or for the final weights, must not score or overwrite it."""
+    from cagekit.agents.training import SELECTION_FILE
+
+    file = run / SELECTION_FILE
+    if select_episodes is None or not file.exists():
+        return
+    try:
+        chosen_with = json.loads(file.read_text())["settings"]["episodes"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{file} is unreadable ({type(exc).__name__}: {exc}); remove it to choose again") from exc
+    if int(chosen_with) != int(select_episodes):
+        raise ValueError(f"{run}'s scored weights were chosen on {chosen_with} held-out episodes per red "
+                         f"({SELECTION_FILE}) and this benchmark asks for --select-episodes {select_episodes} "
+                         f"(0: the final weights); use --select-episodes {chosen_with} with that folder, or "
+                         f"another --out")
 
 
 def _differences(old: Any, new: Any) -> str:
@@ -144,11 +171,12 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     run = Path(run_dir)
     done_file = run / TRAIN_RECORD
     settings = training_settings(config, env)
-    check_finished_run(run, steps, settings)
+    check_finished_run(run, steps, settings, select_episodes)
     if not done_file.exists():
         seconds, resumed_at = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
         resumed = {} if resumed_at is None else {"resumed_at": resumed_at}  # an SB3 resume is not bit-exact
-        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed}) + "\n")
+        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed,
+                                         "select_episodes": select_episodes}) + "\n")
     if select_episodes:
         from cagekit.agents.training import limit_torch_threads
         from cagekit.evaluation.selection import select_snapshot
@@ -194,7 +222,7 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
     """`train_one` for each job (its positional arguments), in `processes` processes when there are
     several jobs; returns each job's training seconds, in order."""
     for job in jobs:  # before any process starts: a refused run should cost no training time
-        check_finished_run(Path(job[4]), job[3], training_settings(job[5], job[6]))
+        check_finished_run(Path(job[4]), job[3], training_settings(job[5], job[6]), job[8])
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         context = multiprocessing.get_context("spawn")

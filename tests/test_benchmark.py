@@ -187,6 +187,36 @@ def test_reproduce_refuses_bad_numbers_before_training(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_path, capsys):
+    """These were found only after the whole study had trained (with --jobs 2, the default)."""
+    out = tmp_path / "rp"
+    good = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    assert main(["reproduce", "--quick", "--config", f"react={good}", "--out", str(out)]) == 2
+    assert "--config for ['react'], which the study does not train" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--config", f"qmix={tmp_path / 'missing.yaml'}", "--out", str(out)]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--doc", str(tmp_path), "--out", str(out)]) == 2
+    assert "is a folder; name the Markdown file to write" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_results_document_names_the_command_that_made_its_numbers(tmp_path):
+    from cagekit.evaluation.study import StudyPlan, _command, default_configs
+
+    doc = tmp_path / "r.md"
+    assert _command(StudyPlan.quick(tmp_path, doc)) == "cagekit reproduce --quick"
+    tuned = StudyPlan.quick(tmp_path, doc, steps={"paper-small": 300, "paper-large": 300}, episodes=1,
+                            select_episodes=0)
+    assert _command(tuned) == "cagekit reproduce --quick --steps 300 --episodes 1 --select-episodes 0"
+    one_seed = StudyPlan(out=tmp_path, doc=doc, seeds=1, steps={"paper-small": 5000, "paper-large": 5000})
+    assert not one_seed.quick_run  # a short full run is not the --quick one
+    assert _command(one_seed) == "cagekit reproduce --seeds 1 --steps 5000 --episodes 100 --select-episodes 20"
+    qmix = tmp_path / "qmix.yaml"
+    qmix.write_text("lr: 0.001\n")
+    custom = StudyPlan(out=tmp_path, doc=doc, configs={**default_configs(), "qmix": str(qmix)})
+    assert _command(custom).endswith(f"--select-episodes 20 --config qmix={qmix}")
+
+
 def test_a_refused_training_run_leaves_no_folder_to_resume(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--algo", "qmix", "--steps", "60", "--red", "Nope", "--out", str(out), "--no-progress"]) == 2

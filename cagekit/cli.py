@@ -255,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "evaluate":
         return _evaluate(argv[1:])
     args = build_parser().parse_args(argv)
+    empty = [name for name in ("out", "doc", "resume") if getattr(args, name, None) == ""]
+    if empty:  # Path("") is the current folder: a run, benchmark or study would spill into it
+        print(f"cagekit {args.command}: error: --{empty[0]} is empty; name a path", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except ValueError as exc:

@@ -198,6 +198,9 @@ def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_
     assert main(["reproduce", "--quick", "--doc", str(tmp_path), "--out", str(out)]) == 2
     assert "is a folder; name the Markdown file to write" in capsys.readouterr().err
     assert not out.exists()
+    for command in (["reproduce", "--quick"], ["benchmark", "--algos", "react"], ["train", "--algo", "qmix"]):
+        assert main([*command, "--out", ""]) == 2
+        assert "--out is empty; name a path" in capsys.readouterr().err
 
 
 def test_the_results_document_names_the_command_that_made_its_numbers(tmp_path):
@@ -446,3 +449,11 @@ def test_a_failed_evaluation_is_one_line_not_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("cagekit benchmark: error: evaluation of react seed 0: ") and err.count("\n") == 1
     assert "was written by another evaluation configuration" in err and "episodes: journal has 1" in err
+
+
+def test_mute_says_so_when_no_team_talks(tmp_path, capsys):
+    out = tmp_path / "bm"
+    assert main(["benchmark", "--algos", "sleep", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--reds",
+                 "SleepAgent", "--out", str(out), "--no-progress", "--select-episodes", "0", "--mute"]) == 0
+    assert "--mute: no team sent a bit on any seed" in capsys.readouterr().out
+    assert not (out / "eval-muted").exists()

@@ -355,6 +355,8 @@ def _muted_scores(plan: BenchmarkPlan, per_seed: Any) -> dict[str, dict[int, Sco
     """Every seed of each algorithm that sent bits on any seed, scored muted (`evaluate_muted`): what its
     messages are worth to it. All its seeds, so the paired test is not drawn from the talkative ones."""
     talkers = [a for a, group in per_seed.groupby("algo", sort=False) if group["bits_per_episode"].max() > 0]
+    if not talkers:
+        print("--mute: no team sent a bit on any seed, so none is scored muted (its score would be its own)")
     muted: dict[str, dict[int, ScoredSeed]] = {}
     for algo in talkers:
         label = f"{algo}{MUTED_SUFFIX}"

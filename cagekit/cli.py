@@ -48,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
             vec = "".join(str(int(b)) for b in obs[a]["observation"])
             print(f"t={t:2d} {a:16s} obs={vec} action={infos[a]['action']:22s} bit={infos[a]['bits_sent']}")
         print(f"      team reward {rewards[first]:7.2f} (env {infos[first]['env_reward']:7.2f}), "
-              f"episode so far {total:8.2f}")
+              f"env return so far {total:8.2f}")
     team.end_episode()
     return 0
 

@@ -111,7 +111,8 @@ def validate(path: str | Path, *, limits: Limits = DEFAULT_LIMITS, boot_timeout:
         return report
     team: SubmissionTeam | None = None
     try:
-        report.add("archive", True, f"{len(unpacked.files)} file(s) unpacked safely")
+        verb = "unpacked" if Path(path).is_file() else "copied"
+        report.add("archive", True, f"{len(unpacked.files)} file(s) {verb} safely")
         missing = [f for f in REQUIRED_FILES if f not in unpacked.files]
         if not report.add("required files", not missing,
                           f"missing at the root: {', '.join(missing)}" if missing else ", ".join(REQUIRED_FILES)):

@@ -60,6 +60,8 @@ def test_another_choice_of_weights_is_refused_before_it_changes_a_run(tmp_path, 
         capsys.readouterr().err
     assert not (run / "selection.json").exists()
     assert main([*argv, "--select-episodes", "0"]) == 0  # the original command still works
+    assert main([*[a if a != "2" else "3" for a in argv], "--select-episodes", "0"]) == 2  # --snapshots 3
+    assert "(--snapshots 2) and this benchmark asks for --snapshots 3" in capsys.readouterr().err
 
     other = tmp_path / "other"
     argv = [a if a != str(out) else str(other) for a in argv]

@@ -110,7 +110,7 @@ def training_settings(config: str | None, env: dict[str, Any]) -> dict[str, Any]
 
 
 def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = None,
-                       select_episodes: int | None = None) -> None:
+                       select_episodes: int | None = None, snapshots: int | None = None) -> None:
     """A finished run is reused as it is: refuse one trained for another number of steps or with other settings
     (`training_settings`; it would be scored as what it is not), or whose scored weights were chosen with
     another `select_episodes` (a new choice would change what its journaled scores are of). What a record
@@ -127,6 +127,10 @@ def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = 
         raise ValueError(f"{run} is scored with weights chosen by --select-episodes {chosen_with} (0: its final "
                          f"weights) and this benchmark asks for {select_episodes}; use --select-episodes "
                          f"{chosen_with} with that folder, or another --out")
+    kept = done.get("snapshots")
+    if snapshots is not None and kept is not None and int(kept) != int(snapshots):
+        raise ValueError(f"{run} was trained keeping its policy at every 1/{kept} of the run (--snapshots {kept}) "
+                         f"and this benchmark asks for --snapshots {snapshots}; " + advice)
     recorded = done.get("steps")
     if recorded is not None and int(recorded) != int(steps):
         raise ValueError(f"{run} was trained for {int(recorded):,} steps and this benchmark asks for {int(steps):,}; "
@@ -171,12 +175,12 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     run = Path(run_dir)
     done_file = run / TRAIN_RECORD
     settings = training_settings(config, env)
-    check_finished_run(run, steps, settings, select_episodes)
+    check_finished_run(run, steps, settings, select_episodes, snapshots)
     if not done_file.exists():
         seconds, resumed_at = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
         resumed = {} if resumed_at is None else {"resumed_at": resumed_at}  # an SB3 resume is not bit-exact
         done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed,
-                                         "select_episodes": select_episodes}) + "\n")
+                                         "snapshots": snapshots, "select_episodes": select_episodes}) + "\n")
     if select_episodes:
         from cagekit.agents.training import limit_torch_threads
         from cagekit.evaluation.selection import select_snapshot
@@ -222,7 +226,7 @@ def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = Fal
     """`train_one` for each job (its positional arguments), in `processes` processes when there are
     several jobs; returns each job's training seconds, in order."""
     for job in jobs:  # before any process starts: a refused run should cost no training time
-        check_finished_run(Path(job[4]), job[3], training_settings(job[5], job[6]), job[8])
+        check_finished_run(Path(job[4]), job[3], training_settings(job[5], job[6]), job[8], job[7])
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         context = multiprocessing.get_context("spawn")

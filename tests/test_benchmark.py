@@ -459,3 +459,13 @@ def test_mute_says_so_when_no_team_talks(tmp_path, capsys):
                  "SleepAgent", "--out", str(out), "--no-progress", "--select-episodes", "0", "--mute"]) == 0
     assert "--mute: no team sent a bit on any seed" in capsys.readouterr().out
     assert not (out / "eval-muted").exists()
+
+
+def test_an_out_that_is_a_file_is_named_as_given(tmp_path, capsys):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    assert main(["benchmark", "--algos", "react", "--out", str(afile)]) == 2
+    assert f"--out {afile} is a file; give a folder" in capsys.readouterr().err
+    assert main(["benchmark", "--algos", "react", "--out", str(afile / "sub")]) == 2
+    assert f"lies under {afile}, which is a file" in capsys.readouterr().err
+    assert afile.read_text() == "keep me"

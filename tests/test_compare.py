@@ -108,3 +108,20 @@ def test_cli_prints_and_writes_the_tables(heuristics, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.strip() == out.read_text().strip()
     assert "| react - sleep | 3 |" in printed and "| random - sleep | 3 |" in printed
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("{}", "is not an evaluation summary (no parameters object; no total object; no number at bits_per_episode)"),
+    ("[]", "holds a JSON list, not an evaluation summary"),
+    ("{garbage", "is not valid JSON (Expecting property name"),
+    ('{"parameters": {}, "total": {"score": "x"}, "bits_per_episode": 0}',
+     "is not an evaluation summary (no number at total.score)"),
+], ids=["empty-object", "list", "not-json", "text-score"])
+def test_a_damaged_summary_is_named(heuristics, tmp_path, capsys, text, problem):
+    folder = tmp_path / "damaged"
+    shutil.copytree(heuristics, folder)
+    summary = folder / "eval" / "react-s1" / "summary.json"
+    summary.write_text(text)
+    assert main(["compare", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{summary} {problem}" in err and "cagekit evaluate" in err and err.count("\n") == 1

@@ -28,6 +28,11 @@ MUTED_SUFFIX = " (muted)"
 
 _RUN_NAME = re.compile(r"^(?P<algo>.+)-s(?P<seed>\d+)$")
 
+#: what `cagekit benchmark` writes into its folder (benchmark.run_benchmark, BenchmarkPlan.run_dir/eval_dir):
+#: `compare --out` may not overwrite them inside a compared folder
+BENCHMARK_FILES = ("table.md", "paired.md", "table.csv", "per_seed.csv", "benchmark.png")
+BENCHMARK_DIRS = ("eval", "eval-muted", "runs")
+
 
 @dataclass(frozen=True)
 class ScoredSeed:
@@ -80,11 +85,36 @@ def load_folder(folder: Path, muted: bool = True) -> list[ScoredSeed]:
             if match is None:
                 continue
             found.append(ScoredSeed.from_summary(match["algo"] + suffix, int(match["seed"]),
-                                                 json.loads(summary.read_text()), summary.parent))
+                                                 _read_summary(summary), summary.parent))
     if not found:
         raise ValueError(f"{folder} holds no scored teams (expected eval/ALGO-sSEED/summary.json, as "
                          "`cagekit benchmark --out` writes)")
     return found
+
+
+def _read_summary(file: Path) -> dict:
+    """An evaluation's summary.json, with the fields a comparison reads checked: a damaged or foreign file
+    is named here rather than surfacing as a KeyError or a JSON message without a file."""
+    redo = f"score that team again with `cagekit evaluate`, or move {file.parent} away to compare without it"
+    try:
+        summary = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc}); {redo}") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{file} holds a JSON {type(summary).__name__}, not an evaluation summary (an object "
+                         f"with parameters, total.score and bits_per_episode); {redo}")
+    problems = [f"no {key} object" for key in ("parameters", "total") if not isinstance(summary.get(key), dict)]
+    if not problems and not _is_number(summary["total"].get("score")):
+        problems.append("no number at total.score")
+    if not _is_number(summary.get("bits_per_episode")):
+        problems.append("no number at bits_per_episode")
+    if problems:
+        raise ValueError(f"{file} is not an evaluation summary ({'; '.join(problems)}); {redo}")
+    return summary
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _hashable(value: object) -> object:

@@ -125,3 +125,17 @@ def test_a_damaged_summary_is_named(heuristics, tmp_path, capsys, text, problem)
     assert main(["compare", str(folder)]) == 2
     err = capsys.readouterr().err
     assert f"{summary} {problem}" in err and "cagekit evaluate" in err and err.count("\n") == 1
+
+
+def test_a_missing_seed_is_noted_with_the_seeds_paired(heuristics, tmp_path, capsys):
+    folder = tmp_path / "partial"
+    shutil.copytree(heuristics, folder)
+    (folder / "eval" / "react-s1" / "summary.json").unlink()
+    assert main(["compare", str(folder), "--baseline", "sleep"]) == 0
+    out = capsys.readouterr().out
+    assert "| react | 2 |" in out and "| react - sleep | 2 |" in out
+    note = out.strip().splitlines()[-1]
+    assert note.startswith("Note: not every team was scored on every seed (0, 1, 2): react lacks seed 1 (no "
+                           f"{folder / 'eval' / 'react-s1' / 'summary.json'})")
+    assert note.endswith("a difference pairs only the seeds both teams have: react - sleep on seeds 0, 2.")
+    assert "Note:" not in (heuristics / "paired.md").read_text()  # all seeds: no note

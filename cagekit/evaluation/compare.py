@@ -194,4 +194,30 @@ def to_markdown(scores: dict[str, dict[int, ScoredSeed]], rows: list[PairedDiffe
     for r in rows:
         ci = "-" if math.isnan(r.ci95) else f"{r.ci95:.2f}"
         lines.append(f"| {r.a} - {r.b} | {len(r.seeds)} | {r.mean:+.2f} | {ci} | {r.verdict} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _missing_seeds_note(scores, rows))
+
+
+def _missing_seeds_note(scores: dict[str, dict[int, ScoredSeed]], rows: list[PairedDifference]) -> list[str]:
+    """A note under the tables when some team lacks a seed others have (a summary.json not written, or a
+    folder run with fewer seeds): its mean is over fewer seeds and its pairs over the seeds both teams have,
+    which the counts in the tables alone do not say."""
+    every = sorted(set().union(*scores.values()))
+    lacking = []
+    for team, seeds in sorted(scores.items()):
+        missing = [s for s in every if s not in seeds]
+        if missing:
+            source = next(iter(seeds.values())).source  # EVAL/ALGO-sSEED: the missing ones are its siblings
+            algo = source.name[: source.name.rindex("-s")]
+            files = ", ".join(str(source.parent / f"{algo}-s{s}" / "summary.json") for s in missing)
+            lacking.append(f"{team} lacks seed{'s' * (len(missing) > 1)} {_seed_list(missing)} (no {files})")
+    if not lacking:
+        return []
+    partial = [f"{r.a} - {r.b} on seed{'s' * (len(r.seeds) > 1)} {_seed_list(r.seeds)}" for r in rows
+               if list(r.seeds) != every]
+    return ["", f"Note: not every team was scored on every seed ({_seed_list(every)}): {'; '.join(lacking)}. "
+                f"A team's mean is over the seeds it has, and a difference pairs only the seeds both teams have"
+                + (f": {'; '.join(partial)}." if partial else ".")]
+
+
+def _seed_list(seeds: list[int] | tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in seeds)

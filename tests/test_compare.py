@@ -139,3 +139,18 @@ def test_a_missing_seed_is_noted_with_the_seeds_paired(heuristics, tmp_path, cap
                            f"{folder / 'eval' / 'react-s1' / 'summary.json'})")
     assert note.endswith("a difference pairs only the seeds both teams have: react - sleep on seeds 0, 2.")
     assert "Note:" not in (heuristics / "paired.md").read_text()  # all seeds: no note
+
+
+def test_out_may_not_overwrite_the_benchmark_or_be_empty_or_a_directory(heuristics, tmp_path, capsys):
+    before = {p: p.read_bytes() for p in heuristics.rglob("*") if p.is_file()}
+    for out in ("table.md", "paired.md", "per_seed.csv", "table.csv", "benchmark.png", "eval/react-s0/summary.json",
+                "eval/new.md", "../heuristics/table.md"):
+        assert main(["compare", str(heuristics), "--out", str(heuristics / out)]) == 2
+        printed, err = capsys.readouterr()
+        assert f"is among what `cagekit benchmark` keeps in {heuristics}" in err and "compare.md" in err
+        assert printed == ""  # refused before any table is printed
+    assert {p: p.read_bytes() for p in heuristics.rglob("*") if p.is_file()} == before
+    assert main(["compare", str(heuristics), "--out", ""]) == 2
+    assert "--out is empty" in capsys.readouterr().err
+    assert main(["compare", str(heuristics), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a directory" in capsys.readouterr().err

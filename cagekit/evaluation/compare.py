@@ -117,6 +117,27 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def check_out(out: str, folders: list[Path]) -> Path:
+    """Where `compare --out` may write: not nowhere (an empty name), not a directory, and not over what
+    `cagekit benchmark` wrote into a compared folder (its tables, runs and evaluations), which a rerun of
+    hours would be needed to get back."""
+    if not out.strip():
+        raise ValueError("--out is empty: give the markdown file to write, such as compare.md (or leave --out out)")
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory: give the markdown file to write, such as "
+                         f"{path / 'compare.md'}")
+    target = path.resolve()
+    for folder in folders:
+        root = folder.resolve()
+        own = [root / name for name in BENCHMARK_FILES]
+        if target in own or any(target.is_relative_to(root / sub) for sub in BENCHMARK_DIRS):
+            raise ValueError(f"--out {path} is among what `cagekit benchmark` keeps in {folder} (its "
+                             f"{', '.join(BENCHMARK_FILES)} and {'/, '.join(BENCHMARK_DIRS)}/ folders); write "
+                             f"elsewhere, such as {folder / 'compare.md'}")
+    return path
+
+
 def _hashable(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
 

@@ -105,13 +105,15 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cagekit.evaluation.compare import compare_all, load_scores, to_markdown
+    from cagekit.evaluation.compare import check_out, compare_all, load_scores, to_markdown
 
-    scores = load_scores([Path(f) for f in args.folders], muted=not args.no_muted)
+    folders = [Path(f) for f in args.folders]
+    out = None if args.out is None else check_out(args.out, folders)  # before any reading: a typo costs nothing
+    scores = load_scores(folders, muted=not args.no_muted)
     text = to_markdown(scores, compare_all(scores, args.baseline))
     print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out is not None:
+        out.write_text(text + "\n")
     return 0
 
 
@@ -221,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", help="benchmark output folders (their eval/ALGO-sSEED/summary.json)")
     p.add_argument("--baseline", default=None, help="compare every team with this one (default: every pair)")
     p.add_argument("--no-muted", action="store_true", help="leave out the muted scores (eval-muted/)")
-    p.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    p.add_argument("--out", default=None, help="also write the tables to this markdown file (not one of the "
+                                                  "compared benchmark's own files)")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("reproduce", help="the paper's comparison on both networks, written to docs/results.md")

@@ -108,3 +108,49 @@ def test_cli_prints_and_writes_the_tables(heuristics, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.strip() == out.read_text().strip()
     assert "| react - sleep | 3 |" in printed and "| random - sleep | 3 |" in printed
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("{}", "is not an evaluation summary (no parameters object; no total object; no number at bits_per_episode)"),
+    ("[]", "holds a JSON list, not an evaluation summary"),
+    ("{garbage", "is not valid JSON (Expecting property name"),
+    ('{"parameters": {}, "total": {"score": "x"}, "bits_per_episode": 0}',
+     "is not an evaluation summary (no number at total.score)"),
+], ids=["empty-object", "list", "not-json", "text-score"])
+def test_a_damaged_summary_is_named(heuristics, tmp_path, capsys, text, problem):
+    folder = tmp_path / "damaged"
+    shutil.copytree(heuristics, folder)
+    summary = folder / "eval" / "react-s1" / "summary.json"
+    summary.write_text(text)
+    assert main(["compare", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{summary} {problem}" in err and "cagekit evaluate" in err and err.count("\n") == 1
+
+
+def test_a_missing_seed_is_noted_with_the_seeds_paired(heuristics, tmp_path, capsys):
+    folder = tmp_path / "partial"
+    shutil.copytree(heuristics, folder)
+    (folder / "eval" / "react-s1" / "summary.json").unlink()
+    assert main(["compare", str(folder), "--baseline", "sleep"]) == 0
+    out = capsys.readouterr().out
+    assert "| react | 2 |" in out and "| react - sleep | 2 |" in out
+    note = out.strip().splitlines()[-1]
+    assert note.startswith("Note: not every team was scored on every seed (0, 1, 2): react lacks seed 1 (no "
+                           f"{folder / 'eval' / 'react-s1' / 'summary.json'})")
+    assert note.endswith("a difference pairs only the seeds both teams have: react - sleep on seeds 0, 2.")
+    assert "Note:" not in (heuristics / "paired.md").read_text()  # all seeds: no note
+
+
+def test_out_may_not_overwrite_the_benchmark_or_be_empty_or_a_directory(heuristics, tmp_path, capsys):
+    before = {p: p.read_bytes() for p in heuristics.rglob("*") if p.is_file()}
+    for out in ("table.md", "paired.md", "per_seed.csv", "table.csv", "benchmark.png", "eval/react-s0/summary.json",
+                "eval/new.md", "../heuristics/table.md"):
+        assert main(["compare", str(heuristics), "--out", str(heuristics / out)]) == 2
+        printed, err = capsys.readouterr()
+        assert f"is among what `cagekit benchmark` keeps in {heuristics}" in err and "compare.md" in err
+        assert printed == ""  # refused before any table is printed
+    assert {p: p.read_bytes() for p in heuristics.rglob("*") if p.is_file()} == before
+    assert main(["compare", str(heuristics), "--out", ""]) == 2
+    assert "--out is empty" in capsys.readouterr().err
+    assert main(["compare", str(heuristics), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a directory" in capsys.readouterr().err

@@ -717,3 +717,57 @@ def test_a_damaged_log_is_named_on_resume_and_nothing_is_overwritten(tmp_path):
     (run / "log.csv").unlink()  # moved away: the run resumes, its log starting at the resumed update
     summary = train(tiny(seed=5), 4 * 2 * 5, run, checkpoint_every=0, resume=True, progress=False)
     assert summary["new_updates"] == 2
+
+
+@pytest.fixture(scope="module")
+def qmix_run(tmp_path_factory) -> Path:
+    """A real two-update run, as `cagekit train` writes it."""
+    from cagekit.cli import main
+
+    out = tmp_path_factory.mktemp("plot") / "qmix"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("log.csv", "", "log.csv is empty: train longer"),
+    ("log.csv", "update,env_steps,return,bits\n", "log.csv has no rows yet: train longer"),
+    ("log.csv", "a,b\n1,2\n", "log.csv lacks the columns env_steps, return, bits: not a cagekit training log"),
+    ("log.csv", "garbage text\n", "log.csv lacks the columns env_steps, return, bits"),
+    ("log.csv", "env_steps,return,bits\n30,abc,0\n", "log.csv: return is 'abc' in data row 1; expected a number"),
+    ("log.csv", "env_steps,return,bits\n30,1,0\n,2,0\n", "log.csv: env_steps is empty in data row 2"),
+    ("progress.csv", "time/total_timesteps,rollout/ep_len_mean\n128,3\n", "progress.csv has no finished episode yet"),
+    ("progress.csv", "time/total_timesteps,rollout/ep_rew_mean\n128,\n", "progress.csv has no finished episode yet"),
+    ("progress.csv", "a,b\n1,2\n", "progress.csv lacks the column time/total_timesteps: not an SB3 training log"),
+], ids=["empty", "header-only", "other-columns", "text", "not-a-number", "no-env-steps", "sb3-no-return-column",
+        "sb3-no-episode", "sb3-other-columns"])
+def test_plot_names_the_log_it_cannot_draw(qmix_run, tmp_path, capsys, name, text, expected):
+    from cagekit.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).write_text(text)
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(qmix_run), str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / name}" in err and expected in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_plot_writes_where_it_says_and_refuses_a_directory_or_no_name(qmix_run, tmp_path, capsys, monkeypatch):
+    from cagekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    assert main(["plot", str(qmix_run), "--out", str(folder)]) == 2
+    assert f"{folder} is a directory" in capsys.readouterr().err
+    assert main(["plot", str(qmix_run), "--out", ""]) == 2
+    assert "(--out) is empty" in capsys.readouterr().err
+    assert main(["plot", str(qmix_run), "--out", str(qmix_run / "log.csv")]) == 2
+    assert "cannot draw a .csv file; valid suffixes:" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]  # no figures.png, no hidden .png
+    assert main(["plot", str(qmix_run), "--out", "curves"]) == 0  # matplotlib adds .png: say so
+    assert capsys.readouterr().out == "wrote curves.png\n" and (tmp_path / "curves.png").stat().st_size > 1000
+    assert main(["plot", str(qmix_run), "--out", str(folder / "q.svg")]) == 0
+    assert (folder / "q.svg").read_text().lstrip().startswith("<?xml")

@@ -28,6 +28,11 @@ MUTED_SUFFIX = " (muted)"
 
 _RUN_NAME = re.compile(r"^(?P<algo>.+)-s(?P<seed>\d+)$")
 
+#: what `cagekit benchmark` writes into its folder (benchmark.run_benchmark, BenchmarkPlan.run_dir/eval_dir):
+#: `compare --out` may not overwrite them inside a compared folder
+BENCHMARK_FILES = ("table.md", "paired.md", "table.csv", "per_seed.csv", "benchmark.png")
+BENCHMARK_DIRS = ("eval", "eval-muted", "runs")
+
 
 @dataclass(frozen=True)
 class ScoredSeed:
@@ -80,11 +85,57 @@ def load_folder(folder: Path, muted: bool = True) -> list[ScoredSeed]:
             if match is None:
                 continue
             found.append(ScoredSeed.from_summary(match["algo"] + suffix, int(match["seed"]),
-                                                 json.loads(summary.read_text()), summary.parent))
+                                                 _read_summary(summary), summary.parent))
     if not found:
         raise ValueError(f"{folder} holds no scored teams (expected eval/ALGO-sSEED/summary.json, as "
                          "`cagekit benchmark --out` writes)")
     return found
+
+
+def _read_summary(file: Path) -> dict:
+    """An evaluation's summary.json, with the fields a comparison reads checked: a damaged or foreign file
+    is named here rather than surfacing as a KeyError or a JSON message without a file."""
+    redo = f"score that team again with `cagekit evaluate`, or move {file.parent} away to compare without it"
+    try:
+        summary = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc}); {redo}") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{file} holds a JSON {type(summary).__name__}, not an evaluation summary (an object "
+                         f"with parameters, total.score and bits_per_episode); {redo}")
+    problems = [f"no {key} object" for key in ("parameters", "total") if not isinstance(summary.get(key), dict)]
+    if not problems and not _is_number(summary["total"].get("score")):
+        problems.append("no number at total.score")
+    if not _is_number(summary.get("bits_per_episode")):
+        problems.append("no number at bits_per_episode")
+    if problems:
+        raise ValueError(f"{file} is not an evaluation summary ({'; '.join(problems)}); {redo}")
+    return summary
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_out(out: str, folders: list[Path]) -> Path:
+    """Where `compare --out` may write: not nowhere (an empty name), not a directory, and not over what
+    `cagekit benchmark` wrote into a compared folder (its tables, runs and evaluations), which a rerun of
+    hours would be needed to get back."""
+    if not out.strip():
+        raise ValueError("--out is empty: give the markdown file to write, such as compare.md (or leave --out out)")
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory: give the markdown file to write, such as "
+                         f"{path / 'compare.md'}")
+    target = path.resolve()
+    for folder in folders:
+        root = folder.resolve()
+        own = [root / name for name in BENCHMARK_FILES]
+        if target in own or any(target.is_relative_to(root / sub) for sub in BENCHMARK_DIRS):
+            raise ValueError(f"--out {path} is among what `cagekit benchmark` keeps in {folder} (its "
+                             f"{', '.join(BENCHMARK_FILES)} and {'/, '.join(BENCHMARK_DIRS)}/ folders); write "
+                             f"elsewhere, such as {folder / 'compare.md'}")
+    return path
 
 
 def _hashable(value: object) -> object:
@@ -164,4 +215,30 @@ def to_markdown(scores: dict[str, dict[int, ScoredSeed]], rows: list[PairedDiffe
     for r in rows:
         ci = "-" if math.isnan(r.ci95) else f"{r.ci95:.2f}"
         lines.append(f"| {r.a} - {r.b} | {len(r.seeds)} | {r.mean:+.2f} | {ci} | {r.verdict} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _missing_seeds_note(scores, rows))
+
+
+def _missing_seeds_note(scores: dict[str, dict[int, ScoredSeed]], rows: list[PairedDifference]) -> list[str]:
+    """A note under the tables when some team lacks a seed others have (a summary.json not written, or a
+    folder run with fewer seeds): its mean is over fewer seeds and its pairs over the seeds both teams have,
+    which the counts in the tables alone do not say."""
+    every = sorted(set().union(*scores.values()))
+    lacking = []
+    for team, seeds in sorted(scores.items()):
+        missing = [s for s in every if s not in seeds]
+        if missing:
+            source = next(iter(seeds.values())).source  # EVAL/ALGO-sSEED: the missing ones are its siblings
+            algo = source.name[: source.name.rindex("-s")]
+            files = ", ".join(str(source.parent / f"{algo}-s{s}" / "summary.json") for s in missing)
+            lacking.append(f"{team} lacks seed{'s' * (len(missing) > 1)} {_seed_list(missing)} (no {files})")
+    if not lacking:
+        return []
+    partial = [f"{r.a} - {r.b} on seed{'s' * (len(r.seeds) > 1)} {_seed_list(r.seeds)}" for r in rows
+               if list(r.seeds) != every]
+    return ["", f"Note: not every team was scored on every seed ({_seed_list(every)}): {'; '.join(lacking)}. "
+                f"A team's mean is over the seeds it has, and a difference pairs only the seeds both teams have"
+                + (f": {'; '.join(partial)}." if partial else ".")]
+
+
+def _seed_list(seeds: list[int] | tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in seeds)

@@ -763,7 +763,7 @@ def test_plot_writes_where_it_says_and_refuses_a_directory_or_no_name(qmix_run, 
     assert main(["plot", str(qmix_run), "--out", str(folder)]) == 2
     assert f"{folder} is a directory" in capsys.readouterr().err
     assert main(["plot", str(qmix_run), "--out", ""]) == 2
-    assert "(--out) is empty" in capsys.readouterr().err
+    assert "--out is empty; name a path" in capsys.readouterr().err
     assert main(["plot", str(qmix_run), "--out", str(qmix_run / "log.csv")]) == 2
     assert "cannot draw a .csv file; valid suffixes:" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]  # no figures.png, no hidden .png

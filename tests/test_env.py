@@ -333,8 +333,36 @@ def test_out_of_range_settings_are_refused_on_both_simulators(simulator, setting
 
 @pytest.mark.parametrize("simulator", ["engine", "twin"])
 def test_a_negative_seed_is_named(simulator):
-    with pytest.raises(ValueError, match="seed must be >= 0"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         make_env("paper-small", simulator=simulator, seed=-1)
     env = make_env("paper-small", simulator=simulator)
-    with pytest.raises(ValueError, match="seed must be >= 0"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         env.reset(seed=-3)
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_numpy_integers_are_seeds_and_text_is_not_a_flag(simulator):
+    """A seed drawn from numpy crashed the engine deep in `random`; "off" counted as on."""
+    a = make_env("paper-small", simulator=simulator, seed=np.int64(3), episode_length=np.int32(5))
+    b = make_env("paper-small", simulator=simulator, seed=3, episode_length=5)
+    assert all(np.array_equal(a.reset()[0][n]["observation"], b.reset()[0][n]["observation"]) for n in a.agents)
+    for kwargs, message in [({"seed": "3"}, "seed must be an integer >= 0"), ({"seed": 1.5}, "seed must be an"),
+                            ({"episode_length": "30"}, "episode_length must be an integer >= 1"),
+                            ({"episode_length": 2.5}, "episode_length must be an integer"),
+                            ({"sau": "no"}, "sau must be True or False"),
+                            ({"channel": "off"}, "channel must be True or False")]:
+        with pytest.raises(ValueError, match=message):
+            make_env("paper-small", simulator=simulator, **kwargs)
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_a_float_pair_and_a_misspelt_agent_are_refused_not_guessed(simulator):
+    env = make_env("paper-small", simulator=simulator, seed=0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action \(1.9, 1.0\) outside its space"):
+        env.step({a: (1.9, 1.0) for a in env.agents})  # was played as (1, 1)
+    with pytest.raises(ValueError, match=r"action\(s\) for \['blue_usr'\], not agents of this episode"):
+        env.step({**{a: 0 for a in env.agents}, "blue_usr": 3})
+    with pytest.raises(ValueError, match="no agent 'blue_x' in this env; its agents: blue_user, blue_ops"):
+        env.observation_space("blue_x")
+    env.step({a: (1, 1) for a in env.agents})  # an integer pair is fine

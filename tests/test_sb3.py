@@ -445,3 +445,19 @@ def test_ppo_rounds_steps_up_to_whole_rollouts_and_says_so(tmp_path, capsys):
     assert model.num_timesteps == 128
     assert "ppo trains in rollouts of 128 env steps, so 64 steps become 128" in capsys.readouterr().out
     assert len(list((out / "checkpoints").glob("*.zip"))) <= 10
+
+
+def test_gym_views_refuse_float_and_misshapen_actions():
+    """int() made 1.7 play action 1 and dropped the extra entries of a vector."""
+    central = CentralisedEnv("paper-small", channel=True, seed=0)
+    central.reset(seed=0)
+    for bad in (np.array([1.7, 2.2]), np.array([1, 2, 3])):
+        with pytest.raises(ValueError, match="joint action .*: expected 2 integers"):
+            central.step(bad)
+    central.step(np.array([1, 2]))
+    classic = ClassicCage2Env(seed=0)
+    classic.reset(seed=0)
+    for bad in (3.9, np.array([3, 99])):
+        with pytest.raises(ValueError, match="action .*: expected 1 integer"):
+            classic.step(bad)
+    classic.step(np.int64(3))

@@ -83,7 +83,7 @@ class CyborgEngine:
         green_behaviour = self.spec.behaviour("green", green)
         self.catalogs = {a.name: BlueActionCatalog(self.spec, a) for a in self.agents}
         self.tables = {a.name: BlueTable(a.hosts) for a in self.agents}
-        self._rng_state = random.Random(seed).getstate()
+        self._rng_state = random.Random(None if seed is None else int(seed)).getstate()
         register()
         scenario_dict = build_scenario_dict(self.spec, layout)
         green_hosts = tuple(scenario_dict["Agents"][GREEN_AGENT]["starting_sessions"][i]["hostname"]
@@ -114,7 +114,7 @@ class CyborgEngine:
     # episode ----------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
-            self._rng_state = random.Random(seed).getstate()
+            self._rng_state = random.Random(None if seed is None else int(seed)).getstate()
         with self.rng(), (cached_subnets() if self.fast_reset else contextlib.nullcontext()):
             self.cyborg.reset()
         reset_project_state(self.state)

@@ -33,6 +33,15 @@ def _build(kwargs: dict[str, Any]):  # noqa: ANN202 - CageParallelEnv, imported 
     return make_env(**kwargs)
 
 
+def integer_entries(action: Any, size: int, what: str) -> np.ndarray:
+    """`action` as `size` integers; a float or a vector of the wrong length is refused rather than
+    truncated to what `int()` makes of it (1.7 would silently play action 1)."""
+    parts = np.asarray(action).reshape(-1)
+    if parts.size != size or not np.issubdtype(parts.dtype, np.integer):
+        raise ValueError(f"{what} {action!r}: expected {size} integer{'s' * (size > 1)}")
+    return parts
+
+
 class CentralisedEnv(gym.Env):
     """All blue agents as one gymnasium agent: concatenated observations, `MultiDiscrete` joint action.
 
@@ -67,11 +76,10 @@ class CentralisedEnv(gym.Env):
     def split_action(self, action: Any) -> dict[str, int]:
         """Per-agent actions from a joint action (a MultiDiscrete vector, or a flat index)."""
         if self.flatten:
-            parts = np.unravel_index(int(np.asarray(action).reshape(-1)[0]), tuple(int(n) for n in self.nvec))
+            index = int(integer_entries(action, 1, "flat joint action")[0])
+            parts = np.unravel_index(index, tuple(int(n) for n in self.nvec))
         else:
-            parts = np.asarray(action).reshape(-1)
-            if parts.size != len(self.agent_names):
-                raise ValueError(f"joint action {action!r}: expected {len(self.agent_names)} entries")
+            parts = integer_entries(action, len(self.agent_names), "joint action")
         return {a: int(p) for a, p in zip(self.agent_names, parts, strict=True)}
 
     def join_action(self, actions: dict[str, int]) -> np.ndarray | int:
@@ -155,7 +163,7 @@ class ClassicCage2Env(gym.Env):
         return self._obs[self.agent]["observation"].astype(np.int8), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        act = int(np.asarray(action).reshape(-1)[0])
+        act = int(integer_entries(action, 1, "action")[0])
         obs, rewards, _, truncations, infos = self.par.step({self.agent: act})
         self._obs = obs
         info = infos[self.agent]

@@ -9,6 +9,7 @@ teammate next step. All agents share the team reward.
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any
 
 import numpy as np
@@ -36,14 +37,20 @@ class TeamSpaces:
 
     Shared by the engine-backed env and the twin, so that the two can never disagree on them."""
 
+    def _known(self, agent: str) -> None:
+        if agent not in self.possible_agents:
+            raise ValueError(f"no agent {agent!r} in this env; its agents: {', '.join(self.possible_agents)}")
+
     @functools.cache  # noqa: B019 - one env, few agents
     def observation_space(self, agent: str) -> spaces.Space:
+        self._known(agent)
         size = self.n_actions(agent) * (2 if self.channel else 1)
         return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
                             "action_mask": spaces.MultiBinary(size)})
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Space:
+        self._known(agent)
         return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
 
     @property
@@ -58,13 +65,46 @@ class TeamSpaces:
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise ValueError(f"no action for agent(s) {missing}; every live agent acts each step")
+        unknown = sorted(a for a in actions if a not in self.agents)
+        if unknown:  # a misspelt agent's action would otherwise be dropped without a word
+            raise ValueError(f"action(s) for {unknown}, not agents of this episode; its agents: "
+                             f"{', '.join(self.agents)}")
+
+
+def check_seed(seed: Any) -> int | None:
+    """`seed` as a plain int (numpy integers included) or None; anything else is named here, since numpy's
+    and `random`'s own messages do not say which argument was wrong."""
+    if seed is None:
+        return None
+    try:
+        value = operator.index(seed)  # ints and numpy ints; not floats, text or bools' look-alikes
+    except TypeError:
+        raise ValueError(f"seed must be an integer >= 0 (or None), got {seed!r}") from None
+    if isinstance(seed, bool | np.bool_) or value < 0:
+        raise ValueError(f"seed must be an integer >= 0 (or None), got {seed!r}")
+    return int(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """A true/false setting: the text "off" or "no" would otherwise count as on."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_length(episode_length: Any) -> int:
+    try:
+        value = operator.index(episode_length)
+    except TypeError:
+        raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}") from None
+    if isinstance(episode_length, bool | np.bool_) or value < 1:
+        raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
+    return int(value)
 
 
 def seed_sequence(seed: int | None) -> np.random.SeedSequence:
-    """The episodes' seed stream; a negative seed is named here (numpy's own message does not say which)."""
-    if seed is not None and int(seed) < 0:
-        raise ValueError(f"seed must be >= 0 (or None), got {seed}")
-    return np.random.SeedSequence(seed)
+    """The episodes' seed stream (`check_seed`)."""
+    return np.random.SeedSequence(check_seed(seed))
 
 
 class CageParallelEnv(TeamSpaces, ParallelEnv):
@@ -72,15 +112,13 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
 
     def __init__(self, engine: CyborgEngine, *, episode_length: int = 30, message_cost: float | None = None,
                  sau: bool = True, channel: bool = True, seed: int | None = None, view: str = "own"):
-        if episode_length < 1:
-            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
         self.view = check_view(view)
         self.engine = engine
         self.spec = engine.spec
-        self.episode_length = int(episode_length)
+        self.episode_length = check_length(episode_length)
         self.message_cost = self.spec.setting("message_cost", message_cost)
-        self.sau = sau
-        self.channel = channel
+        self.sau = check_flag("sau", sau)
+        self.channel = check_flag("channel", channel)
         self.possible_agents = [a.name for a in engine.agents]
         self.agents: list[str] = []
         self._specs = {a.name: a for a in engine.agents}
@@ -148,7 +186,8 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
         n = self.n_actions(agent)
         arr = np.asarray(action).reshape(-1)
         size = n * 2 if self.channel else n
-        if arr.size == 2 and self.channel and 0 <= arr[0] < n and arr[1] in (0, 1):
+        integer = np.issubdtype(arr.dtype, np.integer)  # 1.9 is refused, not played as 1
+        if arr.size == 2 and self.channel and integer and 0 <= arr[0] < n and arr[1] in (0, 1):
             return int(arr[0]), int(arr[1])
         if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) or not (0 <= arr[0] < size):
             pair = f" or a (defence 0..{n - 1}, bit 0..1) pair" if self.channel else ""

@@ -10,7 +10,7 @@ from pettingzoo import ParallelEnv
 from cagekit.scenarios import get_scenario
 from cagekit.scenarios.spec import ScenarioSpec
 from cagekit.twin.batch import ACCESS_LEVELS, TwinBatch
-from cagekit.wrappers.parallel import TeamSpaces, decode_action, seed_sequence
+from cagekit.wrappers.parallel import TeamSpaces, check_flag, check_length, check_seed, decode_action, seed_sequence
 
 
 class _EngineView:
@@ -92,7 +92,8 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
         n = self.n_actions(agent)
         arr = np.asarray(action).reshape(-1)
         size = n * 2 if self.channel else n
-        if arr.size == 2 and self.channel and 0 <= arr[0] < n and arr[1] in (0, 1):
+        integer = np.issubdtype(arr.dtype, np.integer)  # 1.9 is refused, not played as 1
+        if arr.size == 2 and self.channel and integer and 0 <= arr[0] < n and arr[1] in (0, 1):
             return 2 * int(arr[0]) + int(arr[1])
         if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) or not (0 <= arr[0] < size):
             pair = f" or a (defence 0..{n - 1}, bit 0..1) pair" if self.channel else ""
@@ -143,6 +144,8 @@ def make_twin_env(scenario: str = "paper-small", *, red: str | None = None, gree
                   detection: float | None = None, green_rate: float | None = None, view: str = "own"
                   ) -> TwinParallelEnv:
     """The twin of `cagekit.make_env(...)` (same arguments; `lean` is accepted and has no effect)."""
+    seed, episode_length = check_seed(seed), check_length(episode_length)
+    sau, channel = check_flag("sau", sau), check_flag("channel", channel)
     spec = get_scenario(scenario)
     return TwinParallelEnv(spec, red=red, green=green, episode_length=episode_length, message_cost=message_cost,
                            sau=sau, channel=channel, seed=seed, layout=layout, detection=detection,

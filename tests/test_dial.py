@@ -771,3 +771,17 @@ def test_plot_writes_where_it_says_and_refuses_a_directory_or_no_name(qmix_run, 
     assert capsys.readouterr().out == "wrote curves.png\n" and (tmp_path / "curves.png").stat().st_size > 1000
     assert main(["plot", str(qmix_run), "--out", str(folder / "q.svg")]) == 0
     assert (folder / "q.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_train_refuses_no_steps_and_another_run_s_folder(tmp_path):
+    """Zero steps wrote untrained weights as a finished run; a second learner in a run's folder overwrote its
+    weights, meta.json and log (without resume) and left the first run's snapshots beside them."""
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        train(tiny(), 0, tmp_path / "none", progress=False)
+    assert not (tmp_path / "none").exists()
+    run = tmp_path / "run"
+    train(tiny(seed=5), 2 * 5, run, checkpoint_every=0, progress=False)
+    weights = (run / "model.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds a trained run .*pass resume=True to continue it"):
+        train(tiny(seed=6), 2 * 5, run, checkpoint_every=0, progress=False)
+    assert (run / "model.pt").read_bytes() == weights

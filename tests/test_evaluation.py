@@ -597,3 +597,14 @@ def test_bad_protocol_numbers_are_refused(tmp_path: Path, capsys: pytest.Capture
     assert _cli("react", str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress", *extra) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "journal.jsonl").exists()
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"reds": "KillChainAgent"}, "lengths and reds are sequences"),  # was "['i', 'l', 'n'] given more than once"
+    ({"lengths": ("3",)}, "episodes, seed and episode lengths must be integers"),
+    ({"lengths": (2.5,)}, "episodes, seed and episode lengths must be integers"),
+    ({"seed": 1.5}, "episodes, seed and episode lengths must be integers"),
+])
+def test_an_eval_config_of_the_wrong_types_is_refused(kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(**kw)

@@ -509,3 +509,17 @@ def test_seeded_random_submission_scores_the_same_in_one_process_or_two(tmp_path
     assert one["team_reward"].tolist() == two["team_reward"].tolist()
     assert one["bits_sent"].tolist() == two["bits_sent"].tolist()
     assert one["team_reward"].nunique() > 1  # the team does play at random
+
+
+def test_a_classic_cage2_package_has_no_channel_and_no_masks_by_default(tmp_path):
+    """As evaluate's defaults: a lone Blue agent has nobody to talk to (it sent bits and paid for them)."""
+    import json
+    import zipfile
+
+    from cagekit.submissions import package
+
+    path = package("react", "a", "b", "c", tmp_path / "c2.zip", scenario="cage2", layout="classic")
+    manifest = json.loads(zipfile.ZipFile(path).read("manifest.json"))
+    assert manifest["channel"] is False and manifest["sau"] is False
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        package("random", "a", "b", "c", tmp_path / "r.zip", seed=-1)

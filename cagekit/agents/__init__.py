@@ -28,6 +28,9 @@ def make_team(kind: str, env: Any, seed: int | None = None) -> Team:
     if kind not in HEURISTICS:
         raise ValueError(f"unknown heuristic team {kind!r}; valid: {', '.join(HEURISTICS)} "
                          f"(learned teams load from a checkpoint: {', '.join(LEARNED)})")
+    from cagekit.wrappers.parallel import check_seed
+
+    seed = check_seed(seed)  # named here: numpy's message for a negative seed does not say which
     slots = team_slots(env)
     agents: dict[str, Agent] = {}
     for slot in slots:

@@ -103,6 +103,9 @@ def deferred_interrupt() -> Iterator[None]:
 
 def make_learner(algo: str, scenario: str, seed: int = 0, config: Any = None, **env_kwargs: Any) -> Learner:
     """A learner for `algo` on `scenario`; `config` is a config object, a dict, a JSON/YAML path or None."""
+    from cagekit.wrappers.parallel import check_seed
+
+    seed = check_seed(seed) or 0  # numpy's message for a negative seed does not say which
     if algo in DIAL_ALGOS:
         from cagekit.agents.dial import DialLearner
 
@@ -202,7 +205,12 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
     """
     from torch.utils.tensorboard import SummaryWriter
 
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1 (environment steps to train), got {steps}")
     out = Path(out_dir)
+    if not resume and (out / ckpt.MODEL_FILE).exists():
+        raise ValueError(f"{out} already holds a trained run ({ckpt.MODEL_FILE}); training a new one there would "
+                         f"overwrite its weights and log: pass resume=True to continue it, or another out_dir")
     out.mkdir(parents=True, exist_ok=True)
     if resume and ckpt.has_trainer_state(out):
         learner.load_state_dict(ckpt.load_trainer_state(out))

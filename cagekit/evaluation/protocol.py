@@ -51,12 +51,18 @@ class EvalConfig:
     technique: str = ""
 
     def __post_init__(self) -> None:
+        if isinstance(self.lengths, str) or isinstance(self.reds, str):
+            raise ValueError(f"lengths and reds are sequences (a tuple of ints, a tuple of names), got "
+                             f"{self.lengths!r} and {self.reds!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.episodes, self.seed, *self.lengths)):
+            raise ValueError(f"episodes, seed and episode lengths must be integers, got {self.episodes!r}, "
+                             f"{self.seed!r} and {list(self.lengths)!r}")
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if not self.lengths or any(int(n) < 1 for n in self.lengths):
             raise ValueError(f"episode lengths must be positive integers, got {list(self.lengths)}")
-        if not self.reds:
-            raise ValueError("at least one red agent is needed")
+        if not self.reds or not all(isinstance(r, str) for r in self.reds):
+            raise ValueError(f"reds must name at least one red agent, got {self.reds!r}")
         for what, values in (("red agent", self.reds), ("episode length", self.lengths)):
             repeated = sorted({v for v in values if list(values).count(v) > 1})
             if repeated:

@@ -145,6 +145,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
                 message_cost: float | None = None, seed: int | None = None) -> dict[str, bytes]:
     """Every file of the submission (relative path -> bytes), manifest included."""
     from cagekit.agents import make_team, team_slots
+    from cagekit.scenarios import get_scenario
     from cagekit.wrappers import make_env
 
     resolved = resolve_source(source)
@@ -166,8 +167,10 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
         message_cost = settings["message_cost"] if settings["message_cost"] is not None else message_cost
     scenario = scenario or "paper-small"
     view = (_meta_setting(meta, "view") if resolved.kind == "checkpoint" else None) or "own"
-    env = make_env(scenario, layout=layout, channel=True if channel is None else bool(channel),
-                   sau=True if sau is None else bool(sau), message_cost=message_cost, view=view)
+    # as evaluate's defaults: a lone classic Blue agent has nobody to talk to, and CAGE-2 masks nothing
+    classic = (layout or get_scenario(scenario).default_layout) == "classic"
+    env = make_env(scenario, layout=layout, channel=(not classic) if channel is None else channel,
+                   sau=(not classic) if sau is None else sau, message_cost=message_cost, view=view)
     slots = team_slots(env)
 
     files: dict[str, bytes] = {}

@@ -114,7 +114,7 @@ class CyborgEngine:
     # episode ----------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
-            self._rng_state = random.Random(None if seed is None else int(seed)).getstate()
+            self._rng_state = random.Random(int(seed)).getstate()
         with self.rng(), (cached_subnets() if self.fast_reset else contextlib.nullcontext()):
             self.cyborg.reset()
         reset_project_state(self.state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cagekit.engine import CyborgEngine
 from cagekit.scenarios import get_scenario
-from cagekit.wrappers.parallel import CageParallelEnv, check_flag, check_length, check_seed
+from cagekit.wrappers.parallel import CageParallelEnv, check_flag, check_seed
 
 
 def make_env(scenario: str = "paper-small", *, red: str | None = None, green: str | None = None,
@@ -18,9 +18,8 @@ def make_env(scenario: str = "paper-small", *, red: str | None = None, green: st
     `simulator="twin"` gives the vectorised twin behind the same interface (paper scenarios; training).
     `view="team"` appends every teammate's rows and block bits of the same step to each agent's observation
     (an oracle channel, for ablations; `cagekit.engine.table.VIEWS`)."""
-    seed, episode_length = check_seed(seed), check_length(episode_length)  # numpy ints taken; text refused
-    sau, lean = check_flag("sau", sau), check_flag("lean", lean)
-    channel = None if channel is None else check_flag("channel", channel)
+    # the env classes check their own arguments; the engine, built first, takes the seed and lean
+    seed, lean = check_seed(seed), check_flag("lean", lean)
     if simulator == "twin":
         from cagekit.wrappers.twin_env import make_twin_env
 

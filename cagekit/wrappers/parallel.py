@@ -58,6 +58,19 @@ class TeamSpaces:
         size = sum(self.own_obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
         return spaces.MultiBinary(size)
 
+    def parse_action(self, agent: str, action: Any) -> tuple[int, int]:
+        """(defence, bit) from an encoded integer, or from a (defence, bit) pair."""
+        n = self.n_actions(agent)
+        arr = np.asarray(action).reshape(-1)
+        size = n * 2 if self.channel else n
+        integer = np.issubdtype(arr.dtype, np.integer)  # 1.9 is refused, not played as 1
+        if arr.size == 2 and self.channel and integer and 0 <= arr[0] < n and arr[1] in (0, 1):
+            return int(arr[0]), int(arr[1])
+        if arr.size != 1 or not integer or not (0 <= arr[0] < size):
+            pair = f" or a (defence 0..{n - 1}, bit 0..1) pair" if self.channel else ""
+            raise ValueError(f"agent {agent!r}: action {action!r} outside its space: an integer 0..{size - 1}{pair}")
+        return decode_action(int(arr[0])) if self.channel else (int(arr[0]), 0)
+
     def check_step(self, actions: dict[str, Any]) -> None:
         """Refuse a step on a finished episode or one that leaves a live agent without an action."""
         if not self.agents:
@@ -71,18 +84,21 @@ class TeamSpaces:
                              f"{', '.join(self.agents)}")
 
 
-def check_seed(seed: Any) -> int | None:
-    """`seed` as a plain int (numpy integers included) or None; anything else is named here, since numpy's
-    and `random`'s own messages do not say which argument was wrong."""
-    if seed is None:
-        return None
+def _whole(value: Any, least: int, wanted: str) -> int:
+    """`value` as a plain int (numpy integers included) of at least `least`; floats, text and bools are
+    refused with `wanted`, since numpy's and `random`'s own messages do not say which argument was wrong."""
     try:
-        value = operator.index(seed)  # ints and numpy ints; not floats, text or bools' look-alikes
+        number = operator.index(value)
     except TypeError:
-        raise ValueError(f"seed must be an integer >= 0 (or None), got {seed!r}") from None
-    if isinstance(seed, bool | np.bool_) or value < 0:
-        raise ValueError(f"seed must be an integer >= 0 (or None), got {seed!r}")
-    return int(value)
+        raise ValueError(f"{wanted}, got {value!r}") from None
+    if isinstance(value, bool | np.bool_) or number < least:
+        raise ValueError(f"{wanted}, got {value!r}")
+    return int(number)
+
+
+def check_seed(seed: Any) -> int | None:
+    """`seed` as a plain int or None (`_whole`)."""
+    return None if seed is None else _whole(seed, 0, "seed must be an integer >= 0 (or None)")
 
 
 def check_flag(name: str, value: Any) -> bool:
@@ -93,13 +109,7 @@ def check_flag(name: str, value: Any) -> bool:
 
 
 def check_length(episode_length: Any) -> int:
-    try:
-        value = operator.index(episode_length)
-    except TypeError:
-        raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}") from None
-    if isinstance(episode_length, bool | np.bool_) or value < 1:
-        raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
-    return int(value)
+    return _whole(episode_length, 1, "episode_length must be an integer >= 1")
 
 
 def seed_sequence(seed: int | None) -> np.random.SeedSequence:
@@ -181,26 +191,13 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
             out[a] = {"observation": vec, "action_mask": np.repeat(mask, 2) if self.channel else mask}
         return out
 
-    def _parse(self, agent: str, action: Any) -> tuple[int, int]:
-        """(defence, bit) from an encoded integer, or from a (defence, bit) pair."""
-        n = self.n_actions(agent)
-        arr = np.asarray(action).reshape(-1)
-        size = n * 2 if self.channel else n
-        integer = np.issubdtype(arr.dtype, np.integer)  # 1.9 is refused, not played as 1
-        if arr.size == 2 and self.channel and integer and 0 <= arr[0] < n and arr[1] in (0, 1):
-            return int(arr[0]), int(arr[1])
-        if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) or not (0 <= arr[0] < size):
-            pair = f" or a (defence 0..{n - 1}, bit 0..1) pair" if self.channel else ""
-            raise ValueError(f"agent {agent!r}: action {action!r} outside its space: an integer 0..{size - 1}{pair}")
-        return decode_action(int(arr[0])) if self.channel else (int(arr[0]), 0)
-
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         self.check_step(actions)
         chosen: dict[str, int] = {}
         bits: dict[str, int] = {}
         invalid: dict[str, bool] = {}
         for a in self.agents:
-            act, bit = self._parse(a, actions[a])
+            act, bit = self.parse_action(a, actions[a])
             invalid[a] = not bool(self._masks[a][act])
             if invalid[a]:
                 self._invalid[a] += 1

@@ -10,7 +10,14 @@ from pettingzoo import ParallelEnv
 from cagekit.scenarios import get_scenario
 from cagekit.scenarios.spec import ScenarioSpec
 from cagekit.twin.batch import ACCESS_LEVELS, TwinBatch
-from cagekit.wrappers.parallel import TeamSpaces, check_flag, check_length, check_seed, decode_action, seed_sequence
+from cagekit.wrappers.parallel import (
+    TeamSpaces,
+    check_flag,
+    check_length,
+    decode_action,
+    encode_action,
+    seed_sequence,
+)
 
 
 class _EngineView:
@@ -42,6 +49,8 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
                  green: str | None = None, episode_length: int = 30, message_cost: float | None = None,
                  sau: bool = True, channel: bool = True, seed: int | None = None, layout: str | None = None,
                  detection: float | None = None, green_rate: float | None = None, view: str = "own"):
+        episode_length = check_length(episode_length)  # before the batch: text is named, not compared
+        sau, channel = check_flag("sau", sau), check_flag("channel", channel)
         self.batch = TwinBatch(scenario, 1, None, red=red, green=green, episode_length=episode_length,
                                message_cost=message_cost, sau=sau, channel=channel, layout=layout,
                                detection=detection, green_rate=green_rate, view=view)
@@ -88,21 +97,14 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
                       "action_mask": obs["action_mask"][0, ai, :n_act].copy()}
         return out
 
-    def _parse(self, agent: str, action: Any) -> int:
-        n = self.n_actions(agent)
-        arr = np.asarray(action).reshape(-1)
-        size = n * 2 if self.channel else n
-        integer = np.issubdtype(arr.dtype, np.integer)  # 1.9 is refused, not played as 1
-        if arr.size == 2 and self.channel and integer and 0 <= arr[0] < n and arr[1] in (0, 1):
-            return 2 * int(arr[0]) + int(arr[1])
-        if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) or not (0 <= arr[0] < size):
-            pair = f" or a (defence 0..{n - 1}, bit 0..1) pair" if self.channel else ""
-            raise ValueError(f"agent {agent!r}: action {action!r} outside its space: an integer 0..{size - 1}{pair}")
-        return int(arr[0])
+    def _encoded(self, agent: str, action: Any) -> int:
+        """The batch's action integer (`parse_action`, then encoded when the channel is on)."""
+        defence, bit = self.parse_action(agent, action)
+        return encode_action(defence, bit) if self.channel else defence
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         self.check_step(actions)
-        encoded = np.array([[self._parse(a, actions[a]) for a in self.possible_agents]], dtype=np.int64)
+        encoded = np.array([[self._encoded(a, actions[a]) for a in self.possible_agents]], dtype=np.int64)
         obs, reward, env_reward, done, info = self.batch.step(encoded)
         self._obs = obs
         team = float(reward[0])
@@ -144,8 +146,6 @@ def make_twin_env(scenario: str = "paper-small", *, red: str | None = None, gree
                   detection: float | None = None, green_rate: float | None = None, view: str = "own"
                   ) -> TwinParallelEnv:
     """The twin of `cagekit.make_env(...)` (same arguments; `lean` is accepted and has no effect)."""
-    seed, episode_length = check_seed(seed), check_length(episode_length)
-    sau, channel = check_flag("sau", sau), check_flag("channel", channel)
     spec = get_scenario(scenario)
     return TwinParallelEnv(spec, red=red, green=green, episode_length=episode_length, message_cost=message_cost,
                            sau=sau, channel=channel, seed=seed, layout=layout, detection=detection,

@@ -82,12 +82,9 @@ class BenchmarkPlan:
             training_reds(self.scenario, self.train_red)
         except ValueError as exc:
             raise ValueError(f"--train-red: {exc} (or 'default')") from exc
-        for place in (self.out, *self.out.parents):  # named here, not as the protocol check's inner folder
-            if place.exists():
-                if not place.is_dir():
-                    where = "is" if place == self.out else f"lies under {place}, which is"
-                    raise ValueError(f"--out {self.out} {where} a file; give a folder")
-                break
+        from cagekit.evaluation.journal import check_output_folder
+
+        check_output_folder(self.out, "--out", "give a folder")  # named here, not as the protocol check's folder
         self.check_protocol()
 
     def check_protocol(self) -> None:

@@ -44,14 +44,15 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-def check_output_folder(folder: Path) -> None:
-    """Refuse an output folder that is a file or lies under one, before anything is loaded or written."""
+def check_output_folder(folder: Path, what: str = "output folder",
+                        hint: str = "give a folder (new, or one an earlier run of the same evaluation wrote)") -> None:
+    """Refuse an output folder that is a file or lies under one, before anything is loaded or written (`what`
+    names it as the caller's user gave it)."""
     for place in (folder, *folder.parents):
         if place.exists():
             if not place.is_dir():
                 where = "is a file" if place == folder else f"lies under {place}, which is a file"
-                raise ValueError(f"output folder {folder} {where}; give a folder (new, or one an earlier run of "
-                                 f"the same evaluation wrote)")
+                raise ValueError(f"{what} {folder} {where}; {hint}")
             return
 
 

@@ -373,17 +373,19 @@ def _verdicts(main_tables: dict[str, Any]) -> list[str]:
     return out
 
 
+def _numbers(plan: StudyPlan) -> dict[str, Any]:
+    """The plan's `cagekit reproduce` number options, flag -> value."""
+    steps = sorted(set(plan.steps.values()))
+    return {"--seeds": plan.seeds, "--steps": steps[0] if len(steps) == 1 else steps,
+            "--episodes": plan.episodes, "--select-episodes": plan.select_episodes}
+
+
 def _command(plan: StudyPlan) -> str:
     """The `cagekit reproduce` options that give this plan's numbers (--quick: those it overrides)."""
-    steps = sorted(set(plan.steps.values()))
-    numbers = {"--seeds": plan.seeds, "--steps": steps[0] if len(steps) == 1 else steps,
-               "--episodes": plan.episodes, "--select-episodes": plan.select_episodes}
+    numbers = _numbers(plan)
     parts = ["cagekit reproduce"]
     if plan.quick_run:
-        base = StudyPlan.quick(plan.out, plan.doc)
-        steps = sorted(set(base.steps.values()))
-        defaults = {"--seeds": base.seeds, "--steps": steps[0] if len(steps) == 1 else steps,
-                    "--episodes": base.episodes, "--select-episodes": base.select_episodes}
+        defaults = _numbers(StudyPlan.quick(plan.out, plan.doc))
         numbers = {flag: value for flag, value in numbers.items() if value != defaults[flag]}
         parts.append("--quick")
     parts += [f"{flag} {value}" for flag, value in numbers.items()]

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from cagekit.agents.config_file import load_mapping  # noqa: E402
 from cagekit.agents.training import DIAL_ALGOS  # noqa: E402
-from cagekit.evaluation.benchmark import seed_ci95, train_many  # noqa: E402
+from cagekit.evaluation.benchmark import TrainJob, seed_ci95, train_many  # noqa: E402
 
 SCORE_SEED_OFFSET = 2_000_000  # episodes neither training (seed) nor selection (1_000_000 + seed) use
 
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text(yaml.safe_dump(settings))
         for seed in args.seeds:
             run = args.out / "runs" / f"{name}-s{seed}"
-            jobs.append((algo, args.scenario, seed, args.steps, str(run), str(config) if settings else None,
-                         {"red": "all"}, 5, 20))
+            jobs.append(TrainJob(algo, args.scenario, seed, args.steps, str(run), str(config) if settings else None,
+                                 {"red": "all"}, 5, 20))
             keys.append((name, seed, run))
     seconds = train_many(jobs, args.jobs)
     ctx = multiprocessing.get_context("spawn")

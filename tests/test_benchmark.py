@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cagekit.cli import main
-from cagekit.evaluation.benchmark import TRAIN_RECORD, train_many
+from cagekit.evaluation.benchmark import TRAIN_RECORD, TrainJob, train_many
 
 
 def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
@@ -149,14 +149,15 @@ def test_parallel_training_shows_runs_done_and_keeps_every_finished_run(tmp_path
     results (a rerun then reuses them)."""
     fast = str(Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml")
     env = {"episode_length": 6, "red": "all"}
-    jobs = [("nocomm", "paper-small", seed, 48, str(tmp_path / f"nocomm-s{seed}"), fast, env, 0, 0) for seed in (0, 1)]
+    jobs = [TrainJob("nocomm", "paper-small", seed, 48, str(tmp_path / f"nocomm-s{seed}"), fast, env)
+            for seed in (0, 1)]
     seconds = train_many(jobs, 2, progress=True)
     out = capsys.readouterr().out
     assert "training runs" in out and "2/2" in out
-    records = [json.loads((Path(job[4]) / TRAIN_RECORD).read_text())["train_seconds"] for job in jobs]
+    records = [json.loads((Path(job.run_dir) / TRAIN_RECORD).read_text())["train_seconds"] for job in jobs]
     assert seconds == records
-    broken = ("no-such-algo", "paper-small", 0, 48, str(tmp_path / "broken"), None, env, 0, 0)
-    third = ("nocomm", "paper-small", 2, 48, str(tmp_path / "nocomm-s2"), fast, env, 0, 0)
+    broken = TrainJob("no-such-algo", "paper-small", 0, 48, str(tmp_path / "broken"), None, env)
+    third = TrainJob("nocomm", "paper-small", 2, 48, str(tmp_path / "nocomm-s2"), fast, env)
     with pytest.raises(ValueError, match="no-such-algo"):
         train_many([broken, third], 2)
     assert (tmp_path / "nocomm-s2" / TRAIN_RECORD).is_file()

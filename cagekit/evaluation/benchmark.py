@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cagekit.agents import HEURISTICS
 from cagekit.agents.training import ALGOS, SB3_ALGOS
@@ -225,23 +225,38 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
     return time.perf_counter() - start, resumed_at
 
 
-def train_many(jobs: list[tuple[Any, ...]], processes: int, progress: bool = False) -> list[float]:
-    """`train_one` for each job (its positional arguments), in `processes` processes when there are
-    several jobs; returns each job's training seconds, in order."""
+class TrainJob(NamedTuple):
+    """One training run: `train_one`'s positional arguments."""
+
+    algo: str
+    scenario: str
+    seed: int
+    steps: int
+    run_dir: str
+    config: str | None
+    env: dict[str, Any]
+    snapshots: int = 0
+    select_episodes: int = 0
+
+
+def train_many(jobs: list[TrainJob], processes: int, progress: bool = False) -> list[float]:
+    """`train_one` for each job, in `processes` processes when there are several jobs; returns each job's
+    training seconds, in order."""
     for job in jobs:  # before any process starts: a refused run should cost no training time
-        check_finished_run(Path(job[4]), job[3], training_settings(job[5], job[6]), job[8], job[7])
+        check_finished_run(Path(job.run_dir), job.steps, training_settings(job.config, job.env),
+                           job.select_episodes, job.snapshots)
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
         with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_pool_worker,
                                  initargs=(stop,)) as pool:
-            futures = {pool.submit(_pool_job, *job): job for job in jobs}
+            futures = {pool.submit(_pool_job, job): job for job in jobs}
             try:
                 with _runs_progress(progress, len(jobs)) as advance:
                     for done in as_completed(futures):
-                        algo, scenario, seed = futures[done][:3]
-                        advance(f"{algo} {scenario} seed {seed}" + (" failed" if done.exception() else ""))
+                        job = futures[done]
+                        advance(f"{job.algo} {job.scenario} seed {job.seed}" + (" failed" if done.exception() else ""))
             except KeyboardInterrupt:  # Ctrl-C: the running runs save their state; the queued ones never start
                 stop.set()
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -258,11 +273,11 @@ def _pool_worker(stop: Any) -> None:
     _STOP = stop
 
 
-def _pool_job(*job: Any) -> float:
+def _pool_job(job: TrainJob) -> float:
     """`train_one` in a pool worker, unless the pool was interrupted: the executor hands jobs to its workers
     ahead of time, so cancelling the futures alone would still start them after Ctrl-C."""
     if _STOP is not None and _STOP.is_set():
-        raise KeyboardInterrupt(f"{job[0]} seed {job[2]} not started: interrupted")
+        raise KeyboardInterrupt(f"{job.algo} seed {job.seed} not started: interrupted")
     return train_one(*job)
 
 
@@ -334,8 +349,8 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     plan.out.mkdir(parents=True, exist_ok=True)
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
     train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
-    jobs = [(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env,
-             plan.snapshots, plan.select_episodes) for a, s in learned]
+    jobs = [TrainJob(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env,
+                     plan.snapshots, plan.select_episodes) for a, s in learned]
     train_seconds = dict(zip(learned, train_many(jobs, plan.jobs, plan.progress), strict=True))
     rows = []
     for algo in plan.algos:

@@ -23,6 +23,7 @@ from cagekit.agents.training import chosen_weights, snapshot_steps
 from cagekit.evaluation.benchmark import (
     TRAIN_RECORD,
     BenchmarkPlan,
+    TrainJob,
     evaluate_muted,
     run_benchmark,
     seed_ci95,
@@ -260,7 +261,7 @@ def _default_cost() -> float:
     return float(get_scenario("paper-small").message_cost)
 
 
-def _training_jobs(plan: StudyPlan) -> list[tuple[Any, ...]]:
+def _training_jobs(plan: StudyPlan) -> list[TrainJob]:
     """Every training run of the study, as `train_one` arguments, longest (QMix, SB3) first."""
     red = {} if plan.train_red is None else {"red": plan.train_red}
     specs: list[tuple[str, str, str, dict[str, Any]]] = []  # (algo, scenario, folder tag, env)
@@ -272,8 +273,8 @@ def _training_jobs(plan: StudyPlan) -> list[tuple[Any, ...]]:
               for cost in plan.costs if cost != _default_cost()]
     order = {"qmix": 0, "maskable-ppo": 1}
     specs.sort(key=lambda spec: order.get(spec[0], 2))
-    return [(algo, net, seed, plan.steps[net], str(plan.out / tag / "runs" / f"{algo}-s{seed}"),
-             plan.configs.get(algo), {**env, **red}, plan.snapshots, plan.select_episodes)
+    return [TrainJob(algo, net, seed, plan.steps[net], str(plan.out / tag / "runs" / f"{algo}-s{seed}"),
+                     plan.configs.get(algo), {**env, **red}, plan.snapshots, plan.select_episodes)
             for algo, net, tag, env in specs for seed in range(plan.seeds)]
 
 

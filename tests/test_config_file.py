@@ -24,6 +24,8 @@ def test_config_from_every_kind_of_source(tmp_path, cls, field, value, learner):
     assert cls.from_dict(built.to_dict()) == built  # the round trip checkpoints rely on
     with pytest.raises(ValueError, match=f"unknown {learner} config key.*'nope'.*valid:.*{field}"):
         cls.coerce({"nope": 1})
+    with pytest.raises(TypeError, match=f"a {learner} config must be a {cls.__name__}, a mapping, a file's path"):
+        cls.coerce(32)  # not taken for a path
 
 
 def test_load_mapping_names_the_file_and_the_problem(tmp_path):

@@ -136,7 +136,7 @@ def check_algo(meta: dict[str, Any], algo: str, path: str | Path | None = None) 
 # RNG states, in a form `torch.load(weights_only=True)` accepts ------------------------------------
 def rng_state() -> dict[str, Any]:
     """torch, numpy (legacy global) and python `random` states as tensors, ints and lists."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple ("MT19937", key, pos, has_gauss, cached)
     py_version, py_internal, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -168,7 +168,9 @@ def env_settings(meta: dict[str, Any]) -> dict[str, Any]:
     """The environment a checkpoint was trained for: scenario, layout, channel, sau, message_cost, view.
 
     Learners record these at the top of meta.json or under its "env" key; unset ones are left out."""
-    env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
+    env = meta.get("env")
+    if not isinstance(env, dict):
+        env = {}
     out = {}
     for key in ENV_SETTING_KEYS:
         # an SB3 meta's top-level "view" is how it executes ("centralised"), not the observation view

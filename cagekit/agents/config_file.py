@@ -83,8 +83,11 @@ class HyperparameterConfig:
     @classmethod
     def coerce(cls, config: Self | dict[str, Any] | str | Path | None) -> Self:
         """The config itself, the defaults (None), or one built from a mapping or a file's path."""
-        if isinstance(config, cls):
-            return config
         if config is None or isinstance(config, dict):
             return cls.from_dict(config)
-        return cls.from_file(config)
+        if isinstance(config, str | Path):
+            return cls.from_file(config)
+        if isinstance(config, cls):
+            return config
+        raise TypeError(f"a {cls.LEARNER} config must be a {cls.__name__}, a mapping, a file's path or None, "
+                        f"got {type(config).__name__}")

@@ -244,7 +244,7 @@ class CNet(nn.Module):
         self.prev_embed = nn.Embedding(self.max_defence + 1, hid)  # 0 = no previous action
         if self.comm:
             msg_norm = _norm(config.norm, self.n_received) if config.norm == "batch" else nn.Identity()
-            self.msg_mlp = nn.Sequential(msg_norm, nn.Linear(self.n_received, hid), nn.ReLU())
+            self.msg_mlp: nn.Sequential | None = nn.Sequential(msg_norm, nn.Linear(self.n_received, hid), nn.ReLU())
         else:
             self.msg_mlp = None
         self.cells = nn.ModuleList(nn.GRUCell(hid, hid) for _ in range(config.gru_layers))
@@ -332,15 +332,17 @@ class EpisodeBatch:
 
     def episodes(self, index: torch.Tensor) -> EpisodeBatch:
         """The episodes `index` (positions along B)."""
-        return EpisodeBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[:, index]
-                               for f in fields(self)})
+        parts: dict[str, Any] = {f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[:, index]
+                                 for f in fields(self)}
+        return EpisodeBatch(**parts)
 
     @staticmethod
     def concat(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
         """The batches' episodes side by side (along B)."""
         parts = {f.name: [getattr(b, f.name) for b in batches] for f in fields(EpisodeBatch)}
-        return EpisodeBatch(**{k: None if any(v is None for v in vs) else torch.cat(vs, dim=1)
-                               for k, vs in parts.items()})
+        joined: dict[str, Any] = {k: None if any(v is None for v in vs) else torch.cat(vs, dim=1)
+                                  for k, vs in parts.items()}
+        return EpisodeBatch(**joined)
 
     def at_channel_cost(self, cost: float) -> EpisodeBatch:
         """The same episodes with the team reward recomputed at `cost` per bit (a replayed batch was collected
@@ -422,13 +424,16 @@ class Unroll:
         z = self.embed(batch.hosts, batch.blocks, batch.prev)  # all steps at once
         hidden = self.net.init_hidden(b * a)
         soft = torch.zeros(b, a)
-        qs, logits, softs = [], [], []
+        qs: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []  # stays empty for a team without a channel
+        softs: list[torch.Tensor] = []
         for t in range(steps):
             q, logit, soft, hidden = self.step(z[t], soft, batch.noise[t], batch.gate[t], hidden)
             qs.append(q)
-            logits.append(logit)
+            if logit is not None:
+                logits.append(logit)
             softs.append(soft)
-        return torch.stack(qs), None if logits[0] is None else torch.stack(logits), torch.stack(softs)
+        return torch.stack(qs), torch.stack(logits) if logits else None, torch.stack(softs)
 
 
 def lambda_targets(rewards: torch.Tensor, next_max: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -701,8 +706,8 @@ class DialLearner:
         if rows > steps:
             observe(steps, arrays)
             prev[steps] = actions[steps - 1] + 1
-        for k, v in self.net.named_buffers():
-            v.copy_(buffers[k])
+        for name, buffer in self.net.named_buffers():
+            buffer.copy_(buffers[name])
         return EpisodeBatch(hosts=hosts, blocks=blocks, prev=prev, masks=masks, actions=actions, rewards=rewards,
                             noise=noise, gate=gate, bits=bits, env_rewards=env_rewards, states=states)
 

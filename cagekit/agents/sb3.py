@@ -149,6 +149,7 @@ class _Controller:
         vector = np.concatenate([p[0] for p in parts])
         masks = [p[1] for p in parts]
         self.forward_passes += 1
+        actions: tuple[Any, ...] | np.ndarray  # one index per agent
         if self.flatten:
             joint_mask = masks[0]
             for m in masks[1:]:

@@ -46,6 +46,11 @@ class BlueActionCatalog:
         name = self.agent.name
         if kind == "Sleep":
             return Sleep()
+        if kind == "Monitor":  # CAGE-2's only other untargeted action
+            from csle_cyborg.shared.actions import Monitor
+
+            return Monitor(session=SESSION, agent=name)
+        assert target is not None, f"{kind} names a host or subnet"  # __init__ gives every other entry one
         if self.agent.action_set == "paper":
             from cagekit.engine import actions as ours
 
@@ -61,10 +66,7 @@ class BlueActionCatalog:
             return ours.Block(SESSION, name, target, cost=costs.block)
         import csle_cyborg.shared.actions as engine_actions
 
-        cls = getattr(engine_actions, kind)
-        if kind == "Monitor":
-            return cls(session=SESSION, agent=name)
-        return cls(session=SESSION, agent=name, hostname=target)
+        return getattr(engine_actions, kind)(session=SESSION, agent=name, hostname=target)
 
     def blocks(self, action: Any) -> list[str]:
         """The subnets this executed action blocked (for the agent's block bits)."""

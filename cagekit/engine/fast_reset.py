@@ -18,7 +18,9 @@ _CACHE: dict[tuple[str, int, int | None], tuple[IPv4Network, ...]] = {}
 
 
 class _CachedNetwork(IPv4Network):
-    def subnets(self, prefixlen_diff: int = 1, new_prefix: int | None = None) -> Iterator[IPv4Network]:
+    # the engine only iterates the subnets, so plain IPv4Networks serve where the stubs promise Self
+    def subnets(  # type: ignore[override]
+            self, prefixlen_diff: int = 1, new_prefix: int | None = None) -> Iterator[IPv4Network]:
         key = (str(self), prefixlen_diff, new_prefix)
         if key not in _CACHE:
             _CACHE[key] = tuple(IPv4Network(str(self)).subnets(prefixlen_diff, new_prefix))

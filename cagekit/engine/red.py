@@ -139,8 +139,9 @@ class _PaperRed:
                 opts.append(ARPSpoof(session=SESSION, agent="Red", hostname=host, detection=d))
         for subnet in sorted(self.subnets - self.swept):
             opts.append(PingSweep(session=SESSION, agent="Red", subnet=subnet))
-        for ip, host in sorted(self.ips.items()):
-            if host == self.home or (host is not None and host in self.owned) or ip in self.cred_ips:
+        for ip, known_host in sorted(self.ips.items()):
+            if known_host == self.home or (known_host is not None and known_host in self.owned) \
+                    or ip in self.cred_ips:
                 continue
             ports = self.ports.get(ip)
             if ports is None:

@@ -213,8 +213,8 @@ def to_markdown(scores: dict[str, dict[int, ScoredSeed]], rows: list[PairedDiffe
                      f"{'-' if math.isnan(ci) else f'{ci:.2f}'} | {bits:.2f} |")
     lines += ["", "| a - b | seeds | mean | ci95 | verdict |", "|---|---|---|---|---|"]
     for r in rows:
-        ci = "-" if math.isnan(r.ci95) else f"{r.ci95:.2f}"
-        lines.append(f"| {r.a} - {r.b} | {len(r.seeds)} | {r.mean:+.2f} | {ci} | {r.verdict} |")
+        ci_text = "-" if math.isnan(r.ci95) else f"{r.ci95:.2f}"
+        lines.append(f"| {r.a} - {r.b} | {len(r.seeds)} | {r.mean:+.2f} | {ci_text} | {r.verdict} |")
     return "\n".join(lines + _missing_seeds_note(scores, rows))
 
 

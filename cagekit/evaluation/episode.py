@@ -77,8 +77,9 @@ class EpisodeResult:
         """A journaled episode; TypeError/ValueError/KeyError when the record is damaged."""
         fields = {k: data[k] for k in ("length", "red", "index", "seed", "reward", "bits", "channel_cost",
                                        "invalid_actions", "actions")}
-        kinds = {"length": int, "red": str, "index": int, "seed": int, "reward": (int, float), "bits": int,
-                 "channel_cost": (int, float), "invalid_actions": int, "actions": list}
+        kinds: dict[str, type | tuple[type, ...]] = {
+            "length": int, "red": str, "index": int, "seed": int, "reward": (int, float), "bits": int,
+            "channel_cost": (int, float), "invalid_actions": int, "actions": list}
         wrong = [k for k, kind in kinds.items() if not isinstance(fields[k], kind) or isinstance(fields[k], bool)]
         if wrong:
             raise TypeError(f"journal record with bad field(s) {wrong}")
@@ -121,15 +122,15 @@ class EpisodeRunner:
         key = (length, red)
         if key not in self._envs:
             from cagekit.wrappers import make_env
+            from cagekit.wrappers.twin_env import make_twin_env
 
             c = self.config
-            if c.simulator == "twin":
-                from cagekit.wrappers.twin_env import make_twin_env as make_env  # noqa: F811 - same interface
+            build: Callable[..., Any] = make_twin_env if c.simulator == "twin" else make_env  # same interface
             self._envs.clear()  # one combination at a time: a fresh environment for each
-            self._envs[key] = make_env(c.scenario, red=red, green=c.green, episode_length=length,
-                                       message_cost=c.message_cost, sau=c.sau, channel=c.channel,
-                                       detection=c.detection, view=c.view,
-                                       seed=combination_seed(c.seed, length, red), layout=c.layout)
+            self._envs[key] = build(c.scenario, red=red, green=c.green, episode_length=length,
+                                    message_cost=c.message_cost, sau=c.sau, channel=c.channel,
+                                    detection=c.detection, view=c.view,
+                                    seed=combination_seed(c.seed, length, red), layout=c.layout)
         return self._envs[key]
 
     def close(self) -> None:

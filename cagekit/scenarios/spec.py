@@ -19,7 +19,10 @@ VALUE_WEIGHTS: dict[str, float] = {"None": 0.0, "Low": 0.1, "Medium": 1.0, "High
 class Image(Protocol):
     """What a host runs: operating system, processes, users. Written by us, see `images.py`."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The image's name, as written in CybORG's host files."""
+        ...
 
     def to_cyborg(self) -> dict[str, Any]:
         """The host's content in CybORG's `Test_Host` schema (System info, Processes, User Info...)."""

@@ -106,10 +106,9 @@ class Worker:
 
     def __init__(self, unpacked: Unpacked, *, torch: bool = False, boot_timeout: float = BOOT_TIMEOUT,
                  import_timeout: float = IMPORT_TIMEOUT):
-        cmd = [sys.executable]
-        if sys.version_info >= (3, 11):
-            cmd.append("-P")  # do not put the working folder on sys.path
-        cmd += ["-m", "cagekit.submissions.worker", str(unpacked.folder)] + (["--torch"] if torch else [])
+        # -P: do not put the working folder on sys.path
+        cmd = [sys.executable, "-P", "-m", "cagekit.submissions.worker", str(unpacked.folder)]
+        cmd += ["--torch"] if torch else []
         self.log_path = unpacked.root / "worker.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in kill()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,

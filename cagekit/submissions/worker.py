@@ -217,9 +217,9 @@ def main(argv: list[str]) -> int:
                 seed = int(msg["seed"])
                 random.seed(seed)
                 np.random.seed(seed % 2**32)
-                torch = sys.modules.get("torch")
-                if torch is not None:
-                    torch.manual_seed(seed)
+                loaded_torch = sys.modules.get("torch")  # seeded only if the submission imported it
+                if loaded_torch is not None:
+                    loaded_torch.manual_seed(seed)
                 for agent in agents.values():  # agents with generators of their own (cagekit's `random`)
                     reseed = getattr(agent, "reseed", None)
                     if callable(reseed):

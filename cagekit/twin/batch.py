@@ -179,7 +179,7 @@ class TwinBatch:
         codes = self.host_codes()
         obs = np.zeros((B, A, m.obs_size_max), dtype=np.int8)
         mask = np.zeros((B, A, m.n_actions_max), dtype=np.int8)
-        arrived = self.received.any(axis=2) if self.channel else np.zeros((B, A), bool)
+        arrived = np.asarray(self.received.any(axis=2)) if self.channel else np.zeros((B, A), bool)
         for ai, ag in enumerate(m.agents):
             nh = len(ag.hosts)
             c = codes[:, ai, :nh]

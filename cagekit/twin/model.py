@@ -172,14 +172,14 @@ class TwinModel:
             kind, target_, local, bslot = [], [], [], []
             for k, t in cat.entries:
                 kind.append(_BLUE_KIND[k])
-                if k == "Block":
-                    target_.append(sidx[t])
-                    local.append(-1)
-                    bslot.append(list(a.block_subnets).index(t))
-                elif t is None:
+                if t is None:
                     target_.append(-1)
                     local.append(-1)
                     bslot.append(-1)
+                elif k == "Block":
+                    target_.append(sidx[t])
+                    local.append(-1)
+                    bslot.append(list(a.block_subnets).index(t))
                 else:
                     target_.append(hidx[t])
                     local.append(list(a.hosts).index(t))
@@ -208,9 +208,9 @@ class TwinModel:
         self.target_tab = np.full((self.A, dmax), -1, dtype=np.int64)
         self.local_tab = np.full((self.A, dmax), -1, dtype=np.int64)
         self.bslot_tab = np.full((self.A, dmax), -1, dtype=np.int64)
-        for ai, a in enumerate(self.agents):
-            n = a.n_defence
-            self.kind_tab[ai, :n] = a.kind
-            self.target_tab[ai, :n] = a.target
-            self.local_tab[ai, :n] = a.local
-            self.bslot_tab[ai, :n] = a.block_slot
+        for ai, tab in enumerate(self.agents):
+            n = tab.n_defence
+            self.kind_tab[ai, :n] = tab.kind
+            self.target_tab[ai, :n] = tab.target
+            self.local_tab[ai, :n] = tab.local
+            self.bslot_tab[ai, :n] = tab.block_slot

@@ -77,10 +77,10 @@ class CentralisedEnv(gym.Env):
         """Per-agent actions from a joint action (a MultiDiscrete vector, or a flat index)."""
         if self.flatten:
             index = int(integer_entries(action, 1, "flat joint action")[0])
-            parts = np.unravel_index(index, tuple(int(n) for n in self.nvec))
+            parts = [int(p) for p in np.unravel_index(index, tuple(int(n) for n in self.nvec))]
         else:
-            parts = integer_entries(action, len(self.agent_names), "joint action")
-        return {a: int(p) for a, p in zip(self.agent_names, parts, strict=True)}
+            parts = [int(p) for p in integer_entries(action, len(self.agent_names), "joint action")]
+        return dict(zip(self.agent_names, parts, strict=True))
 
     def join_action(self, actions: dict[str, int]) -> np.ndarray | int:
         """The joint action for a dict of per-agent actions (inverse of `split_action`)."""
@@ -98,7 +98,7 @@ class CentralisedEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """Valid actions: concatenated per-agent masks (MultiDiscrete) or the joint mask (flat)."""
         if not self._obs:
-            return np.ones(int(self.nvec.sum()) if not self.flatten else self.action_space.n, dtype=bool)
+            return np.ones(int(np.prod(self.nvec)) if self.flatten else int(self.nvec.sum()), dtype=bool)
         masks = self.agent_masks()
         if not self.flatten:
             return np.concatenate(masks)
@@ -136,6 +136,7 @@ class ClassicCage2Env(gym.Env):
     """
 
     metadata = {"render_modes": []}
+    action_space: spaces.Discrete
 
     def __init__(self, *, red: str = "B_lineAgent", episode_length: int = 100, sau: bool = False,
                  seed: int | None = None, **env_kwargs: Any):
@@ -180,7 +181,7 @@ def is_classic(scenario: str, layout: str | None) -> bool:
     return scenario == "cage2" and layout == "classic"
 
 
-def make_gym_env(scenario: str = "paper-small", **kwargs: Any) -> gym.Env:
+def make_gym_env(scenario: str = "paper-small", **kwargs: Any) -> CentralisedEnv | ClassicCage2Env:
     """`ClassicCage2Env` for cage2's classic layout, else `CentralisedEnv`."""
     if is_classic(scenario, kwargs.get("layout")):
         kwargs.pop("flatten", None)
@@ -190,7 +191,7 @@ def make_gym_env(scenario: str = "paper-small", **kwargs: Any) -> gym.Env:
 
 def _env_fn(seed: int | None, monitor: bool, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
     def build() -> gym.Env:
-        env = make_gym_env(**{**kwargs, "seed": seed})
+        env: gym.Env = make_gym_env(**{**kwargs, "seed": seed})
         if monitor:
             from stable_baselines3.common.monitor import Monitor
 

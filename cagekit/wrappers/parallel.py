@@ -18,6 +18,7 @@ from pettingzoo import ParallelEnv
 
 from cagekit.engine import CyborgEngine
 from cagekit.engine.table import CODE_BITS, check_view
+from cagekit.scenarios import ScenarioSpec
 from cagekit.wrappers.sau import sau_mask
 
 ACCESS_LEVELS = ("none", "user", "root")
@@ -37,19 +38,34 @@ class TeamSpaces:
 
     Shared by the engine-backed env and the twin, so that the two can never disagree on them."""
 
+    spec: ScenarioSpec
+    channel: bool
+    possible_agents: list[str]
+    agents: list[str]
+
+    def obs_size(self, agent: str) -> int:
+        raise NotImplementedError
+
+    def own_obs_size(self, agent: str) -> int:
+        raise NotImplementedError
+
+    def n_actions(self, agent: str) -> int:
+        """The number of defence actions (without the message bit)."""
+        raise NotImplementedError
+
     def _known(self, agent: str) -> None:
         if agent not in self.possible_agents:
             raise ValueError(f"no agent {agent!r} in this env; its agents: {', '.join(self.possible_agents)}")
 
     @functools.cache  # noqa: B019 - one env, few agents
-    def observation_space(self, agent: str) -> spaces.Space:
+    def observation_space(self, agent: str) -> spaces.Dict:
         self._known(agent)
         size = self.n_actions(agent) * (2 if self.channel else 1)
         return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
                             "action_mask": spaces.MultiBinary(size)})
 
     @functools.cache  # noqa: B019
-    def action_space(self, agent: str) -> spaces.Space:
+    def action_space(self, agent: str) -> spaces.Discrete:
         self._known(agent)
         return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
 

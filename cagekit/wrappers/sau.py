@@ -24,8 +24,9 @@ IS_QUIET[list(QUIET_CODES)] = True
 def _layout(catalog: BlueActionCatalog) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Indices of the host-conditional actions and the host each one targets (computed once)."""
     host_index = {h: i for i, h in enumerate(catalog.agent.hosts)}
-    analyse = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries) if k == "Analyse"]
-    others = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries) if k in ("Remove", "Restore")]
+    analyse = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries) if k == "Analyse" and t is not None]
+    others = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries)
+              if k in ("Remove", "Restore") and t is not None]
     a = np.array(analyse, dtype=np.int64).reshape(-1, 2)
     o = np.array(others, dtype=np.int64).reshape(-1, 2)
     return a[:, 0], a[:, 1], o[:, 0], o[:, 1]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cagekit.wrappers.parallel import CageParallelEnv
 
 __version__ = "0.1.0"
 
@@ -15,7 +19,8 @@ KERNELS_ENV = "ATEN_CPU_CAPABILITY"
 os.environ.setdefault(KERNELS_ENV, "avx2")
 
 
-def make_env(*args, **kwargs):  # noqa: ANN002, ANN003 - re-exported, see cagekit.wrappers.make_env
+def make_env(*args: Any, **kwargs: Any) -> CageParallelEnv:
+    """`cagekit.wrappers.make_env`, imported when first called (importing cagekit stays light)."""
     from cagekit.wrappers import make_env as _make_env
 
     return _make_env(*args, **kwargs)

@@ -541,7 +541,7 @@ class DialLearner:
         self.mixers: tuple[QMixer, QMixer] | None = None
         self.params = list(self.net.parameters())  # what the optimiser updates and the gradient clip bounds
         if self.config.mixer:
-            mixer = QMixer(self.layout.n_agents, int(self.envs[0].state_space.shape[0]), self.config.mixer_embed,
+            mixer = QMixer(self.layout.n_agents, self.envs[0].state_size, self.config.mixer_embed,
                            self.config.hypernet_hidden)
             self.mixers = (mixer, copy.deepcopy(mixer))
             self.params += list(mixer.parameters())

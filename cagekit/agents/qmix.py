@@ -263,7 +263,7 @@ class QmixLearner:
                      for red in training_reds(scenario, self.env_kwargs.get("red"))]
         self.env = self.envs[0]  # describes the team (slots, sizes, episode length)
         self.slots = team_slots(self.env)
-        self.dims = TeamDims.of(self.slots, self.env.state_space.shape[0])
+        self.dims = TeamDims.of(self.slots, self.env.state_size)
         self.T = self.env.episode_length
         torch.manual_seed(_seed_int(self.seed, 0xA9E))  # the initial weights
         cfg = self.config

@@ -39,8 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
 
@@ -58,7 +60,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _algo_class(algo: str):  # noqa: ANN202 - an SB3 algorithm class
+def _algo_class(algo: str) -> type[BaseAlgorithm]:
     if algo == "ppo":
         from stable_baselines3 import PPO
 
@@ -619,7 +621,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
         torch.set_num_threads(torch_threads)
 
     # PPO collects whole rollouts of n_steps per copy, so it trains past a --steps that is not a multiple of one
-    rollout = 1 if algo == "dqn" else int(model.n_steps) * n_envs
+    rollout = int(model.n_steps) * n_envs if isinstance(model, OnPolicyAlgorithm) else 1
     planned = -(-int(steps) // rollout) * rollout
     if planned != int(steps) and checkpoint is None:
         print(f"note: {algo} trains in rollouts of {rollout:,} env steps, so {int(steps):,} steps become {planned:,}")

@@ -30,11 +30,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
 from cagekit.scenarios import get_scenario
+
+if TYPE_CHECKING:  # imported where used: pandas and rich cost start-up time
+    import pandas as pd
+    from rich.progress import Progress
 
 DIAL_ALGOS = ("dial-sau", "dial", "nocomm", "shared-obs")
 ALGOS = (*DIAL_ALGOS, "qmix")
@@ -116,7 +120,8 @@ def make_learner(algo: str, scenario: str, seed: int = 0, config: Any = None, **
     raise ValueError(f"unknown learning algorithm {algo!r}; valid: {', '.join(ALGOS)}")
 
 
-def _progress(enabled: bool, total: int, initial: int):  # noqa: ANN202 - rich or a no-op
+def _progress(enabled: bool, total: int, initial: int) -> Progress | None:
+    """A started rich progress bar of training steps, or None when `enabled` is false."""
     if not enabled:
         return None
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -272,7 +277,7 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
             "new_updates": learner.updates - start_updates, "last": last, "out_dir": str(out)}
 
 
-def read_log(run_dir: str | Path):  # noqa: ANN201 - a pandas DataFrame
+def read_log(run_dir: str | Path) -> pd.DataFrame:
     """A run's learning curve: columns env_steps, return and bits, one row per logged update.
 
     Read from our log.csv or, for an SB3 run, its logger's progress.csv. Anything that cannot be plotted
@@ -307,7 +312,7 @@ def read_log(run_dir: str | Path):  # noqa: ANN201 - a pandas DataFrame
     return _check_numbers(log, file, {c: c for c in ("env_steps", "return", "bits")})
 
 
-def _read_csv(file: Path):  # noqa: ANN202 - a pandas DataFrame
+def _read_csv(file: Path) -> pd.DataFrame:
     """`file` as a DataFrame; pandas' own errors do not say which file."""
     import pandas as pd
 
@@ -320,13 +325,13 @@ def _read_csv(file: Path):  # noqa: ANN202 - a pandas DataFrame
     return table
 
 
-def _require_rows(table, file: Path) -> None:  # noqa: ANN001 - a pandas DataFrame
+def _require_rows(table: pd.DataFrame, file: Path) -> None:
     """Checked after the columns, so that a file of one line of text is not taken for a log without rows."""
     if table.empty:
         raise ValueError(f"{file} has no rows yet: train longer (a row is logged after each update)")
 
 
-def _check_numbers(log, file: Path, names: dict[str, str]):  # noqa: ANN001, ANN202 - pandas DataFrames
+def _check_numbers(log: pd.DataFrame, file: Path, names: dict[str, str]) -> pd.DataFrame:
     """`log` with its columns as floats. Text where a number belongs, or a row without env steps (the
     x axis), is refused with the file, the column as the file calls it (`names`) and the data row; an empty
     return or bits is kept as NaN (an update that finished no episode)."""

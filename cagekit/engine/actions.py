@@ -209,7 +209,8 @@ class _Selector(ExploitActionSelector):
         self.exploit = exploit
         self.detection = detection
 
-    def get_exploit_action(self, *, state, session, agent, ip_address, priority=None):
+    def get_exploit_action(self, *, state: State, session: int, agent: str, ip_address: IPv4Address,
+                           priority: Any = None) -> ExploitAction | None:
         if self.exploit is SSHBruteForce and 22 not in state.sessions[agent][session].ports.get(ip_address, []):
             return None
         action = self.exploit(session=session, agent=agent, ip_address=ip_address, target_session=session)

@@ -9,7 +9,9 @@ each host by each step. `compare` tests them with Bonferroni-corrected two-sampl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +36,8 @@ def script_action(t: int, agent_index: int, n_defence: int, channel: bool) -> in
     return 2 * defence + bit if channel else defence
 
 
-def _bit_names(env) -> tuple[str, ...]:
+def _bit_names(env: Any) -> tuple[str, ...]:
+    """The observation bits' names, agent by agent (the engine's env and the twin's alike)."""
     names = []
     for a in env.possible_agents:
         spec = env.engine.catalogs[a].agent
@@ -47,7 +50,7 @@ def _bit_names(env) -> tuple[str, ...]:
 
 
 def rollout_engine(scenario: str, team: str, episodes: int, *, seed: int = 0, episode_length: int = 30,
-                   **env_kwargs) -> Rollouts:
+                   **env_kwargs: Any) -> Rollouts:
     """N episodes of `cagekit.make_env` with a heuristic team (`team`) or the script (`team="script"`)."""
     from cagekit.wrappers import make_env
 
@@ -82,7 +85,7 @@ def rollout_engine(scenario: str, team: str, episodes: int, *, seed: int = 0, ep
 
 
 def rollout_twin(scenario: str, team: str, episodes: int, *, seed: int = 0, episode_length: int = 30,
-                 batch_size: int | None = None, **env_kwargs) -> Rollouts:
+                 batch_size: int | None = None, **env_kwargs: Any) -> Rollouts:
     """The same on the twin: batches of `TwinBatch`, the team acting on each environment's observations."""
     from cagekit.wrappers.twin_env import make_twin_env
 
@@ -180,7 +183,8 @@ class Comparison:
         return head + ("" if self.ok else "\n  " + "\n  ".join(self.failures[:30]))
 
 
-def _proportion_failures(a: np.ndarray, b: np.ndarray, z: float, label, out: list[str]) -> None:
+def _proportion_failures(a: np.ndarray, b: np.ndarray, z: float, label: Callable[[tuple[Any, ...]], str],
+                         out: list[str]) -> None:
     """Two-proportion z-tests on every column of boolean arrays a (N1, ...) and b (N2, ...)."""
     p1, p2 = a.mean(axis=0), b.mean(axis=0)
     n1, n2 = a.shape[0], b.shape[0]

@@ -17,17 +17,22 @@ whether the copies run in subprocesses or in-process.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv
+
+    from cagekit.wrappers.parallel import CageParallelEnv
+
 #: the largest joint action count `CentralisedEnv(flatten=True)` accepts (paper-small with channel: 256)
 MAX_FLAT_ACTIONS = 4096
 
 
-def _build(kwargs: dict[str, Any]):  # noqa: ANN202 - CageParallelEnv, imported lazily
+def _build(kwargs: dict[str, Any]) -> CageParallelEnv:
     from cagekit.wrappers import make_env
 
     return make_env(**kwargs)
@@ -203,7 +208,7 @@ def _env_fn(seed: int | None, monitor: bool, kwargs: dict[str, Any]) -> Callable
 
 def make_vec_env(n_envs: int = 4, seed: int | None = 0, vec: str = "subproc", monitor: bool = True,
                  start_method: str | None = None, reds: Sequence[str | None] | None = None,
-                 **kwargs: Any):  # noqa: ANN201 - an SB3 VecEnv
+                 **kwargs: Any) -> VecEnv:
     """`n_envs` copies of `make_gym_env(**kwargs)` in an SB3 `SubprocVecEnv` or `DummyVecEnv`.
 
     Copy `i` is built and first reset with seed `seed + i`; later episodes follow each copy's own

@@ -70,9 +70,13 @@ class TeamSpaces:
         return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
 
     @property
-    def state_space(self) -> spaces.Space:
-        size = sum(self.own_obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
-        return spaces.MultiBinary(size)
+    def state_size(self) -> int:
+        """Bits of the global state: every agent's own observation, then each host's access by red."""
+        return sum(self.own_obs_size(a) for a in self.possible_agents) + 3 * len(self.spec.hosts)
+
+    @property
+    def state_space(self) -> spaces.MultiBinary:
+        return spaces.MultiBinary(self.state_size)
 
     def parse_action(self, agent: str, action: Any) -> tuple[int, int]:
         """(defence, bit) from an encoded integer, or from a (defence, bit) pair."""

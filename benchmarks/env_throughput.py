@@ -22,6 +22,7 @@ import random
 import time
 import tracemalloc
 from collections.abc import Callable
+from typing import Protocol
 
 from cagekit.engine.actions import register
 from cagekit.engine.red import green_agent_factory, red_agent_factory
@@ -34,6 +35,10 @@ CASES = [
     ("paper-small", "paper-small", None, "KillChainAgent"),
     ("cage2 classic", "cage2", "classic", "B_lineAgent"),
 ]
+
+
+class Runner(Protocol):
+    def step(self) -> None: ...
 
 
 class RawRunner:
@@ -77,13 +82,13 @@ class EnvRunner:
         self.env.step(self.sleep)
 
 
-def _factory(kind: str, scenario: str, layout: str | None, red: str) -> Callable[[], object]:
+def _factory(kind: str, scenario: str, layout: str | None, red: str) -> Callable[[], Runner]:
     if kind == "raw":
         return lambda: RawRunner(scenario, layout, red)
     return lambda: EnvRunner(scenario, layout, red, lean=(kind == "lean"), fast_reset=(kind != "wrap"))
 
 
-def timed(runner: object, steps: int) -> float:
+def timed(runner: Runner, steps: int) -> float:
     gc.collect()
     start = time.perf_counter()
     for _ in range(steps):
@@ -91,7 +96,7 @@ def timed(runner: object, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def peak_memory(make: Callable[[], object]) -> float:
+def peak_memory(make: Callable[[], Runner]) -> float:
     """Peak traced Python memory (MiB) to build one environment and run one episode plus a reset."""
     make()  # imports and caches outside the measurement
     gc.collect()

@@ -14,6 +14,7 @@ QMix rows appear when `cagekit.agents.qmix` exists (its `train_step` on a replay
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import statistics
 import time
@@ -108,10 +109,10 @@ def rows_to_run(batch: int, steps: int, synthetic: bool) -> list[tuple[str, str,
     rows: list[tuple[str, str, Callable[[], Any]]] = []
     for scenario in ("paper-small", "paper-large"):
         for algo in ("dial-sau", "nocomm"):
-            rows.append((algo, scenario, lambda a=algo, s=scenario: DialBench(a, s, batch, steps, synthetic)))
+            rows.append((algo, scenario, functools.partial(DialBench, algo, scenario, batch, steps, synthetic)))
     if importlib.util.find_spec("cagekit.agents.qmix") is not None:
         for scenario in ("paper-small", "paper-large"):
-            rows.append(("qmix", scenario, lambda s=scenario: _QmixBench(s, batch, steps)))
+            rows.append(("qmix", scenario, functools.partial(_QmixBench, scenario, batch, steps)))
     return rows
 
 

@@ -352,6 +352,23 @@ def test_an_option_contradicting_a_submission_says_submission() -> None:
         config_from_args(build_parser().parse_intermixed_args([str(shipped), "--scenario", "paper-large"]))
 
 
+def test_a_submission_is_reported_under_the_names_it_declares() -> None:
+    """The reports used to say 'author: anonymous, team: <zip name>, technique: submission' for every
+    submission, whatever NAME, TEAM and TECHNIQUE it was packaged with; those are now the defaults."""
+    from cagekit.evaluation.cli import build_parser, config_from_args
+
+    def labels(*argv: str) -> tuple[str, str, str]:
+        config, _, _ = config_from_args(build_parser().parse_intermixed_args(list(argv)))
+        return config.author, config.team_name, config.technique
+
+    shipped = str(ROOT / "submissions" / "react-paper-small.zip")
+    assert labels(shipped) == ("cagekit", "cagekit", "react heuristic (restore privileged, remove user-level)")
+    assert labels(shipped, "--mute") == ("cagekit", "cagekit-muted",
+                                         "react heuristic (restore privileged, remove user-level), muted")
+    assert labels(shipped, "--name", "Ada", "--team-name", "T", "--technique", "rules") == ("Ada", "T", "rules")
+    assert labels("react") == ("anonymous", "react", "heuristic react")
+
+
 # file formats -------------------------------------------------------------------------------------
 
 def test_file_formats(tmp_path: Path) -> None:

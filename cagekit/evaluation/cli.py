@@ -58,9 +58,13 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     p.add_argument("--step-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail when an agent's get_action takes longer than this")
-    p.add_argument("--name", default="anonymous", help="author name for the reports")
-    p.add_argument("--team-name", default=None, help="team name for the reports (default: the blue team's)")
-    p.add_argument("--technique", default=None, help="technique for the reports")
+    p.add_argument("--name", default=None,
+                   help="author name for the reports (default: a submission's NAME, else anonymous)")
+    p.add_argument("--team-name", default=None,
+                   help="team name for the reports (default: a submission's TEAM, else the team's file or folder "
+                        "name)")
+    p.add_argument("--technique", default=None,
+                   help="technique for the reports (default: a submission's TECHNIQUE, else the kind of team)")
     p.add_argument("--message-cost", type=float, default=None, help="cost of sending a 1 (default: the scenario's)")
     p.add_argument("--detection", type=float, default=None,
                    help="probability that a stealthy red step is seen (default: the scenario's, 0.1 on the paper's)")
@@ -138,10 +142,16 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
                          f"valid: {', '.join(spec.red_agents)}")
     episodes = args.episodes if args.episodes is not None else (QUICK_EPISODES if args.quick else 100)
     inner = source.inner if isinstance(source, MutedSource) else source
+    # a submission's own names (Submission.NAME, TEAM, TECHNIQUE, as its manifest records them) label its reports
+    declared = inner.labels if isinstance(inner, SubmissionSource) else {}
+    author = args.name or declared.get("name") or "anonymous"
+    team_name = args.team_name or source.label
+    if not args.team_name and "team" in declared:
+        team_name = declared["team"] + ("-muted" if isinstance(source, MutedSource) else "")
     if isinstance(inner, CheckpointSource):
         technique = args.technique or f"checkpoint {inner.meta.get('algo')}"
     elif isinstance(inner, SubmissionSource):
-        technique = args.technique or "submission"
+        technique = args.technique or declared.get("technique") or "submission"
     else:
         technique = args.technique or f"heuristic {inner.label}"
     if isinstance(source, MutedSource) and not args.technique:
@@ -149,8 +159,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
     config = EvalConfig(scenario=s["scenario"], layout=s["layout"], team=source.identity(), episodes=episodes,
                         lengths=_ints(args.lengths, "--lengths"), reds=reds, seed=args.seed,
                         message_cost=s["message_cost"], sau=s["sau"], channel=s["channel"],
-                        cagekit_version=cagekit.__version__, author=args.name,
-                        team_name=args.team_name or source.label, technique=technique,
+                        cagekit_version=cagekit.__version__, author=author,
+                        team_name=team_name, technique=technique,
                         simulator="twin" if args.backend == "twin" else "engine", detection=args.detection,
                         view=s["view"])
     if out_dir:
@@ -166,7 +176,8 @@ def print_summary(report: Any, out: Path, console: Any) -> None:
     from rich.table import Table
 
     c = report.config
-    table = Table(title=f"{c.team_name} ({c.technique}) on {c.scenario}"
+    technique = c.technique if len(c.technique) <= 60 else c.technique[:59] + "…"  # in full in summary.txt
+    table = Table(title=f"{c.team_name} ({technique}) on {c.scenario}"
                         f"{', layout ' + c.layout if c.layout else ''}: {c.episodes} episodes per combination")
     for col in ("steps", "adversary", "mean", "std", "95% CI", "bits/ep", "cost/ep"):
         table.add_column(col, justify="left" if col == "adversary" else "right", no_wrap=True)

@@ -148,8 +148,8 @@ def write_chart(report: Report, path: Path) -> None:
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel("mean episode reward (95% CI)")
-    t = report.total
-    ax.set_title(f"{report.config.scenario}: {report.config.team.get('name') or report.config.team.get('kind')}"
+    t, c = report.total, report.config
+    ax.set_title(f"{c.scenario}: {c.team_name or c.team.get('name') or c.team.get('kind')}"
                  f" - total {t.score:.2f} ± {t.ci95:.2f}")
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})

@@ -169,6 +169,9 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
             with open_submission(self.path) as probe:  # fail early, with the validator's message
                 self._settings = probe.env_settings()
                 _check_manifest_scenario(probe.manifest)
+                # the names `cagekit package` wrote (Submission.NAME, TEAM, TECHNIQUE): the reports' defaults
+                self.labels = {key: probe.manifest[key] for key in ("name", "team", "technique")
+                               if isinstance(probe.manifest.get(key), str) and probe.manifest[key].strip()}
         except SubmissionError as exc:
             raise ValueError(f"submission {self.path} refused: {exc} (`cagekit validate` checks it in full)") \
                 from exc

@@ -143,6 +143,20 @@ def test_train_command_records_detection_for_resume(tmp_path):
     assert json.loads((out / "meta.json").read_text())["env"]["detection"] == 0.5
 
 
+def test_train_names_its_run_on_the_bar_and_says_where_the_checkpoint_went(tmp_path, capsys, monkeypatch):
+    """The bar was named "train" for every run (a benchmark's runs could not be told apart), and our
+    learners' last line said "done" without the folder that SB3 runs' line names."""
+    monkeypatch.setenv("COLUMNS", "200")  # rich draws the bar this wide here, as in a wide terminal
+    out = tmp_path / "run"
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    assert main(["train", "--algo", "nocomm", "--steps", "240", "--out", str(out), "--config", str(fast),
+                 "--red", "SleepAgent"]) == 0
+    printed = capsys.readouterr().out
+    assert "nocomm seed 0" in printed and "eps 1.000" in printed
+    last = printed.strip().splitlines()[-1]
+    assert f"done; checkpoint in {out}/ (score it: python evaluation.py {out})" in " ".join(last.split())
+
+
 def test_parallel_training_shows_runs_done_and_keeps_every_finished_run(tmp_path, capsys):
     """The study's training pool (several processes) draws one bar of finished runs, returns each job's
     seconds in job order, and a run that fails raises only after the others have finished and kept their

@@ -254,16 +254,17 @@ class ProgressCallback(BaseCallback):
     The bar counts environment steps up to `total`; its stats column is `training._stats_text` of the
     mean episode return over SB3's stats window (`model.ep_info_buffer`, the team reward), the mean bits
     sent per episode over the same window (summed over agents, from the `CentralisedEnv` step infos'
-    `bits_sent`; nan for the classic view, which has no channel), DQN's exploration rate (nan for PPO)
+    `bits_sent`; nan for the classic view, which has no channel), DQN's exploration rate (left out for PPO)
     and environment steps per second (over the last ~10 seconds). It is refreshed every `refresh_s`
     seconds. `enabled=False` shows no bar; the mean bits per episode is recorded to the SB3 logger as
     `BITS_KEY` either way, so that `progress.csv` and `cagekit plot` have it.
     Call `close()` if `learn` may end by an exception (`_on_training_end` is then skipped).
     """
 
-    def __init__(self, total: int, enabled: bool = True, refresh_s: float = 0.5):
+    def __init__(self, total: int, enabled: bool = True, refresh_s: float = 0.5, label: str = "train"):
         super().__init__()
         self.total, self.enabled, self.refresh_s = int(total), bool(enabled), float(refresh_s)
+        self.label = label  # the bar's name for the run (algorithm and seed)
         self.progress: Any = None  # the rich Progress while training with the bar on
         self.stats_text = ""
         self._episode_bits: deque[float] = deque(maxlen=100)
@@ -281,7 +282,8 @@ class ProgressCallback(BaseCallback):
         self._marks.clear()
         self._marks.append((time.perf_counter(), int(self.model.num_timesteps)))
         self._closed = False
-        self.progress = _progress(self.enabled, self.total, min(int(self.model.num_timesteps), self.total))
+        self.progress = _progress(self.enabled, self.total, min(int(self.model.num_timesteps), self.total),
+                                  label=self.label)
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or ()
@@ -629,7 +631,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     every = max(planned // 10 // max(n_envs, 1), 1)
     checkpoints = _Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
                                save_replay_buffer=True)
-    progress = ProgressCallback(int(steps), enabled=progress_bar)
+    progress = ProgressCallback(int(steps), enabled=progress_bar, label=f"{algo} seed {seed}")
     callbacks = [checkpoints, progress] + ([_Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
     try:
         model.learn(total_timesteps=int(steps) - start, reset_num_timesteps=checkpoint is None,

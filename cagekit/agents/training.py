@@ -58,6 +58,8 @@ class Learner(Protocol):
     """What `train` needs of a learning algorithm."""
 
     algo: str
+    scenario: str
+    seed: int
     env_steps: int
     updates: int
 
@@ -120,8 +122,9 @@ def make_learner(algo: str, scenario: str, seed: int = 0, config: Any = None, **
     raise ValueError(f"unknown learning algorithm {algo!r}; valid: {', '.join(ALGOS)}")
 
 
-def _progress(enabled: bool, total: int, initial: int) -> Progress | None:
-    """A started rich progress bar of training steps, or None when `enabled` is false."""
+def _progress(enabled: bool, total: int, initial: int, label: str = "train") -> Progress | None:
+    """A started rich progress bar of training steps, or None when `enabled` is false. `label` names the run
+    (its algorithm and seed), so that a benchmark's runs, one bar after another, can be told apart."""
     if not enabled:
         return None
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -130,13 +133,20 @@ def _progress(enabled: bool, total: int, initial: int) -> Progress | None:
                         TextColumn("{task.completed:,}/{task.total:,} steps"), TimeElapsedColumn(),
                         TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), transient=False)
     progress.start()
-    progress.add_task("train", total=total, completed=initial, stats="")
+    progress.add_task(label, total=total, completed=initial, stats="")
     return progress
 
 
+def _run_label(learner: Learner) -> str:
+    """The training bar's name for a run: its algorithm and seed (short: the bar shares a line with its figures)."""
+    return f"{learner.algo} seed {learner.seed}"
+
+
 def _stats_text(ret: float, bits: float, epsilon: float, steps_per_s: float) -> str:
-    """The stats column of the training bar (ours and SB3's): return, bits per episode, epsilon, steps/s."""
-    return f"return {ret:8.2f}  bits/ep {bits:5.2f}  eps {epsilon:.3f}  {steps_per_s:,.0f} steps/s"
+    """The stats column of the training bar (ours and SB3's): return, bits per episode, epsilon (left out for
+    a learner without one, such as PPO, rather than shown as nan), steps/s."""
+    eps = "" if math.isnan(epsilon) else f"eps {epsilon:.3f}  "
+    return f"return {ret:8.2f}  bits/ep {bits:5.2f}  {eps}{steps_per_s:,.0f} steps/s"
 
 
 def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
@@ -229,7 +239,7 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
         writer.writeheader()
         writer.writerows(rows)
     tb = SummaryWriter(str(out / "tb"), purge_step=learner.updates if learner.updates else None)
-    bar = _progress(progress, steps, learner.env_steps)
+    bar = _progress(progress, steps, learner.env_steps, label=_run_label(learner))
     start_updates = learner.updates
     t_start = time.perf_counter()
     elapsed_before = float(rows[-1]["time_s"]) if rows else 0.0
@@ -522,7 +532,8 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
                           progress_bar=progress, resume=bool(args.resume), snapshots=run.get("snapshots", 0),
                           **run["env"])
         interrupted = stopped_short(model, run["steps"])
-        state = "interrupted; resume with --resume " + str(out) if interrupted else f"done: {out / 'model.zip'}"
+        state = ("interrupted; resume with --resume " + str(out) if interrupted
+                 else f"done: {out / 'model.zip'} (score it: python evaluation.py {out})")
         print(f"{algo} on {run['scenario']}: {model.num_timesteps:,} env steps, {state}")
         return 130 if interrupted else 0
     limit_torch_threads()
@@ -532,6 +543,8 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
     if summary["env_steps"] > run["steps"]:  # as SB3's PPO does in whole rollouts
         state += f" ({run['steps']:,} asked for: {algo} learns from whole batches of episodes)"
+    if not summary["interrupted"]:  # where the weights are, as the SB3 runs' line says, and how to score them
+        state += f"; checkpoint in {out}/ (score it: python evaluation.py {out})"
     print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
     return 130 if summary["interrupted"] else 0
 

@@ -34,8 +34,10 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
         run = out / "runs" / f"nocomm-s{seed}"
         record = json.loads((run / "selection.json").read_text())
         assert list(record["scores"]) == ["step000000240", "step000000480", "final"]
-        blue = json.loads((out / "eval" / f"nocomm-s{seed}" / "summary.json").read_text())["blue"]
-        assert blue["path"] == str((run / record["chosen"]).resolve())
+        summary = json.loads((out / "eval" / f"nocomm-s{seed}" / "summary.json").read_text())
+        assert summary["blue"]["path"] == str((run / record["chosen"]).resolve())
+        # reported as the run, not as the snapshot folder ("step000000480") the choice fell on
+        assert summary["submission"]["team"] == f"nocomm-s{seed}"
     assert (out / "benchmark.png").stat().st_size > 0
     trained = (out / "runs" / "nocomm-s0" / "model.pt").stat().st_mtime_ns
     assert main(argv) == 0  # a second run loads the trained runs and the journaled evaluations

@@ -297,10 +297,14 @@ def _runs_progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]
         yield lambda label: bar.update(task, advance=1, last=label)
 
 
-def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, muted: bool = False) -> list[str]:
-    """The `cagekit evaluate` command line that scores `source` (a heuristic's name or a run's weights)."""
+def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, muted: bool = False,
+                    name: str | None = None) -> list[str]:
+    """The `cagekit evaluate` command line that scores `source` (a heuristic's name or a run's weights);
+    `name` labels its reports (else the weights' folder name, for a snapshot `step000012000`)."""
     argv = [source, str(out), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
             "--lengths", plan.lengths, "--seed", str(seed), "--workers", str(plan.workers)]
+    if name is not None:
+        argv += ["--team-name", name]
     if muted:
         argv += ["--mute"]
     if source in HEURISTICS and "message_cost" in plan.env:
@@ -329,7 +333,8 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) ->
     out = plan.eval_dir(algo, seed, muted)
     what = f"evaluation of {algo} seed {seed}{' muted' if muted else ''}"
     try:  # Ctrl-C propagates: the finished episodes are journaled, and the rest of the benchmark stops too
-        run_command(evaluation_argv(plan, source, out, seed, muted), prog="cagekit benchmark")
+        name = f"{algo}-s{seed}" + ("-muted" if muted else "")  # the run's name, whichever weights were chosen
+        run_command(evaluation_argv(plan, source, out, seed, muted, name=name), prog="cagekit benchmark")
     except EvaluationFailure as exc:  # one line for `cagekit`'s error report, not a traceback
         raise ValueError(f"{what} failed: {exc}; {failure_advice(exc)}") from exc
     except (ValueError, RuntimeError) as exc:

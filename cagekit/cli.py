@@ -149,16 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scenarios", help="list the built-in scenarios")
     p.set_defaults(func=_scenarios)
 
-    p = sub.add_parser("demo", help="run one short episode and print what every agent sees and does")
-    p.add_argument("--scenario", default="paper-small")
-    p.add_argument("--red", default=None)
-    p.add_argument("--team", default="react", choices=["sleep", "random", "react"])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="run one short episode and print what every agent sees and does",
+                       description="One short episode on the engine: per step and agent its observation bits "
+                                   "(4 per own host, then block bits and the bits teammates sent), the action it "
+                                   "took and the bit it sent; then the team reward.")
+    p.add_argument("--scenario", default="paper-small", help="scenario (default paper-small; `cagekit scenarios`)")
+    p.add_argument("--red", default=None, help="red agent (default: the scenario's, KillChainAgent on the paper "
+                                               "networks)")
+    p.add_argument("--team", default="react", choices=["sleep", "random", "react"],
+                   help="heuristic blue team (default react)")
+    p.add_argument("--steps", type=int, default=10, help="episode length (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("train", help="train a team (dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn)")
-    p.add_argument("--algo", default=None, help="required unless --resume")
+    p.add_argument("--algo", default=None,
+                   help="dial-sau, dial, nocomm, shared-obs, qmix (ours) or ppo, maskable-ppo, dqn (SB3); required "
+                        "unless --resume")
     p.add_argument("--scenario", default=None, help="default paper-small")
     p.add_argument("--steps", type=int, default=None, help="environment steps (default 200,000)")
     p.add_argument("--seed", type=int, default=None, help="default 0")
@@ -170,39 +177,48 @@ def build_parser() -> argparse.ArgumentParser:
                         "SB3 runs checkpoint every tenth of the run)")
     p.add_argument("--snapshots", type=int, default=None,
                    help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
-    p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--message-cost", type=float, default=None,
+                   help="cost of sending a 1 (default: the scenario's, 0.1 on the paper's networks)")
     p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
-    p.add_argument("--red", default=None)
+    p.add_argument("--red", default=None,
+                   help="red agent(s) to train against: a name, a comma-separated list or 'all' (default: the "
+                        "scenario's default red only, KillChainAgent on the paper networks; benchmark and "
+                        "reproduce train against all)")
     p.add_argument("--backend", default=None, choices=["engine", "twin"],
                    help="simulator to train on (default: twin where it is proven equivalent, else engine)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("plot", help="learning curves of one or more runs to PNG")
-    p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default="learning_curves.png")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="training run folders (`cagekit train --out`); runs of one algorithm are one curve, their "
+                        "mean with the min-max spread")
+    p.add_argument("--out", default="learning_curves.png", help="PNG file to write (default learning_curves.png)")
     p.set_defaults(func=_plot)
 
     sub.add_parser("evaluate", help="CAGE-style scoring (same options as evaluation.py)", add_help=False)
 
     p = sub.add_parser("benchmark", help="train (or load) and score several algorithms on the same seeds")
-    p.add_argument("--scenario", default="paper-small")
+    p.add_argument("--scenario", default="paper-small", help="default paper-small")
     p.add_argument("--algos", default="dial-sau,qmix,ppo,maskable-ppo,react,sleep",
                    help="comma separated: dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn, react, "
                         "random, sleep")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
-    p.add_argument("--steps", type=int, default=100_000, help="training environment steps per run")
-    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per combination")
-    p.add_argument("--lengths", default="30")
-    p.add_argument("--reds", default=None)
-    p.add_argument("--out", default="results/benchmark")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1; default 3)")
+    p.add_argument("--steps", type=int, default=100_000, help="training environment steps per run (default 100,000)")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per combination (default 100)")
+    p.add_argument("--lengths", default="30", help="episode lengths scored, comma separated (default 30)")
+    p.add_argument("--reds", default=None, help="red agents scored, comma separated (default: all of the scenario's)")
+    p.add_argument("--out", default="results/benchmark", help="output folder (default results/benchmark)")
     p.add_argument("--jobs", type=int, default=1, help="training runs in parallel processes")
     p.add_argument("--workers", type=int, default=1, help="evaluation worker processes per team")
     p.add_argument("--backend", default=None, choices=["serial", "processes", "ray"])
     p.add_argument("--address", default=None, help="Ray cluster address")
     p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
-                   help="hyperparameter file for one algorithm (repeatable)")
-    p.add_argument("--message-cost", type=float, default=None)
+                   help="hyperparameter file for one algorithm (repeatable; default: its built-in ones, for DIAL "
+                        "the paper's, made for ~19M steps: for short runs give dial-sau=configs/dial-sau-fast.yaml, "
+                        "as reproduce does)")
+    p.add_argument("--message-cost", type=float, default=None,
+                   help="cost of sending a 1, in training and scoring (default: the scenario's)")
     p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
     p.add_argument("--train-red", default="all",
                    help="red agent(s) the learners train against: 'all' (default: every red agent of the "
@@ -232,14 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="work folder (default results/reproduce[-quick])")
     p.add_argument("--doc", default=None, help="the document to write (default docs/results.md, quick: "
                                                   "results/reproduce-quick/results.md)")
-    p.add_argument("--seeds", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="training steps per run (both networks)")
-    p.add_argument("--episodes", type=int, default=None)
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5, quick 1)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per run, both networks (default 60,000, quick 1,500)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="evaluation episodes per red agent and seed (default 100, quick 5)")
+    p.add_argument("--jobs", type=int, default=2, help="training runs in parallel processes (default 2)")
     p.add_argument("--select-episodes", type=int, default=None,
                    help="held-out twin episodes per red to choose each run's snapshot (default 20, quick 2; 0: "
                         "score the final weights)")
-    p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE")
+    p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
+                   help="hyperparameter file for one algorithm (repeatable; default: configs/dial-sau-fast.yaml "
+                        "for dial-sau, dial and nocomm)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_reproduce)
 

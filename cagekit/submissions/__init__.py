@@ -42,7 +42,8 @@ def add_package_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--layout", default=None, help="blue layout (default: the scenario's)")
     p.add_argument("--channel", type=_bool, default=None, help="on/off (heuristics; default on)")
     p.add_argument("--sau", type=_bool, default=None, help="on/off (heuristics; default on)")
-    p.add_argument("--message-cost", type=float, default=None)
+    p.add_argument("--message-cost", type=float, default=None,
+                   help="cost of sending a 1 (heuristics; default: the scenario's); checkpoints use their own")
     p.add_argument("--seed", type=int, default=None, help="seed of the random heuristic's generators")
     p.add_argument("--no-validate", action="store_true", help="skip validating the written submission")
     p.set_defaults(func=cli_package)
@@ -51,11 +52,16 @@ def add_package_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `cagekit validate team.zip`."""
-    p = subparsers.add_parser("validate", help="check a submission zip or folder (safely, in a separate process)")
+    p = subparsers.add_parser("validate", help="check a submission zip or folder (safely, in a separate process)",
+                              description="Unpack a submission into a fresh temporary folder (refusing unsafe "
+                                          "paths, links and zip bombs), check its files against the manifest's "
+                                          "hashes and its agents and spaces against the scenario, import it in a "
+                                          "separate process and play a short smoke episode. Exit code 0 on PASS.")
     p.add_argument("path", help="submission .zip or folder")
-    p.add_argument("--import-timeout", type=float, default=60.0, help="seconds allowed to import submission.py")
-    p.add_argument("--act-timeout", type=float, default=10.0, help="seconds allowed per step")
-    p.add_argument("--steps", type=int, default=5, help="steps of the smoke episode")
+    p.add_argument("--import-timeout", type=float, default=60.0,
+                   help="seconds allowed to import submission.py (default 60)")
+    p.add_argument("--act-timeout", type=float, default=10.0, help="seconds allowed per step (default 10)")
+    p.add_argument("--steps", type=int, default=5, help="steps of the smoke episode (default 5)")
     p.set_defaults(func=cli_validate)
     return p
 

@@ -523,3 +523,15 @@ def test_a_classic_cage2_package_has_no_channel_and_no_masks_by_default(tmp_path
     assert manifest["channel"] is False and manifest["sau"] is False
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         package("random", "a", "b", "c", tmp_path / "r.zip", seed=-1)
+
+
+def test_the_package_command_reports_a_refusal_on_stderr_as_the_other_commands_do(tmp_path, capsys):
+    """It printed 'error: ...' on stdout, unlike every other `cagekit` command ('cagekit X: error:' on stderr)."""
+    from cagekit.cli import main
+
+    argv = ["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out", str(tmp_path / "t.zip"),
+            "--scenario", "nope"]
+    assert main(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith("cagekit package: error: unknown scenario 'nope'")
+    assert not (tmp_path / "t.zip").exists()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cagekit.submissions.loader import SubmissionError, SubmissionTeam, SubmissionTimeout, open_submission
@@ -72,8 +73,8 @@ def cli_package(args: argparse.Namespace) -> int:
                       layout=getattr(args, "layout", None), channel=getattr(args, "channel", None),
                       sau=getattr(args, "sau", None), message_cost=getattr(args, "message_cost", None),
                       seed=getattr(args, "seed", None))
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}")
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # on stderr, named, as the other commands say it
+        print(f"cagekit package: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
     if getattr(args, "no_validate", False):

@@ -181,9 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cost of sending a 1 (default: the scenario's, 0.1 on the paper's networks)")
     p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
     p.add_argument("--red", default=None,
-                   help="red agent(s) to train against: a name, a comma-separated list or 'all' (default: the "
-                        "scenario's default red only, KillChainAgent on the paper networks; benchmark and "
-                        "reproduce train against all)")
+                   help="red agent(s) to train against: a name, a comma-separated list or 'all' (default: all, "
+                        "the reds the evaluation scores against, as benchmark and reproduce train)")
     p.add_argument("--backend", default=None, choices=["engine", "twin"],
                    help="simulator to train on (default: twin where it is proven equivalent, else engine)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")

@@ -284,6 +284,10 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
         assert message in capsys.readouterr().err
         assert not out.exists()
     assert main(["train", "--algo", "nocomm", "--steps", "60", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    # by default a run trains against every red the evaluation scores, and says when it ends still exploring
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["env"]["red"] == "all"
+    assert ("note: nocomm's epsilon anneals over 2,000,000 env steps, more than this run's 60: it ends still "
+            "exploring. configs/dial-sau-fast.yaml is the tested setting") in capsys.readouterr().out
 
 
 def test_resume_refuses_other_settings_and_names_an_unreadable_record(tmp_path, capsys):

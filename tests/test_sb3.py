@@ -369,7 +369,8 @@ def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):
         return stepped(self)
 
     monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c_at_256)
-    train = ["train", "--algo", "ppo", "--steps", "512", "--out", str(out), "--config", str(config), "--no-progress"]
+    train = ["train", "--algo", "ppo", "--steps", "512", "--out", str(out), "--config", str(config), "--no-progress",
+             "--red", "KillChainAgent"]  # one red: 4 copies (all three reds would make it 3)
     assert main(train) == 130
     assert "interrupted" in capsys.readouterr().out
     assert PPO.load(out / "model.zip").num_timesteps == 256

@@ -477,7 +477,9 @@ def cli_train(args: Any) -> int:
     else:
         if args.algo is None:
             raise ValueError(f"--algo is required ({', '.join((*ALGOS, *SB3_ALGOS))})")
-        env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red),
+        # every red agent unless told otherwise: the evaluation scores a team against all of them, and a team
+        # trained on one over-defends against the others (docs/dial.md, "One red in training, three in scoring")
+        env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red or "all"),
                                         ("detection", args.detection)) if v is not None}
         scenario = args.scenario or "paper-small"
         seed = 0 if args.seed is None else args.seed
@@ -538,6 +540,9 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
         return 130 if interrupted else 0
     limit_torch_threads()
     learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
+    note = exploration_note(algo, getattr(learner, "config", None), run["steps"])
+    if note:
+        print(note)
     summary = train(learner, run["steps"], out, checkpoint_every=run["checkpoint_every"],
                     resume=bool(args.resume), progress=progress, snapshots=run.get("snapshots", 0))
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
@@ -547,6 +552,19 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
         state += f"; checkpoint in {out}/ (score it: python evaluation.py {out})"
     print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
     return 130 if summary["interrupted"] else 0
+
+
+def exploration_note(algo: str, config: Any, steps: int) -> str | None:
+    """A note when the run ends before its epsilon schedule does. DIAL's defaults are the paper's, made for
+    about 19M env steps (epsilon anneals over 2M), so a short run with them ends exploring almost at random
+    and its team scores like one; the output should say so before the run, not leave it to the score."""
+    anneal = getattr(config, "eps_anneal_steps", None) or getattr(config, "epsilon_anneal_steps", None)
+    if not anneal or steps >= anneal:
+        return None
+    hint = (" configs/dial-sau-fast.yaml is the tested setting for runs of about 60,000 steps "
+            "(--config configs/dial-sau-fast.yaml)." if algo in DIAL_ALGOS else "")
+    return (f"note: {algo}'s epsilon anneals over {anneal:,} env steps, more than this run's {steps:,}: "
+            f"it ends still exploring.{hint}")
 
 
 def limit_torch_threads() -> int:

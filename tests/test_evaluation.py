@@ -412,6 +412,9 @@ def test_checkpoint_sources_and_bad_paths(tmp_path: Path) -> None:
         resolve_source(str(sub))  # a submission folder without metadata/manifest
     with pytest.raises(ValueError, match=r"'.*nothing' \(it does not exist\): expected a submission .*checkpoint"):
         resolve_source(str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match=r"name the team first: evaluation.py \S+dial-sau-paper-small.zip \S+nothing "
+                                         r"\(the default team\)"):  # the team evaluation.py scores by default
+        resolve_source(str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match="no such submission file"):
         resolve_source(str(tmp_path / "team.zip"))
 

@@ -266,4 +266,4 @@ def resolve_source(path: str | None, team: str | None = None) -> TeamSource:
     raise ValueError(f"cannot evaluate {path!r} ({found}): expected a submission (a .zip, or a folder holding "
                      f"submission.py), a checkpoint directory holding meta.json and its weights, or a heuristic "
                      f"team name ({', '.join(HEURISTICS)}); to give only the output folder, name the team first: "
-                     f"evaluation.py react {path}")
+                     f"evaluation.py {default_team()} {path} (the default team)")

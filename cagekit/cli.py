@@ -105,12 +105,24 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cagekit.evaluation.compare import check_out, compare_all, load_scores, to_markdown
+    from cagekit.evaluation import compare, compare_episodes
 
     folders = [Path(f) for f in args.folders]
-    out = None if args.out is None else check_out(args.out, folders)  # before any reading: a typo costs nothing
-    scores = load_scores(folders, muted=not args.no_muted)
-    text = to_markdown(scores, compare_all(scores, args.baseline))
+    evaluations = [compare_episodes.is_evaluation_folder(f) for f in folders]
+    if any(evaluations):  # teams of evaluation.py, paired episode by episode
+        if not all(evaluations):
+            raise ValueError(f"compare takes benchmark folders or evaluation folders, not a mix: "
+                             f"{', '.join(str(f) for f, e in zip(folders, evaluations, strict=True) if not e)} "
+                             f"hold{'s' * (evaluations.count(False) == 1)} no journal.jsonl")
+        if len(folders) < 2:
+            raise ValueError(f"one evaluation folder ({folders[0]}) has nothing to be compared with: give two or more")
+        out = None if args.out is None else compare_episodes.check_out(args.out, folders)
+        teams = compare_episodes.load_evaluations(folders)
+        text = compare_episodes.to_markdown(teams, compare_episodes.compare_evaluations(teams, args.baseline))
+    else:
+        out = None if args.out is None else compare.check_out(args.out, folders)  # before reading: a typo costs nothing
+        scores = compare.load_scores(folders, muted=not args.no_muted)
+        text = compare.to_markdown(scores, compare.compare_all(scores, args.baseline))
     print(text)
     if out is not None:
         out.write_text(text + "\n")
@@ -234,12 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_benchmark)
 
-    p = sub.add_parser("compare", help="paired differences between scored teams, seed by seed (benchmark folders)")
-    p.add_argument("folders", nargs="+", help="benchmark output folders (their eval/ALGO-sSEED/summary.json)")
-    p.add_argument("--baseline", default=None, help="compare every team with this one (default: every pair)")
-    p.add_argument("--no-muted", action="store_true", help="leave out the muted scores (eval-muted/)")
+    p = sub.add_parser("compare", help="paired differences between scored teams: algorithms seed by seed "
+                                       "(benchmark folders) or two teams episode by episode (evaluation folders)")
+    p.add_argument("folders", nargs="+",
+                   help="benchmark output folders (their eval/ALGO-sSEED/summary.json), or evaluation.py output "
+                        "folders scored with the same options (their journal.jsonl); not a mix")
+    p.add_argument("--baseline", default=None, help="compare every team with this one (default: every pair; for "
+                                                    "evaluation folders a team is named by its folder's name)")
+    p.add_argument("--no-muted", action="store_true", help="leave out the muted scores (eval-muted/; benchmarks)")
     p.add_argument("--out", default=None, help="also write the tables to this markdown file (not one of the "
-                                                  "compared benchmark's own files)")
+                                                  "compared folders' own files)")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("reproduce", help="the paper's comparison on both networks, written to docs/results.md")

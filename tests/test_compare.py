@@ -154,3 +154,72 @@ def test_out_may_not_overwrite_the_benchmark_or_be_empty_or_a_directory(heuristi
     assert "--out is empty" in capsys.readouterr().err
     assert main(["compare", str(heuristics), "--out", str(tmp_path)]) == 2
     assert f"--out {tmp_path} is a directory" in capsys.readouterr().err
+
+
+# evaluation folders: two teams paired episode by episode ----------------------------------------------
+
+T_975_DF3 = 3.182446305284263  # Student's t, 97.5% quantile, 3 degrees of freedom (tables)
+
+
+def _evaluate(out: Path, team: str, *extra: str) -> Path:
+    from cagekit.evaluation.cli import cli_main
+
+    argv = ["--team", team, str(out), "--lengths", "6", "--reds", "KillChainAgent", "--episodes", "4",
+            "--no-progress", *extra]
+    assert cli_main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("evaluations")
+    for team in ("react", "sleep", "random"):
+        _evaluate(root / team, team)
+    return root
+
+
+def _episode_rewards(folder: Path) -> dict[int, float]:
+    import json
+
+    records = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()[1:]]
+    return {r["index"]: r["reward"] for r in records if r["type"] == "episode"}
+
+
+def test_two_evaluations_pair_episode_by_episode(evaluations, capsys):
+    """One combination of four episodes: the difference is the mean of the per-episode differences and its
+    interval Student's t over them, computed here from the journals; the verdict follows the interval."""
+    from cagekit.evaluation.compare_episodes import load_evaluations, paired_episodes
+
+    react, rand = _episode_rewards(evaluations / "react"), _episode_rewards(evaluations / "random")
+    diffs = [react[i] - rand[i] for i in range(4)]
+    mean = sum(diffs) / 4
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 3)
+    teams = load_evaluations([evaluations / "react", evaluations / "random"])
+    row = paired_episodes(*teams)
+    assert (row.a, row.b, row.episodes) == ("react", "random", 4)
+    assert row.mean == pytest.approx(mean)
+    assert row.ci95 == pytest.approx(T_975_DF3 * sd / 2)  # over the pairs: another pairing gives another sd
+    assert row.mean == pytest.approx(teams[0].total.score - teams[1].total.score)
+    assert main(["compare", str(evaluations / "react"), str(evaluations / "sleep"), str(evaluations / "random"),
+                 "--baseline", "random"]) == 0
+    out = capsys.readouterr().out
+    assert f"| react - random | 4 | {mean:+.2f} | {T_975_DF3 * sd / 2:.2f} | {row.verdict} |" in out
+    assert "| sleep - random | 4 |" in out and "| react - sleep" not in out
+
+
+def test_evaluations_of_other_episodes_or_unfinished_are_refused(evaluations, tmp_path, capsys):
+    other = _evaluate(tmp_path / "react-seed1", "react", "--seed", "1")
+    assert main(["compare", str(evaluations / "sleep"), str(other)]) == 2
+    assert "were scored on different episodes (seed: 0 vs 1)" in capsys.readouterr().err
+    cut = tmp_path / "cut"
+    shutil.copytree(evaluations / "react", cut)
+    journal = cut / "journal.jsonl"
+    journal.write_text("".join(journal.read_text().splitlines(keepends=True)[:3]))  # config + 2 of 4 episodes
+    assert main(["compare", str(evaluations / "sleep"), str(cut)]) == 2
+    assert f"{cut} is an unfinished evaluation (2 of 4 episodes): rerun its evaluation" in capsys.readouterr().err
+    for argv, message in [([str(evaluations / "react")], "has nothing to be compared with"),
+                          ([str(evaluations / "react"), str(tmp_path)], "not a mix"),
+                          ([str(evaluations / "react"), str(evaluations / "sleep"), "--out",
+                            str(evaluations / "react" / "results.csv")], "is one of the evaluation's own files")]:
+        assert main(["compare", *argv]) == 2
+        assert message in capsys.readouterr().err

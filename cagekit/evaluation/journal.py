@@ -56,6 +56,34 @@ def check_output_folder(folder: Path, what: str = "output folder",
             return
 
 
+def read_journal(folder: str | Path) -> tuple[EvalConfig, dict[tuple[int, str, int], EpisodeResult]]:
+    """The configuration and finished episodes of an evaluation folder's journal, writing nothing (for
+    comparisons). Like a rerun, it stops at the first cut or damaged line; a ValueError names what is wrong."""
+    path = Path(folder) / JOURNAL
+    if not path.is_file():
+        raise ValueError(f"{folder} holds no {JOURNAL}: not an evaluation output folder (`python evaluation.py "
+                         f"TEAM OUT` writes one)")
+    lines = path.read_bytes().split(b"\n")[:-1]  # the text after the last newline is empty or cut short
+    try:
+        header: Any = json.loads(lines[0]) if lines else None
+        config = EvalConfig.from_json(header["config"])
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"{path} is not an evaluation journal: its first line is no readable configuration "
+                         f"({type(exc).__name__}: {exc})") from None
+    episodes: dict[tuple[int, str, int], EpisodeResult] = {}
+    for line in lines[1:]:
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                break
+            if record.get("type") == "episode":
+                result = EpisodeResult.from_json(record)
+                episodes.setdefault(result.key, result)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            break
+    return config, episodes
+
+
 class Journal:
     def __init__(self, out_dir: str | Path, config: EvalConfig):
         self.path = Path(out_dir) / JOURNAL

@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cagekit.evaluation.cli import widen_piped_output
+
+    widen_piped_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "evaluate":
         return _evaluate(argv[1:])

@@ -628,3 +628,19 @@ def test_bad_protocol_numbers_are_refused(tmp_path: Path, capsys: pytest.Capture
 def test_an_eval_config_of_the_wrong_types_is_refused(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _config(**kw)
+
+
+def test_output_to_a_pipe_is_not_clipped_at_80_columns(tmp_path, monkeypatch, capsys):
+    """Under pytest stdout is no terminal, as in a log or CI: rich then gets 120 columns, not its 80, so an
+    error's suggested command stays on one line; a COLUMNS the user set is kept."""
+    from cagekit.evaluation.cli import PIPED_COLUMNS, widen_piped_output
+
+    monkeypatch.setenv("COLUMNS", "90")
+    widen_piped_output()
+    assert os.environ["COLUMNS"] == "90"
+    monkeypatch.delenv("COLUMNS")
+    missing = tmp_path / "missing"
+    assert cli_main([str(missing)]) == 1
+    assert os.environ["COLUMNS"] == str(PIPED_COLUMNS)
+    lines = capsys.readouterr().err.splitlines()
+    assert max(len(line) for line in lines) > 80 and all(len(line) <= PIPED_COLUMNS for line in lines)

@@ -246,10 +246,23 @@ def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", 
     return out
 
 
+#: rich's width where the output is no terminal (a log file, CI, a pipe)
+PIPED_COLUMNS = 120
+
+
+def widen_piped_output() -> None:
+    """Give rich `PIPED_COLUMNS` columns when stdout is no terminal: its default there, 80, clipped the tables
+    and progress lines in logs and cut commands in error messages across lines. A terminal keeps its own
+    width, and a COLUMNS the user set wins. Called by the command lines only, never on import."""
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", str(PIPED_COLUMNS))
+
+
 def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    widen_piped_output()
     err = Console(stderr=True)
     try:
         run_command(argv, prog, console=err)
@@ -269,4 +282,5 @@ def main() -> None:  # pragma: no cover
     sys.exit(cli_main())
 
 
-__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args", "failure_advice", "run_command"]
+__all__ = ["HeuristicSource", "build_parser", "cli_main", "config_from_args", "failure_advice", "run_command",
+           "widen_piped_output"]

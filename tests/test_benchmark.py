@@ -13,15 +13,21 @@ from cagekit.cli import main
 from cagekit.evaluation.benchmark import TRAIN_RECORD, TrainJob, train_many
 
 
-def test_benchmark_table_and_reuse_of_trained_runs(tmp_path):
+def test_benchmark_table_and_reuse_of_trained_runs(tmp_path, capsys):
     out = tmp_path / "bm"
     fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"  # 240 env steps per update
     argv = ["benchmark", "--algos", "nocomm,react,sleep", "--seeds", "2", "--steps", "720", "--episodes", "2",
             "--lengths", "6", "--reds", "KillChainAgent,SleepAgent", "--out", str(out), "--no-progress",
             "--snapshots", "3", "--select-episodes", "1", "--config", f"nocomm={fast}"]
     assert main(argv) == 0
+    printed = capsys.readouterr().out
     table = pd.read_csv(out / "table.csv")
     assert table["algo"].tolist() == ["nocomm", "react", "sleep"]
+    # one line per scored team, not a table each: the benchmark's own table follows
+    summary = json.loads((out / "eval" / "react-s1" / "summary.json").read_text())
+    assert (f"react-s1: score {summary['total']['score']:.2f} ± {summary['total']['ci95']:.2f}, "
+            f"{summary['bits_per_episode']:.2f} bits per episode (reports in {out / 'eval' / 'react-s1'}/)") in printed
+    assert "┏" not in printed
     assert (table["seeds"] == 2).all()
     per_seed = pd.read_csv(out / "per_seed.csv")
     # each row's score is the harness's own total for that seed

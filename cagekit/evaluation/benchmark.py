@@ -334,7 +334,7 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) ->
     what = f"evaluation of {algo} seed {seed}{' muted' if muted else ''}"
     try:  # Ctrl-C propagates: the finished episodes are journaled, and the rest of the benchmark stops too
         name = f"{algo}-s{seed}" + ("-muted" if muted else "")  # the run's name, whichever weights were chosen
-        run_command(evaluation_argv(plan, source, out, seed, muted, name=name), prog="cagekit benchmark")
+        run_command(evaluation_argv(plan, source, out, seed, muted, name=name), prog="cagekit benchmark", brief=True)
     except EvaluationFailure as exc:  # one line for `cagekit`'s error report, not a traceback
         raise ValueError(f"{what} failed: {exc}; {failure_advice(exc)}") from exc
     except (ValueError, RuntimeError) as exc:

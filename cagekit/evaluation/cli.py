@@ -227,9 +227,11 @@ def failure_advice(exc: EvaluationFailure) -> str:
             f"(or empty that folder)")
 
 
-def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", console: Any = None) -> Path:
-    """Parse and run one evaluation command, printing its table; returns the output folder. Raises what
-    `cli_main` reports: ValueError, OSError, RuntimeError, `EvaluationFailure`, KeyboardInterrupt."""
+def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", console: Any = None,
+                brief: bool = False) -> Path:
+    """Parse and run one evaluation command, printing its table (`brief`: one line, for a benchmark that
+    scores many teams and prints its own table); returns the output folder. Raises what `cli_main`
+    reports: ValueError, OSError, RuntimeError, `EvaluationFailure`, KeyboardInterrupt."""
     from rich.console import Console
 
     from cagekit.evaluation.harness import evaluate
@@ -242,7 +244,12 @@ def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", 
     report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
                          step_timeout=args.step_timeout, progress=not args.no_progress,
                          console=console or Console(stderr=True))
-    print_summary(report, out, Console(stderr=False))
+    if brief:
+        total = report.total
+        print(f"{config.team_name}: score {total.score:.2f} ± {total.ci95:.2f}, {report.bits_per_episode:.2f} "
+              f"bits per episode (reports in {out}/)")
+    else:
+        print_summary(report, out, Console(stderr=False))
     return out
 
 

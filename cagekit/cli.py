@@ -23,9 +23,13 @@ def _scenarios(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name in scenario_names():
         spec = get_scenario(name)
-        layouts = "; ".join(f"{k}: {', '.join(a.name for a in v)}" for k, v in spec.blue_layouts.items())
-        table.add_row(name, layouts, ", ".join(spec.red_agents), spec.description)
+        layouts = "; ".join(f"{k}{' (default)' if k == spec.default_layout else ''}: {', '.join(a.name for a in v)}"
+                            for k, v in spec.blue_layouts.items())
+        reds = ", ".join(f"{r} (default)" if r == spec.default_red else r for r in spec.red_agents)
+        table.add_row(name, layouts, reds, spec.description)
     Console().print(table)
+    print("(default): what make_env plays when given no layout or red. cagekit train trains against every red "
+          "and evaluation.py scores each, unless told otherwise.")
     return 0
 
 

@@ -95,3 +95,13 @@ def test_blue_agents_partition_defended_hosts(name, layout):
         assert set(a.hosts) <= clients <= set(a.hosts) | {spec.defender}
         for subnet in a.block_subnets:
             assert subnet in built["Subnets"]
+
+
+def test_cli_lists_scenarios_with_their_defaults(capsys, monkeypatch):
+    from cagekit.cli import main
+
+    monkeypatch.setenv("COLUMNS", "300")  # wide enough that no cell wraps
+    assert main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    assert "KillChainAgent (default)" in out and "B_lineAgent (default)" in out
+    assert "team (default): blue_user, blue_ops" in out and "classic (default): Blue; team: blue_user" in out

@@ -306,10 +306,21 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     if case == "agents-unknown-agent":
         return with_code(files, agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
                                                  "Submission.AGENTS['blue_ghost'] = A()"))
+    if case == "manifest-obs-size":  # the observation size only: the action count still agrees
+        manifest = json.loads(files["manifest.json"])
+        manifest["agents"][-1]["obs_size"] += 1
+        out = dict(files)
+        out["manifest.json"] = json.dumps(manifest).encode()
+        return seal(out)
+    if case == "agents-missing-agent":
+        return with_code(files, agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
+                                                 "del Submission.AGENTS['blue_ops']"))
     if case == "hash-differs":
         out = dict(files)
         out["team/team.json"] = files["team/team.json"].replace(b'"sleep"', b'"react"')
         return out  # not resealed
+    if case == "hash-unlisted-file":
+        return {**files, "team/extra.py": b"print('not packaged')\n"}  # not resealed
     if case == "import-fails":
         return with_code(files, "raise RuntimeError('boom at import')\n")
     if case == "import-hangs":
@@ -330,8 +341,11 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("manifest-field-cost", "manifest", "'message_cost' is 'abc'; it must be a finite number or null"),
     ("manifest-field-channel", "manifest", "'channel' is 'yes'; it must be true or false"),
     ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic' or 'checkpoint'"),
+    ("manifest-obs-size", "scenario", "agent 'blue_ops': manifest says observation"),
     ("agents-unknown-agent", "agents", "['blue_ghost'] not in scenario"),
+    ("agents-missing-agent", "agents", "scenario agent(s) ['blue_ops'] missing from Submission.AGENTS"),
     ("hash-differs", "hashes", "team/team.json: SHA-256 differs"),
+    ("hash-unlisted-file", "hashes", "team/extra.py: not listed in manifest.json"),
     ("import-fails", "import", "boom at import"),
     ("import-hangs", "import", "timed out"),
     ("crash-first-step", "smoke", "step 0"),

@@ -427,3 +427,19 @@ def test_reset_clears_the_block_bits():
     assert obs["blue_user"]["observation"][4 * nh] == 1  # the block bit shows this step's block
     obs, _ = env.reset(seed=0)
     assert obs["blue_user"]["observation"][4 * nh] == 0
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_restoring_the_ot_server_brings_its_service_back(simulator):
+    env = make_env("paper-small", red="KillChainAgent", seed=0, sau=False, channel=False, episode_length=60,
+                   simulator=simulator)
+    restore = env.engine.catalogs["blue_ops"].entries.index(("Restore", "Op_Server0"))
+    env.reset(seed=0)
+    for _ in range(40):
+        *_, infos = env.step({a: 0 for a in env.agents})
+        if infos["blue_ops"]["impacted"]:
+            break
+    assert infos["blue_ops"]["impacted"], "red never took the OT service down"
+    *_, infos = env.step({"blue_user": 0, "blue_ops": restore})
+    assert infos["blue_ops"]["action"] == "Restore Op_Server0"
+    assert not infos["blue_ops"]["impacted"]

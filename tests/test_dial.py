@@ -324,6 +324,23 @@ def test_ctrl_c_during_an_update_keeps_its_log_row(tmp_path, monkeypatch, at):
     assert list(pd.read_csv(tmp_path / "run" / "log.csv")["update"]) == [1, 2, 3, 4]
 
 
+def test_resume_drops_the_log_rows_after_its_checkpoint(tmp_path):
+    """A run killed some updates after its last checkpoint logged rows the resumed run plays again: they are
+    dropped, not kept twice."""
+    import pandas as pd
+
+    steps_per_update = 2 * 5
+    run = tmp_path / "run"
+    train(tiny(seed=5), 2 * steps_per_update, run, checkpoint_every=0, progress=False)
+    saved = {name: (run / name).read_bytes() for name in (ckpt.MODEL_FILE, ckpt.TRAINER_FILE, ckpt.META_FILE)}
+    train(tiny(seed=5), 4 * steps_per_update, run, checkpoint_every=0, resume=True, progress=False)
+    for name, data in saved.items():  # as if killed after update 4 with update 2's checkpoint on disk
+        (run / name).write_bytes(data)
+    summary = train(tiny(seed=5), 4 * steps_per_update, run, checkpoint_every=0, resume=True, progress=False)
+    assert summary["new_updates"] == 2
+    assert list(pd.read_csv(run / "log.csv")["update"]) == [1, 2, 3, 4]
+
+
 def test_make_learner_dispatch():
     learner = make_learner("dial", "paper-small", 0, TINY, episode_length=5)
     assert learner.algo == "dial" and learner.envs[0].sau is False and learner.envs[0].channel is True

@@ -440,6 +440,39 @@ def test_lambda_targets():
     assert torch.allclose(mid, torch.tensor([-1 + 0.5 * (0.5 * 20 + 0.5 * y1), y1, -3]))
 
 
+@pytest.mark.parametrize("double_q", [False, True], ids=["max", "double-q"])
+def test_dial_loss_is_its_documented_td_and_cost_terms(double_q):
+    """The loss from the unrolled Q-values by hand: targets s*r + gamma * (the best *unmasked* next action's
+    target value; with double Q the online net picks it), and the cost term cost_weight * s * c * mean(soft)."""
+    import math
+
+    scale, cost, weight = 2.0, 0.5, 0.7
+    learner = tiny(reward_scale=scale, cost_weight=weight, double_q=double_q)
+    batch = learner.collect(epsilon=0.5, update_index=0)
+    layout, config = learner.layout, learner.config
+    with torch.no_grad():
+        q, _, soft = Unroll(learner.net, layout, config).run(batch)
+        q_target = Unroll(learner.target, layout, config).run(batch)[0]
+
+        def next_values(masks):
+            if double_q:
+                best = q.masked_fill(~masks, -math.inf).argmax(-1, keepdim=True)
+                return q_target.gather(-1, best).squeeze(-1)
+            return q_target.masked_fill(~masks, -math.inf).max(-1).values
+
+        r = scale * batch.rewards.unsqueeze(-1).expand(*batch.actions.shape)
+        y = lambda_targets(r, next_values(batch.masks), config.gamma, 0.0)
+        unmasked = lambda_targets(r, next_values(torch.ones_like(batch.masks)), config.gamma, 0.0)
+        assert not torch.allclose(y, unmasked)  # the masks matter in this batch
+        chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        td = float(((y - chosen) ** 2).mean())
+        cost_term = weight * scale * cost * float(soft.mean())
+    loss, metrics = dial_loss(learner.net, learner.target, layout, config, batch, message_cost=cost)
+    assert metrics["td_loss"] == pytest.approx(td, rel=1e-5)
+    assert metrics["cost_loss"] == pytest.approx(cost_term, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(td + cost_term, rel=1e-5)
+
+
 def test_lambda_targets_bootstrap_a_truncated_end():
     r = torch.tensor([-1.0, -2.0, -3.0])
     v = torch.tensor([10.0, 20.0, 30.0, 40.0])  # one more row: the value after the last step

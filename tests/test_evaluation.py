@@ -395,6 +395,12 @@ def test_file_formats(tmp_path: Path) -> None:
     means = df.groupby(["steps", "adversary"], sort=False)["reward"].mean().tolist()
     assert means == pytest.approx([float(m[3]) for m in rows])
     assert summary["total"]["score"] == pytest.approx(sum(means))
+    assert summary["reward"]["mean"] == pytest.approx(df["reward"].mean())
+    assert summary["reward"]["stdev"] == pytest.approx(df["reward"].std(ddof=1)) and df["reward"].nunique() > 1
+    assert summary["channel_cost_per_episode"] == pytest.approx(df["channel_cost"].mean())
+    assert summary["bits_per_episode"] == pytest.approx(df["bits_sent"].mean())
+    assert (df["channel_cost"] > 0).any()  # react talks: the team reward is the score less what it paid
+    assert df["team_reward"].tolist() == pytest.approx((df["reward"] - df["channel_cost"]).tolist())
     scores = dict(line.split(": ") for line in (out / "scores.txt").read_text().splitlines())
     assert float(scores["total_score"]) == pytest.approx(sum(means))
     full = (out / "full.txt").read_text().splitlines()

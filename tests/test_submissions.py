@@ -241,6 +241,10 @@ def _lying_bomb(path: Path) -> Path:
     ("bomb-lying-header", "archive", "entry 'team/big.bin'"),
     ("too-many-files", "archive", "too many files"),
     ("not-a-zip", "archive", "not a readable zip"),
+    ("backslash", "archive", "backslash in path"),
+    ("drive-letter", "archive", "absolute path"),
+    ("duplicate", "archive", "'team/./team.json': duplicate name"),
+    ("encrypted", "archive", "encrypted (refused)"),
 ])
 def test_archive_refused(case, check, needle, sandbox, sleep_files):
     path = sandbox / f"{case}.zip"
@@ -261,6 +265,16 @@ def test_archive_refused(case, check, needle, sandbox, sleep_files):
         zip_of(path, base + [(f"team/f{i}", b"") for i in range(2001)])
     elif case == "not-a-zip":
         path.write_bytes(b"PK\x03\x04 not really")
+    elif case == "backslash":
+        zip_of(path, base + [("team\\..\\..\\evil.py", b"x")])
+    elif case == "drive-letter":
+        zip_of(path, base + [("C:/evil.py", b"x")])
+    elif case == "duplicate":  # another spelling of the same file
+        zip_of(path, base + [("team/./team.json", b"{}")])
+    elif case == "encrypted":  # the encryption flag set in the central directory's first entry
+        data = bytearray(zip_of(path, base).read_bytes())
+        data[data.index(b"PK\x01\x02") + 8] |= 0x1
+        path.write_bytes(bytes(data))
     before = snapshot(sandbox)
     report = validate(path)
     assert not report.ok

@@ -343,6 +343,8 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
         return with_code(files, agent_code(body=CRASH))
     if case == "bad-action":
         return with_code(files, agent_code(body=BAD_ACTION))
+    if case == "action-one-past-the-end":
+        return with_code(files, agent_code(body="        return action_space.n"))
     raise AssertionError(case)
 
 
@@ -364,6 +366,7 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("import-hangs", "import", "timed out"),
     ("crash-first-step", "smoke", "step 0"),
     ("bad-action", "smoke", "outside its action space"),
+    ("action-one-past-the-end", "smoke", "outside its action space"),
 ])
 def test_submission_refused(case, check, needle, sandbox, sleep_files):
     path = write_zip(_hostile(case, sleep_files), sandbox / f"{case}.zip")

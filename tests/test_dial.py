@@ -155,6 +155,31 @@ def test_greedy_team_respects_masks_and_channel():
     assert all(0 <= a < env.action_space(n).n for n, a in acts.items())
 
 
+def test_decentralised_agents_play_the_episodes_training_collected():
+    """Without exploration or DRU noise, the greedy team (each agent on its own observation, its own memory of
+    its last action) plays exactly the actions and bits the learner's collection recorded on the same episodes:
+    what is trained is what is executed (previous action encoded alike, messages gated alike)."""
+    from cagekit.agents.dial import seeds_for
+
+    learner = tiny(sigma=0.0, norm="layer", batch_episodes=3, gate_messages=True)
+    learner.episode_length = 12
+    for env in learner.envs:
+        env.episode_length = 12
+    batch = learner.collect(epsilon=0.0, update_index=0)
+    team = learner.team()
+    for b, (env, seed) in enumerate(zip(learner.envs, seeds_for(0, 0, 3), strict=True)):
+        obs, _ = env.reset(seed=seed)
+        team.end_episode()
+        for t in range(12):
+            actions = team.act(obs)
+            obs, _, _, _, infos = env.step(actions)
+            for a, name in enumerate(env.possible_agents):
+                defence, bit = divmod(int(actions[name]), 2)
+                assert (defence, bit) == (int(batch.actions[t, b, a]), int(batch.bits[t, b, a])), (b, t, name)
+    assert batch.bits.any() and not batch.gate[:12].all()  # messages sent, and some steps gated
+    assert len(torch.unique(batch.actions)) > 2
+
+
 # checkpoints -----------------------------------------------------------------------------------
 def _q_values(team, env, seed=7, steps=4) -> list[torch.Tensor]:
     obs, _ = env.reset(seed=seed)
@@ -190,6 +215,19 @@ def test_checkpoint_round_trip(tmp_path):
     assert again.updates == learner.updates and again.env_steps == learner.env_steps
     for k, v in learner.net.state_dict().items():
         assert torch.equal(v, again.net.state_dict()[k])
+
+
+def test_a_learner_from_weights_alone_starts_with_its_target_equal_to_them(tmp_path):
+    """A policy snapshot has no trainer state: the rebuilt learner's target network is its weights, not the
+    fresh network the constructor drew (whose values the first updates would bootstrap from)."""
+    learner = tiny(seed=4)
+    learner.update()
+    learner.save_policy(tmp_path / "snap")
+    again = DialLearner.from_checkpoint(tmp_path / "snap")
+    fresh = tiny(seed=4).target.state_dict()
+    for k, v in learner.net.state_dict().items():
+        assert torch.equal(again.net.state_dict()[k], v) and torch.equal(again.target.state_dict()[k], v)
+    assert any(not torch.equal(fresh[k], v) for k, v in learner.net.state_dict().items() if v.is_floating_point())
 
 
 def test_checkpoint_errors(tmp_path):

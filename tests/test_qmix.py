@@ -261,6 +261,18 @@ def test_save_load_team_matches_learner(tmp_path):
     assert resumed.updates == learner.updates and resumed.update() == learner.update()
 
 
+def test_a_learner_from_weights_alone_starts_with_its_target_equal_to_them(tmp_path):
+    learner = small_learner(seed=4)
+    learner.update()
+    learner.save_policy(tmp_path / "snap")
+    again = QmixLearner.from_checkpoint(tmp_path / "snap")
+    for online, target in ((again.agent, again.target_agent), (again.mixer, again.target_mixer)):
+        for k, v in online.state_dict().items():
+            assert torch.equal(target.state_dict()[k], v)
+    for k, v in learner.agent.state_dict().items():
+        assert torch.equal(again.agent.state_dict()[k], v)
+
+
 def test_decentralised_agents_match_centralised_unroll():
     learner = small_learner(seed=2)
     learner.update()

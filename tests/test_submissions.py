@@ -345,6 +345,10 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
         return with_code(files, agent_code(body=BAD_ACTION))
     if case == "action-one-past-the-end":
         return with_code(files, agent_code(body="        return action_space.n"))
+    if case == "action-bool":  # would play action 1 (a sent bit) if counted as an integer
+        return with_code(files, agent_code(body="        return True"))
+    if case == "action-float":  # would play action 1 if truncated
+        return with_code(files, agent_code(body="        return np.float64(1.7)"))
     raise AssertionError(case)
 
 
@@ -367,6 +371,8 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("crash-first-step", "smoke", "step 0"),
     ("bad-action", "smoke", "outside its action space"),
     ("action-one-past-the-end", "smoke", "outside its action space"),
+    ("action-bool", "smoke", "action True is a bool, not an integer"),
+    ("action-float", "smoke", "is not one integer"),
 ])
 def test_submission_refused(case, check, needle, sandbox, sleep_files):
     path = write_zip(_hostile(case, sleep_files), sandbox / f"{case}.zip")

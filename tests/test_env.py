@@ -149,9 +149,10 @@ def test_sau_on_masks_restore_at_start():
 
 # --- the costed channel -----------------------------------------------------------------------------
 
-def test_channel_cost_and_delivery():
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_channel_cost_and_delivery(simulator):
     cost = 0.25
-    env = make_env("paper-large", message_cost=cost, seed=3)
+    env = make_env("paper-large", message_cost=cost, seed=3, simulator=simulator)
     agents = env.possible_agents  # blue_user, blue_enterprise, blue_ops
     env.reset()
     sender = agents[0]

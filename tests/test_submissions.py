@@ -178,6 +178,19 @@ def test_round_trip_checkpoint(sandbox, tiny_checkpoint):
         assert episode_reward(team, seed=5, episodes=1) == pytest.approx(reference)
 
 
+def test_a_checkpoint_packages_the_settings_it_was_trained_with(tmp_path):
+    """The manifest (what evaluation builds the environment from) carries the checkpoint's channel cost, masks
+    and channel, not the packager's defaults."""
+    from cagekit.agents.dial import DialLearner
+
+    learner = DialLearner("dial", SCENARIO, seed=0, config={"batch_episodes": 2}, message_cost=0.37)
+    learner.save(tmp_path / "ck")
+    manifest = json.loads(build_files(tmp_path / "ck", name="t", team="t", technique="t")["manifest.json"])
+    assert (manifest["message_cost"], manifest["sau"], manifest["channel"]) == (0.37, False, True)
+    with pytest.raises(ValueError, match="was trained with message_cost=0.37, not 0.5"):
+        build_files(tmp_path / "ck", name="t", team="t", technique="t", message_cost=0.5)
+
+
 def test_a_checkpoint_that_does_not_load_is_refused_before_a_zip_is_written(sandbox, tiny_checkpoint, tmp_path):
     import shutil
 

@@ -11,6 +11,7 @@ import pytest
 
 from cagekit.cli import main
 from cagekit.evaluation.benchmark import TRAIN_RECORD, TrainJob, train_many
+from cagekit.evaluation.protocol import seed_ci95
 
 
 def test_benchmark_table_and_reuse_of_trained_runs(tmp_path, capsys):
@@ -34,6 +35,13 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path, capsys):
     for _, row in per_seed.iterrows():
         summary = json.loads((out / "eval" / f"{row['algo']}-s{row['seed']}" / "summary.json").read_text())
         assert row["score"] == summary["total"]["score"]
+    # the table: mean over seeds, with the 95% interval over seeds (not the harness's intervals within seeds)
+    for _, row in table.iterrows():
+        mine = per_seed[per_seed["algo"] == row["algo"]]
+        assert row["score"] == pytest.approx(mine["score"].mean())
+        assert row["ci95"] == pytest.approx(seed_ci95(mine["score"].tolist()))
+        assert row["KillChainAgent@6"] == pytest.approx(mine["KillChainAgent@6"].mean())
+    assert table["ci95"].gt(0).any()
     assert (out / "table.md").read_text().count("\n| ") == 4
     # each learned team scored is the weights its held-out choice named (snapshot or final)
     for seed in (0, 1):

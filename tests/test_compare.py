@@ -42,6 +42,15 @@ def test_paired_difference_is_the_per_seed_difference(heuristics):
     assert row.verdict == ("react ahead" if low > 0 else "sleep ahead" if high < 0 else "within noise")
 
 
+@pytest.mark.parametrize(("mean", "ci95", "verdict"), [
+    (5.0, 1.0, "a ahead"), (-5.0, 1.0, "b ahead"), (0.5, 1.0, "within noise"), (-0.5, 1.0, "within noise"),
+    (1.0, 1.0, "within noise"), (-1.0, 1.0, "within noise"), (0.5, math.nan, "one seed: no interval")])
+def test_a_verdict_needs_the_whole_interval_on_one_side(mean, ci95, verdict):
+    from cagekit.evaluation.compare import PairedDifference
+
+    assert PairedDifference("a", "b", (0, 1, 2), mean, ci95).verdict == verdict
+
+
 def test_benchmark_writes_every_pair(heuristics):
     text = (heuristics / "paired.md").read_text()
     pairs = [line for line in text.splitlines() if " - " in line and line.startswith("| ") and "a - b" not in line]

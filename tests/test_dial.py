@@ -155,6 +155,31 @@ def test_greedy_team_respects_masks_and_channel():
     assert all(0 <= a < env.action_space(n).n for n, a in acts.items())
 
 
+def test_decentralised_agents_play_the_episodes_training_collected():
+    """Without exploration or DRU noise, the greedy team (each agent on its own observation, its own memory of
+    its last action) plays exactly the actions and bits the learner's collection recorded on the same episodes:
+    what is trained is what is executed (previous action encoded alike, messages gated alike)."""
+    from cagekit.agents.dial import seeds_for
+
+    learner = tiny(sigma=0.0, norm="layer", batch_episodes=3, gate_messages=True)
+    learner.episode_length = 12
+    for env in learner.envs:
+        env.episode_length = 12
+    batch = learner.collect(epsilon=0.0, update_index=0)
+    team = learner.team()
+    for b, (env, seed) in enumerate(zip(learner.envs, seeds_for(0, 0, 3), strict=True)):
+        obs, _ = env.reset(seed=seed)
+        team.end_episode()
+        for t in range(12):
+            actions = team.act(obs)
+            obs, _, _, _, infos = env.step(actions)
+            for a, name in enumerate(env.possible_agents):
+                defence, bit = divmod(int(actions[name]), 2)
+                assert (defence, bit) == (int(batch.actions[t, b, a]), int(batch.bits[t, b, a])), (b, t, name)
+    assert batch.bits.any() and not batch.gate[:12].all()  # messages sent, and some steps gated
+    assert len(torch.unique(batch.actions)) > 2
+
+
 # checkpoints -----------------------------------------------------------------------------------
 def _q_values(team, env, seed=7, steps=4) -> list[torch.Tensor]:
     obs, _ = env.reset(seed=seed)
@@ -190,6 +215,19 @@ def test_checkpoint_round_trip(tmp_path):
     assert again.updates == learner.updates and again.env_steps == learner.env_steps
     for k, v in learner.net.state_dict().items():
         assert torch.equal(v, again.net.state_dict()[k])
+
+
+def test_a_learner_from_weights_alone_starts_with_its_target_equal_to_them(tmp_path):
+    """A policy snapshot has no trainer state: the rebuilt learner's target network is its weights, not the
+    fresh network the constructor drew (whose values the first updates would bootstrap from)."""
+    learner = tiny(seed=4)
+    learner.update()
+    learner.save_policy(tmp_path / "snap")
+    again = DialLearner.from_checkpoint(tmp_path / "snap")
+    fresh = tiny(seed=4).target.state_dict()
+    for k, v in learner.net.state_dict().items():
+        assert torch.equal(again.net.state_dict()[k], v) and torch.equal(again.target.state_dict()[k], v)
+    assert any(not torch.equal(fresh[k], v) for k, v in learner.net.state_dict().items() if v.is_floating_point())
 
 
 def test_checkpoint_errors(tmp_path):
@@ -324,6 +362,23 @@ def test_ctrl_c_during_an_update_keeps_its_log_row(tmp_path, monkeypatch, at):
     assert list(pd.read_csv(tmp_path / "run" / "log.csv")["update"]) == [1, 2, 3, 4]
 
 
+def test_resume_drops_the_log_rows_after_its_checkpoint(tmp_path):
+    """A run killed some updates after its last checkpoint logged rows the resumed run plays again: they are
+    dropped, not kept twice."""
+    import pandas as pd
+
+    steps_per_update = 2 * 5
+    run = tmp_path / "run"
+    train(tiny(seed=5), 2 * steps_per_update, run, checkpoint_every=0, progress=False)
+    saved = {name: (run / name).read_bytes() for name in (ckpt.MODEL_FILE, ckpt.TRAINER_FILE, ckpt.META_FILE)}
+    train(tiny(seed=5), 4 * steps_per_update, run, checkpoint_every=0, resume=True, progress=False)
+    for name, data in saved.items():  # as if killed after update 4 with update 2's checkpoint on disk
+        (run / name).write_bytes(data)
+    summary = train(tiny(seed=5), 4 * steps_per_update, run, checkpoint_every=0, resume=True, progress=False)
+    assert summary["new_updates"] == 2
+    assert list(pd.read_csv(run / "log.csv")["update"]) == [1, 2, 3, 4]
+
+
 def test_make_learner_dispatch():
     learner = make_learner("dial", "paper-small", 0, TINY, episode_length=5)
     assert learner.algo == "dial" and learner.envs[0].sau is False and learner.envs[0].channel is True
@@ -421,6 +476,39 @@ def test_lambda_targets():
     mid = lambda_targets(r, v, 0.5, 0.5)
     y1 = -2 + 0.5 * (0.5 * 30 + 0.5 * -3)
     assert torch.allclose(mid, torch.tensor([-1 + 0.5 * (0.5 * 20 + 0.5 * y1), y1, -3]))
+
+
+@pytest.mark.parametrize("double_q", [False, True], ids=["max", "double-q"])
+def test_dial_loss_is_its_documented_td_and_cost_terms(double_q):
+    """The loss from the unrolled Q-values by hand: targets s*r + gamma * (the best *unmasked* next action's
+    target value; with double Q the online net picks it), and the cost term cost_weight * s * c * mean(soft)."""
+    import math
+
+    scale, cost, weight = 2.0, 0.5, 0.7
+    learner = tiny(reward_scale=scale, cost_weight=weight, double_q=double_q)
+    batch = learner.collect(epsilon=0.5, update_index=0)
+    layout, config = learner.layout, learner.config
+    with torch.no_grad():
+        q, _, soft = Unroll(learner.net, layout, config).run(batch)
+        q_target = Unroll(learner.target, layout, config).run(batch)[0]
+
+        def next_values(masks):
+            if double_q:
+                best = q.masked_fill(~masks, -math.inf).argmax(-1, keepdim=True)
+                return q_target.gather(-1, best).squeeze(-1)
+            return q_target.masked_fill(~masks, -math.inf).max(-1).values
+
+        r = scale * batch.rewards.unsqueeze(-1).expand(*batch.actions.shape)
+        y = lambda_targets(r, next_values(batch.masks), config.gamma, 0.0)
+        unmasked = lambda_targets(r, next_values(torch.ones_like(batch.masks)), config.gamma, 0.0)
+        assert not torch.allclose(y, unmasked)  # the masks matter in this batch
+        chosen = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        td = float(((y - chosen) ** 2).mean())
+        cost_term = weight * scale * cost * float(soft.mean())
+    loss, metrics = dial_loss(learner.net, learner.target, layout, config, batch, message_cost=cost)
+    assert metrics["td_loss"] == pytest.approx(td, rel=1e-5)
+    assert metrics["cost_loss"] == pytest.approx(cost_term, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(td + cost_term, rel=1e-5)
 
 
 def test_lambda_targets_bootstrap_a_truncated_end():

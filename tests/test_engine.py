@@ -224,3 +224,23 @@ def test_cached_subnet_reset_equals_engine_reset(scenario):
             assert fast.red_access() == slow.red_access()
             rewards.append(r_fast)
     assert any(r != 0 for r in rewards)  # red got somewhere, so the comparison saw more than zeros
+
+
+def test_red_access_counts_system_on_windows_as_root_as_the_reward_does():
+    """CAGE-2's Windows hosts give red SYSTEM, not root: `red_access` (the global state, the twin comparison)
+    must call that root, as the reward's confidentiality term does."""
+    from cagekit.scenarios.spec import VALUE_WEIGHTS
+
+    env = make_env("cage2", layout="classic", red="B_lineAgent", seed=0, sau=False, channel=False, episode_length=30)
+    env.reset(seed=0)
+    weight = {h.name: VALUE_WEIGHTS[h.confidentiality] for h in env.spec.hosts}
+    roots = set()
+    while env.agents:
+        *_, infos = env.step({"Blue": 0})
+        if infos["Blue"]["impacted"]:
+            break  # the availability term joins in: the comparison below is for confidentiality alone
+        access = env.engine.red_access()
+        charged = -round(sum(weight[h] for h, level in access.items() if level == "root"), 1)
+        assert infos["Blue"]["env_reward"] == pytest.approx(charged)
+        roots |= {h for h, level in access.items() if level == "root"}
+    assert {"User0", "Enterprise1"} <= roots  # Windows hosts

@@ -149,9 +149,10 @@ def test_sau_on_masks_restore_at_start():
 
 # --- the costed channel -----------------------------------------------------------------------------
 
-def test_channel_cost_and_delivery():
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_channel_cost_and_delivery(simulator):
     cost = 0.25
-    env = make_env("paper-large", message_cost=cost, seed=3)
+    env = make_env("paper-large", message_cost=cost, seed=3, simulator=simulator)
     agents = env.possible_agents  # blue_user, blue_enterprise, blue_ops
     env.reset()
     sender = agents[0]
@@ -366,3 +367,80 @@ def test_a_float_pair_and_a_misspelt_agent_are_refused_not_guessed(simulator):
     with pytest.raises(ValueError, match="no agent 'blue_x' in this env; its agents: blue_user, blue_ops"):
         env.observation_space("blue_x")
     env.step({a: (1, 1) for a in env.agents})  # an integer pair is fine
+
+
+def _rows_and_received(env, agent, observation) -> tuple[np.ndarray, np.ndarray]:
+    """An agent's own host codes (0-15) read back from its observation, and the bits it received."""
+    spec = next(a for a in env.engine.agents if a.name == agent)
+    nh, nb = len(spec.hosts), len(spec.block_subnets)
+    bits = observation[:4 * nh].reshape(nh, 4).astype(np.int64)
+    codes = (bits[:, 0] << 3) | (bits[:, 1] << 2) | (bits[:, 2] << 1) | bits[:, 3]
+    return codes, observation[4 * nh + nb: 4 * nh + nb + len(env.possible_agents) - 1]
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_masks_follow_the_shown_rows_and_the_bits_that_arrived(simulator):
+    """In play, each mask is `sau_mask` of the rows the agent is shown and whether any teammate's bit arrived
+    (three agents: one bit of two is enough). The unit tests of `sau_mask` alone missed an env that never
+    passed the arrival on, and a twin that unmasked Remove on a host showing only a scan."""
+    env = make_env("paper-large", red="ExplorerAgent", seed=4, simulator=simulator, episode_length=40)
+    obs, _ = env.reset(seed=4)
+    rng = np.random.default_rng(1)
+    seen = {"quiet host, bit arrived": 0, "one of two bits": 0, "scan only": 0}
+    while env.agents:
+        for a in env.possible_agents:
+            codes, received = _rows_and_received(env, a, obs[a]["observation"])
+            expected = sau_mask(env.engine.catalogs[a], codes, bool(received.any()))
+            np.testing.assert_array_equal(obs[a]["action_mask"], np.repeat(expected, 2))
+            seen["quiet host, bit arrived"] += bool(received.any() and (codes == QUIET).any())
+            seen["one of two bits"] += int(received.sum()) == 1
+            seen["scan only"] += bool((codes == SCAN).any())
+        actions = {a: encode_action(int(rng.choice(np.flatnonzero(obs[a]["action_mask"][::2]))),
+                                    int(rng.random() < 0.5)) for a in env.agents}
+        obs, *_ = env.step(actions)
+    assert all(seen.values()), seen  # every case the masks must get right came up
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_state_ends_with_reds_true_access_one_hot(simulator):
+    """The global state (QMix's mixer input) ends with red's access to every host, one-hot (none, user, root)."""
+    env = make_env("paper-small", red="KillChainAgent", seed=2, simulator=simulator, episode_length=25)
+    env.reset(seed=2)
+    hosts = env.spec.host_names
+    levels = set()
+    while env.agents:
+        env.step({a: 0 for a in env.agents})
+        tail = env.state()[-3 * len(hosts):].reshape(len(hosts), 3)
+        access = env.engine.red_access()
+        assert (tail.sum(axis=1) == 1).all()
+        assert [("none", "user", "root")[i] for i in tail.argmax(axis=1)] == [access[h] for h in hosts]
+        levels |= set(access.values())
+    assert levels == {"none", "user", "root"}
+
+
+def test_reset_clears_the_block_bits():
+    env = make_env("paper-small", red="SleepAgent", seed=0)
+    env.reset(seed=0)
+    entries = env.engine.catalogs["blue_user"].entries
+    block = encode_action(entries.index(("Block", "Operational")), 0)
+    obs, *_ = env.step({"blue_user": block, "blue_ops": 0})
+    nh = len(env.engine.agents[0].hosts)
+    assert obs["blue_user"]["observation"][4 * nh] == 1  # the block bit shows this step's block
+    obs, _ = env.reset(seed=0)
+    assert obs["blue_user"]["observation"][4 * nh] == 0
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_restoring_the_ot_server_brings_its_service_back(simulator):
+    env = make_env("paper-small", red="KillChainAgent", seed=0, sau=False, channel=False, episode_length=60,
+                   simulator=simulator)
+    restore = env.engine.catalogs["blue_ops"].entries.index(("Restore", "Op_Server0"))
+    env.reset(seed=0)
+    for _ in range(40):
+        *_, infos = env.step({a: 0 for a in env.agents})
+        if infos["blue_ops"]["impacted"]:
+            break
+    assert infos["blue_ops"]["impacted"], "red never took the OT service down"
+    *_, infos = env.step({"blue_user": 0, "blue_ops": restore})
+    assert infos["blue_ops"]["action"] == "Restore Op_Server0"
+    assert not infos["blue_ops"]["impacted"]

@@ -153,6 +153,10 @@ def test_a_cut_journal_line_is_dropped(tmp_path: Path) -> None:
     journal.write_bytes(b"\n".join(lines[:4]) + b"\n" + lines[4][: len(lines[4]) // 2])
     (out / "summary.txt").unlink()
     assert _cli("react", str(out), *SMALL) == 0
+    # the cut line is gone, not glued to the next record: the journal holds every episode, once, whole
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [r["type"] for r in records] == ["config"] + ["episode"] * 18
+    assert len({(r["length"], r["red"], r["index"]) for r in records[1:]}) == 18
     assert _cli("react", str(tmp_path / "whole"), *SMALL) == 0
     _same_outputs(out, tmp_path / "whole")
 
@@ -185,6 +189,18 @@ def test_a_journal_of_another_configuration_is_refused(tmp_path: Path, capsys: p
         evaluate(_config(team={"kind": "heuristic", "name": "sleep"}, episodes=3, lengths=(5, 8),
                          reds=("KillChainAgent", "ExplorerAgent", "SleepAgent"), cagekit_version="0.1.0"),
                  HeuristicSource("sleep"), out, progress=False)
+
+
+@pytest.mark.parametrize("change", [{"detection": 0.5}, {"message_cost": 0.3}, {"green": "none"}, {"view": "team"},
+                                    {"sau": False}, {"channel": False}, {"simulator": "twin"}, {"episodes": 3},
+                                    {"scenario": "paper-large"}, {"cagekit_version": "9.9"}])
+def test_every_setting_that_decides_the_results_refuses_the_journal(tmp_path: Path, change: dict[str, Any]) -> None:
+    """A journal is resumed only when every setting that changes an episode (or its bits and cost) agrees."""
+    base = dict(lengths=(3,), reds=("SleepAgent",), episodes=1)
+    evaluate(_config(**base), HeuristicSource("sleep"), tmp_path, progress=False)
+    (field,) = change
+    with pytest.raises(JournalMismatch, match=rf"{field}: journal has"):
+        evaluate(_config(**{**base, **change}), HeuristicSource("sleep"), tmp_path, progress=False)
 
 
 def test_a_journal_from_before_the_view_field_resumes(tmp_path: Path) -> None:
@@ -383,6 +399,8 @@ def test_file_formats(tmp_path: Path) -> None:
     rows = [pattern.fullmatch(line) for line in lines if line.startswith("steps:")]
     assert len(rows) == 6 and all(rows)
     summary = json.loads((out / "summary.json").read_text())
+    # CAGE-2's reporting order: episode lengths outer, red agents inner
+    assert [(int(m[1]), m[2]) for m in rows] == [(n, r) for n in (5, 8) for r in summary["parameters"]["reds"]]
     assert set(summary) >= {"submission", "parameters", "time", "reward", "total", "combinations",
                             "bits_per_episode", "channel_cost_per_episode"}
     assert summary["submission"] == {"author": "Ada", "team": "T", "technique": "rules"}
@@ -394,6 +412,12 @@ def test_file_formats(tmp_path: Path) -> None:
     means = df.groupby(["steps", "adversary"], sort=False)["reward"].mean().tolist()
     assert means == pytest.approx([float(m[3]) for m in rows])
     assert summary["total"]["score"] == pytest.approx(sum(means))
+    assert summary["reward"]["mean"] == pytest.approx(df["reward"].mean())
+    assert summary["reward"]["stdev"] == pytest.approx(df["reward"].std(ddof=1)) and df["reward"].nunique() > 1
+    assert summary["channel_cost_per_episode"] == pytest.approx(df["channel_cost"].mean())
+    assert summary["bits_per_episode"] == pytest.approx(df["bits_sent"].mean())
+    assert (df["channel_cost"] > 0).any()  # react talks: the team reward is the score less what it paid
+    assert df["team_reward"].tolist() == pytest.approx((df["reward"] - df["channel_cost"]).tolist())
     scores = dict(line.split(": ") for line in (out / "scores.txt").read_text().splitlines())
     assert float(scores["total_score"]) == pytest.approx(sum(means))
     full = (out / "full.txt").read_text().splitlines()
@@ -505,6 +529,51 @@ class _Faulty:
                 while True:
                     pass
         return self.inner.get_action(observation, action_space)
+
+
+class _Chatter:
+    """Sends a 1 every step and picks a masked action whenever there is one, counting how often it did."""
+
+    def __init__(self) -> None:
+        self.masked = 0
+
+    def set_initial_values(self, *args: Any) -> None:
+        pass
+
+    def end_episode(self) -> None:
+        pass
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        closed = np.flatnonzero(observation["action_mask"] == 0)
+        self.masked += len(closed) > 0
+        return 2 * (int(closed[0]) // 2 if len(closed) else 0) + 1
+
+
+class _ChatterSource(TeamSource):
+    def __init__(self) -> None:
+        self.teams: dict[int, Team] = {}  # by episode seed: the last team built for it is the one that played
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "test", "mode": "chatter"}
+
+    def team_for_episode(self, env: Any, seed: int) -> Team:
+        base = make_team("sleep", env, seed)
+        self.teams[seed] = Team({n: _Chatter() for n in base.agents}, base.scenario, "chatter")
+        return self.teams[seed]
+
+
+def test_an_episode_counts_every_agents_bits_and_masked_actions(tmp_path: Path) -> None:
+    config = _config(lengths=(6,), reds=("KillChainAgent",), episodes=3, message_cost=0.25)
+    source = _ChatterSource()
+    report, summary = evaluate(config, source, tmp_path, progress=False)
+    agents = 2  # blue_user, blue_ops
+    for e in report.episodes:
+        assert e.bits == 6 * agents
+        assert e.channel_cost == pytest.approx(0.25 * e.bits)
+        played = source.teams[e.seed].agents.values()
+        assert e.invalid_actions == sum(a.masked for a in played)
+        assert all(a.masked > 0 for a in played)  # both agents' masked actions are in the count
+    assert summary["bits_per_episode"] == 6 * agents
 
 
 def test_a_lying_team_cannot_change_its_score(tmp_path: Path) -> None:

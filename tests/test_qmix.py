@@ -125,6 +125,31 @@ def test_targets_ignore_masked_actions(monkeypatch):
     assert losses[0] == pytest.approx(losses[2]) and losses[1] == pytest.approx(losses[3])
 
 
+@pytest.mark.parametrize("bootstrap", [True, False], ids=["bootstrap-truncation", "terminal-end"])
+def test_td_loss_is_the_qmix_target_by_hand(bootstrap):
+    """y_t = s * r_t + gamma * (1 - terminated_t) * Q_tot^-(next agent values, s_{t+1}); the time limit is terminal
+    only without `bootstrap_truncation`; the loss is the mean squared error over the filled steps."""
+    scale = 3.0
+    learner = small_learner(seed=1, reward_scale=scale, bootstrap_truncation=bootstrap, gamma=0.9)
+    for _ in range(4):
+        learner.update()
+    batch = learner.buffer.sample(4, np.random.default_rng(0))
+    terminated = batch["terminated"]
+    assert terminated[:, :-1].eq(0).all() and terminated[:, -1].eq(0.0 if bootstrap else 1.0).all()
+    assert batch["filled"].eq(1).all()
+    with torch.no_grad():
+        q = learner._unroll(learner.agent, batch)
+        chosen = q[:, :-1].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
+        next_q = next_agent_values(q[:, 1:], learner._unroll(learner.target_agent, batch)[:, 1:],
+                                   batch["avail"][:, 1:], learner.config.double_q)
+        state = batch["state"].float()
+        targets = scale * batch["reward"] + 0.9 * (1.0 - terminated) * learner.target_mixer(next_q, state[:, 1:])
+        expected = float(((learner.mixer(chosen, state[:, :-1]) - targets) ** 2).mean())
+        loss, metrics = learner.td_loss(batch)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert metrics["target_mean"] == pytest.approx(float(targets.mean()), rel=1e-5)
+
+
 # updates, state, checkpoints ----------------------------------------------------------------------
 def test_update_runs_and_loss_finite():
     learner = small_learner()
@@ -234,6 +259,18 @@ def test_save_load_team_matches_learner(tmp_path):
         live.end_episode()
     resumed = QmixLearner.from_checkpoint(tmp_path)
     assert resumed.updates == learner.updates and resumed.update() == learner.update()
+
+
+def test_a_learner_from_weights_alone_starts_with_its_target_equal_to_them(tmp_path):
+    learner = small_learner(seed=4)
+    learner.update()
+    learner.save_policy(tmp_path / "snap")
+    again = QmixLearner.from_checkpoint(tmp_path / "snap")
+    for online, target in ((again.agent, again.target_agent), (again.mixer, again.target_mixer)):
+        for k, v in online.state_dict().items():
+            assert torch.equal(target.state_dict()[k], v)
+    for k, v in learner.agent.state_dict().items():
+        assert torch.equal(again.agent.state_dict()[k], v)
 
 
 def test_decentralised_agents_match_centralised_unroll():

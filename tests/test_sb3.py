@@ -53,8 +53,14 @@ def test_centralised_step_matches_parallel_env():
         a0 = par.possible_agents[0]
         assert reward == prew[a0] and info["env_reward"] == pinfo[a0]["env_reward"]
         assert reward == pytest.approx(info["env_reward"] - info["channel_cost"])
+        assert info["bits_sent"] == sum(i["bits_sent"] for i in pinfo.values())
+        assert info["invalid_actions"] == sum(i["invalid_action"] for i in pinfo.values())
         assert not terminated and truncated == ptrunc[a0]
     assert truncated
+    # both agents on a masked action (Restore on a host that shows nothing, at the start): two invalid actions
+    env.reset(seed=11)
+    closed = [int(np.flatnonzero(m == 0)[0]) for m in env.agent_masks()]
+    assert env.step(np.array(closed))[-1]["invalid_actions"] == 2
 
 
 def test_flat_joint_action_limit():

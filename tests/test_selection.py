@@ -130,3 +130,15 @@ def test_packaging_a_run_takes_the_chosen_weights_and_leaves_the_rest(tmp_path):
     names = zipfile.ZipFile(out).namelist()
     assert "team/model.pt" in names
     assert not [n for n in names if "/snapshots/" in n or "/selection/" in n]
+
+
+def test_a_tie_goes_to_the_later_weights(tmp_path):
+    """Equal objectives choose the later candidate (the final weights over a snapshot holding the same policy)."""
+    run = tmp_path / "run"
+    learner = DialLearner("dial-sau", "paper-small", 2, TINY, episode_length=5, simulator="twin")
+    train(learner, 60, run, checkpoint_every=0, progress=False, snapshots=2)
+    (snap,) = candidates(run)[:-1]
+    (snap / ckpt.MODEL_FILE).write_bytes((run / ckpt.MODEL_FILE).read_bytes())  # the same policy twice
+    assert select_snapshot(run, "paper-small", episodes=2, seed=2) == run
+    scores = json.loads((run / SELECTION_FILE).read_text())["scores"]
+    assert scores[snap.name] == scores["final"]

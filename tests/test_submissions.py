@@ -178,6 +178,19 @@ def test_round_trip_checkpoint(sandbox, tiny_checkpoint):
         assert episode_reward(team, seed=5, episodes=1) == pytest.approx(reference)
 
 
+def test_a_checkpoint_packages_the_settings_it_was_trained_with(tmp_path):
+    """The manifest (what evaluation builds the environment from) carries the checkpoint's channel cost, masks
+    and channel, not the packager's defaults."""
+    from cagekit.agents.dial import DialLearner
+
+    learner = DialLearner("dial", SCENARIO, seed=0, config={"batch_episodes": 2}, message_cost=0.37)
+    learner.save(tmp_path / "ck")
+    manifest = json.loads(build_files(tmp_path / "ck", name="t", team="t", technique="t")["manifest.json"])
+    assert (manifest["message_cost"], manifest["sau"], manifest["channel"]) == (0.37, False, True)
+    with pytest.raises(ValueError, match="was trained with message_cost=0.37, not 0.5"):
+        build_files(tmp_path / "ck", name="t", team="t", technique="t", message_cost=0.5)
+
+
 def test_a_checkpoint_that_does_not_load_is_refused_before_a_zip_is_written(sandbox, tiny_checkpoint, tmp_path):
     import shutil
 
@@ -241,6 +254,10 @@ def _lying_bomb(path: Path) -> Path:
     ("bomb-lying-header", "archive", "entry 'team/big.bin'"),
     ("too-many-files", "archive", "too many files"),
     ("not-a-zip", "archive", "not a readable zip"),
+    ("backslash", "archive", "backslash in path"),
+    ("drive-letter", "archive", "absolute path"),
+    ("duplicate", "archive", "'team/./team.json': duplicate name"),
+    ("encrypted", "archive", "encrypted (refused)"),
 ])
 def test_archive_refused(case, check, needle, sandbox, sleep_files):
     path = sandbox / f"{case}.zip"
@@ -261,6 +278,16 @@ def test_archive_refused(case, check, needle, sandbox, sleep_files):
         zip_of(path, base + [(f"team/f{i}", b"") for i in range(2001)])
     elif case == "not-a-zip":
         path.write_bytes(b"PK\x03\x04 not really")
+    elif case == "backslash":
+        zip_of(path, base + [("team\\..\\..\\evil.py", b"x")])
+    elif case == "drive-letter":
+        zip_of(path, base + [("C:/evil.py", b"x")])
+    elif case == "duplicate":  # another spelling of the same file
+        zip_of(path, base + [("team/./team.json", b"{}")])
+    elif case == "encrypted":  # the encryption flag set in the central directory's first entry
+        data = bytearray(zip_of(path, base).read_bytes())
+        data[data.index(b"PK\x01\x02") + 8] |= 0x1
+        path.write_bytes(bytes(data))
     before = snapshot(sandbox)
     report = validate(path)
     assert not report.ok
@@ -306,10 +333,21 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     if case == "agents-unknown-agent":
         return with_code(files, agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
                                                  "Submission.AGENTS['blue_ghost'] = A()"))
+    if case == "manifest-obs-size":  # the observation size only: the action count still agrees
+        manifest = json.loads(files["manifest.json"])
+        manifest["agents"][-1]["obs_size"] += 1
+        out = dict(files)
+        out["manifest.json"] = json.dumps(manifest).encode()
+        return seal(out)
+    if case == "agents-missing-agent":
+        return with_code(files, agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
+                                                 "del Submission.AGENTS['blue_ops']"))
     if case == "hash-differs":
         out = dict(files)
         out["team/team.json"] = files["team/team.json"].replace(b'"sleep"', b'"react"')
         return out  # not resealed
+    if case == "hash-unlisted-file":
+        return {**files, "team/extra.py": b"print('not packaged')\n"}  # not resealed
     if case == "import-fails":
         return with_code(files, "raise RuntimeError('boom at import')\n")
     if case == "import-hangs":
@@ -318,6 +356,12 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
         return with_code(files, agent_code(body=CRASH))
     if case == "bad-action":
         return with_code(files, agent_code(body=BAD_ACTION))
+    if case == "action-one-past-the-end":
+        return with_code(files, agent_code(body="        return action_space.n"))
+    if case == "action-bool":  # would play action 1 (a sent bit) if counted as an integer
+        return with_code(files, agent_code(body="        return True"))
+    if case == "action-float":  # would play action 1 if truncated
+        return with_code(files, agent_code(body="        return np.float64(1.7)"))
     raise AssertionError(case)
 
 
@@ -330,12 +374,18 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("manifest-field-cost", "manifest", "'message_cost' is 'abc'; it must be a finite number or null"),
     ("manifest-field-channel", "manifest", "'channel' is 'yes'; it must be true or false"),
     ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic' or 'checkpoint'"),
+    ("manifest-obs-size", "scenario", "agent 'blue_ops': manifest says observation"),
     ("agents-unknown-agent", "agents", "['blue_ghost'] not in scenario"),
+    ("agents-missing-agent", "agents", "scenario agent(s) ['blue_ops'] missing from Submission.AGENTS"),
     ("hash-differs", "hashes", "team/team.json: SHA-256 differs"),
+    ("hash-unlisted-file", "hashes", "team/extra.py: not listed in manifest.json"),
     ("import-fails", "import", "boom at import"),
     ("import-hangs", "import", "timed out"),
     ("crash-first-step", "smoke", "step 0"),
     ("bad-action", "smoke", "outside its action space"),
+    ("action-one-past-the-end", "smoke", "outside its action space"),
+    ("action-bool", "smoke", "action True is a bool, not an integer"),
+    ("action-float", "smoke", "is not one integer"),
 ])
 def test_submission_refused(case, check, needle, sandbox, sleep_files):
     path = write_zip(_hostile(case, sleep_files), sandbox / f"{case}.zip")

@@ -150,6 +150,45 @@ def test_compare_catches_a_wrong_twin():
     assert not compare(eng, wrong).ok
 
 
+@pytest.fixture(scope="module")
+def engine_rollouts():
+    return rollout_engine("paper-small", "react", 150, seed=5, red="KillChainAgent")
+
+
+def _altered(r, fault: str):
+    """A copy of engine rollouts that differs from them in one respect only."""
+    out = dataclasses.replace(r, returns=r.returns.copy(), rewards=r.rewards.copy(), bits=r.bits.copy(),
+                              root=r.root.copy())
+    if fault == "bit":  # the (step, bit) seen closest to half the time, never seen
+        t, i = np.unravel_index(np.argmin(np.abs(r.bits.mean(axis=0) - 0.5)), r.bits.shape[1:])
+        out.bits[:, t, i] = 0
+        return out, f"bit {r.bit_names[i]} at step {t}"
+    if fault == "root":
+        t, h = np.unravel_index(np.argmin(np.abs(r.root.mean(axis=0) - 0.5)), r.root.shape[1:])
+        out.root[:, t, h] = False
+        return out, f"root on {r.hosts[h]} by step {t}"
+    if fault == "reward":  # one step's rewards shifted; the returns left as they were
+        t = int(np.argmax(r.rewards.std(axis=0)))
+        out.rewards[:, t] += 1.0 + 2.0 * r.rewards[:, t].std()
+        return out, f"reward at step {t}:"
+    # the returns spread three times as wide about the same mean: only their distribution differs
+    out.returns = r.returns.mean() + 3.0 * (r.returns - r.returns.mean())
+    return out, "returns: KS"
+
+
+def test_compare_passes_rollouts_against_themselves(engine_rollouts):
+    assert compare(engine_rollouts, engine_rollouts).ok
+
+
+@pytest.mark.parametrize("fault", ["bit", "root", "reward", "returns"])
+def test_compare_catches_each_kind_of_difference_on_its_own(engine_rollouts, fault):
+    """Each test of the equivalence has power of its own (a wrong twin used to be caught by the mean return
+    alone, so any one of the others could have been dropped unnoticed)."""
+    twin, failure = _altered(engine_rollouts, fault)
+    result = compare(engine_rollouts, twin)
+    assert [f for f in result.failures if f.startswith(failure)], result.summary()
+
+
 # --- equivalence ---------------------------------------------------------------------------------------------
 
 def _check(scenario: str, team: str, red: str, episodes: int, **kwargs) -> None:

@@ -29,6 +29,7 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path, capsys):
     assert (f"react-s1: score {summary['total']['score']:.2f} ± {summary['total']['ci95']:.2f}, "
             f"{summary['bits_per_episode']:.2f} bits per episode (reports in {out / 'eval' / 'react-s1'}/)") in printed
     assert "┏" not in printed
+    assert printed.count("note: nocomm's epsilon anneals over 15,000 env steps, more than this run's 720") == 1
     assert (table["seeds"] == 2).all()
     per_seed = pd.read_csv(out / "per_seed.csv")
     # each row's score is the harness's own total for that seed

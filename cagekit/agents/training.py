@@ -540,7 +540,7 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
         return 130 if interrupted else 0
     limit_torch_threads()
     learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
-    note = exploration_note(algo, getattr(learner, "config", None), run["steps"])
+    note = exploration_note(algo, run["config"], run["steps"])
     if note:
         print(note)
     summary = train(learner, run["steps"], out, checkpoint_every=run["checkpoint_every"],
@@ -555,11 +555,21 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
 
 
 def exploration_note(algo: str, config: Any, steps: int) -> str | None:
-    """A note when the run ends before its epsilon schedule does. DIAL's defaults are the paper's, made for
-    about 19M env steps (epsilon anneals over 2M), so a short run with them ends exploring almost at random
-    and its team scores like one; the output should say so before the run, not leave it to the score."""
-    anneal = getattr(config, "eps_anneal_steps", None) or getattr(config, "epsilon_anneal_steps", None)
-    if not anneal or steps >= anneal:
+    """A note when a run of `algo` with `config` (as `make_learner` takes it) ends before its epsilon schedule
+    does. DIAL's defaults are the paper's, made for about 19M env steps (epsilon anneals over 2M), so a short
+    run with them ends exploring almost at random and its team scores like one; the output should say so
+    before the run, not leave it to the score."""
+    if algo in DIAL_ALGOS:
+        from cagekit.agents.dial import DialConfig
+
+        anneal = DialConfig.coerce(config).eps_anneal_steps
+    elif algo == "qmix":
+        from cagekit.agents.qmix import QmixConfig
+
+        anneal = QmixConfig.coerce(config).epsilon_anneal_steps
+    else:
+        return None
+    if steps >= anneal:
         return None
     hint = (" configs/dial-sau-fast.yaml is the tested setting for runs of about 60,000 steps "
             "(--config configs/dial-sau-fast.yaml)." if algo in DIAL_ALGOS else "")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cagekit.agents import HEURISTICS
-from cagekit.agents.training import ALGOS, SB3_ALGOS
+from cagekit.agents.training import ALGOS, SB3_ALGOS, exploration_note
 from cagekit.evaluation.compare import MUTED_SUFFIX, ScoredSeed, compare_all
 from cagekit.evaluation.compare import to_markdown as paired_markdown
 from cagekit.evaluation.protocol import seed_ci95
@@ -354,6 +354,10 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     plan.out.mkdir(parents=True, exist_ok=True)
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
     train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
+    for algo in dict.fromkeys(a for a, _ in learned):  # said once per algorithm, before hours of training
+        note = exploration_note(algo, plan.configs.get(algo), plan.steps)
+        if note:
+            print(note)
     jobs = [TrainJob(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env,
                      plan.snapshots, plan.select_episodes) for a, s in learned]
     train_seconds = dict(zip(learned, train_many(jobs, plan.jobs, plan.progress), strict=True))

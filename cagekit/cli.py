@@ -34,26 +34,37 @@ def _scenarios(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """A short episode that shows what each agent sees, does, says and earns."""
+    """A short episode that shows what each agent sees, does, says and earns, and what red does."""
     from cagekit import make_env
-    from cagekit.agents import make_team
+    from cagekit.evaluation.episode import red_action
+    from cagekit.evaluation.sources import resolve_source
 
-    env = make_env(args.scenario, red=args.red, seed=args.seed, episode_length=args.steps)
-    team = make_team(args.team, env, seed=args.seed)
-    obs, _ = env.reset(seed=args.seed)
-    total = 0.0
-    print(f"scenario {args.scenario}, red {env.engine.red_name}, team {args.team}, agents {env.possible_agents}")
-    for t in range(args.steps):
-        actions = team.act(obs)
-        obs, rewards, _, _, infos = env.step(actions)
-        first = env.possible_agents[0]
-        total += infos[first]["env_reward"]
-        for a in env.possible_agents:
-            vec = "".join(str(int(b)) for b in obs[a]["observation"])
-            print(f"t={t:2d} {a:16s} obs={vec} action={infos[a]['action']:22s} bit={infos[a]['bits_sent']}")
-        print(f"      team reward {rewards[first]:7.2f} (env {infos[first]['env_reward']:7.2f}), "
-              f"env return so far {total:8.2f}")
-    team.end_episode()
+    source = resolve_source(args.team)  # a heuristic's name, a checkpoint folder or a submission
+    settings = source.env_settings()  # a trained team plays the environment it was trained for
+    if args.scenario is not None and settings.get("scenario", args.scenario) != args.scenario:
+        raise ValueError(f"--scenario {args.scenario} contradicts the team, which was made for "
+                         f"{settings['scenario']}; leave --scenario out")
+    scenario = settings.get("scenario") or args.scenario or "paper-small"
+    env_kwargs = {k: settings[k] for k in ("layout", "channel", "sau", "message_cost", "view") if k in settings}
+    env = make_env(scenario, red=args.red, seed=args.seed, episode_length=args.steps, **env_kwargs)
+    try:
+        obs, _ = env.reset(seed=args.seed)
+        team = source.team_for_episode(env, args.seed)
+        total = 0.0
+        print(f"scenario {scenario}, red {env.engine.red_name}, team {source.label}, agents {env.possible_agents}")
+        for t in range(args.steps):
+            actions = team.act(obs)
+            obs, rewards, _, _, infos = env.step(actions)
+            first = env.possible_agents[0]
+            total += infos[first]["env_reward"]
+            for a in env.possible_agents:
+                vec = "".join(str(int(b)) for b in obs[a]["observation"])
+                print(f"t={t:2d} {a:16s} obs={vec} action={infos[a]['action']:22s} bit={infos[a]['bits_sent']}")
+            print(f"      red: {red_action(env)}")
+            print(f"      team reward {rewards[first]:7.2f} (env {infos[first]['env_reward']:7.2f}), "
+                  f"env return so far {total:8.2f}")
+    finally:
+        source.close()
     return 0
 
 
@@ -169,11 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One short episode on the engine: per step and agent its observation bits "
                                    "(4 per own host, then block bits and the bits teammates sent), the action it "
                                    "took and the bit it sent; then the team reward.")
-    p.add_argument("--scenario", default="paper-small", help="scenario (default paper-small; `cagekit scenarios`)")
+    p.add_argument("--scenario", default=None, help="scenario (default: the team's, else paper-small; `cagekit "
+                                                    "scenarios`)")
     p.add_argument("--red", default=None, help="red agent (default: the scenario's, KillChainAgent on the paper "
                                                "networks)")
-    p.add_argument("--team", default="react", choices=["sleep", "random", "react"],
-                   help="heuristic blue team (default react)")
+    p.add_argument("--team", default="react",
+                   help="a heuristic (sleep, random, react), a checkpoint folder (cagekit train --out) or a "
+                        "submission (default react)")
     p.add_argument("--steps", type=int, default=10, help="episode length (default 10)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.set_defaults(func=_demo)

@@ -23,8 +23,8 @@ from cagekit.evaluation.sources import TeamSource
 RED_AGENT = "Red"
 
 
-def _red_action(env: Any) -> str:
-    """Red's last action for full.txt (the twin does not keep one)."""
+def red_action(env: Any) -> str:
+    """Red's last action, for full.txt and the demo (the twin does not keep one)."""
     controller = getattr(env.engine, "controller", None)
     return "" if controller is None else str(controller.action.get(RED_AGENT, ""))
 
@@ -231,7 +231,7 @@ class EpisodeRunner:
             bits += sum(int(infos[n]["bits_sent"]) for n in names)
             cost.extend(float(infos[n]["channel_cost"]) for n in names)
             steps.append([[[infos[n]["action"], int(infos[n]["bits_sent"])] for n in names],
-                          _red_action(env)])
+                          red_action(env)])
             if t < length - 1 and not env.agents:
                 raise EvaluationFailure(f"the environment ended {where} after {t + 1} of {length} steps")
         invalid = sum(int(infos[n]["invalid_actions"]) for n in names)

@@ -1,0 +1,38 @@
+"""`cagekit demo`: one short episode, printed step by step, for a heuristic, a checkpoint or a submission."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cagekit import make_env
+from cagekit.agents import make_team
+from cagekit.cli import main
+
+SHIPPED = Path(__file__).resolve().parents[1] / "submissions" / "dial-sau-paper-small.zip"
+
+
+def test_demo_prints_every_agent_and_red_and_the_episodes_return(capsys):
+    assert main(["demo", "--team", "random", "--steps", "5", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("scenario paper-small, red KillChainAgent, team random, agents ['blue_user', 'blue_ops']")
+    assert len(re.findall(r"^t= \d blue_(user|ops) +obs=[01]+ action=", out, re.M)) == 10
+    reds = re.findall(r"^ +red: (.+)$", out, re.M)
+    assert len(reds) == 5 and reds[0].startswith("PingSweep")
+    # the same episode played here: the demo's return is the environment's
+    env = make_env("paper-small", seed=3, episode_length=5)
+    team = make_team("random", env, seed=3)
+    obs, _ = env.reset(seed=3)
+    total = 0.0
+    while env.agents:
+        obs, _, _, _, infos = env.step(team.act(obs))
+        total += infos["blue_user"]["env_reward"]
+    assert out.rstrip().endswith(f"env return so far {total:8.2f}")
+
+
+def test_demo_plays_a_submission_in_the_environment_it_was_packaged_for(capsys):
+    assert main(["demo", "--team", str(SHIPPED), "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("scenario paper-small, red KillChainAgent, team dial-sau-paper-small")
+    assert main(["demo", "--team", str(SHIPPED), "--scenario", "paper-large"]) == 2
+    assert "--scenario paper-large contradicts the team, which was made for paper-small" in capsys.readouterr().err

@@ -117,16 +117,22 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_out(out: str, folders: list[Path]) -> Path:
-    """Where `compare --out` may write: not nowhere (an empty name), not a directory, and not over what
-    `cagekit benchmark` wrote into a compared folder (its tables, runs and evaluations), which a rerun of
-    hours would be needed to get back."""
+def markdown_file(out: str) -> Path:
+    """`compare --out` as a file to write: not nowhere (an empty or blank name), not a directory."""
     if not out.strip():
         raise ValueError("--out is empty: give the markdown file to write, such as compare.md (or leave --out out)")
     path = Path(out)
     if path.is_dir():
         raise ValueError(f"--out {path} is a directory: give the markdown file to write, such as "
                          f"{path / 'compare.md'}")
+    return path
+
+
+def check_out(out: str, folders: list[Path]) -> Path:
+    """Where `compare --out` may write: a file (`markdown_file`), and not over what `cagekit benchmark` wrote
+    into a compared folder (its tables, runs and evaluations), which a rerun of hours would be needed to get
+    back."""
+    path = markdown_file(out)
     target = path.resolve()
     for folder in folders:
         root = folder.resolve()

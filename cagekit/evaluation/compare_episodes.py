@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
+from cagekit.evaluation.compare import markdown_file
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.journal import JOURNAL, read_journal
 from cagekit.evaluation.protocol import EvalConfig, TotalScore, combination_stats, total_score
@@ -147,13 +148,9 @@ def to_markdown(evaluations: list[ScoredEvaluation], rows: list[EpisodePairedDif
 
 
 def check_out(out: str, folders: list[Path]) -> Path:
-    """Where `compare --out` may write: a file, and not over an evaluation's own reports or journal."""
-    if not out.strip():
-        raise ValueError("--out is empty: give the markdown file to write, such as compare.md (or leave --out out)")
-    path = Path(out)
-    if path.is_dir():
-        raise ValueError(f"--out {path} is a directory: give the markdown file to write, such as "
-                         f"{path / 'compare.md'}")
+    """Where `compare --out` may write: a file (`markdown_file`), and not over an evaluation's own reports or
+    journal."""
+    path = markdown_file(out)
     for folder in folders:
         if path.resolve() in [(folder / name).resolve() for name in (*FILES, JOURNAL)]:
             raise ValueError(f"--out {path} is one of the evaluation's own files in {folder} "

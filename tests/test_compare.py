@@ -232,3 +232,20 @@ def test_evaluations_of_other_episodes_or_unfinished_are_refused(evaluations, tm
                             str(evaluations / "react" / "results.csv")], "is one of the evaluation's own files")]:
         assert main(["compare", *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_same_episodes_pair_whatever_order_or_default_spelled_out(tmp_path, capsys, monkeypatch):
+    """Reds given in another order, or the scenario's detection given explicitly, play the same episodes (each
+    episode's seed is its own): they pair, not refused; a folder given as '.' is labelled by its own name."""
+    from cagekit.scenarios import get_scenario
+
+    detection = str(get_scenario("paper-small").detection)
+    a = _evaluate(tmp_path / "react", "react", "--reds", "KillChainAgent,SleepAgent", "--episodes", "2")
+    b = _evaluate(tmp_path / "sleep", "sleep", "--reds", "SleepAgent,KillChainAgent", "--episodes", "2",
+                  "--detection", detection)
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--baseline", "sleep"]) == 0
+    assert "| react - sleep | 4 |" in capsys.readouterr().out
+    monkeypatch.chdir(a)
+    assert main(["compare", ".", "../sleep", "--baseline", "sleep"]) == 0
+    assert "| react - sleep | 4 |" in capsys.readouterr().out

@@ -82,11 +82,11 @@ def load_evaluation(folder: Path, label: str) -> ScoredEvaluation:
 def load_evaluations(folders: list[Path]) -> list[ScoredEvaluation]:
     """Each folder's team, labelled by the folder's name (its path where two names are the same); teams that
     did not play the same episodes are refused with the difference named."""
-    names = [folder.name for folder in folders]
+    names = [_name(folder) for folder in folders]
     if len(set(map(Path.resolve, folders))) < len(folders):
         raise ValueError(f"a folder is given twice: {', '.join(map(str, folders))}")
-    evaluations = [load_evaluation(folder, folder.name if names.count(folder.name) == 1 else str(folder))
-                   for folder in folders]
+    evaluations = [load_evaluation(folder, name if names.count(name) == 1 else str(folder))
+                   for folder, name in zip(folders, names, strict=True)]
     first = evaluations[0]
     for other in evaluations[1:]:
         mine, theirs = _episode_fields(first.config), _episode_fields(other.config)
@@ -102,10 +102,20 @@ def load_evaluations(folders: list[Path]) -> list[ScoredEvaluation]:
     return evaluations
 
 
+def _name(folder: Path) -> str:
+    """A folder's label: its name, that of the folder it stands for when given as '.' or '..' (no name)."""
+    return folder.name if folder.name not in ("", "..") else folder.resolve().name
+
+
 def _episode_fields(config: EvalConfig) -> dict[str, object]:
-    """What fixes the episodes, the layout resolved (a heuristic's evaluation records none: the default)."""
+    """What fixes the episodes, the layout and detection resolved (a heuristic's evaluation records no layout,
+    one without --detection no probability: the scenario's), the lengths and reds as sets (each episode's seed
+    is its own, whatever order they were given in)."""
     fields = {key: getattr(config, key) for key in EPISODE_FIELDS}
-    fields["layout"] = config.layout or get_scenario(config.scenario).default_layout
+    spec = get_scenario(config.scenario)
+    fields["layout"] = config.layout or spec.default_layout
+    fields["detection"] = spec.setting("detection", config.detection)
+    fields["lengths"], fields["reds"] = sorted(config.lengths), sorted(config.reds)
     return fields
 
 

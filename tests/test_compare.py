@@ -249,3 +249,15 @@ def test_the_same_episodes_pair_whatever_order_or_default_spelled_out(tmp_path, 
     monkeypatch.chdir(a)
     assert main(["compare", ".", "../sleep", "--baseline", "sleep"]) == 0
     assert "| react - sleep | 4 |" in capsys.readouterr().out
+
+
+def test_one_episode_each_gives_no_interval_and_no_verdict(tmp_path, capsys):
+    """One episode per combination has no spread to estimate: the interval is unknown ('-'), not 0, and
+    no team is declared ahead on it."""
+    a = _evaluate(tmp_path / "react", "react", "--episodes", "1", "--reds", "KillChainAgent,ExplorerAgent")
+    b = _evaluate(tmp_path / "sleep", "sleep", "--episodes", "1", "--reds", "KillChainAgent,ExplorerAgent")
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--baseline", "sleep"]) == 0
+    out = capsys.readouterr().out
+    assert "| react - sleep | 2 |" in out and "| - | one episode each: no interval |" in out
+    assert "ahead" not in out

@@ -58,6 +58,8 @@ class EpisodePairedDifference:
 
     @property
     def verdict(self) -> str:
+        if math.isnan(self.ci95):
+            return "one episode each: no interval"
         if self.mean - self.ci95 > 0:
             return f"{self.a} ahead"
         if self.mean + self.ci95 < 0:
@@ -127,7 +129,9 @@ def paired_episodes(a: ScoredEvaluation, b: ScoredEvaluation) -> EpisodePairedDi
         diffs = [a.episodes[t].reward - b.episodes[t].reward for t in tasks]
         stats.append(combination_stats(length, red, diffs, [], []))
     total = total_score(stats)
-    return EpisodePairedDifference(a.label, b.label, len(a.episodes), total.score, total.ci95)
+    # one episode per combination gives no spread to estimate: its interval is unknown, not zero
+    ci95 = total.ci95 if a.config.episodes > 1 else math.nan
+    return EpisodePairedDifference(a.label, b.label, len(a.episodes), total.score, ci95)
 
 
 def compare_evaluations(evaluations: list[ScoredEvaluation],
@@ -146,10 +150,11 @@ def to_markdown(evaluations: list[ScoredEvaluation], rows: list[EpisodePairedDif
     """The teams (total score and its interval over episodes, bits) and the paired differences."""
     lines = ["| team | folder | score | ci95 | bits_per_episode |", "|---|---|---|---|---|"]
     for e in sorted(evaluations, key=lambda e: -e.total.score):
-        lines.append(f"| {e.label} | {e.folder} | {e.total.score:.2f} | {e.total.ci95:.2f} | "
-                     f"{e.bits_per_episode:.2f} |")
+        ci = f"{e.total.ci95:.2f}" if e.config.episodes > 1 else "-"
+        lines.append(f"| {e.label} | {e.folder} | {e.total.score:.2f} | {ci} | {e.bits_per_episode:.2f} |")
     lines += ["", "| a - b | episodes | mean | ci95 | verdict |", "|---|---|---|---|---|"]
-    lines += [f"| {r.a} - {r.b} | {r.episodes} | {r.mean:+.2f} | {r.ci95:.2f} | {r.verdict} |" for r in rows]
+    lines += [f"| {r.a} - {r.b} | {r.episodes} | {r.mean:+.2f} | {'-' if math.isnan(r.ci95) else f'{r.ci95:.2f}'} | "
+              f"{r.verdict} |" for r in rows]
     c = evaluations[0].config
     lines += ["", f"Paired episode by episode: {c.scenario}, lengths {', '.join(map(str, c.lengths))}, reds "
                   f"{', '.join(c.reds)}, {c.episodes} episodes each, protocol seed {c.seed}. This compares these "

@@ -39,7 +39,9 @@ def _demo(args: argparse.Namespace) -> int:
     from cagekit.evaluation.episode import red_action
     from cagekit.evaluation.sources import resolve_source
 
-    source = resolve_source(args.team)  # a heuristic's name, a checkpoint folder or a submission
+    if args.steps < 1:  # before a team is loaded
+        raise ValueError(f"--steps must be >= 1 (the demo episode's length), got {args.steps}")
+    source = resolve_source(args.team, output_hint=False)  # a heuristic's name, a checkpoint folder or a submission
     settings = source.env_settings()  # a trained team plays the environment it was trained for
     if args.scenario is not None and settings.get("scenario", args.scenario) != args.scenario:
         raise ValueError(f"--scenario {args.scenario} contradicts the team, which was made for "

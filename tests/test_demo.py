@@ -36,3 +36,15 @@ def test_demo_plays_a_submission_in_the_environment_it_was_packaged_for(capsys):
     assert out.startswith("scenario paper-small, red KillChainAgent, team dial-sau-paper-small")
     assert main(["demo", "--team", str(SHIPPED), "--scenario", "paper-large"]) == 2
     assert "--scenario paper-large contradicts the team, which was made for paper-small" in capsys.readouterr().err
+
+
+def test_demo_names_its_own_options_when_refusing(tmp_path, capsys):
+    """A length below one is refused as --steps (the demo's option, not make_env's episode_length), and a path
+    that is no team is refused without evaluation.py's advice on output folders, which the demo has none of."""
+    for steps in ("0", "-2"):
+        assert main(["demo", "--steps", steps]) == 2
+        assert f"--steps must be >= 1 (the demo episode's length), got {steps}" in capsys.readouterr().err
+    for team in (str(tmp_path / "missing"), str(tmp_path)):
+        assert main(["demo", "--team", team, "--steps", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot evaluate {team!r}" in err and "output folder" not in err and "evaluation.py" not in err

@@ -247,9 +247,10 @@ def default_team() -> str:
     return str(DEFAULT_SUBMISSION) if DEFAULT_SUBMISSION.is_file() else "react"
 
 
-def resolve_source(path: str | None, team: str | None = None) -> TeamSource:
+def resolve_source(path: str | None, team: str | None = None, output_hint: bool = True) -> TeamSource:
     """The team named by the command line: a submission, a checkpoint directory, a heuristic name, or `--team`
-    (default: `default_team()`)."""
+    (default: `default_team()`). `output_hint`: a path that is no team may be evaluation.py's output folder
+    given alone, and the refusal says how to give one (not for commands without an output folder)."""
     if path is None:
         chosen = team or default_team()
         return HeuristicSource(chosen) if chosen in HEURISTICS else resolve_source(chosen)
@@ -265,5 +266,6 @@ def resolve_source(path: str | None, team: str | None = None) -> TeamSource:
     found = "it does not exist" if not p.exists() else "it is none of these"
     raise ValueError(f"cannot evaluate {path!r} ({found}): expected a submission (a .zip, or a folder holding "
                      f"submission.py), a checkpoint directory holding meta.json and its weights, or a heuristic "
-                     f"team name ({', '.join(HEURISTICS)}); to give only the output folder, name the team first: "
-                     f"evaluation.py {default_team()} {path} (the default team)")
+                     f"team name ({', '.join(HEURISTICS)})" + (
+                         f"; to give only the output folder, name the team first: evaluation.py {default_team()} "
+                         f"{path} (the default team)" if output_hint else ""))

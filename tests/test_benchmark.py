@@ -322,6 +322,26 @@ def test_resume_refuses_other_settings_and_names_an_unreadable_record(tmp_path, 
     assert f"cannot resume {out}: its run.json is unreadable" in capsys.readouterr().err
 
 
+def test_resume_takes_the_reds_a_run_trains_against_however_spelt(tmp_path, capsys):
+    """A run made before training defaulted to every red records none in run.json: it trains against the
+    scenario's default red, so --red naming that red is no conflict on resume, nor 'all' against the list of
+    every red, nor a list with spaces; another red is refused."""
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    del record["env"]["red"]  # as cagekit train wrote it before --red all was the default
+    (out / "run.json").write_text(json.dumps(record))
+    for red, code in (("KillChainAgent", 0), ("all", 2), ("ExplorerAgent", 2)):
+        assert main(["train", "--resume", str(out), "--red", red, "--steps", "90", "--no-progress"]) == code
+        assert ("differs from its" in capsys.readouterr().err) == bool(code)
+    assert "red" not in json.loads((out / "run.json").read_text())["env"]  # still the default red
+    listed = tmp_path / "listed"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(listed), "--no-progress",
+                 "--red", "KillChainAgent,ExplorerAgent,SleepAgent"]) == 0
+    for red in ("all", "KillChainAgent, ExplorerAgent, SleepAgent"):
+        assert main(["train", "--resume", str(listed), "--red", red, "--steps", "90", "--no-progress"]) == 0
+
+
 def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("")

@@ -446,11 +446,28 @@ def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
     for key, was in recorded.items():
         given = getattr(args, key, None)
         paths = key in ("out", "config") and was is not None
+        if key == "red" and given is not None and _same_reds(run.get("scenario"), given, was):
+            continue
         if given is not None and (Path(given) != Path(was) if paths else given != was):
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
                              f"from its {was!r} (only --steps and --checkpoint-every may change; start a new run "
                              f"with --out for other settings)")
+
+
+def _same_reds(scenario: Any, given: str, was: str | None) -> bool:
+    """Whether --red names the reds the run trains against however it is spelt: a run.json with no red (runs
+    made before training defaulted to all of them) trains against the scenario's default red; 'all' is the
+    list of every red; spaces in a list do not count. False where either cannot be read (the caller refuses)."""
+    from cagekit.agents.rollout import training_reds
+
+    try:
+        spec = get_scenario(str(scenario))
+        now, then = ([spec.default_red if n is None else n for n in training_reds(spec.name, red)]
+                     for red in (given, was))
+    except (ValueError, KeyError):
+        return False
+    return now == then
 
 
 def cli_train(args: Any) -> int:

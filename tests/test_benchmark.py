@@ -303,6 +303,13 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["env"]["red"] == "all"
     assert ("note: nocomm's epsilon anneals over 2,000,000 env steps, more than this run's 60: it ends still "
             "exploring. configs/dial-sau-fast.yaml is the tested setting") in capsys.readouterr().out
+    # a run given the fast config (or another short schedule) is told it ends exploring, not to use that config
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    assert main(["train", "--algo", "nocomm", "--steps", "60", "--out", str(tmp_path / "fast"), "--no-progress",
+                 "--config", str(fast)]) == 0
+    out = capsys.readouterr().out
+    assert "note: nocomm's epsilon anneals over 15,000 env steps, more than this run's 60" in out
+    assert "dial-sau-fast.yaml" not in out
 
 
 def test_resume_refuses_other_settings_and_names_an_unreadable_record(tmp_path, capsys):

@@ -576,10 +576,12 @@ def exploration_note(algo: str, config: Any, steps: int) -> str | None:
     does. DIAL's defaults are the paper's, made for about 19M env steps (epsilon anneals over 2M), so a short
     run with them ends exploring almost at random and its team scores like one; the output should say so
     before the run, not leave it to the score."""
+    paper = False  # the paper's schedule: the fast config is pointed to from it, not from a short one's own
     if algo in DIAL_ALGOS:
         from cagekit.agents.dial import DialConfig
 
         anneal = DialConfig.coerce(config).eps_anneal_steps
+        paper = anneal == DialConfig().eps_anneal_steps
     elif algo == "qmix":
         from cagekit.agents.qmix import QmixConfig
 
@@ -589,7 +591,7 @@ def exploration_note(algo: str, config: Any, steps: int) -> str | None:
     if steps >= anneal:
         return None
     hint = (" configs/dial-sau-fast.yaml is the tested setting for runs of about 60,000 steps "
-            "(--config configs/dial-sau-fast.yaml)." if algo in DIAL_ALGOS else "")
+            "(--config configs/dial-sau-fast.yaml)." if paper else "")
     return (f"note: {algo}'s epsilon anneals over {anneal:,} env steps, more than this run's {steps:,}: "
             f"it ends still exploring.{hint}")
 

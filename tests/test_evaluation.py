@@ -713,3 +713,27 @@ def test_output_to_a_pipe_is_not_clipped_at_80_columns(tmp_path, monkeypatch, ca
     assert os.environ["COLUMNS"] == str(PIPED_COLUMNS)
     lines = capsys.readouterr().err.splitlines()
     assert max(len(line) for line in lines) > 80 and all(len(line) <= PIPED_COLUMNS for line in lines)
+
+
+def test_stdout_to_a_file_leaves_a_terminal_on_stderr_its_own_width(tmp_path):
+    """`evaluation.py ... > log` on an 80-column terminal: the progress bar is drawn on stderr, the terminal,
+    so rich must keep its width there (120 columns wrapped every refresh of the bar onto new lines)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    code = ("from cagekit.evaluation.cli import widen_piped_output; from rich.console import Console; "
+            "widen_piped_output(); print(Console(stderr=True).width)")
+    main_fd, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], stdin=terminal, stdout=subprocess.PIPE, stderr=terminal,
+                              env=env, timeout=60, check=True)
+    finally:
+        os.close(terminal)
+        os.close(main_fd)
+    assert done.stdout.decode().strip() == "80"

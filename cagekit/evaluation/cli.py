@@ -258,10 +258,12 @@ PIPED_COLUMNS = 120
 
 
 def widen_piped_output() -> None:
-    """Give rich `PIPED_COLUMNS` columns when stdout is no terminal: its default there, 80, clipped the tables
-    and progress lines in logs and cut commands in error messages across lines. A terminal keeps its own
-    width, and a COLUMNS the user set wins. Called by the command lines only, never on import."""
-    if not sys.stdout.isatty():
+    """Give rich `PIPED_COLUMNS` columns when stdout and stderr are no terminal: its default there, 80, clipped
+    the tables and progress lines in logs and cut commands in error messages across lines. A terminal keeps its
+    own width: stderr on one (`evaluation.py ... > log`) draws the live progress there, and 120 columns on a
+    narrower terminal wrap each refresh onto new lines. A COLUMNS the user set wins. Called by the command
+    lines only, never on import."""
+    if not sys.stdout.isatty() and not sys.stderr.isatty():
         os.environ.setdefault("COLUMNS", str(PIPED_COLUMNS))
 
 

@@ -142,6 +142,7 @@ def _compare(args: argparse.Namespace) -> int:
         text = compare.to_markdown(scores, compare.compare_all(scores, args.baseline))
     print(text)
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)  # --out reports/paired.md: the folder too, as plot does
         out.write_text(text + "\n")
     return 0
 

@@ -112,7 +112,7 @@ def test_bad_input_is_named(heuristics, tmp_path, capsys):
 
 
 def test_cli_prints_and_writes_the_tables(heuristics, tmp_path, capsys):
-    out = tmp_path / "paired.md"
+    out = tmp_path / "reports" / "paired.md"  # a folder not made yet: made, not a failure after the tables
     assert main(["compare", str(heuristics), "--baseline", "sleep", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.strip() == out.read_text().strip()

@@ -125,6 +125,9 @@ def _compare(args: argparse.Namespace) -> int:
     from cagekit.evaluation import compare, compare_episodes
 
     folders = [Path(f) for f in args.folders]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise ValueError(f"no such folder: {', '.join(missing)}")
     evaluations = [compare_episodes.is_evaluation_folder(f) for f in folders]
     if any(evaluations):  # teams of evaluation.py, paired episode by episode
         if not all(evaluations):

@@ -293,6 +293,7 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
         (["--algo", "ppo", "--config", str(unknown)], "unknown ppo hyperparameter(s) ['lrr']; valid: batch_size"),
         (["--algo", "qmix", "--scenario", "cage2", "--backend", "twin"], "the twin models the paper networks'"),
         (["--algo", "qmix", "--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["--algo", "qmix", "--red", " "], "--red is empty: name a red agent"),
     ]:
         out = tmp_path / "run"
         assert main(["train", *argv, "--steps", "60", "--out", str(out), "--no-progress"]) == 2

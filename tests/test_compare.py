@@ -261,3 +261,18 @@ def test_one_episode_each_gives_no_interval_and_no_verdict(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| react - sleep | 2 |" in out and "| - | one episode each: no interval |" in out
     assert "ahead" not in out
+
+
+def test_compare_names_a_missing_folder_and_a_journal_of_another_version(evaluations, tmp_path, capsys):
+    import json
+
+    assert main(["compare", str(evaluations / "react"), str(tmp_path / "nowhere")]) == 2
+    assert f"no such folder: {tmp_path / 'nowhere'}" in capsys.readouterr().err
+    newer = tmp_path / "newer"
+    shutil.copytree(evaluations / "react", newer)
+    lines = (newer / "journal.jsonl").read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["config"].update(cagekit_version="9.9", shiny_new_setting=1)
+    (newer / "journal.jsonl").write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    assert main(["compare", str(evaluations / "sleep"), str(newer)]) == 2
+    assert "cannot read, written by cagekit 9.9 (TypeError" in capsys.readouterr().err

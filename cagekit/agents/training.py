@@ -494,6 +494,8 @@ def cli_train(args: Any) -> int:
     else:
         if args.algo is None:
             raise ValueError(f"--algo is required ({', '.join((*ALGOS, *SB3_ALGOS))})")
+        if args.red is not None and not args.red.strip():  # not taken for the default, all
+            raise ValueError("--red is empty: name a red agent, a comma-separated list, or all")
         # every red agent unless told otherwise: the evaluation scores a team against all of them, and a team
         # trained on one over-defends against the others (docs/dial.md, "One red in training, three in scoring")
         env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red or "all"),

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cagekit
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.protocol import IDENTITY_DEFAULTS, IDENTITY_FIELDS, EvalConfig
 from cagekit.evaluation.results import FILES
@@ -66,10 +67,17 @@ def read_journal(folder: str | Path) -> tuple[EvalConfig, dict[tuple[int, str, i
     lines = path.read_bytes().split(b"\n")[:-1]  # the text after the last newline is empty or cut short
     try:
         header: Any = json.loads(lines[0]) if lines else None
-        config = EvalConfig.from_json(header["config"])
+        saved = header["config"]
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise ValueError(f"{path} is not an evaluation journal: its first line is no readable configuration "
+        raise ValueError(f"{path} is not an evaluation journal: its first line is no configuration "
                          f"({type(exc).__name__}: {exc})") from None
+    try:
+        config = EvalConfig.from_json(saved)
+    except (ValueError, TypeError, KeyError) as exc:  # a field this version does not know, or lacks one it needs
+        version = saved.get("cagekit_version") if isinstance(saved, dict) else None
+        raise ValueError(f"{path} holds a configuration this cagekit ({cagekit.__version__}) cannot read, written "
+                         f"by cagekit {version or 'of an unknown version'} ({type(exc).__name__}: {exc}); score "
+                         f"the team again with this version") from None
     episodes: dict[tuple[int, str, int], EpisodeResult] = {}
     for line in lines[1:]:
         try:

@@ -4,6 +4,7 @@ compare, reproduce, package, validate)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -324,10 +325,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cagekit {args.command}: error: --{empty[0]} is empty; name a path", file=sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a reader gone away is caught, not at the interpreter's exit
+        return code
     except ValueError as exc:
         print(f"cagekit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (`cagekit demo | head`): it has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # as a shell reports a command ended by SIGPIPE
     except OSError as exc:  # a path that is a file, under a missing folder, unwritable...: name it, no traceback
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"cagekit {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)

@@ -55,7 +55,9 @@ def test_benchmark_table_and_reuse_of_trained_runs(tmp_path, capsys):
         assert summary["submission"]["team"] == f"nocomm-s{seed}"
     assert (out / "benchmark.png").stat().st_size > 0
     trained = (out / "runs" / "nocomm-s0" / "model.pt").stat().st_mtime_ns
+    capsys.readouterr()
     assert main(argv) == 0  # a second run loads the trained runs and the journaled evaluations
+    assert "note:" not in capsys.readouterr().out  # nothing to train, so nothing to warn of
     assert (out / "runs" / "nocomm-s0" / "model.pt").stat().st_mtime_ns == trained
     assert pd.read_csv(out / "table.csv").equals(table)
 

@@ -48,3 +48,20 @@ def test_demo_names_its_own_options_when_refusing(tmp_path, capsys):
         assert main(["demo", "--team", team, "--steps", "1"]) == 2
         err = capsys.readouterr().err
         assert f"cannot evaluate {team!r}" in err and "output folder" not in err and "evaluation.py" not in err
+
+
+def test_a_reader_that_stops_early_ends_the_demo_quietly():
+    """`cagekit demo | head`: the reader's end is no error (it used to print one and exit 2), and the exit
+    code is a shell's for SIGPIPE."""
+    import subprocess
+    import sys
+
+    # 500 steps print more than a pipe holds, so the demo is still writing when the reader goes
+    proc = subprocess.Popen([sys.executable, "-m", "cagekit.cli", "demo", "--steps", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"scenario paper-small")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""

@@ -354,7 +354,8 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     plan.out.mkdir(parents=True, exist_ok=True)
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
     train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
-    for algo in dict.fromkeys(a for a, _ in learned):  # said once per algorithm, before hours of training
+    to_train = [a for a, s in learned if not (plan.run_dir(a, s) / TRAIN_RECORD).exists()]
+    for algo in dict.fromkeys(to_train):  # said once per algorithm, before hours of training (none on reuse)
         note = exploration_note(algo, plan.configs.get(algo), plan.steps)
         if note:
             print(note)

@@ -219,7 +219,13 @@ def test_two_evaluations_pair_episode_by_episode(evaluations, capsys):
 def test_evaluations_of_other_episodes_or_unfinished_are_refused(evaluations, tmp_path, capsys):
     other = _evaluate(tmp_path / "react-seed1", "react", "--seed", "1")
     assert main(["compare", str(evaluations / "sleep"), str(other)]) == 2
-    assert "were scored on different episodes (seed: 0 vs 1)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "were scored on different episodes (seed: 0 vs 1)" in err and "another game" not in err
+    large = _evaluate(tmp_path / "react-large", "react", "--scenario", "paper-large")
+    assert main(["compare", str(evaluations / "react"), str(large)]) == 2
+    assert ("(scenario: 'paper-small' vs 'paper-large'); episode pairs need the same protocol (score both with the "
+            "same evaluation.py options; teams trained for another scenario or layout play another game and cannot "
+            "be paired)") in capsys.readouterr().err
     cut = tmp_path / "cut"
     shutil.copytree(evaluations / "react", cut)
     journal = cut / "journal.jsonl"

@@ -94,9 +94,12 @@ def load_evaluations(folders: list[Path]) -> list[ScoredEvaluation]:
         mine, theirs = _episode_fields(first.config), _episode_fields(other.config)
         diff = [f"{key}: {mine[key]!r} vs {theirs[key]!r}" for key in EPISODE_FIELDS if mine[key] != theirs[key]]
         if diff:
+            # a trained team brings its scenario and layout: no option makes two such teams meet the same episodes
+            games = any(mine[k] != theirs[k] for k in ("scenario", "layout"))
             raise ValueError(f"{first.folder} and {other.folder} were scored on different episodes "
                              f"({'; '.join(diff)}); episode pairs need the same protocol (score both with the same "
-                             f"evaluation.py options)")
+                             f"evaluation.py options" + ("; teams trained for another scenario or layout play "
+                                                        "another game and cannot be paired)" if games else ")"))
         seeds = [task for task, e in first.episodes.items() if other.episodes[task].seed != e.seed]
         if seeds:  # the same protocol gives the same seeds; a journal of another cagekit version may not
             raise ValueError(f"{first.folder} and {other.folder} played other environment seeds for "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +80,27 @@ def read_journal(folder: str | Path) -> tuple[EvalConfig, dict[tuple[int, str, i
                          f"by cagekit {version or 'of an unknown version'} ({type(exc).__name__}: {exc}); score "
                          f"the team again with this version") from None
     episodes: dict[tuple[int, str, int], EpisodeResult] = {}
-    for line in lines[1:]:
+    for _, result in _body(lines[1:]):
+        if result is not None:
+            episodes.setdefault(result.key, result)
+    return config, episodes
+
+
+def _body(lines: list[bytes]) -> Iterator[tuple[int, EpisodeResult | None]]:
+    """The journal's lines after its header, each as (bytes read through it, its episode or None for another
+    record), up to the first that is not JSON, not an object or a damaged episode: like a line cut short, it
+    and what follows are played again."""
+    end = 0
+    for line in lines:
         try:
             record = json.loads(line)
             if not isinstance(record, dict):
-                break
-            if record.get("type") == "episode":
-                result = EpisodeResult.from_json(record)
-                episodes.setdefault(result.key, result)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            break
-    return config, episodes
+                return
+            result = EpisodeResult.from_json(record) if record.get("type") == "episode" else None
+        except (KeyError, TypeError, ValueError, AttributeError):  # JSON and decoding errors are ValueErrors
+            return
+        end += len(line) + 1
+        yield end, result
 
 
 class Journal:
@@ -111,29 +122,19 @@ class Journal:
         good = 0  # bytes of complete, parseable lines
         if self.path.exists():
             raw = self.path.read_bytes()
-            lines = raw.split(b"\n")
-            for i, line in enumerate(lines):
-                if i == len(lines) - 1:
-                    break  # the text after the last newline: empty, or a line cut short
+            lines = raw.split(b"\n")[:-1]  # the text after the last newline: empty, or a line cut short
+            if lines:
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    if i == 0:
-                        raise JournalMismatch(f"{self.path} is not an evaluation journal (its first line is not "
-                                              f"JSON); move it away or choose another output folder") from None
-                    break
-                if i == 0:
-                    self._check_header(record if isinstance(record, dict) else {})
-                elif isinstance(record, dict) and record.get("type") == "episode":
-                    try:
-                        result = EpisodeResult.from_json(record)
-                    except (KeyError, TypeError, ValueError, AttributeError):
-                        break  # a damaged record: like a cut line, it and what follows are played again
-                    if result.key in wanted:
+                    header = json.loads(lines[0])
+                except ValueError:
+                    raise JournalMismatch(f"{self.path} is not an evaluation journal (its first line is not "
+                                          f"JSON); move it away or choose another output folder") from None
+                self._check_header(header if isinstance(header, dict) else {})
+                good = len(lines[0]) + 1
+                for end, result in _body(lines[1:]):
+                    good = len(lines[0]) + 1 + end
+                    if result is not None and result.key in wanted:
                         self.results.setdefault(result.key, result)
-                elif not isinstance(record, dict):
-                    break
-                good += len(line) + 1
             if 0 < good < len(raw):
                 with self.path.open("r+b") as f:
                     f.truncate(good)

@@ -65,13 +65,19 @@ class PairedDifference:
 
     @property
     def verdict(self) -> str:
-        if math.isnan(self.ci95):
-            return "one seed: no interval"
-        if self.mean - self.ci95 > 0:
-            return f"{self.a} ahead"
-        if self.mean + self.ci95 < 0:
-            return f"{self.b} ahead"
-        return "within noise"
+        return verdict(self.a, self.b, self.mean, self.ci95, "one seed: no interval")
+
+
+def verdict(a: str, b: str, mean: float, ci95: float, no_interval: str) -> str:
+    """Of `a - b` (mean, 95% half-width): which team is ahead when the interval excludes 0, "within noise"
+    when it does not, `no_interval` when there is none (NaN)."""
+    if math.isnan(ci95):
+        return no_interval
+    if mean - ci95 > 0:
+        return f"{a} ahead"
+    if mean + ci95 < 0:
+        return f"{b} ahead"
+    return "within noise"
 
 
 def load_folder(folder: Path, muted: bool = True) -> list[ScoredSeed]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from cagekit.evaluation.compare import markdown_file
+from cagekit.evaluation.compare import markdown_file, verdict
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.journal import JOURNAL, read_journal
 from cagekit.evaluation.protocol import EvalConfig, TotalScore, combination_stats, total_score
@@ -58,13 +58,7 @@ class EpisodePairedDifference:
 
     @property
     def verdict(self) -> str:
-        if math.isnan(self.ci95):
-            return "one episode each: no interval"
-        if self.mean - self.ci95 > 0:
-            return f"{self.a} ahead"
-        if self.mean + self.ci95 < 0:
-            return f"{self.b} ahead"
-        return "within noise"
+        return verdict(self.a, self.b, self.mean, self.ci95, "one episode each: no interval")
 
 
 def is_evaluation_folder(folder: Path) -> bool:

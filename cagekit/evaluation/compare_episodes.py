@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import combinations
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from cagekit.evaluation.compare import markdown_file, verdict
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.journal import JOURNAL, read_journal
 from cagekit.evaluation.protocol import EvalConfig, TotalScore, combination_stats, total_score
-from cagekit.evaluation.results import FILES, build_report
+from cagekit.evaluation.results import FILES, Report, build_report
 from cagekit.scenarios import get_scenario
 
 #: EvalConfig fields that fix which episodes a team met (the team's own settings are left out: message
@@ -37,13 +38,18 @@ class ScoredEvaluation:
     config: EvalConfig
     episodes: dict[tuple[int, str, int], EpisodeResult]
 
+    @cached_property
+    def report(self) -> Report:
+        """The evaluation's report from its episodes, built once (sorting and printing read it repeatedly)."""
+        return build_report(self.config, self.episodes)
+
     @property
     def total(self) -> TotalScore:
-        return build_report(self.config, self.episodes).total
+        return self.report.total
 
     @property
     def bits_per_episode(self) -> float:
-        return math.fsum(e.bits for e in self.episodes.values()) / len(self.episodes)
+        return self.report.bits_per_episode
 
 
 @dataclass(frozen=True)

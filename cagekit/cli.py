@@ -48,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--scenario {args.scenario} contradicts the team, which was made for "
                          f"{settings['scenario']}; leave --scenario out")
     scenario = settings.get("scenario") or args.scenario or "paper-small"
-    env_kwargs = {k: settings[k] for k in ("layout", "channel", "sau", "message_cost", "view") if k in settings}
+    env_kwargs = {k: v for k, v in settings.items() if k != "scenario"}  # layout, channel, sau, cost, view
     env = make_env(scenario, red=args.red, seed=args.seed, episode_length=args.steps, **env_kwargs)
     try:
         obs, _ = env.reset(seed=args.seed)

@@ -585,3 +585,29 @@ def test_the_package_command_reports_a_refusal_on_stderr_as_the_other_commands_d
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err.startswith("cagekit package: error: unknown scenario 'nope'")
     assert not (tmp_path / "t.zip").exists()
+
+
+def test_package_refuses_to_write_over_another_submission_but_repackages_the_same(tmp_path, capsys):
+    """A typo in --out wrote over a packaged team without a word; the same team again (the shipped zips' rebuild
+    check) stays allowed, and --replace writes over it on purpose."""
+    from cagekit.cli import main
+
+    out = tmp_path / "team.zip"
+    package("react", "me", "us", "react", out)
+    kept = out.read_bytes()
+    assert package("react", "me", "us", "react", out).read_bytes() == kept
+    with pytest.raises(FileExistsError, match=re.escape(f"--out {out} already holds a submission (react on "
+                                                        f"paper-small, team 'us'), which differs from this one")):
+        package("sleep", "me", "them", "sleep", out)
+    assert out.read_bytes() == kept
+    argv = ["package", "sleep", "--name", "me", "--team", "them", "--technique", "sleep", "--out", str(out),
+            "--no-validate"]
+    assert main(argv) == 2
+    assert "or --replace to write over it" in capsys.readouterr().err and out.read_bytes() == kept
+    assert main([*argv, "--replace"]) == 0
+    assert json.loads(zipfile.ZipFile(out).read("manifest.json"))["team"] == "them"
+    other = tmp_path / "notes.zip"
+    other.write_bytes(b"my notes")
+    with pytest.raises(FileExistsError, match="already holds a file that is not a cagekit submission"):
+        package("react", "me", "us", "react", other)
+    assert other.read_bytes() == b"my notes"

@@ -46,6 +46,9 @@ def add_package_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--message-cost", type=float, default=None,
                    help="cost of sending a 1 (heuristics; default: the scenario's); checkpoints use their own")
     p.add_argument("--seed", type=int, default=None, help="seed of the random heuristic's generators")
+    p.add_argument("--replace", action="store_true",
+                   help="write over an existing zip that holds another submission (refused otherwise; packaging "
+                        "the same team again is always allowed)")
     p.add_argument("--no-validate", action="store_true", help="skip validating the written submission")
     p.set_defaults(func=cli_package)
     return p
@@ -72,7 +75,7 @@ def cli_package(args: argparse.Namespace) -> int:
         out = package(args.source, args.name, args.team, args.technique, args.out, scenario=args.scenario,
                       layout=getattr(args, "layout", None), channel=getattr(args, "channel", None),
                       sau=getattr(args, "sau", None), message_cost=getattr(args, "message_cost", None),
-                      seed=getattr(args, "seed", None))
+                      seed=getattr(args, "seed", None), replace=getattr(args, "replace", False))
     except (ValueError, FileNotFoundError, FileExistsError) as exc:  # on stderr, named, as the other commands say it
         print(f"cagekit package: error: {exc}", file=sys.stderr)
         return 2

@@ -242,18 +242,40 @@ def seal(files: dict[str, bytes]) -> dict[str, bytes]:
     return out
 
 
-def write_zip(files: dict[str, bytes], out: str | Path) -> Path:
-    """Write `files` as a reproducible zip: sorted entries, fixed timestamps and permissions."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """`files` as a reproducible zip: sorted entries, fixed timestamps and permissions (same files, same bytes)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for rel in sorted(files):
             zf.writestr(_zip_info(rel), files[rel], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return buffer.getvalue()
+
+
+def write_zip(files: dict[str, bytes], out: str | Path) -> Path:
+    """Write `files` as a reproducible zip at `out` (atomically: a reader never sees half a zip)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
+    tmp.write_bytes(zip_bytes(files))
     os.replace(tmp, out)
     return out
+
+
+def check_replace(files: dict[str, bytes], out: Path) -> None:
+    """Refuse to write over an existing zip that holds another submission (FileExistsError naming both ways
+    on): a typo in --out must not lose a packaged team. Packaging the same team again (same bytes, as when
+    the shipped submissions are rebuilt to show they did not change) is allowed."""
+    if not out.is_file() or out.read_bytes() == zip_bytes(files):
+        return
+    try:
+        with zipfile.ZipFile(out) as zf:
+            held = json.loads(zf.read(MANIFEST))
+            what = (f"a submission ({held.get('kind', '?')} on {held.get('scenario', '?')}, team "
+                    f"{held.get('team', '?')!r})")
+    except (zipfile.BadZipFile, KeyError, ValueError, AttributeError):
+        what = "a file that is not a cagekit submission"
+    raise FileExistsError(f"--out {out} already holds {what}, which differs from this one; give another path, "
+                          f"or --replace to write over it")
 
 
 def write_folder(files: dict[str, bytes], out: str | Path) -> Path:
@@ -292,15 +314,19 @@ def check_out(out: str | Path) -> None:
 
 def package(source: str | Path, name: str, team: str, technique: str, out: str | Path, *,
             scenario: str | None = None, layout: str | None = None, channel: bool | None = None,
-            sau: bool | None = None, message_cost: float | None = None, seed: int | None = None) -> Path:
+            sau: bool | None = None, message_cost: float | None = None, seed: int | None = None,
+            replace: bool = False) -> Path:
     """Package `source` (a heuristic name, a checkpoint directory or a training run folder) at `out`.
 
     `out` ending in `.zip` gets a reproducible zip (same inputs, same bytes); anything else a folder.
+    An existing zip holding another submission is written over only with `replace`.
     Environment settings come from the checkpoint; for heuristics from the arguments (defaults:
     scenario paper-small, its default layout, channel and SAU on, the scenario's message cost)."""
     check_out(out)
     files = build_files(source, name=name, team=team, technique=technique, scenario=scenario, layout=layout,
                         channel=channel, sau=sau, message_cost=message_cost, seed=seed)
     if str(out).endswith(".zip"):
+        if not replace:
+            check_replace(files, Path(out))
         return write_zip(files, out)
     return write_folder(files, out)

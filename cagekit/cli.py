@@ -54,7 +54,11 @@ def _demo(args: argparse.Namespace) -> int:
         obs, _ = env.reset(seed=args.seed)
         team = source.team_for_episode(env, args.seed)
         total = 0.0
-        print(f"scenario {scenario}, red {env.engine.red_name}, team {source.label}, agents {env.possible_agents}")
+        declared = getattr(source, "labels", {})  # a submission's manifest TEAM and TECHNIQUE, as reports name it
+        named = ", ".join(f"{key} {declared[key]!r}" for key in ("team", "technique") if key in declared)
+        named = f" (declares {named})" if named else ""
+        print(f"scenario {scenario}, red {env.engine.red_name}, team {source.label}{named}, "
+              f"agents {env.possible_agents}")
         for t in range(args.steps):
             actions = team.act(obs)
             obs, rewards, _, _, infos = env.step(actions)

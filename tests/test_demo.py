@@ -33,7 +33,9 @@ def test_demo_prints_every_agent_and_red_and_the_episodes_return(capsys):
 def test_demo_plays_a_submission_in_the_environment_it_was_packaged_for(capsys):
     assert main(["demo", "--team", str(SHIPPED), "--steps", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("scenario paper-small, red KillChainAgent, team dial-sau-paper-small")
+    # named by its file and, as the evaluation's reports name it, by the TEAM and TECHNIQUE its manifest declares
+    assert out.startswith("scenario paper-small, red KillChainAgent, team dial-sau-paper-small (declares team "
+                          "'cagekit', technique 'DIAL + SAU (configs/dial-sau-fast.yaml")
     assert main(["demo", "--team", str(SHIPPED), "--scenario", "paper-large"]) == 2
     assert "--scenario paper-large contradicts the team, which was made for paper-small" in capsys.readouterr().err
 

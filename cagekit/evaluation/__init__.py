@@ -11,8 +11,8 @@ from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationF
 from cagekit.evaluation.harness import evaluate
 from cagekit.evaluation.journal import JournalMismatch
 from cagekit.evaluation.protocol import EvalConfig, episode_seed, total_score
-from cagekit.evaluation.sources import CheckpointSource, HeuristicSource, TeamSource, resolve_source
+from cagekit.evaluation.sources import CheckpointSource, HeuristicSource, PythonSource, TeamSource, resolve_source
 
 __all__ = ["CheckpointSource", "EpisodeResult", "EpisodeRunner", "EvalConfig", "EvaluationFailure", "HeuristicSource",
-           "JournalMismatch", "TeamSource", "build_parser", "cli_main", "episode_seed", "evaluate",
+           "JournalMismatch", "PythonSource", "TeamSource", "build_parser", "cli_main", "episode_seed", "evaluate",
            "resolve_source", "total_score"]

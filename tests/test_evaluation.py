@@ -771,7 +771,8 @@ def _my_team(tmp_path: Path) -> Path:
     return folder / "myteam.py"
 
 
-def test_python_team_file_scores_like_the_heuristic_it_rewrites(tmp_path: Path) -> None:
+def test_python_team_file_scores_like_the_heuristic_it_rewrites(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A class or a function in the user's own file is a team for evaluation.py: silent react scores react's
     environment reward episode by episode (the score leaves the channel cost out), with no bits, in one
     process or two (the source travels to worker processes and imports the file there)."""
@@ -787,6 +788,9 @@ def test_python_team_file_scores_like_the_heuristic_it_rewrites(tmp_path: Path) 
     assert react.bits_per_episode > 0 and by_class.bits_per_episode == by_function.bits_per_episode == 0
     assert (tmp_path / "class" / "results.csv").read_bytes() == (tmp_path / "function" / "results.csv").read_bytes()
     # the journal's identity covers the helper the file imports: an edited helper is another team
+    import torch  # noqa: F401 - names modules by bare files ('_classes.py'), which are not the folder's
+
+    monkeypatch.chdir(file.parent)
     before = PythonSource(str(file), "Mine").identity()
     (file.parent / "helper.py").write_text("BIT = 1  # edited\n")
     assert PythonSource(str(file), "Mine").identity()["sha256"] != before["sha256"]

@@ -292,8 +292,9 @@ class PythonSource(_PerEnvTeam, TeamSource):
         files = {Path(self.path)}
         for module in list(sys.modules.values()):
             found = getattr(module, "__file__", None)
-            path = Path(found).resolve() if found else None
-            if path is not None and path.suffix == ".py" and path.is_relative_to(folder) and \
+            # absolute only: some modules name a bare file (torch.classes: '_classes.py'), not a place
+            path = Path(found).resolve() if isinstance(found, str) and Path(found).is_absolute() else None
+            if path is not None and path.suffix == ".py" and path.is_relative_to(folder) and path.is_file() and \
                     not {"site-packages", "dist-packages"} & set(path.parts):  # installed packages: not its code
                 files.add(path)
         h = hashlib.sha256()

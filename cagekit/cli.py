@@ -136,9 +136,15 @@ def _compare(args: argparse.Namespace) -> int:
     evaluations = [compare_episodes.is_evaluation_folder(f) for f in folders]
     if any(evaluations):  # teams of evaluation.py, paired episode by episode
         if not all(evaluations):
+            others = [f for f, e in zip(folders, evaluations, strict=True) if not e]
+            # a benchmark's teams are evaluation folders too: name them, for pairing a team of one's own with them
+            inside = [g for f in others if (f / "eval").is_dir() for g in sorted((f / "eval").iterdir())
+                      if compare_episodes.is_evaluation_folder(g)]
             raise ValueError(f"compare takes benchmark folders or evaluation folders, not a mix: "
-                             f"{', '.join(str(f) for f, e in zip(folders, evaluations, strict=True) if not e)} "
-                             f"hold{'s' * (evaluations.count(False) == 1)} no journal.jsonl")
+                             f"{', '.join(str(f) for f in others)} hold{'s' * (len(others) == 1)} no journal.jsonl"
+                             + (f"; a benchmark's teams are evaluation folders: give them "
+                                f"({', '.join(map(str, inside))}) to pair yours with them, scored with the "
+                                f"benchmark's --episodes, --lengths and --seed" if inside else ""))
         if len(folders) < 2:
             raise ValueError(f"one evaluation folder ({folders[0]}) has nothing to be compared with: give two or more")
         out = None if args.out is None else compare_episodes.check_out(args.out, folders)

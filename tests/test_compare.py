@@ -282,3 +282,18 @@ def test_compare_names_a_missing_folder_and_a_journal_of_another_version(evaluat
     (newer / "journal.jsonl").write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
     assert main(["compare", str(evaluations / "sleep"), str(newer)]) == 2
     assert "cannot read, written by cagekit 9.9 (TypeError" in capsys.readouterr().err
+
+
+def test_a_team_of_ones_own_pairs_with_a_benchmarks_teams_which_a_mix_names(heuristics, tmp_path, capsys):
+    """Given a benchmark folder beside an evaluation folder, compare said only that the benchmark 'holds no
+    journal.jsonl'; it now names the benchmark's teams' evaluation folders, which pair with one's own team
+    scored on the benchmark's protocol (seed s of the benchmark is protocol seed s)."""
+    mine = _evaluate(tmp_path / "mine", "sleep", "--episodes", "2", "--reds", "KillChainAgent,SleepAgent")
+    assert main(["compare", str(mine), str(heuristics)]) == 2
+    err = capsys.readouterr().err
+    assert "a benchmark's teams are evaluation folders: give them" in err
+    assert str(heuristics / "eval" / "react-s0") in err
+    teams = heuristics / "eval"
+    assert main(["compare", str(mine), str(teams / "react-s0"), str(teams / "sleep-s0")]) == 0
+    out = capsys.readouterr().out
+    assert "| mine - sleep-s0 | 4 | +0.00 |" in out or "| sleep-s0 - mine | 4 | +0.00 |" in out

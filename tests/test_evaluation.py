@@ -737,3 +737,87 @@ def test_stdout_to_a_file_leaves_a_terminal_on_stderr_its_own_width(tmp_path):
         os.close(terminal)
         os.close(main_fd)
     assert done.stdout.decode().strip() == "80"
+
+
+# a user's own Python team ----------------------------------------------------------------------
+
+_MY_TEAM = '''
+from cagekit.agents.heuristics import ReactAgent
+from helper import BIT  # a neighbour module: the file's folder is importable, as under `python FILE.py`
+
+
+class Mine(ReactAgent):
+    """react, silent: a user's own agent class."""
+
+    def get_action(self, observation, action_space=None):
+        return super().get_action(observation, action_space) & ~BIT
+
+
+def as_dict(env):
+    from cagekit.agents import team_slots
+    return {slot.name: Mine(slot) for slot in team_slots(env)}
+
+
+def as_int(env):
+    return 42
+'''
+
+
+def _my_team(tmp_path: Path) -> Path:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "helper.py").write_text("BIT = 1\n")
+    (folder / "myteam.py").write_text(_MY_TEAM)
+    return folder / "myteam.py"
+
+
+def test_python_team_file_scores_like_the_heuristic_it_rewrites(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class or a function in the user's own file is a team for evaluation.py: silent react scores react's
+    environment reward episode by episode (the score leaves the channel cost out), with no bits, in one
+    process or two (the source travels to worker processes and imports the file there)."""
+    from cagekit.evaluation import PythonSource
+
+    file = _my_team(tmp_path)
+    config = _config(lengths=(15,), reds=("KillChainAgent",))
+    react, _ = evaluate(config, HeuristicSource("react"), tmp_path / "react", progress=False)
+    by_class, _ = evaluate(config, resolve_source(f"{file}:Mine"), tmp_path / "class", progress=False)
+    by_function, _ = evaluate(config, PythonSource(str(file), "as_dict"), tmp_path / "function",
+                              backend="processes", workers=2, progress=False)
+    assert react.total.score == by_class.total.score == by_function.total.score < 0
+    assert react.bits_per_episode > 0 and by_class.bits_per_episode == by_function.bits_per_episode == 0
+    assert (tmp_path / "class" / "results.csv").read_bytes() == (tmp_path / "function" / "results.csv").read_bytes()
+    # the journal's identity covers the helper the file imports: an edited helper is another team
+    import torch  # noqa: F401 - names modules by bare files ('_classes.py'), which are not the folder's
+
+    monkeypatch.chdir(file.parent)
+    before = PythonSource(str(file), "Mine").identity()
+    (file.parent / "helper.py").write_text("BIT = 1  # edited\n")
+    assert PythonSource(str(file), "Mine").identity()["sha256"] != before["sha256"]
+
+
+def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
+    file = _my_team(tmp_path)
+    with pytest.raises(ValueError, match=r"myteam.py has no 'make_team': name an agent class .* it defines Mine, "
+                                         r"as_dict, as_int$"):
+        resolve_source(str(file))  # no :NAME, and no make_team in the file
+    with pytest.raises(ValueError, match="no such Python file"):
+        resolve_source(str(tmp_path / "other.py:Mine"))
+    with pytest.raises(ValueError, match="'2bad' is not a Python name"):
+        resolve_source(f"{file}:2bad")
+    (tmp_path / "broken.py").write_text("import no_such_module_here\n")
+    with pytest.raises(ValueError, match="importing .*broken.py failed: ModuleNotFoundError"):
+        resolve_source(str(tmp_path / "broken.py:X"))
+    with pytest.raises(ValueError, match=r"cannot be evaluated \(nothing was written\).*myteam.py:as_int\(env\) "
+                                         r"returned int; expected a cagekit.agents.Team or a dict"):
+        evaluate(_config(), resolve_source(f"{file}:as_int"), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_team_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = _my_team(tmp_path)
+    assert _cli(f"{file}:Mine", str(tmp_path / "out"), *SMALL, "--reds", "SleepAgent") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "python myteam.py:Mine" in json.dumps(summary)  # the default technique names the file and class
+    assert _cli(str(tmp_path / "absent.py"), str(tmp_path / "out2"), *SMALL) == 1
+    assert "no such Python file" in capsys.readouterr().err

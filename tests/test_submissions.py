@@ -611,3 +611,54 @@ def test_package_refuses_to_write_over_another_submission_but_repackages_the_sam
     with pytest.raises(FileExistsError, match="already holds a file that is not a cagekit submission"):
         package("react", "me", "us", "react", other)
     assert other.read_bytes() == b"my notes"
+
+
+def test_the_package_command_points_a_python_team_to_what_it_can_do(tmp_path, capsys):
+    """`cagekit package myteam.py:Guard` said only 'expected a heuristic team name ...': not that a Python team
+    is scored by evaluation.py and packaged by hand (README, 'Your own team')."""
+    from cagekit.cli import main
+
+    (tmp_path / "myteam.py").write_text("")
+    for source in (str(tmp_path / "myteam.py"), f"{tmp_path / 'myteam.py'}:Guard"):
+        argv = ["package", source, "--name", "a", "--team", "b", "--technique", "c", "--out", str(tmp_path / "t.zip")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"`python evaluation.py {source} OUT`" in err and "'Your own team'" in err
+    assert not (tmp_path / "t.zip").exists()
+
+
+def _readme_block(start: str) -> str:
+    """The README's code block whose first line is `start` (from that line on)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.search(r"```python\n(" + re.escape(start) + r".*?)```", text, re.S)
+    assert found, f"README has no python block starting {start!r}"
+    return found.group(1)
+
+
+def test_the_readmes_own_team_recipe_packages_a_submission_that_plays_as_the_file_does(tmp_path, monkeypatch):
+    """The README's 'Your own team': its agent class and its by-hand packaging give a submission that validates
+    and plays the episodes the Python file plays in-process (same actions, same return)."""
+    import runpy
+
+    from cagekit.evaluation import PythonSource
+
+    (tmp_path / "myteam.py").write_text(_readme_block("# myteam.py"))
+    (tmp_path / "pack.py").write_text(_readme_block("import json\n"))
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(tmp_path / "pack.py"))
+    report = validate(tmp_path / "guard.zip")
+    assert report.ok, report.text()
+    source = PythonSource(str(tmp_path / "myteam.py"), "Guard")
+    env = make_env(SCENARIO, red="KillChainAgent", seed=3, episode_length=EPISODE)
+    returns = []
+    with open_submission(tmp_path / "guard.zip") as submitted:
+        assert submitted.manifest["kind"] == "python myteam.py:Guard"
+        for team in (submitted, source.team_for_episode(env, 3)):
+            obs, _ = env.reset(seed=3)
+            total, actions = 0.0, []
+            while env.agents:
+                obs, rewards, _, _, infos = env.step(team.act(obs))
+                total += rewards["blue_user"]
+                actions.append([infos[a]["action"] for a in env.possible_agents])
+            returns.append((total, actions))
+    assert returns[0] == returns[1] and any(a != "Sleep" for step in returns[0][1] for a in step)

@@ -17,6 +17,7 @@ from cagekit.evaluation.sources import (
     CheckpointSource,
     HeuristicSource,
     MutedSource,
+    PythonSource,
     SubmissionSource,
     TeamSource,
     resolve_source,
@@ -35,7 +36,9 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
                     "score is the sum of the means. Rerun the same command to resume an interrupted run.")
     p.add_argument("source", nargs="?", metavar="SUBMISSION_OR_CHECKPOINT",
                    help="a submission (zip or folder with submission.py), a checkpoint directory "
-                        "(meta.json + weights) or a heuristic team name; default: --team")
+                        "(meta.json + weights), your own Python team (FILE.py:NAME: an agent class, built once "
+                        "per agent from its AgentSlot, or a function of the environment returning a Team; NAME "
+                        "defaults to make_team) or a heuristic team name; default: --team")
     p.add_argument("out_dir", nargs="?", metavar="OUT_DIR",
                    help="output folder (default: results/<team>-<scenario>[-<layout>][-quick][-twin])")
     p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")
@@ -152,6 +155,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
         technique = args.technique or f"checkpoint {inner.meta.get('algo')}"
     elif isinstance(inner, SubmissionSource):
         technique = args.technique or declared.get("technique") or "submission"
+    elif isinstance(inner, PythonSource):
+        technique = args.technique or f"python {Path(inner.path).name}:{inner.name}"
     else:
         technique = args.technique or f"heuristic {inner.label}"
     if isinstance(source, MutedSource) and not args.technique:

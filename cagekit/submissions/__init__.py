@@ -70,7 +70,19 @@ def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _python_team(source: str) -> bool:
+    """Whether `source` names a Python team (`FILE.py` or `FILE.py:NAME`), which evaluation.py scores."""
+    file, sep, _ = source.rpartition(":")
+    return (bool(sep) and file.endswith(".py")) or source.endswith(".py")
+
+
 def cli_package(args: argparse.Namespace) -> int:
+    if _python_team(str(args.source)):  # package() would call it no team at all
+        print(f"cagekit package: error: cannot package {args.source!r}: a Python team is not packaged by this "
+              f"command yet (it takes a heuristic name, a checkpoint directory or a training run folder); score it "
+              f"with `python evaluation.py {args.source} OUT`, and build its submission as the README's "
+              f"'Your own team' shows", file=sys.stderr)
+        return 2
     try:
         out = package(args.source, args.name, args.team, args.technique, args.out, scenario=args.scenario,
                       layout=getattr(args, "layout", None), channel=getattr(args, "channel", None),

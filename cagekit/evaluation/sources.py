@@ -9,19 +9,23 @@ or folder with `submission.py`) runs in a separate process behind the same inter
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import inspect
 import random
-import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cagekit.agents import HEURISTICS, Agent, Team, load_team, make_team, team_slots
+from cagekit.agents import HEURISTICS, Team, load_team, make_team
+from cagekit.agents.python_team import (
+    PYTHON_FACTORY,
+    build_team,
+    check_spec,
+    load_builder,
+    local_modules,
+    python_spec,
+)
 
 
 class TeamSource(ABC):
@@ -205,24 +209,12 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
             team.close()
 
 
-#: the factory a Python team file is asked for when its spec names none (`myteam.py` = `myteam.py:make_team`)
-PYTHON_FACTORY = "make_team"
-
-
-def python_spec(text: str) -> tuple[str, str] | None:
-    """(file, name) when `text` names a Python team (`FILE.py` or `FILE.py:NAME`), else None."""
-    file, sep, name = text.rpartition(":")
-    if sep and file.endswith(".py"):
-        return file, name
-    return (text, PYTHON_FACTORY) if text.endswith(".py") else None
-
-
 @dataclass
 class PythonSource(_PerEnvTeam, TeamSource):
     """Your own team, written in Python: `NAME` in the file `path`, either an agent class (an `Agent`
     subclass, or any class with CAGE's `get_action`; one instance per blue agent, built as `NAME(slot)` from
-    its `AgentSlot`, as the heuristics are) or a function
-    `NAME(env)` returning a `Team` or a dict of agent name -> agent.
+    its `AgentSlot`, as the heuristics are) or a function `NAME(env)` returning a `Team` or a dict of agent
+    name -> agent (`cagekit.agents.python_team`).
 
     Unlike a submission, the file runs in the evaluating process (it is your own code, being developed): its
     folder goes on `sys.path` so that it can import its neighbours. The team is built afresh for every
@@ -233,21 +225,15 @@ class PythonSource(_PerEnvTeam, TeamSource):
     name: str = PYTHON_FACTORY
 
     def __post_init__(self) -> None:
-        file = Path(self.path)
-        if file.suffix != ".py":
-            raise ValueError(f"a Python team is a .py file, got {self.path!r}")
-        if not file.is_file():
-            raise ValueError(f"cannot evaluate {self.path!r}: no such Python file")
-        if not self.name.isidentifier():
-            raise ValueError(f"{self.path}:{self.name}: {self.name!r} is not a Python name; give FILE.py:NAME, "
-                             f"NAME an agent class or a function of the environment")
-        self.path = str(file.resolve())
+        file = check_spec(self.path, self.name)
+        self.path = str(file)
         self.label = file.stem
         self._module = f"cagekit_user_team_{_digest(file)[:16]}"
         self._team: Any = None
         self._builder: Any = None
         self._build()  # fail now, with the file's own error, not at the first episode
-        self._digest = self._code_digest()
+        # a journal resumes only the same code, so editing a helper the team imports starts no mixed evaluation
+        self._digest = _files_digest(local_modules(file), file.parent)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -256,52 +242,9 @@ class PythonSource(_PerEnvTeam, TeamSource):
 
     def _build(self) -> Any:
         """The file's `name`, importing the file on first use in this process (ValueError naming the problem)."""
-        if self._builder is not None:
-            return self._builder
-        module_name = self._module
-        module = sys.modules.get(module_name)
-        if module is None:
-            folder = str(Path(self.path).parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)  # as `python FILE.py` would: its neighbours import
-            spec = importlib.util.spec_from_file_location(module_name, self.path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as exc:
-                del sys.modules[module_name]
-                raise ValueError(f"importing {self.path} failed: {type(exc).__name__}: {exc}") from exc
-        builder = getattr(module, self.name, None)
-        if builder is None or not callable(builder):
-            found = sorted(k for k, v in vars(module).items() if not k.startswith("_") and _team_maker(v)
-                           and getattr(v, "__module__", None) == module_name)
-            what = "has no" if builder is None else "has a non-callable"
-            raise ValueError(f"{self.path} {what} {self.name!r}: name an agent class (built once per agent from "
-                             f"its AgentSlot) or a function of the environment returning a Team or a dict of "
-                             f"agents, as {Path(self.path).name}:NAME"
-                             + (f"; it defines {', '.join(found)}" if found else ""))
-        self._builder = builder
-        return builder
-
-    def _code_digest(self) -> str:
-        """SHA-256 of the file and of every module loaded from its folder (below it too): a journal resumes only
-        the same code, so editing a helper the team imports starts no mixed evaluation."""
-        folder = Path(self.path).parent
-        files = {Path(self.path)}
-        for module in list(sys.modules.values()):
-            found = getattr(module, "__file__", None)
-            # absolute only: some modules name a bare file (torch.classes: '_classes.py'), not a place
-            path = Path(found).resolve() if isinstance(found, str) and Path(found).is_absolute() else None
-            if path is not None and path.suffix == ".py" and path.is_relative_to(folder) and path.is_file() and \
-                    not {"site-packages", "dist-packages"} & set(path.parts):  # installed packages: not its code
-                files.add(path)
-        h = hashlib.sha256()
-        for f in sorted(files):
-            h.update(f"{f.relative_to(folder).as_posix()}\0".encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-        return h.hexdigest()
+        if self._builder is None:
+            self._builder = load_builder(self.path, self.name, self._module)
+        return self._builder
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "python", "path": self.path, "name": self.name, "sha256": self._digest}
@@ -309,24 +252,16 @@ class PythonSource(_PerEnvTeam, TeamSource):
     def team_for_episode(self, env: Any, seed: int) -> Team:
         builder = self._build()
         seed_everything(seed)
-        made = ({slot.name: builder(slot) for slot in team_slots(env)} if _agent_class(builder) else builder(env))
-        if isinstance(made, Team):
-            return made
-        if isinstance(made, Mapping) and all(callable(getattr(a, "get_action", None)) for a in made.values()):
-            return Team(agents=dict(made), scenario=env.spec.name, kind=self.label)
-        raise TypeError(f"{Path(self.path).name}:{self.name}(env) returned {type(made).__name__}; expected a "
-                        f"cagekit.agents.Team or a dict of agent name -> agent (an object with get_action)")
+        return build_team(builder, env, self.label, f"{Path(self.path).name}:{self.name}")
 
 
-def _agent_class(value: Any) -> bool:
-    """An agent class: an `Agent` subclass, or any class with `get_action` (a CAGE agent from elsewhere)."""
-    return inspect.isclass(value) and not inspect.isabstract(value) and (
-        issubclass(value, Agent) or callable(getattr(value, "get_action", None)))
-
-
-def _team_maker(value: Any) -> bool:
-    """Whether a module attribute could build a team: an agent class or a plain function."""
-    return _agent_class(value) or inspect.isfunction(value)
+def _files_digest(files: list[Path], root: Path) -> str:
+    """SHA-256 over the files' paths relative to `root` and their contents."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(root).as_posix()}\0".encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
 
 
 #: the best shipped team, scored when evaluation.py is given no team (see submissions/README.md)

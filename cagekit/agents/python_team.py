@@ -1,0 +1,112 @@
+"""A user's own team written in Python: `FILE.py:NAME`, an agent class or a function of the environment.
+
+Shared by the evaluation harness (which runs the file in the evaluating process) and by `cagekit package`
+(which copies the file, and the modules it loads from its folder, into a submission whose `submission.py`
+builds the agents the same way). A file is imported under a module name of the caller's choosing, with its
+folder on `sys.path`, so that it can import its neighbours as `python FILE.py` would let it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cagekit.agents.base import Agent, Team, team_slots
+
+#: the name a team file is asked for when its spec names none (`myteam.py` = `myteam.py:make_team`)
+PYTHON_FACTORY = "make_team"
+
+#: what NAME may be, for error messages
+WHAT_NAME_IS = ("an agent class (built once per agent from its AgentSlot) or a function of the environment "
+                "returning a Team or a dict of agents")
+
+
+def python_spec(text: str) -> tuple[str, str] | None:
+    """(file, name) when `text` names a Python team (`FILE.py` or `FILE.py:NAME`), else None."""
+    file, sep, name = text.rpartition(":")
+    if sep and file.endswith(".py"):
+        return file, name
+    return (text, PYTHON_FACTORY) if text.endswith(".py") else None
+
+
+def check_spec(path: str | Path, name: str) -> Path:
+    """The resolved file of a Python team spec (ValueError naming what is wrong: not .py, missing, bad name)."""
+    file = Path(path)
+    if file.suffix != ".py":
+        raise ValueError(f"a Python team is a .py file, got {str(path)!r}")
+    if not file.is_file():
+        raise ValueError(f"no such Python file: {str(path)!r}")
+    if not name.isidentifier():
+        raise ValueError(f"{path}:{name}: {name!r} is not a Python name; give FILE.py:NAME, NAME {WHAT_NAME_IS}")
+    return file.resolve()
+
+
+def load_builder(path: str | Path, name: str, module_name: str) -> Any:
+    """`name` from the file at `path`, importing the file as `module_name` unless this process already has
+    (ValueError naming the file, the missing name and the team makers it does define)."""
+    module = sys.modules.get(module_name)
+    if module is None:
+        folder = str(Path(path).parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)  # as `python FILE.py` would: its neighbours import
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise ValueError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    builder = getattr(module, name, None)
+    if builder is None or not callable(builder):
+        found = sorted(k for k, v in vars(module).items() if not k.startswith("_") and _team_maker(v)
+                       and getattr(v, "__module__", None) == module_name)
+        what = "has no" if builder is None else "has a non-callable"
+        raise ValueError(f"{path} {what} {name!r}: name {WHAT_NAME_IS}, as {Path(path).name}:NAME"
+                         + (f"; it defines {', '.join(found)}" if found else ""))
+    return builder
+
+
+def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:
+    """The team `builder` (given as `spec`, FILE.py:NAME) makes for `env`: one instance per blue agent of an
+    agent class, or what a function of the environment returns (a Team, or a dict of agent name -> agent;
+    TypeError otherwise)."""
+    made = {slot.name: builder(slot) for slot in team_slots(env)} if is_agent_class(builder) else builder(env)
+    if isinstance(made, Team):
+        return made
+    if isinstance(made, Mapping) and all(callable(getattr(a, "get_action", None)) for a in made.values()):
+        return Team(agents=dict(made), scenario=env.spec.name, kind=kind)
+    raise TypeError(f"{spec}(env) returned {type(made).__name__}; expected a "
+                    f"cagekit.agents.Team or a dict of agent name -> agent (an object with get_action)")
+
+
+def local_modules(path: str | Path) -> list[Path]:
+    """The file and every Python module this process has loaded from its folder or below (installed packages
+    excepted): the code a team file brings with it, once it has been imported and its team built."""
+    file = Path(path).resolve()
+    folder = file.parent
+    files = {file}
+    for module in list(sys.modules.values()):
+        found = getattr(module, "__file__", None)
+        # absolute only: some modules name a bare file (torch.classes: '_classes.py'), not a place
+        place = Path(found).resolve() if isinstance(found, str) and Path(found).is_absolute() else None
+        if place is not None and place.suffix == ".py" and place.is_relative_to(folder) and place.is_file() and \
+                not {"site-packages", "dist-packages"} & set(place.parts):  # installed packages: not its code
+            files.add(place)
+    return sorted(files)
+
+
+def is_agent_class(value: Any) -> bool:
+    """An agent class: an `Agent` subclass, or any class with `get_action` (a CAGE agent from elsewhere)."""
+    return inspect.isclass(value) and not inspect.isabstract(value) and (
+        issubclass(value, Agent) or callable(getattr(value, "get_action", None)))
+
+
+def _team_maker(value: Any) -> bool:
+    """Whether a module attribute could build a team: an agent class or a plain function."""
+    return is_agent_class(value) or inspect.isfunction(value)

@@ -613,20 +613,6 @@ def test_package_refuses_to_write_over_another_submission_but_repackages_the_sam
     assert other.read_bytes() == b"my notes"
 
 
-def test_the_package_command_points_a_python_team_to_what_it_can_do(tmp_path, capsys):
-    """`cagekit package myteam.py:Guard` said only 'expected a heuristic team name ...': not that a Python team
-    is scored by evaluation.py and packaged by hand (README, 'Your own team')."""
-    from cagekit.cli import main
-
-    (tmp_path / "myteam.py").write_text("")
-    for source in (str(tmp_path / "myteam.py"), f"{tmp_path / 'myteam.py'}:Guard"):
-        argv = ["package", source, "--name", "a", "--team", "b", "--technique", "c", "--out", str(tmp_path / "t.zip")]
-        assert main(argv) == 2
-        err = capsys.readouterr().err
-        assert f"`python evaluation.py {source} OUT`" in err and "'Your own team'" in err
-    assert not (tmp_path / "t.zip").exists()
-
-
 def _readme_block(start: str) -> str:
     """The README's code block whose first line is `start` (from that line on)."""
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -635,24 +621,29 @@ def _readme_block(start: str) -> str:
     return found.group(1)
 
 
-def test_the_readmes_own_team_recipe_packages_a_submission_that_plays_as_the_file_does(tmp_path, monkeypatch):
-    """The README's 'Your own team': its agent class and its by-hand packaging give a submission that validates
-    and plays the episodes the Python file plays in-process (same actions, same return)."""
-    import runpy
-
+def test_a_python_team_packages_into_a_submission_that_plays_as_the_file_does(tmp_path, monkeypatch, capsys):
+    """The README's 'Your own team': its agent class, importing a helper beside it, packaged by `cagekit package
+    FILE.py:NAME`, validates and plays the episodes the Python file plays in-process (same actions, same
+    return); the helper travels with it."""
+    from cagekit.cli import main
     from cagekit.evaluation import PythonSource
 
-    (tmp_path / "myteam.py").write_text(_readme_block("# myteam.py"))
-    (tmp_path / "pack.py").write_text(_readme_block("import json\n"))
+    code = _readme_block("# myteam.py").replace("class Guard(Agent):", "from helper import PRIVILEGED\n\n\n"
+                                                "class Guard(Agent):").replace("== 0b11:", "== PRIVILEGED:")
+    (tmp_path / "myteam.py").write_text(code)
+    (tmp_path / "helper.py").write_text("PRIVILEGED = 0b11\n")
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(tmp_path / "pack.py"))
-    report = validate(tmp_path / "guard.zip")
-    assert report.ok, report.text()
+    argv = ["package", "myteam.py:Guard", "--name", "me", "--team", "us", "--technique", "Guard rules", "--out",
+            "guard.zip"]
+    assert main(argv) == 0, capsys.readouterr()
+    assert "submission guard.zip: PASS" in capsys.readouterr().out
+    names = set(zipfile.ZipFile(tmp_path / "guard.zip").namelist())
+    assert {"team/myteam.py", "team/helper.py", "team/python_team.json"} <= names
     source = PythonSource(str(tmp_path / "myteam.py"), "Guard")
     env = make_env(SCENARIO, red="KillChainAgent", seed=3, episode_length=EPISODE)
     returns = []
     with open_submission(tmp_path / "guard.zip") as submitted:
-        assert submitted.manifest["kind"] == "python myteam.py:Guard"
+        assert (submitted.manifest["source"], submitted.manifest["kind"]) == ("python", "myteam.py:Guard")
         for team in (submitted, source.team_for_episode(env, 3)):
             obs, _ = env.reset(seed=3)
             total, actions = 0.0, []
@@ -662,3 +653,46 @@ def test_the_readmes_own_team_recipe_packages_a_submission_that_plays_as_the_fil
                 actions.append([infos[a]["action"] for a in env.possible_agents])
             returns.append((total, actions))
     assert returns[0] == returns[1] and any(a != "Sleep" for step in returns[0][1] for a in step)
+
+
+def test_packaging_a_python_team_names_what_is_wrong_and_writes_nothing(tmp_path, capsys):
+    from cagekit.cli import main
+
+    (tmp_path / "myteam.py").write_text("def as_int(env):\n    return 3\n\n\nclass Nothing:\n    pass\n")
+    out = tmp_path / "t.zip"
+    for source, needle in ((f"{tmp_path / 'myteam.py'}:Guard", "myteam.py has no 'Guard': name an agent class"),
+                           (str(tmp_path / "myteam.py"), "has no 'make_team'"),  # FILE.py means FILE.py:make_team
+                           (f"{tmp_path / 'myteam.py'}:as_int", "myteam.py:as_int(env) returned int; expected"),
+                           (str(tmp_path / "absent.py"), "no such Python file")):
+        argv = ["package", source, "--name", "a", "--team", "b", "--technique", "c", "--out", str(out)]
+        assert main(argv) == 2
+        assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
+    """A team that reads a data file beside it (its weights) at import: packaged without --include, the
+    validator's import fails and names the file; with it, the submission passes and the file travels."""
+    from cagekit.cli import main
+
+    team = tmp_path / "weighted.py"
+    team.write_text("import json\nfrom pathlib import Path\n\nfrom cagekit.agents import make_team as _make\n\n"
+                    "KIND = json.loads((Path(__file__).parent / 'weights.json').read_text())['kind']\n\n\n"
+                    "def make_team(env):\n    return _make(KIND, env)\n")
+    (tmp_path / "weights.json").write_text('{"kind": "react"}')
+    base = ["package", str(team), "--name", "a", "--team", "b", "--technique", "c"]
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "weighted.py").write_text(team.read_text())  # no weights beside it: cannot build
+    assert main([*base[:1], str(tmp_path / "pkg" / "weighted.py"), *base[2:], "--out", str(tmp_path / "x.zip")]) == 2
+    assert "importing" in capsys.readouterr().err and not (tmp_path / "x.zip").exists()
+    assert main([*base, "--out", str(tmp_path / "without.zip")]) == 1  # built here, but the file stays behind
+    assert "weights.json" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "with.zip"), "--include", "weights.json"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert "team/weights.json" in zipfile.ZipFile(tmp_path / "with.zip").namelist()
+    for bad in ("../outside.json", "missing.json"):
+        assert main([*base, "--out", str(tmp_path / "bad.zip"), "--include", bad]) == 2
+        assert f"--include {bad}: not a file in {tmp_path}" in capsys.readouterr().err
+    assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out",
+                 str(tmp_path / "r.zip"), "--include", "weights.json"]) == 2
+    assert "--include is for a Python team's data files; 'react' is a heuristic" in capsys.readouterr().err

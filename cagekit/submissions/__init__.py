@@ -31,21 +31,28 @@ def _bool(text: str) -> bool:
 def add_package_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `cagekit package RUN_DIR_OR_CHECKPOINT_OR_HEURISTIC --name --team --technique --out`."""
     p = subparsers.add_parser("package", help="package a team as a CAGE-4 style submission zip",
-                              description="Package a heuristic team (sleep, random, react), a checkpoint directory "
-                                          "or a training run folder as a reproducible submission zip.")
-    p.add_argument("source", help="heuristic name, checkpoint directory (meta.json + model.pt) or training run folder")
+                              description="Package a heuristic team (sleep, random, react), a checkpoint directory, "
+                                          "a training run folder or your own Python team (FILE.py:NAME) as a "
+                                          "reproducible submission zip.")
+    p.add_argument("source", help="heuristic name, checkpoint directory (meta.json + model.pt), training run folder, "
+                                  "or FILE.py:NAME (your own team: an agent class or a function of the environment; "
+                                  "the file and the modules it imports from its folder are packaged)")
     p.add_argument("--name", required=True, help="author name (Submission.NAME)")
     p.add_argument("--team", required=True, help="team name (Submission.TEAM)")
     p.add_argument("--technique", required=True, help="technique (Submission.TECHNIQUE)")
     p.add_argument("--out", required=True, help="output .zip (or a folder)")
-    p.add_argument("--scenario", default=None, help="scenario for heuristic teams (default paper-small); "
+    p.add_argument("--scenario", default=None, help="scenario for heuristic and Python teams (default paper-small); "
                                                      "checkpoints use their own")
     p.add_argument("--layout", default=None, help="blue layout (default: the scenario's)")
-    p.add_argument("--channel", type=_bool, default=None, help="on/off (heuristics; default on)")
-    p.add_argument("--sau", type=_bool, default=None, help="on/off (heuristics; default on)")
+    p.add_argument("--channel", type=_bool, default=None, help="on/off (heuristic and Python teams; default on)")
+    p.add_argument("--sau", type=_bool, default=None, help="on/off (heuristic and Python teams; default on)")
     p.add_argument("--message-cost", type=float, default=None,
-                   help="cost of sending a 1 (heuristics; default: the scenario's); checkpoints use their own")
+                   help="cost of sending a 1 (heuristic and Python teams; default: the scenario's); checkpoints use "
+                        "their own")
     p.add_argument("--seed", type=int, default=None, help="seed of the random heuristic's generators")
+    p.add_argument("--include", action="append", default=[], metavar="FILE",
+                   help="a data file a Python team reads (weights...), relative to its file's folder; repeatable "
+                        "(modules it imports are found without it)")
     p.add_argument("--replace", action="store_true",
                    help="write over an existing zip that holds another submission (refused otherwise; packaging "
                         "the same team again is always allowed)")
@@ -70,25 +77,14 @@ def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _python_team(source: str) -> bool:
-    """Whether `source` names a Python team (`FILE.py` or `FILE.py:NAME`), which evaluation.py scores."""
-    file, sep, _ = source.rpartition(":")
-    return (bool(sep) and file.endswith(".py")) or source.endswith(".py")
-
-
 def cli_package(args: argparse.Namespace) -> int:
-    if _python_team(str(args.source)):  # package() would call it no team at all
-        print(f"cagekit package: error: cannot package {args.source!r}: a Python team is not packaged by this "
-              f"command yet (it takes a heuristic name, a checkpoint directory or a training run folder); score it "
-              f"with `python evaluation.py {args.source} OUT`, and build its submission as the README's "
-              f"'Your own team' shows", file=sys.stderr)
-        return 2
     try:
         out = package(args.source, args.name, args.team, args.technique, args.out, scenario=args.scenario,
                       layout=getattr(args, "layout", None), channel=getattr(args, "channel", None),
                       sau=getattr(args, "sau", None), message_cost=getattr(args, "message_cost", None),
-                      seed=getattr(args, "seed", None), replace=getattr(args, "replace", False))
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # on stderr, named, as the other commands say it
+                      seed=getattr(args, "seed", None), replace=getattr(args, "replace", False),
+                      include=tuple(getattr(args, "include", ())))
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:  # on stderr, named, as the others say it
         print(f"cagekit package: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

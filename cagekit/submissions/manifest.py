@@ -21,7 +21,7 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "cagekit_version": ((str,), "a string"), "scenario": ((str,), "a scenario name (a string)"),
     "layout": ((str, type(None)), "a layout name (a string) or null"), "channel": ((bool,), "true or false"),
     "sau": ((bool,), "true or false"), "message_cost": ((int, float, type(None)), "a finite number or null"),
-    "source": ((str,), "'heuristic' or 'checkpoint'"), "kind": ((str,), "a string"),
+    "source": ((str,), "'heuristic', 'checkpoint' or 'python'"), "kind": ((str,), "a string"),
     "view": ((str,), "a view name (a string)"),
 }
 
@@ -38,7 +38,7 @@ def _type_problems(data: dict[str, Any]) -> list[str]:
         if not bad and key == "message_cost" and value is not None:
             bad = not math.isfinite(value)
         if not bad and key == "source":
-            bad = value not in ("heuristic", "checkpoint")
+            bad = value not in ("heuristic", "checkpoint", "python")
         if bad:
             problems.append(f"{key!r} is {value!r}; it must be {valid}")
     return problems

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import cagekit
+from cagekit.agents.python_team import check_spec, python_spec
 from cagekit.submissions.manifest import FORMAT, MANIFEST
 from cagekit.submissions.safety import DEFAULT_LIMITS, check_member_name
 
 TEAM_DIR = "team"
 HEURISTIC_FILE = "team.json"
+#: how a packaged Python team is built: its file, NAME, and the environment settings it was packaged for
+PYTHON_FILE = "python_team.json"
 #: checkpoint files a submission does not need (resumable trainer state, half-written files)
 _SKIP_NAMES = {"trainer.pt"}
 _SKIP_SUFFIXES = (".tmp",)
@@ -40,6 +43,16 @@ def _load_agents():
     from cagekit.agents import AgentSlot, load_team
     from cagekit.agents.heuristics import HEURISTICS
 
+    python_team = os.path.join(TEAM_DIR, {python_file!r})
+    if os.path.exists(python_team):  # your own team: FILE.py:NAME, built as the harness builds it
+        import cagekit
+        from cagekit.agents.python_team import build_team, load_builder
+
+        with open(python_team, encoding="utf-8") as stream:
+            data = json.load(stream)
+        builder = load_builder(os.path.join(TEAM_DIR, data["file"]), data["name"], "cagekit_submitted_team")
+        env = cagekit.make_env(**data["env"])
+        return dict(build_team(builder, env, data["name"], data["file"] + ":" + data["name"]).agents)
     heuristic = os.path.join(TEAM_DIR, {heuristic_file!r})
     if os.path.exists(heuristic):
         with open(heuristic, encoding="utf-8") as stream:
@@ -70,10 +83,11 @@ class Submission:
 
 @dataclass
 class ResolvedSource:
-    kind: str  # "heuristic" or "checkpoint"
-    name: str  # heuristic kind or algorithm
+    kind: str  # "heuristic", "checkpoint" or "python"
+    name: str  # heuristic kind, algorithm, or FILE.py:NAME
     checkpoint: Path | None
     meta: dict[str, Any]
+    python: tuple[Path, str] | None = None  # a Python team's file and NAME
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -116,9 +130,14 @@ def resolve_source(source: str | Path) -> ResolvedSource:
     src = Path(source)
     if not src.exists() and str(source) in HEURISTICS:
         return ResolvedSource("heuristic", str(source), None, {})
+    spec = python_spec(str(source))
+    if spec is not None:
+        file = check_spec(*spec)
+        return ResolvedSource("python", f"{file.name}:{spec[1]}", None, {}, (file, spec[1]))
     if not src.is_dir():
         raise ValueError(f"cannot package {source!r}: expected a heuristic team name ({', '.join(HEURISTICS)}), "
-                         f"a checkpoint directory (model.pt + meta.json) or a training run folder holding one")
+                         f"a checkpoint directory (model.pt + meta.json), a training run folder holding one, or "
+                         f"your own Python team (FILE.py:NAME)")
     ckpt = find_checkpoint(src)
     from cagekit.agents.checkpoint import load_meta
 
@@ -140,15 +159,54 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
+def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
+                       include: tuple[str | Path, ...] = ()) -> dict[str, bytes]:
+    """A Python team's files under team/: the file, the modules it loads from its folder, the data files named
+    in `include` (paths in that folder, such as weights) and PYTHON_FILE.
+
+    The team is built here first (ValueError or TypeError naming the problem): a team that cannot be built
+    would fail every evaluation, and building it imports the helper modules that must travel with it. Data
+    files it reads are not found this way, hence `include`; the smoke episode of `cagekit validate` shows
+    what is missing."""
+    import hashlib
+
+    from cagekit.agents.python_team import build_team, load_builder, local_modules
+
+    module = f"cagekit_packaged_team_{hashlib.sha256(str(file).encode()).hexdigest()[:16]}"
+    build_team(load_builder(file, name, module), env, name, f"{file.name}:{name}")
+    files: dict[str, bytes] = {}
+    extra = []
+    for given in include:
+        path = (file.parent / given).resolve()
+        if not path.is_relative_to(file.parent) or not path.is_file():
+            raise ValueError(f"--include {given}: not a file in {file.parent}, the folder of {file.name} (a "
+                             f"submission holds the team's folder only; give paths relative to it)")
+        extra.append(path)
+    for path in sorted({*local_modules(file), *extra}):
+        rel = f"{TEAM_DIR}/{path.relative_to(file.parent).as_posix()}"
+        check_member_name(rel)
+        files[rel] = path.read_bytes()
+    settings = {"scenario": env.spec.name, "layout": layout or env.spec.default_layout, "channel": env.channel,
+                "sau": env.sau, "message_cost": env.message_cost, "view": env.view}
+    body = {"file": file.name, "name": name, "env": settings}
+    files[f"{TEAM_DIR}/{PYTHON_FILE}"] = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
 def build_files(source: str | Path, *, name: str, team: str, technique: str, scenario: str | None = None,
                 layout: str | None = None, channel: bool | None = None, sau: bool | None = None,
-                message_cost: float | None = None, seed: int | None = None) -> dict[str, bytes]:
-    """Every file of the submission (relative path -> bytes), manifest included."""
+                message_cost: float | None = None, seed: int | None = None,
+                include: tuple[str | Path, ...] = ()) -> dict[str, bytes]:
+    """Every file of the submission (relative path -> bytes), manifest included. `include` names a Python
+    team's data files (paths in its file's folder)."""
     from cagekit.agents import make_team, team_slots
     from cagekit.scenarios import get_scenario
     from cagekit.wrappers import make_env
 
     resolved = resolve_source(source)
+    if include and resolved.python is None:
+        raise ValueError(f"--include is for a Python team's data files; {source!r} is a {resolved.kind}, whose "
+                         f"files are packaged as they are")
     meta = resolved.meta
     if resolved.kind == "checkpoint":
         ck_scenario = meta.get("scenario")
@@ -174,7 +232,9 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     slots = team_slots(env)
 
     files: dict[str, bytes] = {}
-    if resolved.kind == "heuristic":
+    if resolved.python is not None:
+        files.update(_python_team_files(*resolved.python, env, layout=layout, include=include))
+    elif resolved.kind == "heuristic":
         make_team(resolved.name, env, seed=seed)  # fails early on a bad kind
         body = {"kind": resolved.name, "seed": seed, "slots": [s.to_json() for s in slots]}
         files[f"{TEAM_DIR}/{HEURISTIC_FILE}"] = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
@@ -206,7 +266,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
                 check_member_name(rel)
                 files[rel] = full.read_bytes()
     files["submission.py"] = SUBMISSION_TEMPLATE.format(
-        version=cagekit.__version__, team_dir=TEAM_DIR, heuristic_file=HEURISTIC_FILE,
+        version=cagekit.__version__, team_dir=TEAM_DIR, heuristic_file=HEURISTIC_FILE, python_file=PYTHON_FILE,
         name=str(name), team=str(team), technique=str(technique)).encode()
     files["metadata"] = b""
 
@@ -315,7 +375,7 @@ def check_out(out: str | Path) -> None:
 def package(source: str | Path, name: str, team: str, technique: str, out: str | Path, *,
             scenario: str | None = None, layout: str | None = None, channel: bool | None = None,
             sau: bool | None = None, message_cost: float | None = None, seed: int | None = None,
-            replace: bool = False) -> Path:
+            replace: bool = False, include: tuple[str | Path, ...] = ()) -> Path:
     """Package `source` (a heuristic name, a checkpoint directory or a training run folder) at `out`.
 
     `out` ending in `.zip` gets a reproducible zip (same inputs, same bytes); anything else a folder.
@@ -324,7 +384,7 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
     scenario paper-small, its default layout, channel and SAU on, the scenario's message cost)."""
     check_out(out)
     files = build_files(source, name=name, team=team, technique=technique, scenario=scenario, layout=layout,
-                        channel=channel, sau=sau, message_cost=message_cost, seed=seed)
+                        channel=channel, sau=sau, message_cost=message_cost, seed=seed, include=include)
     if str(out).endswith(".zip"):
         if not replace:
             check_replace(files, Path(out))

@@ -49,6 +49,15 @@ def _progress(enabled: bool, console: Any) -> Any:
                     auto_refresh=False)  # redrawn per episode: no thread, so worker processes can fork
 
 
+def check_identity(config: EvalConfig, source: TeamSource) -> None:
+    """Refuse a `config` naming another team than `source`: the journal would credit that team with this one's
+    episodes (and a later run of the team it names would resume them), the reports would name it."""
+    identity = source.identity()
+    if config.team != identity:
+        raise ValueError(f"the configuration's team {config.team!r} is not the team given to score, {source.label} "
+                         f"({identity!r}); nothing was written: build the EvalConfig with team=source.identity()")
+
+
 def check_team(config: EvalConfig, source: TeamSource, step_timeout: float | None = None,
                keep: bool = False) -> None:
     """Load the team and let it act once on the first combination, before the journal ties an output folder
@@ -80,12 +89,14 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
 
     `chart=False` skips scores.png, for callers that only read the numbers (the snapshot choice).
 
-    Returns the report and the `summary.json` content. Raises ValueError, writing nothing, for a team that
-    cannot load or act (`check_team`) or an output folder it must not use; `JournalMismatch` (a ValueError)
+    Returns the report and the `summary.json` content. Raises ValueError, writing nothing, for a `config` whose
+    team is not `source`'s identity, a team that cannot load or act (`check_team`) or an output folder it must
+    not use; `JournalMismatch` (a ValueError)
     for a journal of another configuration, or reports no journal vouches for; `EvaluationFailure` when an
     episode fails (what finished stays in the journal; a journal left with no episode is removed)."""
     if backend not in RUNNERS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}")
+    check_identity(config, source)
     from cagekit.wrappers import make_env
 
     out = Path(out_dir)

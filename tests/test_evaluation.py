@@ -203,6 +203,20 @@ def test_every_setting_that_decides_the_results_refuses_the_journal(tmp_path: Pa
         evaluate(_config(**{**base, **change}), HeuristicSource("sleep"), tmp_path, progress=False)
 
 
+def test_a_rerun_with_nothing_to_play_rewrites_the_reports_byte_for_byte(tmp_path: Path) -> None:
+    """The first run played the episodes: a rerun that plays none keeps summary.json's time block, so every
+    file stays as it was; a summary.json lost since is written again from the journal's start."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *TINY) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert _cli("react", str(out), *TINY) == 0
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    (out / "summary.json").unlink()
+    assert _cli("react", str(out), *TINY) == 0
+    assert json.loads((out / "summary.json").read_text())["time"]["start"] == \
+        json.loads(before["summary.json"])["time"]["start"]
+
+
 def test_a_journal_from_before_the_view_field_resumes(tmp_path: Path) -> None:
     """Journals written before EvalConfig had `view` meant the own view: they resume, not mismatch."""
     out = tmp_path / "out"

@@ -12,7 +12,7 @@ from typing import Any
 from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationFailure
 from cagekit.evaluation.journal import Journal
 from cagekit.evaluation.protocol import EvalConfig
-from cagekit.evaluation.results import Report, build_report, write_all
+from cagekit.evaluation.results import Report, build_report, kept_timing, time_block, write_all
 from cagekit.evaluation.runners import RUNNERS
 from cagekit.evaluation.sources import TeamSource
 
@@ -147,7 +147,10 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             if bar is not None:
                 bar.stop()
         report = build_report(config, journal.results)
-        summary = write_all(report, out, journal.started, time.time(), agent_names, chart=chart)
+        timing = time_block(journal.started, time.time())
+        if not todo:  # nothing played: the reports stay as the run that played the last episode wrote them
+            timing = kept_timing(out, timing)
+        summary = write_all(report, out, timing, agent_names, chart=chart)
     finally:
         journal.close()
     return report, summary

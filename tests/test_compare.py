@@ -240,6 +240,25 @@ def test_evaluations_of_other_episodes_or_unfinished_are_refused(evaluations, tm
         assert message in capsys.readouterr().err
 
 
+def test_a_journal_damaged_in_a_middle_line_is_named_and_a_rerun_repairs_it(evaluations, tmp_path, capsys):
+    """Its reports are complete, so 'unfinished' would mislead: the refusal names the damaged line, and the
+    rerun it advises cuts the journal there and plays the rest again, to the same journal and results."""
+    damaged = tmp_path / "react"
+    shutil.copytree(evaluations / "react", damaged)
+    journal = damaged / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[2] = lines[2][:40] + "\n"  # the second episode's record broken, the two after it whole
+    journal.write_text("".join(lines))
+    assert main(["compare", str(evaluations / "sleep"), str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{journal} is damaged at line 3: only the 1 of 4 episodes before it can be read; rerun its evaluation "
+            f"to repair it") in err and "unfinished" not in err
+    _evaluate(damaged, "react")
+    for name in ("journal.jsonl", "results.csv"):
+        assert (damaged / name).read_bytes() == (evaluations / "react" / name).read_bytes()
+    assert main(["compare", str(evaluations / "sleep"), str(damaged)]) == 0
+
+
 def test_the_same_episodes_pair_whatever_order_or_default_spelled_out(tmp_path, capsys, monkeypatch):
     """Reds given in another order, or the scenario's detection given explicitly, play the same episodes (each
     episode's seed is its own): they pair, not refused; a folder given as '.' is labelled by its own name."""

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cagekit
 from cagekit.evaluation.episode import EpisodeResult
@@ -58,9 +58,18 @@ def check_output_folder(folder: Path, what: str = "output folder",
             return
 
 
-def read_journal(folder: str | Path) -> tuple[EvalConfig, dict[tuple[int, str, int], EpisodeResult]]:
+class JournalContents(NamedTuple):
+    config: EvalConfig
+    episodes: dict[tuple[int, str, int], EpisodeResult]
+    #: the 1-based number of the first complete line that could not be read (nothing after it was), or None
+    damaged_line: int | None
+
+
+def read_journal(folder: str | Path) -> JournalContents:
     """The configuration and finished episodes of an evaluation folder's journal, writing nothing (for
-    comparisons). Like a rerun, it stops at the first cut or damaged line; a ValueError names what is wrong."""
+    comparisons). Like a rerun, it stops at the first cut or damaged line, and says which complete line was
+    damaged: the episodes lost with it are not unplayed (a rerun repairs the journal); a ValueError names what
+    is wrong with the header."""
     path = Path(folder) / JOURNAL
     if not path.is_file():
         raise ValueError(f"{folder} holds no {JOURNAL}: not an evaluation output folder (`python evaluation.py "
@@ -80,10 +89,13 @@ def read_journal(folder: str | Path) -> tuple[EvalConfig, dict[tuple[int, str, i
                          f"by cagekit {version or 'of an unknown version'} ({type(exc).__name__}: {exc}); score "
                          f"the team again with this version") from None
     episodes: dict[tuple[int, str, int], EpisodeResult] = {}
+    read = 0  # body lines read
     for _, result in _body(lines[1:]):
+        read += 1
         if result is not None:
             episodes.setdefault(result.key, result)
-    return config, episodes
+    damaged = read + 2 if read < len(lines) - 1 else None  # after the header and the lines read
+    return JournalContents(config, episodes, damaged)
 
 
 def _body(lines: list[bytes]) -> Iterator[tuple[int, EpisodeResult | None]]:

@@ -99,6 +99,7 @@ def _algo_files(items: list[str]) -> dict[str, str]:
 def _benchmark(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cagekit.evaluation import benchmark_layout as layout
     from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark
 
     configs = _algo_files(args.config)
@@ -116,7 +117,7 @@ def _benchmark(args: argparse.Namespace) -> int:
                          snapshots=args.snapshots, select_episodes=args.select_episodes, mute=args.mute)
     table = run_benchmark(plan)
     print(table.to_string(index=False))
-    print(f"wrote {plan.out}/table.md, paired.md, table.csv, per_seed.csv, benchmark.png")
+    print(f"wrote {plan.out}/{', '.join(layout.FILES)}")
     return 0
 
 

@@ -150,6 +150,16 @@ def test_a_missing_seed_is_noted_with_the_seeds_paired(heuristics, tmp_path, cap
     assert "Note:" not in (heuristics / "paired.md").read_text()  # all seeds: no note
 
 
+def test_the_benchmark_folder_holds_what_its_layout_names(heuristics):
+    """`compare --out` is refused over, and the study copies, benchmark_layout's names: the very files written."""
+    from cagekit.evaluation import benchmark_layout as layout
+
+    assert sorted(p.name for p in heuristics.iterdir() if p.is_file()) == sorted(layout.FILES)
+    assert {p.name for p in heuristics.iterdir() if p.is_dir()} == {layout.EVAL}  # heuristics: no runs, none muted
+    assert {p.name for p in (heuristics / layout.EVAL).iterdir()} == {
+        layout.run_name(algo, seed) for algo in ("react", "sleep", "random") for seed in range(3)}
+
+
 def test_out_may_not_overwrite_the_benchmark_or_be_empty_or_a_directory(heuristics, tmp_path, capsys):
     before = {p: p.read_bytes() for p in heuristics.rglob("*") if p.is_file()}
     for out in ("table.md", "paired.md", "per_seed.csv", "table.csv", "benchmark.png", "eval/react-s0/summary.json",

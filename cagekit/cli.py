@@ -116,7 +116,8 @@ def _benchmark(args: argparse.Namespace) -> int:
                          train_red=None if args.train_red == "default" else args.train_red,
                          snapshots=args.snapshots, select_episodes=args.select_episodes, mute=args.mute)
     table = run_benchmark(plan)
-    print(table.to_string(index=False))
+    # two decimals, as table.md; table.csv keeps every digit, as the evaluation's CSVs, for further computation
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"wrote {plan.out}/{', '.join(layout.FILES)}")
     return 0
 

@@ -290,9 +290,34 @@ def test_reports_no_journal_vouches_for_are_never_overwritten(tmp_path: Path, ca
     capsys.readouterr()
     assert _cli("sleep", str(out), *TINY) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert f"output folder {out} holds evaluation reports (" in err and "results.csv" in err
+    assert f"output folder {out} holds files an evaluation writes (" in err and "results.csv" in err
     assert f"(journal.jsonl is {journal})" in err and "choose another output folder" in err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_a_users_own_folder_is_written_beside_but_its_report_names_are_refused(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    """A user's folder: unrelated files stay as they are and the evaluation (and its rerun) goes on beside them;
+    a file of the user's named as a report is refused as theirs, not called an evaluation's, and kept."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    assert _cli("react", str(mine), *TINY) == 0
+    written = {f.name: f.read_bytes() for f in mine.iterdir()}
+    assert written["notes.txt"] == b"my notes"
+    assert _cli("react", str(mine), *TINY) == 0  # its journal vouches for the reports: a rerun, nothing refused
+    assert {f.name: f.read_bytes() for f in mine.iterdir()} == written
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "results.csv").write_text("my,own,table\n")
+    capsys.readouterr()
+    assert _cli("react", str(theirs), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"output folder {theirs} holds files an evaluation writes (results.csv) that no journal vouches for "
+            f"(journal.jsonl is missing): another run's reports or files of your own, so they are not overwritten"
+            ) in err
+    assert [f.name for f in theirs.iterdir()] == ["results.csv"]
+    assert (theirs / "results.csv").read_text() == "my,own,table\n"
 
 
 def test_a_mismatched_journal_advises_what_works(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

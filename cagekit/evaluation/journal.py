@@ -2,8 +2,9 @@
 
 Rerunning the same evaluation reads the journal and plays only the episodes it lacks; a journal written
 by another configuration is refused (naming the fields that differ) and never mixed in. A line cut
-short by a kill is dropped and the file truncated back to its last complete line. Reports in a folder
-with no journal (or an empty one) belong to a run nothing vouches for: they are refused, not overwritten.
+short by a kill is dropped and the file truncated back to its last complete line. Files named as the reports
+in a folder with no journal (or an empty one) are another run's, or the user's own: nothing vouches for them,
+so the folder is refused and they are not overwritten; any other file there is left alone.
 """
 
 from __future__ import annotations
@@ -150,13 +151,14 @@ class Journal:
             if 0 < good < len(raw):
                 with self.path.open("r+b") as f:
                     f.truncate(good)
-        if good == 0:  # no journal vouches for this folder: never overwrite reports another run left there
+        if good == 0:  # no journal vouches for this folder: never overwrite another run's reports, or a user's files
             reports = [name for name in FILES if (folder / name).exists()]
             if reports:
                 state = "empty" if self.path.exists() else "missing"
-                raise JournalMismatch(f"output folder {folder} holds evaluation reports ({', '.join(reports)}) that "
-                                      f"no journal vouches for ({JOURNAL} is {state}), so they are not overwritten: "
-                                      f"choose another output folder, or move those files away")
+                raise JournalMismatch(f"output folder {folder} holds files an evaluation writes ({', '.join(reports)}) "
+                                      f"that no journal vouches for ({JOURNAL} is {state}): another run's reports or "
+                                      f"files of your own, so they are not overwritten; choose another output "
+                                      f"folder, or move those files away")
         self._good = good
         return self
 

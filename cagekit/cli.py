@@ -103,6 +103,7 @@ def _algo_files(items: list[str]) -> dict[str, str]:
 def _benchmark(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cagekit.evaluation import benchmark_layout as layout
     from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark
 
     configs = _algo_files(args.config)
@@ -119,8 +120,9 @@ def _benchmark(args: argparse.Namespace) -> int:
                          train_red=None if args.train_red == "default" else args.train_red,
                          snapshots=args.snapshots, select_episodes=args.select_episodes, mute=args.mute)
     table = run_benchmark(plan)
-    print(table.to_string(index=False))
-    print(f"wrote {plan.out}/table.md, paired.md, table.csv, per_seed.csv, benchmark.png")
+    # two decimals, as table.md; table.csv keeps every digit, as the evaluation's CSVs, for further computation
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"wrote {plan.out}/{', '.join(layout.FILES)}")
     return 0
 
 

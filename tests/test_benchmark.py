@@ -535,3 +535,21 @@ def test_an_out_that_is_a_file_is_named_as_given(tmp_path, capsys):
     assert main(["benchmark", "--algos", "react", "--out", str(afile / "sub")]) == 2
     assert f"lies under {afile}, which is a file" in capsys.readouterr().err
     assert afile.read_text() == "keep me"
+
+
+def test_the_printed_table_has_the_precision_of_table_md_and_the_csv_every_digit(tmp_path, capsys):
+    """The printed table showed ci95 to six decimals beside scores to three (pandas' defaults); table.csv, data
+    like per_seed.csv and results.csv, keeps the full values that table.md and the printout round."""
+    out = tmp_path / "bm"
+    assert main(["benchmark", "--algos", "react,random", "--seeds", "2", "--episodes", "2", "--lengths", "4",
+                 "--reds", "KillChainAgent", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "table.csv")
+    rows = [line.split() for line in printed.splitlines() if line.split()[:1] in (["react"], ["random"])
+            and "score" not in line]
+    assert [r[0] for r in rows] == ["react", "random"]
+    md = (out / "table.md").read_text()
+    for cells, (_, row) in zip(rows, table.iterrows(), strict=True):
+        assert cells[2:4] == [f"{row['score']:.2f}", f"{row['ci95']:.2f}"]
+        assert f"| {row['algo']} | 2 | {row['score']:.2f} | {row['ci95']:.2f} |" in md
+    assert table["ci95"].map(lambda v: v != round(v, 2)).any()  # the CSV is not rounded

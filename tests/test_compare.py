@@ -150,6 +150,16 @@ def test_a_missing_seed_is_noted_with_the_seeds_paired(heuristics, tmp_path, cap
     assert "Note:" not in (heuristics / "paired.md").read_text()  # all seeds: no note
 
 
+def test_the_benchmark_folder_holds_what_its_layout_names(heuristics):
+    """`compare --out` is refused over, and the study copies, benchmark_layout's names: the very files written."""
+    from cagekit.evaluation import benchmark_layout as layout
+
+    assert sorted(p.name for p in heuristics.iterdir() if p.is_file()) == sorted(layout.FILES)
+    assert {p.name for p in heuristics.iterdir() if p.is_dir()} == {layout.EVAL}  # heuristics: no runs, none muted
+    assert {p.name for p in (heuristics / layout.EVAL).iterdir()} == {
+        layout.run_name(algo, seed) for algo in ("react", "sleep", "random") for seed in range(3)}
+
+
 def test_out_may_not_overwrite_the_benchmark_or_be_empty_or_a_directory(heuristics, tmp_path, capsys):
     before = {p: p.read_bytes() for p in heuristics.rglob("*") if p.is_file()}
     for out in ("table.md", "paired.md", "per_seed.csv", "table.csv", "benchmark.png", "eval/react-s0/summary.json",
@@ -238,6 +248,25 @@ def test_evaluations_of_other_episodes_or_unfinished_are_refused(evaluations, tm
                             str(evaluations / "react" / "results.csv")], "is one of the evaluation's own files")]:
         assert main(["compare", *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_journal_damaged_in_a_middle_line_is_named_and_a_rerun_repairs_it(evaluations, tmp_path, capsys):
+    """Its reports are complete, so 'unfinished' would mislead: the refusal names the damaged line, and the
+    rerun it advises cuts the journal there and plays the rest again, to the same journal and results."""
+    damaged = tmp_path / "react"
+    shutil.copytree(evaluations / "react", damaged)
+    journal = damaged / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[2] = lines[2][:40] + "\n"  # the second episode's record broken, the two after it whole
+    journal.write_text("".join(lines))
+    assert main(["compare", str(evaluations / "sleep"), str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{journal} is damaged at line 3: only the 1 of 4 episodes before it can be read; rerun its evaluation "
+            f"to repair it") in err and "unfinished" not in err
+    _evaluate(damaged, "react")
+    for name in ("journal.jsonl", "results.csv"):
+        assert (damaged / name).read_bytes() == (evaluations / "react" / name).read_bytes()
+    assert main(["compare", str(evaluations / "sleep"), str(damaged)]) == 0
 
 
 def test_the_same_episodes_pair_whatever_order_or_default_spelled_out(tmp_path, capsys, monkeypatch):

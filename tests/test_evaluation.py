@@ -52,7 +52,7 @@ def _same_outputs(a: Path, b: Path) -> None:
 
 
 def _config(**kw: Any) -> EvalConfig:
-    base = dict(scenario="paper-small", layout=None, team={"kind": "test"}, episodes=2, lengths=(4,),
+    base = dict(scenario="paper-small", layout=None, team=HeuristicSource("sleep").identity(), episodes=2, lengths=(4,),
                 reds=("KillChainAgent", "SleepAgent"), seed=0, message_cost=0.1, sau=True, channel=True)
     base.update(kw)
     return EvalConfig(**base)
@@ -203,6 +203,20 @@ def test_every_setting_that_decides_the_results_refuses_the_journal(tmp_path: Pa
         evaluate(_config(**{**base, **change}), HeuristicSource("sleep"), tmp_path, progress=False)
 
 
+def test_a_rerun_with_nothing_to_play_rewrites_the_reports_byte_for_byte(tmp_path: Path) -> None:
+    """The first run played the episodes: a rerun that plays none keeps summary.json's time block, so every
+    file stays as it was; a summary.json lost since is written again from the journal's start."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *TINY) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert _cli("react", str(out), *TINY) == 0
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    (out / "summary.json").unlink()
+    assert _cli("react", str(out), *TINY) == 0
+    assert json.loads((out / "summary.json").read_text())["time"]["start"] == \
+        json.loads(before["summary.json"])["time"]["start"]
+
+
 def test_a_journal_from_before_the_view_field_resumes(tmp_path: Path) -> None:
     """Journals written before EvalConfig had `view` meant the own view: they resume, not mismatch."""
     out = tmp_path / "out"
@@ -218,16 +232,43 @@ def test_a_journal_from_before_the_view_field_resumes(tmp_path: Path) -> None:
     _same_outputs(out, tmp_path / "whole")
 
 
+class _Posing(TeamSource):
+    """A sleep team presenting the identity it is given (a checkpoint's, say), as its config names it."""
+
+    def __init__(self, identity: dict[str, Any]):
+        self._identity, self.label = identity, "posing"
+
+    def identity(self) -> dict[str, Any]:
+        return dict(self._identity)
+
+    def team_for_episode(self, env: Any, seed: int) -> Team:
+        return make_team("sleep", env, seed)
+
+
+def _posing(team: dict[str, Any], out: Path) -> None:
+    evaluate(_config(team=team), _Posing(team), out, progress=False)
+
+
 def test_a_moved_team_resumes_its_journal_but_other_weights_do_not(tmp_path: Path) -> None:
     """A checkpoint's identity is its content (sha256); the folder it was read from is only where it was."""
     out = tmp_path / "out"
     team = {"kind": "checkpoint", "path": "/old/place/run", "algo": "dial-sau", "sha256": "a" * 64}
-    evaluate(_config(team=team), HeuristicSource("sleep"), out, progress=False)
+    _posing(team, out)
     before = (out / "journal.jsonl").read_bytes()
-    evaluate(_config(team={**team, "path": "/new/place/run"}), HeuristicSource("sleep"), out, progress=False)
+    _posing({**team, "path": "/new/place/run"}, out)
     assert (out / "journal.jsonl").read_bytes() == before  # every episode reused, nothing replayed
     with pytest.raises(JournalMismatch, match="sha256"):
-        evaluate(_config(team={**team, "sha256": "b" * 64}), HeuristicSource("sleep"), out, progress=False)
+        _posing({**team, "sha256": "b" * 64}, out)
+
+
+def test_a_config_naming_another_team_than_the_one_scored_is_refused(tmp_path: Path) -> None:
+    """Else random's episodes would be journaled and reported as react's, and react's own run would resume
+    them: the configuration's team must be the source's identity."""
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"the configuration's team \{'kind': 'heuristic', 'name': 'react'\} is "
+                                         r"not the team given to score, random .*nothing was written"):
+        evaluate(_config(team=HeuristicSource("react").identity()), HeuristicSource("random"), out, progress=False)
+    assert not out.exists()
 
 
 # output folders and teams refused before anything is written ----------------------------------------
@@ -249,9 +290,34 @@ def test_reports_no_journal_vouches_for_are_never_overwritten(tmp_path: Path, ca
     capsys.readouterr()
     assert _cli("sleep", str(out), *TINY) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert f"output folder {out} holds evaluation reports (" in err and "results.csv" in err
+    assert f"output folder {out} holds files an evaluation writes (" in err and "results.csv" in err
     assert f"(journal.jsonl is {journal})" in err and "choose another output folder" in err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_a_users_own_folder_is_written_beside_but_its_report_names_are_refused(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    """A user's folder: unrelated files stay as they are and the evaluation (and its rerun) goes on beside them;
+    a file of the user's named as a report is refused as theirs, not called an evaluation's, and kept."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    assert _cli("react", str(mine), *TINY) == 0
+    written = {f.name: f.read_bytes() for f in mine.iterdir()}
+    assert written["notes.txt"] == b"my notes"
+    assert _cli("react", str(mine), *TINY) == 0  # its journal vouches for the reports: a rerun, nothing refused
+    assert {f.name: f.read_bytes() for f in mine.iterdir()} == written
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "results.csv").write_text("my,own,table\n")
+    capsys.readouterr()
+    assert _cli("react", str(theirs), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"output folder {theirs} holds files an evaluation writes (results.csv) that no journal vouches for "
+            f"(journal.jsonl is missing): another run's reports or files of your own, so they are not overwritten"
+            ) in err
+    assert [f.name for f in theirs.iterdir()] == ["results.csv"]
+    assert (theirs / "results.csv").read_text() == "my,own,table\n"
 
 
 def test_a_mismatched_journal_advises_what_works(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -333,8 +399,8 @@ def test_a_damaged_sb3_model_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_a_team_failing_at_its_first_action_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot be evaluated \(nothing was written\): agent 'blue_ops' raised "
                                          r"ZeroDivisionError: boom at step 0"):
-        evaluate(_config(lengths=(6,)), _Source("raise", red="KillChainAgent", step=0), tmp_path / "out",
-                 progress=False)
+        source = _Source("raise", red="KillChainAgent", step=0)
+        evaluate(_config(lengths=(6,), team=source.identity()), source, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -342,7 +408,8 @@ def test_a_failure_before_any_episode_finished_leaves_no_journal(tmp_path: Path)
     """The first episode fails (after the check of the first step): no journal is left to tie the folder to
     the team, so the mended team can use the same folder."""
     with pytest.raises(EvaluationFailure) as info:
-        evaluate(_config(lengths=(6,)), _Source("raise", red="KillChainAgent"), tmp_path / "out", progress=False)
+        source = _Source("raise", red="KillChainAgent")
+        evaluate(_config(lengths=(6,), team=source.identity()), source, tmp_path / "out", progress=False)
     assert (info.value.finished, info.value.journal, info.value.transient) == (0, None, False)
     assert not (tmp_path / "out").exists()
     from cagekit.evaluation.cli import failure_advice
@@ -563,8 +630,8 @@ class _ChatterSource(TeamSource):
 
 
 def test_an_episode_counts_every_agents_bits_and_masked_actions(tmp_path: Path) -> None:
-    config = _config(lengths=(6,), reds=("KillChainAgent",), episodes=3, message_cost=0.25)
     source = _ChatterSource()
+    config = _config(lengths=(6,), reds=("KillChainAgent",), episodes=3, message_cost=0.25, team=source.identity())
     report, summary = evaluate(config, source, tmp_path, progress=False)
     agents = 2  # blue_user, blue_ops
     for e in report.episodes:
@@ -577,9 +644,10 @@ def test_an_episode_counts_every_agents_bits_and_masked_actions(tmp_path: Path) 
 
 
 def test_a_lying_team_cannot_change_its_score(tmp_path: Path) -> None:
-    config = _config(reds=("KillChainAgent", "ExplorerAgent"), lengths=(12,), episodes=3)
-    liar, _ = evaluate(config, _Source("liar"), tmp_path / "liar", progress=False)
-    honest, _ = evaluate(config, HeuristicSource("sleep"), tmp_path / "sleep", progress=False)
+    protocol = dict(reds=("KillChainAgent", "ExplorerAgent"), lengths=(12,), episodes=3)
+    source = _Source("liar")
+    liar, _ = evaluate(_config(**protocol, team=source.identity()), source, tmp_path / "liar", progress=False)
+    honest, _ = evaluate(_config(**protocol), HeuristicSource("sleep"), tmp_path / "sleep", progress=False)
     assert [e.reward for e in liar.episodes] == [e.reward for e in honest.episodes]
     assert liar.total.score == honest.total.score < 0
 
@@ -596,9 +664,9 @@ def test_failures_name_the_agent_and_step_and_keep_the_journal(tmp_path: Path, m
     """Only a failure that may not recur (a timeout) is advised to be rerun; the team's own error recurs."""
     from cagekit.evaluation.cli import failure_advice
 
-    config = _config(lengths=(6,))
+    source = _Source(mode)
     with pytest.raises(EvaluationFailure, match=message) as info:
-        evaluate(config, _Source(mode), tmp_path, step_timeout=0.2, progress=False)
+        evaluate(_config(lengths=(6,), team=source.identity()), source, tmp_path, step_timeout=0.2, progress=False)
     lines = (tmp_path / "journal.jsonl").read_text().splitlines()
     assert len(lines) == 3  # the configuration and the two KillChainAgent episodes before the failure
     assert not (tmp_path / "summary.txt").exists()
@@ -611,7 +679,8 @@ def test_failures_name_the_agent_and_step_and_keep_the_journal(tmp_path: Path, m
 
 def test_step_timeout_in_a_worker_process(tmp_path: Path) -> None:
     with pytest.raises(EvaluationFailure, match="exceeded the step timeout of 0.2 s at step 2"):
-        evaluate(_config(lengths=(6,)), _Source("hang"), tmp_path, step_timeout=0.2, progress=False,
+        source = _Source("hang")
+        evaluate(_config(lengths=(6,), team=source.identity()), source, tmp_path, step_timeout=0.2, progress=False,
                  backend="processes", workers=2)
     assert (tmp_path / "journal.jsonl").exists()
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from cagekit.agents import HEURISTICS
 from cagekit.agents.training import ALGOS, SB3_ALGOS, exploration_note
+from cagekit.evaluation import benchmark_layout as layout
 from cagekit.evaluation.compare import MUTED_SUFFIX, ScoredSeed, compare_all
 from cagekit.evaluation.compare import to_markdown as paired_markdown
 from cagekit.evaluation.protocol import seed_ci95
@@ -94,10 +95,10 @@ class BenchmarkPlan:
         config_from_args(build_parser().parse_args(evaluation_argv(self, "sleep", self.out / "check", 0)))
 
     def run_dir(self, algo: str, seed: int) -> Path:
-        return self.out / "runs" / f"{algo}-s{seed}"
+        return self.out / layout.RUNS / layout.run_name(algo, seed)
 
     def eval_dir(self, algo: str, seed: int, muted: bool = False) -> Path:
-        return self.out / ("eval-muted" if muted else "eval") / f"{algo}-s{seed}"
+        return self.out / (layout.EVAL_MUTED if muted else layout.EVAL) / layout.run_name(algo, seed)
 
 
 #: written into a run's folder when the benchmark finished training it
@@ -333,7 +334,8 @@ def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) ->
     out = plan.eval_dir(algo, seed, muted)
     what = f"evaluation of {algo} seed {seed}{' muted' if muted else ''}"
     try:  # Ctrl-C propagates: the finished episodes are journaled, and the rest of the benchmark stops too
-        name = f"{algo}-s{seed}" + ("-muted" if muted else "")  # the run's name, whichever weights were chosen
+        # the run's name, whichever weights were chosen
+        name = layout.run_name(algo, seed) + ("-muted" if muted else "")
         run_command(evaluation_argv(plan, source, out, seed, muted, name=name), prog="cagekit benchmark", brief=True)
     except EvaluationFailure as exc:  # one line for `cagekit`'s error report, not a traceback
         raise ValueError(f"{what} failed: {exc}; {failure_advice(exc)}") from exc
@@ -374,12 +376,12 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
                 row[f"{comb['adversary']}@{comb['steps']}"] = comb["mean"]
             rows.append(row)
     per_seed = pd.DataFrame(rows)
-    per_seed.to_csv(plan.out / "per_seed.csv", index=False)
+    per_seed.to_csv(plan.out / layout.PER_SEED_CSV, index=False)
     table = aggregate(per_seed)
-    table.to_csv(plan.out / "table.csv", index=False)
-    (plan.out / "table.md").write_text(to_markdown(table, plan) + "\n")
+    table.to_csv(plan.out / layout.TABLE_CSV, index=False)
+    (plan.out / layout.TABLE_MD).write_text(to_markdown(table, plan) + "\n")
     _write_paired(plan, per_seed, _muted_scores(plan, per_seed) if plan.mute else {})
-    plot_table(table, plan.out / "benchmark.png", title=f"{plan.scenario}: score by algorithm")
+    plot_table(table, plan.out / layout.CHART, title=f"{plan.scenario}: score by algorithm")
     return table
 
 
@@ -408,7 +410,7 @@ def _write_paired(plan: BenchmarkPlan, per_seed: Any, muted: dict[str, dict[int,
     scores.update(muted)
     head = (f"Scenario `{plan.scenario}`: each algorithm's score minus another's on the same protocol seed, "
             "mean and 95% interval over seeds (`cagekit compare` makes the same tables across folders).\n\n")
-    (plan.out / "paired.md").write_text(head + paired_markdown(scores, compare_all(scores)) + "\n")
+    (plan.out / layout.PAIRED_MD).write_text(head + paired_markdown(scores, compare_all(scores)) + "\n")
 
 
 def aggregate(per_seed: Any) -> Any:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
+from cagekit.evaluation import benchmark_layout as layout
 from cagekit.evaluation.protocol import seed_ci95
 
 #: summary.json parameters that fix which episodes a team met (the team's own settings are left out:
@@ -25,13 +25,6 @@ PROTOCOL_FIELDS = ("scenario", "layout", "episode_lengths", "episodes", "reds", 
 
 #: how a team scored with its bits forced to 0 (`--mute`, eval-muted/) is named beside the team itself
 MUTED_SUFFIX = " (muted)"
-
-_RUN_NAME = re.compile(r"^(?P<algo>.+)-s(?P<seed>\d+)$")
-
-#: what `cagekit benchmark` writes into its folder (benchmark.run_benchmark, BenchmarkPlan.run_dir/eval_dir):
-#: `compare --out` may not overwrite them inside a compared folder
-BENCHMARK_FILES = ("table.md", "paired.md", "table.csv", "per_seed.csv", "benchmark.png")
-BENCHMARK_DIRS = ("eval", "eval-muted", "runs")
 
 
 @dataclass(frozen=True)
@@ -83,11 +76,11 @@ def verdict(a: str, b: str, mean: float, ci95: float, no_interval: str) -> str:
 def load_folder(folder: Path, muted: bool = True) -> list[ScoredSeed]:
     """Every scored team in a benchmark folder (`eval/ALGO-sSEED/summary.json`; with `muted`, also
     `eval-muted/`, labelled `ALGO (muted)`)."""
-    kinds = [("eval", "")] + ([("eval-muted", MUTED_SUFFIX)] if muted else [])
+    kinds = [(layout.EVAL, "")] + ([(layout.EVAL_MUTED, MUTED_SUFFIX)] if muted else [])
     found: list[ScoredSeed] = []
     for sub, suffix in kinds:
         for summary in sorted((folder / sub).glob("*/summary.json")):
-            match = _RUN_NAME.match(summary.parent.name)
+            match = layout.RUN_NAME.match(summary.parent.name)
             if match is None:
                 continue
             found.append(ScoredSeed.from_summary(match["algo"] + suffix, int(match["seed"]),
@@ -142,10 +135,10 @@ def check_out(out: str, folders: list[Path]) -> Path:
     target = path.resolve()
     for folder in folders:
         root = folder.resolve()
-        own = [root / name for name in BENCHMARK_FILES]
-        if target in own or any(target.is_relative_to(root / sub) for sub in BENCHMARK_DIRS):
+        own = [root / name for name in layout.FILES]
+        if target in own or any(target.is_relative_to(root / sub) for sub in layout.DIRS):
             raise ValueError(f"--out {path} is among what `cagekit benchmark` keeps in {folder} (its "
-                             f"{', '.join(BENCHMARK_FILES)} and {'/, '.join(BENCHMARK_DIRS)}/ folders); write "
+                             f"{', '.join(layout.FILES)} and {'/, '.join(layout.DIRS)}/ folders); write "
                              f"elsewhere, such as {folder / 'compare.md'}")
     return path
 
@@ -241,7 +234,7 @@ def _missing_seeds_note(scores: dict[str, dict[int, ScoredSeed]], rows: list[Pai
         if missing:
             source = next(iter(seeds.values())).source  # EVAL/ALGO-sSEED: the missing ones are its siblings
             algo = source.name[: source.name.rindex("-s")]
-            files = ", ".join(str(source.parent / f"{algo}-s{s}" / "summary.json") for s in missing)
+            files = ", ".join(str(source.parent / layout.run_name(algo, s) / "summary.json") for s in missing)
             lacking.append(f"{team} lacks seed{'s' * (len(missing) > 1)} {_seed_list(missing)} (no {files})")
     if not lacking:
         return []

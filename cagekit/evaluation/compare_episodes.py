@@ -72,12 +72,18 @@ def is_evaluation_folder(folder: Path) -> bool:
 
 
 def load_evaluation(folder: Path, label: str) -> ScoredEvaluation:
-    """A finished evaluation; an unfinished one is refused (its score would be over fewer episodes)."""
-    config, episodes = read_journal(folder)
+    """A finished evaluation; an unfinished one, or one whose journal is damaged, is refused (its score would be
+    over fewer episodes)."""
+    config, episodes, damaged = read_journal(folder)
     missing = [task for task in config.tasks() if task not in episodes]
+    read, total = len(config.tasks()) - len(missing), len(config.tasks())
+    if missing and damaged is not None:
+        raise ValueError(f"{folder / JOURNAL} is damaged at line {damaged}: only the {read} of {total} episodes "
+                         f"before it can be read; rerun its evaluation to repair it (it plays the episodes from that "
+                         f"line on again, with the same results), then compare")
     if missing:
-        raise ValueError(f"{folder} is an unfinished evaluation ({len(config.tasks()) - len(missing)} of "
-                         f"{len(config.tasks())} episodes): rerun its evaluation to finish it, then compare")
+        raise ValueError(f"{folder} is an unfinished evaluation ({read} of {total} episodes): rerun its evaluation "
+                         f"to finish it, then compare")
     return ScoredEvaluation(label, folder, config, {task: episodes[task] for task in config.tasks()})
 
 

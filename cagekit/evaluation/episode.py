@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cagekit.evaluation.protocol import EvalConfig, combination_seed, episode_seed
 from cagekit.evaluation.sources import TeamSource
@@ -109,6 +109,19 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+class _Episode(NamedTuple):
+    """An episode readied by `EpisodeRunner._start`: what `probe` and `run` play it with."""
+
+    env: Any
+    team: Any
+    agents: dict[str, Any]  # the team's agents in the environment's order
+    spaces: dict[str, Any]
+    observations: dict[str, Any]  # after the reset
+    names: list[str]
+    seed: int  # the episode's environment seed
+    where: str  # the episode, as failures name it
+
+
 class EpisodeRunner:
     """Plays episodes of one configuration; keeps one fresh environment per (length, red) combination."""
 
@@ -170,9 +183,8 @@ class EpisodeRunner:
         return {name: self._call(name, functools.partial(agent.get_action, observations[name], spaces[name]), step,
                                  where) for name, agent in agents.items()}
 
-    def _start(self, length: int, red: str, index: int) -> tuple[Any, Any, dict[str, Any], dict[str, Any], Any]:
-        """Reset the combination's environment for the episode and ready the team: (env, team, agents,
-        spaces, observations)."""
+    def _start(self, length: int, red: str, index: int) -> _Episode:
+        """Reset the combination's environment for the episode and ready the team."""
         where = self._where(length, red, index)
         env = self.env(length, red)
         seed = episode_seed(self.config.seed, length, red, index)
@@ -195,25 +207,21 @@ class EpisodeRunner:
             except Exception as exc:  # noqa: BLE001
                 raise EvaluationFailure(f"agent {n!r} raised {type(exc).__name__}: {exc} "
                                         f"in set_initial_values before {where}") from exc
-        return env, team, agents, spaces, observations
+        return _Episode(env, team, agents, spaces, observations, names, seed, where)
 
     def probe(self, length: int, red: str) -> None:
         """Build the team and let it choose the first step's actions of episode 0 (not stepped), so that a team
         that cannot load or act (corrupt weights, an unknown algorithm, agents unlike the scenario's) fails
         before anything is written. Raises `EvaluationFailure`."""
-        where = self._where(length, red, 0)
-        env, team, agents, spaces, observations = self._start(length, red, 0)
-        self._act(agents, observations, spaces, 0, where)  # the environment judges the actions when stepped
+        e = self._start(length, red, 0)
+        self._act(e.agents, e.observations, e.spaces, 0, e.where)  # the environment judges them when stepped
         try:
-            team.end_episode()
+            e.team.end_episode()
         except Exception as exc:  # noqa: BLE001
             raise EvaluationFailure(f"the team raised {type(exc).__name__}: {exc} in end_episode") from exc
 
     def run(self, length: int, red: str, index: int) -> EpisodeResult:
-        where = self._where(length, red, index)
-        env, team, agents, spaces, observations = self._start(length, red, index)
-        names = list(env.possible_agents)
-        seed = episode_seed(self.config.seed, length, red, index)
+        env, team, agents, spaces, observations, names, seed, where = self._start(length, red, index)
         reward: list[float] = []
         bits = 0
         cost: list[float] = []

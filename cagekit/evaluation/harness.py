@@ -12,7 +12,7 @@ from typing import Any
 from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationFailure
 from cagekit.evaluation.journal import Journal
 from cagekit.evaluation.protocol import EvalConfig
-from cagekit.evaluation.results import Report, build_report, write_all
+from cagekit.evaluation.results import Report, build_report, kept_timing, time_block, write_all
 from cagekit.evaluation.runners import RUNNERS
 from cagekit.evaluation.sources import TeamSource
 
@@ -49,6 +49,15 @@ def _progress(enabled: bool, console: Any) -> Any:
                     auto_refresh=False)  # redrawn per episode: no thread, so worker processes can fork
 
 
+def check_identity(config: EvalConfig, source: TeamSource) -> None:
+    """Refuse a `config` naming another team than `source`: the journal would credit that team with this one's
+    episodes (and a later run of the team it names would resume them), the reports would name it."""
+    identity = source.identity()
+    if config.team != identity:
+        raise ValueError(f"the configuration's team {config.team!r} is not the team given to score, {source.label} "
+                         f"({identity!r}); nothing was written: build the EvalConfig with team=source.identity()")
+
+
 def check_team(config: EvalConfig, source: TeamSource, step_timeout: float | None = None,
                keep: bool = False) -> None:
     """Load the team and let it act once on the first combination, before the journal ties an output folder
@@ -80,12 +89,14 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
 
     `chart=False` skips scores.png, for callers that only read the numbers (the snapshot choice).
 
-    Returns the report and the `summary.json` content. Raises ValueError, writing nothing, for a team that
-    cannot load or act (`check_team`) or an output folder it must not use; `JournalMismatch` (a ValueError)
+    Returns the report and the `summary.json` content. Raises ValueError, writing nothing, for a `config` whose
+    team is not `source`'s identity, a team that cannot load or act (`check_team`) or an output folder it must
+    not use; `JournalMismatch` (a ValueError)
     for a journal of another configuration, or reports no journal vouches for; `EvaluationFailure` when an
     episode fails (what finished stays in the journal; a journal left with no episode is removed)."""
     if backend not in RUNNERS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}")
+    check_identity(config, source)
     from cagekit.wrappers import make_env
 
     out = Path(out_dir)
@@ -136,7 +147,10 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             if bar is not None:
                 bar.stop()
         report = build_report(config, journal.results)
-        summary = write_all(report, out, journal.started, time.time(), agent_names, chart=chart)
+        timing = time_block(journal.started, time.time())
+        if not todo:  # nothing played: the reports stay as the run that played the last episode wrote them
+            timing = kept_timing(out, timing)
+        summary = write_all(report, out, timing, agent_names, chart=chart)
     finally:
         journal.close()
     return report, summary

@@ -2,8 +2,9 @@
 
 Rerunning the same evaluation reads the journal and plays only the episodes it lacks; a journal written
 by another configuration is refused (naming the fields that differ) and never mixed in. A line cut
-short by a kill is dropped and the file truncated back to its last complete line. Reports in a folder
-with no journal (or an empty one) belong to a run nothing vouches for: they are refused, not overwritten.
+short by a kill is dropped and the file truncated back to its last complete line. Files named as the reports
+in a folder with no journal (or an empty one) are another run's, or the user's own: nothing vouches for them,
+so the folder is refused and they are not overwritten; any other file there is left alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cagekit
 from cagekit.evaluation.episode import EpisodeResult
@@ -58,9 +59,18 @@ def check_output_folder(folder: Path, what: str = "output folder",
             return
 
 
-def read_journal(folder: str | Path) -> tuple[EvalConfig, dict[tuple[int, str, int], EpisodeResult]]:
+class JournalContents(NamedTuple):
+    config: EvalConfig
+    episodes: dict[tuple[int, str, int], EpisodeResult]
+    #: the 1-based number of the first complete line that could not be read (nothing after it was), or None
+    damaged_line: int | None
+
+
+def read_journal(folder: str | Path) -> JournalContents:
     """The configuration and finished episodes of an evaluation folder's journal, writing nothing (for
-    comparisons). Like a rerun, it stops at the first cut or damaged line; a ValueError names what is wrong."""
+    comparisons). Like a rerun, it stops at the first cut or damaged line, and says which complete line was
+    damaged: the episodes lost with it are not unplayed (a rerun repairs the journal); a ValueError names what
+    is wrong with the header."""
     path = Path(folder) / JOURNAL
     if not path.is_file():
         raise ValueError(f"{folder} holds no {JOURNAL}: not an evaluation output folder (`python evaluation.py "
@@ -80,10 +90,13 @@ def read_journal(folder: str | Path) -> tuple[EvalConfig, dict[tuple[int, str, i
                          f"by cagekit {version or 'of an unknown version'} ({type(exc).__name__}: {exc}); score "
                          f"the team again with this version") from None
     episodes: dict[tuple[int, str, int], EpisodeResult] = {}
+    read = 0  # body lines read
     for _, result in _body(lines[1:]):
+        read += 1
         if result is not None:
             episodes.setdefault(result.key, result)
-    return config, episodes
+    damaged = read + 2 if read < len(lines) - 1 else None  # after the header and the lines read
+    return JournalContents(config, episodes, damaged)
 
 
 def _body(lines: list[bytes]) -> Iterator[tuple[int, EpisodeResult | None]]:
@@ -138,13 +151,14 @@ class Journal:
             if 0 < good < len(raw):
                 with self.path.open("r+b") as f:
                     f.truncate(good)
-        if good == 0:  # no journal vouches for this folder: never overwrite reports another run left there
+        if good == 0:  # no journal vouches for this folder: never overwrite another run's reports, or a user's files
             reports = [name for name in FILES if (folder / name).exists()]
             if reports:
                 state = "empty" if self.path.exists() else "missing"
-                raise JournalMismatch(f"output folder {folder} holds evaluation reports ({', '.join(reports)}) that "
-                                      f"no journal vouches for ({JOURNAL} is {state}), so they are not overwritten: "
-                                      f"choose another output folder, or move those files away")
+                raise JournalMismatch(f"output folder {folder} holds files an evaluation writes ({', '.join(reports)}) "
+                                      f"that no journal vouches for ({JOURNAL} is {state}): another run's reports or "
+                                      f"files of your own, so they are not overwritten; choose another output "
+                                      f"folder, or move those files away")
         self._good = good
         return self
 

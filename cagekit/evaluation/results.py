@@ -1,6 +1,7 @@
 """The output files: CAGE-2's `summary.txt`/`full.txt`, CAGE-4's `summary.json`/`scores.txt`, `results.csv`
 and `scores.png`. Everything but the `time` block of `summary.json` depends only on the configuration
-and the episode results, so serial, parallel and resumed runs write identical files."""
+and the episode results, so serial, parallel and resumed runs write identical files; a rerun that plays
+nothing keeps the time block too (`kept_timing`), so it rewrites every file byte for byte."""
 
 from __future__ import annotations
 
@@ -96,7 +97,28 @@ def write_full_txt(report: Report, path: Path, agent_names: Sequence[str] | None
                             f"total reward: {e.reward}\n")
 
 
-def summary_json(report: Report, started: float, ended: float) -> dict[str, Any]:
+def time_block(started: float, ended: float) -> dict[str, Any]:
+    """summary.json's `time`: from the journal's first start to the end of the run that wrote the reports."""
+    return {"start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+            "end": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended)),
+            "elapsed": round(ended - started, 3)}
+
+
+def kept_timing(out_dir: Path, timing: dict[str, Any]) -> dict[str, Any]:
+    """The time block of the summary.json in `out_dir` when it is one of this evaluation's (the same start),
+    else `timing`: a rerun that plays nothing did not score the team again, so the time its episodes were
+    played stays, and the reports with it."""
+    try:
+        old = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))["time"]
+    except (OSError, ValueError, TypeError, KeyError):  # none, or damaged: written anew
+        return timing
+    if (isinstance(old, dict) and set(old) == set(timing) and old["start"] == timing["start"]
+            and isinstance(old["end"], str) and isinstance(old["elapsed"], (int, float))):
+        return old
+    return timing
+
+
+def summary_json(report: Report, timing: dict[str, Any]) -> dict[str, Any]:
     c = report.config
     return {
         "submission": {"author": c.author, "team": c.team_name, "technique": c.technique},
@@ -106,9 +128,7 @@ def summary_json(report: Report, started: float, ended: float) -> dict[str, Any]
                        "scenario": c.scenario, "layout": c.layout, "reds": list(c.reds), "green": c.green,
                        "message_cost": c.message_cost, "sau": c.sau, "channel": c.channel,
                        "detection": c.detection, "simulator": c.simulator, "view": c.view},
-        "time": {"start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-                 "end": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended)),
-                 "elapsed": round(ended - started, 3)},
+        "time": timing,
         "reward": {"mean": report.reward_mean, "stdev": report.reward_stdev},
         "total": report.total.to_json(),
         "bits_per_episode": report.bits_per_episode,
@@ -156,12 +176,13 @@ def write_chart(report: Report, path: Path) -> None:
     plt.close(fig)
 
 
-def write_all(report: Report, out_dir: Path, started: float, ended: float,
-              agent_names: Sequence[str] | None = None, chart: bool = True) -> dict[str, Any]:
+def write_all(report: Report, out_dir: Path, timing: dict[str, Any], agent_names: Sequence[str] | None = None,
+              chart: bool = True) -> dict[str, Any]:
+    """Write every report; `timing` is summary.json's time block (`time_block`, or `kept_timing`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_summary_txt(report, out_dir / "summary.txt")
     write_full_txt(report, out_dir / "full.txt", agent_names)
-    summary = summary_json(report, started, ended)
+    summary = summary_json(report, timing)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     write_scores_txt(report, out_dir / "scores.txt")
     write_csv(report, out_dir / "results.csv")

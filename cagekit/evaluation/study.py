@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cagekit.agents.training import chosen_weights, snapshot_steps
+from cagekit.evaluation import benchmark_layout as layout
 from cagekit.evaluation.benchmark import (
     TRAIN_RECORD,
     BenchmarkPlan,
@@ -172,7 +173,7 @@ def run_study(plan: StudyPlan) -> Path:
         main_tables[net] = (bp, table)
         sections.append(f"### {net}, detection 0.1 (the paper's)\n\n{to_markdown(table, bp)}\n\n"
                         f"![{net}](results/{net}-scores.png)\n")
-        _copy(bp.out / "benchmark.png", figures / f"{net}-scores.png")
+        _copy(bp.out / layout.CHART, figures / f"{net}-scores.png")
         _curves(bp, [*LEARNED], figures / f"{net}-curves.png")
         sections.append(f"Learning curves (training return and bits per episode, mean and spread over seeds):\n\n"
                         f"![{net} curves](results/{net}-curves.png)\n")
@@ -273,7 +274,7 @@ def _training_jobs(plan: StudyPlan) -> list[TrainJob]:
               for cost in plan.costs if cost != _default_cost()]
     order = {"qmix": 0, "maskable-ppo": 1}
     specs.sort(key=lambda spec: order.get(spec[0], 2))
-    return [TrainJob(algo, net, seed, plan.steps[net], str(plan.out / tag / "runs" / f"{algo}-s{seed}"),
+    return [TrainJob(algo, net, seed, plan.steps[net], str(plan.out / tag / layout.RUNS / layout.run_name(algo, seed)),
                      plan.configs.get(algo), {**env, **red}, plan.snapshots, plan.select_episodes)
             for algo, net, tag, env in specs for seed in range(plan.seeds)]
 

@@ -373,7 +373,7 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("manifest-unknown-agent", "scenario", "['blue_ghost'] not in scenario"),
     ("manifest-field-cost", "manifest", "'message_cost' is 'abc'; it must be a finite number or null"),
     ("manifest-field-channel", "manifest", "'channel' is 'yes'; it must be true or false"),
-    ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic' or 'checkpoint'"),
+    ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic', 'checkpoint' or 'python'"),
     ("manifest-obs-size", "scenario", "agent 'blue_ops': manifest says observation"),
     ("agents-unknown-agent", "agents", "['blue_ghost'] not in scenario"),
     ("agents-missing-agent", "agents", "scenario agent(s) ['blue_ops'] missing from Submission.AGENTS"),

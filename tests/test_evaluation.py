@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -848,11 +849,14 @@ def test_python_team_file_scores_like_the_heuristic_it_rewrites(tmp_path: Path,
     from cagekit.evaluation import PythonSource
 
     file = _my_team(tmp_path)
+    by_class_source, by_function_source = resolve_source(f"{file}:Mine"), PythonSource(str(file), "as_dict")
     config = _config(lengths=(15,), reds=("KillChainAgent",))
-    react, _ = evaluate(config, HeuristicSource("react"), tmp_path / "react", progress=False)
-    by_class, _ = evaluate(config, resolve_source(f"{file}:Mine"), tmp_path / "class", progress=False)
-    by_function, _ = evaluate(config, PythonSource(str(file), "as_dict"), tmp_path / "function",
-                              backend="processes", workers=2, progress=False)
+    react, _ = evaluate(replace(config, team=HeuristicSource("react").identity()), HeuristicSource("react"),
+                        tmp_path / "react", progress=False)
+    by_class, _ = evaluate(replace(config, team=by_class_source.identity()), by_class_source, tmp_path / "class",
+                           progress=False)
+    by_function, _ = evaluate(replace(config, team=by_function_source.identity()), by_function_source,
+                              tmp_path / "function", backend="processes", workers=2, progress=False)
     assert react.total.score == by_class.total.score == by_function.total.score < 0
     assert react.bits_per_episode > 0 and by_class.bits_per_episode == by_function.bits_per_episode == 0
     assert (tmp_path / "class" / "results.csv").read_bytes() == (tmp_path / "function" / "results.csv").read_bytes()
@@ -879,7 +883,8 @@ def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
         resolve_source(str(tmp_path / "broken.py:X"))
     with pytest.raises(ValueError, match=r"cannot be evaluated \(nothing was written\).*myteam.py:as_int\(env\) "
                                          r"returned int; expected a cagekit.agents.Team or a dict"):
-        evaluate(_config(), resolve_source(f"{file}:as_int"), tmp_path / "out", progress=False)
+        as_int = resolve_source(f"{file}:as_int")
+        evaluate(_config(team=as_int.identity()), as_int, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 
 

@@ -628,17 +628,18 @@ def test_a_python_team_packages_into_a_submission_that_plays_as_the_file_does(tm
     from cagekit.cli import main
     from cagekit.evaluation import PythonSource
 
-    code = _readme_block("# myteam.py").replace("class Guard(Agent):", "from helper import PRIVILEGED\n\n\n"
+    # (a helper name of its own: this process may have imported another test's 'helper' module)
+    code = _readme_block("# myteam.py").replace("class Guard(Agent):", "from guard_codes import PRIVILEGED\n\n\n"
                                                 "class Guard(Agent):").replace("== 0b11:", "== PRIVILEGED:")
     (tmp_path / "myteam.py").write_text(code)
-    (tmp_path / "helper.py").write_text("PRIVILEGED = 0b11\n")
+    (tmp_path / "guard_codes.py").write_text("PRIVILEGED = 0b11\n")
     monkeypatch.chdir(tmp_path)
     argv = ["package", "myteam.py:Guard", "--name", "me", "--team", "us", "--technique", "Guard rules", "--out",
             "guard.zip"]
     assert main(argv) == 0, capsys.readouterr()
     assert "submission guard.zip: PASS" in capsys.readouterr().out
     names = set(zipfile.ZipFile(tmp_path / "guard.zip").namelist())
-    assert {"team/myteam.py", "team/helper.py", "team/python_team.json"} <= names
+    assert {"team/myteam.py", "team/guard_codes.py", "team/python_team.json"} <= names
     source = PythonSource(str(tmp_path / "myteam.py"), "Guard")
     env = make_env(SCENARIO, red="KillChainAgent", seed=3, episode_length=EPISODE)
     returns = []

@@ -697,3 +697,30 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out",
                  str(tmp_path / "r.zip"), "--include", "weights.json"]) == 2
     assert "--include is for a Python team's data files; 'react' is a heuristic" in capsys.readouterr().err
+
+
+def test_a_packaged_python_team_is_rebuilt_for_each_episode_as_the_file_is(tmp_path, capsys):
+    """The harness builds a Python team afresh for every episode, after seeding; the submission's worker built
+    it once, at import, and called the agents' own `reseed`. An agent class that draws its generator at
+    construction, and a function returning a `random` team of a fixed seed (whose reseed would move it to the
+    episode's seed), played other episodes than the file did: results.csv must be the file's byte for byte."""
+    from cagekit.cli import main
+    from cagekit.evaluation import cli_main
+
+    (tmp_path / "drawn.py").write_text(
+        "import random\n\nfrom cagekit.agents import Agent, make_team as _make\n\n\n"
+        "class Drawn(Agent):\n    def __init__(self, slot):\n        self.slot = slot\n"
+        "        self.rng = random.Random(random.random())  # drawn when built\n\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        action = self.slot.encode(self.rng.randrange(len(self.slot.actions)), 0)\n"
+        "        return action if observation['action_mask'][action] else self.slot.encode(0, 0)\n\n\n"
+        "def fixed(env):\n    return _make('random', env, seed=7)\n")
+    common = ["--episodes", "3", "--lengths", "10", "--reds", "KillChainAgent", "--no-progress", "--workers", "1"]
+    for name in ("Drawn", "fixed"):
+        spec, out = f"{tmp_path / 'drawn.py'}:{name}", tmp_path / f"{name}.zip"
+        assert main(["package", spec, "--name", "a", "--team", "b", "--technique", "c", "--out", str(out),
+                     "--no-validate"]) == 0, capsys.readouterr()
+        assert cli_main([spec, str(tmp_path / f"{name}-file"), *common]) == 0
+        assert cli_main([str(out), str(tmp_path / f"{name}-zip"), *common]) == 0
+        played = (tmp_path / f"{name}-file" / "results.csv").read_bytes()
+        assert (tmp_path / f"{name}-zip" / "results.csv").read_bytes() == played, name

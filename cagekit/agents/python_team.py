@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cagekit.agents.base import Agent, Team, team_slots
+from cagekit.agents.base import Agent, Team, seed_everything, team_slots
 
 #: the name a team file is asked for when its spec names none (`myteam.py` = `myteam.py:make_team`)
 PYTHON_FACTORY = "make_team"
@@ -83,6 +83,64 @@ def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:
         return Team(agents=dict(made), scenario=env.spec.name, kind=kind)
     raise TypeError(f"{spec}(env) returned {type(made).__name__}; expected a "
                     f"cagekit.agents.Team or a dict of agent name -> agent (an object with get_action)")
+
+
+class EpisodeTeam:
+    """A Python team inside a submission, built afresh for each episode as the harness builds it in-process.
+
+    A submission's worker builds `Submission.AGENTS` once and before every episode seeds the global generators
+    and calls each agent's `reseed(seed)`. Here that call seeds them again and rebuilds the whole team, so an
+    agent that draws at construction or keeps state across episodes plays what the file plays under
+    `evaluation.py FILE.py:NAME`; the agents' own `reseed`, which the harness never calls, is not called."""
+
+    def __init__(self, builder: Any, env: Any, spec: str):
+        self.builder, self.env, self.spec = builder, env, spec
+        self.team = build_team(builder, env, spec, spec)  # built now too: an error shows at the import
+        self.fresh: int | None = None  # the seed the team was just built with, until it plays
+        self.agents = {name: _EpisodeAgent(self, name) for name in self.team.agents}
+
+    def reseed(self, seed: int) -> None:
+        """Build the team for the episode with seed `seed` (once: every agent's reseed lands here)."""
+        if self.fresh != seed:
+            seed_everything(seed)
+            self.team = build_team(self.builder, self.env, self.spec, self.spec)
+            self.fresh = seed
+
+    def agent(self, name: str, playing: bool = True) -> Any:
+        """The current team's agent `name`; `playing` marks the team as no longer fresh."""
+        if playing:
+            self.fresh = None
+        return self.team.agents[name]
+
+
+class _EpisodeAgent:
+    """One agent of an `EpisodeTeam`: CAGE's interface, forwarded to the agent of the current episode's team."""
+
+    def __init__(self, team: EpisodeTeam, name: str):
+        self.team, self.name = team, name
+
+    def reseed(self, seed: int) -> None:
+        self.team.reseed(seed)
+
+    def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
+        call = getattr(self.team.agent(self.name), "set_initial_values", None)
+        if call is not None:
+            call(action_space, observation)
+
+    def begin_step(self, observations: Any) -> None:
+        call = getattr(self.team.agent(self.name), "begin_step", None)
+        if call is not None:
+            call(observations)
+
+    def get_action(self, observation: Any, action_space: Any = None) -> Any:
+        return self.team.agent(self.name).get_action(observation, action_space)
+
+    def end_episode(self) -> None:
+        # a team built for this episode has played nothing to forget; the harness does not call it there either
+        if self.team.fresh is None:
+            call = getattr(self.team.agent(self.name, playing=False), "end_episode", None)
+            if call is not None:
+                call()
 
 
 def local_modules(path: str | Path) -> list[Path]:

@@ -9,15 +9,13 @@ or folder with `submission.py`) runs in a separate process behind the same inter
 from __future__ import annotations
 
 import hashlib
-import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cagekit.agents import HEURISTICS, Team, load_team, make_team
+from cagekit.agents.base import seed_everything
 from cagekit.agents.python_team import (
     PYTHON_FACTORY,
     build_team,
@@ -53,17 +51,6 @@ class TeamSource(ABC):
         """Release what `team_for_episode` started (a submission's worker process and its unpacked folder).
 
         The team is built again on the next episode, so closing is always safe."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed the global generators a learned policy may sample from (random, numpy, torch if loaded)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
 
 
 @dataclass

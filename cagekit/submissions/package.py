@@ -46,13 +46,14 @@ def _load_agents():
     python_team = os.path.join(TEAM_DIR, {python_file!r})
     if os.path.exists(python_team):  # your own team: FILE.py:NAME, built as the harness builds it
         import cagekit
-        from cagekit.agents.python_team import build_team, load_builder
+        from cagekit.agents.python_team import EpisodeTeam, load_builder
 
         with open(python_team, encoding="utf-8") as stream:
             data = json.load(stream)
         builder = load_builder(os.path.join(TEAM_DIR, data["file"]), data["name"], "cagekit_submitted_team")
         env = cagekit.make_env(**data["env"])
-        return dict(build_team(builder, env, data["name"], data["file"] + ":" + data["name"]).agents)
+        # rebuilt before every episode (the worker's reseed), after seeding, as evaluation.py FILE.py:NAME does
+        return EpisodeTeam(builder, env, data["file"] + ":" + data["name"]).agents
     heuristic = os.path.join(TEAM_DIR, {heuristic_file!r})
     if os.path.exists(heuristic):
         with open(heuristic, encoding="utf-8") as stream:

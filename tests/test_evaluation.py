@@ -869,6 +869,34 @@ def test_python_team_file_scores_like_the_heuristic_it_rewrites(tmp_path: Path,
     assert PythonSource(str(file), "Mine").identity()["sha256"] != before["sha256"]
 
 
+
+def test_a_python_teams_identity_covers_late_imports_and_leaves_cagekit_out(tmp_path: Path) -> None:
+    """The code a team brings is what its import statements name in its folder, a function's late import
+    included (a helper package imported only when the team is built or acts was left out of the journal's
+    identity, so a run resumed after editing it mixed two teams, and out of the submission), and never cagekit's
+    own modules, though a team file may lie in a checkout of cagekit (there every loaded cagekit module was
+    packaged under team/ and hashed into the identity)."""
+    from cagekit.agents.python_team import local_modules
+    from cagekit.evaluation import PythonSource
+
+    (tmp_path / "late.py").write_text("from cagekit.agents import make_team as _make\n\n\ndef make_team(env):\n"
+                                      "    from tactics.kind import KIND\n    return _make(KIND, env)\n")
+    (tmp_path / "tactics").mkdir()
+    (tmp_path / "tactics" / "__init__.py").write_text("")
+    (tmp_path / "tactics" / "kind.py").write_text("from .names import REACT as KIND\n")
+    (tmp_path / "tactics" / "names.py").write_text("REACT = 'react'\n")
+    (tmp_path / "unused.py").write_text("")
+    before = PythonSource(str(tmp_path / "late.py")).identity()
+    assert local_modules(tmp_path / "late.py") == sorted(
+        [tmp_path / "late.py", *(tmp_path / "tactics" / f for f in ("__init__.py", "kind.py", "names.py"))])
+    (tmp_path / "tactics" / "names.py").write_text("REACT = 'sleep'\n")
+    assert PythonSource(str(tmp_path / "late.py")).identity()["sha256"] != before["sha256"]
+    import cagekit.evaluation  # noqa: F401 - loaded from the checkout that holds evaluation.py
+
+    script = Path(__file__).resolve().parents[1] / "evaluation.py"  # a file beside cagekit/ that imports it
+    assert local_modules(script) == [script]
+
+
 def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
     file = _my_team(tmp_path)
     with pytest.raises(ValueError, match=r"myteam.py has no 'make_team': name an agent class .* it defines Mine, "

@@ -220,7 +220,7 @@ class PythonSource(_PerEnvTeam, TeamSource):
         self._builder: Any = None
         self._build()  # fail now, with the file's own error, not at the first episode
         # a journal resumes only the same code, so editing a helper the team imports starts no mixed evaluation
-        self._digest = _files_digest(local_modules(file), file.parent)
+        self._digest = _files_digest(local_modules(file, self._module), file.parent)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

@@ -183,7 +183,7 @@ def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
             raise ValueError(f"--include {given}: not a file in {file.parent}, the folder of {file.name} (a "
                              f"submission holds the team's folder only; give paths relative to it)")
         extra.append(path)
-    for path in sorted({*local_modules(file), *extra}):
+    for path in sorted({*local_modules(file, module), *extra}):
         rel = f"{TEAM_DIR}/{path.relative_to(file.parent).as_posix()}"
         check_member_name(rel)
         files[rel] = path.read_bytes()

@@ -897,6 +897,27 @@ def test_a_python_teams_identity_covers_late_imports_and_leaves_cagekit_out(tmp_
     assert local_modules(script) == [script]
 
 
+
+def test_two_python_teams_in_one_process_each_import_their_own_helper(tmp_path: Path) -> None:
+    """Two teams whose folders each hold a `helper.py`, scored in one process (run_command twice, a notebook):
+    the second played the first one's helper, from sys.modules; and a file of the same name and bytes in
+    another folder was not imported at all (its module was named by name and content only)."""
+    from cagekit import make_env
+    from cagekit.evaluation import PythonSource
+
+    code = "from cagekit.agents import make_team as _make\nfrom helper import KIND\n\n\n" \
+           "def make_team(env):\n    return _make(KIND, env)\n"
+    kinds = {}
+    for folder, kind, text in (("a", "react", code), ("b", "sleep", code), ("c", "random", code + "# c\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "helper.py").write_text(f"KIND = {kind!r}\n")
+        (tmp_path / folder / "team.py").write_text(text)
+        env = make_env("paper-small", seed=0)
+        env.reset(seed=0)
+        kinds[folder] = PythonSource(str(tmp_path / folder / "team.py")).team_for_episode(env, 0).kind
+    assert kinds == {"a": "react", "b": "sleep", "c": "random"}
+
+
 def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
     file = _my_team(tmp_path)
     with pytest.raises(ValueError, match=r"myteam.py has no 'make_team': name an agent class .* it defines Mine, "

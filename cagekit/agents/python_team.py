@@ -9,6 +9,7 @@ folder on `sys.path`, so that it can import its neighbours as `python FILE.py` w
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import inspect
 import sys
@@ -46,14 +47,26 @@ def check_spec(path: str | Path, name: str) -> Path:
     return file.resolve()
 
 
+def module_name(path: str | Path, prefix: str) -> str:
+    """The name to import the team file at `path` under: one per place and content, so that another file of the
+    same name and bytes (whose folder's helpers may differ) is a module of its own, and an edited file is
+    imported afresh."""
+    file = Path(path).resolve()
+    digest = hashlib.sha256(str(file).encode() + b"\0" + file.read_bytes()).hexdigest()
+    return f"{prefix}_{digest[:16]}"
+
+
 def load_builder(path: str | Path, name: str, module_name: str) -> Any:
     """`name` from the file at `path`, importing the file as `module_name` unless this process already has
     (ValueError naming the file, the missing name and the team makers it does define)."""
     module = sys.modules.get(module_name)
     if module is None:
-        folder = str(Path(path).parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)  # as `python FILE.py` would: its neighbours import
+        folder = Path(path).resolve().parent
+        _forget_other_teams_modules(folder)
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+        sys.path.insert(0, str(folder))  # first, as `python FILE.py` would have it: its neighbours import
+        _TEAM_FOLDERS.add(folder)
         spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -73,6 +86,25 @@ def load_builder(path: str | Path, name: str, module_name: str) -> Any:
         raise ValueError(f"{path} {what} {name!r}: name {WHAT_NAME_IS}, as {Path(path).name}:NAME"
                          + (f"; it defines {', '.join(found)}" if found else ""))
     return builder
+
+
+#: the folders `load_builder` has put on sys.path: their modules are some team's code
+_TEAM_FOLDERS: set[Path] = set()
+
+
+def _forget_other_teams_modules(folder: Path) -> None:
+    """Drop from sys.modules the modules another team's folder loaded under a name that `folder` provides too
+    (each team its own `helper.py`), so that this team imports its own; the other team keeps the modules it
+    holds. Without this a second team in one process silently played the first one's helper."""
+    for name, module in list(sys.modules.items()):
+        found = getattr(module, "__file__", None)
+        if not isinstance(found, str) or not Path(found).is_absolute():
+            continue
+        place = Path(found).resolve()
+        top = name.partition(".")[0]
+        if not place.is_relative_to(folder) and any(place.is_relative_to(other) for other in _TEAM_FOLDERS) and \
+                ((folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()):
+            del sys.modules[name]
 
 
 def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:

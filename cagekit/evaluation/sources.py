@@ -22,6 +22,7 @@ from cagekit.agents.python_team import (
     check_spec,
     load_builder,
     local_modules,
+    module_name,
     python_spec,
 )
 
@@ -215,7 +216,7 @@ class PythonSource(_PerEnvTeam, TeamSource):
         file = check_spec(self.path, self.name)
         self.path = str(file)
         self.label = file.stem
-        self._module = f"cagekit_user_team_{_digest(file)[:16]}"
+        self._module = module_name(file, "cagekit_user_team")
         self._team: Any = None
         self._builder: Any = None
         self._build()  # fail now, with the file's own error, not at the first episode

@@ -724,3 +724,29 @@ def test_a_packaged_python_team_is_rebuilt_for_each_episode_as_the_file_is(tmp_p
         assert cli_main([str(out), str(tmp_path / f"{name}-zip"), *common]) == 0
         played = (tmp_path / f"{name}-file" / "results.csv").read_bytes()
         assert (tmp_path / f"{name}-zip" / "results.csv").read_bytes() == played, name
+
+
+def test_a_python_team_without_cages_methods_is_refused_by_package_as_by_evaluation(tmp_path, capsys):
+    """An agent class with get_action alone failed evaluation.py (no set_initial_values) while its package passed
+    validation (the worker calls neither); an abstract class was called as a function ('takes no arguments').
+    Both are refused, by both, naming what is missing."""
+    from cagekit.cli import main
+    from cagekit.evaluation import PythonSource
+
+    (tmp_path / "odd.py").write_text(
+        "from abc import abstractmethod\n\nfrom cagekit.agents import Agent\n\n\n"
+        "class Bare:\n    def __init__(self, slot):\n        self.slot = slot\n\n"
+        "    def get_action(self, observation, action_space=None):\n        return 0\n\n\n"
+        "class Abstract(Agent):\n    @abstractmethod\n    def plan(self): ...\n")
+    env = make_env(SCENARIO, seed=0)
+    env.reset(seed=0)
+    for name, needle in (("Bare", "odd.py:Bare: agent 'blue_user' (Bare) has no set_initial_values or end_episode; "
+                                  "an agent has CAGE's get_action, end_episode and set_initial_values"),
+                         ("Abstract", "odd.py:Abstract is an abstract class (it leaves get_action, plan to a "
+                                      "subclass); name an agent class")):
+        with pytest.raises(TypeError, match=re.escape(needle)):
+            PythonSource(str(tmp_path / "odd.py"), name).team_for_episode(env, 0)
+        out = tmp_path / f"{name}.zip"
+        assert main(["package", f"{tmp_path / 'odd.py'}:{name}", "--name", "a", "--team", "b", "--technique", "c",
+                     "--out", str(out)]) == 2
+        assert needle in capsys.readouterr().err and not out.exists()

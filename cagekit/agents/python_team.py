@@ -110,14 +110,28 @@ def _forget_other_teams_modules(folder: Path) -> None:
 def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:
     """The team `builder` (given as `spec`, FILE.py:NAME) makes for `env`: one instance per blue agent of an
     agent class, or what a function of the environment returns (a Team, or a dict of agent name -> agent;
-    TypeError otherwise)."""
+    TypeError otherwise, naming an abstract class's missing methods and an agent's missing CAGE methods)."""
+    if inspect.isclass(builder) and not is_agent_class(builder):  # else called as a function: "takes no arguments"
+        abstract = sorted(getattr(builder, "__abstractmethods__", ()))
+        what = f"an abstract class (it leaves {', '.join(abstract)} to a subclass)" if abstract else \
+            "a class without get_action"
+        raise TypeError(f"{spec} is {what}; name {WHAT_NAME_IS}")
     made = {slot.name: builder(slot) for slot in team_slots(env)} if is_agent_class(builder) else builder(env)
     if isinstance(made, Team):
-        return made
-    if isinstance(made, Mapping) and all(callable(getattr(a, "get_action", None)) for a in made.values()):
-        return Team(agents=dict(made), scenario=env.spec.name, kind=kind)
-    raise TypeError(f"{spec}(env) returned {type(made).__name__}; expected a "
-                    f"cagekit.agents.Team or a dict of agent name -> agent (an object with get_action)")
+        team = made
+    elif isinstance(made, Mapping) and all(callable(getattr(a, "get_action", None)) for a in made.values()):
+        team = Team(agents=dict(made), scenario=env.spec.name, kind=kind)
+    else:
+        raise TypeError(f"{spec}(env) returned {type(made).__name__}; expected a "
+                        f"cagekit.agents.Team or a dict of agent name -> agent (an object with get_action)")
+    # the harness calls both (a submission's worker only end_episode): refused here, the file and its package alike
+    for name, agent in team.agents.items():
+        lacking = [m for m in ("set_initial_values", "end_episode") if not callable(getattr(agent, m, None))]
+        if lacking:
+            raise TypeError(f"{spec}: agent {name!r} ({type(agent).__name__}) has no {' or '.join(lacking)}; an "
+                            f"agent has CAGE's get_action, end_episode and set_initial_values (subclass "
+                            f"cagekit.agents.Agent, which defines the last two)")
+    return team
 
 
 class EpisodeTeam:

@@ -750,3 +750,26 @@ def test_a_python_team_without_cages_methods_is_refused_by_package_as_by_evaluat
         assert main(["package", f"{tmp_path / 'odd.py'}:{name}", "--name", "a", "--team", "b", "--technique", "c",
                      "--out", str(out)]) == 2
         assert needle in capsys.readouterr().err and not out.exists()
+
+
+def test_a_lone_agent_hears_the_whole_step_in_a_submission_as_in_process(tmp_path, capsys):
+    """The harness calls every agent's begin_step before get_action, a lone classic Blue too; a submission's
+    worker called it only for two agents or more, so a team choosing there (as a centralised one does) played
+    other episodes packaged than as its file on cage2's classic layout."""
+    from cagekit.cli import main
+    from cagekit.evaluation import cli_main
+
+    (tmp_path / "stepper.py").write_text(
+        "import random\n\nfrom cagekit.agents import Agent\n\n\nclass Stepper(Agent):\n"
+        "    def __init__(self, slot):\n        self.slot, self.choice = slot, 0\n\n"
+        "    def begin_step(self, observations):\n        self.choice = random.randrange(len(self.slot.actions))\n\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        action = self.slot.encode(self.choice, 0)\n"
+        "        return action if observation['action_mask'][action] else self.slot.encode(0, 0)\n")
+    spec, out, where = f"{tmp_path / 'stepper.py'}:Stepper", tmp_path / "stepper.zip", ["--scenario", "cage2"]
+    assert main(["package", spec, "--name", "a", "--team", "b", "--technique", "c", "--out", str(out), *where,
+                 "--layout", "classic", "--no-validate"]) == 0, capsys.readouterr()
+    common = ["--episodes", "2", "--lengths", "10", "--reds", "B_lineAgent", "--no-progress", "--workers", "1"]
+    assert cli_main([spec, str(tmp_path / "file"), *common, *where, "--layout", "classic"]) == 0
+    assert cli_main([str(out), str(tmp_path / "zip"), *common]) == 0
+    assert (tmp_path / "zip" / "results.csv").read_bytes() == (tmp_path / "file" / "results.csv").read_bytes()

@@ -773,3 +773,37 @@ def test_a_lone_agent_hears_the_whole_step_in_a_submission_as_in_process(tmp_pat
     assert cli_main([spec, str(tmp_path / "file"), *common, *where, "--layout", "classic"]) == 0
     assert cli_main([str(out), str(tmp_path / "zip"), *common]) == 0
     assert (tmp_path / "zip" / "results.csv").read_bytes() == (tmp_path / "file" / "results.csv").read_bytes()
+
+
+def test_include_takes_links_by_their_own_name_folders_and_zeroed_data(tmp_path, capsys):
+    """--include kind.txt, a link to runs/best/kind.txt, was packaged as team/runs/best/kind.txt (where the
+    team does not look), and so was a helper module that is a link; a folder was refused as 'not a file'; and
+    2 MB of zeros (untrained weights) deflated past the validator's zip-bomb ratio, so the package failed its
+    own validation. Each now passes, the data where the team reads it."""
+    from cagekit.cli import main
+
+    (tmp_path / "team.py").write_text(
+        "from pathlib import Path\n\nfrom cagekit.agents import make_team as _make\nfrom linked_rules import END\n\n"
+        "HERE = Path(__file__).parent\n"
+        "KIND = (HERE / 'kind.txt').read_text().strip() + (HERE / 'data' / 'suffix.txt').read_text().strip() + END\n"
+        "assert (HERE / 'zeros.bin').read_bytes() == bytes(2 << 20)\n\n\n"
+        "def make_team(env):\n    return _make(KIND, env)\n")
+    (tmp_path / "runs" / "best").mkdir(parents=True)
+    (tmp_path / "runs" / "best" / "kind.txt").write_text("rea")
+    (tmp_path / "kind.txt").symlink_to(tmp_path / "runs" / "best" / "kind.txt")
+    (tmp_path / "runs" / "best" / "rules.py").write_text("END = ''\n")
+    (tmp_path / "linked_rules.py").symlink_to(tmp_path / "runs" / "best" / "rules.py")  # a helper, linked too
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "suffix.txt").write_text("ct")
+    (tmp_path / "zeros.bin").write_bytes(bytes(2 << 20))
+    out = tmp_path / "team.zip"
+    assert main(["package", str(tmp_path / "team.py"), "--name", "a", "--team", "b", "--technique", "c", "--out",
+                 str(out), "--include", "kind.txt", "--include", "data", "--include", "zeros.bin"]) == 0, \
+        capsys.readouterr().out
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"team/kind.txt", "team/linked_rules.py", "team/data/suffix.txt", "team/zeros.bin"} <= names
+    assert not any(name.startswith("team/runs/") for name in names)
+    (tmp_path / "empty").mkdir()
+    assert main(["package", str(tmp_path / "team.py"), "--name", "a", "--team", "b", "--technique", "c", "--out",
+                 str(tmp_path / "x.zip"), "--include", "empty"]) == 2
+    assert "--include empty: no file there to include" in capsys.readouterr().err

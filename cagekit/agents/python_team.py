@@ -12,6 +12,7 @@ import ast
 import hashlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -196,7 +197,8 @@ def local_modules(path: str | Path, module_name: str | None = None) -> list[Path
     """The code a team file brings with it: the file, the modules of its folder that its import statements name
     (anywhere in it, a function's late imports included, and on through those modules), and those that importing
     it as `module_name` loaded from its folder (an `importlib.import_module` of a computed name). Installed
-    packages and cagekit itself are not its code, even when the file lies in a checkout of cagekit."""
+    packages and cagekit itself are not its code, even when the file lies in a checkout of cagekit. A module
+    that is a link is named by the link, where the team imports it from, not by its target."""
     file = Path(path).resolve()
     folder = file.parent
     files = {file}
@@ -204,7 +206,7 @@ def local_modules(path: str | Path, module_name: str | None = None) -> list[Path
     for name in _BROUGHT.get(module_name or "", ()):
         found = getattr(sys.modules.get(name), "__file__", None)
         # absolute only: some modules name a bare file (torch.classes: '_classes.py'), not a place
-        place = Path(found).resolve() if isinstance(found, str) and Path(found).is_absolute() else None
+        place = Path(os.path.normpath(found)) if isinstance(found, str) and Path(found).is_absolute() else None
         if place is not None and _own_code(place, folder) and place not in files:
             files.add(place)
             todo.append(place)
@@ -255,8 +257,8 @@ def _imported_files(file: Path, folder: Path) -> list[Path]:
     for parts in dotted:
         for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py too
             for place in (folder.joinpath(*parts[:i]).with_suffix(".py"), folder.joinpath(*parts[:i], "__init__.py")):
-                if _own_code(place.resolve(), folder):
-                    found.append(place.resolve())
+                if _own_code(place, folder):
+                    found.append(place)
     return found
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,11 +177,17 @@ def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
     files: dict[str, bytes] = {}
     extra = []
     for given in include:
-        path = (file.parent / given).resolve()
-        if not path.is_relative_to(file.parent) or not path.is_file():
+        # named where the team reads it: a link's own path (its target's bytes), not where the link points
+        path = Path(os.path.normpath(file.parent / given))
+        if not path.is_relative_to(file.parent) or not path.exists():
             raise ValueError(f"--include {given}: not a file in {file.parent}, the folder of {file.name} (a "
                              f"submission holds the team's folder only; give paths relative to it)")
-        extra.append(path)
+        found = [path] if path.is_file() else sorted(  # a folder: the files below it
+            Path(d) / f for d, dirs, names in os.walk(path) for f in names
+            if "__pycache__" not in Path(d).parts and (Path(d) / f).is_file())
+        if not found:
+            raise ValueError(f"--include {given}: no file there to include (an empty folder or not a regular file)")
+        extra.extend(found)
     for path in sorted({*local_modules(file, module), *extra}):
         rel = f"{TEAM_DIR}/{path.relative_to(file.parent).as_posix()}"
         check_member_name(rel)
@@ -306,7 +313,14 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for rel in sorted(files):
-            zf.writestr(_zip_info(rel), files[rel], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+            data = files[rel]
+            # data that deflates past the validator's zip-bomb ratio (zeroed weights) is stored as it is
+            bomb_like = len(data) > DEFAULT_LIMITS.ratio_floor_bytes and \
+                len(zlib.compress(data, 9)) * DEFAULT_LIMITS.max_ratio / 2 < len(data)
+            method = zipfile.ZIP_STORED if bomb_like else zipfile.ZIP_DEFLATED
+            info = _zip_info(rel)
+            info.compress_type = method
+            zf.writestr(info, data, compress_type=method, compresslevel=9)
     return buffer.getvalue()
 
 

@@ -918,6 +918,28 @@ def test_two_python_teams_in_one_process_each_import_their_own_helper(tmp_path: 
     assert kinds == {"a": "react", "b": "sleep", "c": "random"}
 
 
+
+def test_a_worker_refuses_a_python_team_edited_after_the_evaluation_began(tmp_path: Path) -> None:
+    """A spawned or Ray worker imports the team file when it plays its first episode, maybe minutes into the run:
+    a file edited meanwhile was played under the identity of the code the run began with (a journal of two
+    teams). The worker now refuses it, naming the way on."""
+    import pickle
+
+    from cagekit import make_env
+    from cagekit.evaluation import PythonSource
+
+    file = _my_team(tmp_path)
+    source = PythonSource(str(file), "Mine")
+    sent = pickle.dumps(source)  # as to a worker
+    (file.parent / "helper.py").write_text("BIT = 0\n")
+    worker = pickle.loads(sent)
+    del sys.modules[worker._module]  # a fresh process: the file is imported there
+    env = make_env("paper-small", seed=0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="myteam.py or a module it imports changed after this evaluation began"):
+        worker.team_for_episode(env, 0)
+
+
 def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
     file = _my_team(tmp_path)
     with pytest.raises(ValueError, match=r"myteam.py has no 'make_team': name an agent class .* it defines Mine, "

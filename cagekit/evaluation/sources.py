@@ -9,6 +9,7 @@ or folder with `submission.py`) runs in a separate process behind the same inter
 from __future__ import annotations
 
 import hashlib
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,7 +232,16 @@ class PythonSource(_PerEnvTeam, TeamSource):
     def _build(self) -> Any:
         """The file's `name`, importing the file on first use in this process (ValueError naming the problem)."""
         if self._builder is None:
-            self._builder = load_builder(self.path, self.name, self._module)
+            imports = self._module not in sys.modules
+            builder = load_builder(self.path, self.name, self._module)
+            known = getattr(self, "_digest", None)  # None while __post_init__ builds it
+            file = Path(self.path)
+            # a worker (spawned, or on Ray) imports the file when the run has long begun: it must be the same code
+            if imports and known is not None and _files_digest(local_modules(file, self._module), file.parent) != known:
+                raise ValueError(f"{file} or a module it imports changed after this evaluation began, so this "
+                                 f"process would play other code than the journal names; restore it to resume the "
+                                 f"evaluation, or score the new code in another output folder")
+            self._builder = builder
         return self._builder
 
     def identity(self) -> dict[str, Any]:

@@ -807,3 +807,29 @@ def test_include_takes_links_by_their_own_name_folders_and_zeroed_data(tmp_path,
     assert main(["package", str(tmp_path / "team.py"), "--name", "a", "--team", "b", "--technique", "c", "--out",
                  str(tmp_path / "x.zip"), "--include", "empty"]) == 2
     assert "--include empty: no file there to include" in capsys.readouterr().err
+
+
+def test_what_a_python_team_draws_at_import_is_the_same_in_every_process(tmp_path, capsys):
+    """A team file that draws at import (a network's initial weights, a random bias) drew from whatever state
+    the importing process's generators were in: the file scored in this process and its package in a worker
+    played other episodes. The import is seeded, so results.csv is the file's byte for byte."""
+    import random
+
+    from cagekit.cli import main
+    from cagekit.evaluation import cli_main
+
+    (tmp_path / "drawn_at_import.py").write_text(
+        "import random\n\nimport torch\n\nfrom cagekit.agents import Agent\n\n"
+        "BIAS = random.randrange(4) + int(torch.randint(0, 4, (1,)))\n\n\n"
+        "class Biased(Agent):\n    def __init__(self, slot):\n        self.slot = slot\n\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        action = self.slot.encode((BIAS + random.randrange(2)) % len(self.slot.actions), 0)\n"
+        "        return action if observation['action_mask'][action] else self.slot.encode(0, 0)\n")
+    random.random()  # this process's generators are anywhere
+    spec, out = f"{tmp_path / 'drawn_at_import.py'}:Biased", tmp_path / "biased.zip"
+    assert main(["package", spec, "--name", "a", "--team", "b", "--technique", "c", "--out", str(out),
+                 "--no-validate"]) == 0, capsys.readouterr()
+    common = ["--episodes", "3", "--lengths", "10", "--reds", "KillChainAgent", "--no-progress", "--workers", "1"]
+    assert cli_main([spec, str(tmp_path / "file"), *common]) == 0
+    assert cli_main([str(out), str(tmp_path / "zip"), *common]) == 0
+    assert (tmp_path / "zip" / "results.csv").read_bytes() == (tmp_path / "file" / "results.csv").read_bytes()

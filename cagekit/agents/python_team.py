@@ -9,12 +9,14 @@ folder on `sys.path`, so that it can import its neighbours as `python FILE.py` w
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import inspect
 import os
+import random
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +76,8 @@ def load_builder(path: str | Path, name: str, module_name: str) -> Any:
         before = set(sys.modules)
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            with _seeded_import():
+                spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
             raise ValueError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
@@ -106,6 +109,25 @@ def _forget_other_teams_modules(folder: Path) -> None:
         if not place.is_relative_to(folder) and any(place.is_relative_to(other) for other in _TEAM_FOLDERS) and \
                 ((folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()):
             del sys.modules[name]
+
+
+@contextlib.contextmanager
+def _seeded_import() -> Iterator[None]:
+    """The global generators seeded with 0 while a team file is imported, their states restored after: what it
+    draws at import (a network's initial weights) is then the same in every process that imports it, the
+    evaluating one, a spawned worker or a submission's (torch is imported first, so that it is seeded whether
+    or not this process had loaded it before)."""
+    import numpy as np
+    import torch
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    seed_everything(0)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
 
 
 def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:

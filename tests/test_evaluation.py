@@ -869,6 +869,77 @@ def test_python_team_file_scores_like_the_heuristic_it_rewrites(tmp_path: Path,
     assert PythonSource(str(file), "Mine").identity()["sha256"] != before["sha256"]
 
 
+
+def test_a_python_teams_identity_covers_late_imports_and_leaves_cagekit_out(tmp_path: Path) -> None:
+    """The code a team brings is what its import statements name in its folder, a function's late import
+    included (a helper package imported only when the team is built or acts was left out of the journal's
+    identity, so a run resumed after editing it mixed two teams, and out of the submission), and never cagekit's
+    own modules, though a team file may lie in a checkout of cagekit (there every loaded cagekit module was
+    packaged under team/ and hashed into the identity)."""
+    from cagekit.agents.python_team import local_modules
+    from cagekit.evaluation import PythonSource
+
+    (tmp_path / "late.py").write_text("from cagekit.agents import make_team as _make\n\n\ndef make_team(env):\n"
+                                      "    from tactics.kind import KIND\n    return _make(KIND, env)\n")
+    (tmp_path / "tactics").mkdir()
+    (tmp_path / "tactics" / "__init__.py").write_text("")
+    (tmp_path / "tactics" / "kind.py").write_text("from .names import REACT as KIND\n")
+    (tmp_path / "tactics" / "names.py").write_text("REACT = 'react'\n")
+    (tmp_path / "unused.py").write_text("")
+    before = PythonSource(str(tmp_path / "late.py")).identity()
+    assert local_modules(tmp_path / "late.py") == sorted(
+        [tmp_path / "late.py", *(tmp_path / "tactics" / f for f in ("__init__.py", "kind.py", "names.py"))])
+    (tmp_path / "tactics" / "names.py").write_text("REACT = 'sleep'\n")
+    assert PythonSource(str(tmp_path / "late.py")).identity()["sha256"] != before["sha256"]
+    import cagekit.evaluation  # noqa: F401 - loaded from the checkout that holds evaluation.py
+
+    script = Path(__file__).resolve().parents[1] / "evaluation.py"  # a file beside cagekit/ that imports it
+    assert local_modules(script) == [script]
+
+
+
+def test_two_python_teams_in_one_process_each_import_their_own_helper(tmp_path: Path) -> None:
+    """Two teams whose folders each hold a `helper.py`, scored in one process (run_command twice, a notebook):
+    the second played the first one's helper, from sys.modules; and a file of the same name and bytes in
+    another folder was not imported at all (its module was named by name and content only)."""
+    from cagekit import make_env
+    from cagekit.evaluation import PythonSource
+
+    code = "from cagekit.agents import make_team as _make\nfrom helper import KIND\n\n\n" \
+           "def make_team(env):\n    return _make(KIND, env)\n"
+    kinds = {}
+    for folder, kind, text in (("a", "react", code), ("b", "sleep", code), ("c", "random", code + "# c\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "helper.py").write_text(f"KIND = {kind!r}\n")
+        (tmp_path / folder / "team.py").write_text(text)
+        env = make_env("paper-small", seed=0)
+        env.reset(seed=0)
+        kinds[folder] = PythonSource(str(tmp_path / folder / "team.py")).team_for_episode(env, 0).kind
+    assert kinds == {"a": "react", "b": "sleep", "c": "random"}
+
+
+
+def test_a_worker_refuses_a_python_team_edited_after_the_evaluation_began(tmp_path: Path) -> None:
+    """A spawned or Ray worker imports the team file when it plays its first episode, maybe minutes into the run:
+    a file edited meanwhile was played under the identity of the code the run began with (a journal of two
+    teams). The worker now refuses it, naming the way on."""
+    import pickle
+
+    from cagekit import make_env
+    from cagekit.evaluation import PythonSource
+
+    file = _my_team(tmp_path)
+    source = PythonSource(str(file), "Mine")
+    sent = pickle.dumps(source)  # as to a worker
+    (file.parent / "helper.py").write_text("BIT = 0\n")
+    worker = pickle.loads(sent)
+    del sys.modules[worker._module]  # a fresh process: the file is imported there
+    env = make_env("paper-small", seed=0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="myteam.py or a module it imports changed after this evaluation began"):
+        worker.team_for_episode(env, 0)
+
+
 def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
     file = _my_team(tmp_path)
     with pytest.raises(ValueError, match=r"myteam.py has no 'make_team': name an agent class .* it defines Mine, "

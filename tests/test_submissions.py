@@ -697,3 +697,139 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out",
                  str(tmp_path / "r.zip"), "--include", "weights.json"]) == 2
     assert "--include is for a Python team's data files; 'react' is a heuristic" in capsys.readouterr().err
+
+
+def test_a_packaged_python_team_is_rebuilt_for_each_episode_as_the_file_is(tmp_path, capsys):
+    """The harness builds a Python team afresh for every episode, after seeding; the submission's worker built
+    it once, at import, and called the agents' own `reseed`. An agent class that draws its generator at
+    construction, and a function returning a `random` team of a fixed seed (whose reseed would move it to the
+    episode's seed), played other episodes than the file did: results.csv must be the file's byte for byte."""
+    from cagekit.cli import main
+    from cagekit.evaluation import cli_main
+
+    (tmp_path / "drawn.py").write_text(
+        "import random\n\nfrom cagekit.agents import Agent, make_team as _make\n\n\n"
+        "class Drawn(Agent):\n    def __init__(self, slot):\n        self.slot = slot\n"
+        "        self.rng = random.Random(random.random())  # drawn when built\n\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        action = self.slot.encode(self.rng.randrange(len(self.slot.actions)), 0)\n"
+        "        return action if observation['action_mask'][action] else self.slot.encode(0, 0)\n\n\n"
+        "def fixed(env):\n    return _make('random', env, seed=7)\n")
+    common = ["--episodes", "3", "--lengths", "10", "--reds", "KillChainAgent", "--no-progress", "--workers", "1"]
+    for name in ("Drawn", "fixed"):
+        spec, out = f"{tmp_path / 'drawn.py'}:{name}", tmp_path / f"{name}.zip"
+        assert main(["package", spec, "--name", "a", "--team", "b", "--technique", "c", "--out", str(out),
+                     "--no-validate"]) == 0, capsys.readouterr()
+        assert cli_main([spec, str(tmp_path / f"{name}-file"), *common]) == 0
+        assert cli_main([str(out), str(tmp_path / f"{name}-zip"), *common]) == 0
+        played = (tmp_path / f"{name}-file" / "results.csv").read_bytes()
+        assert (tmp_path / f"{name}-zip" / "results.csv").read_bytes() == played, name
+
+
+def test_a_python_team_without_cages_methods_is_refused_by_package_as_by_evaluation(tmp_path, capsys):
+    """An agent class with get_action alone failed evaluation.py (no set_initial_values) while its package passed
+    validation (the worker calls neither); an abstract class was called as a function ('takes no arguments').
+    Both are refused, by both, naming what is missing."""
+    from cagekit.cli import main
+    from cagekit.evaluation import PythonSource
+
+    (tmp_path / "odd.py").write_text(
+        "from abc import abstractmethod\n\nfrom cagekit.agents import Agent\n\n\n"
+        "class Bare:\n    def __init__(self, slot):\n        self.slot = slot\n\n"
+        "    def get_action(self, observation, action_space=None):\n        return 0\n\n\n"
+        "class Abstract(Agent):\n    @abstractmethod\n    def plan(self): ...\n")
+    env = make_env(SCENARIO, seed=0)
+    env.reset(seed=0)
+    for name, needle in (("Bare", "odd.py:Bare: agent 'blue_user' (Bare) has no set_initial_values or end_episode; "
+                                  "an agent has CAGE's get_action, end_episode and set_initial_values"),
+                         ("Abstract", "odd.py:Abstract is an abstract class (it leaves get_action, plan to a "
+                                      "subclass); name an agent class")):
+        with pytest.raises(TypeError, match=re.escape(needle)):
+            PythonSource(str(tmp_path / "odd.py"), name).team_for_episode(env, 0)
+        out = tmp_path / f"{name}.zip"
+        assert main(["package", f"{tmp_path / 'odd.py'}:{name}", "--name", "a", "--team", "b", "--technique", "c",
+                     "--out", str(out)]) == 2
+        assert needle in capsys.readouterr().err and not out.exists()
+
+
+def test_a_lone_agent_hears_the_whole_step_in_a_submission_as_in_process(tmp_path, capsys):
+    """The harness calls every agent's begin_step before get_action, a lone classic Blue too; a submission's
+    worker called it only for two agents or more, so a team choosing there (as a centralised one does) played
+    other episodes packaged than as its file on cage2's classic layout."""
+    from cagekit.cli import main
+    from cagekit.evaluation import cli_main
+
+    (tmp_path / "stepper.py").write_text(
+        "import random\n\nfrom cagekit.agents import Agent\n\n\nclass Stepper(Agent):\n"
+        "    def __init__(self, slot):\n        self.slot, self.choice = slot, 0\n\n"
+        "    def begin_step(self, observations):\n        self.choice = random.randrange(len(self.slot.actions))\n\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        action = self.slot.encode(self.choice, 0)\n"
+        "        return action if observation['action_mask'][action] else self.slot.encode(0, 0)\n")
+    spec, out, where = f"{tmp_path / 'stepper.py'}:Stepper", tmp_path / "stepper.zip", ["--scenario", "cage2"]
+    assert main(["package", spec, "--name", "a", "--team", "b", "--technique", "c", "--out", str(out), *where,
+                 "--layout", "classic", "--no-validate"]) == 0, capsys.readouterr()
+    common = ["--episodes", "2", "--lengths", "10", "--reds", "B_lineAgent", "--no-progress", "--workers", "1"]
+    assert cli_main([spec, str(tmp_path / "file"), *common, *where, "--layout", "classic"]) == 0
+    assert cli_main([str(out), str(tmp_path / "zip"), *common]) == 0
+    assert (tmp_path / "zip" / "results.csv").read_bytes() == (tmp_path / "file" / "results.csv").read_bytes()
+
+
+def test_include_takes_links_by_their_own_name_folders_and_zeroed_data(tmp_path, capsys):
+    """--include kind.txt, a link to runs/best/kind.txt, was packaged as team/runs/best/kind.txt (where the
+    team does not look), and so was a helper module that is a link; a folder was refused as 'not a file'; and
+    2 MB of zeros (untrained weights) deflated past the validator's zip-bomb ratio, so the package failed its
+    own validation. Each now passes, the data where the team reads it."""
+    from cagekit.cli import main
+
+    (tmp_path / "team.py").write_text(
+        "from pathlib import Path\n\nfrom cagekit.agents import make_team as _make\nfrom linked_rules import END\n\n"
+        "HERE = Path(__file__).parent\n"
+        "KIND = (HERE / 'kind.txt').read_text().strip() + (HERE / 'data' / 'suffix.txt').read_text().strip() + END\n"
+        "assert (HERE / 'zeros.bin').read_bytes() == bytes(2 << 20)\n\n\n"
+        "def make_team(env):\n    return _make(KIND, env)\n")
+    (tmp_path / "runs" / "best").mkdir(parents=True)
+    (tmp_path / "runs" / "best" / "kind.txt").write_text("rea")
+    (tmp_path / "kind.txt").symlink_to(tmp_path / "runs" / "best" / "kind.txt")
+    (tmp_path / "runs" / "best" / "rules.py").write_text("END = ''\n")
+    (tmp_path / "linked_rules.py").symlink_to(tmp_path / "runs" / "best" / "rules.py")  # a helper, linked too
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "suffix.txt").write_text("ct")
+    (tmp_path / "zeros.bin").write_bytes(bytes(2 << 20))
+    out = tmp_path / "team.zip"
+    assert main(["package", str(tmp_path / "team.py"), "--name", "a", "--team", "b", "--technique", "c", "--out",
+                 str(out), "--include", "kind.txt", "--include", "data", "--include", "zeros.bin"]) == 0, \
+        capsys.readouterr().out
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"team/kind.txt", "team/linked_rules.py", "team/data/suffix.txt", "team/zeros.bin"} <= names
+    assert not any(name.startswith("team/runs/") for name in names)
+    (tmp_path / "empty").mkdir()
+    assert main(["package", str(tmp_path / "team.py"), "--name", "a", "--team", "b", "--technique", "c", "--out",
+                 str(tmp_path / "x.zip"), "--include", "empty"]) == 2
+    assert "--include empty: no file there to include" in capsys.readouterr().err
+
+
+def test_what_a_python_team_draws_at_import_is_the_same_in_every_process(tmp_path, capsys):
+    """A team file that draws at import (a network's initial weights, a random bias) drew from whatever state
+    the importing process's generators were in: the file scored in this process and its package in a worker
+    played other episodes. The import is seeded, so results.csv is the file's byte for byte."""
+    import random
+
+    from cagekit.cli import main
+    from cagekit.evaluation import cli_main
+
+    (tmp_path / "drawn_at_import.py").write_text(
+        "import random\n\nimport torch\n\nfrom cagekit.agents import Agent\n\n"
+        "BIAS = random.randrange(4) + int(torch.randint(0, 4, (1,)))\n\n\n"
+        "class Biased(Agent):\n    def __init__(self, slot):\n        self.slot = slot\n\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        action = self.slot.encode((BIAS + random.randrange(2)) % len(self.slot.actions), 0)\n"
+        "        return action if observation['action_mask'][action] else self.slot.encode(0, 0)\n")
+    random.random()  # this process's generators are anywhere
+    spec, out = f"{tmp_path / 'drawn_at_import.py'}:Biased", tmp_path / "biased.zip"
+    assert main(["package", spec, "--name", "a", "--team", "b", "--technique", "c", "--out", str(out),
+                 "--no-validate"]) == 0, capsys.readouterr()
+    common = ["--episodes", "3", "--lengths", "10", "--reds", "KillChainAgent", "--no-progress", "--workers", "1"]
+    assert cli_main([spec, str(tmp_path / "file"), *common]) == 0
+    assert cli_main([str(out), str(tmp_path / "zip"), *common]) == 0
+    assert (tmp_path / "zip" / "results.csv").read_bytes() == (tmp_path / "file" / "results.csv").read_bytes()

@@ -8,6 +8,8 @@ integer that carries its message bit when the channel is on (`2 * defence + bit`
 
 from __future__ import annotations
 
+import random
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,6 +83,16 @@ def team_slots(env: Any) -> list[AgentSlot]:
                              actions=env.engine.catalogs[name].entries, n_teammates=len(env.possible_agents) - 1,
                              channel=env.channel, team_bits=env.obs_size(name) - env.own_obs_size(name)))
     return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global generators a team may sample from (random, numpy, torch if loaded): the harness before
+    each episode's team is built, and a packaged Python team's submission the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
 
 
 class Agent(ABC):

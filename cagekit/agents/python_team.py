@@ -8,14 +8,19 @@ folder on `sys.path`, so that it can import its neighbours as `python FILE.py` w
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import hashlib
 import importlib.util
 import inspect
+import os
+import random
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cagekit.agents.base import Agent, Team, team_slots
+from cagekit.agents.base import Agent, Team, seed_everything, team_slots
 
 #: the name a team file is asked for when its spec names none (`myteam.py` = `myteam.py:make_team`)
 PYTHON_FACTORY = "make_team"
@@ -45,23 +50,38 @@ def check_spec(path: str | Path, name: str) -> Path:
     return file.resolve()
 
 
+def module_name(path: str | Path, prefix: str) -> str:
+    """The name to import the team file at `path` under: one per place and content, so that another file of the
+    same name and bytes (whose folder's helpers may differ) is a module of its own, and an edited file is
+    imported afresh."""
+    file = Path(path).resolve()
+    digest = hashlib.sha256(str(file).encode() + b"\0" + file.read_bytes()).hexdigest()
+    return f"{prefix}_{digest[:16]}"
+
+
 def load_builder(path: str | Path, name: str, module_name: str) -> Any:
     """`name` from the file at `path`, importing the file as `module_name` unless this process already has
     (ValueError naming the file, the missing name and the team makers it does define)."""
     module = sys.modules.get(module_name)
     if module is None:
-        folder = str(Path(path).parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)  # as `python FILE.py` would: its neighbours import
+        folder = Path(path).resolve().parent
+        _forget_other_teams_modules(folder)
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+        sys.path.insert(0, str(folder))  # first, as `python FILE.py` would have it: its neighbours import
+        _TEAM_FOLDERS.add(folder)
         spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        before = set(sys.modules)
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            with _seeded_import():
+                spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
             raise ValueError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        _BROUGHT[module_name] = frozenset(set(sys.modules) - before - {module_name})
     builder = getattr(module, name, None)
     if builder is None or not callable(builder):
         found = sorted(k for k, v in vars(module).items() if not k.startswith("_") and _team_maker(v)
@@ -72,33 +92,196 @@ def load_builder(path: str | Path, name: str, module_name: str) -> Any:
     return builder
 
 
+#: the folders `load_builder` has put on sys.path: their modules are some team's code
+_TEAM_FOLDERS: set[Path] = set()
+
+
+def _forget_other_teams_modules(folder: Path) -> None:
+    """Drop from sys.modules the modules another team's folder loaded under a name that `folder` provides too
+    (each team its own `helper.py`), so that this team imports its own; the other team keeps the modules it
+    holds. Without this a second team in one process silently played the first one's helper."""
+    for name, module in list(sys.modules.items()):
+        found = getattr(module, "__file__", None)
+        if not isinstance(found, str) or not Path(found).is_absolute():
+            continue
+        place = Path(found).resolve()
+        top = name.partition(".")[0]
+        if not place.is_relative_to(folder) and any(place.is_relative_to(other) for other in _TEAM_FOLDERS) and \
+                ((folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()):
+            del sys.modules[name]
+
+
+@contextlib.contextmanager
+def _seeded_import() -> Iterator[None]:
+    """The global generators seeded with 0 while a team file is imported, their states restored after: what it
+    draws at import (a network's initial weights) is then the same in every process that imports it, the
+    evaluating one, a spawned worker or a submission's (torch is imported first, so that it is seeded whether
+    or not this process had loaded it before)."""
+    import numpy as np
+    import torch
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    seed_everything(0)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
 def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:
     """The team `builder` (given as `spec`, FILE.py:NAME) makes for `env`: one instance per blue agent of an
     agent class, or what a function of the environment returns (a Team, or a dict of agent name -> agent;
-    TypeError otherwise)."""
+    TypeError otherwise, naming an abstract class's missing methods and an agent's missing CAGE methods)."""
+    if inspect.isclass(builder) and not is_agent_class(builder):  # else called as a function: "takes no arguments"
+        abstract = sorted(getattr(builder, "__abstractmethods__", ()))
+        what = f"an abstract class (it leaves {', '.join(abstract)} to a subclass)" if abstract else \
+            "a class without get_action"
+        raise TypeError(f"{spec} is {what}; name {WHAT_NAME_IS}")
     made = {slot.name: builder(slot) for slot in team_slots(env)} if is_agent_class(builder) else builder(env)
     if isinstance(made, Team):
-        return made
-    if isinstance(made, Mapping) and all(callable(getattr(a, "get_action", None)) for a in made.values()):
-        return Team(agents=dict(made), scenario=env.spec.name, kind=kind)
-    raise TypeError(f"{spec}(env) returned {type(made).__name__}; expected a "
-                    f"cagekit.agents.Team or a dict of agent name -> agent (an object with get_action)")
+        team = made
+    elif isinstance(made, Mapping) and all(callable(getattr(a, "get_action", None)) for a in made.values()):
+        team = Team(agents=dict(made), scenario=env.spec.name, kind=kind)
+    else:
+        raise TypeError(f"{spec}(env) returned {type(made).__name__}; expected a "
+                        f"cagekit.agents.Team or a dict of agent name -> agent (an object with get_action)")
+    # the harness calls both (a submission's worker only end_episode): refused here, the file and its package alike
+    for name, agent in team.agents.items():
+        lacking = [m for m in ("set_initial_values", "end_episode") if not callable(getattr(agent, m, None))]
+        if lacking:
+            raise TypeError(f"{spec}: agent {name!r} ({type(agent).__name__}) has no {' or '.join(lacking)}; an "
+                            f"agent has CAGE's get_action, end_episode and set_initial_values (subclass "
+                            f"cagekit.agents.Agent, which defines the last two)")
+    return team
 
 
-def local_modules(path: str | Path) -> list[Path]:
-    """The file and every Python module this process has loaded from its folder or below (installed packages
-    excepted): the code a team file brings with it, once it has been imported and its team built."""
+class EpisodeTeam:
+    """A Python team inside a submission, built afresh for each episode as the harness builds it in-process.
+
+    A submission's worker builds `Submission.AGENTS` once and before every episode seeds the global generators
+    and calls each agent's `reseed(seed)`. Here that call seeds them again and rebuilds the whole team, so an
+    agent that draws at construction or keeps state across episodes plays what the file plays under
+    `evaluation.py FILE.py:NAME`; the agents' own `reseed`, which the harness never calls, is not called."""
+
+    def __init__(self, builder: Any, env: Any, spec: str):
+        self.builder, self.env, self.spec = builder, env, spec
+        self.team = build_team(builder, env, spec, spec)  # built now too: an error shows at the import
+        self.fresh: int | None = None  # the seed the team was just built with, until it plays
+        self.agents = {name: _EpisodeAgent(self, name) for name in self.team.agents}
+
+    def reseed(self, seed: int) -> None:
+        """Build the team for the episode with seed `seed` (once: every agent's reseed lands here)."""
+        if self.fresh != seed:
+            seed_everything(seed)
+            self.team = build_team(self.builder, self.env, self.spec, self.spec)
+            self.fresh = seed
+
+    def agent(self, name: str, playing: bool = True) -> Any:
+        """The current team's agent `name`; `playing` marks the team as no longer fresh."""
+        if playing:
+            self.fresh = None
+        return self.team.agents[name]
+
+
+class _EpisodeAgent:
+    """One agent of an `EpisodeTeam`: CAGE's interface, forwarded to the agent of the current episode's team."""
+
+    def __init__(self, team: EpisodeTeam, name: str):
+        self.team, self.name = team, name
+
+    def reseed(self, seed: int) -> None:
+        self.team.reseed(seed)
+
+    def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
+        call = getattr(self.team.agent(self.name), "set_initial_values", None)
+        if call is not None:
+            call(action_space, observation)
+
+    def begin_step(self, observations: Any) -> None:
+        call = getattr(self.team.agent(self.name), "begin_step", None)
+        if call is not None:
+            call(observations)
+
+    def get_action(self, observation: Any, action_space: Any = None) -> Any:
+        return self.team.agent(self.name).get_action(observation, action_space)
+
+    def end_episode(self) -> None:
+        # a team built for this episode has played nothing to forget; the harness does not call it there either
+        if self.team.fresh is None:
+            call = getattr(self.team.agent(self.name, playing=False), "end_episode", None)
+            if call is not None:
+                call()
+
+
+def local_modules(path: str | Path, module_name: str | None = None) -> list[Path]:
+    """The code a team file brings with it: the file, the modules of its folder that its import statements name
+    (anywhere in it, a function's late imports included, and on through those modules), and those that importing
+    it as `module_name` loaded from its folder (an `importlib.import_module` of a computed name). Installed
+    packages and cagekit itself are not its code, even when the file lies in a checkout of cagekit. A module
+    that is a link is named by the link, where the team imports it from, not by its target."""
     file = Path(path).resolve()
     folder = file.parent
     files = {file}
-    for module in list(sys.modules.values()):
-        found = getattr(module, "__file__", None)
+    todo = [file]
+    for name in _BROUGHT.get(module_name or "", ()):
+        found = getattr(sys.modules.get(name), "__file__", None)
         # absolute only: some modules name a bare file (torch.classes: '_classes.py'), not a place
-        place = Path(found).resolve() if isinstance(found, str) and Path(found).is_absolute() else None
-        if place is not None and place.suffix == ".py" and place.is_relative_to(folder) and place.is_file() and \
-                not {"site-packages", "dist-packages"} & set(place.parts):  # installed packages: not its code
+        place = Path(os.path.normpath(found)) if isinstance(found, str) and Path(found).is_absolute() else None
+        if place is not None and _own_code(place, folder) and place not in files:
             files.add(place)
+            todo.append(place)
+    while todo:
+        for place in _imported_files(todo.pop(), folder):
+            if place not in files:
+                files.add(place)
+                todo.append(place)
     return sorted(files)
+
+
+#: per module name given to `load_builder`: the modules that importing the team file loaded
+_BROUGHT: dict[str, frozenset[str]] = {}
+#: cagekit's own package folder: never a team's code, though a team file may lie in a checkout of cagekit
+_CAGEKIT = Path(__file__).resolve().parents[1]
+
+
+def _own_code(place: Path, folder: Path) -> bool:
+    """Whether the file `place` is a team's code for a team in `folder` (a .py file there, not installed)."""
+    return place.suffix == ".py" and place.is_relative_to(folder) and place.is_file() and \
+        not place.is_relative_to(_CAGEKIT) and not {"site-packages", "dist-packages"} & set(place.parts)
+
+
+def _imported_files(file: Path, folder: Path) -> list[Path]:
+    """The files of `folder` that the import statements of the Python file `file` may load (none if it does not
+    parse: its import has failed, or will, with its own error)."""
+    try:
+        tree = ast.parse(file.read_bytes(), str(file))
+    except (SyntaxError, ValueError, OSError):
+        return []
+    dotted: list[list[str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            dotted.extend(alias.name.split(".") for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base: list[str] = []
+            if node.level:  # relative: from the package the file lies in
+                package = file.parent
+                for _ in range(node.level - 1):
+                    package = package.parent
+                if not package.is_relative_to(folder):
+                    continue
+                base = list(package.relative_to(folder).parts)
+            module = base + (node.module.split(".") if node.module else [])
+            dotted.extend([*module, alias.name] for alias in node.names if alias.name != "*")
+            dotted.append(module)
+    found = []
+    for parts in dotted:
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+            for place in (folder.joinpath(*parts[:i]).with_suffix(".py"), folder.joinpath(*parts[:i], "__init__.py")):
+                if _own_code(place, folder):
+                    found.append(place)
+    return found
 
 
 def is_agent_class(value: Any) -> bool:

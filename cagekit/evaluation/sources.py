@@ -9,21 +9,21 @@ or folder with `submission.py`) runs in a separate process behind the same inter
 from __future__ import annotations
 
 import hashlib
-import random
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cagekit.agents import HEURISTICS, Team, load_team, make_team
+from cagekit.agents.base import seed_everything
 from cagekit.agents.python_team import (
     PYTHON_FACTORY,
     build_team,
     check_spec,
     load_builder,
     local_modules,
+    module_name,
     python_spec,
 )
 
@@ -53,17 +53,6 @@ class TeamSource(ABC):
         """Release what `team_for_episode` started (a submission's worker process and its unpacked folder).
 
         The team is built again on the next episode, so closing is always safe."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed the global generators a learned policy may sample from (random, numpy, torch if loaded)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
 
 
 @dataclass
@@ -228,12 +217,12 @@ class PythonSource(_PerEnvTeam, TeamSource):
         file = check_spec(self.path, self.name)
         self.path = str(file)
         self.label = file.stem
-        self._module = f"cagekit_user_team_{_digest(file)[:16]}"
+        self._module = module_name(file, "cagekit_user_team")
         self._team: Any = None
         self._builder: Any = None
         self._build()  # fail now, with the file's own error, not at the first episode
         # a journal resumes only the same code, so editing a helper the team imports starts no mixed evaluation
-        self._digest = _files_digest(local_modules(file), file.parent)
+        self._digest = _files_digest(local_modules(file, self._module), file.parent)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -243,7 +232,16 @@ class PythonSource(_PerEnvTeam, TeamSource):
     def _build(self) -> Any:
         """The file's `name`, importing the file on first use in this process (ValueError naming the problem)."""
         if self._builder is None:
-            self._builder = load_builder(self.path, self.name, self._module)
+            imports = self._module not in sys.modules
+            builder = load_builder(self.path, self.name, self._module)
+            known = getattr(self, "_digest", None)  # None while __post_init__ builds it
+            file = Path(self.path)
+            # a worker (spawned, or on Ray) imports the file when the run has long begun: it must be the same code
+            if imports and known is not None and _files_digest(local_modules(file, self._module), file.parent) != known:
+                raise ValueError(f"{file} or a module it imports changed after this evaluation began, so this "
+                                 f"process would play other code than the journal names; restore it to resume the "
+                                 f"evaluation, or score the new code in another output folder")
+            self._builder = builder
         return self._builder
 
     def identity(self) -> dict[str, Any]:

@@ -51,8 +51,8 @@ def add_package_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "their own")
     p.add_argument("--seed", type=int, default=None, help="seed of the random heuristic's generators")
     p.add_argument("--include", action="append", default=[], metavar="FILE",
-                   help="a data file a Python team reads (weights...), relative to its file's folder; repeatable "
-                        "(modules it imports are found without it)")
+                   help="a data file a Python team reads (weights...), or a folder of them, relative to its file's "
+                        "folder; repeatable (modules it imports are found without it)")
     p.add_argument("--replace", action="store_true",
                    help="write over an existing zip that holds another submission (refused otherwise; packaging "
                         "the same team again is always allowed)")

@@ -287,7 +287,7 @@ class SubmissionTeam:
         plain = {name: _plain(obs) for name, obs in observations.items()}
         if plain and all(self._answers.get(n, (None,))[0] == p for n, p in plain.items()):
             return  # a teammate's begin_step already asked for this step
-        actions = self._ask(plain)
+        actions = self._ask(plain, whole_step=True)
         self._answers = {name: (plain[name], actions[name]) for name in plain}
 
     def answered(self, name: str, observation: Any) -> int | None:
@@ -299,8 +299,10 @@ class SubmissionTeam:
         return self._ask({name: _plain(obs) for name, obs in observations.items()}, action_spaces)
 
     def _ask(self, observations: dict[str, dict[str, list[int]]],
-             action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
-        """One round trip: the actions for `observations` (already `_plain`), checked against the spaces."""
+             action_spaces: Mapping[str, Any] | None = None, whole_step: bool = False) -> dict[str, int]:
+        """One round trip: the actions for `observations` (already `_plain`), checked against the spaces.
+        `whole_step`: they are the whole step, which the worker's agents hear through `begin_step` first, as
+        the harness's in-process agents do (a lone agent too)."""
         if self.closed:
             raise SubmissionError("submission team is closed")
         missing = [name for name in observations if name not in self.agents]
@@ -310,7 +312,7 @@ class SubmissionTeam:
         for name in observations:
             space = None if action_spaces is None else action_spaces.get(name)
             sizes[name] = int(space.n) if space is not None and hasattr(space, "n") else self.n_actions.get(name)
-        msg = {"cmd": "act", "obs": observations, "spaces": sizes}
+        msg = {"cmd": "act", "obs": observations, "spaces": sizes, **({"step": True} if whole_step else {})}
         reply = self.worker.call(msg, self.act_timeout)
         actions = reply.get("actions")
         if not isinstance(actions, dict) or set(actions) != set(observations):

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,14 @@ def _load_agents():
     python_team = os.path.join(TEAM_DIR, {python_file!r})
     if os.path.exists(python_team):  # your own team: FILE.py:NAME, built as the harness builds it
         import cagekit
-        from cagekit.agents.python_team import build_team, load_builder
+        from cagekit.agents.python_team import EpisodeTeam, load_builder
 
         with open(python_team, encoding="utf-8") as stream:
             data = json.load(stream)
         builder = load_builder(os.path.join(TEAM_DIR, data["file"]), data["name"], "cagekit_submitted_team")
         env = cagekit.make_env(**data["env"])
-        return dict(build_team(builder, env, data["name"], data["file"] + ":" + data["name"]).agents)
+        # rebuilt before every episode (the worker's reseed), after seeding, as evaluation.py FILE.py:NAME does
+        return EpisodeTeam(builder, env, data["file"] + ":" + data["name"]).agents
     heuristic = os.path.join(TEAM_DIR, {heuristic_file!r})
     if os.path.exists(heuristic):
         with open(heuristic, encoding="utf-8") as stream:
@@ -168,21 +170,25 @@ def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
     would fail every evaluation, and building it imports the helper modules that must travel with it. Data
     files it reads are not found this way, hence `include`; the smoke episode of `cagekit validate` shows
     what is missing."""
-    import hashlib
+    from cagekit.agents.python_team import build_team, load_builder, local_modules, module_name
 
-    from cagekit.agents.python_team import build_team, load_builder, local_modules
-
-    module = f"cagekit_packaged_team_{hashlib.sha256(str(file).encode()).hexdigest()[:16]}"
+    module = module_name(file, "cagekit_packaged_team")
     build_team(load_builder(file, name, module), env, name, f"{file.name}:{name}")
     files: dict[str, bytes] = {}
     extra = []
     for given in include:
-        path = (file.parent / given).resolve()
-        if not path.is_relative_to(file.parent) or not path.is_file():
+        # named where the team reads it: a link's own path (its target's bytes), not where the link points
+        path = Path(os.path.normpath(file.parent / given))
+        if not path.is_relative_to(file.parent) or not path.exists():
             raise ValueError(f"--include {given}: not a file in {file.parent}, the folder of {file.name} (a "
                              f"submission holds the team's folder only; give paths relative to it)")
-        extra.append(path)
-    for path in sorted({*local_modules(file), *extra}):
+        found = [path] if path.is_file() else sorted(  # a folder: the files below it
+            Path(d) / f for d, dirs, names in os.walk(path) for f in names
+            if "__pycache__" not in Path(d).parts and (Path(d) / f).is_file())
+        if not found:
+            raise ValueError(f"--include {given}: no file there to include (an empty folder or not a regular file)")
+        extra.extend(found)
+    for path in sorted({*local_modules(file, module), *extra}):
         rel = f"{TEAM_DIR}/{path.relative_to(file.parent).as_posix()}"
         check_member_name(rel)
         files[rel] = path.read_bytes()
@@ -307,7 +313,14 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for rel in sorted(files):
-            zf.writestr(_zip_info(rel), files[rel], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+            data = files[rel]
+            # data that deflates past the validator's zip-bomb ratio (zeroed weights) is stored as it is
+            bomb_like = len(data) > DEFAULT_LIMITS.ratio_floor_bytes and \
+                len(zlib.compress(data, 9)) * DEFAULT_LIMITS.max_ratio / 2 < len(data)
+            method = zipfile.ZIP_STORED if bomb_like else zipfile.ZIP_DEFLATED
+            info = _zip_info(rel)
+            info.compress_type = method
+            zf.writestr(info, data, compress_type=method, compresslevel=9)
     return buffer.getvalue()
 
 

@@ -4,7 +4,8 @@ The parent (`loader.SubmissionTeam`) never imports submission code: it talks to 
 JSON object per line over private copies of stdin/stdout (the submission's own prints go to stderr),
 and reads nothing but JSON back, so nothing the submission sends can run code in the parent.
 
-Requests: {"cmd": "act", "obs": {agent: {"observation": [...], "action_mask": [...]}}, "spaces": {agent: n}},
+Requests: {"cmd": "act", "obs": {agent: {"observation": [...], "action_mask": [...]}}, "spaces": {agent: n}}
+(with "step": true when the observations are the whole step, heard through `begin_step` first, as by several),
 {"cmd": "end_episode"}, {"cmd": "seed", "seed": s}, {"cmd": "wrap", "scenario": ..., "env": {...}},
 {"cmd": "close"}. Replies: {"ok": true, ...} or {"ok": false, "error": "..."}. "seed" (sent before every
 episode) seeds random, numpy and torch, and calls `reseed(seed)` on every agent that has one.
@@ -194,7 +195,7 @@ def main(argv: list[str]) -> int:
                 observations = {name: {"observation": np.asarray(obs["observation"], dtype=np.int8),
                                        "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
                                 for name, obs in msg["obs"].items()}
-                if len(observations) > 1:  # the whole step: a centralised team acts on all of it
+                if len(observations) > 1 or msg.get("step"):  # the whole step: a centralised team acts on it
                     for name in observations:
                         begin = getattr(agents[name], "begin_step", None)
                         if begin is not None:

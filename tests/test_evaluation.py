@@ -876,7 +876,7 @@ def test_a_python_teams_identity_covers_late_imports_and_leaves_cagekit_out(tmp_
     identity, so a run resumed after editing it mixed two teams, and out of the submission), and never cagekit's
     own modules, though a team file may lie in a checkout of cagekit (there every loaded cagekit module was
     packaged under team/ and hashed into the identity)."""
-    from cagekit.agents.python_team import local_modules
+    from cagekit.agents.team_code import local_modules
     from cagekit.evaluation import PythonSource
 
     (tmp_path / "late.py").write_text("from cagekit.agents import make_team as _make\n\n\ndef make_team(env):\n"

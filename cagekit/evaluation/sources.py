@@ -22,10 +22,10 @@ from cagekit.agents.python_team import (
     build_team,
     check_spec,
     load_builder,
-    local_modules,
     module_name,
     python_spec,
 )
+from cagekit.agents.team_code import local_modules
 
 
 class TeamSource(ABC):

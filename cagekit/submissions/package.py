@@ -170,7 +170,8 @@ def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
     would fail every evaluation, and building it imports the helper modules that must travel with it. Data
     files it reads are not found this way, hence `include`; the smoke episode of `cagekit validate` shows
     what is missing."""
-    from cagekit.agents.python_team import build_team, load_builder, local_modules, module_name
+    from cagekit.agents.python_team import build_team, load_builder, module_name
+    from cagekit.agents.team_code import local_modules
 
     module = module_name(file, "cagekit_packaged_team")
     build_team(load_builder(file, name, module), env, name, f"{file.name}:{name}")

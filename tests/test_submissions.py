@@ -833,3 +833,14 @@ def test_what_a_python_team_draws_at_import_is_the_same_in_every_process(tmp_pat
     assert cli_main([spec, str(tmp_path / "file"), *common]) == 0
     assert cli_main([str(out), str(tmp_path / "zip"), *common]) == 0
     assert (tmp_path / "zip" / "results.csv").read_bytes() == (tmp_path / "file" / "results.csv").read_bytes()
+
+
+def test_an_upper_case_zip_name_is_a_zip_for_package_and_evaluation(tmp_path):
+    """`--out TEAM.ZIP` was written as a folder named TEAM.ZIP, and evaluation.py did not take TEAM.ZIP as a
+    submission."""
+    from cagekit.evaluation import resolve_source
+    from cagekit.evaluation.sources import SubmissionSource
+
+    out = package("react", "me", "us", "react", tmp_path / "TEAM.ZIP")
+    assert out.is_file() and zipfile.is_zipfile(out)
+    assert isinstance(resolve_source(str(out)), SubmissionSource)

@@ -318,14 +318,14 @@ def resolve_source(path: str | None, team: str | None = None, output_hint: bool 
     p = Path(path)
     if p.is_dir() and (p / "meta.json").is_file():
         return CheckpointSource(str(p))
-    if (p.is_dir() and (p / "submission.py").is_file()) or (p.is_file() and p.suffix == ".zip"):
+    if (p.is_dir() and (p / "submission.py").is_file()) or (p.is_file() and p.suffix.lower() == ".zip"):
         return SubmissionSource(str(p))
     if not p.exists() and path in HEURISTICS:
         return HeuristicSource(path)
     spec = python_spec(path)
     if spec is not None:
         return PythonSource(*spec)
-    if p.suffix == ".zip":
+    if p.suffix.lower() == ".zip":
         raise ValueError(f"cannot evaluate {path!r}: no such submission file")
     found = "it does not exist" if not p.exists() else "it is none of these"
     raise ValueError(f"cannot evaluate {path!r} ({found}): expected a submission (a .zip, or a folder holding "

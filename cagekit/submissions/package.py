@@ -363,12 +363,17 @@ def write_folder(files: dict[str, bytes], out: str | Path) -> Path:
     return out
 
 
+def is_zip_path(out: str | Path) -> bool:
+    """Whether `out` is written as a zip: its name ends in .zip, in any case (T.ZIP too, as zip tools read it)."""
+    return Path(out).name.lower().endswith(".zip")
+
+
 def check_out(out: str | Path) -> None:
     """Refuse an output path that cannot take the submission (ValueError naming it and what is valid), before
     any file is built: a zip path that is a folder, a folder path that is a file or a non-empty folder, or
     either under a file."""
     out = Path(out)
-    zipped = out.name.endswith(".zip")
+    zipped = is_zip_path(out)
     for place in out.parents:
         if place.exists():
             if not place.is_dir():
@@ -399,7 +404,7 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
     check_out(out)
     files = build_files(source, name=name, team=team, technique=technique, scenario=scenario, layout=layout,
                         channel=channel, sau=sau, message_cost=message_cost, seed=seed, include=include)
-    if str(out).endswith(".zip"):
+    if is_zip_path(out):
         if not replace:
             check_replace(files, Path(out))
         return write_zip(files, out)

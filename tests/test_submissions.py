@@ -844,3 +844,38 @@ def test_an_upper_case_zip_name_is_a_zip_for_package_and_evaluation(tmp_path):
     out = package("react", "me", "us", "react", tmp_path / "TEAM.ZIP")
     assert out.is_file() and zipfile.is_zipfile(out)
     assert isinstance(resolve_source(str(out)), SubmissionSource)
+
+
+def test_a_submissions_agents_hear_set_initial_values_as_the_harness_gives_it(tmp_path, monkeypatch):
+    """The harness calls CAGE's set_initial_values(action_space, observation) on every agent at an episode's
+    start; a submission's worker never passed it on, so a packaged team that readies itself there failed (or
+    played otherwise) where its file played."""
+    from cagekit.evaluation import cli_main
+
+    (tmp_path / "ready.py").write_text('''
+from cagekit.agents import Agent
+
+
+class Ready(Agent):
+    def __init__(self, slot):
+        self.slot, self.first = slot, None
+
+    def set_initial_values(self, action_space=None, observation=None):
+        assert action_space.n == self.slot.n_actions and len(observation["action_mask"]) == self.slot.n_actions
+        self.first = int(observation["observation"].sum())
+
+    def get_action(self, observation, action_space=None):
+        assert self.first is not None, "set_initial_values was not called"
+        return self.slot.encode(0, self.first % 2)  # speaks when the first view had an odd number of bits
+
+    def end_episode(self):
+        self.first = None
+''')
+    monkeypatch.chdir(tmp_path)
+    package("ready.py:Ready", "me", "us", "ready", tmp_path / "ready.zip")
+    report = validate(tmp_path / "ready.zip", check_wrap=False)  # its smoke episode starts as the harness's do
+    assert report.ok, report.text()
+    options = ["--episodes", "2", "--lengths", "5", "--no-progress"]
+    assert cli_main(["ready.py:Ready", str(tmp_path / "file"), *options]) == 0
+    assert cli_main([str(tmp_path / "ready.zip"), str(tmp_path / "zip"), *options]) == 0
+    assert (tmp_path / "file" / "results.csv").read_bytes() == (tmp_path / "zip" / "results.csv").read_bytes()

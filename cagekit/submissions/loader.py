@@ -236,7 +236,10 @@ class _RemoteAgent:
         return self.team.act({self.name: observation}, spaces)[self.name]
 
     def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
-        """Nothing to send: the worker's agents were initialised when the submission was imported."""
+        """Held for the episode's first act, which delivers it to the worker's agent before asking it to act (no
+        round trip of its own)."""
+        n = int(action_space.n) if action_space is not None and hasattr(action_space, "n") else None
+        self.team.initial[self.name] = {"obs": _plain(observation), "space": n}
 
     def end_episode(self) -> None:  # the team's end_episode covers every agent
         pass
@@ -272,6 +275,7 @@ class SubmissionTeam:
         self.agents: dict[str, _RemoteAgent] = {a: _RemoteAgent(self, a) for a in info.get("agents", [])}
         self.closed = False
         self._answers: dict[str, tuple[dict[str, list[int]], int]] = {}  # this step's actions, by agent
+        self.initial: dict[str, dict[str, Any]] = {}  # set_initial_values not yet delivered, by agent
 
     @property
     def folder(self) -> Path:
@@ -312,7 +316,9 @@ class SubmissionTeam:
         for name in observations:
             space = None if action_spaces is None else action_spaces.get(name)
             sizes[name] = int(space.n) if space is not None and hasattr(space, "n") else self.n_actions.get(name)
-        msg = {"cmd": "act", "obs": observations, "spaces": sizes, **({"step": True} if whole_step else {})}
+        msg = {"cmd": "act", "obs": observations, "spaces": sizes, **({"step": True} if whole_step else {}),
+               **({"initial": self.initial} if self.initial else {})}
+        self.initial = {}
         reply = self.worker.call(msg, self.act_timeout)
         actions = reply.get("actions")
         if not isinstance(actions, dict) or set(actions) != set(observations):
@@ -335,6 +341,7 @@ class SubmissionTeam:
 
     def seed(self, seed: int) -> None:
         """Seed the worker's global generators (random, numpy, torch) and reset every agent's memory."""
+        self.initial = {}  # an episode that never acted: its initial values are not the next one's
         self.worker.call({"cmd": "seed", "seed": int(seed)}, self.act_timeout)
         self.end_episode()
 

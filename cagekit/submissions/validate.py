@@ -74,6 +74,8 @@ def _smoke(team: SubmissionTeam, manifest: dict[str, Any], steps: int, seed: int
     env = make_manifest_env(manifest, episode_length=max(1, steps), seed=seed)
     obs, _ = env.reset(seed=seed)
     team.seed(seed)
+    for name in obs:  # as the harness starts an episode (CAGE's interface)
+        team.agents[name].set_initial_values(env.action_space(name), obs[name])
     total, done_steps = 0.0, 0
     for t in range(steps):
         spaces = {a: env.action_space(a) for a in obs}

@@ -192,9 +192,17 @@ def main(argv: list[str]) -> int:
         cmd = msg.get("cmd")
         try:
             if cmd == "act":
-                observations = {name: {"observation": np.asarray(obs["observation"], dtype=np.int8),
-                                       "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
-                                for name, obs in msg["obs"].items()}
+                def as_obs(obs: dict[str, Any]) -> dict[str, Any]:
+                    return {"observation": np.asarray(obs["observation"], dtype=np.int8),
+                            "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
+
+                # CAGE's set_initial_values, held by the parent since the episode began: before the first act
+                for name, first in (msg.get("initial") or {}).items():
+                    initial = getattr(agents[name], "set_initial_values", None)
+                    if callable(initial):
+                        n = first.get("space")
+                        initial(spaces.Discrete(int(n)) if n is not None else None, as_obs(first["obs"]))
+                observations = {name: as_obs(obs) for name, obs in msg["obs"].items()}
                 if len(observations) > 1 or msg.get("step"):  # the whole step: a centralised team acts on it
                     for name in observations:
                         begin = getattr(agents[name], "begin_step", None)

@@ -214,6 +214,27 @@ def test_shipped_submissions_pass(name):
     assert report.ok, report.text()
 
 
+def test_the_shipped_react_submission_is_what_its_readme_command_builds(tmp_path, monkeypatch):
+    """submissions/README.md names the command that built react-paper-small.zip; run as written (over the
+    shipped file) it must be accepted and write the same bytes. A change to the generated submission.py
+    breaks this: rebuild the zip with that command plus --replace."""
+    import shlex
+
+    from cagekit.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "submissions" / "README.md").read_text()
+    found = re.search(r"`(cagekit package react [^`]*--out submissions/react-paper-small\.zip)`", readme)
+    assert found, "submissions/README.md gives the command that built react-paper-small.zip"
+    argv = shlex.split(found.group(1))[1:]
+    shipped = root / "submissions" / "react-paper-small.zip"
+    (tmp_path / "submissions").mkdir()
+    (tmp_path / "submissions" / shipped.name).write_bytes(shipped.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--no-validate"]) == 0, "the README's command refuses to write over the shipped zip"
+    assert (tmp_path / "submissions" / shipped.name).read_bytes() == shipped.read_bytes()
+
+
 # hostile inputs ---------------------------------------------------------------------------------------
 def _symlink_info() -> zipfile.ZipInfo:
     info = zipfile.ZipInfo("team/link")

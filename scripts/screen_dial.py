@@ -77,12 +77,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--scenario", default="paper-large")
     p.add_argument("--algo", default="dial-sau")
     p.add_argument("--base", default=str(ROOT / "configs" / "dial-sau-fast.yaml"))
-    p.add_argument("--variant", action="append", type=parse_variant, required=True)
-    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("100-109"))
+    p.add_argument("--variant", action="append", type=parse_variant, required=True,
+                   help="NAME=field:value,... : the base config with these fields changed (NAME= is the base; "
+                        "algo:NAME trains another learner); repeatable")
+    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("100-109"),
+                   help="A-B (both included) or a comma-separated list (default 100-109)")
     p.add_argument("--steps", type=int, default=60_000)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--episodes", type=int, default=50, help="fresh twin episodes per red to score each choice")

@@ -37,7 +37,7 @@ def _scenarios(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """A short episode that shows what each agent sees, does, says and earns, and what red does."""
     from cagekit import make_env
-    from cagekit.evaluation.episode import red_action
+    from cagekit.evaluation.episode import red_action, step_actions
     from cagekit.evaluation.sources import resolve_source
 
     if args.steps < 1:  # before a team is loaded
@@ -53,6 +53,11 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         obs, _ = env.reset(seed=args.seed)
         team = source.team_for_episode(env, args.seed)
+        # played as the harness plays it: CAGE's set_initial_values first, then each step's calls
+        agents = {name: team.agents[name] for name in env.possible_agents}
+        spaces = {name: env.action_space(name) for name in agents}
+        for name, agent in agents.items():
+            agent.set_initial_values(spaces[name], obs[name])
         total = 0.0
         declared = getattr(source, "labels", {})  # a submission's manifest TEAM and TECHNIQUE, as reports name it
         named = ", ".join(f"{key} {declared[key]!r}" for key in ("team", "technique") if key in declared)
@@ -60,7 +65,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"scenario {scenario}, red {env.engine.red_name}, team {source.label}{named}, "
               f"agents {env.possible_agents}")
         for t in range(args.steps):
-            actions = team.act(obs)
+            actions = step_actions(agents, obs, spaces)
             obs, rewards, _, _, infos = env.step(actions)
             first = env.possible_agents[0]
             total += infos[first]["env_reward"]

@@ -67,3 +67,25 @@ def test_a_reader_that_stops_early_ends_the_demo_quietly():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_demo_plays_a_python_team_with_the_calls_the_harness_makes(tmp_path, capsys):
+    # an agent that readies itself in set_initial_values and acts on begin_step's whole step, as CAGE and the
+    # harness allow: the demo must make those calls too, or it plays (here: fails) where evaluation.py scores
+    (tmp_path / "ready.py").write_text(
+        "from cagekit.agents import Agent\n\n\n"
+        "class Ready(Agent):\n"
+        "    def __init__(self, slot):\n"
+        "        self.slot, self.space, self.step = slot, None, None\n\n"
+        "    def set_initial_values(self, action_space=None, observation=None):\n"
+        "        self.space = action_space\n\n"
+        "    def begin_step(self, observations):\n"
+        "        self.step = observations\n\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        if self.space is None or self.step is None:\n"
+        "            raise RuntimeError('not readied: no set_initial_values or begin_step')\n"
+        "        return self.slot.encode(0, 0)\n")
+    assert main(["demo", "--team", f"{tmp_path / 'ready.py'}:Ready", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("scenario paper-small, red KillChainAgent, team ready, agents ['blue_user', 'blue_ops']")
+    assert len(re.findall(r"^t= \d blue_(user|ops) +obs=[01]+ action=", out, re.M)) == 4

@@ -109,6 +109,19 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def step_actions(agents: dict[str, Any], observations: dict[str, Any], spaces: dict[str, Any],
+                 call: Callable[[str, Callable[[], Any]], Any] = lambda name, call: call()) -> dict[str, Any]:
+    """Every agent's action for one step, as the harness asks for it (and `cagekit demo` with it): first each
+    hears the whole step (`begin_step`, which only a centralised team uses), then each acts on its own
+    observation (CAGE's `get_action`), in team order. `call(agent_name, call)` makes each call."""
+    for name, agent in agents.items():
+        begin = getattr(agent, "begin_step", None)
+        if begin is not None:
+            call(name, functools.partial(begin, observations))
+    return {name: call(name, functools.partial(agent.get_action, observations[name], spaces[name]))
+            for name, agent in agents.items()}
+
+
 class _Episode(NamedTuple):
     """An episode readied by `EpisodeRunner._start`: what `probe` and `run` play it with."""
 
@@ -174,14 +187,8 @@ class EpisodeRunner:
 
     def _act(self, agents: dict[str, Any], observations: dict[str, Any], spaces: dict[str, Any], step: int,
              where: str) -> dict[str, Any]:
-        """Every agent's action: first each hears the whole step (`begin_step`, which only a centralised team
-        uses), then each acts on its own observation (CAGE's `get_action`), in team order."""
-        for name, agent in agents.items():
-            begin = getattr(agent, "begin_step", None)
-            if begin is not None:
-                self._call(name, functools.partial(begin, observations), step, where)
-        return {name: self._call(name, functools.partial(agent.get_action, observations[name], spaces[name]), step,
-                                 where) for name, agent in agents.items()}
+        """Every agent's action (`step_actions`), each call under the step timeout and naming the agent."""
+        return step_actions(agents, observations, spaces, lambda name, call: self._call(name, call, step, where))
 
     def _start(self, length: int, red: str, index: int) -> _Episode:
         """Reset the combination's environment for the episode and ready the team."""

@@ -199,7 +199,7 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
 
 
 @dataclass
-class PythonSource(_PerEnvTeam, TeamSource):
+class PythonSource(TeamSource):
     """Your own team, written in Python: `NAME` in the file `path`, either an agent class (an `Agent`
     subclass, or any class with CAGE's `get_action`; one instance per blue agent, built as `NAME(slot)` from
     its `AgentSlot`, as the heuristics are) or a function `NAME(env)` returning a `Team` or a dict of agent
@@ -218,29 +218,32 @@ class PythonSource(_PerEnvTeam, TeamSource):
         self.path = str(file)
         self.label = file.stem
         self._module = module_name(file, "cagekit_user_team")
-        self._team: Any = None
-        self._builder: Any = None
-        self._build()  # fail now, with the file's own error, not at the first episode
+        # imported now: fail with the file's own error, not at the first episode
+        self._builder: Any = load_builder(self.path, self.name, self._module)
         # a journal resumes only the same code, so editing a helper the team imports starts no mixed evaluation
-        self._digest = _files_digest(local_modules(file, self._module), file.parent)
+        self._digest = self._code_digest()
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(self.__dict__)
         state["_builder"] = None  # a worker imports the file itself
         return state
 
+    def _code_digest(self) -> str:
+        """The digest of the file and the modules it brings from its folder, as this process imported them."""
+        file = Path(self.path)
+        return _files_digest(local_modules(file, self._module), file.parent)
+
     def _build(self) -> Any:
-        """The file's `name`, importing the file on first use in this process (ValueError naming the problem)."""
+        """The file's `name`, importing the file on first use in this process (a worker, spawned or on Ray:
+        ValueError when the code is no longer the code this evaluation began with)."""
         if self._builder is None:
             imports = self._module not in sys.modules
             builder = load_builder(self.path, self.name, self._module)
-            known = getattr(self, "_digest", None)  # None while __post_init__ builds it
-            file = Path(self.path)
-            # a worker (spawned, or on Ray) imports the file when the run has long begun: it must be the same code
-            if imports and known is not None and _files_digest(local_modules(file, self._module), file.parent) != known:
-                raise ValueError(f"{file} or a module it imports changed after this evaluation began, so this "
-                                 f"process would play other code than the journal names; restore it to resume the "
-                                 f"evaluation, or score the new code in another output folder")
+            # a worker imports the file when the run has long begun: it must be the same code
+            if imports and self._code_digest() != self._digest:
+                raise ValueError(f"{self.path} or a module it imports changed after this evaluation began, so "
+                                 f"this process would play other code than the journal names; restore it to "
+                                 f"resume the evaluation, or score the new code in another output folder")
             self._builder = builder
         return self._builder
 

@@ -134,6 +134,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cagekit.evaluation import benchmark_layout as layout
     from cagekit.evaluation import compare, compare_episodes
 
     folders = [Path(f) for f in args.folders]
@@ -145,7 +146,7 @@ def _compare(args: argparse.Namespace) -> int:
         if not all(evaluations):
             others = [f for f, e in zip(folders, evaluations, strict=True) if not e]
             # a benchmark's teams are evaluation folders too: name them, for pairing a team of one's own with them
-            inside = [g for f in others if (f / "eval").is_dir() for g in sorted((f / "eval").iterdir())
+            inside = [g for f in others if (f / layout.EVAL).is_dir() for g in sorted((f / layout.EVAL).iterdir())
                       if compare_episodes.is_evaluation_folder(g)]
             raise ValueError(f"compare takes benchmark folders or evaluation folders, not a mix: "
                              f"{', '.join(str(f) for f in others)} hold{'s' * (len(others) == 1)} no journal.jsonl"

@@ -233,8 +233,10 @@ def _missing_seeds_note(scores: dict[str, dict[int, ScoredSeed]], rows: list[Pai
         missing = [s for s in every if s not in seeds]
         if missing:
             source = next(iter(seeds.values())).source  # EVAL/ALGO-sSEED: the missing ones are its siblings
-            algo = source.name[: source.name.rindex("-s")]
-            files = ", ".join(str(source.parent / layout.run_name(algo, s) / "summary.json") for s in missing)
+            named = layout.RUN_NAME.match(source.name)
+            assert named is not None  # load_folder reads no other folder
+            files = ", ".join(str(source.parent / layout.run_name(named["algo"], s) / "summary.json")
+                              for s in missing)
             lacking.append(f"{team} lacks seed{'s' * (len(missing) > 1)} {_seed_list(missing)} (no {files})")
     if not lacking:
         return []

@@ -124,6 +124,21 @@ def _as_action(value: Any) -> int:
     raise TypeError(f"action {value!r} ({type(value).__name__}) is not one integer")
 
 
+def _observation(obs: dict[str, Any]) -> dict[str, Any]:
+    """An agent's observation as the parent sent it (`loader._plain`), in the environment's own form."""
+    import numpy as np
+
+    return {"observation": np.asarray(obs["observation"], dtype=np.int8),
+            "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
+
+
+def _space(n: int | None) -> Any:
+    """The action space of `n` actions the parent sent (None when it sent none)."""
+    from gymnasium import spaces
+
+    return spaces.Discrete(int(n)) if n is not None else None
+
+
 def _describe(sub: Any) -> dict[str, Any]:
     info: dict[str, Any] = {}
     for key in ("NAME", "TEAM", "TECHNIQUE"):
@@ -144,7 +159,7 @@ def main(argv: list[str]) -> int:
     proto = _Proto()
     try:
         import numpy as np
-        from gymnasium import spaces
+        from gymnasium import spaces  # noqa: F401 - imported before the guard (`_space` uses it)
 
         import cagekit.agents  # noqa: F401 - imported before the guard: reads only
 
@@ -192,17 +207,12 @@ def main(argv: list[str]) -> int:
         cmd = msg.get("cmd")
         try:
             if cmd == "act":
-                def as_obs(obs: dict[str, Any]) -> dict[str, Any]:
-                    return {"observation": np.asarray(obs["observation"], dtype=np.int8),
-                            "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
-
                 # CAGE's set_initial_values, held by the parent since the episode began: before the first act
                 for name, first in (msg.get("initial") or {}).items():
                     initial = getattr(agents[name], "set_initial_values", None)
                     if callable(initial):
-                        n = first.get("space")
-                        initial(spaces.Discrete(int(n)) if n is not None else None, as_obs(first["obs"]))
-                observations = {name: as_obs(obs) for name, obs in msg["obs"].items()}
+                        initial(_space(first.get("space")), _observation(first["obs"]))
+                observations = {name: _observation(obs) for name, obs in msg["obs"].items()}
                 if len(observations) > 1 or msg.get("step"):  # the whole step: a centralised team acts on it
                     for name in observations:
                         begin = getattr(agents[name], "begin_step", None)
@@ -210,8 +220,7 @@ def main(argv: list[str]) -> int:
                             begin(observations)
                 actions = {}
                 for name, observation in observations.items():
-                    n = msg.get("spaces", {}).get(name)
-                    space = spaces.Discrete(int(n)) if n is not None else None
+                    space = _space(msg.get("spaces", {}).get(name))
                     actions[name] = _as_action(agents[name].get_action(observation, space))
                 proto.send({"ok": True, "actions": actions})
             elif cmd == "end_episode":

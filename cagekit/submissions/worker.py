@@ -158,8 +158,9 @@ def main(argv: list[str]) -> int:
     preload_torch = "--torch" in argv[1:]
     proto = _Proto()
     try:
-        import numpy as np
-        from gymnasium import spaces  # noqa: F401 - imported before the guard (`_space` uses it)
+        # imported before the guard (reads only), for the functions above and the seed command
+        import gymnasium.spaces  # noqa: F401
+        import numpy  # noqa: F401
 
         import cagekit.agents  # noqa: F401 - imported before the guard: reads only
 
@@ -230,14 +231,10 @@ def main(argv: list[str]) -> int:
                         end()
                 proto.send({"ok": True})
             elif cmd == "seed":
-                import random
+                from cagekit.agents.base import seed_everything
 
                 seed = int(msg["seed"])
-                random.seed(seed)
-                np.random.seed(seed % 2**32)
-                loaded_torch = sys.modules.get("torch")  # seeded only if the submission imported it
-                if loaded_torch is not None:
-                    loaded_torch.manual_seed(seed)
+                seed_everything(seed)  # as the harness seeds an in-process team (torch only if it was imported)
                 for agent in agents.values():  # agents with generators of their own (cagekit's `random`)
                     reseed = getattr(agent, "reseed", None)
                     if callable(reseed):

@@ -194,9 +194,7 @@ class _EpisodeAgent:
         self.team.reseed(seed)
 
     def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
-        call = getattr(self.team.agent(self.name), "set_initial_values", None)
-        if call is not None:
-            call(action_space, observation)
+        self.team.agent(self.name).set_initial_values(action_space, observation)  # build_team saw it is there
 
     def begin_step(self, observations: Any) -> None:
         call = getattr(self.team.agent(self.name), "begin_step", None)
@@ -209,9 +207,7 @@ class _EpisodeAgent:
     def end_episode(self) -> None:
         # a team built for this episode has played nothing to forget; the harness does not call it there either
         if self.team.fresh is None:
-            call = getattr(self.team.agent(self.name, playing=False), "end_episode", None)
-            if call is not None:
-                call()
+            self.team.agent(self.name, playing=False).end_episode()
 
 
 def is_agent_class(value: Any) -> bool:

@@ -900,3 +900,13 @@ class Ready(Agent):
     assert cli_main(["ready.py:Ready", str(tmp_path / "file"), *options]) == 0
     assert cli_main([str(tmp_path / "ready.zip"), str(tmp_path / "zip"), *options]) == 0
     assert (tmp_path / "file" / "results.csv").read_bytes() == (tmp_path / "zip" / "results.csv").read_bytes()
+
+
+def test_package_refuses_a_seed_for_a_team_that_has_no_generators_of_its_own(tmp_path):
+    """--seed seeds the random heuristic's generators; for a Python team it was silently dropped."""
+    (tmp_path / "mine.py").write_text("from cagekit.agents import make_team as _make\n\n\n"
+                                      "def make_team(env):\n    return _make('react', env)\n")
+    with pytest.raises(ValueError, match=r"--seed seeds a heuristic team's generators .* is a python team"):
+        package(f"{tmp_path / 'mine.py'}", "a", "b", "c", tmp_path / "t.zip", seed=3)
+    assert not (tmp_path / "t.zip").exists()
+    assert package("random", "a", "b", "c", tmp_path / "r.zip", seed=3).is_file()

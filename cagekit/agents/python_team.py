@@ -58,10 +58,10 @@ def module_name(path: str | Path, prefix: str) -> str:
     return f"{prefix}_{digest[:16]}"
 
 
-def load_builder(path: str | Path, name: str, module_name: str) -> Any:
-    """`name` from the file at `path`, importing the file as `module_name` unless this process already has
-    (ValueError naming the file, the missing name and the team makers it does define)."""
-    module = sys.modules.get(module_name)
+def load_builder(path: str | Path, name: str, as_module: str) -> Any:
+    """`name` from the file at `path`, importing the file as the module `as_module` unless this process already
+    has (ValueError naming the file, the missing name and the team makers it does define)."""
+    module = sys.modules.get(as_module)
     if module is None:
         folder = Path(path).resolve().parent
         _forget_other_teams_modules(folder)
@@ -69,22 +69,22 @@ def load_builder(path: str | Path, name: str, module_name: str) -> Any:
             sys.path.remove(str(folder))
         sys.path.insert(0, str(folder))  # first, as `python FILE.py` would have it: its neighbours import
         _TEAM_FOLDERS.add(folder)
-        spec = importlib.util.spec_from_file_location(module_name, path)
+        spec = importlib.util.spec_from_file_location(as_module, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         before = set(sys.modules)
-        sys.modules[module_name] = module
+        sys.modules[as_module] = module
         try:
             with _seeded_import():
                 spec.loader.exec_module(module)
         except Exception as exc:
-            del sys.modules[module_name]
+            del sys.modules[as_module]
             raise ValueError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-        remember_brought(module_name, set(sys.modules) - before - {module_name})
+        remember_brought(as_module, set(sys.modules) - before - {as_module})
     builder = getattr(module, name, None)
     if builder is None or not callable(builder):
         found = sorted(k for k, v in vars(module).items() if not k.startswith("_") and _team_maker(v)
-                       and getattr(v, "__module__", None) == module_name)
+                       and getattr(v, "__module__", None) == as_module)
         what = "has no" if builder is None else "has a non-callable"
         raise ValueError(f"{path} {what} {name!r}: name {WHAT_NAME_IS}, as {Path(path).name}:NAME"
                          + (f"; it defines {', '.join(found)}" if found else ""))
@@ -166,7 +166,8 @@ class EpisodeTeam:
 
     def __init__(self, builder: Any, env: Any, spec: str):
         self.builder, self.env, self.spec = builder, env, spec
-        self.team = build_team(builder, env, spec, spec)  # built now too: an error shows at the import
+        self.kind = Path(spec.partition(":")[0]).stem  # the file's stem, as the harness names the team
+        self.team = build_team(builder, env, self.kind, spec)  # built now too: an error shows at the import
         self.fresh: int | None = None  # the seed the team was just built with, until it plays
         self.agents = {name: _EpisodeAgent(self, name) for name in self.team.agents}
 
@@ -174,7 +175,7 @@ class EpisodeTeam:
         """Build the team for the episode with seed `seed` (once: every agent's reseed lands here)."""
         if self.fresh != seed:
             seed_everything(seed)
-            self.team = build_team(self.builder, self.env, self.spec, self.spec)
+            self.team = build_team(self.builder, self.env, self.kind, self.spec)
             self.fresh = seed
 
     def agent(self, name: str, playing: bool = True) -> Any:

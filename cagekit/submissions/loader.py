@@ -375,7 +375,9 @@ class SubmissionTeam:
 def start_team(unpacked: Unpacked, manifest: dict[str, Any], *, boot_timeout: float = BOOT_TIMEOUT,
                import_timeout: float = IMPORT_TIMEOUT, act_timeout: float = ACT_TIMEOUT) -> SubmissionTeam:
     """Start the worker for an unpacked, hash-checked submission (the caller cleans up on error)."""
-    worker = Worker(unpacked, torch=manifest.get("source") == "checkpoint", boot_timeout=boot_timeout,
+    # torch loaded before the guard and the import's time limit: a checkpoint's weights need it, and a Python
+    # team's seeded import loads it (cagekit.agents.python_team)
+    worker = Worker(unpacked, torch=manifest.get("source") in ("checkpoint", "python"), boot_timeout=boot_timeout,
                     import_timeout=import_timeout)
     return SubmissionTeam(unpacked, manifest, worker, act_timeout)
 

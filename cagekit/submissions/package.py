@@ -174,7 +174,7 @@ def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
     from cagekit.agents.team_code import local_modules
 
     module = module_name(file, "cagekit_packaged_team")
-    build_team(load_builder(file, name, module), env, name, f"{file.name}:{name}")
+    build_team(load_builder(file, name, module), env, file.stem, f"{file.name}:{name}")
     files: dict[str, bytes] = {}
     extra = []
     for given in include:
@@ -211,6 +211,9 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     from cagekit.wrappers import make_env
 
     resolved = resolve_source(source)
+    if seed is not None and resolved.kind != "heuristic":
+        raise ValueError(f"--seed seeds a heuristic team's generators (the random team's); {source!r} is a "
+                         f"{resolved.kind} team, whose episodes the evaluation seeds: leave --seed out")
     if include and resolved.python is None:
         raise ValueError(f"--include is for a Python team's data files; {source!r} is a {resolved.kind}, whose "
                          f"files are packaged as they are")
@@ -324,21 +327,22 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def write_zip(files: dict[str, bytes], out: str | Path) -> Path:
-    """Write `files` as a reproducible zip at `out` (atomically: a reader never sees half a zip)."""
+def write_zip(files: dict[str, bytes] | bytes, out: str | Path) -> Path:
+    """Write `files` (or the zip `zip_bytes` made of them) as a reproducible zip at `out`, atomically: a reader
+    never sees half a zip."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(zip_bytes(files))
+    tmp.write_bytes(files if isinstance(files, bytes) else zip_bytes(files))
     os.replace(tmp, out)
     return out
 
 
-def check_replace(files: dict[str, bytes], out: Path) -> None:
-    """Refuse to write over an existing zip that holds another submission (FileExistsError naming both ways
-    on): a typo in --out must not lose a packaged team. Packaging the same team again (same bytes, as when
-    the shipped submissions are rebuilt to show they did not change) is allowed."""
-    if not out.is_file() or out.read_bytes() == zip_bytes(files):
+def check_replace(data: bytes, out: Path) -> None:
+    """Refuse to write the zip `data` over an existing zip that holds another submission (FileExistsError
+    naming both ways on): a typo in --out must not lose a packaged team. Packaging the same team again (same
+    bytes, as when the shipped submissions are rebuilt to show they did not change) is allowed."""
+    if not out.is_file() or out.read_bytes() == data:
         return
     try:
         with zipfile.ZipFile(out) as zf:
@@ -404,7 +408,8 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
     files = build_files(source, name=name, team=team, technique=technique, scenario=scenario, layout=layout,
                         channel=channel, sau=sau, message_cost=message_cost, seed=seed, include=include)
     if is_zip_path(out):
+        data = zip_bytes(files)  # compressed once, for the check and the file
         if not replace:
-            check_replace(files, Path(out))
-        return write_zip(files, out)
+            check_replace(data, Path(out))
+        return write_zip(data, out)
     return write_folder(files, out)

@@ -19,7 +19,7 @@ from cagekit.submissions.safety import DEFAULT_LIMITS, check_member_name
 
 TEAM_DIR = "team"
 HEURISTIC_FILE = "team.json"
-#: how a packaged Python team is built: its file, NAME, and the environment settings it was packaged for
+#: how a packaged Python team is built: its file and NAME (its environment is the manifest's)
 PYTHON_FILE = "python_team.json"
 #: checkpoint files a submission does not need (resumable trainer state, half-written files)
 _SKIP_NAMES = {"trainer.pt"}
@@ -46,13 +46,13 @@ def _load_agents():
 
     python_team = os.path.join(TEAM_DIR, {python_file!r})
     if os.path.exists(python_team):  # your own team: FILE.py:NAME, built as the harness builds it
-        import cagekit
         from cagekit.agents.python_team import EpisodeTeam, load_builder
+        from cagekit.submissions.manifest import load_manifest, make_manifest_env
 
         with open(python_team, encoding="utf-8") as stream:
             data = json.load(stream)
         builder = load_builder(os.path.join(TEAM_DIR, data["file"]), data["name"], "cagekit_submitted_team")
-        env = cagekit.make_env(**data["env"])
+        env = make_manifest_env(load_manifest(HERE))  # the environment the manifest says it was packaged for
         # rebuilt before every episode (the worker's reseed), after seeding, as evaluation.py FILE.py:NAME does
         return EpisodeTeam(builder, env, data["file"] + ":" + data["name"]).agents
     heuristic = os.path.join(TEAM_DIR, {heuristic_file!r})
@@ -161,8 +161,7 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
-                       include: tuple[str | Path, ...] = ()) -> dict[str, bytes]:
+def _python_team_files(file: Path, name: str, env: Any, include: tuple[str | Path, ...] = ()) -> dict[str, bytes]:
     """A Python team's files under team/: the file, the modules it loads from its folder, the data files named
     in `include` (paths in that folder, such as weights) and PYTHON_FILE.
 
@@ -193,9 +192,7 @@ def _python_team_files(file: Path, name: str, env: Any, layout: str | None,
         rel = f"{TEAM_DIR}/{path.relative_to(file.parent).as_posix()}"
         check_member_name(rel)
         files[rel] = path.read_bytes()
-    settings = {"scenario": env.spec.name, "layout": layout or env.spec.default_layout, "channel": env.channel,
-                "sau": env.sau, "message_cost": env.message_cost, "view": env.view}
-    body = {"file": file.name, "name": name, "env": settings}
+    body = {"file": file.name, "name": name}  # the environment's settings are the manifest's
     files[f"{TEAM_DIR}/{PYTHON_FILE}"] = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
     return files
 
@@ -243,7 +240,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
 
     files: dict[str, bytes] = {}
     if resolved.python is not None:
-        files.update(_python_team_files(*resolved.python, env, layout=layout, include=include))
+        files.update(_python_team_files(*resolved.python, env, include=include))
     elif resolved.kind == "heuristic":
         make_team(resolved.name, env, seed=seed)  # fails early on a bad kind
         body = {"kind": resolved.name, "seed": seed, "slots": [s.to_json() for s in slots]}

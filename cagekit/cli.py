@@ -37,12 +37,12 @@ def _scenarios(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """A short episode that shows what each agent sees, does, says and earns, and what red does."""
     from cagekit import make_env
-    from cagekit.evaluation.episode import red_action, step_actions
+    from cagekit.evaluation.episode import red_action, start_agents, step_actions
     from cagekit.evaluation.sources import resolve_source
 
     if args.steps < 1:  # before a team is loaded
         raise ValueError(f"--steps must be >= 1 (the demo episode's length), got {args.steps}")
-    source = resolve_source(args.team, output_hint=False)  # a heuristic's name, a checkpoint folder or a submission
+    source = resolve_source(args.team, output_hint=False)  # a heuristic, checkpoint, submission or FILE.py:NAME
     settings = source.env_settings()  # a trained team plays the environment it was trained for
     if args.scenario is not None and settings.get("scenario", args.scenario) != args.scenario:
         raise ValueError(f"--scenario {args.scenario} contradicts the team, which was made for "
@@ -53,11 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         obs, _ = env.reset(seed=args.seed)
         team = source.team_for_episode(env, args.seed)
-        # played as the harness plays it: CAGE's set_initial_values first, then each step's calls
-        agents = {name: team.agents[name] for name in env.possible_agents}
-        spaces = {name: env.action_space(name) for name in agents}
-        for name, agent in agents.items():
-            agent.set_initial_values(spaces[name], obs[name])
+        agents, spaces = start_agents(team, env, obs)  # played as the harness plays it, from the start
         total = 0.0
         declared = getattr(source, "labels", {})  # a submission's manifest TEAM and TECHNIQUE, as reports name it
         named = ", ".join(f"{key} {declared[key]!r}" for key in ("team", "technique") if key in declared)
@@ -210,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--red", default=None, help="red agent (default: the scenario's, KillChainAgent on the paper "
                                                "networks)")
     p.add_argument("--team", default="react",
-                   help="a heuristic (sleep, random, react), a checkpoint folder (cagekit train --out) or a "
-                        "submission (default react)")
+                   help="a heuristic (sleep, random, react), a checkpoint folder (cagekit train --out), a "
+                        "submission or your own Python team (FILE.py:NAME) (default react)")
     p.add_argument("--steps", type=int, default=10, help="episode length (default 10)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.set_defaults(func=_demo)

@@ -122,6 +122,19 @@ def step_actions(agents: dict[str, Any], observations: dict[str, Any], spaces: d
             for name, agent in agents.items()}
 
 
+def start_agents(team: Any, env: Any, observations: dict[str, Any],
+                 call: Callable[[str, Callable[[], Any]], Any] = lambda name, call: call()
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The team's agents in the environment's order and their action spaces, each told the episode's start
+    (CAGE's `set_initial_values` with its space and first observation), as the harness starts an episode (and
+    `cagekit demo` with it). `call(agent_name, call)` makes each call."""
+    agents = {name: team.agents[name] for name in env.possible_agents}
+    spaces = {name: env.action_space(name) for name in agents}
+    for name, agent in agents.items():
+        call(name, functools.partial(agent.set_initial_values, spaces[name], observations[name]))
+    return agents, spaces
+
+
 class _Episode(NamedTuple):
     """An episode readied by `EpisodeRunner._start`: what `probe` and `run` play it with."""
 
@@ -206,14 +219,15 @@ class EpisodeRunner:
         if missing:
             raise EvaluationFailure(f"the team has no agent for {missing} (it has {sorted(team.agents)}); "
                                     f"the environment's agents are {names}")
-        agents = {n: team.agents[n] for n in names}
-        spaces = {n: env.action_space(n) for n in names}
-        for n in names:
+
+        def initial(name: str, call: Callable[[], Any]) -> Any:
             try:
-                agents[n].set_initial_values(spaces[n], observations[n])
+                return call()
             except Exception as exc:  # noqa: BLE001
-                raise EvaluationFailure(f"agent {n!r} raised {type(exc).__name__}: {exc} "
+                raise EvaluationFailure(f"agent {name!r} raised {type(exc).__name__}: {exc} "
                                         f"in set_initial_values before {where}") from exc
+
+        agents, spaces = start_agents(team, env, observations, initial)
         return _Episode(env, team, agents, spaces, observations, names, seed, where)
 
     def probe(self, length: int, red: str) -> None:

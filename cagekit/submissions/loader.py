@@ -238,11 +238,15 @@ class _RemoteAgent:
     def set_initial_values(self, action_space: Any = None, observation: Any = None) -> None:
         """Held for the episode's first act, which delivers it to the worker's agent before asking it to act (no
         round trip of its own)."""
-        n = int(action_space.n) if action_space is not None and hasattr(action_space, "n") else None
-        self.team.initial[self.name] = {"obs": _plain(observation), "space": n}
+        self.team.initial[self.name] = {"obs": _plain(observation), "space": _size(action_space)}
 
     def end_episode(self) -> None:  # the team's end_episode covers every agent
         pass
+
+
+def _size(space: Any) -> int | None:
+    """The number of actions of a discrete action space, as the worker rebuilds it (None for no space)."""
+    return int(space.n) if space is not None and hasattr(space, "n") else None
 
 
 def _plain(observation: Any) -> dict[str, list[int]]:
@@ -315,7 +319,8 @@ class SubmissionTeam:
         sizes = {}
         for name in observations:
             space = None if action_spaces is None else action_spaces.get(name)
-            sizes[name] = int(space.n) if space is not None and hasattr(space, "n") else self.n_actions.get(name)
+            size = _size(space)
+            sizes[name] = size if size is not None else self.n_actions.get(name)
         msg = {"cmd": "act", "obs": observations, "spaces": sizes, **({"step": True} if whole_step else {}),
                **({"initial": self.initial} if self.initial else {})}
         self.initial = {}

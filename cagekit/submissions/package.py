@@ -395,11 +395,12 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
             scenario: str | None = None, layout: str | None = None, channel: bool | None = None,
             sau: bool | None = None, message_cost: float | None = None, seed: int | None = None,
             replace: bool = False, include: tuple[str | Path, ...] = ()) -> Path:
-    """Package `source` (a heuristic name, a checkpoint directory or a training run folder) at `out`.
+    """Package `source` (a heuristic name, a checkpoint directory, a training run folder or a Python team,
+    FILE.py:NAME) at `out`.
 
     `out` ending in `.zip` gets a reproducible zip (same inputs, same bytes); anything else a folder.
     An existing zip holding another submission is written over only with `replace`.
-    Environment settings come from the checkpoint; for heuristics from the arguments (defaults:
+    Environment settings come from the checkpoint; for heuristic and Python teams from the arguments (defaults:
     scenario paper-small, its default layout, channel and SAU on, the scenario's message cost)."""
     check_out(out)
     files = build_files(source, name=name, team=team, technique=technique, scenario=scenario, layout=layout,

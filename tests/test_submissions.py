@@ -708,10 +708,19 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     assert main([*base[:1], str(tmp_path / "pkg" / "weighted.py"), *base[2:], "--out", str(tmp_path / "x.zip")]) == 2
     assert "importing" in capsys.readouterr().err and not (tmp_path / "x.zip").exists()
     assert main([*base, "--out", str(tmp_path / "without.zip")]) == 1  # built here, but the file stays behind
-    assert "weights.json" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "weights.json" in said.out and "without.zip not written" in said.err
+    assert not (tmp_path / "without.zip").exists(), "a package that failed its validation was written"
     assert main([*base, "--out", str(tmp_path / "with.zip"), "--include", "weights.json"]) == 0
     assert "PASS" in capsys.readouterr().out
     assert "team/weights.json" in zipfile.ZipFile(tmp_path / "with.zip").namelist()
+    # --replace with a package that fails: the good zip it would have replaced is kept, and nothing is left over
+    good = (tmp_path / "with.zip").read_bytes()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([*base, "--out", str(tmp_path / "with.zip"), "--replace"]) == 1
+    assert "what was there is untouched" in capsys.readouterr().err
+    assert (tmp_path / "with.zip").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "staging left behind"
     for bad in ("../outside.json", "missing.json"):
         assert main([*base, "--out", str(tmp_path / "bad.zip"), "--include", bad]) == 2
         assert f"--include {bad}: not a file in {tmp_path}" in capsys.readouterr().err

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from cagekit.submissions.loader import SubmissionError, SubmissionTeam, SubmissionTimeout, open_submission
-from cagekit.submissions.package import build_files, package, seal, write_zip
+from cagekit.submissions.package import PackageRejected, build_files, package, seal, write_zip
 from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, UnsafeSubmission, safe_extract
 from cagekit.submissions.validate import Check, ValidationReport, validate
 
@@ -78,21 +79,27 @@ def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cli_package(args: argparse.Namespace) -> int:
+    def accept(staged: Path) -> bool:  # the staged package, validated before it may take --out's place
+        report = validate(staged)
+        report.path = str(args.out)
+        print(report.text())
+        return report.ok
+
     try:
         out = package(args.source, args.name, args.team, args.technique, args.out, scenario=args.scenario,
                       layout=getattr(args, "layout", None), channel=getattr(args, "channel", None),
                       sau=getattr(args, "sau", None), message_cost=getattr(args, "message_cost", None),
                       seed=getattr(args, "seed", None), replace=getattr(args, "replace", False),
-                      include=tuple(getattr(args, "include", ())))
+                      include=tuple(getattr(args, "include", ())),
+                      accept=None if getattr(args, "no_validate", False) else accept)
+    except PackageRejected as exc:
+        print(f"cagekit package: error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:  # on stderr, named, as the others say it
         print(f"cagekit package: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
-    if getattr(args, "no_validate", False):
-        return 0
-    report = validate(out)
-    print(report.text())
-    return 0 if report.ok else 1
+    return 0
 
 
 def cli_validate(args: argparse.Namespace) -> int:
@@ -102,7 +109,7 @@ def cli_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-__all__ = ["Check", "DEFAULT_LIMITS", "Limits", "SubmissionError", "SubmissionTeam", "SubmissionTimeout",
-           "UnsafeSubmission", "ValidationReport", "add_package_parser", "add_validate_parser", "build_files",
-           "cli_package", "cli_validate", "open_submission", "package", "safe_extract", "seal", "validate",
-           "write_zip"]
+__all__ = ["Check", "DEFAULT_LIMITS", "Limits", "PackageRejected", "SubmissionError", "SubmissionTeam",
+           "SubmissionTimeout", "UnsafeSubmission", "ValidationReport", "add_package_parser",
+           "add_validate_parser", "build_files", "cli_package", "cli_validate", "open_submission", "package",
+           "safe_extract", "seal", "validate", "write_zip"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,6 +300,10 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     return files
 
 
+class PackageRejected(ValueError):
+    """The built package failed the caller's check (its validation); nothing was written at `out`."""
+
+
 def seal(files: dict[str, bytes]) -> dict[str, bytes]:
     """`files` with the manifest's hash list recomputed (after adding or editing files by hand)."""
     import hashlib
@@ -394,20 +400,37 @@ def check_out(out: str | Path) -> None:
 def package(source: str | Path, name: str, team: str, technique: str, out: str | Path, *,
             scenario: str | None = None, layout: str | None = None, channel: bool | None = None,
             sau: bool | None = None, message_cost: float | None = None, seed: int | None = None,
-            replace: bool = False, include: tuple[str | Path, ...] = ()) -> Path:
+            replace: bool = False, include: tuple[str | Path, ...] = (),
+            accept: Callable[[Path], bool] | None = None) -> Path:
     """Package `source` (a heuristic name, a checkpoint directory, a training run folder or a Python team,
     FILE.py:NAME) at `out`.
 
     `out` ending in `.zip` gets a reproducible zip (same inputs, same bytes); anything else a folder.
     An existing zip holding another submission is written over only with `replace`.
+    With `accept` (the command line's validation), the package is built in a staging folder beside `out`
+    and moved to `out` only if `accept(staged_path)` is true; otherwise PackageRejected, and `out` (a good
+    submission `--replace` was about to write over, say) is left as it was.
     Environment settings come from the checkpoint; for heuristic and Python teams from the arguments (defaults:
     scenario paper-small, its default layout, channel and SAU on, the scenario's message cost)."""
     check_out(out)
     files = build_files(source, name=name, team=team, technique=technique, scenario=scenario, layout=layout,
                         channel=channel, sau=sau, message_cost=message_cost, seed=seed, include=include)
+    out = Path(out)
+    data = None
     if is_zip_path(out):
         data = zip_bytes(files)  # compressed once, for the check and the file
         if not replace:
-            check_replace(data, Path(out))
-        return write_zip(data, out)
-    return write_folder(files, out)
+            check_replace(data, out)
+    if accept is None:
+        return write_zip(data, out) if data is not None else write_folder(files, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.staged-") as staging:
+        staged = Path(staging) / out.name
+        write_zip(data, staged) if data is not None else write_folder(files, staged)
+        if not accept(staged):
+            raise PackageRejected(f"{out} not written (what was there is untouched): the package failed its "
+                                  f"validation (above); fix the team, or --no-validate to write it anyway")
+        if out.is_dir():  # an empty folder (check_out refused any other): the staged one takes its place
+            out.rmdir()
+        os.replace(staged, out)
+    return out

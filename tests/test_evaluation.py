@@ -319,6 +319,11 @@ def test_a_users_own_folder_is_written_beside_but_its_report_names_are_refused(t
             ) in err
     assert [f.name for f in theirs.iterdir()] == ["results.csv"]
     assert (theirs / "results.csv").read_text() == "my,own,table\n"
+    odd = tmp_path / "odd"
+    (odd / "journal.jsonl").mkdir(parents=True)  # was a bare "[Errno 21] Is a directory"
+    assert _cli("react", str(odd), *TINY) == 1
+    assert f"output folder {odd} holds folders named as the files an evaluation writes (journal.jsonl)" in \
+        " ".join(capsys.readouterr().err.split())
 
 
 def test_a_mismatched_journal_advises_what_works(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -523,6 +528,8 @@ def test_a_checkpoint_sets_the_environment(tmp_path: Path) -> None:
     assert config.team["kind"] == "checkpoint" and len(config.team["sha256"]) == 64 and config.episodes == 10
     with pytest.raises(ValueError, match="contradicts the checkpoint"):
         config_from_args(build_parser().parse_intermixed_args([str(ckpt), "--scenario", "paper-small"]))
+    with pytest.raises(ValueError, match="--no-sau contradicts the checkpoint, which was trained with sau=True"):
+        config_from_args(build_parser().parse_intermixed_args([str(ckpt), "--no-sau"]))  # the option as typed
 
 
 def test_classic_cage2_is_one_blue_agent_without_channel_or_masks() -> None:
@@ -533,6 +540,29 @@ def test_classic_cage2_is_one_blue_agent_without_channel_or_masks() -> None:
     assert (config.channel, config.sau, config.reds) == (False, False, ("B_lineAgent", "RedMeanderAgent",
                                                                          "SleepAgent"))
     assert out == Path("results/sleep-cage2-classic")
+
+
+
+def test_the_default_folder_names_the_options_so_other_runs_do_not_collide() -> None:
+    """Before, `evaluation.py react --lengths 30` and `evaluation.py react` shared results/react-paper-small and
+    the second refused the first's journal; each option that changes the protocol now names its folder, and
+    the same options (in any spelling: --quick is --episodes 10) find the same one again."""
+    from cagekit.evaluation.cli import build_parser, config_from_args
+
+    def folder(*argv: str) -> str:
+        return str(config_from_args(build_parser().parse_intermixed_args(["react", *argv]))[2])
+
+    assert folder() == "results/react-paper-small"
+    assert folder("--quick") == folder("--episodes", "10") == "results/react-paper-small-quick"
+    assert folder("--lengths", "30", "--quick", "--episodes", "3") == "results/react-paper-small-l30-e3"
+    assert folder("--reds", "KillChainAgent", "--seed", "4", "--no-sau", "--no-channel", "--message-cost", "0.5",
+                  "--detection", "0.5", "--backend", "twin") == \
+        "results/react-paper-small-KillChainAgent-seed4-nochannel-nosau-cost0.5-det0.5-twin"
+    # an option given at its default changes nothing, so the run resumes in the same folder
+    assert folder("--lengths", "30,50,100", "--seed", "0", "--message-cost", "0.1", "--detection", "0.1",
+                  "--episodes", "100") == folder()
+    assert len({folder(), folder("--lengths", "30"), folder("--seed", "1"), folder("--no-sau"),
+                folder("--reds", "KillChainAgent")}) == 5
 
 
 # a team cannot fake its score; failures name the agent and step ------------------------------------
@@ -713,6 +743,7 @@ def test_twin_backend_is_marked_and_kept_apart(tmp_path):
     common = ["--episodes", "3", "--lengths", "6", "--reds", "KillChainAgent", "--no-progress"]
     assert cli_main(["react", str(tmp_path / "twin"), "--backend", "twin", *common]) == 0
     assert "simulator twin" in (tmp_path / "twin" / "summary.txt").read_text().splitlines()[0]
+    assert "simulator: twin (not a reportable score)" in (tmp_path / "twin" / "scores.txt").read_text()
     # a twin journal is another configuration: an engine run refuses to mix into it
     assert cli_main(["react", str(tmp_path / "twin"), *common]) != 0
 
@@ -747,6 +778,7 @@ def test_muting_needs_the_channel(tmp_path: Path, capsys: pytest.CaptureFixture)
     (["--message-cost", "nan"], "message cost must be a finite number >= 0"),
     (["--message-cost", "-1"], "message cost must be a finite number >= 0"),
     (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--workers", "2", "--backend", "serial"], "--workers 2 with --backend serial: serial is one process"),
     (["--step-timeout", "-1"], "--step-timeout must be a positive number of seconds"),
     (["--step-timeout", "inf"], "up to 86,400 (a day),"),
 ])

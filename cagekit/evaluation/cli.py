@@ -24,6 +24,8 @@ from cagekit.evaluation.sources import (
 )
 
 QUICK_EPISODES = 10
+DEFAULT_EPISODES = 100
+DEFAULT_LENGTHS = (30, 50, 100)
 #: runs of at least this many episodes use worker processes by default
 PARALLEL_FROM = 40
 
@@ -40,8 +42,10 @@ def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
                         "per agent from its AgentSlot, or a function of the environment returning a Team; NAME "
                         "defaults to make_team) or a heuristic team name; default: --team")
     p.add_argument("out_dir", nargs="?", metavar="OUT_DIR",
-                   help="output folder (default: results/<team>-<scenario>[-<layout>][-quick][-twin])")
-    p.add_argument("--scenario", default=None, help="scenario (default: the checkpoint's, else paper-small)")
+                   help="output folder (default: results/<team>[-muted]-<scenario>[-<layout>][-<settings>]"
+                        "[-quick][-twin], <settings> naming each option that differs from its default)")
+    p.add_argument("--scenario", default=None,
+                   help="scenario (default: the one a checkpoint or submission was made for, else paper-small)")
     p.add_argument("--layout", default=None, help="blue layout (cage2: team or classic)")
     p.add_argument("--team", default=None,
                    help="the team (a heuristic name or a path) when no SUBMISSION_OR_CHECKPOINT is given; with "
@@ -91,7 +95,8 @@ def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
              else "the checkpoint, which was trained with")
     for key, value in given.items():
         if value is not None and key in required and required[key] != value:
-            raise ValueError(f"--{key.replace('_', '-')} {value!r} contradicts {whose} {key}={required[key]!r}")
+            typed = f"--no-{key}" if value is False else f"--{key.replace('_', '-')} {value!r}"  # as typed
+            raise ValueError(f"{typed} contradicts {whose} {key}={required[key]!r}")
     out = {k: (required[k] if k in required else v) for k, v in given.items()}
     spec = get_scenario(out["scenario"] or "paper-small")
     out["scenario"] = spec.name
@@ -143,7 +148,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
     if unknown:
         raise ValueError(f"unknown red agent(s) {unknown} for scenario {spec.name!r}; "
                          f"valid: {', '.join(spec.red_agents)}")
-    episodes = args.episodes if args.episodes is not None else (QUICK_EPISODES if args.quick else 100)
+    episodes = args.episodes if args.episodes is not None else (QUICK_EPISODES if args.quick else DEFAULT_EPISODES)
     inner = source.inner if isinstance(source, MutedSource) else source
     # a submission's own names (Submission.NAME, TEAM, TECHNIQUE, as its manifest records them) label its reports
     declared = inner.labels if isinstance(inner, SubmissionSource) else {}
@@ -168,13 +173,33 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
                         team_name=team_name, technique=technique,
                         simulator="twin" if args.backend == "twin" else "engine", detection=args.detection,
                         view=s["view"])
-    if out_dir:
-        out = Path(out_dir)
-    else:
-        parts = [source.label, spec.name] + ([s["layout"]] if s["layout"] else []) + (["quick"] if args.quick else [])
-        parts += ["twin"] if args.backend == "twin" else []
-        out = Path("results") / "-".join(parts)
+    out = Path(out_dir) if out_dir else default_out_dir(config, args, source.label, spec)
     return config, source, out
+
+
+def default_out_dir(config: EvalConfig, args: argparse.Namespace, label: str, spec: Any) -> Path:
+    """results/<team>-<scenario>[-<layout>][-<options>][-quick][-twin], where <options> names each protocol
+    option given that differs from its default: two runs of the same team with other options get their own
+    folders (one would refuse the other's journal), and the same options find their journal again. Settings a
+    checkpoint or submission brings (its channel, its cost) are the team's, named by its label."""
+    parts = [label, config.scenario] + ([config.layout] if config.layout else [])
+    if tuple(config.lengths) != DEFAULT_LENGTHS:
+        parts.append("l" + "+".join(str(n) for n in config.lengths))
+    if tuple(config.reds) != tuple(spec.red_agents):
+        parts.append("+".join(config.reds))
+    if config.seed != 0:
+        parts.append(f"seed{config.seed}")
+    parts += ["nochannel"] if args.no_channel else []
+    parts += ["nosau"] if args.no_sau else []
+    if args.message_cost is not None and args.message_cost != spec.setting("message_cost", None):
+        parts.append(f"cost{config.message_cost:g}")
+    if args.detection is not None and args.detection != spec.setting("detection", None):
+        parts.append(f"det{config.detection:g}")
+    if config.episodes not in (DEFAULT_EPISODES, QUICK_EPISODES):
+        parts.append(f"e{config.episodes}")
+    parts += ["quick"] if config.episodes == QUICK_EPISODES else []
+    parts += ["twin"] if config.simulator == "twin" else []
+    return Path("results") / "-".join(parts)
 
 
 def print_summary(report: Any, out: Path, console: Any) -> None:
@@ -197,7 +222,7 @@ def print_summary(report: Any, out: Path, console: Any) -> None:
     console.print(f"files in {out}/: summary.txt full.txt summary.json scores.txt results.csv scores.png journal.jsonl")
 
 
-def _backend(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
+def backend_and_workers(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
     """The options' backend and workers; by default worker processes (up to 4) for runs worth their start-up."""
     cpus = os.cpu_count() or 1
     if args.workers is not None and args.workers < 1:
@@ -216,6 +241,9 @@ def _backend(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
             workers = args.workers
         return ("processes" if workers > 1 else "serial"), workers
     if args.backend == "serial":
+        if args.workers not in (None, 1):
+            raise ValueError(f"--workers {args.workers} with --backend serial: serial is one process; drop "
+                             f"--backend (or give --backend processes) to use {args.workers} workers")
         return "serial", 1
     return args.backend, args.workers or (cpus if args.backend == "ray" else min(4, cpus))
 
@@ -243,7 +271,7 @@ def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", 
 
     args = build_parser(prog).parse_intermixed_args(argv)
     config, source, out = config_from_args(args)
-    backend, workers = _backend(args, len(config.tasks()))
+    backend, workers = backend_and_workers(args, len(config.tasks()))
     if args.address and backend != "ray":
         raise ValueError("--address is for the ray backend: add --backend ray")
     report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,

@@ -130,6 +130,10 @@ class Journal:
         (but cutting off a line cut short): a refused folder or team then leaves the folder as it was."""
         folder = self.path.parent
         check_output_folder(folder)
+        taken = [name for name in (JOURNAL, *FILES) if (folder / name).is_dir()]
+        if taken:
+            raise JournalMismatch(f"output folder {folder} holds folders named as the files an evaluation writes "
+                                  f"({', '.join(taken)}); choose another output folder, or move them away")
         wanted = set(self.config.tasks())
         self.results.clear()
         good = 0  # bytes of complete, parseable lines

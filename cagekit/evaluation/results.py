@@ -143,6 +143,8 @@ def write_scores_txt(report: Report, path: Path) -> None:
              f"total_score: {t.score}", f"total_score_ci95: {t.ci95}",
              f"bits_per_episode: {report.bits_per_episode}",
              f"channel_cost_per_episode: {report.channel_cost_per_episode}"]
+    if report.config.simulator == "twin":  # the engine's files stay as CAGE-4 lays them out
+        lines.append("simulator: twin (not a reportable score)")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -329,9 +329,9 @@ def resolve_source(path: str | None, team: str | None = None, output_hint: bool 
     if spec is not None:
         return PythonSource(*spec)
     if p.suffix.lower() == ".zip":
-        raise ValueError(f"cannot evaluate {path!r}: no such submission file")
+        raise ValueError(f"no team {path!r}: no such submission file")
     found = "it does not exist" if not p.exists() else "it is none of these"
-    raise ValueError(f"cannot evaluate {path!r} ({found}): expected a submission (a .zip, or a folder holding "
+    raise ValueError(f"no team {path!r} ({found}): expected a submission (a .zip, or a folder holding "
                      f"submission.py), a checkpoint directory holding meta.json and its weights, your own Python "
                      f"team (FILE.py:NAME) or a heuristic team name ({', '.join(HEURISTICS)})" + (
                          f"; to give only the output folder, name the team first: evaluation.py {default_team()} "

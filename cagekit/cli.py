@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 #: `--detection` of `train` and `benchmark` (the evaluation commands have their own, scoring only)
 DETECTION_HELP = ("probability that a stealthy red step is seen, in training and scoring (default: the scenario's, "
@@ -37,7 +38,7 @@ def _scenarios(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """A short episode that shows what each agent sees, does, says and earns, and what red does."""
     from cagekit import make_env
-    from cagekit.evaluation.episode import red_action, start_agents, step_actions
+    from cagekit.evaluation.episode import EvaluationFailure, red_action, start_agents, step_actions
     from cagekit.evaluation.sources import resolve_source
 
     if args.steps < 1:  # before a team is loaded
@@ -50,10 +51,18 @@ def _demo(args: argparse.Namespace) -> int:
     scenario = settings.get("scenario") or args.scenario or "paper-small"
     env_kwargs = {k: v for k, v in settings.items() if k != "scenario"}  # layout, channel, sau, cost, view
     env = make_env(scenario, red=args.red, seed=args.seed, episode_length=args.steps, **env_kwargs)
+    where = "in set_initial_values"
+
+    def blaming(agent: str, call: Callable[[], Any]) -> Any:  # an agent's error named with it and the step
+        try:
+            return call()
+        except Exception as exc:
+            raise EvaluationFailure(f"agent {agent!r} raised {type(exc).__name__}: {exc} {where}") from exc
+
     try:
         obs, _ = env.reset(seed=args.seed)
         team = source.team_for_episode(env, args.seed)
-        agents, spaces = start_agents(team, env, obs)  # played as the harness plays it, from the start
+        agents, spaces = start_agents(team, env, obs, blaming)  # played as the harness plays it, from the start
         total = 0.0
         declared = getattr(source, "labels", {})  # a submission's manifest TEAM and TECHNIQUE, as reports name it
         named = ", ".join(f"{key} {declared[key]!r}" for key in ("team", "technique") if key in declared)
@@ -61,7 +70,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"scenario {scenario}, red {env.engine.red_name}, team {source.label}{named}, "
               f"agents {env.possible_agents}")
         for t in range(args.steps):
-            actions = step_actions(agents, obs, spaces)
+            where = f"at step {t}"
+            actions = step_actions(agents, obs, spaces, blaming)
             obs, rewards, _, _, infos = env.step(actions)
             first = env.possible_agents[0]
             total += infos[first]["env_reward"]
@@ -71,6 +81,10 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"      red: {red_action(env)}")
             print(f"      team reward {rewards[first]:7.2f} (env {infos[first]['env_reward']:7.2f}), "
                   f"env return so far {total:8.2f}")
+    except EvaluationFailure as exc:
+        sys.stdout.flush()  # the steps played so far, then what stopped them
+        print(f"cagekit demo: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         source.close()
     return 0
@@ -258,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lengths", default="30", help="episode lengths scored, comma separated (default 30)")
     p.add_argument("--reds", default=None, help="red agents scored, comma separated (default: all of the scenario's)")
     p.add_argument("--out", default="results/benchmark", help="output folder (default results/benchmark)")
-    p.add_argument("--jobs", type=int, default=1, help="training runs in parallel processes")
-    p.add_argument("--workers", type=int, default=1, help="evaluation worker processes per team")
-    p.add_argument("--backend", default=None, choices=["serial", "processes", "ray"])
+    p.add_argument("--jobs", type=int, default=1, help="training runs in parallel processes (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="evaluation worker processes per team (default 1)")
+    p.add_argument("--backend", default=None, choices=["serial", "processes", "ray"],
+                   help="how each team's evaluation runs (default: processes with more than one worker, else "
+                        "serial); scores come from the CybORG engine whichever")
     p.add_argument("--address", default=None, help="Ray cluster address")
     p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
                    help="hyperparameter file for one algorithm (repeatable; default: its built-in ones, for DIAL "
@@ -281,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mute", action="store_true",
                    help="also score every algorithm whose teams send bits with the bits forced to 0 (eval-muted/); "
                         "paired.md then shows what the messages are worth to each team")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("compare", help="paired differences between scored teams: algorithms seed by seed "
@@ -313,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="ALGO=FILE",
                    help="hyperparameter file for one algorithm (repeatable; default: configs/dial-sau-fast.yaml "
                         "for dial-sau, dial and nocomm)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars")
     p.set_defaults(func=_reproduce)
 
     try:

@@ -495,6 +495,8 @@ def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
      "--config for ['react'], which is never trained: only learners take a config (dial-sau, "),
     (["--algos", "react", "--train-red", "KillChainAgnet"],
      "--train-red: unknown red agent(s) ['KillChainAgnet'] for scenario 'paper-small'; valid: "),
+    (["--algos", "qmix", "--scenario", "nope"], "--scenario: unknown scenario 'nope'; valid scenarios: "),
+    (["--algos", "qmix", "--workers", "2", "--backend", "serial"], "--workers 2 with --backend serial"),
 ])
 def test_benchmark_arguments_that_would_mislead_are_refused(tmp_path, capsys, extra, message):
     """A repeated algorithm counted its seeds twice; a heuristic's config and a mistyped training red were

@@ -49,7 +49,7 @@ def test_demo_names_its_own_options_when_refusing(tmp_path, capsys):
     for team in (str(tmp_path / "missing"), str(tmp_path)):
         assert main(["demo", "--team", team, "--steps", "1"]) == 2
         err = capsys.readouterr().err
-        assert f"cannot evaluate {team!r}" in err and "output folder" not in err and "evaluation.py" not in err
+        assert f"no team {team!r}" in err and "output folder" not in err and "evaluation.py" not in err
 
 
 def test_a_reader_that_stops_early_ends_the_demo_quietly():
@@ -89,3 +89,15 @@ def test_demo_plays_a_python_team_with_the_calls_the_harness_makes(tmp_path, cap
     out = capsys.readouterr().out
     assert out.startswith("scenario paper-small, red KillChainAgent, team ready, agents ['blue_user', 'blue_ops']")
     assert len(re.findall(r"^t= \d blue_(user|ops) +obs=[01]+ action=", out, re.M)) == 4
+
+
+def test_a_team_that_raises_is_named_with_its_agent_and_step_not_a_traceback(tmp_path, capsys):
+    """As the harness names a failing agent, so does the demo, after the steps it played; exit code 1."""
+    (tmp_path / "breaks.py").write_text(
+        "from cagekit.agents import Agent\n\n\nclass Breaks(Agent):\n    def __init__(self, slot):\n"
+        "        self.calls = 0\n\n    def get_action(self, observation, action_space):\n        self.calls += 1\n"
+        "        if self.calls > 2:\n            raise KeyError('boom')\n        return 0\n")
+    assert main(["demo", "--team", f"{tmp_path / 'breaks.py'}:Breaks", "--steps", "5"]) == 1
+    said = capsys.readouterr()
+    assert "cagekit demo: error: agent 'blue_user' raised KeyError: 'boom' at step 2" in said.err
+    assert "Traceback" not in said.err and len(re.findall(r"^t= \d blue_", said.out, re.M)) == 4

@@ -78,7 +78,12 @@ class BenchmarkPlan:
             raise ValueError(f"--config for {untrained}, which is never trained: only learners take a config "
                              f"({', '.join(learners)})")
         from cagekit.agents.rollout import training_reds
+        from cagekit.scenarios import get_scenario
 
+        try:
+            get_scenario(self.scenario)
+        except ValueError as exc:  # named as the option the user typed, before the reds are checked against it
+            raise ValueError(f"--scenario: {exc}") from None
         try:  # checked even with no learner in --algos: a typo is never silently ignored
             training_reds(self.scenario, self.train_red)
         except ValueError as exc:
@@ -89,10 +94,13 @@ class BenchmarkPlan:
         self.check_protocol()
 
     def check_protocol(self) -> None:
-        """Refuse a bad evaluation setting (scenario, reds, episodes, lengths) now, not after hours of training."""
-        from cagekit.evaluation.cli import build_parser, config_from_args
+        """Refuse a bad evaluation setting (scenario, reds, episodes, lengths, backend and workers) now, not after
+        hours of training."""
+        from cagekit.evaluation.cli import backend_and_workers, build_parser, config_from_args
 
-        config_from_args(build_parser().parse_args(evaluation_argv(self, "sleep", self.out / "check", 0)))
+        args = build_parser().parse_args(evaluation_argv(self, "sleep", self.out / "check", 0))
+        config, _, _ = config_from_args(args)
+        backend_and_workers(args, len(config.tasks()))
 
     def run_dir(self, algo: str, seed: int) -> Path:
         return self.out / layout.RUNS / layout.run_name(algo, seed)
@@ -432,8 +440,12 @@ def aggregate(per_seed: Any) -> Any:
 
 
 def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
-    head = (f"Scenario `{plan.scenario}`, {plan.episodes} episodes per combination, lengths {plan.lengths}, "
-            f"seeds {plan.seeds}, {plan.steps:,} training steps against red {plan.train_red or 'default'}. "
+    trained = any(a not in HEURISTICS for a in plan.algos)  # heuristics alone: no training to describe
+    training = f"{plan.steps:,} training steps against red {plan.train_red or 'default'}" if trained else \
+        "heuristic teams (nothing trained)"
+    episodes = "episode" if plan.episodes == 1 else "episodes"
+    head = (f"Scenario `{plan.scenario}`, {plan.episodes} {episodes} per combination, lengths {plan.lengths}, "
+            f"seeds {plan.seeds}, {training}. "
             f"Score: sum over red agents of the mean "
             f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")
     cols = list(table.columns)

@@ -154,6 +154,6 @@ class ScenarioSpec:
         key = name or self.default_layout
         if key not in self.blue_layouts:
             raise ValueError(
-                f"scenario {self.name!r} has no blue layout {key!r}; valid: {sorted(self.blue_layouts)}"
+                f"scenario {self.name!r} has no blue layout {key!r}; valid: {', '.join(sorted(self.blue_layouts))}"
             )
         return self.blue_layouts[key]

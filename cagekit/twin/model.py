@@ -87,7 +87,8 @@ class TwinModel:
         check_view(view)
         if spec.reward != "paper":
             raise ValueError(f"the twin models the paper networks' action set; scenario {spec.name!r} uses "
-                             f"{spec.reward!r}: run it on the engine (--backend engine, simulator='engine')")
+                             f"{spec.reward!r}: run it on the engine (training: --backend engine; evaluation: "
+                             f"any --backend but twin; the Python API: simulator='engine')")
         self.spec = spec
         self.detection = spec.setting("detection", detection)
         self.green_rate = spec.setting("green_rate", green_rate)

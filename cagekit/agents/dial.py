@@ -127,17 +127,18 @@ class DialConfig(HyperparameterConfig):
     hypernet_hidden: int = 64
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
 
+    BOUNDS = {**dict.fromkeys(("hidden", "gru_layers", "batch_episodes", "target_update", "grad_steps", "mixer_embed",
+                               "hypernet_hidden"), ">= 1"),
+              **dict.fromkeys(("lr", "reward_scale"), "> 0"),
+              **dict.fromkeys(("sigma", "grad_clip", "eps_anneal_steps", "cost_weight", "cost_warmup_steps",
+                               "cost_ramp_steps", "replay_batches"), ">= 0"),
+              **dict.fromkeys(("gamma", "rms_alpha", "eps_start", "eps_end", "td_lambda"), "in [0, 1]"),
+              "momentum": "in [0, 1)"}
+
     def __post_init__(self) -> None:
         if self.norm not in ("batch", "layer", "none"):
-            raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {self.norm!r}")
-        if not 0.0 <= self.td_lambda <= 1.0:
-            raise ValueError(f"td_lambda must be in [0, 1], got {self.td_lambda}")
-        if self.grad_steps < 1:
-            raise ValueError(f"grad_steps must be >= 1, got {self.grad_steps}")
-        if self.batch_episodes < 1:
-            raise ValueError(f"batch_episodes must be >= 1, got {self.batch_episodes}")
-        if self.replay_batches < 0:
-            raise ValueError(f"replay_batches must be >= 0 (0: train on the new batch only), got {self.replay_batches}")
+            raise ValueError(f"DIAL config key 'norm' must be 'batch', 'layer' or 'none', got {self.norm!r}")
+        self.check_bounds()
         if self.mixer and self.bootstrap_truncation:
             raise ValueError("bootstrap_truncation is not supported with mixer (the final global state is not kept); "
                              "set one of them to false")

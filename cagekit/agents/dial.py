@@ -91,6 +91,28 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+
+def check_team(algo: str, scenario: str, layout: str | None = None) -> None:
+    """A ValueError where `algo` talks on the channel and `scenario`'s `layout` has one blue agent: its messages
+    would reach no one, and the run trained but its team failed when scored (an empty message input)."""
+    from cagekit.scenarios import get_scenario
+
+    spec = get_scenario(scenario)
+    agents = spec.layout(layout)
+    if not VARIANTS[algo]["channel"] or len(agents) > 1:
+        return
+    name = layout or spec.default_layout
+    several = {k: v for k, v in spec.blue_layouts.items() if len(v) > 1}
+    where = f"{scenario} has no layout with several"
+    if several:
+        listed = "; ".join(f"{k} ({', '.join(a.name for a in v)})" for k, v in several.items())
+        where = (f"{scenario}'s layouts with several: {listed}; `cagekit train` trains the default layout, so "
+                 f"train one of those from Python (make_learner({algo!r}, {scenario!r}, "
+                 f"layout={next(iter(several))!r}), then train)")
+    raise ValueError(f"{algo} needs two or more blue agents to talk, and {scenario}'s layout {name!r} has one "
+                     f"({agents[0].name}); {where}. Or train nocomm, qmix or ppo, which need no teammate")
+
+
 # configuration ---------------------------------------------------------------------------------
 @dataclass
 class DialConfig(HyperparameterConfig):
@@ -514,6 +536,7 @@ class DialLearner:
                  **env_kwargs: Any):
         if algo not in VARIANTS:
             raise ValueError(f"unknown DIAL variant {algo!r}; valid: {', '.join(VARIANTS)}")
+        check_team(algo, scenario, env_kwargs.get("layout"))
         self.algo, self.scenario, self.seed = algo, scenario, int(seed)
         self.config = DialConfig.coerce(config)
         for key in ("channel", "sau", "view"):
@@ -851,6 +874,10 @@ def load_team(path: str | Path, meta: dict[str, Any] | None = None, scenario: st
         config = DialConfig.from_dict(meta["hyperparameters"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"corrupt checkpoint metadata {Path(path) / ckpt.META_FILE}: {exc}") from exc
+    if VARIANTS[meta["algo"]]["channel"] and len(slots) == 1:  # trained before `check_team` refused such runs
+        raise ValueError(f"checkpoint {path} is a {meta['algo']} team of one agent ({slots[0].name}), which cannot "
+                         f"act: its message input is empty, with no teammate to send it; retrain it as nocomm, qmix "
+                         f"or ppo, or on a layout of several agents")
     layout = TeamLayout(slots)
     net = CNet(layout.dims(), config)
     state = ckpt.load_model_state(path)

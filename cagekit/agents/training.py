@@ -123,8 +123,8 @@ def make_learner(algo: str, scenario: str, seed: int = 0, config: Any = None, **
 
 
 def check_training(algo: str, scenario: str, config: str | Path | None, env: dict[str, Any]) -> None:
-    """Refuse what a run of `algo` on `scenario` would fail on later (its config's keys, types and ranges), so
-    that `cagekit train` and `benchmark` refuse before making any folder."""
+    """Refuse what a run of `algo` on `scenario` would fail on later (its config's keys, types and ranges; a
+    channel on a team of one), so that `cagekit train` and `benchmark` refuse before making any folder."""
     from cagekit.agents.config_file import load_mapping
 
     if algo in SB3_ALGOS:
@@ -132,9 +132,10 @@ def check_training(algo: str, scenario: str, config: str | Path | None, env: dic
 
         check_hyperparameters(algo, load_mapping(config) if config else None)
     elif algo in DIAL_ALGOS:
-        from cagekit.agents.dial import DialConfig
+        from cagekit.agents.dial import DialConfig, check_team
 
         DialConfig.coerce(config)
+        check_team(algo, scenario, env.get("layout"))
     elif algo == "qmix":
         from cagekit.agents.qmix import QmixConfig
 

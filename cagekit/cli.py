@@ -120,9 +120,10 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     from cagekit.evaluation import benchmark_layout as layout
     from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark
+    from cagekit.scenarios.options import comma_list
 
     configs = _algo_files(args.config)
-    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    algos = comma_list(args.algos, "--algos")
     stray = [a for a in configs if a not in algos]
     if stray:
         raise ValueError(f"--config for {stray}, which --algos does not train ({', '.join(algos)})")

@@ -214,6 +214,27 @@ def test_bad_settings_are_refused_before_any_training(tmp_path, capsys, extra, m
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("algo", "config", "scenario", "message"), [
+    ("ppo", 'learning_rate: "x"', "paper-small", "ppo config key 'learning_rate' must be a finite number, got 'x'"),
+    ("ppo", "batch_size: 1", "paper-small", "`batch_size` must be greater than 1"),  # SB3's own check, named
+    ("qmix", "epsilon_start: 2", "paper-small", "QMix config key 'epsilon_start' must be in [0, 1], got 2"),
+    ("dial-sau", None, "cage2", "dial-sau needs two or more blue agents to talk"),
+])
+def test_benchmark_refuses_what_it_cannot_train_before_any_folder(tmp_path, capsys, algo, config, scenario, message):
+    """These ended in a traceback mid-benchmark, leaving OUT/runs/ALGO-s0 behind (or, for DIAL on cage2's one
+    Blue agent, a run whose team failed when scored)."""
+    out = tmp_path / "bm"
+    given = []
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(config + "\n")
+        given = ["--config", f"{algo}={tmp_path / 'c.yaml'}"]
+    argv = ["benchmark", "--algos", algo, "--scenario", scenario, "--seeds", "1", "--steps", "60", "--episodes", "1",
+            "--lengths", "5", "--out", str(out), "--no-progress", *given]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_reproduce_refuses_bad_numbers_before_training(tmp_path, capsys):
     out = tmp_path / "rp"
     assert main(["reproduce", "--quick", "--episodes", "0", "--out", str(out), "--doc", str(tmp_path / "r.md")]) == 2
@@ -289,7 +310,16 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
     bad.write_text('sigma: "2"\n')
     unknown = tmp_path / "ppo.yaml"
     unknown.write_text("lrr: 0.1\n")
+    sizes = tmp_path / "d.yaml"
+    sizes.write_text("hidden: 0\n")
+    rate = tmp_path / "sb3.yaml"
+    rate.write_text('learning_rate: "x"\n')
     for argv, message in [
+        (["--algo", "dial-sau", "--config", str(sizes)], "DIAL config key 'hidden' must be >= 1, got 0"),
+        (["--algo", "ppo", "--config", str(rate)], "ppo config key 'learning_rate' must be a finite number, got 'x'"),
+        (["--algo", "dial-sau", "--scenario", "cage2"], "dial-sau needs two or more blue agents to talk, and "
+                                                         "cage2's layout 'classic' has one (Blue); cage2's layouts "
+                                                         "with several: team (blue_user, blue_enterprise, blue_ops)"),
         (["--algo", "dial-sau", "--message-cost", "nan"], "(the reward a sent 1 costs), got nan"),
         (["--algo", "nocomm", "--config", str(bad)], "DIAL config key 'sigma' must be a finite number, got '2'"),
         (["--algo", "ppo", "--config", str(unknown)], "unknown ppo hyperparameter(s) ['lrr']; valid: batch_size"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from cagekit.agents.config_file import HyperparameterConfig, load_mapping
@@ -57,3 +60,38 @@ def test_a_value_of_the_wrong_type_is_named_not_trained_on(cls, data, message):
 def test_whole_numbers_are_accepted_where_they_mean_the_same():
     config = DialConfig.from_dict({"eps_anneal_steps": 50000.0, "lr": 1, "gate_messages": False})
     assert config.eps_anneal_steps == 50000 and isinstance(config.eps_anneal_steps, int) and config.lr == 1
+
+
+@pytest.mark.parametrize(("cls", "data", "message"), [
+    (DialConfig, {"hidden": 0}, "DIAL config key 'hidden' must be >= 1, got 0"),  # was an IndexError mid-run
+    (DialConfig, {"gru_layers": 0}, "DIAL config key 'gru_layers' must be >= 1, got 0"),  # was torch's RuntimeError
+    (DialConfig, {"target_update": 0}, "DIAL config key 'target_update' must be >= 1, got 0"),
+    (DialConfig, {"eps_start": 5}, "DIAL config key 'eps_start' must be in [0, 1], got 5"),
+    (DialConfig, {"eps_end": -0.1}, "DIAL config key 'eps_end' must be in [0, 1], got -0.1"),
+    (DialConfig, {"sigma": -1}, "DIAL config key 'sigma' must be >= 0, got -1"),
+    (DialConfig, {"lr": 0}, "DIAL config key 'lr' must be > 0, got 0"),
+    (DialConfig, {"gamma": 1.5}, "DIAL config key 'gamma' must be in [0, 1], got 1.5"),
+    (DialConfig, {"momentum": 1}, "DIAL config key 'momentum' must be in [0, 1), got 1"),
+    (DialConfig, {"replay_batches": -1}, "DIAL config key 'replay_batches' must be >= 0, got -1"),
+    (DialConfig, {"norm": "group"}, "DIAL config key 'norm' must be 'batch', 'layer' or 'none', got 'group'"),
+    (QmixConfig, {"rnn_hidden": 0}, "QMix config key 'rnn_hidden' must be >= 1, got 0"),
+    (QmixConfig, {"epsilon_start": 2}, "QMix config key 'epsilon_start' must be in [0, 1], got 2"),
+    (QmixConfig, {"epsilon_finish": -1}, "QMix config key 'epsilon_finish' must be in [0, 1], got -1"),
+    (QmixConfig, {"lr": -5e-4}, "QMix config key 'lr' must be > 0, got -0.0005"),
+    (QmixConfig, {"grad_clip": 0}, "QMix config key 'grad_clip' must be > 0, got 0"),  # clips every gradient to 0
+    (QmixConfig, {"gamma": 1.01}, "QMix config key 'gamma' must be in [0, 1], got 1.01"),
+])
+def test_a_value_out_of_its_range_is_named_not_trained_on(cls, data, message):
+    """A zero-sized network failed deep in torch after the run's folder was made; an epsilon of 2 trained."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls.from_dict(data)
+
+
+def test_the_defaults_and_the_shipped_configs_are_in_range():
+    """The ranges refuse nonsense only: every setting the project documents still loads."""
+    assert DialConfig() and QmixConfig()
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        DialConfig.from_file(path)
+    DialConfig.from_dict({"sigma": 0, "grad_clip": 0, "eps_anneal_steps": 0, "gamma": 0, "eps_start": 1, "eps_end": 0})

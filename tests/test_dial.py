@@ -873,3 +873,22 @@ def test_train_refuses_no_steps_and_another_run_s_folder(tmp_path):
     with pytest.raises(ValueError, match="already holds a trained run .*pass resume=True to continue it"):
         train(tiny(seed=6), 2 * 5, run, checkpoint_every=0, progress=False)
     assert (run / "model.pt").read_bytes() == weights
+
+
+def test_a_channel_on_a_team_of_one_is_refused_and_the_others_train(tmp_path):
+    """cage2's default layout is the one Blue agent: dial-sau trained there, but its team failed when scored
+    (an empty message input). Refused before any environment is made; no-comms and a team layout still train,
+    and a one-agent channel checkpoint made before is refused by name when loaded."""
+    for algo in ("dial-sau", "dial"):
+        with pytest.raises(ValueError, match=f"{algo} needs two or more blue agents to talk, and cage2's layout "
+                                             "'classic' has one \\(Blue\\); cage2's layouts with several: team"):
+            DialLearner(algo, "cage2", 0, TINY)
+    DialLearner("dial-sau", "cage2", 0, TINY, layout="team", episode_length=3)  # the layout the message names
+    one = DialLearner("nocomm", "cage2", 0, TINY, episode_length=3)
+    assert one.layout.n_agents == 1
+    train(one, 6, tmp_path, progress=False)
+    assert load_team(tmp_path).agents.keys() == {"Blue"}
+    meta = json.loads((tmp_path / ckpt.META_FILE).read_text())
+    (tmp_path / ckpt.META_FILE).write_text(json.dumps({**meta, "algo": "dial-sau"}))  # as such a run recorded it
+    with pytest.raises(ValueError, match="is a dial-sau team of one agent \\(Blue\\), which cannot act"):
+        load_team(tmp_path)

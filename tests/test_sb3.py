@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -11,7 +12,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from cagekit.agents import make_team
-from cagekit.agents.sb3 import Sb3Team, load_team, team_from_model, train_sb3
+from cagekit.agents.sb3 import Sb3Team, check_hyperparameters, load_team, team_from_model, train_sb3
 from cagekit.wrappers import make_env
 from cagekit.wrappers.gym_views import CentralisedEnv, ClassicCage2Env, make_vec_env
 
@@ -354,6 +355,39 @@ def test_sb3_progress_bar_reports_our_figures(tmp_path, progress_callbacks):
 def test_sb3_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="no SB3 checkpoint"):
         train_sb3("ppo", "paper-small", steps=64, out_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize(("algo", "data", "message"), [
+    ("ppo", {"learning_rate": "x"}, "ppo config key 'learning_rate' must be a finite number, got 'x' (str)"),
+    ("ppo", {"n_steps": "abc"}, "ppo config key 'n_steps' must be a whole number, got 'abc' (str)"),
+    ("ppo", {"batch_size": -4}, "ppo config key 'batch_size' must be >= 1, got -4"),
+    ("maskable-ppo", {"gamma": 5}, "maskable-ppo config key 'gamma' must be in [0, 1], got 5"),
+    ("ppo", {"normalize_advantage": "no"}, "ppo config key 'normalize_advantage' must be true or false"),
+    ("dqn", {"max_grad_norm": "1"}, "dqn config key 'max_grad_norm' must be a finite number"),
+    ("dqn", {"exploration_final_eps": 1.5}, "dqn config key 'exploration_final_eps' must be in [0, 1], got 1.5"),
+    ("dqn", {"lr": 0.1}, "unknown dqn hyperparameter(s) ['lr']; valid: batch_size"),
+])
+def test_sb3_hyperparameters_of_the_wrong_type_or_range_are_named(algo, data, message):
+    """Each ended in SB3's AssertionError or TypeError traceback, after the run's folder was made."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_hyperparameters(algo, data)
+
+
+def test_sb3_hyperparameters_keep_what_sb3_takes():
+    checked = check_hyperparameters("dqn", {"n_steps": 3.0, "max_grad_norm": 10, "learning_rate": 1})
+    assert checked == {"n_steps": 3, "max_grad_norm": 10, "learning_rate": 1} and type(checked["n_steps"]) is int
+    assert check_hyperparameters("ppo", None) == {}
+    assert check_hyperparameters("ppo", {"target_kl": 0.02, "clip_range_vf": None}) == {"target_kl": 0.02,
+                                                                                         "clip_range_vf": None}
+
+
+def test_what_sb3_itself_refuses_is_named_before_the_run_folder(tmp_path):
+    """PPO's batch of 1 passes the ranges (DQN may take it) but not SB3's own check: a ValueError, no folder."""
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=re.escape("ppo refuses its hyperparameters {'batch_size': 1}: `batch_size` "
+                                                   "must be greater than 1")):
+        train_sb3("ppo", "paper-small", steps=64, out_dir=out, algo_kwargs={"batch_size": 1}, progress_bar=False)
+    assert not out.exists()
 
 
 def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):

@@ -7,8 +7,18 @@ import dataclasses
 import json
 import math
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
+
+#: the ranges a numeric config field may be held to, by the words its error message uses
+RANGES: dict[str, Callable[[float], bool]] = {
+    ">= 1": lambda v: v >= 1,
+    ">= 0": lambda v: v >= 0,
+    "> 0": lambda v: v > 0,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+}
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
@@ -29,7 +39,7 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _checked(learner: str, key: str, value: Any, kind: Any) -> Any:
+def check_value(learner: str, key: str, value: Any, kind: Any) -> Any:
     """`value` if it suits the field's type (an int for a float, a whole float for an int); else a ValueError.
 
     YAML reads `5e4` as text, and Python takes the text "false" as true: without this a config could
@@ -61,6 +71,16 @@ class HyperparameterConfig:
 
     #: the learner's name in error messages ("DIAL", "QMix")
     LEARNER: ClassVar[str] = "learner"
+    #: field -> its range, a key of `RANGES`
+    BOUNDS: ClassVar[dict[str, str]] = {}
+
+    def check_bounds(self) -> None:
+        """A ValueError naming the first field out of its range: a zero-sized network or an epsilon of 2 would
+        otherwise fail deep in torch mid-run, or train on a schedule that means nothing."""
+        for key, rule in self.BOUNDS.items():
+            value = getattr(self, key)
+            if not RANGES[rule](value):
+                raise ValueError(f"{self.LEARNER} config key {key!r} must be {rule}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -73,7 +93,7 @@ class HyperparameterConfig:
         if unknown:
             raise ValueError(f"unknown {cls.LEARNER} config key(s) {unknown}; valid: {sorted(known)}")
         hints = typing.get_type_hints(cls)
-        return cls(**{key: _checked(cls.LEARNER, key, value, hints[key]) for key, value in data.items()})
+        return cls(**{key: check_value(cls.LEARNER, key, value, hints[key]) for key, value in data.items()})
 
     @classmethod
     def from_file(cls, path: str | Path) -> Self:

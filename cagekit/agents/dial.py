@@ -91,6 +91,28 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+
+def check_team(algo: str, scenario: str, layout: str | None = None) -> None:
+    """A ValueError where `algo` talks on the channel and `scenario`'s `layout` has one blue agent: its messages
+    would reach no one, and the run trained but its team failed when scored (an empty message input)."""
+    from cagekit.scenarios import get_scenario
+
+    spec = get_scenario(scenario)
+    agents = spec.layout(layout)
+    if not VARIANTS[algo]["channel"] or len(agents) > 1:
+        return
+    name = layout or spec.default_layout
+    several = {k: v for k, v in spec.blue_layouts.items() if len(v) > 1}
+    where = f"{scenario} has no layout with several"
+    if several:
+        listed = "; ".join(f"{k} ({', '.join(a.name for a in v)})" for k, v in several.items())
+        where = (f"{scenario}'s layouts with several: {listed}; `cagekit train` trains the default layout, so "
+                 f"train one of those from Python (make_learner({algo!r}, {scenario!r}, "
+                 f"layout={next(iter(several))!r}), then train)")
+    raise ValueError(f"{algo} needs two or more blue agents to talk, and {scenario}'s layout {name!r} has one "
+                     f"({agents[0].name}); {where}. Or train nocomm, qmix or ppo, which need no teammate")
+
+
 # configuration ---------------------------------------------------------------------------------
 @dataclass
 class DialConfig(HyperparameterConfig):
@@ -127,17 +149,18 @@ class DialConfig(HyperparameterConfig):
     hypernet_hidden: int = 64
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into meta.json
 
+    BOUNDS = {**dict.fromkeys(("hidden", "gru_layers", "batch_episodes", "target_update", "grad_steps", "mixer_embed",
+                               "hypernet_hidden"), ">= 1"),
+              **dict.fromkeys(("lr", "reward_scale"), "> 0"),
+              **dict.fromkeys(("sigma", "grad_clip", "eps_anneal_steps", "cost_weight", "cost_warmup_steps",
+                               "cost_ramp_steps", "replay_batches"), ">= 0"),
+              **dict.fromkeys(("gamma", "rms_alpha", "eps_start", "eps_end", "td_lambda"), "in [0, 1]"),
+              "momentum": "in [0, 1)"}
+
     def __post_init__(self) -> None:
         if self.norm not in ("batch", "layer", "none"):
-            raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {self.norm!r}")
-        if not 0.0 <= self.td_lambda <= 1.0:
-            raise ValueError(f"td_lambda must be in [0, 1], got {self.td_lambda}")
-        if self.grad_steps < 1:
-            raise ValueError(f"grad_steps must be >= 1, got {self.grad_steps}")
-        if self.batch_episodes < 1:
-            raise ValueError(f"batch_episodes must be >= 1, got {self.batch_episodes}")
-        if self.replay_batches < 0:
-            raise ValueError(f"replay_batches must be >= 0 (0: train on the new batch only), got {self.replay_batches}")
+            raise ValueError(f"DIAL config key 'norm' must be 'batch', 'layer' or 'none', got {self.norm!r}")
+        self.check_bounds()
         if self.mixer and self.bootstrap_truncation:
             raise ValueError("bootstrap_truncation is not supported with mixer (the final global state is not kept); "
                              "set one of them to false")
@@ -513,6 +536,7 @@ class DialLearner:
                  **env_kwargs: Any):
         if algo not in VARIANTS:
             raise ValueError(f"unknown DIAL variant {algo!r}; valid: {', '.join(VARIANTS)}")
+        check_team(algo, scenario, env_kwargs.get("layout"))
         self.algo, self.scenario, self.seed = algo, scenario, int(seed)
         self.config = DialConfig.coerce(config)
         for key in ("channel", "sau", "view"):
@@ -850,6 +874,10 @@ def load_team(path: str | Path, meta: dict[str, Any] | None = None, scenario: st
         config = DialConfig.from_dict(meta["hyperparameters"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"corrupt checkpoint metadata {Path(path) / ckpt.META_FILE}: {exc}") from exc
+    if VARIANTS[meta["algo"]]["channel"] and len(slots) == 1:  # trained before `check_team` refused such runs
+        raise ValueError(f"checkpoint {path} is a {meta['algo']} team of one agent ({slots[0].name}), which cannot "
+                         f"act: its message input is empty, with no teammate to send it; retrain it as nocomm, qmix "
+                         f"or ppo, or on a layout of several agents")
     layout = TeamLayout(slots)
     net = CNet(layout.dims(), config)
     state = ckpt.load_model_state(path)

@@ -62,13 +62,14 @@ class QmixConfig(HyperparameterConfig):
     reward_scale: float = 1.0  # rewards are multiplied by this in the TD targets (logged returns are not)
     bootstrap_truncation: bool = True  # the time-limit end is not terminal: bootstrap from the last state
 
+    BOUNDS = {**dict.fromkeys(("rnn_hidden", "mixer_embed", "hypernet_hidden", "buffer_episodes", "batch_episodes",
+                               "episodes_per_update", "target_update_episodes"), ">= 1"),
+              **dict.fromkeys(("lr", "rms_eps", "grad_clip", "reward_scale"), "> 0"),
+              **dict.fromkeys(("gamma", "rms_alpha", "epsilon_start", "epsilon_finish"), "in [0, 1]"),
+              "epsilon_anneal_steps": ">= 0"}
+
     def __post_init__(self) -> None:
-        for name in ("rnn_hidden", "mixer_embed", "hypernet_hidden", "buffer_episodes", "batch_episodes",
-                     "episodes_per_update", "target_update_episodes"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"QMix config {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"QMix config gamma must be in [0, 1], got {self.gamma}")
+        self.check_bounds()
 
 
 # networks ---------------------------------------------------------------------------------------------

@@ -26,9 +26,10 @@ def training_reds(scenario: str, red: str | None) -> list[str | None]:
     if red is None:
         return [None]
     from cagekit.scenarios import get_scenario
+    from cagekit.scenarios.options import comma_list
 
     valid = list(get_scenario(scenario).red_agents)
-    names = valid if red == ALL_REDS else [r.strip() for r in str(red).split(",") if r.strip()]
+    names = valid if red == ALL_REDS else comma_list(str(red), "the red agent list")
     unknown = [r for r in names if r not in valid]
     if unknown or not names:
         raise ValueError(f"unknown red agent(s) {unknown or red!r} for scenario {scenario!r}; "

@@ -45,6 +45,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoard
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.agents.config_file import RANGES, check_value
 
 ALGOS = ("ppo", "maskable-ppo", "dqn")
 
@@ -58,6 +59,44 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "gamma": 0.99, "train_freq": 4, "target_update_interval": 2_000, "exploration_fraction": 0.3,
             "exploration_final_eps": 0.05},
 }
+
+
+#: the ranges of the numeric hyperparameters that have one (`config_file.RANGES`); SB3 checks few of them itself,
+#: and a negative batch or a gamma of 5 otherwise fails in SB3's asserts or trains on nonsense
+BOUNDS: dict[str, str] = {
+    **dict.fromkeys(("n_steps", "batch_size", "n_epochs", "buffer_size", "train_freq", "target_update_interval",
+                     "stats_window_size"), ">= 1"),
+    **dict.fromkeys(("learning_rate", "clip_range", "max_grad_norm"), "> 0"),
+    **dict.fromkeys(("learning_starts", "ent_coef", "vf_coef"), ">= 0"),
+    **dict.fromkeys(("gamma", "gae_lambda", "tau", "exploration_fraction", "exploration_initial_eps",
+                     "exploration_final_eps"), "in [0, 1]"),
+}
+#: the constructor arguments train_sb3 sets itself, not a config's to give
+_FIXED = frozenset({"self", "policy", "env", "seed", "verbose", "device", "policy_kwargs", "_init_setup_model"})
+
+
+def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`algo_kwargs` with whole floats made ints, or a ValueError naming the key, the value and what is valid.
+
+    A value's type is its default's in the algorithm's signature (where that is a number, text or a flag) and
+    its range `BOUNDS`': a config file's "x" for a learning rate would otherwise end in SB3's traceback
+    after the run's folder was made."""
+    params = inspect.signature(_algo_class(algo).__init__).parameters
+    settable = sorted(set(params) - _FIXED)
+    unknown = sorted(set(algo_kwargs or {}) - set(settable))
+    if unknown:
+        raise ValueError(f"unknown {algo} hyperparameter(s) {unknown}; valid: {', '.join(settable)}")
+    checked = {}
+    for key, value in (algo_kwargs or {}).items():
+        hint, default = params[key].annotation, params[key].default
+        kind = next((k for k in (hint, type(default)) if k in (bool, int, float, str)), None)
+        if kind is not None:
+            value = check_value(algo, key, value, kind)
+        rule = BOUNDS.get(key)
+        if rule is not None and not RANGES[rule](value):
+            raise ValueError(f"{algo} config key {key!r} must be {rule}, got {value!r}")
+        checked[key] = value
+    return checked
 
 
 def _algo_class(algo: str) -> type[BaseAlgorithm]:
@@ -562,11 +601,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     cls = _algo_class(algo)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    fixed = {"self", "policy", "env", "seed", "verbose", "device", "policy_kwargs", "_init_setup_model"}
-    settable = sorted(set(inspect.signature(cls.__init__).parameters) - fixed)
-    unknown = sorted(set(algo_kwargs or {}) - set(settable))
-    if unknown:
-        raise ValueError(f"unknown {algo} hyperparameter(s) {unknown}; valid: {', '.join(settable)}")
+    algo_kwargs = check_hyperparameters(algo, algo_kwargs)
     out = Path(out_dir)
     checkpoint = None
     if resume:
@@ -589,16 +624,21 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     nvec = [int(n) for n in probe.nvec] if isinstance(probe, CentralisedEnv) else [int(probe.action_space.n)]
     probe.close()
 
-    out.mkdir(parents=True, exist_ok=True)
     venv = make_vec_env(n_envs, seed, vec=vec, scenario=scenario, reds=reds, **copy_kwargs)
-    kwargs = {**DEFAULTS[algo], **(algo_kwargs or {})}
+    kwargs = {**DEFAULTS[algo], **algo_kwargs}
     if algo != "dqn":
         kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * n_envs)
     previous_meta: dict[str, Any] = {}
     start = 0
     if checkpoint is None:
-        model = cls("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", policy_kwargs=policy_kwargs,
-                    **kwargs)
+        try:  # before the run's folder: what `check_hyperparameters` cannot see, SB3 refuses here
+            model = cls("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", policy_kwargs=policy_kwargs,
+                        **kwargs)
+        except (AssertionError, TypeError, ValueError) as exc:
+            venv.close()
+            given = f"hyperparameters {algo_kwargs or kwargs}" + (f" and policy_kwargs {policy_kwargs}"
+                                                                  if policy_kwargs else "")
+            raise ValueError(f"{algo} refuses its {given}: {exc}") from exc
     else:
         model_file, buffer_file, _ = checkpoint
         model = _load_model(cls, model_file, env=venv)
@@ -617,6 +657,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
         if (out / "meta.json").exists():
             previous_meta = json.loads((out / "meta.json").read_text())
         print(f"resuming {out} from {model_file.name} at {start:,} of {steps:,} steps")
+    out.mkdir(parents=True, exist_ok=True)
     model.set_logger(_run_logger(out, start if checkpoint is not None else None))
     threads = torch.get_num_threads()
     if torch_threads is not None:

@@ -122,6 +122,26 @@ def make_learner(algo: str, scenario: str, seed: int = 0, config: Any = None, **
     raise ValueError(f"unknown learning algorithm {algo!r}; valid: {', '.join(ALGOS)}")
 
 
+def check_training(algo: str, scenario: str, config: str | Path | None, env: dict[str, Any]) -> None:
+    """Refuse what a run of `algo` on `scenario` would fail on later (its config's keys, types and ranges; a
+    channel on a team of one), so that `cagekit train` and `benchmark` refuse before making any folder."""
+    from cagekit.agents.config_file import load_mapping
+
+    if algo in SB3_ALGOS:
+        from cagekit.agents.sb3 import check_hyperparameters
+
+        check_hyperparameters(algo, load_mapping(config) if config else None)
+    elif algo in DIAL_ALGOS:
+        from cagekit.agents.dial import DialConfig, check_team
+
+        DialConfig.coerce(config)
+        check_team(algo, scenario, env.get("layout"))
+    elif algo == "qmix":
+        from cagekit.agents.qmix import QmixConfig
+
+        QmixConfig.coerce(config)
+
+
 def _progress(enabled: bool, total: int, initial: int, label: str = "train") -> Progress | None:
     """A started rich progress bar of training steps, or None when `enabled` is false. `label` names the run
     (its algorithm and seed), so that a benchmark's runs, one bar after another, can be told apart."""
@@ -526,6 +546,7 @@ def cli_train(args: Any) -> int:
     spec = get_scenario(run["scenario"])  # an unknown scenario is named here, before any folder is made
     for setting in ("detection", "message_cost"):
         spec.setting(setting, run["env"].get(setting))
+    check_training(algo, spec.name, run["config"], run["env"])
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")

@@ -78,12 +78,15 @@ class BenchmarkPlan:
             raise ValueError(f"--config for {untrained}, which is never trained: only learners take a config "
                              f"({', '.join(learners)})")
         from cagekit.agents.rollout import training_reds
+        from cagekit.agents.training import check_training
         from cagekit.scenarios import get_scenario
 
         try:
             get_scenario(self.scenario)
         except ValueError as exc:  # named as the option the user typed, before the reds are checked against it
             raise ValueError(f"--scenario: {exc}") from None
+        for algo in (a for a in self.algos if a in learners):  # a config or team it cannot train, before any folder
+            check_training(algo, self.scenario, self.configs.get(algo), self.env)
         try:  # checked even with no learner in --algos: a typo is never silently ignored
             training_reds(self.scenario, self.train_red)
         except ValueError as exc:
@@ -361,7 +364,6 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     """Train, score and tabulate; returns the table as a pandas DataFrame (also written to OUT)."""
     import pandas as pd
 
-    plan.out.mkdir(parents=True, exist_ok=True)
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
     train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
     to_train = [a for a, s in learned if not (plan.run_dir(a, s) / TRAIN_RECORD).exists()]
@@ -372,6 +374,7 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     jobs = [TrainJob(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env,
                      plan.snapshots, plan.select_episodes) for a, s in learned]
     train_seconds = dict(zip(learned, train_many(jobs, plan.jobs, plan.progress), strict=True))
+    plan.out.mkdir(parents=True, exist_ok=True)  # after training: a run SB3 refuses leaves no empty OUT behind
     rows = []
     for algo in plan.algos:
         for seed in plan.seeds:

@@ -22,6 +22,7 @@ from cagekit.evaluation.sources import (
     TeamSource,
     resolve_source,
 )
+from cagekit.scenarios.options import comma_list
 
 QUICK_EPISODES = 10
 DEFAULT_EPISODES = 100
@@ -112,8 +113,9 @@ def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
+    items = comma_list(text, what)
     try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
+        values = tuple(int(x) for x in items)
     except ValueError:
         raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
     return values
@@ -143,7 +145,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
         raise ValueError("--mute needs the message channel on (there is nothing to mute without it); drop "
                          "--no-channel, or evaluate a team layout that has a channel")
     spec = s.pop("spec")
-    reds = tuple(r.strip() for r in args.reds.split(",") if r.strip()) if args.reds else tuple(spec.red_agents)
+    reds = tuple(comma_list(args.reds, "--reds")) if args.reds else tuple(spec.red_agents)
     unknown = [r for r in reds if r not in spec.red_agents]
     if unknown:
         raise ValueError(f"unknown red agent(s) {unknown} for scenario {spec.name!r}; "

@@ -44,6 +44,17 @@ def test_load_mapping_names_the_file_and_the_problem(tmp_path):
         load_mapping(tmp_path / "missing.yaml")
 
 
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads `lr: 3e-4` as the text '3e-4', which was then refused as no number; they are
+    read as YAML 1.2 and JSON read them. Text that only starts like a number stays text."""
+    yml = tmp_path / "c.yaml"
+    yml.write_text("lr: 3e-4\neps_anneal_steps: 5e4\nneg: -1E+2\nplain: 7\nword: 3e4x\n")
+    assert load_mapping(yml) == {"lr": 3e-4, "eps_anneal_steps": 50000.0, "neg": -100.0, "plain": 7, "word": "3e4x"}
+    (tmp_path / "d.yaml").write_text("lr: 3e-4\neps_anneal_steps: 5e4\n")
+    built = DialConfig.coerce(str(tmp_path / "d.yaml"))
+    assert (built.lr, built.eps_anneal_steps) == (3e-4, 50000) and isinstance(built.eps_anneal_steps, int)
+
+
 @pytest.mark.parametrize(("cls", "data", "message"), [
     (DialConfig, {"sigma": "2"}, "DIAL config key 'sigma' must be a finite number, got '2'"),
     (DialConfig, {"hidden": 12.7}, "DIAL config key 'hidden' must be a whole number, got 12.7"),

@@ -21,6 +21,21 @@ RANGES: dict[str, Callable[[float], bool]] = {
 }
 
 
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader, reading `3e-4` and `5e4` as numbers as YAML 1.2 does (YAML 1.1 wants `3.0e-4`,
+    and a config saying `lr: 3e-4` was refused as text)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                 list("-+0123456789"))
+    return Loader
+
+
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping of field -> value in a JSON or YAML file; a `ValueError` naming the file otherwise."""
     path = Path(path)
@@ -29,7 +44,7 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_yaml_loader()) or {}
         else:
             data = json.loads(text)
     except Exception as exc:  # noqa: BLE001 - OS / json / yaml errors
@@ -42,7 +57,7 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
 def check_value(learner: str, key: str, value: Any, kind: Any) -> Any:
     """`value` if it suits the field's type (an int for a float, a whole float for an int); else a ValueError.
 
-    YAML reads `5e4` as text, and Python takes the text "false" as true: without this a config could
+    A quoted "5e4" is text, and Python takes the text "false" as true: without this a config could
     train silently on a setting it does not say, or fail deep in torch."""
     ok = True
     if kind is bool:

@@ -587,3 +587,42 @@ def test_train_uses_an_empty_folder_and_refuses_its_finished_run_without_resume(
     assert (out / "log.csv").read_text() == log
     assert main(["train", "--resume", str(out), "--steps", "600", "--no-progress"]) == 0  # continued, as before
     assert len((out / "log.csv").read_text().splitlines()) > len(log.splitlines())
+
+
+@pytest.mark.parametrize("name", ["table.md", "benchmark.png"])
+def test_benchmark_refuses_a_folder_of_its_file_names_that_is_no_benchmark_and_reruns_its_own(tmp_path, capsys, name):
+    """A user's own table.md (or any file named as the reports) in a folder no benchmark made is refused before
+    anything is scored and left as it was; a benchmark's own folder is rerun, and extended, as before."""
+    argv = ["benchmark", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--reds", "SleepAgent",
+            "--no-progress", "--select-episodes", "0"]
+    mine = tmp_path / "bm-u"
+    mine.mkdir()
+    (mine / name).write_text("my own notes\n")
+    assert main([*argv, "--algos", "react", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {mine} holds files a benchmark writes ({name}) but is no benchmark's folder" in err
+    assert "not overwritten" in err
+    assert (mine / name).read_text() == "my own notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == [name]  # nothing scored or written beside it
+    out = tmp_path / "bm"
+    assert main([*argv, "--algos", "react", "--out", str(out)]) == 0
+    assert main([*argv, "--algos", "react", "--out", str(out)]) == 0  # its own folder: rerun
+    assert main([*argv, "--algos", "react,sleep", "--out", str(out)]) == 0  # and extended
+    assert pd.read_csv(out / "table.csv")["algo"].tolist() == ["react", "sleep"]
+
+
+def test_a_benchmark_folder_is_known_by_a_team_it_scored_or_a_run_it_finished(tmp_path):
+    from cagekit.evaluation.benchmark import check_benchmark_folder
+
+    (tmp_path / "table.md").write_text("mine\n")
+    (tmp_path / "runs" / "notes").mkdir(parents=True)
+    (tmp_path / "runs" / "notes" / TRAIN_RECORD).write_text("{}\n")  # not a run's name: no benchmark's
+    (tmp_path / "eval" / "react-s0").mkdir(parents=True)  # a team's folder without its journal
+    with pytest.raises(ValueError, match=r"holds files a benchmark writes \(table.md\)"):
+        check_benchmark_folder(tmp_path)
+    (tmp_path / "runs" / "qmix-s2").mkdir()
+    (tmp_path / "runs" / "qmix-s2" / TRAIN_RECORD).write_text("{}\n")
+    check_benchmark_folder(tmp_path)
+    (tmp_path / "runs" / "qmix-s2" / TRAIN_RECORD).unlink()
+    (tmp_path / "eval" / "react-s0" / "journal.jsonl").write_text("")
+    check_benchmark_folder(tmp_path)

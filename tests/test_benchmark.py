@@ -386,7 +386,9 @@ def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("")
     assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(afile), "--no-progress"]) == 2
-    assert f"File exists: {afile}" in capsys.readouterr().err
+    assert f"--out {afile} is a file; give the run's folder (new or empty)" in capsys.readouterr().err
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(afile / "run"), "--no-progress"]) == 2
+    assert f"--out {afile / 'run'} lies under {afile}, which is a file" in capsys.readouterr().err
     assert main(["train", "--algo", "qmix", "--steps", "60", "--detection", "2", "--out", str(tmp_path / "r"),
                  "--no-progress"]) == 2
     assert "detection is a probability in [0, 1], got 2.0" in capsys.readouterr().err
@@ -585,3 +587,74 @@ def test_the_printed_table_has_the_precision_of_table_md_and_the_csv_every_digit
         assert cells[2:4] == [f"{row['score']:.2f}", f"{row['ci95']:.2f}"]
         assert f"| {row['algo']} | 2 | {row['score']:.2f} | {row['ci95']:.2f} |" in md
     assert table["ci95"].map(lambda v: v != round(v, 2)).any()  # the CSV is not rounded
+
+
+@pytest.mark.parametrize("name", ["log.csv", "model.pt", "meta.json", "tb", "progress.csv", "events.out.tfevents.1.h"])
+def test_train_refuses_a_folder_of_files_it_writes_that_is_no_run_of_its_own(tmp_path, capsys, name):
+    """A folder holding a file by a name the run writes, but no run.json, is the user's (or another tool's):
+    the run is refused before it writes anything, and the file is left as it was."""
+    out = tmp_path / "mine"
+    own = out / name
+    if name == "tb":
+        own.mkdir(parents=True)
+        own = own / "notes.txt"
+    else:
+        out.mkdir()
+    own.write_text("the user's own\n")
+    assert main(["train", "--algo", "qmix", "--steps", "300", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} holds files a training run writes ({name}) but no run.json" in err
+    assert "not overwritten" in err
+    assert own.read_text() == "the user's own\n"
+    assert sorted(p.name for p in out.iterdir()) == [name]  # no run.json (or anything else) was written
+
+
+def test_train_uses_an_empty_folder_and_refuses_its_finished_run_without_resume(tmp_path, capsys):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert main(["train", "--algo", "qmix", "--steps", "300", "--out", str(out), "--no-progress"]) == 0
+    log = (out / "log.csv").read_text()
+    assert main(["train", "--algo", "qmix", "--steps", "300", "--out", str(out), "--no-progress"]) == 2
+    assert f"{out} already holds a run; use --resume {out}" in capsys.readouterr().err
+    assert (out / "log.csv").read_text() == log
+    assert main(["train", "--resume", str(out), "--steps", "600", "--no-progress"]) == 0  # continued, as before
+    assert len((out / "log.csv").read_text().splitlines()) > len(log.splitlines())
+
+
+@pytest.mark.parametrize("name", ["table.md", "benchmark.png"])
+def test_benchmark_refuses_a_folder_of_its_file_names_that_is_no_benchmark_and_reruns_its_own(tmp_path, capsys, name):
+    """A user's own table.md (or any file named as the reports) in a folder no benchmark made is refused before
+    anything is scored and left as it was; a benchmark's own folder is rerun, and extended, as before."""
+    argv = ["benchmark", "--seeds", "1", "--episodes", "1", "--lengths", "4", "--reds", "SleepAgent",
+            "--no-progress", "--select-episodes", "0"]
+    mine = tmp_path / "bm-u"
+    mine.mkdir()
+    (mine / name).write_text("my own notes\n")
+    assert main([*argv, "--algos", "react", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {mine} holds files a benchmark writes ({name}) but is no benchmark's folder" in err
+    assert "not overwritten" in err
+    assert (mine / name).read_text() == "my own notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == [name]  # nothing scored or written beside it
+    out = tmp_path / "bm"
+    assert main([*argv, "--algos", "react", "--out", str(out)]) == 0
+    assert main([*argv, "--algos", "react", "--out", str(out)]) == 0  # its own folder: rerun
+    assert main([*argv, "--algos", "react,sleep", "--out", str(out)]) == 0  # and extended
+    assert pd.read_csv(out / "table.csv")["algo"].tolist() == ["react", "sleep"]
+
+
+def test_a_benchmark_folder_is_known_by_a_team_it_scored_or_a_run_it_finished(tmp_path):
+    from cagekit.evaluation.benchmark import check_benchmark_folder
+
+    (tmp_path / "table.md").write_text("mine\n")
+    (tmp_path / "runs" / "notes").mkdir(parents=True)
+    (tmp_path / "runs" / "notes" / TRAIN_RECORD).write_text("{}\n")  # not a run's name: no benchmark's
+    (tmp_path / "eval" / "react-s0").mkdir(parents=True)  # a team's folder without its journal
+    with pytest.raises(ValueError, match=r"holds files a benchmark writes \(table.md\)"):
+        check_benchmark_folder(tmp_path)
+    (tmp_path / "runs" / "qmix-s2").mkdir()
+    (tmp_path / "runs" / "qmix-s2" / TRAIN_RECORD).write_text("{}\n")
+    check_benchmark_folder(tmp_path)
+    (tmp_path / "runs" / "qmix-s2" / TRAIN_RECORD).unlink()
+    (tmp_path / "eval" / "react-s0" / "journal.jsonl").write_text("")
+    check_benchmark_folder(tmp_path)

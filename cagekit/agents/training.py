@@ -453,6 +453,32 @@ SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")
 RUN_FILE = "run.json"
 
 
+#: what `cagekit train` writes into a run's folder, ours and SB3's (SB3's TensorBoard files too: `TB_EVENTS`)
+RUN_OUTPUTS = (RUN_FILE, LOG_FILE, "tb", ckpt.MODEL_FILE, ckpt.META_FILE, ckpt.TRAINER_FILE, SNAPSHOT_DIR,
+               SELECTION_FILE, SELECTION_DIR, "model.zip", "replay_buffer.pkl", "checkpoints", "progress.csv")
+TB_EVENTS = "events.out.tfevents.*"
+
+
+def check_new_run_folder(out: Path) -> None:
+    """Refuse `--out` for a new run before anything is written: a file (or a path under one), a run of
+    `cagekit train` (its run.json: --resume continues it), or a folder holding what a run writes that no
+    run.json vouches for (the user's own files, a benchmark's run), which the run would overwrite. An empty
+    folder, or one of other files, is used as it is."""
+    for place in (out, *out.parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == out else f"lies under {place}, which is a file"
+                raise ValueError(f"--out {out} {where}; give the run's folder (new or empty)")
+            break
+    if (out / RUN_FILE).exists():
+        raise ValueError(f"{out} already holds a run; use --resume {out} to continue it or choose --out")
+    found = [name for name in RUN_OUTPUTS if (out / name).exists()] + sorted(p.name for p in out.glob(TB_EVENTS))
+    if found:
+        raise ValueError(f"--out {out} holds files a training run writes ({', '.join(found)}) but no {RUN_FILE}, "
+                         f"so it is no run of `cagekit train` to continue: they are your own or another tool's, "
+                         f"and are not overwritten; choose another --out (new or empty), or move those files away")
+
+
 def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
     """`--resume OUT` continues the run as its run.json records it: an option that says otherwise (another
     scenario, seed, red...) is refused rather than silently dropped. Only --steps and --checkpoint-every
@@ -530,8 +556,7 @@ def cli_train(args: Any) -> int:
         run = {"algo": args.algo, "scenario": scenario, "seed": seed, "steps": steps,
                "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
                "snapshots": args.snapshots or 0}
-        if (out / RUN_FILE).exists():
-            raise ValueError(f"{out} already holds a run; use --resume {out} to continue it or choose --out")
+        check_new_run_folder(out)
     algo = run["algo"]
     if algo not in (*ALGOS, *SB3_ALGOS):
         raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join((*ALGOS, *SB3_ALGOS))}")

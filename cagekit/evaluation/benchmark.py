@@ -94,6 +94,7 @@ class BenchmarkPlan:
         from cagekit.evaluation.journal import check_output_folder
 
         check_output_folder(self.out, "--out", "give a folder")  # named here, not as the protocol check's folder
+        check_benchmark_folder(self.out)
         self.check_protocol()
 
     def check_protocol(self) -> None:
@@ -114,6 +115,29 @@ class BenchmarkPlan:
 
 #: written into a run's folder when the benchmark finished training it
 TRAIN_RECORD = "benchmark-train.json"
+
+
+def is_benchmark_folder(out: Path) -> bool:
+    """Whether `out` is a benchmark's own folder: a team it scored (eval/ALGO-sSEED/journal.jsonl) or a run it
+    finished (runs/ALGO-sSEED/TRAIN_RECORD). Its reports are written only after every team is scored, so a
+    folder holding them was a benchmark's exactly when it has the first."""
+    from cagekit.evaluation.journal import JOURNAL
+
+    return any(layout.RUN_NAME.match(file.parent.name) is not None
+               for pattern in (f"{layout.EVAL}/*/{JOURNAL}", f"{layout.RUNS}/*/{TRAIN_RECORD}")
+               for file in out.glob(pattern))
+
+
+def check_benchmark_folder(out: Path) -> None:
+    """Refuse an --out that holds files named as the benchmark's reports but is no benchmark's folder: they are
+    the user's own or another tool's, and the benchmark would replace them. A benchmark's own folder is
+    rerun or extended into as before."""
+    found = [name for name in layout.FILES if (out / name).exists()]
+    if found and not is_benchmark_folder(out):
+        raise ValueError(f"--out {out} holds files a benchmark writes ({', '.join(found)}) but is no benchmark's "
+                         f"folder (no {layout.EVAL}/ALGO-sSEED/ it scored, no {layout.RUNS}/ALGO-sSEED/{TRAIN_RECORD} "
+                         f"it trained): your own files or another tool's, so they are not overwritten; choose "
+                         f"another --out (new, empty, or an earlier benchmark's), or move those files away")
 
 
 def training_settings(config: str | None, env: dict[str, Any]) -> dict[str, Any]:

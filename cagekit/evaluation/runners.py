@@ -20,6 +20,7 @@ from typing import Any
 from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationFailure
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.sources import TeamSource
+from cagekit.submissions.lifeline import exit_with_parent
 
 Task = tuple[int, str, int]
 OnResult = Callable[[EpisodeResult], None]
@@ -50,6 +51,10 @@ def _init_worker(config: EvalConfig, source: TeamSource, step_timeout: float | N
     # A pool worker ends with os._exit, so neither atexit nor __del__ runs there; multiprocessing's own
     # exit finalizers do. Without this, each worker left a submission's unpacked folder in the temp dir.
     multiprocessing.util.Finalize(None, _WORKER.close, exitpriority=10)
+    # A parent killed outright (kill -9) left its workers waiting for work forever, submission workers and
+    # their unpacked folders with them: end with it, releasing those first.
+    owner = multiprocessing.parent_process()  # the evaluation, also where a forkserver is the parent
+    exit_with_parent(_WORKER.close, owner.pid if owner is not None else None)
 
 
 def _work(task: Task) -> EpisodeResult:

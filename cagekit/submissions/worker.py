@@ -157,6 +157,11 @@ def main(argv: list[str]) -> int:
     folder = os.path.realpath(argv[0])
     preload_torch = "--torch" in argv[1:]
     proto = _Proto()
+    # its parent's death closes the pipes, unless another process inherited them: end with the parent anyway
+    # (its unpacked folder is left: outside the folder this guard lets the worker change)
+    from cagekit.submissions.lifeline import exit_with_parent
+
+    exit_with_parent()
     try:
         # imported before the guard (reads only), for the functions above and the seed command
         import gymnasium.spaces  # noqa: F401

@@ -1,0 +1,110 @@
+"""Workers end with the process that started them: after a kill -9 of an evaluation none is left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+
+
+def _running(pid: int) -> bool:
+    """There and not a zombie (an orphan that exited stays one until init reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def _kill_and_reap(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)  # reaped: not a zombie that still looks alive to its children
+
+
+@linux_only
+def test_an_orphaned_process_runs_its_cleanup_and_exits(tmp_path):
+    marker = tmp_path / "cleaned"
+    child = (f"import time, pathlib; from cagekit.submissions.lifeline import exit_with_parent; "
+             f"exit_with_parent(lambda: pathlib.Path({str(marker)!r}).write_text('done'), poll=0.1); "
+             f"print('ready', flush=True); time.sleep(60)")
+    parent = ("import subprocess, sys, time; "
+              f"c = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=sys.stdout); "
+              "print(c.pid, flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        assert _running(pid) and not marker.exists()  # a living parent is no reason to exit
+        _kill_and_reap(proc)
+        assert _wait_for(lambda: not _running(pid), 5), "the orphan kept running"
+        assert marker.read_text() == "done"
+    finally:
+        if proc.poll() is None:
+            _kill_and_reap(proc)
+
+
+@linux_only
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_killed_evaluation_leaves_no_pool_worker(tmp_path, method):
+    """kill -9 of `evaluation.py --workers 2` left both pool workers waiting forever under pid 1 (a forkserver,
+    their parent, outlives the evaluation: they watch the evaluation itself)."""
+    env = {**os.environ, "CAGEKIT_START_METHOD": method}
+    proc = subprocess.Popen([sys.executable, "evaluation.py", "react", str(tmp_path / "out"), "--episodes", "400",
+                             "--lengths", "30", "--workers", "2", "--no-progress"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started: list[int] = []
+    try:
+        def descendants() -> list[int]:
+            found, todo = [], [proc.pid]
+            while todo:
+                kids = _children(todo.pop())
+                found += kids
+                todo += kids
+            return found
+
+        def playing() -> bool:  # an episode journaled: the pool workers are at work
+            journal = tmp_path / "out" / "journal.jsonl"
+            return journal.exists() and len(journal.read_bytes().splitlines()) >= 2
+
+        assert _wait_for(playing, 60)
+        started = descendants()
+        assert len(started) >= 2  # the workers (and a forkserver)
+        _kill_and_reap(proc)
+        assert _wait_for(lambda: not any(_running(p) for p in started), 5), \
+            f"still running after the evaluation was killed: {[p for p in started if _running(p)]}"
+    finally:
+        if proc.poll() is None:
+            _kill_and_reap(proc)
+        for pid in started:  # a failed check leaves none behind
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

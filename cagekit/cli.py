@@ -35,6 +35,10 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+LAYOUT_HELP = ("blue layout: which agents defend which hosts (default: the scenario's; cagekit scenarios lists "
+               "them, e.g. cage2's team of three or its classic single Blue)")
+
+
 def _demo(args: argparse.Namespace) -> int:
     """A short episode that shows what each agent sees, does, says and earns, and what red does."""
     from cagekit import make_env
@@ -127,7 +131,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     stray = [a for a in configs if a not in algos]
     if stray:
         raise ValueError(f"--config for {stray}, which --algos does not train ({', '.join(algos)})")
-    env = {k: v for k, v in (("message_cost", args.message_cost), ("detection", args.detection)) if v is not None}
+    env = {k: v for k, v in (("message_cost", args.message_cost), ("detection", args.detection),
+                             ("layout", args.layout)) if v is not None}
     plan = BenchmarkPlan(scenario=args.scenario, algos=algos,
                          seeds=list(range(args.seeds)), steps=args.steps, out=Path(args.out),
                          episodes=args.episodes, lengths=args.lengths, reds=args.reds, workers=args.workers,
@@ -232,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dial-sau, dial, nocomm, shared-obs, qmix (ours) or ppo, maskable-ppo, dqn (SB3); required "
                         "unless --resume")
     p.add_argument("--scenario", default=None, help="default paper-small")
+    p.add_argument("--layout", default=None, help=LAYOUT_HELP)
     p.add_argument("--steps", type=int, default=None, help="environment steps (default 200,000)")
     p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--out", default=None, help="run directory (default runs/ALGO-SCENARIO-SEED)")
@@ -264,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="train (or load) and score several algorithms on the same seeds")
     p.add_argument("--scenario", default="paper-small", help="default paper-small")
+    p.add_argument("--layout", default=None, help=LAYOUT_HELP)
     p.add_argument("--algos", default="dial-sau,qmix,ppo,maskable-ppo,react,sleep",
                    help="comma separated: dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn, react, "
                         "random, sleep")

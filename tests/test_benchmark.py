@@ -319,7 +319,10 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
         (["--algo", "ppo", "--config", str(rate)], "ppo config key 'learning_rate' must be a finite number, got 'x'"),
         (["--algo", "dial-sau", "--scenario", "cage2"], "dial-sau needs two or more blue agents to talk, and "
                                                          "cage2's layout 'classic' has one (Blue); cage2's layouts "
-                                                         "with several: team (blue_user, blue_enterprise, blue_ops)"),
+                                                         "with several: team (blue_user, blue_enterprise, blue_ops); "
+                                                         "choose one with --layout team"),
+        (["--algo", "qmix", "--scenario", "cage2", "--layout", "teams"],
+         "scenario 'cage2' has no blue layout 'teams'; valid: classic, team"),
         (["--algo", "dial-sau", "--message-cost", "nan"], "(the reward a sent 1 costs), got nan"),
         (["--algo", "nocomm", "--config", str(bad)], "DIAL config key 'sigma' must be a finite number, got '2'"),
         (["--algo", "ppo", "--config", str(unknown)], "unknown ppo hyperparameter(s) ['lrr']; valid: batch_size"),
@@ -658,3 +661,37 @@ def test_a_benchmark_folder_is_known_by_a_team_it_scored_or_a_run_it_finished(tm
     (tmp_path / "runs" / "qmix-s2" / TRAIN_RECORD).unlink()
     (tmp_path / "eval" / "react-s0" / "journal.jsonl").write_text("")
     check_benchmark_folder(tmp_path)
+
+
+def test_train_takes_a_layout_so_dial_sau_can_defend_cage2_as_a_team(tmp_path, capsys):
+    """cage2's default layout is CAGE-2's single Blue, which DIAL refuses (no one to talk to); --layout team
+    trains the three-agent team from the command line, the checkpoint carries the layout to the evaluation,
+    and a resume keeps it (and says so when asked for fewer steps than it already has)."""
+    import json
+
+    import cagekit
+    from cagekit.evaluation import cli_main
+
+    run = tmp_path / "c2"
+    assert main(["train", "--algo", "dial-sau", "--scenario", "cage2", "--layout", "team", "--steps", "60",
+                 "--out", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "run.json").read_text())["env"]["layout"] == "team"
+    assert cli_main([str(run), str(tmp_path / "scored"), "--episodes", "1", "--lengths", "4", "--reds",
+                     "B_lineAgent", "--no-progress"]) == 0
+    assert (tmp_path / "scored" / "summary.txt").read_text().startswith(f"cagekit {cagekit.__version__}, cage2, "
+                                                                        "layout team")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--layout", "classic"]) == 2
+    assert "--layout classic differs from its 'team'" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--steps", "30", "--no-progress"]) == 0
+    assert "already trained past the 30 steps asked for: nothing to do" in capsys.readouterr().out
+
+
+def test_a_benchmark_scores_heuristics_on_the_layout_it_is_given(tmp_path):
+    """--layout reaches the heuristics' evaluation (learned teams carry their own) and the table says it."""
+    out = tmp_path / "bm"
+    assert main(["benchmark", "--scenario", "cage2", "--layout", "team", "--algos", "react", "--seeds", "1",
+                 "--episodes", "1", "--lengths", "4", "--reds", "B_lineAgent", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "cage2, layout team" in (out / "eval" / "react-s0" / "summary.txt").read_text().splitlines()[0]
+    assert (out / "table.md").read_text().startswith("Scenario `cage2`, layout `team`, 1 episode per combination")

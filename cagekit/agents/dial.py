@@ -106,9 +106,7 @@ def check_team(algo: str, scenario: str, layout: str | None = None) -> None:
     where = f"{scenario} has no layout with several"
     if several:
         listed = "; ".join(f"{k} ({', '.join(a.name for a in v)})" for k, v in several.items())
-        where = (f"{scenario}'s layouts with several: {listed}; `cagekit train` trains the default layout, so "
-                 f"train one of those from Python (make_learner({algo!r}, {scenario!r}, "
-                 f"layout={next(iter(several))!r}), then train)")
+        where = f"{scenario}'s layouts with several: {listed}; choose one with --layout {next(iter(several))}"
     raise ValueError(f"{algo} needs two or more blue agents to talk, and {scenario}'s layout {name!r} has one "
                      f"({agents[0].name}); {where}. Or train nocomm, qmix or ppo, which need no teammate")
 

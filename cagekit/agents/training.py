@@ -488,6 +488,7 @@ def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
                 "config": run.get("config"), "snapshots": run.get("snapshots", 0),
                 "message_cost": env.get("message_cost"), "red": env.get("red"),
                 "detection": env.get("detection"), "backend": env.get("simulator", "engine"),
+                "layout": env.get("layout"),
                 "out": str(out)}
     for key, was in recorded.items():
         given = getattr(args, key, None)
@@ -545,7 +546,8 @@ def cli_train(args: Any) -> int:
         # every red agent unless told otherwise: the evaluation scores a team against all of them, and a team
         # trained on one over-defends against the others (docs/dial.md, "One red in training, three in scoring")
         env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red or "all"),
-                                        ("detection", args.detection)) if v is not None}
+                                        ("detection", args.detection), ("layout", getattr(args, "layout", None)))
+                      if v is not None}
         scenario = args.scenario or "paper-small"
         seed = 0 if args.seed is None else args.seed
         simulator = getattr(args, "backend", None) or default_simulator(scenario)
@@ -569,6 +571,7 @@ def cli_train(args: Any) -> int:
         if run.get(key) is not None and run[key] < least:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {least}, got {run[key]}")
     spec = get_scenario(run["scenario"])  # an unknown scenario is named here, before any folder is made
+    spec.layout(run["env"].get("layout"))  # and an unknown layout, naming the scenario's
     for setting in ("detection", "message_cost"):
         spec.setting(setting, run["env"].get(setting))
     check_training(algo, spec.name, run["config"], run["env"])
@@ -611,7 +614,9 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
     summary = train(learner, run["steps"], out, checkpoint_every=run["checkpoint_every"],
                     resume=bool(args.resume), progress=progress, snapshots=run.get("snapshots", 0))
     state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
-    if summary["env_steps"] > run["steps"]:  # as SB3's PPO does in whole rollouts
+    if summary["env_steps"] > run["steps"] and summary["new_updates"] == 0:  # --resume with fewer steps
+        state = f"already trained past the {run['steps']:,} steps asked for: nothing to do"
+    elif summary["env_steps"] > run["steps"]:  # as SB3's PPO does in whole rollouts
         state += f" ({run['steps']:,} asked for: {algo} learns from whole batches of episodes)"
     if not summary["interrupted"]:  # where the weights are, as the SB3 runs' line says, and how to score them
         state += f"; checkpoint in {out}/ (score it: python evaluation.py {out})"

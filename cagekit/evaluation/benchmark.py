@@ -46,7 +46,7 @@ class BenchmarkPlan:
     address: str | None = None
     jobs: int = 1
     configs: dict[str, str] = field(default_factory=dict)
-    env: dict[str, Any] = field(default_factory=dict)  # extra make_env settings (message_cost, detection)
+    env: dict[str, Any] = field(default_factory=dict)  # extra make_env settings (message_cost, detection, layout)
     progress: bool = True
     train_red: str | None = "all"  # reds trained against ("all": every red of the scenario; None: default)
     snapshots: int = 0  # keep the policy at each K-th of a run's steps (K-1 snapshots, then the final weights)
@@ -343,8 +343,9 @@ def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, mute
         argv += ["--team-name", name]
     if muted:
         argv += ["--mute"]
-    if source in HEURISTICS and "message_cost" in plan.env:
-        argv += ["--message-cost", str(plan.env["message_cost"])]  # learned teams carry theirs
+    for key in ("message_cost", "layout"):  # learned teams carry theirs
+        if source in HEURISTICS and plan.env.get(key) is not None:
+            argv += [f"--{key.replace('_', '-')}", str(plan.env[key])]
     if plan.env.get("detection") is not None:
         argv += ["--detection", str(plan.env["detection"])]
     if plan.reds:
@@ -471,7 +472,8 @@ def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
     training = f"{plan.steps:,} training steps against red {plan.train_red or 'default'}" if trained else \
         "heuristic teams (nothing trained)"
     episodes = "episode" if plan.episodes == 1 else "episodes"
-    head = (f"Scenario `{plan.scenario}`, {plan.episodes} {episodes} per combination, lengths {plan.lengths}, "
+    layout = f", layout `{plan.env['layout']}`" if plan.env.get("layout") else ""
+    head = (f"Scenario `{plan.scenario}`{layout}, {plan.episodes} {episodes} per combination, lengths {plan.lengths}, "
             f"seeds {plan.seeds}, {training}. "
             f"Score: sum over red agents of the mean "
             f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")

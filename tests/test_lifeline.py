@@ -108,3 +108,29 @@ def test_a_killed_evaluation_leaves_no_pool_worker(tmp_path, method):
         for pid in started:  # a failed check leaves none behind
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the sweep is POSIX only")
+def test_a_killed_processs_unpacked_folder_is_removed_by_the_next_one(tmp_path, monkeypatch):
+    """A serial evaluation killed with -9 leaves its submission's unpacked folder (its worker may not delete
+    outside it); the next unpack removes folders whose process is gone, and no other."""
+    import tempfile
+
+    from cagekit.submissions.safety import make_workdir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    orphan = tmp_path / f"cagekit-submission-{gone.pid}-abc"
+    (orphan / "team").mkdir(parents=True)
+    (orphan / "team" / "model.pt").write_bytes(b"x")
+    os.chmod(orphan / "team", 0o500)  # read-only parts, as an unpacked submission may have
+    alive = tmp_path / f"cagekit-submission-{os.getpid()}-def"
+    alive.mkdir()
+    legacy = tmp_path / "cagekit-submission-x1y2z3"  # named before pids were: its owner is unknown, kept
+    legacy.mkdir()
+    other = tmp_path / f"something-{gone.pid}-else"
+    other.mkdir()
+    made = make_workdir()
+    assert made.parent == tmp_path and made.name.startswith(f"cagekit-submission-{os.getpid()}-")
+    assert not orphan.exists() and alive.exists() and legacy.exists() and other.exists()

@@ -16,7 +16,8 @@ from collections.abc import Callable
 POLL_SECONDS = 0.5
 
 
-def _exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether process `pid` is running (POSIX: os.kill with signal 0 ends a process on Windows)."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process is there (POSIX; see exit_with_parent)
     except ProcessLookupError:
@@ -36,7 +37,7 @@ def exit_with_parent(cleanup: Callable[[], object] | None = None, owner: int | N
     other = owner if owner is not None and owner != parent and os.name == "posix" else None  # Windows: kill ends it
 
     def watch() -> None:
-        while os.getppid() == parent and (other is None or _exists(other)):
+        while os.getppid() == parent and (other is None or process_exists(other)):
             time.sleep(poll)
         try:
             if cleanup is not None:

@@ -212,8 +212,30 @@ def safe_extract(source: str | Path, dest: str | Path, limits: Limits = DEFAULT_
 
 
 def make_workdir(prefix: str = "cagekit-submission-") -> Path:
-    """A fresh private folder (mode 0700) in the system temporary directory."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    """A fresh private folder (mode 0700) in the system temporary directory, named with this process's id so
+    that a later call can remove what a process killed outright (kill -9 runs no cleanup) left behind."""
+    remove_orphaned_workdirs(prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+
+def remove_orphaned_workdirs(prefix: str = "cagekit-submission-") -> list[Path]:
+    """Remove this user's `make_workdir` folders whose process is gone; returns them. POSIX only (elsewhere
+    asking whether a process exists is not harmless), and never a folder whose owner may still run."""
+    from cagekit.submissions.lifeline import process_exists
+
+    if os.name != "posix":
+        return []
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = folder.name[len(prefix):].split("-", 1)[0]
+        try:
+            mine = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if pid.isdigit() and mine and not process_exists(int(pid)):
+            remove_workdir(folder)
+            removed.append(folder)
+    return removed
 
 
 def remove_workdir(path: str | Path) -> None:

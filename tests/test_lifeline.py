@@ -110,6 +110,34 @@ def test_a_killed_evaluation_leaves_no_pool_worker(tmp_path, method):
                 os.kill(pid, signal.SIGKILL)
 
 
+@linux_only
+def test_a_killed_benchmark_stops_its_training_runs_with_their_state_saved(tmp_path):
+    """kill -9 of `cagekit benchmark --jobs 2` left its training workers training on, unseen, into the run
+    folders a rerun would train into too; they now stop as Ctrl-C stops them (state saved) and exit."""
+    out = tmp_path / "bm"
+    proc = subprocess.Popen([sys.executable, "-m", "cagekit.cli", "benchmark", "--algos", "qmix,nocomm", "--seeds",
+                             "1", "--steps", "1000000", "--jobs", "2", "--episodes", "1", "--lengths", "5", "--reds",
+                             "SleepAgent", "--out", str(out), "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        logs = [out / "runs" / run / "log.csv" for run in ("qmix-s0", "nocomm-s0")]
+        assert _wait_for(lambda: all(log.exists() and log.stat().st_size > 0 for log in logs), 120)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2
+        _kill_and_reap(proc)
+        assert _wait_for(lambda: not any(_running(p) for p in workers), 30), "training went on without its benchmark"
+        for run in ("qmix-s0", "nocomm-s0"):
+            assert (out / "runs" / run / "trainer.pt").exists(), f"{run} stopped without saving its state"
+            assert not (out / "runs" / run / "benchmark-train.json").exists()  # unfinished: a rerun continues it
+    finally:
+        if proc.poll() is None:
+            _kill_and_reap(proc)
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="the sweep is POSIX only")
 def test_a_killed_processs_unpacked_folder_is_removed_by_the_next_one(tmp_path, monkeypatch):
     """A serial evaluation killed with -9 leaves its submission's unpacked folder (its worker may not delete

@@ -10,9 +10,11 @@ is treated alike.
 
 from __future__ import annotations
 
+import _thread
 import json
 import math
 import multiprocessing
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,6 +29,7 @@ from cagekit.evaluation import benchmark_layout as layout
 from cagekit.evaluation.compare import MUTED_SUFFIX, ScoredSeed, compare_all
 from cagekit.evaluation.compare import to_markdown as paired_markdown
 from cagekit.evaluation.protocol import seed_ci95
+from cagekit.submissions.lifeline import exit_with_parent
 
 SB3_STEPS_PER_ROLLOUT = 128
 
@@ -304,9 +307,24 @@ def train_many(jobs: list[TrainJob], processes: int, progress: bool = False) -> 
 _STOP: Any = None  # in a training pool's worker: the event the parent sets on Ctrl-C
 
 
+#: seconds a training worker whose benchmark was killed gives its run to save its state before it exits
+SAVE_GRACE = 300.0
+_IDLE = threading.Event()  # in a training pool's worker: set while no run trains
+
+
 def _pool_worker(stop: Any) -> None:
     global _STOP
     _STOP = stop
+    _IDLE.set()
+    exit_with_parent(_stop_training)
+
+
+def _stop_training() -> None:
+    """The benchmark was killed outright (kill -9): stop the run as Ctrl-C does, so that it saves its state
+    for the rerun to continue, instead of training on unseen, beside that rerun, into the same folder."""
+    if not _IDLE.is_set():
+        _thread.interrupt_main()  # the trainers' Ctrl-C path: the state is saved, then KeyboardInterrupt
+        _IDLE.wait(SAVE_GRACE)
 
 
 def _pool_job(job: TrainJob) -> float:
@@ -314,7 +332,11 @@ def _pool_job(job: TrainJob) -> float:
     ahead of time, so cancelling the futures alone would still start them after Ctrl-C."""
     if _STOP is not None and _STOP.is_set():
         raise KeyboardInterrupt(f"{job.algo} seed {job.seed} not started: interrupted")
-    return train_one(*job)
+    _IDLE.clear()
+    try:
+        return train_one(*job)
+    finally:
+        _IDLE.set()
 
 
 @contextmanager

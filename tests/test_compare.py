@@ -173,6 +173,11 @@ def test_out_may_not_overwrite_the_benchmark_or_be_empty_or_a_directory(heuristi
     assert "--out is empty" in capsys.readouterr().err
     assert main(["compare", str(heuristics), "--out", str(tmp_path)]) == 2
     assert f"--out {tmp_path} is a directory" in capsys.readouterr().err
+    picture = tmp_path / "mine.png"  # a file of another kind: a slip of the user's, which compare would replace
+    picture.write_bytes(b"\x89PNG")
+    assert main(["compare", str(heuristics), "--out", str(picture)]) == 2
+    assert f"--out {picture} exists and is no markdown file (.md)" in capsys.readouterr().err
+    assert picture.read_bytes() == b"\x89PNG"
 
 
 # evaluation folders: two teams paired episode by episode ----------------------------------------------

@@ -127,6 +127,15 @@ def markdown_file(out: str) -> Path:
     return path
 
 
+def refuse_other_kind(path: Path) -> Path:
+    """`path`, unless it is an existing file of another kind than markdown, which compare would replace
+    (`--out mine.png`: a slip, not a wish); checked after the callers' sharper refusals."""
+    if path.exists() and path.suffix.lower() not in (".md", ".markdown"):
+        raise ValueError(f"--out {path} exists and is no markdown file (.md); compare writes markdown and would "
+                         f"replace it: give a .md path")
+    return path
+
+
 def check_out(out: str, folders: list[Path]) -> Path:
     """Where `compare --out` may write: a file (`markdown_file`), and not over what `cagekit benchmark` wrote
     into a compared folder (its tables, runs and evaluations), which a rerun of hours would be needed to get
@@ -140,7 +149,7 @@ def check_out(out: str, folders: list[Path]) -> Path:
             raise ValueError(f"--out {path} is among what `cagekit benchmark` keeps in {folder} (its "
                              f"{', '.join(layout.FILES)} and {'/, '.join(layout.DIRS)}/ folders); write "
                              f"elsewhere, such as {folder / 'compare.md'}")
-    return path
+    return refuse_other_kind(path)
 
 
 def _hashable(value: object) -> object:

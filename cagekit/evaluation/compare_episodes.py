@@ -17,7 +17,7 @@ from functools import cached_property
 from itertools import combinations
 from pathlib import Path
 
-from cagekit.evaluation.compare import markdown_file, verdict
+from cagekit.evaluation.compare import markdown_file, refuse_other_kind, verdict
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.journal import JOURNAL, read_journal
 from cagekit.evaluation.protocol import EvalConfig, TotalScore, combination_stats, total_score
@@ -179,4 +179,4 @@ def check_out(out: str, folders: list[Path]) -> Path:
         if path.resolve() in [(folder / name).resolve() for name in (*FILES, JOURNAL)]:
             raise ValueError(f"--out {path} is one of the evaluation's own files in {folder} "
                              f"({', '.join((*FILES, JOURNAL))}); write elsewhere, such as {folder / 'compare.md'}")
-    return path
+    return refuse_other_kind(path)

@@ -96,6 +96,9 @@ class StudyPlan:
         if self.doc.is_dir():
             raise ValueError(f"--doc {self.doc} is a folder; name the Markdown file to write "
                              f"(e.g. {self.doc}/results.md)")
+        if self.doc.exists() and self.doc.suffix.lower() not in (".md", ".markdown"):  # an evaluation's summary.txt
+            raise ValueError(f"--doc {self.doc} exists and is no Markdown file (.md), which the study would replace; "
+                             f"name a .md file")
 
     @classmethod
     def quick(cls, out: Path, doc: Path, **kw: Any) -> StudyPlan:

@@ -253,11 +253,11 @@ def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_
     assert main(["reproduce", "--quick", "--config", f"qmix={tmp_path / 'missing.yaml'}", "--out", str(out)]) == 2
     assert "cannot read config file" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--doc", str(tmp_path), "--out", str(out)]) == 2
+    assert "is a folder; name the Markdown file to write" in capsys.readouterr().err
     (tmp_path / "summary.txt").write_text("an evaluation's\n")
     assert main(["reproduce", "--quick", "--doc", str(tmp_path / "summary.txt"), "--out", str(out)]) == 2
     assert "exists and is no Markdown file (.md)" in capsys.readouterr().err
     assert (tmp_path / "summary.txt").read_text() == "an evaluation's\n"
-    assert "is a folder; name the Markdown file to write" in capsys.readouterr().err
     assert not out.exists()
     for command in (["reproduce", "--quick"], ["benchmark", "--algos", "react"], ["train", "--algo", "qmix"]):
         assert main([*command, "--out", ""]) == 2

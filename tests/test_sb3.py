@@ -439,6 +439,13 @@ def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):
     assert "nothing to do" in capsys.readouterr().out and (out / "model.zip").read_bytes() == before
     assert main(["train", "--resume", str(out), "--steps", "640", "--no-progress"]) == 0
     assert PPO.load(out / "model.zip").num_timesteps == 640
+    # a model.zip cut short: the resume says it goes on from the latest tenth instead, not silently
+    (out / "model.zip").write_bytes((out / "model.zip").read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "768", "--no-progress"]) == 0
+    assert (f"model.zip is unreadable (corrupt or cut short): continuing from {out / 'checkpoints'}"
+            f"/model_640_steps.zip at 640 steps") in capsys.readouterr().err
+    assert PPO.load(out / "model.zip").num_timesteps == 768
 
 
 def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_callbacks):

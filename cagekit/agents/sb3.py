@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import zipfile
 from collections import deque
@@ -606,9 +607,14 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     checkpoint = None
     if resume:
         checkpoint = latest_checkpoint(out)
+        unreadable = (out / MODEL_FILE).exists() and _saved_steps(out / MODEL_FILE) is None
         if checkpoint is None:
             raise ValueError(f"cannot resume {out}: no SB3 checkpoint there ({MODEL_FILE} or "
-                             f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)")
+                             f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)" +
+                             (f"; its {MODEL_FILE} is unreadable (corrupt or cut short)" if unreadable else ""))
+        if unreadable:  # said, not silently passed over: the steps after that checkpoint are trained again
+            print(f"{out / MODEL_FILE} is unreadable (corrupt or cut short): continuing from {checkpoint[0]} at "
+                  f"{checkpoint[2]:,} steps", file=sys.stderr)
         if checkpoint[2] >= steps:
             print(f"{out}: already trained for {checkpoint[2]:,} of {steps:,} steps; nothing to do")
             return _load_model(cls, checkpoint[0])

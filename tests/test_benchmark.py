@@ -329,6 +329,8 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
         (["--algo", "qmix", "--scenario", "cage2", "--backend", "twin"], "the twin models the paper networks'"),
         (["--algo", "qmix", "--seed", "-1"], "--seed must be >= 0, got -1"),
         (["--algo", "qmix", "--red", " "], "--red is empty: name a red agent"),
+        (["--algo", "qmix", "--red", "KillChainAgent,,SleepAgent"], "--red: the red agent list "
+                                                                    "'KillChainAgent,,SleepAgent' has an empty item"),
     ]:
         out = tmp_path / "run"
         assert main(["train", *argv, "--steps", "60", "--out", str(out), "--no-progress"]) == 2

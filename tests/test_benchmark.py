@@ -355,13 +355,13 @@ def test_resume_refuses_other_settings_and_names_an_unreadable_record(tmp_path, 
     assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
     record = (out / "run.json").read_text()
     for argv in (["--scenario", "cage2"], ["--algo", "dqn"], ["--message-cost", "5"], ["--seed", "3"],
-                 ["--out", str(tmp_path / "elsewhere")]):
+                 ["--out", str(tmp_path / "elsewhere")], ["--layout", "classic"]):
         assert main(["train", "--resume", str(out), *argv, "--steps", "90", "--no-progress"]) == 2
         assert "differs from its" in capsys.readouterr().err
     assert (out / "run.json").read_text() == record  # nothing changed
-    # the same values as recorded are no conflict
+    # the same values as recorded are no conflict, nor the layout a run.json without one trained on
     assert main(["train", "--resume", str(out), "--algo", "qmix", "--scenario", "paper-small", "--seed", "0",
-                 "--steps", "90", "--no-progress"]) == 0
+                 "--layout", "team", "--steps", "90", "--no-progress"]) == 0
     (out / "run.json").write_text("{broken")
     assert main(["train", "--resume", str(out), "--no-progress"]) == 2
     assert f"cannot resume {out}: its run.json is unreadable" in capsys.readouterr().err

@@ -491,11 +491,22 @@ def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
         paths = key in ("out", "config") and was is not None
         if key == "red" and given is not None and _same_reds(run.get("scenario"), given, was):
             continue
+        if key == "layout" and given is not None and _same_layout(run.get("scenario"), given, was):
+            continue
         if given is not None and (Path(given) != Path(was) if paths else given != was):
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
                              f"from its {was!r} (only --steps and --checkpoint-every may change; start a new run "
                              f"with --out for other settings)")
+
+
+def _same_layout(scenario: Any, given: str, was: str | None) -> bool:
+    """Whether --layout names the run's layout, a run.json with none meaning the scenario's default (cage2's
+    classic): `--resume RUN --layout classic` continues a cage2 run made without --layout."""
+    try:
+        return given == (was or get_scenario(str(scenario)).default_layout)
+    except ValueError:
+        return False
 
 
 def _same_reds(scenario: Any, given: str, was: str | None) -> bool:

@@ -333,6 +333,8 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
         (["--algo", "qmix", "--scenario", "cage2", "--backend", "twin"], "the twin models the paper networks'"),
         (["--algo", "qmix", "--seed", "-1"], "--seed must be >= 0, got -1"),
         (["--algo", "qmix", "--red", " "], "--red is empty: name a red agent"),
+        (["--algo", "qmix", "--red", "KillChainAgent,,SleepAgent"], "--red: the red agent list "
+                                                                    "'KillChainAgent,,SleepAgent' has an empty item"),
     ]:
         out = tmp_path / "run"
         assert main(["train", *argv, "--steps", "60", "--out", str(out), "--no-progress"]) == 2
@@ -357,13 +359,13 @@ def test_resume_refuses_other_settings_and_names_an_unreadable_record(tmp_path, 
     assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
     record = (out / "run.json").read_text()
     for argv in (["--scenario", "cage2"], ["--algo", "dqn"], ["--message-cost", "5"], ["--seed", "3"],
-                 ["--out", str(tmp_path / "elsewhere")]):
+                 ["--out", str(tmp_path / "elsewhere")], ["--layout", "classic"]):
         assert main(["train", "--resume", str(out), *argv, "--steps", "90", "--no-progress"]) == 2
         assert "differs from its" in capsys.readouterr().err
     assert (out / "run.json").read_text() == record  # nothing changed
-    # the same values as recorded are no conflict
+    # the same values as recorded are no conflict, nor the layout a run.json without one trained on
     assert main(["train", "--resume", str(out), "--algo", "qmix", "--scenario", "paper-small", "--seed", "0",
-                 "--steps", "90", "--no-progress"]) == 0
+                 "--layout", "team", "--steps", "90", "--no-progress"]) == 0
     (out / "run.json").write_text("{broken")
     assert main(["train", "--resume", str(out), "--no-progress"]) == 2
     assert f"cannot resume {out}: its run.json is unreadable" in capsys.readouterr().err

@@ -559,8 +559,11 @@ def test_the_default_folder_names_the_options_so_other_runs_do_not_collide() -> 
                   "--detection", "0.5", "--backend", "twin") == \
         "results/react-paper-small-KillChainAgent-seed4-nochannel-nosau-cost0.5-det0.5-twin"
     # an option given at its default changes nothing, so the run resumes in the same folder
-    assert folder("--lengths", "30,50,100", "--seed", "0", "--message-cost", "0.1", "--detection", "0.1",
-                  "--episodes", "100") == folder()
+    assert folder("--lengths", "30,50,100", "--seed", "0", "--message-cost", "0.1", "--episodes", "100") == folder()
+    # but a detection given, even the scenario's, is another journal (it records 0.1, not None): its own folder
+    assert folder("--detection", "0.1") == "results/react-paper-small-det0.1"
+    # each cost in full: :g's six digits put these two in one folder, whose journal refused the second
+    assert folder("--message-cost", "0.1234567") != folder("--message-cost", "0.1234568")
     assert len({folder(), folder("--lengths", "30"), folder("--seed", "1"), folder("--no-sau"),
                 folder("--reds", "KillChainAgent")}) == 5
 

@@ -721,6 +721,10 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     assert "what was there is untouched" in capsys.readouterr().err
     assert (tmp_path / "with.zip").read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "staging left behind"
+    # nor the folders made to stage it in, when --out's were new
+    assert main([*base, "--out", str(tmp_path / "new" / "deep" / "w.zip")]) == 1
+    assert "not written" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "the folders made for a rejected package stayed"
     for bad in ("../outside.json", "missing.json"):
         assert main([*base, "--out", str(tmp_path / "bad.zip"), "--include", bad]) == 2
         assert f"--include {bad}: not a file in {tmp_path}" in capsys.readouterr().err

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
 from cagekit.scenarios import get_scenario
+from cagekit.scenarios.options import check_folder_path
 
 if TYPE_CHECKING:  # imported where used: pandas and rich cost start-up time
     import pandas as pd
@@ -464,12 +465,7 @@ def check_new_run_folder(out: Path) -> None:
     `cagekit train` (its run.json: --resume continues it), or a folder holding what a run writes that no
     run.json vouches for (the user's own files, a benchmark's run), which the run would overwrite. An empty
     folder, or one of other files, is used as it is."""
-    for place in (out, *out.parents):
-        if place.exists():
-            if not place.is_dir():
-                where = "is a file" if place == out else f"lies under {place}, which is a file"
-                raise ValueError(f"--out {out} {where}; give the run's folder (new or empty)")
-            break
+    check_folder_path(out, "--out", "give the run's folder (new or empty)")
     if (out / RUN_FILE).exists():
         raise ValueError(f"{out} already holds a run; use --resume {out} to continue it or choose --out")
     found = [name for name in RUN_OUTPUTS if (out / name).exists()] + sorted(p.name for p in out.glob(TB_EVENTS))
@@ -495,11 +491,22 @@ def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
         paths = key in ("out", "config") and was is not None
         if key == "red" and given is not None and _same_reds(run.get("scenario"), given, was):
             continue
+        if key == "layout" and given is not None and _same_layout(run.get("scenario"), given, was):
+            continue
         if given is not None and (Path(given) != Path(was) if paths else given != was):
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
                              f"from its {was!r} (only --steps and --checkpoint-every may change; start a new run "
                              f"with --out for other settings)")
+
+
+def _same_layout(scenario: Any, given: str, was: str | None) -> bool:
+    """Whether --layout names the run's layout, a run.json with none meaning the scenario's default (cage2's
+    classic): `--resume RUN --layout classic` continues a cage2 run made without --layout."""
+    try:
+        return given == (was or get_scenario(str(scenario)).default_layout)
+    except ValueError:
+        return False
 
 
 def _same_reds(scenario: Any, given: str, was: str | None) -> bool:
@@ -572,6 +579,13 @@ def cli_train(args: Any) -> int:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {least}, got {run[key]}")
     spec = get_scenario(run["scenario"])  # an unknown scenario is named here, before any folder is made
     spec.layout(run["env"].get("layout"))  # and an unknown layout, naming the scenario's
+    if not args.resume:  # a red list that cannot be read, named as the option typed (a resume's is recorded)
+        from cagekit.agents.rollout import training_reds
+
+        try:
+            training_reds(spec.name, run["env"].get("red"))
+        except ValueError as exc:
+            raise ValueError(f"--red: {exc}") from None
     for setting in ("detection", "message_cost"):
         spec.setting(setting, run["env"].get(setting))
     check_training(algo, spec.name, run["config"], run["env"])

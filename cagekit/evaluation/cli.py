@@ -181,7 +181,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
 
 def default_out_dir(config: EvalConfig, args: argparse.Namespace, label: str, spec: Any) -> Path:
     """results/<team>-<scenario>[-<layout>][-<options>][-quick][-twin], where <options> names each protocol
-    option given that differs from its default: two runs of the same team with other options get their own
+    option given that differs from its default (--detection whenever given, as the journal tells the scenario's
+    value given from none given): two runs of the same team with other options get their own
     folders (one would refuse the other's journal), and the same options find their journal again. Settings a
     checkpoint or submission brings (its channel, its cost) are the team's, named by its label."""
     parts = [label, config.scenario] + ([config.layout] if config.layout else [])
@@ -194,14 +195,21 @@ def default_out_dir(config: EvalConfig, args: argparse.Namespace, label: str, sp
     parts += ["nochannel"] if args.no_channel else []
     parts += ["nosau"] if args.no_sau else []
     if args.message_cost is not None and args.message_cost != spec.setting("message_cost", None):
-        parts.append(f"cost{config.message_cost:g}")
-    if args.detection is not None and args.detection != spec.setting("detection", None):
-        parts.append(f"det{config.detection:g}")
+        parts.append(f"cost{_number(config.message_cost)}")
+    if config.detection is not None:  # even the scenario's own: the journal tells a given one from none
+        parts.append(f"det{_number(config.detection)}")
     if config.episodes not in (DEFAULT_EPISODES, QUICK_EPISODES):
         parts.append(f"e{config.episodes}")
     parts += ["quick"] if config.episodes == QUICK_EPISODES else []
     parts += ["twin"] if config.simulator == "twin" else []
     return Path("results") / "-".join(parts)
+
+
+def _number(value: float) -> str:
+    """`value` in the fewest digits that read back as it (0.5, 1e-07, 2): `:g` kept six, and costs of 0.1234567
+    and 0.1234568 shared a folder, the second refused by the first's journal."""
+    text = repr(float(value))
+    return text.removesuffix(".0")
 
 
 def print_summary(report: Any, out: Path, console: Any) -> None:

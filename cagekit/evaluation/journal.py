@@ -20,6 +20,7 @@ import cagekit
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.protocol import IDENTITY_DEFAULTS, IDENTITY_FIELDS, EvalConfig
 from cagekit.evaluation.results import FILES
+from cagekit.scenarios.options import check_folder_path
 
 JOURNAL = "journal.jsonl"
 FORMAT = 1
@@ -51,12 +52,7 @@ def check_output_folder(folder: Path, what: str = "output folder",
                         hint: str = "give a folder (new, or one an earlier run of the same evaluation wrote)") -> None:
     """Refuse an output folder that is a file or lies under one, before anything is loaded or written (`what`
     names it as the caller's user gave it)."""
-    for place in (folder, *folder.parents):
-        if place.exists():
-            if not place.is_dir():
-                where = "is a file" if place == folder else f"lies under {place}, which is a file"
-                raise ValueError(f"{what} {folder} {where}; {hint}")
-            return
+    check_folder_path(folder, what, hint)
 
 
 class JournalContents(NamedTuple):

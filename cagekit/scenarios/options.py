@@ -1,7 +1,9 @@
-"""The comma-separated list options of the command lines (--reds, --lengths, --algos, --red, --train-red), read
-one way; here, in the lowest layer, so that every layer that reads one can import it."""
+"""The command lines' options read one way: comma-separated lists (--reds, --lengths, --algos, --red,
+--train-red) and output folders; here, in the lowest layer, so that every layer that reads one can import it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def comma_list(text: str, what: str) -> list[str]:
@@ -14,3 +16,14 @@ def comma_list(text: str, what: str) -> list[str]:
         raise ValueError(f"{what} {text!r} has an empty item: separate the items by single commas, with none "
                          f"left empty (e.g. 'a,b')")
     return items
+
+
+def check_folder_path(folder: Path, what: str, hint: str) -> None:
+    """A ValueError where `folder` is a file or lies under one, naming it as `what` (the option the user gave)
+    and what to give instead (`hint`): checked before anything is loaded or written, not met as 'File exists'."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == folder else f"lies under {place}, which is a file"
+                raise ValueError(f"{what} {folder} {where}; {hint}")
+            return

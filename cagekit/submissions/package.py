@@ -423,14 +423,21 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
             check_replace(data, out)
     if accept is None:
         return write_zip(data, out) if data is not None else write_folder(files, out)
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # the staging folder's, new
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.staged-") as staging:
-        staged = Path(staging) / out.name
-        write_zip(data, staged) if data is not None else write_folder(files, staged)
-        if not accept(staged):
-            raise PackageRejected(f"{out} not written (what was there is untouched): the package failed its "
-                                  f"validation (above); fix the team, or --no-validate to write it anyway")
-        if out.is_dir():  # an empty folder (check_out refused any other): the staged one takes its place
-            out.rmdir()
-        os.replace(staged, out)
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.staged-") as staging:
+            staged = Path(staging) / out.name
+            write_zip(data, staged) if data is not None else write_folder(files, staged)
+            if not accept(staged):
+                raise PackageRejected(f"{out} not written (what was there is untouched): the package failed its "
+                                      f"validation (above); fix the team, or --no-validate to write it anyway")
+            if out.is_dir():  # an empty folder (check_out refused any other): the staged one takes its place
+                out.rmdir()
+            os.replace(staged, out)
+    except BaseException:  # rejected, failed or interrupted: no folder made for it is left either
+        for folder in made:  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     return out

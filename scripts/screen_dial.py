@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cagekit.agents.config_file import load_mapping  # noqa: E402
+from cagekit.agents.config_file import load_mapping, read_yaml  # noqa: E402
 from cagekit.agents.training import DIAL_ALGOS  # noqa: E402
 from cagekit.evaluation.benchmark import TrainJob, seed_ci95, train_many  # noqa: E402
 
@@ -48,7 +48,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, object]]:
         key, sep, value = item.partition(":")
         if not sep:
             raise argparse.ArgumentTypeError(f"variant {text!r}: {item!r} is not field:value")
-        changes[key] = yaml.safe_load(value)
+        changes[key] = read_yaml(value)
     return name, changes
 
 

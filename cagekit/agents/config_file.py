@@ -36,15 +36,20 @@ def _yaml_loader() -> Any:
     return Loader
 
 
+def read_yaml(text: str) -> Any:
+    """YAML text as values, exponents without a dot (`3e-4`) read as numbers (`_yaml_loader`)."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+
+
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping of field -> value in a JSON or YAML file; a `ValueError` naming the file otherwise."""
     path = Path(path)
     try:
         text = path.read_text()
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.load(text, Loader=_yaml_loader()) or {}
+            data = read_yaml(text) or {}
         else:
             data = json.loads(text)
     except Exception as exc:  # noqa: BLE001 - OS / json / yaml errors

@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cagekit.wrappers.parallel import CageParallelEnv
+    from cagekit.wrappers import make_env
 
 __version__ = "0.1.0"
 
@@ -19,11 +19,14 @@ KERNELS_ENV = "ATEN_CPU_CAPABILITY"
 os.environ.setdefault(KERNELS_ENV, "avx2")
 
 
-def make_env(*args: Any, **kwargs: Any) -> CageParallelEnv:
-    """`cagekit.wrappers.make_env`, imported when first called (importing cagekit stays light)."""
-    from cagekit.wrappers import make_env as _make_env
+def __getattr__(name: str) -> Any:
+    """`cagekit.make_env` is `cagekit.wrappers.make_env`, imported when first asked for: importing cagekit stays
+    light, and help() and inspect show the real function's parameters (a forwarding wrapper showed *args)."""
+    if name == "make_env":
+        from cagekit.wrappers import make_env
 
-    return _make_env(*args, **kwargs)
+        return make_env
+    raise AttributeError(f"module 'cagekit' has no attribute {name!r}")
 
 
 __all__ = ["KERNELS_ENV", "__version__", "make_env"]

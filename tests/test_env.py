@@ -21,6 +21,11 @@ LAYOUTS = [("paper-small", None), ("paper-large", None), ("cage2", "team"), ("ca
 @pytest.mark.parametrize("channel", [True, False])
 @pytest.mark.parametrize(("scenario", "layout"), LAYOUTS)
 def test_parallel_api(scenario, layout, channel):
+    if channel and layout == "classic":  # a channel for one agent: bits that cost and reach no one
+        with pytest.raises(ValueError, match="the message channel needs two or more blue agents, and cage2's "
+                                             "layout 'classic' has one \\(Blue\\)"):
+            make_env(scenario, layout=layout, channel=channel, seed=0)
+        return
     env = make_env(scenario, layout=layout, channel=channel, seed=0)
     parallel_api_test(env, num_cycles=100)
 
@@ -189,7 +194,7 @@ def test_channel_pair_actions():
     assert rewards["blue_ops"] == pytest.approx(infos["blue_ops"]["env_reward"] - 0.5)
 
 
-@pytest.mark.parametrize(("scenario", "layout"), LAYOUTS)
+@pytest.mark.parametrize(("scenario", "layout"), [(s, lay) for s, lay in LAYOUTS if lay != "classic"])
 def test_channel_off_removes_the_bit(scenario, layout):
     on = make_env(scenario, layout=layout, channel=True, seed=0)
     off = make_env(scenario, layout=layout, channel=False, seed=0)
@@ -444,3 +449,37 @@ def test_restoring_the_ot_server_brings_its_service_back(simulator):
     *_, infos = env.step({"blue_user": 0, "blue_ops": restore})
     assert infos["blue_ops"]["action"] == "Restore Op_Server0"
     assert not infos["blue_ops"]["impacted"]
+
+
+def test_the_python_apis_wrong_kinds_of_argument_are_named():
+    """From a library user's audit: each gave a bare TypeError/IndexError from deep inside (unhashable list,
+    a str read letter by letter, numpy's index error) or, for a one-agent channel, nothing at all."""
+    import inspect
+
+    import cagekit
+    from cagekit.agents import make_team
+    from cagekit.agents.rollout import training_reds
+    from cagekit.wrappers.gym_views import CentralisedEnv, make_vec_env
+
+    env = make_env("paper-small", seed=1)
+    env.reset(seed=1)
+    with pytest.raises(TypeError, match="step\\(\\) takes a dict of agent -> action, got NoneType"):
+        env.step(None)
+    with pytest.raises(ValueError, match="agent 'blue_user': action 99 outside 0..7"):
+        env.action_label("blue_user", 99)
+    with pytest.raises(TypeError, match="red is one red agent's name, got list"):
+        make_env("paper-small", red=["KillChainAgent"])
+    with pytest.raises(ValueError, match="has no blue layout \\['team'\\]; valid: team"):
+        make_env("paper-small", layout=["team"])
+    with pytest.raises(TypeError, match="red is a str: a red agent's name, several in one comma-separated str"):
+        training_reds("paper-small", ["KillChainAgent", "SleepAgent"])
+    with pytest.raises(TypeError, match="expected an environment from cagekit.make_env"):
+        make_team("react", "paper-small")
+    with pytest.raises(TypeError, match="reds is a list of red agent names.*got the str 'KillChainAgent'"):
+        make_vec_env(2, vec="dummy", reds="KillChainAgent")
+    flat = CentralisedEnv(flatten=True)
+    flat.reset(seed=0)
+    with pytest.raises(ValueError, match="flat joint action 1000000 outside 0..255"):
+        flat.step(10**6)
+    # cagekit.make_env is the wrappers' function itself: help() shows its parameters, not (*args, **kwargs)
+    assert "episode_length" in inspect.signature(cagekit.make_env).parameters

@@ -76,6 +76,9 @@ class AgentSlot:
 
 def team_slots(env: Any) -> list[AgentSlot]:
     """The slots of every agent of a `CageParallelEnv`, in team order."""
+    if not hasattr(env, "possible_agents") or not hasattr(env, "engine"):  # make_team("react", "paper-small")
+        raise TypeError(f"expected an environment from cagekit.make_env (a team is made for its agents), got "
+                        f"{type(env).__name__} {env!r}")
     out = []
     for i, name in enumerate(env.possible_agents):
         spec = env.engine.catalogs[name].agent

@@ -25,11 +25,14 @@ def training_reds(scenario: str, red: str | None) -> list[str | None]:
     list, or "all" (every red agent of the scenario, as the evaluation protocol scores them)."""
     if red is None:
         return [None]
+    if not isinstance(red, str):  # str(['A', 'B']) read as a list of names gave "unknown red agent(s) ["['A'"..."
+        raise TypeError(f"red is a str: a red agent's name, several in one comma-separated str ('A,B') or "
+                        f"{ALL_REDS!r}; got {type(red).__name__} {red!r}")
     from cagekit.scenarios import get_scenario
     from cagekit.scenarios.options import comma_list
 
     valid = list(get_scenario(scenario).red_agents)
-    names = valid if red == ALL_REDS else comma_list(str(red), "the red agent list")
+    names = valid if red == ALL_REDS else comma_list(red, "the red agent list")
     unknown = [r for r in names if r not in valid]
     if unknown or not names:
         raise ValueError(f"unknown red agent(s) {unknown or red!r} for scenario {scenario!r}; "

@@ -36,6 +36,8 @@ class BlueActionCatalog:
         return len(self.entries)
 
     def label(self, index: int) -> str:
+        if not 0 <= index < len(self.entries):
+            raise ValueError(f"agent {self.agent.name!r}: action {index} outside 0..{len(self.entries) - 1}")
         kind, target = self.entries[index]
         return kind if target is None else f"{kind} {target}"
 

@@ -139,6 +139,11 @@ class ScenarioSpec:
     def behaviour(self, kind: Literal["red", "green"], name: str | None) -> str:
         """The engine behaviour of the named red or green agent (None: the scenario's default)."""
         options = self.red_agents if kind == "red" else self.green_agents
+        if name is not None and not isinstance(name, str):  # a list of reds: one environment plays one
+            raise TypeError(f"{kind} is one {kind} agent's name, got {type(name).__name__} {name!r}; an environment "
+                            f"plays one (valid: {', '.join(options)})" +
+                            ("; to train against several, give the learner a comma-separated list or 'all'"
+                             if kind == "red" else ""))
         key = (self.default_red if kind == "red" else self.default_green) if name is None else name
         if key not in options:
             raise ValueError(f"unknown {kind} agent {key!r} for scenario {self.name!r}; valid: {', '.join(options)}")
@@ -152,7 +157,7 @@ class ScenarioSpec:
 
     def layout(self, name: str | None = None) -> tuple[BlueAgentSpec, ...]:
         key = name or self.default_layout
-        if key not in self.blue_layouts:
+        if not isinstance(key, str) or key not in self.blue_layouts:
             raise ValueError(
                 f"scenario {self.name!r} has no blue layout {key!r}; valid: {', '.join(sorted(self.blue_layouts))}"
             )

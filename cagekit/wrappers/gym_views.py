@@ -82,6 +82,9 @@ class CentralisedEnv(gym.Env):
         """Per-agent actions from a joint action (a MultiDiscrete vector, or a flat index)."""
         if self.flatten:
             index = int(integer_entries(action, 1, "flat joint action")[0])
+            size = int(np.prod(self.nvec))
+            if not 0 <= index < size:
+                raise ValueError(f"flat joint action {index} outside 0..{size - 1}")
             parts = [int(p) for p in np.unravel_index(index, tuple(int(n) for n in self.nvec))]
         else:
             parts = [int(p) for p in integer_entries(action, len(self.agent_names), "joint action")]
@@ -224,6 +227,9 @@ def make_vec_env(n_envs: int = 4, seed: int | None = 0, vec: str = "subproc", mo
     if vec not in ("subproc", "dummy"):
         raise ValueError(f"vec must be 'subproc' or 'dummy', got {vec!r}")
     if reds is not None:
+        if isinstance(reds, str):  # a name is a sequence of letters: 'K' would be refused as no red
+            raise TypeError(f"reds is a list of red agent names, one per copy in turn, got the str {reds!r}; "
+                            f"give [{reds!r}], or red={reds!r} for every copy")
         if "red" in kwargs:
             raise ValueError("give either red (every copy) or reds (per copy), not both")
         if not reds:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,9 @@ class TeamSpaces:
         """Refuse a step on a finished episode or one that leaves a live agent without an action."""
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
+        if not isinstance(actions, Mapping):
+            raise TypeError(f"step() takes a dict of agent -> action, got {type(actions).__name__}; agents: "
+                            f"{', '.join(self.agents)}")
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise ValueError(f"no action for agent(s) {missing}; every live agent acts each step")
@@ -150,6 +154,11 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
         self.sau = check_flag("sau", sau)
         self.channel = check_flag("channel", channel)
         self.possible_agents = [a.name for a in engine.agents]
+        if self.channel and len(self.possible_agents) < 2:  # its bits would cost and reach no one
+            layout = engine.layout or self.spec.default_layout
+            raise ValueError(f"the message channel needs two or more blue agents, and {self.spec.name}'s layout "
+                             f"{layout!r} has one ({self.possible_agents[0]}); leave channel out (off for one "
+                             f"agent) or choose a layout of several")
         self.agents: list[str] = []
         self._specs = {a.name: a for a in engine.agents}
         self._seeds = seed_sequence(seed)

@@ -483,3 +483,11 @@ def test_the_python_apis_wrong_kinds_of_argument_are_named():
         flat.step(10**6)
     # cagekit.make_env is the wrappers' function itself: help() shows its parameters, not (*args, **kwargs)
     assert "episode_length" in inspect.signature(cagekit.make_env).parameters
+
+
+def test_a_setting_given_as_text_is_refused_as_the_seed_is():
+    """make_env took message_cost="0.1" and detection="0.5" (float() reads text) while refusing seed="1"."""
+    for key in ("message_cost", "detection"):
+        with pytest.raises(TypeError, match=f"{key} is a number, got str"):
+            make_env("paper-small", **{key: "0.5"})
+    assert make_env("paper-small", message_cost=np.float32(0.5)).message_cost == 0.5  # numpy numbers are numbers

@@ -7,6 +7,7 @@ dict that the CybORG engine reads; the engine adapter, the wrappers and the twin
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -118,6 +119,8 @@ class ScenarioSpec:
     def setting(self, name: Literal["detection", "green_rate", "message_cost"], value: float | None) -> float:
         """`value` for the named setting, or the scenario's own when None; refused (ValueError) when out of
         range, so that no layer trains or scores on a NaN, a negative price or a probability above 1."""
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise TypeError(f"{name} is a number, got {type(value).__name__} {value!r}")  # "0.1" was taken as 0.1
         resolved = float(getattr(self, name) if value is None else value)
         if name == "message_cost":
             if not (math.isfinite(resolved) and resolved >= 0.0):

@@ -1,0 +1,71 @@
+"""The Python API refuses a caller's mistake with a ValueError or TypeError that names it (never SystemExit, a
+deep traceback or a failure blamed on the team), and reads what a caller naturally gives: a command line as one
+string, paths as Path objects, numpy numbers, one include path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cagekit.evaluation import EvalConfig, HeuristicSource, cli_main, run_command
+from cagekit.evaluation.journal import JOURNAL
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--episodes", "1", "--lengths", "3", "--reds", "SleepAgent", "--no-progress"]
+
+
+def _config(**kw: Any) -> EvalConfig:
+    base: dict[str, Any] = dict(scenario="paper-small", layout=None, team=HeuristicSource("sleep").identity(),
+                                episodes=1, lengths=(3,), reds=("SleepAgent",), seed=0, message_cost=0.1,
+                                sau=True, channel=True)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+# 1. run_command: bad options raise ValueError; a string is a command line, Paths are paths
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["react", "--bogus"], "unrecognized arguments: --bogus"),
+    (["react", "--episodes", "x"], "argument --episodes: invalid int value: 'x'"),
+    ("react out --episodes x", "argument --episodes: invalid int value: 'x'"),
+])
+def test_run_command_raises_value_error_for_bad_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       argv: Any, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        run_command(argv)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_command_line_still_prints_usage_and_exits_2(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "evaluation.py"), "react", str(tmp_path / "o"), "--episodes",
+                           "x"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: evaluation.py")
+    assert "evaluation.py: error: argument --episodes: invalid int value: 'x'" in done.stderr
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["--bogus"], prog="cagekit evaluate")
+    assert exit_.value.code == 2
+
+
+def test_run_command_takes_a_string_and_paths(tmp_path: Path) -> None:
+    out = tmp_path / "as string"
+    assert run_command(f"react '{out}' " + " ".join(TINY), brief=True) == out
+    assert (out / JOURNAL).is_file()
+    other = tmp_path / "as path"
+    assert run_command(["react", other, *TINY], brief=True) == other
+    assert (out / "summary.txt").read_bytes() == (other / "summary.txt").read_bytes()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["react", 3], "argv items must be strings or paths, got int 3"),
+    (Path("react"), "argv must be a list of strings .* got PosixPath"),
+    (b"react", "argv must be a list of strings .* got bytes"),
+])
+def test_run_command_names_an_argv_of_another_type(argv: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        run_command(argv)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cagekit.evaluation import EvalConfig, HeuristicSource, cli_main, run_command
+from cagekit.evaluation import EvalConfig, HeuristicSource, cli_main, evaluate, run_command
 from cagekit.evaluation.journal import JOURNAL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +69,28 @@ def test_run_command_takes_a_string_and_paths(tmp_path: Path) -> None:
 def test_run_command_names_an_argv_of_another_type(argv: Any, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         run_command(argv)
+
+
+# 5. evaluate refuses a step timeout no step could keep, blaming no agent
+
+@pytest.mark.parametrize("timeout", [-1, 0, float("nan"), float("inf"), 1e9, "5", True])
+def test_evaluate_refuses_a_step_timeout_that_is_no_positive_number(tmp_path: Path, timeout: Any) -> None:
+    with pytest.raises(ValueError, match=rf"step_timeout must be a positive number of seconds up to 86,400 \(a "
+                                         rf"day\), got {timeout!r}"):
+        evaluate(_config(), HeuristicSource("sleep"), tmp_path / "o", step_timeout=timeout, progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+# 6. open_submission refuses timeouts as validate does, before anything is unpacked
+
+@pytest.mark.parametrize("kw", [{"act_timeout": 0}, {"act_timeout": -1}, {"boot_timeout": -1},
+                                {"import_timeout": float("nan")}, {"act_timeout": "10"}])
+def test_open_submission_and_validate_refuse_impossible_timeouts(kw: dict[str, Any]) -> None:
+    from cagekit.submissions import open_submission, validate
+
+    (key, value), = kw.items()
+    message = rf"the {key.removesuffix('_timeout')} timeout must be a positive number of seconds"
+    shipped = ROOT / "submissions" / "react-paper-small.zip"
+    for call in (open_submission, validate):
+        with pytest.raises(ValueError, match=message):
+            call(shipped, **kw)

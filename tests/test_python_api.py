@@ -71,6 +71,15 @@ def test_run_command_names_an_argv_of_another_type(argv: Any, message: str) -> N
         run_command(argv)
 
 
+# 3. the twin is a simulator, not a backend
+
+def test_backend_twin_says_where_the_twin_is_chosen(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"valid: serial, processes, ray \(the twin is no backend: build the "
+                                         r"EvalConfig with simulator='twin'\)"):
+        evaluate(_config(), HeuristicSource("sleep"), tmp_path / "o", backend="twin")
+    assert not (tmp_path / "o").exists()
+
+
 # 5. evaluate refuses a step timeout no step could keep, blaming no agent
 
 @pytest.mark.parametrize("timeout", [-1, 0, float("nan"), float("inf"), 1e9, "5", True])

@@ -96,7 +96,8 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
     for a journal of another configuration, or reports no journal vouches for; `EvaluationFailure` when an
     episode fails (what finished stays in the journal; a journal left with no episode is removed)."""
     if backend not in RUNNERS:
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}")
+        twin = " (the twin is no backend: build the EvalConfig with simulator='twin')" if backend == "twin" else ""
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}{twin}")
     if step_timeout is not None:
         from cagekit.submissions.loader import check_timeout
 

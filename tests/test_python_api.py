@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cagekit.evaluation import EvalConfig, HeuristicSource, cli_main, evaluate, run_command
+from cagekit.evaluation import EvalConfig, HeuristicSource, JournalMismatch, cli_main, evaluate, run_command
 from cagekit.evaluation.journal import JOURNAL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +78,27 @@ def test_backend_twin_says_where_the_twin_is_chosen(tmp_path: Path) -> None:
                                          r"EvalConfig with simulator='twin'\)"):
         evaluate(_config(), HeuristicSource("sleep"), tmp_path / "o", backend="twin")
     assert not (tmp_path / "o").exists()
+
+
+# 4. no layout and the scenario's default layout are the same run
+
+@pytest.mark.parametrize(("first", "second"), [(None, "team"), ("team", None)])
+def test_the_default_layout_named_or_not_resumes_the_same_journal(tmp_path: Path, first: str | None,
+                                                                   second: str | None) -> None:
+    evaluate(_config(layout=first), HeuristicSource("sleep"), tmp_path, progress=False)
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    report, _ = evaluate(_config(layout=second), HeuristicSource("sleep"), tmp_path, progress=False)
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before  # journal and reports as they were
+    assert report.config.layout == first  # the reports name the layout as the journal's run did
+
+
+def test_cage2s_default_is_classic_not_team(tmp_path: Path) -> None:
+    """Only the scenario's own default stands for None: on cage2 that is classic, and team is another run."""
+    cage2 = dict(scenario="cage2", reds=("SleepAgent",), channel=False, sau=False)
+    evaluate(_config(**cage2), HeuristicSource("sleep"), tmp_path, progress=False)
+    evaluate(_config(**cage2, layout="classic"), HeuristicSource("sleep"), tmp_path, progress=False)
+    with pytest.raises(JournalMismatch, match="layout: journal has None, this run has 'team'"):
+        evaluate(_config(**cage2, layout="team"), HeuristicSource("sleep"), tmp_path, progress=False)
 
 
 # 5. evaluate refuses a step timeout no step could keep, blaming no agent

@@ -152,7 +152,7 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
         finally:
             if bar is not None:
                 bar.stop()
-        report = build_report(config, journal.results)
+        report = build_report(journal.config, journal.results)  # its layout as the journal names it
         timing = time_block(journal.started, time.time())
         if not todo:  # nothing played: the reports stay as the run that played the last episode wrote them
             timing = kept_timing(out, timing)

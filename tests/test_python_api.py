@@ -4,11 +4,13 @@ string, paths as Path objects, numpy numbers, one include path."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from cagekit.evaluation import EvalConfig, HeuristicSource, JournalMismatch, cli_main, evaluate, run_command
@@ -124,3 +126,27 @@ def test_open_submission_and_validate_refuse_impossible_timeouts(kw: dict[str, A
     for call in (open_submission, validate):
         with pytest.raises(ValueError, match=message):
             call(shipped, **kw)
+
+
+# 7. EvalConfig names a field of the wrong type and takes numpy numbers
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"message_cost": "0.1"}, "message_cost must be a number, got str '0.1'"),
+    ({"detection": "0.5"}, r"detection must be a number or None \(the scenario's\), got str '0.5'"),
+    ({"episodes": "2"}, "episodes must be an integer, got str '2'"),
+    ({"episodes": True}, "episodes must be an integer, got bool True"),
+    ({"message_cost": True}, "message_cost must be a number, got bool True"),
+])
+def test_eval_config_names_the_field_of_the_wrong_type(kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(**kw)
+
+
+def test_eval_config_takes_numpy_numbers_as_pythons(tmp_path: Path) -> None:
+    config = _config(episodes=np.int64(1), seed=np.int32(0), lengths=(np.int64(3),), message_cost=np.float32(0.5),
+                     detection=np.float64(0.25))
+    assert config == _config(message_cost=0.5, detection=0.25)
+    assert [type(v) for v in (config.episodes, config.seed, *config.lengths, config.message_cost,
+                              config.detection)] == [int, int, int, float, float]
+    evaluate(config, HeuristicSource("sleep"), tmp_path, progress=False)  # its journal is JSON
+    assert json.loads((tmp_path / JOURNAL).read_text().splitlines()[0])["config"]["episodes"] == 1

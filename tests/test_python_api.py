@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import cagekit
 from cagekit.evaluation import EvalConfig, HeuristicSource, JournalMismatch, cli_main, evaluate, run_command
 from cagekit.evaluation.journal import JOURNAL
 
@@ -71,6 +72,35 @@ def test_run_command_takes_a_string_and_paths(tmp_path: Path) -> None:
 def test_run_command_names_an_argv_of_another_type(argv: Any, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         run_command(argv)
+
+
+# 2. a config built in Python carries the installed version; the CLI's journals still resume
+
+def test_a_python_config_carries_the_installed_version(tmp_path: Path) -> None:
+    assert cagekit.__version__ and _config().cagekit_version == cagekit.__version__
+    _, summary = evaluate(_config(), HeuristicSource("sleep"), tmp_path / "py", progress=False)
+    assert summary["cagekit_version"] == cagekit.__version__
+    # a journal the command line wrote resumes from Python with nothing to play, and the other way round
+    cli = tmp_path / "cli"
+    assert cli_main(["sleep", str(cli), *TINY]) == 0
+    before = {f.name: f.read_bytes() for f in cli.iterdir()}
+    config = _config(team_name="sleep", technique="heuristic sleep", author="anonymous")
+    evaluate(config, HeuristicSource("sleep"), cli, progress=False)
+    assert {f.name: f.read_bytes() for f in cli.iterdir()} == before
+    assert cli_main(["sleep", str(tmp_path / "py"), *TINY]) == 0
+
+
+def test_a_journal_without_a_version_reads_as_unknown_and_is_not_resumed(tmp_path: Path) -> None:
+    evaluate(_config(), HeuristicSource("sleep"), tmp_path, progress=False)
+    journal = tmp_path / JOURNAL
+    lines = journal.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    del header["config"]["cagekit_version"]
+    journal.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    assert EvalConfig.from_json(header["config"]).cagekit_version == ""
+    with pytest.raises(JournalMismatch, match=f"cagekit_version: journal has None, this run has "
+                                              f"'{cagekit.__version__}'"):
+        evaluate(_config(), HeuristicSource("sleep"), tmp_path, progress=False)
 
 
 # 3. the twin is a simulator, not a backend

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cagekit import __version__
+
 #: configuration fields that decide the results: a journal is resumed only when all of them agree
 IDENTITY_FIELDS = ("cagekit_version", "scenario", "layout", "team", "episodes", "lengths", "reds", "seed",
                    "message_cost", "sau", "channel", "green", "simulator", "detection", "view")
@@ -39,7 +41,8 @@ class EvalConfig:
     sau: bool
     channel: bool
     green: str | None = None
-    cagekit_version: str = ""
+    #: the cagekit that ran it (a journal of another version is not resumed); "" in journals that lack it
+    cagekit_version: str = __version__
     #: "engine" (CybORG, the default and what scores are reported on) or "twin" (quick looks)
     simulator: str = "engine"
     #: probability that a stealthy red step raises an alert (None: the scenario's)
@@ -105,6 +108,7 @@ class EvalConfig:
         data.setdefault("simulator", "engine")
         data.setdefault("detection", None)
         data.setdefault("view", "own")
+        data.setdefault("cagekit_version", "")  # a journal that does not say: unknown, not this version
         data["lengths"] = tuple(int(n) for n in data["lengths"])
         data["reds"] = tuple(data["reds"])
         return cls(**data)

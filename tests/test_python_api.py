@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,24 @@ def test_eval_config_takes_numpy_numbers_as_pythons(tmp_path: Path) -> None:
                               config.detection)] == [int, int, int, float, float]
     evaluate(config, HeuristicSource("sleep"), tmp_path, progress=False)  # its journal is JSON
     assert json.loads((tmp_path / JOURNAL).read_text().splitlines()[0])["config"]["episodes"] == 1
+
+
+# 8. package's include takes one path as one file
+
+def test_package_include_takes_a_single_path(tmp_path: Path) -> None:
+    from cagekit.submissions.package import build_files, package
+
+    team = tmp_path / "weighted.py"
+    team.write_text("import json\nfrom pathlib import Path\n\nfrom cagekit.agents import make_team as _make\n\n"
+                    "KIND = json.loads((Path(__file__).parent / 'weights.json').read_text())['kind']\n\n\n"
+                    "def make_team(env):\n    return _make(KIND, env)\n")
+    (tmp_path / "weights.json").write_text('{"kind": "react"}')
+    labels: dict[str, Any] = dict(name="a", team="b", technique="c")
+    files = build_files(str(team), **labels, include="weights.json")
+    assert files["team/weights.json"] == b'{"kind": "react"}'
+    assert build_files(str(team), **labels, include=Path("weights.json")) == files
+    assert build_files(str(team), **labels, include=["weights.json"]) == files
+    out = package(str(team), **labels, out=tmp_path / "w.zip", include=Path("weights.json"))
+    assert "team/weights.json" in zipfile.ZipFile(out).namelist()
+    with pytest.raises(TypeError, match="include holds paths .* got int 3"):
+        build_files(str(team), **labels, include=("weights.json", 3))  # type: ignore[arg-type]

@@ -795,9 +795,10 @@ def test_bad_protocol_numbers_are_refused(tmp_path: Path, capsys: pytest.Capture
 
 @pytest.mark.parametrize(("kw", "message"), [
     ({"reds": "KillChainAgent"}, "lengths and reds are sequences"),  # was "['i', 'l', 'n'] given more than once"
-    ({"lengths": ("3",)}, "episodes, seed and episode lengths must be integers"),
-    ({"lengths": (2.5,)}, "episodes, seed and episode lengths must be integers"),
-    ({"seed": 1.5}, "episodes, seed and episode lengths must be integers"),
+    ({"lengths": 3}, "lengths and reds are sequences"),
+    ({"lengths": ("3",)}, "each episode length must be an integer, got str '3'"),
+    ({"lengths": (2.5,)}, "each episode length must be an integer, got float 2.5"),
+    ({"seed": 1.5}, "seed must be an integer, got float 1.5"),
 ])
 def test_an_eval_config_of_the_wrong_types_is_refused(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):

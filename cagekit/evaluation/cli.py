@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cagekit.evaluation.episode import EvaluationFailure
 from cagekit.evaluation.journal import JournalMismatch, check_output_folder
@@ -31,8 +32,17 @@ DEFAULT_LENGTHS = (30, 50, 100)
 PARALLEL_FROM = 40
 
 
-def build_parser(prog: str = "evaluation.py") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+class _RaisingParser(argparse.ArgumentParser):
+    """An ArgumentParser whose bad options raise ValueError (argparse's message) instead of exiting: a script's
+    `run_command` must not end the script with SystemExit(2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser(prog: str = "evaluation.py", raising: bool = False) -> argparse.ArgumentParser:
+    """The evaluation options; `raising`: bad options raise ValueError instead of printing usage and exiting 2."""
+    p = (_RaisingParser if raising else argparse.ArgumentParser)(
         prog=prog,
         description="Score a blue team by the CAGE-2 protocol: for each episode length and red agent, N episodes "
                     "on a fresh environment; per combination mean, standard deviation and 95% CI; the total "
@@ -237,11 +247,10 @@ def backend_and_workers(args: argparse.Namespace, n_episodes: int) -> tuple[str,
     cpus = os.cpu_count() or 1
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    from cagekit.submissions.loader import MAX_TIMEOUT
+    from cagekit.submissions.loader import check_timeout
 
-    if args.step_timeout is not None and not 0 < args.step_timeout <= MAX_TIMEOUT:
-        raise ValueError(f"--step-timeout must be a positive number of seconds up to {MAX_TIMEOUT:,.0f} (a day), "
-                         f"got {args.step_timeout}")
+    if args.step_timeout is not None:
+        check_timeout("--step-timeout", args.step_timeout)
     if args.backend in (None, "twin"):
         if args.workers is None:
             # a forked pool starts in well under a second: --quick's 90 episodes take 34 s serially and 22 s
@@ -270,16 +279,38 @@ def failure_advice(exc: EvaluationFailure) -> str:
             f"(or empty that folder)")
 
 
-def run_command(argv: Sequence[str] | None = None, prog: str = "evaluation.py", console: Any = None,
-                brief: bool = False) -> Path:
-    """Parse and run one evaluation command, printing its table (`brief`: one line, for a benchmark that
-    scores many teams and prints its own table); returns the output folder. Raises what `cli_main`
-    reports: ValueError, OSError, RuntimeError, `EvaluationFailure`, KeyboardInterrupt."""
+def command_argv(argv: str | Sequence[str | os.PathLike[str]] | None) -> list[str] | None:
+    """`argv` as argparse's list of strings: a command line given as one string is split as a shell would,
+    paths become strings (a string is no list of characters, and argparse cannot read a Path)."""
+    if argv is None:
+        return None
+    if isinstance(argv, str):
+        return shlex.split(argv)
+    if isinstance(argv, (bytes, os.PathLike)) or not isinstance(argv, Sequence):
+        raise TypeError(f"argv must be a list of strings (or one command-line string), got "
+                        f"{type(argv).__name__} {argv!r}")
+    bad = [a for a in argv if not isinstance(a, (str, os.PathLike))]
+    if bad:
+        raise TypeError(f"argv items must be strings or paths, got {type(bad[0]).__name__} {bad[0]!r} in {argv!r}")
+    return [os.fspath(a) for a in argv]
+
+
+def run_command(argv: str | Sequence[str | os.PathLike[str]] | None = None, prog: str = "evaluation.py",
+                console: Any = None, brief: bool = False) -> Path:
+    """Parse and run one evaluation command (a list of arguments, or one string split as a shell would),
+    printing its table (`brief`: one line, for a benchmark that scores many teams and prints its own table);
+    returns the output folder. Raises what `cli_main` reports: ValueError (bad options too, with argparse's
+    message), TypeError for an `argv` of other types, OSError, RuntimeError, `EvaluationFailure`,
+    KeyboardInterrupt."""
+    args = build_parser(prog, raising=True).parse_intermixed_args(command_argv(argv))
+    return _run(args, console, brief)
+
+
+def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> Path:
     from rich.console import Console
 
     from cagekit.evaluation.harness import evaluate
 
-    args = build_parser(prog).parse_intermixed_args(argv)
     config, source, out = config_from_args(args)
     backend, workers = backend_and_workers(args, len(config.tasks()))
     if args.address and backend != "ray":
@@ -310,14 +341,16 @@ def widen_piped_output() -> None:
         os.environ.setdefault("COLUMNS", str(PIPED_COLUMNS))
 
 
-def cli_main(argv: Sequence[str] | None = None, prog: str = "evaluation.py") -> int:
+def cli_main(argv: str | Sequence[str | os.PathLike[str]] | None = None, prog: str = "evaluation.py") -> int:
+    """The command line: bad options print argparse's usage and error and exit 2, as any command's do."""
     from rich.console import Console
     from rich.markup import escape
 
     widen_piped_output()
+    args = build_parser(prog).parse_intermixed_args(command_argv(argv))
     err = Console(stderr=True)
     try:
-        run_command(argv, prog, console=err)
+        _run(args, console=err)
     except KeyboardInterrupt:
         err.print("interrupted: the finished episodes are kept in the journal; rerun the command to continue")
         return 130

@@ -89,13 +89,19 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
 
     `chart=False` skips scores.png, for callers that only read the numbers (the snapshot choice).
 
-    Returns the report and the `summary.json` content. Raises ValueError, writing nothing, for a `config` whose
+    Returns the report and the `summary.json` content. Raises ValueError, writing nothing, for an unknown
+    backend or a `step_timeout` that is not a positive number of seconds (up to a day), a `config` whose
     team is not `source`'s identity, a team that cannot load or act (`check_team`) or an output folder it must
     not use; `JournalMismatch` (a ValueError)
     for a journal of another configuration, or reports no journal vouches for; `EvaluationFailure` when an
     episode fails (what finished stays in the journal; a journal left with no episode is removed)."""
     if backend not in RUNNERS:
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}")
+        twin = " (the twin is no backend: build the EvalConfig with simulator='twin')" if backend == "twin" else ""
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}{twin}")
+    if step_timeout is not None:
+        from cagekit.submissions.loader import check_timeout
+
+        check_timeout("step_timeout", step_timeout)
     check_identity(config, source)
     from cagekit.wrappers import make_env
 
@@ -146,7 +152,7 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
         finally:
             if bar is not None:
                 bar.stop()
-        report = build_report(config, journal.results)
+        report = build_report(journal.config, journal.results)  # its layout as the journal names it
         timing = time_block(journal.started, time.time())
         if not todo:  # nothing played: the reports stay as the run that played the last episode wrote them
             timing = kept_timing(out, timing)

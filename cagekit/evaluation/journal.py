@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,11 +40,27 @@ def _without_location(identity: dict[str, Any]) -> dict[str, Any]:
     return identity
 
 
+def _layout_named(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity with no layout (None) read as the scenario's default layout, which it plays: a run with
+    `layout="team"` on paper-small resumes a journal of `layout=None`, and the other way round."""
+    scenario = identity.get("scenario")
+    if identity.get("layout") is not None or not isinstance(scenario, str):
+        return identity
+    from cagekit.scenarios import get_scenario
+
+    try:
+        default = get_scenario(scenario).default_layout
+    except ValueError:  # a scenario this version lacks: it differs anyway
+        return identity
+    return {**identity, "layout": default}
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    old, new = _without_location(old), _without_location(new)
+    """What differs between two configurations' identities, naming each field with its values as given."""
+    same_old, same_new = (_layout_named(_without_location(d)) for d in (old, new))
     out = []
     for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
+        if same_old.get(key) != same_new.get(key):
             out.append(f"{key}: journal has {old.get(key)!r}, this run has {new.get(key)!r}")
     return out
 
@@ -197,6 +214,8 @@ class Journal:
                                   f"resumed: " + "; ".join(diffs) +
                                   f". Use another output folder, or empty {self.path.parent} to start over "
                                   f"(reports left without their journal are refused).")
+        if old["layout"] != self.config.layout:  # the same layout, named in one and left to the default in the other
+            self.config = replace(self.config, layout=old["layout"])  # the reports stay as the journal's run wrote
         self.started = float(record.get("started", self.started))
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ computed anywhere, in any order, and always gives the same result.
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 import zlib
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from cagekit import __version__
 
 #: configuration fields that decide the results: a journal is resumed only when all of them agree
 IDENTITY_FIELDS = ("cagekit_version", "scenario", "layout", "team", "episodes", "lengths", "reds", "seed",
@@ -38,7 +41,8 @@ class EvalConfig:
     sau: bool
     channel: bool
     green: str | None = None
-    cagekit_version: str = ""
+    #: the cagekit that ran it (a journal of another version is not resumed); "" in journals that lack it
+    cagekit_version: str = __version__
     #: "engine" (CybORG, the default and what scores are reported on) or "twin" (quick looks)
     simulator: str = "engine"
     #: probability that a stealthy red step raises an alert (None: the scenario's)
@@ -51,15 +55,19 @@ class EvalConfig:
     technique: str = ""
 
     def __post_init__(self) -> None:
-        if isinstance(self.lengths, str) or isinstance(self.reds, str):
+        if any(isinstance(v, str) or not isinstance(v, Iterable) for v in (self.lengths, self.reds)):
             raise ValueError(f"lengths and reds are sequences (a tuple of ints, a tuple of names), got "
                              f"{self.lengths!r} and {self.reds!r}")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.episodes, self.seed, *self.lengths)):
-            raise ValueError(f"episodes, seed and episode lengths must be integers, got {self.episodes!r}, "
-                             f"{self.seed!r} and {list(self.lengths)!r}")
+        # numpy's integers and floats too (as make_env takes them), stored as Python's for the journal's JSON
+        object.__setattr__(self, "episodes", _integer("episodes", self.episodes))
+        object.__setattr__(self, "seed", _integer("seed", self.seed))
+        object.__setattr__(self, "lengths", tuple(_integer("each episode length", n) for n in self.lengths))
+        object.__setattr__(self, "message_cost", _real("message_cost", self.message_cost))
+        if self.detection is not None:
+            object.__setattr__(self, "detection", _real("detection", self.detection, "or None (the scenario's)"))
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if not self.lengths or any(int(n) < 1 for n in self.lengths):
+        if not self.lengths or any(n < 1 for n in self.lengths):
             raise ValueError(f"episode lengths must be positive integers, got {list(self.lengths)}")
         if not self.reds or not all(isinstance(r, str) for r in self.reds):
             raise ValueError(f"reds must name at least one red agent, got {self.reds!r}")
@@ -100,9 +108,27 @@ class EvalConfig:
         data.setdefault("simulator", "engine")
         data.setdefault("detection", None)
         data.setdefault("view", "own")
+        data.setdefault("cagekit_version", "")  # a journal that does not say: unknown, not this version
         data["lengths"] = tuple(int(n) for n in data["lengths"])
         data["reds"] = tuple(data["reds"])
         return cls(**data)
+
+
+def _integer(name: str, value: Any) -> int:
+    """`value` as Python's int: numpy's integers too (not bool, not a whole float: a field of another meaning)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: Any, alternative: str = "") -> float:
+    """`value` as given when it is Python's int or float (the journal keeps it as written), else as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number{' ' + alternative if alternative else ''}, got "
+                         f"{type(value).__name__} {value!r}")
+    if isinstance(value, (int, float)) and type(value) in (int, float):
+        return value
+    return float(value)
 
 
 def episode_seed(seed: int, length: int, red: str, index: int) -> int:

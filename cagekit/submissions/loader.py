@@ -11,6 +11,8 @@ submission cannot fake its reward, and through Python it cannot write, rename or
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import select
 import signal
@@ -33,6 +35,16 @@ IMPORT_TIMEOUT = 60.0  # importing submission.py (loading weights included)
 ACT_TIMEOUT = 10.0  # one call: all agents' actions for one step
 #: the longest any of these may be (a day): select() overflows on an infinite or astronomical timeout
 MAX_TIMEOUT = 86_400.0
+
+
+def check_timeout(what: str, value: Any) -> float:
+    """`value` as seconds, refusing up front what no call could keep: a limit of 0, a negative or a non-finite
+    one would fail the first call as if the team or submission were slow (or overflow select())."""
+    seconds = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    if not 0 < seconds <= MAX_TIMEOUT:  # NaN too
+        raise ValueError(f"{what} must be a positive number of seconds up to {MAX_TIMEOUT:,.0f} (a day), "
+                         f"got {value!r}")
+    return seconds
 
 
 class SubmissionError(RuntimeError):
@@ -393,7 +405,10 @@ def open_submission(path: str | Path, *, limits: Limits = DEFAULT_LIMITS, boot_t
 
     Raises `UnsafeSubmission` (refused while unpacking) or `SubmissionError` (missing files, hashes,
     import failure or timeout, `Submission` without AGENTS/wrap, agents unlike the manifest's).
-    Close it (or use it as a context manager) to stop the worker and remove its folder."""
+    Close it (or use it as a context manager) to stop the worker and remove its folder. A timeout that is not
+    a positive number of seconds up to a day is a ValueError, before anything is unpacked."""
+    for name, value in (("boot", boot_timeout), ("import", import_timeout), ("act", act_timeout)):
+        check_timeout(f"the {name} timeout", value)
     unpacked = unpack(path, limits)
     try:
         manifest = check_files(unpacked)

@@ -9,7 +9,7 @@ import os
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,21 +199,32 @@ def _python_team_files(file: Path, name: str, env: Any, include: tuple[str | Pat
     return files
 
 
+def include_paths(include: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> tuple[str | Path, ...]:
+    """`include` as a tuple of paths: one path given alone is one file, not a sequence of one-letter names."""
+    items = (include,) if isinstance(include, (str, os.PathLike)) else tuple(include)
+    bad = [i for i in items if not isinstance(i, (str, os.PathLike))]
+    if bad:
+        raise TypeError(f"include holds paths (a str or Path, or a tuple of them), got {type(bad[0]).__name__} "
+                        f"{bad[0]!r}")
+    return tuple(i if isinstance(i, str) else Path(i) for i in items)
+
+
 def build_files(source: str | Path, *, name: str, team: str, technique: str, scenario: str | None = None,
                 layout: str | None = None, channel: bool | None = None, sau: bool | None = None,
                 message_cost: float | None = None, seed: int | None = None,
-                include: tuple[str | Path, ...] = ()) -> dict[str, bytes]:
+                include: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = ()) -> dict[str, bytes]:
     """Every file of the submission (relative path -> bytes), manifest included. `include` names a Python
-    team's data files (paths in its file's folder)."""
+    team's data files (paths in its file's folder; one path, or several)."""
     from cagekit.agents import make_team, team_slots
     from cagekit.scenarios import get_scenario
     from cagekit.wrappers import make_env
 
+    included = include_paths(include)
     resolved = resolve_source(source)
     if seed is not None and resolved.kind != "heuristic":
         raise ValueError(f"--seed seeds a heuristic team's generators (the random team's); {source!r} is a "
                          f"{resolved.kind} team, whose episodes the evaluation seeds: leave --seed out")
-    if include and resolved.python is None:
+    if included and resolved.python is None:
         raise ValueError(f"--include is for a Python team's data files; {source!r} is a {resolved.kind}, whose "
                          f"files are packaged as they are")
     meta = resolved.meta
@@ -242,7 +253,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
 
     files: dict[str, bytes] = {}
     if resolved.python is not None:
-        files.update(_python_team_files(*resolved.python, env, include=include))
+        files.update(_python_team_files(*resolved.python, env, include=included))
     elif resolved.kind == "heuristic":
         make_team(resolved.name, env, seed=seed)  # fails early on a bad kind
         body = {"kind": resolved.name, "seed": seed, "slots": [s.to_json() for s in slots]}
@@ -400,7 +411,7 @@ def check_out(out: str | Path) -> None:
 def package(source: str | Path, name: str, team: str, technique: str, out: str | Path, *,
             scenario: str | None = None, layout: str | None = None, channel: bool | None = None,
             sau: bool | None = None, message_cost: float | None = None, seed: int | None = None,
-            replace: bool = False, include: tuple[str | Path, ...] = (),
+            replace: bool = False, include: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
             accept: Callable[[Path], bool] | None = None) -> Path:
     """Package `source` (a heuristic name, a checkpoint directory, a training run folder or a Python team,
     FILE.py:NAME) at `out`.

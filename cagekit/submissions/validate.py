@@ -14,10 +14,10 @@ from cagekit.submissions.loader import (
     ACT_TIMEOUT,
     BOOT_TIMEOUT,
     IMPORT_TIMEOUT,
-    MAX_TIMEOUT,
     SubmissionError,
     SubmissionTeam,
     Unpacked,
+    check_timeout,
     interface_problems,
     start_team,
     unpack,
@@ -102,9 +102,7 @@ def validate(path: str | Path, *, limits: Limits = DEFAULT_LIMITS, boot_timeout:
     if smoke_steps < 1:
         raise ValueError(f"smoke steps must be >= 1 (a smoke test of no steps checks nothing), got {smoke_steps}")
     for name, value in (("boot", boot_timeout), ("import", import_timeout), ("act", act_timeout)):
-        if not 0 < value <= MAX_TIMEOUT:
-            raise ValueError(f"the {name} timeout must be a positive number of seconds up to {MAX_TIMEOUT:,.0f} "
-                             f"(a day), got {value}")
+        check_timeout(f"the {name} timeout", value)
     report = ValidationReport(str(path))
     try:
         unpacked: Unpacked = unpack(path, limits)

@@ -1,0 +1,204 @@
+"""The Python API refuses a caller's mistake with a ValueError or TypeError that names it (never SystemExit, a
+deep traceback or a failure blamed on the team), and reads what a caller naturally gives: a command line as one
+string, paths as Path objects, numpy numbers, one include path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import cagekit
+from cagekit.evaluation import EvalConfig, HeuristicSource, JournalMismatch, cli_main, evaluate, run_command
+from cagekit.evaluation.journal import JOURNAL
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--episodes", "1", "--lengths", "3", "--reds", "SleepAgent", "--no-progress"]
+
+
+def _config(**kw: Any) -> EvalConfig:
+    base: dict[str, Any] = dict(scenario="paper-small", layout=None, team=HeuristicSource("sleep").identity(),
+                                episodes=1, lengths=(3,), reds=("SleepAgent",), seed=0, message_cost=0.1,
+                                sau=True, channel=True)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+# 1. run_command: bad options raise ValueError; a string is a command line, Paths are paths
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["react", "--bogus"], "unrecognized arguments: --bogus"),
+    (["react", "--episodes", "x"], "argument --episodes: invalid int value: 'x'"),
+    ("react out --episodes x", "argument --episodes: invalid int value: 'x'"),
+])
+def test_run_command_raises_value_error_for_bad_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       argv: Any, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        run_command(argv)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_command_line_still_prints_usage_and_exits_2(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "evaluation.py"), "react", str(tmp_path / "o"), "--episodes",
+                           "x"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: evaluation.py")
+    assert "evaluation.py: error: argument --episodes: invalid int value: 'x'" in done.stderr
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["--bogus"], prog="cagekit evaluate")
+    assert exit_.value.code == 2
+
+
+def test_run_command_takes_a_string_and_paths(tmp_path: Path) -> None:
+    out = tmp_path / "as string"
+    assert run_command(f"react '{out}' " + " ".join(TINY), brief=True) == out
+    assert (out / JOURNAL).is_file()
+    other = tmp_path / "as path"
+    assert run_command(["react", other, *TINY], brief=True) == other
+    assert (out / "summary.txt").read_bytes() == (other / "summary.txt").read_bytes()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["react", 3], "argv items must be strings or paths, got int 3"),
+    (Path("react"), "argv must be a list of strings .* got PosixPath"),
+    (b"react", "argv must be a list of strings .* got bytes"),
+])
+def test_run_command_names_an_argv_of_another_type(argv: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        run_command(argv)
+
+
+# 2. a config built in Python carries the installed version; the CLI's journals still resume
+
+def test_a_python_config_carries_the_installed_version(tmp_path: Path) -> None:
+    assert cagekit.__version__ and _config().cagekit_version == cagekit.__version__
+    _, summary = evaluate(_config(), HeuristicSource("sleep"), tmp_path / "py", progress=False)
+    assert summary["cagekit_version"] == cagekit.__version__
+    # a journal the command line wrote resumes from Python with nothing to play, and the other way round
+    cli = tmp_path / "cli"
+    assert cli_main(["sleep", str(cli), *TINY]) == 0
+    before = {f.name: f.read_bytes() for f in cli.iterdir()}
+    config = _config(team_name="sleep", technique="heuristic sleep", author="anonymous")
+    evaluate(config, HeuristicSource("sleep"), cli, progress=False)
+    assert {f.name: f.read_bytes() for f in cli.iterdir()} == before
+    assert cli_main(["sleep", str(tmp_path / "py"), *TINY]) == 0
+
+
+def test_a_journal_without_a_version_reads_as_unknown_and_is_not_resumed(tmp_path: Path) -> None:
+    evaluate(_config(), HeuristicSource("sleep"), tmp_path, progress=False)
+    journal = tmp_path / JOURNAL
+    lines = journal.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    del header["config"]["cagekit_version"]
+    journal.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    assert EvalConfig.from_json(header["config"]).cagekit_version == ""
+    with pytest.raises(JournalMismatch, match=f"cagekit_version: journal has None, this run has "
+                                              f"'{cagekit.__version__}'"):
+        evaluate(_config(), HeuristicSource("sleep"), tmp_path, progress=False)
+
+
+# 3. the twin is a simulator, not a backend
+
+def test_backend_twin_says_where_the_twin_is_chosen(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"valid: serial, processes, ray \(the twin is no backend: build the "
+                                         r"EvalConfig with simulator='twin'\)"):
+        evaluate(_config(), HeuristicSource("sleep"), tmp_path / "o", backend="twin")
+    assert not (tmp_path / "o").exists()
+
+
+# 4. no layout and the scenario's default layout are the same run
+
+@pytest.mark.parametrize(("first", "second"), [(None, "team"), ("team", None)])
+def test_the_default_layout_named_or_not_resumes_the_same_journal(tmp_path: Path, first: str | None,
+                                                                   second: str | None) -> None:
+    evaluate(_config(layout=first), HeuristicSource("sleep"), tmp_path, progress=False)
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    report, _ = evaluate(_config(layout=second), HeuristicSource("sleep"), tmp_path, progress=False)
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before  # journal and reports as they were
+    assert report.config.layout == first  # the reports name the layout as the journal's run did
+
+
+def test_cage2s_default_is_classic_not_team(tmp_path: Path) -> None:
+    """Only the scenario's own default stands for None: on cage2 that is classic, and team is another run."""
+    cage2 = dict(scenario="cage2", reds=("SleepAgent",), channel=False, sau=False)
+    evaluate(_config(**cage2), HeuristicSource("sleep"), tmp_path, progress=False)
+    evaluate(_config(**cage2, layout="classic"), HeuristicSource("sleep"), tmp_path, progress=False)
+    with pytest.raises(JournalMismatch, match="layout: journal has None, this run has 'team'"):
+        evaluate(_config(**cage2, layout="team"), HeuristicSource("sleep"), tmp_path, progress=False)
+
+
+# 5. evaluate refuses a step timeout no step could keep, blaming no agent
+
+@pytest.mark.parametrize("timeout", [-1, 0, float("nan"), float("inf"), 1e9, "5", True])
+def test_evaluate_refuses_a_step_timeout_that_is_no_positive_number(tmp_path: Path, timeout: Any) -> None:
+    with pytest.raises(ValueError, match=rf"step_timeout must be a positive number of seconds up to 86,400 \(a "
+                                         rf"day\), got {timeout!r}"):
+        evaluate(_config(), HeuristicSource("sleep"), tmp_path / "o", step_timeout=timeout, progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+# 6. open_submission refuses timeouts as validate does, before anything is unpacked
+
+@pytest.mark.parametrize("kw", [{"act_timeout": 0}, {"act_timeout": -1}, {"boot_timeout": -1},
+                                {"import_timeout": float("nan")}, {"act_timeout": "10"}])
+def test_open_submission_and_validate_refuse_impossible_timeouts(kw: dict[str, Any]) -> None:
+    from cagekit.submissions import open_submission, validate
+
+    (key, value), = kw.items()
+    message = rf"the {key.removesuffix('_timeout')} timeout must be a positive number of seconds"
+    shipped = ROOT / "submissions" / "react-paper-small.zip"
+    for call in (open_submission, validate):
+        with pytest.raises(ValueError, match=message):
+            call(shipped, **kw)
+
+
+# 7. EvalConfig names a field of the wrong type and takes numpy numbers
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"message_cost": "0.1"}, "message_cost must be a number, got str '0.1'"),
+    ({"detection": "0.5"}, r"detection must be a number or None \(the scenario's\), got str '0.5'"),
+    ({"episodes": "2"}, "episodes must be an integer, got str '2'"),
+    ({"episodes": True}, "episodes must be an integer, got bool True"),
+    ({"message_cost": True}, "message_cost must be a number, got bool True"),
+])
+def test_eval_config_names_the_field_of_the_wrong_type(kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(**kw)
+
+
+def test_eval_config_takes_numpy_numbers_as_pythons(tmp_path: Path) -> None:
+    config = _config(episodes=np.int64(1), seed=np.int32(0), lengths=(np.int64(3),), message_cost=np.float32(0.5),
+                     detection=np.float64(0.25))
+    assert config == _config(message_cost=0.5, detection=0.25)
+    assert [type(v) for v in (config.episodes, config.seed, *config.lengths, config.message_cost,
+                              config.detection)] == [int, int, int, float, float]
+    evaluate(config, HeuristicSource("sleep"), tmp_path, progress=False)  # its journal is JSON
+    assert json.loads((tmp_path / JOURNAL).read_text().splitlines()[0])["config"]["episodes"] == 1
+
+
+# 8. package's include takes one path as one file
+
+def test_package_include_takes_a_single_path(tmp_path: Path) -> None:
+    from cagekit.submissions.package import build_files, package
+
+    team = tmp_path / "weighted.py"
+    team.write_text("import json\nfrom pathlib import Path\n\nfrom cagekit.agents import make_team as _make\n\n"
+                    "KIND = json.loads((Path(__file__).parent / 'weights.json').read_text())['kind']\n\n\n"
+                    "def make_team(env):\n    return _make(KIND, env)\n")
+    (tmp_path / "weights.json").write_text('{"kind": "react"}')
+    labels: dict[str, Any] = dict(name="a", team="b", technique="c")
+    files = build_files(str(team), **labels, include="weights.json")
+    assert files["team/weights.json"] == b'{"kind": "react"}'
+    assert build_files(str(team), **labels, include=Path("weights.json")) == files
+    assert build_files(str(team), **labels, include=["weights.json"]) == files
+    out = package(str(team), **labels, out=tmp_path / "w.zip", include=Path("weights.json"))
+    assert "team/weights.json" in zipfile.ZipFile(out).namelist()
+    with pytest.raises(TypeError, match="include holds paths .* got int 3"):
+        build_files(str(team), **labels, include=("weights.json", 3))  # type: ignore[arg-type]

@@ -380,6 +380,9 @@ def test_resume_takes_the_reds_a_run_trains_against_however_spelt(tmp_path, caps
     record = json.loads((out / "run.json").read_text())
     del record["env"]["red"]  # as cagekit train wrote it before --red all was the default
     (out / "run.json").write_text(json.dumps(record))
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["env"]["red"]  # and as such a run's learner recorded it (a resume must match it)
+    (out / "meta.json").write_text(json.dumps(meta))
     for red, code in (("KillChainAgent", 0), ("all", 2), ("ExplorerAgent", 2)):
         assert main(["train", "--resume", str(out), "--red", red, "--steps", "90", "--no-progress"]) == code
         assert ("differs from its" in capsys.readouterr().err) == bool(code)

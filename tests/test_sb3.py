@@ -373,6 +373,53 @@ def test_sb3_hyperparameters_of_the_wrong_type_or_range_are_named(algo, data, me
         check_hyperparameters(algo, data)
 
 
+def test_sb3_new_run_into_a_trained_folder_is_refused_and_it_is_left_as_it_was(tmp_path):
+    """It silently overwrote model.zip, meta.json and the checkpoints (TensorBoard files piling up)."""
+    out = tmp_path / "run"
+    train_sb3("maskable-ppo", "paper-small", steps=64, seed=0, out_dir=out, n_envs=1, progress_bar=False)
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    with pytest.raises(ValueError, match=rf"{out} already holds a trained run \(model.zip, meta.json, "
+                                         r"checkpoints/\).*pass resume=True .*or another out_dir"):
+        train_sb3("ppo", "paper-small", steps=64, seed=7, out_dir=out, n_envs=1, progress_bar=False)
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    (out / "model.zip").unlink()
+    (out / "meta.json").unlink()
+    with pytest.raises(ValueError, match=r"already holds a trained run \(checkpoints/\)"):
+        train_sb3("ppo", "paper-small", steps=64, seed=7, out_dir=out, n_envs=1, progress_bar=False)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"seed": "0"}, ValueError, "seed must be an integer >= 0 (or None), got '0'"),
+    ({"seed": -1}, ValueError, "seed must be an integer >= 0 (or None), got -1"),
+    ({"steps": "64"}, TypeError, "steps must be an integer >= 1 (environment steps to train), got '64' (str)"),
+    ({"snapshots": -1}, ValueError, "snapshots must be >= 0"),
+    ({"torch_threads": 0}, ValueError, "torch_threads must be >= 1"),
+])
+def test_sb3_bad_arguments_are_named_before_the_run_folder(tmp_path, kwargs, error, message):
+    out = tmp_path / "run"
+    with pytest.raises(error, match=re.escape(message)):
+        train_sb3("ppo", "paper-small", **{"steps": 64, **kwargs}, out_dir=out, n_envs=1, progress_bar=False)
+    assert not out.exists()
+
+
+def test_sb3_weights_do_not_depend_on_the_callers_threads_and_their_setting_is_restored(tmp_path):
+    """The threads were set after the model was built, so its initial weights followed the caller's setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    weights = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            model = train_sb3("ppo", "paper-small", steps=64, seed=3, out_dir=tmp_path / str(threads), n_envs=1,
+                              progress_bar=False)
+            assert torch.get_num_threads() == threads
+            weights.append(model.policy.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_sb3_hyperparameters_keep_what_sb3_takes():
     checked = check_hyperparameters("dqn", {"n_steps": 3.0, "max_grad_norm": 10, "learning_rate": 1})
     assert checked == {"n_steps": 3, "max_grad_norm": 10, "learning_rate": 1} and type(checked["n_steps"]) is int

@@ -51,12 +51,13 @@ def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], m
     if trainer_state is not None:
         _atomic_torch_save(trainer_state, out / TRAINER_FILE)
     tmp = out / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=json_default))
     os.replace(tmp, out / META_FILE)
     return out
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """What meta.json holds for numpy numbers and arrays and paths (json.dumps' `default`)."""
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):

@@ -459,6 +459,17 @@ def stopped_short(model: Any, steps: int) -> bool:
     return int(model.num_timesteps) < int(steps)
 
 
+def refuse_trained_folder(out: Path) -> None:
+    """A new run must not write into a folder holding a run (its model.zip, meta.json or checkpoints): it
+    would overwrite them and pile its TensorBoard events beside the old ones."""
+    found = [name for name in (MODEL_FILE, "meta.json") if (out / name).exists()]
+    if (out / CHECKPOINT_DIR).is_dir() and any((out / CHECKPOINT_DIR).iterdir()):
+        found.append(f"{CHECKPOINT_DIR}/")
+    if found:
+        raise ValueError(f"{out} already holds a trained run ({', '.join(found)}); training a new one there would "
+                         f"overwrite it: pass resume=True to continue it, or another out_dir")
+
+
 def latest_checkpoint(out_dir: str | Path) -> tuple[Path, Path | None, int] | None:
     """The most advanced SB3 model in a run folder: (model zip, its replay buffer or None, its step count).
 
@@ -590,20 +601,44 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     reseeded with `seed + resumed step`, torch's random state is not restored, PPO drops the rollout cut
     by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step.
     """
+    import torch
+
+    from cagekit.agents.training import check_count
+
+    if torch_threads is not None:
+        torch_threads = check_count("torch_threads", torch_threads, 1, "(or None: torch's own setting)")
+    threads = torch.get_num_threads()
+    if torch_threads is not None:  # from the model's construction on: its initial weights depend on it too
+        torch.set_num_threads(torch_threads)
+    try:
+        return _train_sb3(algo, scenario, steps, seed, out_dir, n_envs, vec=vec, progress_bar=progress_bar,
+                          algo_kwargs=algo_kwargs, policy_kwargs=policy_kwargs, verbose=verbose, resume=resume,
+                          snapshots=snapshots, **env_kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | Path, n_envs: int, *, vec: str,
+               progress_bar: bool, algo_kwargs: dict[str, Any] | None, policy_kwargs: dict[str, Any] | None,
+               verbose: int, resume: bool, snapshots: int, **env_kwargs: Any) -> Any:
+    """`train_sb3` with torch's threads set."""
     import sb3_contrib
     import stable_baselines3
-    import torch
 
     import cagekit
     from cagekit.agents.rollout import training_reds
-    from cagekit.agents.training import deferred_interrupt
+    from cagekit.agents.training import check_count, deferred_interrupt
     from cagekit.wrappers.gym_views import CentralisedEnv, is_classic, make_gym_env, make_vec_env
+    from cagekit.wrappers.parallel import check_seed
 
     cls = _algo_class(algo)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    steps = check_count("steps", steps, 1, "(environment steps to train)")
+    snapshots = check_count("snapshots", snapshots, 0, "(0: none)")
+    seed = check_seed(seed) or 0  # as make_learner: str + int fails later saying nothing of the seed
     algo_kwargs = check_hyperparameters(algo, algo_kwargs)
     out = Path(out_dir)
+    if not resume:
+        refuse_trained_folder(out)
     checkpoint = None
     if resume:
         checkpoint = latest_checkpoint(out)
@@ -665,9 +700,6 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
         print(f"resuming {out} from {model_file.name} at {start:,} of {steps:,} steps")
     out.mkdir(parents=True, exist_ok=True)
     model.set_logger(_run_logger(out, start if checkpoint is not None else None))
-    threads = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
 
     # PPO collects whole rollouts of n_steps per copy, so it trains past a --steps that is not a multiple of one
     rollout = int(model.n_steps) * n_envs if isinstance(model, OnPolicyAlgorithm) else 1
@@ -689,7 +721,6 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
               f"(continue with `cagekit train --resume {out}`)")
     finally:
         progress.close()
-        torch.set_num_threads(threads)
         venv.close()
         model.logger.close()
     meta = {"algo": algo, "scenario": scenario, "view": "classic" if classic else "centralised",

@@ -25,6 +25,7 @@ import contextlib
 import csv
 import importlib
 import math
+import numbers
 import signal
 import threading
 import time
@@ -229,31 +230,96 @@ class SnapshotSchedule:
         return due
 
 
-def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int = CHECKPOINT_EVERY,
+def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int | None = CHECKPOINT_EVERY,
           resume: bool = False, progress: bool = True, max_updates: int | None = None,
           snapshots: int = 0) -> dict[str, Any]:
     """Train until `learner.env_steps >= steps` (environment steps; or `max_updates` updates, if given).
 
     With `resume`, a checkpoint in out_dir (trainer.pt) is loaded first and the log continues from its
-    update count. Ctrl-C saves a checkpoint and returns cleanly. `snapshots=K` saves the policy (no
-    trainer state) each time the run passes another K-th of `steps`, except at the end, where the run's
-    own checkpoint is the last weights. Returns a summary dict.
+    update count; the learner must be built with the run's seed, environment and config (its meta.json),
+    or it is refused. Ctrl-C saves a checkpoint and returns cleanly. `checkpoint_every` 0 or None saves only
+    at the end (and on Ctrl-C). `snapshots=K` saves the policy (no trainer state) each time the run passes
+    another K-th of `steps`, except at the end, where the run's own checkpoint is the last weights. Torch
+    runs with `training_threads()` meanwhile, as the CLI's, so the weights do not depend on the caller's
+    thread setting (which is restored). Returns a summary dict.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1 (environment steps to train), got {steps}")
+    steps = check_count("steps", steps, 1, "(environment steps to train)")
+    if checkpoint_every is not None:
+        checkpoint_every = check_count("checkpoint_every", checkpoint_every, 0, "(updates; 0 or None: at the end)")
+    if max_updates is not None:
+        max_updates = check_count("max_updates", max_updates, 0, "(or None: no limit)")
+    snapshots = check_count("snapshots", snapshots, 0, "(0: none)")
+    if not isinstance(resume, bool):
+        raise TypeError(f"resume must be True or False, got {resume!r}")
     out = Path(out_dir)
     if not resume and (out / ckpt.MODEL_FILE).exists():
         raise ValueError(f"{out} already holds a trained run ({ckpt.MODEL_FILE}); training a new one there would "
                          f"overwrite its weights and log: pass resume=True to continue it, or another out_dir")
-    out.mkdir(parents=True, exist_ok=True)
-    if resume and ckpt.has_trainer_state(out):
-        learner.load_state_dict(ckpt.load_trainer_state(out))
-    elif resume and (out / ckpt.MODEL_FILE).exists():
+    if resume and (out / ckpt.MODEL_FILE).exists() and not ckpt.has_trainer_state(out):
         raise ValueError(f"cannot resume {out}: it has weights ({ckpt.MODEL_FILE}) but no {ckpt.TRAINER_FILE}, the "
                          f"training state an exact resume needs; starting over would overwrite the weights. Train "
                          f"a new run with another --out (or move {ckpt.MODEL_FILE} away to start this one over)")
+    if resume and ckpt.has_trainer_state(out):
+        _refuse_other_settings(learner, out)
+    with training_torch_threads():
+        return _train(learner, steps, out, checkpoint_every, resume, progress, max_updates, snapshots)
+
+
+def check_count(name: str, value: Any, least: int, meaning: str) -> int:
+    """`value` as an int of at least `least`: a TypeError naming `name` for text, floats or bools (whose own
+    errors, such as "'<' not supported", say nothing of which argument), a ValueError below `least`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {least} {meaning}, got {value!r} ({type(value).__name__})")
+    if value < least:
+        raise ValueError(f"{name} must be >= {least} {meaning}, got {value}")
+    return int(value)
+
+
+def _refuse_other_settings(learner: Learner, out: Path) -> None:
+    """A resumed learner must be the run's: another seed, environment or config would continue it as another
+    run (not the uninterrupted one), under a meta.json recording settings it was partly not trained with.
+    Compares the learner's `meta()` with the checkpoint's meta.json; a hyperparameter that meta lacks (added
+    to the config since) counts as its default."""
+    import json
+
+    from cagekit.agents.rollout import training_reds
+
+    describe = getattr(learner, "meta", None)
+    if not callable(describe) or not (out / ckpt.META_FILE).exists():
+        return
+    saved = ckpt.load_meta(out)
+    given = json.loads(json.dumps(describe(), default=ckpt.json_default))  # as meta.json holds it
+    config: Any = getattr(learner, "config", None)
+    defaults = type(config)().to_dict() if hasattr(config, "to_dict") else {}
+    pairs: list[tuple[str, Any, Any]] = [("seed", saved.get("seed"), given.get("seed"))]
+    for part in ("env", "hyperparameters"):
+        was, now = saved.get(part) or {}, given.get(part) or {}
+        for key in sorted({*was, *now}):
+            before = was.get(key, defaults.get(key, "unset") if part == "hyperparameters" else "unset")
+            pairs.append((f"{part}.{key}", before, now.get(key, "unset")))
+    differing = []
+    for field, was, now in pairs:
+        same = was == now
+        if field == "env.red" and not same:
+            try:  # "all" and the list of every red are the same reds
+                same = training_reds(learner.scenario, was) == training_reds(learner.scenario, now)
+            except (ValueError, TypeError):
+                pass
+        if not same:
+            differing.append(f"{field}: {was!r} -> {now!r}")
+    if differing:
+        raise ValueError(f"cannot resume {out} with this learner: it is built with other settings than the run's "
+                         f"{ckpt.META_FILE} ({'; '.join(differing)}; saved -> given). Build it with the run's "
+                         f"settings (from_checkpoint({str(out)!r}) does), or train it in another out_dir")
+
+
+def _train(learner: Learner, steps: int, out: Path, checkpoint_every: int | None, resume: bool, progress: bool,
+           max_updates: int | None, snapshots: int) -> dict[str, Any]:
+    from torch.utils.tensorboard import SummaryWriter
+
+    out.mkdir(parents=True, exist_ok=True)
+    if resume and ckpt.has_trainer_state(out):
+        learner.load_state_dict(ckpt.load_trainer_state(out))
     rows = _read_log(out / LOG_FILE, learner.updates) if resume else []
     with (out / LOG_FILE).open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
@@ -663,18 +729,48 @@ def exploration_note(algo: str, config: Any, steps: int) -> str | None:
             f"it ends still exploring.{hint}")
 
 
-def limit_torch_threads() -> int:
-    """One torch thread per training process (CAGEKIT_TORCH_THREADS to change it).
+def training_threads() -> int:
+    """The torch threads a training run uses: CAGEKIT_TORCH_THREADS, 1 by default.
 
     The networks are small: on this 2-core class of machine, extra intra-op threads only fight each other
     and any parallel job (measured: a PPO run took 762 s with default threads, 33 s with one)."""
     import os
 
+    raw = os.environ.get("CAGEKIT_TORCH_THREADS", "1")
+    try:
+        threads = int(raw)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"CAGEKIT_TORCH_THREADS must be an integer >= 1 (torch threads per training run), "
+                         f"got {raw!r}")
+    return threads
+
+
+def limit_torch_threads() -> int:
+    """Set torch to `training_threads()` for the rest of the process (the CLI's commands); returns the count."""
     import torch
 
-    threads = int(os.environ.get("CAGEKIT_TORCH_THREADS", "1"))
+    threads = training_threads()
     torch.set_num_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def training_torch_threads() -> Iterator[int]:
+    """`training_threads()` for the block, the caller's setting restored after it.
+
+    The thread count changes how torch splits its sums, and so the trained weights' last bits: pinning it
+    makes `train` from Python give the CLI's result on any machine, without changing the caller's process."""
+    import torch
+
+    before = torch.get_num_threads()
+    threads = training_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def default_simulator(scenario: str) -> str:

@@ -1,0 +1,102 @@
+"""`train` from Python: the CLI's thread count whatever the caller's (restored after), argument checks, and a
+resume refused for a learner built otherwise than the run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cagekit.agents import checkpoint as ckpt
+from cagekit.agents.qmix import QmixLearner
+from cagekit.agents.training import make_learner, train, training_torch_threads
+
+SMALL = {"buffer_episodes": 16, "batch_episodes": 4, "target_update_episodes": 3, "epsilon_anneal_steps": 200}
+
+
+def small(seed: int = 1, red: str = "all", **config) -> QmixLearner:
+    return QmixLearner("paper-small", seed=seed, config={**SMALL, **config}, episode_length=10, red=red)
+
+
+def _files(run) -> dict[str, bytes]:
+    return {name: (run / name).read_bytes() for name in (ckpt.MODEL_FILE, ckpt.TRAINER_FILE, ckpt.META_FILE)}
+
+
+@pytest.mark.parametrize("algo", ["qmix", "dial-sau"])
+def test_weights_do_not_depend_on_the_callers_threads_and_their_setting_is_restored(tmp_path, algo):
+    """The audit's case: torch's default of 2 threads on this machine gave other weights than the CLI's 1."""
+    before = torch.get_num_threads()
+    weights = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            learner = make_learner(algo, "paper-small", seed=1, red="all", simulator="twin")
+            train(learner, 120, tmp_path / str(threads), progress=False)
+            assert torch.get_num_threads() == threads
+            weights.append(ckpt.load_model_state(tmp_path / str(threads)))
+    finally:
+        torch.set_num_threads(before)
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_training_threads_follow_the_environment_variable(monkeypatch):
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "2")
+    before = torch.get_num_threads()
+    with training_torch_threads() as threads:
+        assert threads == torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "two")
+    with pytest.raises(ValueError, match="CAGEKIT_TORCH_THREADS must be an integer >= 1 .*got 'two'"), \
+            training_torch_threads():
+        pass
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"steps": "100"}, TypeError, r"steps must be an integer >= 1 .*got '100' \(str\)"),
+    ({"steps": 0}, ValueError, "steps must be >= 1"),
+    ({"steps": 10.0}, TypeError, "steps must be an integer"),
+    ({"checkpoint_every": -1}, ValueError, "checkpoint_every must be >= 0"),
+    ({"checkpoint_every": True}, TypeError, "checkpoint_every must be an integer"),
+    ({"snapshots": -1}, ValueError, "snapshots must be >= 0"),
+    ({"max_updates": "3"}, TypeError, "max_updates must be an integer"),
+    ({"resume": "no"}, TypeError, "resume must be True or False"),
+], ids=["steps-text", "steps-zero", "steps-float", "checkpoint-negative", "checkpoint-bool", "snapshots-negative",
+        "max-updates-text", "resume-text"])
+def test_bad_arguments_are_named_before_anything_is_written(tmp_path, kwargs, error, message):
+    args = {"steps": 100, **kwargs}
+    with pytest.raises(error, match=message):
+        train(small(), args.pop("steps"), tmp_path / "run", progress=False, **args)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("other", "named"), [
+    (lambda: small(seed=2), "seed: 1 -> 2"),
+    (lambda: small(lr=0.05), "hyperparameters.lr: 0.0005 -> 0.05"),
+    (lambda: small(red="SleepAgent"), "env.red: 'all' -> 'SleepAgent'"),
+    (lambda: QmixLearner("paper-small", seed=1, config=SMALL, episode_length=12, red="all"),
+     "env.episode_length: 10 -> 12"),
+], ids=["seed", "config", "red", "env"])
+def test_resume_refuses_a_learner_built_with_other_settings(tmp_path, other, named):
+    run = tmp_path / "run"
+    train(small(), 20, run, progress=False)
+    saved = _files(run)
+    log = (run / "log.csv").read_bytes()
+    with pytest.raises(ValueError, match=rf"cannot resume {run} with this learner: .*{named}.*saved -> given"):
+        train(other(), 40, run, resume=True, progress=False)
+    assert _files(run) == saved and (run / "log.csv").read_bytes() == log
+
+
+def test_resume_with_the_runs_settings_equals_the_uninterrupted_run(tmp_path):
+    """The same settings however spelt (red "all" or its list), or rebuilt by from_checkpoint, are accepted."""
+    from cagekit.scenarios import get_scenario
+
+    full = small()
+    train(full, 40, tmp_path / "full", progress=False)
+    train(small(), 20, tmp_path / "half", progress=False)
+    every_red = ",".join(get_scenario("paper-small").red_agents)
+    train(small(red=every_red), 30, tmp_path / "half", resume=True, progress=False)
+    resumed = QmixLearner.from_checkpoint(tmp_path / "half")
+    train(resumed, 40, tmp_path / "half", resume=True, progress=False)
+    a, b = ckpt.load_model_state(tmp_path / "full"), ckpt.load_model_state(tmp_path / "half")
+    assert all(torch.equal(a[k], b[k]) for k in a)

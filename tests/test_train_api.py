@@ -8,7 +8,7 @@ import torch
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.qmix import QmixLearner
-from cagekit.agents.training import make_learner, train, training_torch_threads
+from cagekit.agents.training import make_learner, pinned_torch_threads, train, training_threads
 
 SMALL = {"buffer_episodes": 16, "batch_episodes": 4, "target_update_episodes": 3, "epsilon_anneal_steps": 200}
 
@@ -42,12 +42,13 @@ def test_weights_do_not_depend_on_the_callers_threads_and_their_setting_is_resto
 def test_training_threads_follow_the_environment_variable(monkeypatch):
     monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "2")
     before = torch.get_num_threads()
-    with training_torch_threads() as threads:
+    threads = training_threads()
+    with pinned_torch_threads(threads):
         assert threads == torch.get_num_threads() == 2
     assert torch.get_num_threads() == before
     monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "two")
     with pytest.raises(ValueError, match="CAGEKIT_TORCH_THREADS must be an integer >= 1 .*got 'two'"), \
-            training_torch_threads():
+            pinned_torch_threads(training_threads()):
         pass
     assert torch.get_num_threads() == before
 

@@ -601,21 +601,14 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     reseeded with `seed + resumed step`, torch's random state is not restored, PPO drops the rollout cut
     by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step.
     """
-    import torch
-
-    from cagekit.agents.training import check_count
+    from cagekit.agents.training import check_count, pinned_torch_threads
 
     if torch_threads is not None:
         torch_threads = check_count("torch_threads", torch_threads, 1, "(or None: torch's own setting)")
-    threads = torch.get_num_threads()
-    if torch_threads is not None:  # from the model's construction on: its initial weights depend on it too
-        torch.set_num_threads(torch_threads)
-    try:
+    with pinned_torch_threads(torch_threads):  # from the model's construction on: its initial weights depend on it
         return _train_sb3(algo, scenario, steps, seed, out_dir, n_envs, vec=vec, progress_bar=progress_bar,
                           algo_kwargs=algo_kwargs, policy_kwargs=policy_kwargs, verbose=verbose, resume=resume,
                           snapshots=snapshots, **env_kwargs)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | Path, n_envs: int, *, vec: str,

@@ -261,7 +261,7 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
                          f"a new run with another --out (or move {ckpt.MODEL_FILE} away to start this one over)")
     if resume and ckpt.has_trainer_state(out):
         _refuse_other_settings(learner, out)
-    with training_torch_threads():
+    with pinned_torch_threads(training_threads()):
         return _train(learner, steps, out, checkpoint_every, resume, progress, max_updates, snapshots)
 
 
@@ -757,18 +757,17 @@ def limit_torch_threads() -> int:
 
 
 @contextlib.contextmanager
-def training_torch_threads() -> Iterator[int]:
-    """`training_threads()` for the block, the caller's setting restored after it.
-
-    The thread count changes how torch splits its sums, and so the trained weights' last bits: pinning it
-    makes `train` from Python give the CLI's result on any machine, without changing the caller's process."""
+def pinned_torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU threads set to `threads` for the block (None: left alone), the caller's setting restored
+    after it. The count changes how torch splits its sums, and so the trained weights' last bits: pinning it
+    makes a run from Python give the CLI's result on any machine, without changing the caller's process."""
     import torch
 
     before = torch.get_num_threads()
-    threads = training_threads()
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
-        yield threads
+        yield
     finally:
         torch.set_num_threads(before)
 

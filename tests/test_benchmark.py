@@ -256,7 +256,8 @@ def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_
     assert "is a folder; name the Markdown file to write" in capsys.readouterr().err
     (tmp_path / "summary.txt").write_text("an evaluation's\n")
     assert main(["reproduce", "--quick", "--doc", str(tmp_path / "summary.txt"), "--out", str(out)]) == 2
-    assert "exists and is no Markdown file (.md)" in capsys.readouterr().err
+    assert "--doc " + str(tmp_path / "summary.txt") + " exists and is no markdown file (.md); the study writes " \
+        "markdown" in capsys.readouterr().err
     assert (tmp_path / "summary.txt").read_text() == "an evaluation's\n"
     assert not out.exists()
     for command in (["reproduce", "--quick"], ["benchmark", "--algos", "react"], ["train", "--algo", "qmix"]):

@@ -127,11 +127,12 @@ def markdown_file(out: str) -> Path:
     return path
 
 
-def refuse_other_kind(path: Path) -> Path:
-    """`path`, unless it is an existing file of another kind than markdown, which compare would replace
-    (`--out mine.png`: a slip, not a wish); checked after the callers' sharper refusals."""
+def refuse_other_kind(path: Path, what: str = "--out", writer: str = "compare") -> Path:
+    """`path`, unless it is an existing file of another kind than markdown, which `writer` would replace
+    (`--out mine.png`, `reproduce --doc OUT/summary.txt`: a slip, not a wish); checked after the callers'
+    sharper refusals. `what` names the option the user gave."""
     if path.exists() and path.suffix.lower() not in (".md", ".markdown"):
-        raise ValueError(f"--out {path} exists and is no markdown file (.md); compare writes markdown and would "
+        raise ValueError(f"{what} {path} exists and is no markdown file (.md); {writer} writes markdown and would "
                          f"replace it: give a .md path")
     return path
 

@@ -30,6 +30,7 @@ from cagekit.evaluation.benchmark import (
     seed_ci95,
     to_markdown,
 )
+from cagekit.evaluation.compare import refuse_other_kind
 
 LEARNED = ("dial-sau", "dial", "nocomm", "qmix", "maskable-ppo")
 #: the decentralised learners whose agents talk: their channel is priced by muting it
@@ -96,9 +97,7 @@ class StudyPlan:
         if self.doc.is_dir():
             raise ValueError(f"--doc {self.doc} is a folder; name the Markdown file to write "
                              f"(e.g. {self.doc}/results.md)")
-        if self.doc.exists() and self.doc.suffix.lower() not in (".md", ".markdown"):  # an evaluation's summary.txt
-            raise ValueError(f"--doc {self.doc} exists and is no Markdown file (.md), which the study would replace; "
-                             f"name a .md file")
+        refuse_other_kind(self.doc, "--doc", "the study")  # an evaluation's summary.txt, say
 
     @classmethod
     def quick(cls, out: Path, doc: Path, **kw: Any) -> StudyPlan:

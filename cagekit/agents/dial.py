@@ -91,7 +91,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-
 def check_team(algo: str, scenario: str, layout: str | None = None) -> None:
     """A ValueError where `algo` talks on the channel and `scenario`'s `layout` has one blue agent: its messages
     would reach no one, and the run trained but its team failed when scored (an empty message input)."""

@@ -35,16 +35,18 @@ class BlueActionCatalog:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def label(self, index: int) -> str:
+    def entry(self, index: int) -> tuple[str, str | None]:
+        """(kind, target) of action `index`; a ValueError naming the agent and the valid range outside it."""
         if not 0 <= index < len(self.entries):
             raise ValueError(f"agent {self.agent.name!r}: action {index} outside 0..{len(self.entries) - 1}")
-        kind, target = self.entries[index]
+        return self.entries[index]
+
+    def label(self, index: int) -> str:
+        kind, target = self.entry(index)
         return kind if target is None else f"{kind} {target}"
 
     def build(self, index: int) -> Any:
-        if not 0 <= index < len(self.entries):
-            raise ValueError(f"agent {self.agent.name!r}: action {index} outside 0..{len(self.entries) - 1}")
-        kind, target = self.entries[index]
+        kind, target = self.entry(index)
         name = self.agent.name
         if kind == "Sleep":
             return Sleep()

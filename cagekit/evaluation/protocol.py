@@ -126,7 +126,7 @@ def _real(name: str, value: Any, alternative: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number{' ' + alternative if alternative else ''}, got "
                          f"{type(value).__name__} {value!r}")
-    if isinstance(value, (int, float)) and type(value) in (int, float):
+    if type(value) is int or type(value) is float:  # not a subclass (numpy's float64, a bool): kept as written
         return value
     return float(value)
 

@@ -210,6 +210,14 @@ def test_checkpoint_round_trip(tmp_path):
     loaded = cagekit.agents.load_team(tmp_path / "ck")
     b = _q_values(loaded, env)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    # the environment it was trained for, as make_env takes it; another shape is named, not a numpy reshape error
+    assert loaded.env_settings() == {"scenario": "paper-small", "channel": True, "sau": True,
+                                     "message_cost": meta["env"]["message_cost"]}
+    for shape, given in (({"channel": False}, 9), ({"view": "team"}, 19)):
+        obs, _ = cagekit.make_env("paper-small", episode_length=5, **shape).reset(seed=0)
+        with pytest.raises(ValueError, match=rf"dial-sau.*blue_user.*10 values \(channel on, view=own\).*gives it "
+                                             rf"{given}.*make_env\(\*\*team.env_settings\(\)\)"):
+            loaded.act(obs)
     # a learner restored from it continues identically
     again = DialLearner.from_checkpoint(tmp_path / "ck")
     assert again.updates == learner.updates and again.env_steps == learner.env_steps

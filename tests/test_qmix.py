@@ -259,6 +259,9 @@ def test_save_load_team_matches_learner(tmp_path):
         live.end_episode()
     resumed = QmixLearner.from_checkpoint(tmp_path)
     assert resumed.updates == learner.updates and resumed.update() == learner.update()
+    obs, _ = cagekit.make_env(SCENARIO, channel=True, seed=0).reset(seed=0)  # a channel env: one more bit each
+    with pytest.raises(ValueError, match=r"qmix.*channel off, view=own.*'channel': False"):
+        loaded.act(obs)
 
 
 def test_a_learner_from_weights_alone_starts_with_its_target_equal_to_them(tmp_path):

@@ -158,6 +158,9 @@ def test_train_and_load_round_trip(tmp_path):
         assert all(obs[a]["action_mask"][acts[a]] for a in obs)
         obs, *_ = par.step(acts)
     team.end_episode()
+    obs, _ = make_env("paper-small", view="team", seed=5).reset(seed=5)
+    with pytest.raises(ValueError, match=r"maskable-ppo.*trained on observations of 10 values.*gives it 19"):
+        team.act(obs)
 
     # a truncated model.zip is named, not SB3's bare "No data found in the saved file"
     data = (out / "model.zip").read_bytes()

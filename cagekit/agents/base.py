@@ -154,17 +154,46 @@ class Team:
     scenario: str
     kind: str
     meta: dict[str, Any] = field(default_factory=dict)
+    _slots: dict[str, AgentSlot] | None = field(default=None, init=False, repr=False, compare=False)
 
     def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
         missing = [name for name in observations if name not in self.agents]
         if missing:
             raise ValueError(f"team {self.kind!r} has no agent for {missing}; it has {sorted(self.agents)}")
+        self._check_sizes(observations)
         return {name: int(self.agents[name].get_action(obs, None if action_spaces is None else action_spaces[name]))
                 for name, obs in observations.items()}
 
     def end_episode(self) -> None:
         for agent in self.agents.values():
             agent.end_episode()
+
+    def env_settings(self) -> dict[str, Any]:
+        """The environment a trained team was trained for (scenario, layout, channel, sau, message_cost, view),
+        as `cagekit.make_env(**team.env_settings())` takes them; only the scenario for a team without a record."""
+        from cagekit.agents.checkpoint import env_settings  # torch stays unloaded for heuristic teams
+
+        return {"scenario": self.scenario, **env_settings(self.meta)}
+
+    def _check_sizes(self, observations: Mapping[str, Any]) -> None:
+        """A trained team's agents on an environment of another shape (channel off for a channel team,
+        view="team" for an own-view team) would fail deep in numpy or torch; name the mismatch instead."""
+        if self._slots is None:
+            slots = self.meta.get("slots")
+            self._slots = ({s["name"]: AgentSlot.from_json(s) for s in slots if isinstance(s, Mapping)}
+                           if isinstance(slots, list) else {})
+        for name, observation in observations.items():
+            slot = self._slots.get(name)
+            if slot is None:
+                continue
+            size = np.size(observation["observation"] if isinstance(observation, Mapping) else observation)
+            if size != slot.obs_size:
+                shape = f"channel {'on' if slot.channel else 'off'}, view={'team' if slot.team_bits else 'own'}"
+                raise ValueError(
+                    f"team {self.kind!r}: agent {name} was trained on observations of {slot.obs_size} values "
+                    f"({shape}), but this environment gives it {size}; play it on "
+                    f"the environment it was trained for: cagekit.make_env(**team.env_settings()) = "
+                    f"make_env(**{self.env_settings()!r})")
 
 
 def team_returns(team: Team, env: Any, episodes: int, seed: int) -> list[float]:

@@ -253,6 +253,7 @@ class Sb3Team(Team):
             missing = [name for name in observations if name not in self.agents]
             if missing:
                 raise ValueError(f"team {self.kind!r} has no agent for {missing}; it has {sorted(self.agents)}")
+            self._check_sizes(observations)
             self.controller.prime(observations)
         return super().act(observations, action_spaces)
 

@@ -405,6 +405,24 @@ def test_sb3_bad_arguments_are_named_before_the_run_folder(tmp_path, kwargs, err
     assert not out.exists()
 
 
+def test_sb3_training_threads_follow_the_environment_variable_as_our_learners_do(monkeypatch):
+    """train_sb3 trained with 1 thread whatever CAGEKIT_TORCH_THREADS said (train() followed it)."""
+    import torch
+
+    import cagekit.agents.sb3 as sb3
+
+    monkeypatch.setattr(sb3, "_train_sb3", lambda *args, **kwargs: torch.get_num_threads())
+    before = torch.get_num_threads()
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "3")
+    assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False) == 3
+    assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False, torch_threads=2) == 2
+    assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False, torch_threads=None) == before
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "0")
+    with pytest.raises(ValueError, match="CAGEKIT_TORCH_THREADS must be an integer >= 1"):
+        train_sb3("ppo", "paper-small", steps=64, progress_bar=False)
+
+
 def test_sb3_weights_do_not_depend_on_the_callers_threads_and_their_setting_is_restored(tmp_path):
     """The threads were set after the model was built, so its initial weights followed the caller's setting."""
     import torch

@@ -575,7 +575,7 @@ def copies_for_reds(n_envs: int, n_reds: int) -> int:
 def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, seed: int = 0,
               out_dir: str | Path = "runs/sb3", n_envs: int = 4, *, vec: str = "dummy", progress_bar: bool = True,
               algo_kwargs: dict[str, Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
-              verbose: int = 0, torch_threads: int | None = 1, resume: bool = False, snapshots: int = 0,
+              verbose: int = 0, torch_threads: int | str | None = "env", resume: bool = False, snapshots: int = 0,
               **env_kwargs: Any) -> Any:
     """Train `algo` ("ppo", "maskable-ppo", "dqn") on `scenario` for `steps` environment steps.
 
@@ -591,8 +591,9 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     of the run and the model on Ctrl-C (which returns the model so far); returns the model.
     `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's. `snapshots=K` keeps the
     policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does).
-    `torch_threads` caps torch's CPU threads while training (1 by default: these MLPs are tiny and extra
-    threads only contend, badly so on a busy machine); None leaves torch's setting alone.
+    `torch_threads` sets torch's CPU threads while training, the caller's restored after: "env" (the
+    default) takes CAGEKIT_TORCH_THREADS, 1 when unset, as our learners and the CLI do (these MLPs are
+    tiny and extra threads only contend, badly so on a busy machine); None leaves torch's setting alone.
 
     `resume=True` continues the run in `out_dir` from its latest checkpoint (`latest_checkpoint`; a
     ValueError if there is none) until `steps` in all, appending to its progress.csv and TensorBoard log;
@@ -602,10 +603,13 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     reseeded with `seed + resumed step`, torch's random state is not restored, PPO drops the rollout cut
     by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step.
     """
-    from cagekit.agents.training import check_count, pinned_torch_threads
+    from cagekit.agents.training import check_count, pinned_torch_threads, training_threads
 
-    if torch_threads is not None:
-        torch_threads = check_count("torch_threads", torch_threads, 1, "(or None: torch's own setting)")
+    if torch_threads == "env":
+        torch_threads = training_threads()
+    elif torch_threads is not None:
+        torch_threads = check_count("torch_threads", torch_threads, 1,
+                                    "(or \"env\": CAGEKIT_TORCH_THREADS; or None: torch's own setting)")
     with pinned_torch_threads(torch_threads):  # from the model's construction on: its initial weights depend on it
         return _train_sb3(algo, scenario, steps, seed, out_dir, n_envs, vec=vec, progress_bar=progress_bar,
                           algo_kwargs=algo_kwargs, policy_kwargs=policy_kwargs, verbose=verbose, resume=resume,

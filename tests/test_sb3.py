@@ -411,12 +411,13 @@ def test_sb3_training_threads_follow_the_environment_variable_as_our_learners_do
 
     import cagekit.agents.sb3 as sb3
 
-    monkeypatch.setattr(sb3, "_train_sb3", lambda *args, **kwargs: torch.get_num_threads())
+    monkeypatch.setattr(sb3, "_train_sb3", lambda *args, **kwargs: (torch.get_num_threads(), kwargs["progress_bar"]))
     before = torch.get_num_threads()
     monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "3")
-    assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False) == 3
-    assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False, torch_threads=2) == 2
-    assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False, torch_threads=None) == before
+    assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False) == (3, False)
+    assert train_sb3("ppo", "paper-small", steps=64, torch_threads=2) == (2, True)
+    # `progress`, as train() and evaluate() name it, is the bar's switch too (it went to make_env before)
+    assert train_sb3("ppo", "paper-small", steps=64, progress=False, torch_threads=None) == (before, False)
     assert torch.get_num_threads() == before
     monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "0")
     with pytest.raises(ValueError, match="CAGEKIT_TORCH_THREADS must be an integer >= 1"):

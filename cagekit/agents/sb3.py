@@ -576,7 +576,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
               out_dir: str | Path = "runs/sb3", n_envs: int = 4, *, vec: str = "dummy", progress_bar: bool = True,
               algo_kwargs: dict[str, Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
               verbose: int = 0, torch_threads: int | str | None = "env", resume: bool = False, snapshots: int = 0,
-              **env_kwargs: Any) -> Any:
+              progress: bool | None = None, **env_kwargs: Any) -> Any:
     """Train `algo` ("ppo", "maskable-ppo", "dqn") on `scenario` for `steps` environment steps.
 
     `env_kwargs` go to the gymnasium view (`make_env`'s keywords: `red`, `episode_length`, `channel`,
@@ -589,7 +589,8 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     Copies are seeded `seed + i`, so one seed gives one learning curve (`vec` "dummy" or "subproc").
     Writes model.zip, meta.json, progress.csv and TensorBoard logs to `out_dir`, checkpoints every tenth
     of the run and the model on Ctrl-C (which returns the model so far); returns the model.
-    `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's. `snapshots=K` keeps the
+    `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's; `progress`, the name
+    `train()` and `evaluate()` use, sets it too. `snapshots=K` keeps the
     policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does).
     `torch_threads` sets torch's CPU threads while training, the caller's restored after: "env" (the
     default) takes CAGEKIT_TORCH_THREADS, 1 when unset, as our learners and the CLI do (these MLPs are
@@ -605,6 +606,8 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     """
     from cagekit.agents.training import check_count, pinned_torch_threads, training_threads
 
+    if progress is not None:
+        progress_bar = progress
     if torch_threads == "env":
         torch_threads = training_threads()
     elif torch_threads is not None:

@@ -923,3 +923,26 @@ def test_package_refuses_a_seed_for_a_team_that_has_no_generators_of_its_own(tmp
         package(f"{tmp_path / 'mine.py'}", "a", "b", "c", tmp_path / "t.zip", seed=3)
     assert not (tmp_path / "t.zip").exists()
     assert package("random", "a", "b", "c", tmp_path / "r.zip", seed=3).is_file()
+
+
+@pytest.mark.parametrize("body, error", [
+    ("        raise RuntimeError('ops broke')", "RuntimeError: ops broke"),
+    ("        return 'x'", "action 'x' (str) is not one integer 0..15"),
+    ("        return 99", "action 99 outside its action space (an integer 0..15)"),
+])
+def test_a_failure_names_the_submitted_agent_at_fault_not_the_first_to_ask(body, error, tmp_path, capsys, sandbox,
+                                                                          sleep_files):
+    """One call asks the worker for every agent's action of a step (through the first agent's begin_step): an
+    error of blue_ops was reported as blue_user's, and a non-integer action named neither the agent nor the range."""
+    from cagekit.evaluation import cli_main
+
+    code = agent_code(body="        if self.name == 'blue_ops':\n" + body.replace("        ", "            ", 1)
+                      + "\n        return 0",
+                      extra="    @staticmethod\n    def wrap(env):\n        return env\n"
+                            "for _name, _agent in Submission.AGENTS.items():\n    _agent.name = _name")
+    path = write_zip(with_code(sleep_files, code), sandbox / "ops.zip")
+    report = validate(path, import_timeout=30.0, check_wrap=False)
+    assert not report.ok and "blue_ops" in report.failed.message and error in report.failed.message, report.text()
+    assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress"]) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "agent 'blue_ops' raised" in err and "blue_user" not in err and error in err, err

@@ -946,3 +946,28 @@ def test_a_failure_names_the_submitted_agent_at_fault_not_the_first_to_ask(body,
     assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress"]) != 0
     err = " ".join(capsys.readouterr().err.split())
     assert "agent 'blue_ops' raised" in err and "blue_user" not in err and error in err, err
+
+
+def test_an_agent_class_that_takes_no_slot_is_refused_naming_how_it_is_built(tmp_path, capsys):
+    """A CAGE agent from elsewhere (built without arguments) failed deep in the harness with Python's "takes 1
+    positional argument but 2 were given"; evaluation and package now say how an agent class is built and what
+    to name instead."""
+    from cagekit.cli import main
+    from cagekit.evaluation import PythonSource
+
+    (tmp_path / "cage.py").write_text(
+        "class CageStyle:\n    def get_action(self, observation, action_space):\n        return 0\n\n"
+        "    def end_episode(self):\n        pass\n\n"
+        "    def set_initial_values(self, action_space, observation):\n        pass\n\n\n"
+        "def make_team(env):\n    return {name: CageStyle() for name in env.possible_agents}\n")
+    env = make_env(SCENARIO, seed=0)
+    env.reset(seed=0)
+    needle = "cage.py:CageStyle: an agent class is built once per blue agent as CageStyle(slot)"
+    with pytest.raises(TypeError, match=re.escape(needle)):
+        PythonSource(str(tmp_path / "cage.py"), "CageStyle").team_for_episode(env, 0)
+    out = tmp_path / "cage.zip"
+    assert main(["package", f"{tmp_path / 'cage.py'}:CageStyle", "--name", "a", "--team", "b", "--technique", "c",
+                 "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err and not out.exists()
+    team = PythonSource(str(tmp_path / "cage.py"), "make_team").team_for_episode(env, 0)  # the way the message gives
+    assert sorted(team.agents) == sorted(env.possible_agents)

@@ -971,3 +971,15 @@ def test_an_agent_class_that_takes_no_slot_is_refused_naming_how_it_is_built(tmp
     assert needle in capsys.readouterr().err and not out.exists()
     team = PythonSource(str(tmp_path / "cage.py"), "make_team").team_for_episode(env, 0)  # the way the message gives
     assert sorted(team.agents) == sorted(env.possible_agents)
+
+
+def test_evaluating_an_unsafe_zip_names_the_submission_it_refused(tmp_path, capsys, sandbox, sleep_files):
+    """evaluation.py reported a zip with a '..' entry as "error: entry '../evil.txt': ..." alone, naming neither
+    the submission nor that it was refused, as it does every other refusal."""
+    from cagekit.evaluation import cli_main
+
+    path = zip_of(sandbox / "traversal.zip", [*sleep_files.items(), ("../evil.txt", b"x")])
+    assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress"]) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"submission {path} refused: entry '../evil.txt': '..' in path" in err, err
+    assert not (tmp_path / "out").exists() and not (sandbox.parent / "evil.txt").exists()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from typing import Any
 
 import pytest
 
-from cagekit.scenarios import build_scenario_dict, get_scenario, scenario_names
+from cagekit.scenarios import BlueAgentSpec, SubnetSpec, build_scenario_dict, get_scenario, scenario_names
 
 CASES = [(name, layout) for name in scenario_names() for layout in get_scenario(name).blue_layouts]
 
@@ -105,3 +106,53 @@ def test_cli_lists_scenarios_with_their_defaults(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "KillChainAgent (default)" in out and "B_lineAgent (default)" in out
     assert "team (default): blue_user, blue_ops" in out and "classic (default): Blue; team: blue_user" in out
+
+
+def _own_scenario(**changes: Any) -> Any:
+    """A small network of our own, written as docs/scenarios.md shows: paper-small's images, other names."""
+    import dataclasses
+
+    from cagekit.scenarios import BlueAgentSpec, HostSpec, SubnetSpec
+    from cagekit.scenarios.paper import FOOTHOLD, GATEWAY, LINUX_WEB, MONITOR, OT_SERVER, PAPER_SMALL
+
+    spec = dataclasses.replace(
+        PAPER_SMALL, name="tiny", description="one web host, a gateway and the OT server",
+        hosts=(HostSpec("User0", FOOTHOLD, confidentiality="None", availability="None"),
+               HostSpec("Web", LINUX_WEB, availability="None", reveals=("Gate",)),
+               HostSpec("Gate", GATEWAY, confidentiality="Medium", availability="None", reveals=("Op_Server0",)),
+               HostSpec("Op_Server0", OT_SERVER, confidentiality="High", availability="None",
+                        info_services=("OTService",)),
+               HostSpec("Defender", MONITOR, confidentiality="None", availability="None", ping=False)),
+        subnets=(SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Back", ("Gate", "Op_Server0", "Defender"))),
+        blue_layouts={"team": (BlueAgentSpec("front", ("Web",), block_subnets=("Back",)),
+                               BlueAgentSpec("back", ("Gate", "Op_Server0"), block_subnets=("Front",)))})
+    return dataclasses.replace(spec, **changes)
+
+
+def test_a_scenario_of_our_own_plays_through_make_env():
+    from cagekit import make_env
+    from cagekit.agents import make_team
+
+    env = make_env(_own_scenario(), red="KillChainAgent", seed=0)
+    team = make_team("react", env, seed=0)
+    obs, _ = env.reset(seed=0)
+    assert env.possible_agents == ["front", "back"]
+    while env.agents:
+        obs, *_ = env.step(team.act(obs))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"blue_layouts": {"team": (BlueAgentSpec("front", ("Web",), block_subnets=("Mars",)),)}},
+     "agent 'front' blocks 'Mars', which is not among the subnets (Front, Back)"),
+    ({"blue_layouts": {"team": (BlueAgentSpec("front", ("Nope",)),)}},
+     "agent 'front' defends 'Nope', which is not among the hosts"),
+    ({"subnets": (SubnetSpec("Front", ("User0",)), SubnetSpec("Back", ("Gate", "Op_Server0", "Defender")))},
+     "host 'Web' is in 0 subnets"),
+    ({"red_foothold": "Zero"}, "red_foothold 'Zero' is not among the hosts"),
+    ({"default_layout": "classic"}, "default_layout 'classic' is not one of team"),
+])
+def test_a_spec_that_names_what_it_does_not_have_is_refused(change, message):
+    """A hand-written spec's Block of a subnet that does not exist was accepted and played as a -2 no-op; a
+    defended host outside the hosts failed later as 'in no subnet'."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _own_scenario(**change)

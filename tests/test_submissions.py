@@ -923,3 +923,63 @@ def test_package_refuses_a_seed_for_a_team_that_has_no_generators_of_its_own(tmp
         package(f"{tmp_path / 'mine.py'}", "a", "b", "c", tmp_path / "t.zip", seed=3)
     assert not (tmp_path / "t.zip").exists()
     assert package("random", "a", "b", "c", tmp_path / "r.zip", seed=3).is_file()
+
+
+@pytest.mark.parametrize("body, error", [
+    ("        raise RuntimeError('ops broke')", "RuntimeError: ops broke"),
+    ("        return 'x'", "action 'x' (str) is not one integer 0..15"),
+    ("        return 99", "action 99 outside its action space (an integer 0..15)"),
+])
+def test_a_failure_names_the_submitted_agent_at_fault_not_the_first_to_ask(body, error, tmp_path, capsys, sandbox,
+                                                                          sleep_files):
+    """One call asks the worker for every agent's action of a step (through the first agent's begin_step): an
+    error of blue_ops was reported as blue_user's, and a non-integer action named neither the agent nor the range."""
+    from cagekit.evaluation import cli_main
+
+    code = agent_code(body="        if self.name == 'blue_ops':\n" + body.replace("        ", "            ", 1)
+                      + "\n        return 0",
+                      extra="    @staticmethod\n    def wrap(env):\n        return env\n"
+                            "for _name, _agent in Submission.AGENTS.items():\n    _agent.name = _name")
+    path = write_zip(with_code(sleep_files, code), sandbox / "ops.zip")
+    report = validate(path, import_timeout=30.0, check_wrap=False)
+    assert not report.ok and "blue_ops" in report.failed.message and error in report.failed.message, report.text()
+    assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress"]) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "agent 'blue_ops' raised" in err and "blue_user" not in err and error in err, err
+
+
+def test_an_agent_class_that_takes_no_slot_is_refused_naming_how_it_is_built(tmp_path, capsys):
+    """A CAGE agent from elsewhere (built without arguments) failed deep in the harness with Python's "takes 1
+    positional argument but 2 were given"; evaluation and package now say how an agent class is built and what
+    to name instead."""
+    from cagekit.cli import main
+    from cagekit.evaluation import PythonSource
+
+    (tmp_path / "cage.py").write_text(
+        "class CageStyle:\n    def get_action(self, observation, action_space):\n        return 0\n\n"
+        "    def end_episode(self):\n        pass\n\n"
+        "    def set_initial_values(self, action_space, observation):\n        pass\n\n\n"
+        "def make_team(env):\n    return {name: CageStyle() for name in env.possible_agents}\n")
+    env = make_env(SCENARIO, seed=0)
+    env.reset(seed=0)
+    needle = "cage.py:CageStyle: an agent class is built once per blue agent as CageStyle(slot)"
+    with pytest.raises(TypeError, match=re.escape(needle)):
+        PythonSource(str(tmp_path / "cage.py"), "CageStyle").team_for_episode(env, 0)
+    out = tmp_path / "cage.zip"
+    assert main(["package", f"{tmp_path / 'cage.py'}:CageStyle", "--name", "a", "--team", "b", "--technique", "c",
+                 "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err and not out.exists()
+    team = PythonSource(str(tmp_path / "cage.py"), "make_team").team_for_episode(env, 0)  # the way the message gives
+    assert sorted(team.agents) == sorted(env.possible_agents)
+
+
+def test_evaluating_an_unsafe_zip_names_the_submission_it_refused(tmp_path, capsys, sandbox, sleep_files):
+    """evaluation.py reported a zip with a '..' entry as "error: entry '../evil.txt': ..." alone, naming neither
+    the submission nor that it was refused, as it does every other refusal."""
+    from cagekit.evaluation import cli_main
+
+    path = zip_of(sandbox / "traversal.zip", [*sleep_files.items(), ("../evil.txt", b"x")])
+    assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress"]) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"submission {path} refused: entry '../evil.txt': '..' in path" in err, err
+    assert not (tmp_path / "out").exists() and not (sandbox.parent / "evil.txt").exists()

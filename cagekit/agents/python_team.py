@@ -138,6 +138,8 @@ def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:
         what = f"an abstract class (it leaves {', '.join(abstract)} to a subclass)" if abstract else \
             "a class without get_action"
         raise TypeError(f"{spec} is {what}; name {WHAT_NAME_IS}")
+    if is_agent_class(builder):
+        _check_takes_slot(builder, spec)
     made = {slot.name: builder(slot) for slot in team_slots(env)} if is_agent_class(builder) else builder(env)
     if isinstance(made, Team):
         team = made
@@ -154,6 +156,24 @@ def build_team(builder: Any, env: Any, kind: str, spec: str) -> Team:
                             f"agent has CAGE's get_action, end_episode and set_initial_values (subclass "
                             f"cagekit.agents.Agent, which defines the last two)")
     return team
+
+
+def _check_takes_slot(cls: type, spec: str) -> None:
+    """Refuse an agent class that cannot be built as `cls(slot)` (a CAGE agent from elsewhere usually takes no
+    argument), naming the call it gets and the way to build it otherwise, rather than Python's "takes 1 positional
+    argument but 2 were given" from deep in the harness."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # no signature to read (a builtin's): let the call say what it says
+        return
+    try:
+        signature.bind(object())
+    except TypeError:
+        raise TypeError(f"{spec}: an agent class is built once per blue agent as {cls.__name__}(slot), with its "
+                        f"cagekit.agents.AgentSlot, but {cls.__name__}{signature} cannot be called with the slot "
+                        f"alone; take it in __init__, or name a function of the environment that returns a dict of "
+                        f"agent name -> agent (e.g. {{name: {cls.__name__}() for name in env.possible_agents}})"
+                        ) from None
 
 
 class EpisodeTeam:

@@ -190,7 +190,9 @@ class EpisodeRunner:
             raise EvaluationFailure(f"agent {agent_name!r} exceeded the step timeout of {self.step_timeout:g} s "
                                     f"at step {step} of {where}", transient=True) from None
         except Exception as exc:  # noqa: BLE001 - any error of the agent fails the evaluation
-            raise EvaluationFailure(f"agent {agent_name!r} raised {type(exc).__name__}: {exc} "
+            # a submission's worker names the agent at fault: one call there asks every agent of the step
+            who = getattr(exc, "agent", None) or agent_name
+            raise EvaluationFailure(f"agent {who!r} raised {type(exc).__name__}: {exc} "
                                     f"at step {step} of {where}", transient=_is_timeout(exc)) from exc
         elapsed = time.perf_counter() - start
         if self.step_timeout and elapsed > self.step_timeout:

@@ -161,6 +161,7 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         self.label = Path(self.path).stem or "submission"
         self._digest = _digest(Path(self.path))
         from cagekit.submissions.loader import SubmissionError
+        from cagekit.submissions.safety import UnsafeSubmission
 
         try:
             with open_submission(self.path) as probe:  # fail early, with the validator's message
@@ -169,7 +170,7 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
                 # the names `cagekit package` wrote (Submission.NAME, TEAM, TECHNIQUE): the reports' defaults
                 self.labels = {key: probe.manifest[key] for key in ("name", "team", "technique")
                                if isinstance(probe.manifest.get(key), str) and probe.manifest[key].strip()}
-        except SubmissionError as exc:
+        except (SubmissionError, UnsafeSubmission) as exc:  # an unsafe zip was reported without its name
             raise ValueError(f"submission {self.path} refused: {exc} (`cagekit validate` checks it in full)") \
                 from exc
         self._team: Any = None

@@ -116,6 +116,30 @@ class ScenarioSpec:
     message_cost: float = 0.1
     costs: ActionCosts = field(default_factory=ActionCosts)
 
+    def __post_init__(self) -> None:
+        """Refuse a name that points nowhere (a spec written by hand: `make_env(spec)`), rather than build a
+        network where an agent's Block of a subnet that does not exist costs -2 and does nothing."""
+        hosts, subnets = self.host_names, tuple(s.name for s in self.subnets)
+        problems = [f"host {h!r} is in subnet {s.name!r} but not among the hosts"
+                    for s in self.subnets for h in s.hosts if h not in hosts]
+        problems += [f"host {h!r} is in {n} subnets" for h in hosts
+                     if (n := sum(h in s.hosts for s in self.subnets)) != 1]
+        problems += [f"{what} {h!r} is not among the hosts" for what, h in
+                     (("red_foothold", self.red_foothold), ("defender", self.defender)) if h not in hosts]
+        for layout, agents in self.blue_layouts.items():
+            for agent in agents:
+                problems += [f"layout {layout!r}: agent {agent.name!r} defends {h!r}, which is not among the hosts"
+                             for h in agent.hosts if h not in hosts]
+                problems += [f"layout {layout!r}: agent {agent.name!r} blocks {b!r}, which is not among the subnets "
+                             f"({', '.join(subnets)})" for b in agent.block_subnets if b not in subnets]
+        for what, key, options in (("default_red", self.default_red, self.red_agents),
+                                   ("default_green", self.default_green, self.green_agents),
+                                   ("default_layout", self.default_layout, self.blue_layouts)):
+            if key not in options:
+                problems.append(f"{what} {key!r} is not one of {', '.join(options)}")
+        if problems:
+            raise ValueError(f"scenario {self.name!r}: " + "; ".join(problems) + f" (hosts: {', '.join(hosts)})")
+
     def setting(self, name: Literal["detection", "green_rate", "message_cost"], value: float | None) -> float:
         """`value` for the named setting, or the scenario's own when None; refused (ValueError) when out of
         range, so that no layer trains or scores on a NaN, a negative price or a probability above 1."""

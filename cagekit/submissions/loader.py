@@ -48,7 +48,13 @@ def check_timeout(what: str, value: Any) -> float:
 
 
 class SubmissionError(RuntimeError):
-    """The submission failed: refused, crashed, broke the protocol or gave an invalid action."""
+    """The submission failed: refused, crashed, broke the protocol or gave an invalid action. `agent` names the
+    agent whose call failed when the worker knows it (one call asks every agent of a step, so the agent whose
+    call reached the worker first is not always the one at fault), else None."""
+
+    def __init__(self, message: str, agent: str | None = None):
+        super().__init__(message)
+        self.agent = agent
 
 
 class SubmissionTimeout(SubmissionError):
@@ -173,10 +179,11 @@ class Worker:
         self.kill()
 
     # ------------------------------------------------------------------------------------------------
-    def _fail(self, what: str, exc: type[SubmissionError] = SubmissionError) -> SubmissionError:
+    def _fail(self, what: str, exc: type[SubmissionError] = SubmissionError, agent: str | None = None
+              ) -> SubmissionError:
         self.kill()
         tail = self.log_tail()
-        return exc(what + (f"\nworker output:\n{tail}" if tail else ""))
+        return exc(what + (f"\nworker output:\n{tail}" if tail else ""), agent)
 
     def _send(self, msg: dict[str, Any], deadline: float) -> None:
         data = memoryview((json.dumps(msg) + "\n").encode())
@@ -221,7 +228,10 @@ class Worker:
             raise self._fail(f"submission broke the protocol at {stage}: not a JSON object")
         if not reply.get("ok"):
             error = str(reply.get("error", "unknown error"))[-6000:]
-            raise self._fail(f"submission failed at {reply.get('stage', stage)}:\n{error}")
+            agent = reply.get("agent")
+            agent = agent if isinstance(agent, str) else None
+            whose = f" (agent {agent!r})" if agent is not None else ""
+            raise self._fail(f"submission failed at {reply.get('stage', stage)}{whose}:\n{error}", agent=agent)
         return reply
 
     def call(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -347,7 +357,7 @@ class SubmissionTeam:
             n = sizes[name]
             if type(value) is not int or (n is not None and not 0 <= value < n):
                 raise self.worker._fail(f"agent {name!r}: action {value!r} outside its action space "
-                                        f"(an integer 0..{'?' if n is None else n - 1})")
+                                        f"(an integer 0..{'?' if n is None else n - 1})", agent=name)
             out[name] = value
         return out
 

@@ -107,21 +107,25 @@ class _Proto:
             view = view[n:]
 
 
-def _error(stage: str) -> dict[str, Any]:
-    return {"ok": False, "stage": stage, "error": traceback.format_exc(limit=20)[-6000:]}
+def _error(stage: str, agent: str | None = None) -> dict[str, Any]:
+    """The reply to a call that raised; `agent`: the agent whose call it was, when one was (the parent names it:
+    one call asks a whole step's agents, and the first agent to ask is not always the one that failed)."""
+    return {"ok": False, "stage": stage, "error": traceback.format_exc(limit=20)[-6000:],
+            **({"agent": agent} if agent is not None else {})}
 
 
-def _as_action(value: Any) -> int:
+def _as_action(value: Any, n: int | None = None) -> int:
     import numpy as np
 
+    valid = "one integer" if n is None else f"one integer 0..{n - 1}"
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"action {value!r} is a bool, not an integer")
+        raise TypeError(f"action {value!r} is a bool, not an integer (an action is {valid})")
     if isinstance(value, (int, np.integer)):
         return int(value)
     arr = np.asarray(value)
     if arr.size == 1 and np.issubdtype(arr.dtype, np.integer):
         return int(arr.reshape(-1)[0])
-    raise TypeError(f"action {value!r} ({type(value).__name__}) is not one integer")
+    raise TypeError(f"action {value!r} ({type(value).__name__}) is not {valid}")
 
 
 def _observation(obs: dict[str, Any]) -> dict[str, Any]:
@@ -211,23 +215,26 @@ def main(argv: list[str]) -> int:
         if msg is None or msg.get("cmd") == "close":
             os._exit(0)  # nothing buffered to flush; skip slow interpreter teardown
         cmd = msg.get("cmd")
+        agent: str | None = None  # the agent being called, named in the error if its call raises
         try:
             if cmd == "act":
                 # CAGE's set_initial_values, held by the parent since the episode began: before the first act
-                for name, first in (msg.get("initial") or {}).items():
-                    initial = getattr(agents[name], "set_initial_values", None)
+                for agent, first in (msg.get("initial") or {}).items():
+                    initial = getattr(agents[agent], "set_initial_values", None)
                     if callable(initial):
                         initial(_space(first.get("space")), _observation(first["obs"]))
+                agent = None
                 observations = {name: _observation(obs) for name, obs in msg["obs"].items()}
                 if len(observations) > 1 or msg.get("step"):  # the whole step: a centralised team acts on it
-                    for name in observations:
-                        begin = getattr(agents[name], "begin_step", None)
+                    for agent in observations:
+                        begin = getattr(agents[agent], "begin_step", None)
                         if begin is not None:
                             begin(observations)
                 actions = {}
-                for name, observation in observations.items():
-                    space = _space(msg.get("spaces", {}).get(name))
-                    actions[name] = _as_action(agents[name].get_action(observation, space))
+                for agent, observation in observations.items():
+                    n = msg.get("spaces", {}).get(agent)
+                    actions[agent] = _as_action(agents[agent].get_action(observation, _space(n)), n)
+                agent = None
                 proto.send({"ok": True, "actions": actions})
             elif cmd == "end_episode":
                 for agent in agents.values():
@@ -256,7 +263,7 @@ def main(argv: list[str]) -> int:
             else:
                 proto.send({"ok": False, "error": f"unknown command {cmd!r}"})
         except BaseException:  # noqa: BLE001
-            proto.send(_error(str(cmd)))
+            proto.send(_error(str(cmd), agent))
 
 
 if __name__ == "__main__":

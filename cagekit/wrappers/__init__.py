@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from cagekit.engine import CyborgEngine
-from cagekit.scenarios import get_scenario
+from cagekit.scenarios import ScenarioSpec, get_scenario
 from cagekit.wrappers.parallel import CageParallelEnv, check_flag, check_seed
 
 
-def make_env(scenario: str = "paper-small", *, red: str | None = None, green: str | None = None,
+def make_env(scenario: str | ScenarioSpec = "paper-small", *, red: str | None = None, green: str | None = None,
              episode_length: int = 30, message_cost: float | None = None, sau: bool = True,
              channel: bool | None = None, seed: int | None = None, layout: str | None = None, lean: bool = True,
              detection: float | None = None, green_rate: float | None = None,
              simulator: str = "engine", view: str = "own") -> CageParallelEnv:
-    """A PettingZoo `ParallelEnv` for `scenario` (see `cagekit scenarios` for the names).
+    """A PettingZoo `ParallelEnv` for `scenario`: a name (see `cagekit scenarios`) or a `ScenarioSpec` of your
+    own (docs/scenarios.md, "A scenario of your own").
 
     `channel` defaults to on for teams and off for a single agent (who would it talk to?).
     `simulator="twin"` gives the vectorised twin behind the same interface (paper scenarios; training).

@@ -140,7 +140,7 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
         pass
 
 
-def make_twin_env(scenario: str = "paper-small", *, red: str | None = None, green: str | None = None,
+def make_twin_env(scenario: str | ScenarioSpec = "paper-small", *, red: str | None = None, green: str | None = None,
                   episode_length: int = 30, message_cost: float | None = None, sau: bool = True,
                   channel: bool = True, seed: int | None = None, layout: str | None = None, lean: bool = True,
                   detection: float | None = None, green_rate: float | None = None, view: str = "own"

@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the same pipeline with tiny budgets (minutes)")
     p.add_argument("--out", default=None, help="work folder (default results/reproduce[-quick])")
     p.add_argument("--doc", default=None, help="the document to write (default docs/results.md, quick: "
-                                                  "results/reproduce-quick/results.md)")
+                                                  "results.md in the --out folder)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5, quick 1)")
     p.add_argument("--steps", type=int, default=None,
                    help="training steps per run, both networks (default 60,000, quick 1,500)")

@@ -247,7 +247,11 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="paper-small.*paper-large|paper-large.*paper-small"):
         other.load_state_dict(ckpt.load_trainer_state(tmp_path / "ck"))
     model = tmp_path / "ck" / "model.pt"
-    model.write_bytes(model.read_bytes()[:100])
+    kept = model.read_bytes()
+    model.write_bytes(b"")  # torch says only "EOFError"
+    with pytest.raises(ValueError, match=r"model.pt: the file is empty \(0 bytes"):
+        cagekit.agents.load_team(tmp_path / "ck")
+    model.write_bytes(kept[:100])
     with pytest.raises(ValueError, match="model.pt"):
         cagekit.agents.load_team(tmp_path / "ck")
     (tmp_path / "ck" / "trainer.pt").write_bytes(b"garbage")

@@ -97,7 +97,9 @@ def _torch_load(file: Path) -> Any:
         text = str(exc).strip()
         # torch's message for a pickle of more than tensors advises weights_only=False: never for an untrusted file
         reason = (text.splitlines() or [type(exc).__name__])[0]
-        if "eights only" in text:
+        if file.stat().st_size == 0:
+            reason = "the file is empty (0 bytes: a save cut short?)"
+        elif "eights only" in text:
             reason = "not a tensors-only torch file (and it is not unpickled: that could run code)"
         raise ValueError(f"corrupt or unreadable checkpoint file {file}: {reason}") from exc
 

@@ -76,7 +76,7 @@ def register_recorded(data: Any, where: str) -> ScenarioSpec:
         raise ValueError(f"{where} records scenario {spec.name!r}, which cannot be registered: {exc}") from None
 
 
-def recorded_spec(name: str) -> dict[str, Any] | None:
+def recorded_spec(name: Any) -> dict[str, Any] | None:
     """What to record of scenario `name` beside it: None for a built-in (or unknown) name, the registered
     spec's dict otherwise (so that a fresh process can register it again: `register_recorded`)."""
     from cagekit.scenarios.records import spec_to_dict

@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", default=None,
                    help="dial-sau, dial, nocomm, shared-obs, qmix (ours) or ppo, maskable-ppo, dqn (SB3); required "
                         "unless --resume")
-    p.add_argument("--scenario", default=None, help="default paper-small")
+    p.add_argument("--scenario", default=None, help="a scenario name or a scenario file (.json, .yaml; "
+                                                    "docs/scenarios.md) (default paper-small)")
     p.add_argument("--layout", default=None, help=LAYOUT_HELP)
     p.add_argument("--steps", type=int, default=None, help="environment steps (default 200,000)")
     p.add_argument("--seed", type=int, default=None, help="default 0")
@@ -269,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("evaluate", help="CAGE-style scoring (same options as evaluation.py)", add_help=False)
 
     p = sub.add_parser("benchmark", help="train (or load) and score several algorithms on the same seeds")
-    p.add_argument("--scenario", default="paper-small", help="default paper-small")
+    p.add_argument("--scenario", default="paper-small",
+                   help="a scenario name or a scenario file (.json, .yaml; docs/scenarios.md) (default paper-small)")
     p.add_argument("--layout", default=None, help=LAYOUT_HELP)
     p.add_argument("--algos", default="dial-sau,qmix,ppo,maskable-ppo,react,sleep",
                    help="comma separated: dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn, react, "
@@ -363,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cagekit {args.command}: error: --{empty[0]} is empty; name a path", file=sys.stderr)
         return 2
     try:
+        if getattr(args, "scenario", None) is not None:  # a scenario file (.json, .yaml): read and registered
+            from cagekit.scenarios.files import scenario_option
+
+            args.scenario = scenario_option(args.scenario)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, where a reader gone away is caught, not at the interpreter's exit
         return code

@@ -54,6 +54,9 @@ def load_team(path: str | Path) -> Team:
         raise ValueError(f"corrupt checkpoint metadata {meta_file}: {exc}") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"corrupt checkpoint metadata {meta_file}: expected a JSON object, got {type(meta).__name__}")
+    from cagekit.agents.checkpoint import adopt_spec
+
+    adopt_spec(meta, meta_file)  # a scenario of the user's own, recorded there: registered in this process
     algo = meta.get("algo")
     if algo not in LEARNED:
         raise ValueError(f"checkpoint {path} has algorithm {algo!r}; known: {', '.join(LEARNED)}")

@@ -47,6 +47,7 @@ def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], m
     for key in ("algo", "scenario"):
         if key not in meta:
             raise ValueError(f"checkpoint meta needs {key!r}")
+    with_spec(meta)
     _atomic_torch_save(model_state, out / MODEL_FILE)
     if trainer_state is not None:
         _atomic_torch_save(trainer_state, out / TRAINER_FILE)
@@ -85,7 +86,35 @@ def load_meta(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"corrupt checkpoint metadata {file}: {exc}") from exc
     if not isinstance(meta, dict) or "algo" not in meta or "scenario" not in meta:
         raise ValueError(f"corrupt checkpoint metadata {file}: expected an object with 'algo' and 'scenario'")
+    adopt_spec(meta, file)
     return meta
+
+
+SPEC_KEY = "scenario_spec"
+
+
+def with_spec(meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta` (changed in place) with the spec of its registered scenario recorded under "scenario_spec", so
+    that a fresh process loads the checkpoint (`adopt_spec`); a built-in scenario's name says enough."""
+    from cagekit.scenarios import recorded_spec
+
+    record = recorded_spec(meta.get("scenario"))
+    if record is not None:
+        meta[SPEC_KEY] = record
+    return meta
+
+
+def adopt_spec(meta: dict[str, Any], file: str | Path) -> None:
+    """Register the scenario spec a meta.json records (a ValueError naming `file` where it is not one, or
+    conflicts with the spec registered under its name in this process)."""
+    if meta.get(SPEC_KEY) is None:
+        return
+    from cagekit.scenarios import register_recorded
+
+    spec = register_recorded(meta[SPEC_KEY], str(file))
+    if spec.name != meta.get("scenario"):
+        raise ValueError(f"corrupt checkpoint metadata {file}: it records the spec of scenario {spec.name!r} "
+                         f"for scenario {meta.get('scenario')!r}")
 
 
 def _torch_load(file: Path) -> Any:
@@ -159,9 +188,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((int(p["version"]), tuple(int(x) for x in p["internal"].tolist()), p["gauss_next"]))
 
 
-__all__ = ["META_FILE", "MODEL_FILE", "TRAINER_FILE", "check_algo", "check_scenario", "has_trainer_state",
+__all__ = ["META_FILE", "MODEL_FILE", "SPEC_KEY", "TRAINER_FILE", "adopt_spec", "check_algo", "check_scenario",
+           "has_trainer_state",
            "load_meta", "load_model_state", "load_trainer_state", "rng_state", "save_checkpoint",
-           "set_rng_state"]
+           "set_rng_state", "with_spec"]
 
 
 ENV_SETTING_KEYS = ("scenario", "layout", "channel", "sau", "message_cost", "view")

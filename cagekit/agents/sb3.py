@@ -46,6 +46,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoard
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.agents.checkpoint import with_spec
 from cagekit.agents.config_file import RANGES, check_value
 
 ALGOS = ("ppo", "maskable-ppo", "dqn")
@@ -740,6 +741,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
             model.save_replay_buffer(out / REPLAY_BUFFER_FILE)
             meta["replay_buffer"] = REPLAY_BUFFER_FILE
         model.save(out / MODEL_FILE)
+        with_spec(meta)  # a registered scenario's spec, for a fresh process to load the run (snapshots too)
         (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         _finish_snapshots(out, meta)
     return model

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
-from cagekit.scenarios import get_scenario
+from cagekit.scenarios import ScenarioSpec, get_scenario, recorded_spec, register_recorded, scenario_name
 from cagekit.scenarios.options import check_folder_path
 
 if TYPE_CHECKING:  # imported where used: pandas and rich cost start-up time
@@ -109,11 +109,14 @@ def deferred_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def make_learner(algo: str, scenario: str, seed: int = 0, config: Any = None, **env_kwargs: Any) -> Learner:
-    """A learner for `algo` on `scenario`; `config` is a config object, a dict, a JSON/YAML path or None."""
+def make_learner(algo: str, scenario: str | ScenarioSpec, seed: int = 0, config: Any = None,
+                 **env_kwargs: Any) -> Learner:
+    """A learner for `algo` on `scenario` (a name, built in or registered, or a `ScenarioSpec`, which is
+    registered: `cagekit.scenarios.register`); `config` is a config object, a dict, a JSON/YAML path or None."""
     from cagekit.wrappers.parallel import check_seed
 
     seed = check_seed(seed) or 0  # numpy's message for a negative seed does not say which
+    scenario = scenario_name(scenario)  # checkpoints record the name (and a registered spec beside it)
     if algo in DIAL_ALGOS:
         from cagekit.agents.dial import DialLearner
 
@@ -606,6 +609,8 @@ def cli_train(args: Any) -> int:
             run = json.loads(run_file.read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot resume {out}: its {RUN_FILE} is unreadable ({exc})") from exc
+        if run.get("scenario_spec") is not None:  # a scenario of the user's own: registered again here
+            register_recorded(run["scenario_spec"], str(run_file))
         _refuse_changed_settings(run, args, out)
         if args.steps is not None:
             run["steps"] = args.steps
@@ -631,6 +636,9 @@ def cli_train(args: Any) -> int:
         run = {"algo": args.algo, "scenario": scenario, "seed": seed, "steps": steps,
                "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
                "snapshots": args.snapshots or 0}
+        record = recorded_spec(scenario)
+        if record is not None:  # a registered scenario's spec: --resume in a fresh process registers it again
+            run["scenario_spec"] = record
         check_new_run_folder(out)
     algo = run["algo"]
     if algo not in (*ALGOS, *SB3_ALGOS):

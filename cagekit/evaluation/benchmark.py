@@ -29,6 +29,7 @@ from cagekit.evaluation import benchmark_layout as layout
 from cagekit.evaluation.compare import MUTED_SUFFIX, ScoredSeed, compare_all
 from cagekit.evaluation.compare import to_markdown as paired_markdown
 from cagekit.evaluation.protocol import seed_ci95
+from cagekit.scenarios import registered_specs
 from cagekit.submissions.lifeline import exit_with_parent
 
 SB3_STEPS_PER_ROLLOUT = 128
@@ -289,7 +290,7 @@ def train_many(jobs: list[TrainJob], processes: int, progress: bool = False) -> 
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
         with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_pool_worker,
-                                 initargs=(stop,)) as pool:
+                                 initargs=(stop, registered_specs())) as pool:
             futures = {pool.submit(_pool_job, job): job for job in jobs}
             try:
                 with _runs_progress(progress, len(jobs)) as advance:
@@ -312,8 +313,12 @@ SAVE_GRACE = 300.0
 _IDLE = threading.Event()  # in a training pool's worker: set while no run trains
 
 
-def _pool_worker(stop: Any) -> None:
+def _pool_worker(stop: Any, specs: tuple[Any, ...] = ()) -> None:
     global _STOP
+    from cagekit.scenarios import register
+
+    for spec in specs:  # the scenarios registered in the benchmark's process (a spawned worker has none)
+        register(spec)
     _STOP = stop
     _IDLE.set()
     exit_with_parent(_stop_training)

@@ -56,7 +56,8 @@ def build_parser(prog: str = "evaluation.py", raising: bool = False) -> argparse
                    help="output folder (default: results/<team>[-muted]-<scenario>[-<layout>][-<settings>]"
                         "[-quick][-twin], <settings> naming each option that differs from its default)")
     p.add_argument("--scenario", default=None,
-                   help="scenario (default: the one a checkpoint or submission was made for, else paper-small)")
+                   help="scenario: a name or a scenario file, .json or .yaml (docs/scenarios.md) (default: the one "
+                        "a checkpoint or submission was made for, else paper-small)")
     p.add_argument("--layout", default=None, help="blue layout (cage2: team or classic)")
     p.add_argument("--team", default=None,
                    help="the team (a heuristic name or a path) when no SUBMISSION_OR_CHECKPOINT is given; with "
@@ -143,7 +144,9 @@ def _positionals(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, Path]:
     import cagekit
+    from cagekit.scenarios.files import scenario_option
 
+    args.scenario = scenario_option(args.scenario)  # a scenario file: read and registered here
     team_path, out_dir = _positionals(args)
     if out_dir:
         check_output_folder(Path(out_dir))  # before a team is loaded or anything trained

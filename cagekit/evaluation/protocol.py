@@ -23,9 +23,9 @@ from cagekit import __version__
 
 #: configuration fields that decide the results: a journal is resumed only when all of them agree
 IDENTITY_FIELDS = ("cagekit_version", "scenario", "layout", "team", "episodes", "lengths", "reds", "seed",
-                   "message_cost", "sau", "channel", "green", "simulator", "detection", "view")
+                   "message_cost", "sau", "channel", "green", "simulator", "detection", "view", "scenario_spec")
 #: what a journal written before a field existed meant by it
-IDENTITY_DEFAULTS = {"view": "own"}
+IDENTITY_DEFAULTS: dict[str, Any] = {"view": "own", "scenario_spec": None}
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class EvalConfig:
     detection: float | None = None
     #: each agent's observation: "own" or "team" (teammates' rows too; the team's checkpoint decides)
     view: str = "own"
+    #: a registered scenario's spec (`cagekit.scenarios.recorded_spec`; None for a built-in one), filled in when
+    #: not given: a journal then names the network it was scored on, and worker processes register it
+    scenario_spec: dict[str, Any] | None = None
     # labels only: they do not change the results
     author: str = ""
     team_name: str = ""
@@ -83,6 +86,24 @@ class EvalConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.simulator not in ("engine", "twin"):
             raise ValueError(f"simulator must be 'engine' or 'twin', got {self.simulator!r}")
+        if self.scenario_spec is None:
+            from cagekit.scenarios import recorded_spec
+
+            object.__setattr__(self, "scenario_spec", recorded_spec(self.scenario))
+        else:
+            self.adopt_spec()
+
+    def adopt_spec(self) -> None:
+        """Register the scenario spec this configuration carries, in this process (a worker process too): a
+        ValueError where it is not the spec registered here under its name, or is not the scenario's."""
+        if self.scenario_spec is None:
+            return
+        from cagekit.scenarios import register_recorded
+
+        spec = register_recorded(self.scenario_spec, "the evaluation configuration")
+        if spec.name != self.scenario:
+            raise ValueError(f"the evaluation configuration carries the spec of scenario {spec.name!r} for "
+                             f"scenario {self.scenario!r}")
 
     def combinations(self) -> list[tuple[int, str]]:
         """(episode length, red agent) in reporting order: lengths outer, reds inner (as CAGE-2)."""
@@ -109,6 +130,7 @@ class EvalConfig:
         data.setdefault("detection", None)
         data.setdefault("view", "own")
         data.setdefault("cagekit_version", "")  # a journal that does not say: unknown, not this version
+        data.setdefault("scenario_spec", None)
         data["lengths"] = tuple(int(n) for n in data["lengths"])
         data["reds"] = tuple(data["reds"])
         return cls(**data)

@@ -47,6 +47,7 @@ def _init_worker(config: EvalConfig, source: TeamSource, step_timeout: float | N
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
+    config.adopt_spec()  # a registered scenario, in a forkserver's or spawned worker too
     _WORKER = EpisodeRunner(config, source, step_timeout)
     # A pool worker ends with os._exit, so neither atexit nor __del__ runs there; multiprocessing's own
     # exit finalizers do. Without this, each worker left a submission's unpacked folder in the temp dir.
@@ -121,6 +122,7 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
 def _ray_chunk(config: EvalConfig, source: TeamSource, step_timeout: float | None,
                tasks: list[Task]) -> tuple[list[EpisodeResult], EvaluationFailure | None]:
     done: list[EpisodeResult] = []
+    config.adopt_spec()
     with closing(EpisodeRunner(config, source, step_timeout)) as runner:
         for task in tasks:
             try:

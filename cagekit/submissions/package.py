@@ -216,7 +216,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     """Every file of the submission (relative path -> bytes), manifest included. `include` names a Python
     team's data files (paths in its file's folder; one path, or several)."""
     from cagekit.agents import make_team, team_slots
-    from cagekit.scenarios import get_scenario
+    from cagekit.scenarios import get_scenario, is_builtin
     from cagekit.wrappers import make_env
 
     included = include_paths(include)
@@ -246,6 +246,10 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     scenario = scenario or "paper-small"
     view = (_meta_setting(meta, "view") if resolved.kind == "checkpoint" else None) or "own"
     # as evaluate's defaults: a lone classic Blue agent has nobody to talk to, and CAGE-2 masks nothing
+    if not is_builtin(get_scenario(scenario).name):  # an unknown name is refused there, naming the valid ones
+        raise ValueError(f"scenario {scenario!r} is registered, not built in: submissions of a scenario of your own "
+                         f"are not supported (a submission's manifest names a built-in scenario, which the "
+                         f"evaluation and validation look up by name); score its checkpoint folder instead")
     classic = (layout or get_scenario(scenario).default_layout) == "classic"
     env = make_env(scenario, layout=layout, channel=(not classic) if channel is None else channel,
                    sau=(not classic) if sau is None else sau, message_cost=message_cost, view=view)

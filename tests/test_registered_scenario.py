@@ -1,0 +1,289 @@
+"""A scenario of the user's own, registered (`cagekit.scenarios.register`) or read from a file (`--scenario
+FILE`), through the whole pipeline on the real engine: environment, training, checkpoint, loading in a fresh
+process, evaluation in worker processes, and the refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cagekit.scenarios as scenarios
+from cagekit import make_env
+from cagekit.agents import load_team, make_team
+from cagekit.agents.training import make_learner, train
+from cagekit.evaluation.harness import evaluate
+from cagekit.evaluation.protocol import EvalConfig
+from cagekit.evaluation.runners import START_METHOD_ENV
+from cagekit.evaluation.sources import CheckpointSource, HeuristicSource
+from cagekit.scenarios import BlueAgentSpec, HostSpec, ScenarioSpec, SubnetSpec, get_scenario, register
+from cagekit.scenarios.files import read_scenario_file
+from cagekit.scenarios.paper import FOOTHOLD, GATEWAY, LINUX_WEB, MONITOR, OT_SERVER, PAPER_SMALL
+from cagekit.scenarios.records import spec_from_dict, spec_to_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: docs/scenarios.md's example: a web host, a gateway, the OT server; two blue agents
+TINY = dataclasses.replace(
+    PAPER_SMALL, name="tiny", description="a web host, a gateway, the OT server",
+    hosts=(HostSpec("User0", FOOTHOLD, confidentiality="None", availability="None"),
+           HostSpec("Web", LINUX_WEB, availability="None", reveals=("Gate",)),
+           HostSpec("Gate", GATEWAY, confidentiality="Medium", availability="None", reveals=("Op_Server0",)),
+           HostSpec("Op_Server0", OT_SERVER, confidentiality="High", availability="None",
+                    info_services=("OTService",)),
+           HostSpec("Defender", MONITOR, confidentiality="None", availability="None", ping=False)),
+    subnets=(SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Back", ("Gate", "Op_Server0", "Defender"))),
+    blue_layouts={"team": (BlueAgentSpec("front", ("Web",), block_subnets=("Back",)),
+                           BlueAgentSpec("back", ("Gate", "Op_Server0"), block_subnets=("Front",)))})
+
+#: a tiny DIAL run: a few hundred engine steps
+FAST = {"batch_episodes": 2, "hidden": 16, "target_update": 2, "eps_anneal_steps": 100}
+
+#: the same network as a user writes it in YAML: images by name, the paper's agents and reward left out
+TINY_YAML = """
+name: tiny-yaml
+description: a web host, a gateway, the OT server
+hosts:
+  - {name: User0, image: foothold, confidentiality: None, availability: None}
+  - {name: Web, image: linux_web, availability: None, reveals: [Gate]}
+  - {name: Gate, image: gateway, confidentiality: Medium, availability: None, reveals: [Op_Server0]}
+  - {name: Op_Server0, image: ot_server, confidentiality: High, availability: None, info_services: [OTService]}
+  - {name: Defender, image: monitor, confidentiality: None, availability: None, ping: false}
+subnets:
+  - {name: Front, hosts: [User0, Web]}
+  - {name: Back, hosts: [Gate, Op_Server0, Defender]}
+blue_layouts:
+  team:
+    - {name: front, hosts: [Web], block_subnets: [Back]}
+    - {name: back, hosts: [Gate, Op_Server0], block_subnets: [Front]}
+"""
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no scenario registered, and leaves none behind for the other test files."""
+    monkeypatch.setattr(scenarios, "_REGISTERED", {})
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter: nothing registered there but what it reads itself."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+# registering ---------------------------------------------------------------------------------------
+
+def test_register_makes_the_name_known_to_make_env_and_make_team() -> None:
+    with pytest.raises(ValueError, match=r"unknown scenario 'tiny'; valid scenarios: paper-small, paper-large, "
+                                         r"cage2 \(a scenario of your own: cagekit.scenarios.register"):
+        make_env("tiny")
+    assert register(TINY) is TINY
+    assert register(dataclasses.replace(TINY)) is TINY  # the same spec again: nothing to do
+    assert scenarios.scenario_names() == ["paper-small", "paper-large", "cage2", "tiny"]
+    env = make_env("tiny", seed=0, episode_length=5)
+    assert env.spec is TINY and env.possible_agents == ["front", "back"]
+    team = make_team("react", env)
+    assert team.scenario == "tiny"
+    with pytest.raises(ValueError, match=r"unknown scenario 'nope'; valid scenarios: paper-small, paper-large, "
+                                         r"cage2, tiny$"):
+        get_scenario("nope")
+
+
+def test_register_refusals() -> None:
+    with pytest.raises(ValueError, match="'paper-small' is built in and cannot be registered"):
+        register(PAPER_SMALL)
+    with pytest.raises(ValueError, match="'paper-large' is built in"):
+        register(dataclasses.replace(TINY, name="paper-large"))
+    with pytest.raises(TypeError, match="register takes a cagekit.scenarios.ScenarioSpec, got dict"):
+        register(spec_to_dict(TINY))  # type: ignore[arg-type]
+    register(TINY)
+    with pytest.raises(ValueError, match="'tiny' is already registered with a different spec"):
+        register(dataclasses.replace(TINY, detection=0.5))
+
+    class Drawn:  # an Image of the user's own class: no record of it could rebuild it
+        name = "drawn"
+
+        def to_cyborg(self) -> dict[str, Any]:
+            return LINUX_WEB.to_cyborg()
+
+    odd = dataclasses.replace(TINY, name="odd", hosts=(*TINY.hosts[:1], dataclasses.replace(TINY.hosts[1],
+                                                                                            image=Drawn()),
+                                                       *TINY.hosts[2:]))
+    with pytest.raises(TypeError, match="host 'Web' has an image of type Drawn; only .*HostImage"):
+        register(odd)
+    assert scenarios.scenario_names() == ["paper-small", "paper-large", "cage2", "tiny"]
+
+
+def test_spec_records_round_trip() -> None:
+    for spec in (*scenarios.builtin_specs(), TINY):
+        data = json.loads(json.dumps(spec_to_dict(spec)))
+        assert spec_from_dict(data) == spec, spec.name
+
+
+# training, checkpoints, a fresh process ------------------------------------------------------------------
+
+def _trained(out: Path) -> Path:
+    learner = make_learner("dial-sau", TINY, seed=0, config=FAST, episode_length=10)  # a spec: registered
+    assert learner.scenario == "tiny" and get_scenario("tiny") is TINY
+    train(learner, 200, out, checkpoint_every=5, progress=False)
+    return out
+
+
+def test_checkpoint_records_the_spec_and_loads_in_a_fresh_process(tmp_path: Path) -> None:
+    run = _trained(tmp_path / "run")
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["scenario"] == "tiny" and spec_from_dict(meta["scenario_spec"]) == TINY
+    assert load_team(run).scenario == "tiny"
+    probe = _python(f"from cagekit.agents import load_team; from cagekit.scenarios import get_scenario\n"
+                    f"team = load_team({str(run)!r}); print(team.scenario, sorted(team.agents), "
+                    f"get_scenario('tiny').host_names)", tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split("\n")[0] == "tiny ['back', 'front'] ('User0', 'Web', 'Gate', 'Op_Server0', 'Defender')"
+    # a fresh process that registered another spec under the name refuses the checkpoint, naming both
+    clash = _python(f"import dataclasses\nfrom cagekit.scenarios import register\n"
+                    f"from cagekit.scenarios.paper import PAPER_SMALL\nfrom cagekit.agents import load_team\n"
+                    f"register(dataclasses.replace(PAPER_SMALL, name='tiny'))\nload_team({str(run)!r})", tmp_path)
+    assert clash.returncode != 0
+    assert "meta.json records scenario 'tiny', which cannot be registered: scenario 'tiny' is already registered " \
+           "with a different spec" in clash.stderr
+    # and the evaluation command line scores it in a fresh process (its scenario from the checkpoint)
+    scored = subprocess.run([sys.executable, str(ROOT / "evaluation.py"), str(run), str(tmp_path / "eval"),
+                             "--episodes", "1", "--lengths", "5", "--reds", "KillChainAgent", "--no-progress"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["parameters"]["scenario"] == "tiny"
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])  # forkserver: its workers inherit no registry
+def test_serial_and_two_workers_score_a_registered_scenario_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   start_method: str) -> None:
+    monkeypatch.setenv(START_METHOD_ENV, start_method)
+    register(TINY)
+    source = HeuristicSource("react")
+    config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=2, lengths=(6,),
+                        reds=("KillChainAgent", "ExplorerAgent"), seed=3, message_cost=0.1, sau=True, channel=True)
+    assert config.scenario_spec == spec_to_dict(TINY)  # carried to the workers and named in the journal
+    _, serial = evaluate(config, source, tmp_path / "serial", progress=False, chart=False)
+    _, workers = evaluate(config, source, tmp_path / "workers", backend="processes", workers=2, progress=False,
+                          chart=False)
+    for summary in (serial, workers):
+        summary.pop("time")
+    assert serial == workers
+    journals = [sorted((tmp_path / d / "journal.jsonl").read_text().splitlines()[1:]) for d in ("serial", "workers")]
+    assert journals[0] == journals[1] and len(journals[0]) == 4
+
+
+def test_checkpoint_scored_in_forkserver_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(START_METHOD_ENV, "forkserver")
+    run = _trained(tmp_path / "run")
+    source = CheckpointSource(str(run))
+    config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=2, lengths=(5,),
+                        reds=("KillChainAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
+    _, serial = evaluate(config, source, tmp_path / "serial", progress=False, chart=False)
+    _, workers = evaluate(config, source, tmp_path / "workers", backend="processes", workers=2, progress=False,
+                          chart=False)
+    serial.pop("time"), workers.pop("time")
+    assert serial == workers
+
+
+def test_journal_of_another_spec_is_not_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(TINY)
+    source = HeuristicSource("sleep")
+    config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=1, lengths=(4,),
+                        reds=("SleepAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)
+    monkeypatch.setattr(scenarios, "_REGISTERED", {})
+    register(dataclasses.replace(TINY, green_rate=0.5))  # the same name, another network
+    again = EvalConfig(**{**config.to_json(), "scenario_spec": None, "lengths": (4,), "reds": ("SleepAgent",)})
+    with pytest.raises(ValueError, match="scenario_spec"):
+        evaluate(again, source, tmp_path / "eval", progress=False, chart=False)
+
+
+def test_packaging_a_registered_scenario_is_refused(tmp_path: Path) -> None:
+    from cagekit.submissions import package
+
+    register(TINY)
+    with pytest.raises(ValueError, match="'tiny' is registered, not built in: submissions of a scenario of your own "
+                                         "are not supported"):
+        package("react", name="me", team="t", technique="react", out=tmp_path / "team.zip", scenario="tiny")
+    assert not (tmp_path / "team.zip").exists()
+
+
+# scenario files and the command line -------------------------------------------------------------------
+
+def test_yaml_file_with_named_images_and_paper_defaults(tmp_path: Path) -> None:
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY_YAML)
+    spec = read_scenario_file(file)
+    assert spec == dataclasses.replace(TINY, name="tiny-yaml")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d.pop("hosts"), r"missing field\(s\) 'hosts' of ScenarioSpec"),
+    (lambda d: d["hosts"][1].update(image="windows_xp"), r"hosts\[1\]\.image: unknown image 'windows_xp'; give one "
+                                                         r"of .*linux_web"),
+    (lambda d: d["hosts"][2].update(confidentiality="Huge"), r"hosts\[2\]\.confidentiality: must be one of 'None', "
+                                                             r"'Low', 'Medium', 'High', got str 'Huge'"),
+    (lambda d: d.update(detection="0.1"), r"detection: must be a number, got str '0.1'"),
+    (lambda d: d["blue_layouts"]["team"][0].update(hosts=["Mail"]), r"agent 'front' defends 'Mail', which is not "
+                                                                     r"among the hosts"),
+    (lambda d: d.update(colour="red"), r"unknown field\(s\) 'colour' for ScenarioSpec"),
+])
+def test_scenario_file_errors_name_the_file_and_the_field(tmp_path: Path, change: Any, message: str) -> None:
+    data = spec_to_dict(dataclasses.replace(TINY, name="bad"))
+    data["hosts"][1]["image"] = "linux_web"
+    change(data)
+    file = tmp_path / "bad.json"
+    file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"scenario file {file}: .*{message}"):
+        read_scenario_file(file)
+
+
+def test_unreadable_scenario_files(tmp_path: Path) -> None:
+    from cagekit.scenarios.files import scenario_option
+
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="broken.json is not valid JSON"):
+        scenario_option(str(tmp_path / "broken.json"))
+    with pytest.raises(ValueError, match="--scenario .*missing.yaml: no such scenario file"):
+        scenario_option(str(tmp_path / "missing.yaml"))
+    assert scenario_option("paper-small") == "paper-small"
+    (tmp_path / "pl.json").write_text(json.dumps(spec_to_dict(scenarios.builtin_specs()[1])))
+    with pytest.raises(ValueError, match="pl.json: scenario 'paper-large' is built in"):
+        scenario_option(str(tmp_path / "pl.json"))
+
+
+def test_cli_trains_and_scores_a_scenario_file(tmp_path: Path) -> None:
+    """`cagekit train --scenario FILE` records the spec in run.json and meta.json; a fresh process scores the
+    run with `evaluation.py --scenario FILE` (the file registers the same spec: no conflict)."""
+    from cagekit.cli import main
+
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY_YAML)
+    config = tmp_path / "fast.json"
+    config.write_text(json.dumps(FAST))
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "dial-sau", "--scenario", str(file), "--steps", "100", "--config", str(config),
+                 "--out", str(run), "--red", "KillChainAgent", "--no-progress"]) == 0
+    recorded = json.loads((run / "run.json").read_text())
+    assert recorded["scenario"] == "tiny-yaml" and recorded["scenario_spec"]["name"] == "tiny-yaml"
+    assert json.loads((run / "meta.json").read_text())["scenario_spec"] == recorded["scenario_spec"]
+    scored = subprocess.run([sys.executable, str(ROOT / "evaluation.py"), str(run), str(tmp_path / "eval"),
+                             "--scenario", str(file), "--episodes", "1", "--lengths", "5", "--no-progress"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["parameters"]["scenario"] == "tiny-yaml"
+
+
+def test_spec_type_is_a_dataclass_field_list() -> None:
+    """Every field of the spec classes has a reader (a field added without one fails here, not in a user's file)."""
+    data = spec_to_dict(TINY)
+    assert set(data) == {f.name for f in dataclasses.fields(ScenarioSpec)}

@@ -202,3 +202,18 @@ def test_package_include_takes_a_single_path(tmp_path: Path) -> None:
     assert "team/weights.json" in zipfile.ZipFile(out).namelist()
     with pytest.raises(TypeError, match="include holds paths .* got int 3"):
         build_files(str(team), **labels, include=("weights.json", 3))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("settings", [{"scenario": "paper-small", "view": "team"},
+                                      {"scenario": "cage2", "layout": "team", "message_cost": 0.5}])
+def test_a_heuristic_team_names_the_environment_it_was_made_for(settings):
+    """make_team's env_settings() left out the layout and view, so the size error's advice,
+    make_env(**team.env_settings()), rebuilt the mismatch (view) or failed (cage2's team layout: 'the message
+    channel needs two or more blue agents')."""
+    from cagekit.agents import make_team
+
+    team = make_team("react", cagekit.make_env(**settings, seed=0))
+    env = cagekit.make_env(**team.env_settings(), seed=0)
+    assert all(getattr(env, k) == v for k, v in settings.items() if k in ("view", "message_cost"))
+    obs, _ = env.reset(seed=0)
+    assert set(team.act(obs)) == set(env.possible_agents)

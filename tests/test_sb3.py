@@ -219,6 +219,13 @@ def test_classic_train_and_load(tmp_path):
         expected = int(model.predict(obs, deterministic=True)[0])  # sau off: nothing masked
         assert a == expected and 0 <= a < 145
         obs, *_ = env.step(a)
+    # the environment it was trained on, as make_env takes it: ClassicCage2Env's, SAU masks off (make_env's
+    # default is on, so settings without sau masked the classic agent's actions as it never trained with)
+    assert team.env_settings() == {"scenario": "cage2", "layout": "classic", "sau": False}
+    par = make_env(**team.env_settings(), seed=0, episode_length=30)
+    obs, _ = par.reset(seed=0)
+    assert not par.sau and team.act(obs)["Blue"] == int(model.predict(obs["Blue"]["observation"],
+                                                                       deterministic=True)[0])
 
 
 def test_dqn_flat_joint_action_on_paper_small(tmp_path):

@@ -150,9 +150,24 @@ def test_a_scenario_of_our_own_plays_through_make_env():
      "host 'Web' is in 0 subnets"),
     ({"red_foothold": "Zero"}, "red_foothold 'Zero' is not among the hosts"),
     ({"default_layout": "classic"}, "default_layout 'classic' is not one of team"),
+    ({"green_hosts": ("Web", "Nope")}, "green_hosts 'Nope' is not among the hosts"),  # was a bare KeyError: 'Nope'
+    ({"blue_layouts": {"team": (BlueAgentSpec("front", ("Web",)), BlueAgentSpec("front", ("Gate",)))}},
+     "layout 'team': agent 'front' is named 2 times"),  # was refused by the team as a size mismatch
+    ({"subnets": (SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Front", ("Gate", "Op_Server0", "Defender")))},
+     "subnet 'Front' is named 2 times"),
 ])
 def test_a_spec_that_names_what_it_does_not_have_is_refused(change, message):
     """A hand-written spec's Block of a subnet that does not exist was accepted and played as a -2 no-op; a
     defended host outside the hosts failed later as 'in no subnet'."""
     with pytest.raises(ValueError, match=re.escape(message)):
         _own_scenario(**change)
+
+
+def test_a_spec_that_names_a_host_twice_is_refused():
+    """Two hosts of one name were accepted and played another game (-22.5 where the spec's own gives -119.6)."""
+    from cagekit.scenarios import HostSpec
+    from cagekit.scenarios.paper import LINUX_WEB
+
+    spec = _own_scenario()
+    with pytest.raises(ValueError, match=re.escape("host 'Web' is named 2 times")):
+        _own_scenario(hosts=(*spec.hosts, HostSpec("Web", LINUX_WEB)))

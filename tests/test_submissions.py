@@ -983,3 +983,15 @@ def test_evaluating_an_unsafe_zip_names_the_submission_it_refused(tmp_path, caps
     err = " ".join(capsys.readouterr().err.split())
     assert f"submission {path} refused: entry '../evil.txt': '..' in path" in err, err
     assert not (tmp_path / "out").exists() and not (sandbox.parent / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("method", ["end_episode", "reseed"])
+def test_a_failing_end_episode_or_reseed_names_the_agent_not_its_object(method, sandbox, sleep_files):
+    """The worker's loops over AGENTS for end_episode and seed reused the variable that names the agent being
+    called, so an error there was reported as "agent '<submission.A object at 0x...>'"."""
+    code = agent_code(extra="    @staticmethod\n    def wrap(env):\n        return env\n"
+                            f"def _boom(self, *args):\n    raise RuntimeError('{method} broke')\nA.{method} = _boom")
+    path = write_zip(with_code(sleep_files, code), sandbox / f"{method}.zip")
+    report = validate(path, import_timeout=30.0, check_wrap=False)
+    assert not report.ok and f"{method} broke" in report.failed.message, report.text()
+    assert "object at" not in report.failed.message and "(agent 'blue_user')" in report.failed.message, report.text()

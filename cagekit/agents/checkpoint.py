@@ -210,4 +210,6 @@ def env_settings(meta: dict[str, Any]) -> dict[str, Any]:
         value = env.get(key) if key == "view" else meta.get(key, env.get(key))
         if value is not None:
             out[key] = value
+    if meta.get("view") == "classic":  # an SB3 run on ClassicCage2Env records only the settings it was given:
+        out.setdefault("sau", False)  # its SAU default is off, make_env's on
     return out

@@ -126,6 +126,12 @@ class ScenarioSpec:
                      if (n := sum(h in s.hosts for s in self.subnets)) != 1]
         problems += [f"{what} {h!r} is not among the hosts" for what, h in
                      (("red_foothold", self.red_foothold), ("defender", self.defender)) if h not in hosts]
+        problems += [f"green_hosts {h!r} is not among the hosts" for h in self.green_hosts if h not in hosts]
+        problems += [f"{what} {n!r} is named {k} times" for what, names in
+                     (("host", hosts), ("subnet", subnets),
+                      *((f"layout {layout!r}: agent", tuple(a.name for a in agents))
+                        for layout, agents in self.blue_layouts.items()))
+                     for n in dict.fromkeys(names) if (k := names.count(n)) > 1]
         for layout, agents in self.blue_layouts.items():
             for agent in agents:
                 problems += [f"layout {layout!r}: agent {agent.name!r} defends {h!r}, which is not among the hosts"

@@ -237,20 +237,24 @@ def main(argv: list[str]) -> int:
                 agent = None
                 proto.send({"ok": True, "actions": actions})
             elif cmd == "end_episode":
-                for agent in agents.values():
-                    end = getattr(agent, "end_episode", None)
+                for key, member in agents.items():  # `agent` stays the name (a str), as the error reports it
+                    agent = str(key)
+                    end = getattr(member, "end_episode", None)
                     if callable(end):
                         end()
+                agent = None
                 proto.send({"ok": True})
             elif cmd == "seed":
                 from cagekit.agents.base import seed_everything
 
                 seed = int(msg["seed"])
                 seed_everything(seed)  # as the harness seeds an in-process team (torch only if it was imported)
-                for agent in agents.values():  # agents with generators of their own (cagekit's `random`)
-                    reseed = getattr(agent, "reseed", None)
+                for key, member in agents.items():  # agents with generators of their own (cagekit's `random`)
+                    agent = str(key)
+                    reseed = getattr(member, "reseed", None)
                     if callable(reseed):
                         reseed(seed)
+                agent = None
                 proto.send({"ok": True})
             elif cmd == "wrap":
                 from cagekit.wrappers import make_env

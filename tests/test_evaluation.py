@@ -622,6 +622,10 @@ class _Faulty:
         if t == self.step:
             if self.mode == "raise":
                 raise ZeroDivisionError("boom")
+            if self.mode == "raise-with-agent":  # a user's error with its own `.agent`, which is no agent's name
+                error = LookupError("no such host")
+                error.agent = object()  # type: ignore[attr-defined]
+                raise error
             if self.mode == "invalid":
                 return 10**9
             if self.mode == "slow":
@@ -689,6 +693,7 @@ def test_a_lying_team_cannot_change_its_score(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("mode", "message", "transient"), [
     ("raise", r"agent 'blue_ops' raised ZeroDivisionError: boom at step 2 of episode 0 \(steps 6, adversary "
               r"SleepAgent\)", False),
+    ("raise-with-agent", r"agent 'blue_ops' raised LookupError: no such host at step 2", False),
     ("invalid", r"invalid action at step 2 of episode 0 .*'blue_ops'.*outside its space", False),
     ("slow", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2 of episode 0", True),
     ("hang", r"agent 'blue_ops' exceeded the step timeout of 0.2 s at step 2", True),

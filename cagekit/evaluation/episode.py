@@ -191,7 +191,8 @@ class EpisodeRunner:
                                     f"at step {step} of {where}", transient=True) from None
         except Exception as exc:  # noqa: BLE001 - any error of the agent fails the evaluation
             # a submission's worker names the agent at fault: one call there asks every agent of the step
-            who = getattr(exc, "agent", None) or agent_name
+            who = getattr(exc, "agent", None)
+            who = who if isinstance(who, str) and who else agent_name  # a user's own `.agent` is no name
             raise EvaluationFailure(f"agent {who!r} raised {type(exc).__name__}: {exc} "
                                     f"at step {step} of {where}", transient=_is_timeout(exc)) from exc
         elapsed = time.perf_counter() - start

@@ -122,14 +122,10 @@ def speaking_profile(run_dir: Path, episodes: int, seed: int = 12345) -> dict[st
     Categories by the most alarming own row: quiet, scan, exploit (activity) or user/privileged/unknown
     (compromise). Returns category -> (ones sent, steps)."""
     from cagekit.agents import load_team
-    from cagekit.agents.checkpoint import env_settings
     from cagekit.wrappers import make_env
 
-    meta = json.loads((run_dir / "meta.json").read_text())
-    settings = env_settings(meta)
-    env = make_env(settings["scenario"], channel=settings.get("channel", True), sau=settings.get("sau", True),
-                   message_cost=settings.get("message_cost"), seed=seed)
     team = load_team(run_dir)
+    env = make_env(**team.env_settings(), seed=seed)  # as trained: layout and view too
     counts: dict[str, list[int]] = {}
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)

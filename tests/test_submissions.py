@@ -948,6 +948,23 @@ def test_a_failure_names_the_submitted_agent_at_fault_not_the_first_to_ask(body,
     assert "agent 'blue_ops' raised" in err and "blue_user" not in err and error in err, err
 
 
+def test_a_hang_names_the_submitted_agent_that_hangs_not_the_first_to_ask(tmp_path, capsys, sandbox, sleep_files):
+    """A stuck worker cannot answer whose call hangs: blue_ops hanging was reported as blue_user's, at the
+    worker's own time limit and at the harness's --step-timeout. The worker names it in a page both map."""
+    from cagekit.evaluation import cli_main
+
+    code = agent_code(body="        if self.name == 'blue_ops':\n            time.sleep(60)\n        return 0",
+                      extra="    @staticmethod\n    def wrap(env):\n        return env\n"
+                            "import time\nfor _name, _agent in Submission.AGENTS.items():\n    _agent.name = _name")
+    path = write_zip(with_code(sleep_files, code), sandbox / "hang.zip")
+    report = validate(path, import_timeout=30.0, act_timeout=1.0, check_wrap=False)
+    assert not report.ok and "timed out at act in agent 'blue_ops'" in report.failed.message, report.text()
+    assert cli_main([str(path), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress",
+                     "--step-timeout", "1"]) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "agent 'blue_ops' exceeded the step timeout of 1 s" in err and "blue_user" not in err, err
+
+
 def test_an_agent_class_that_takes_no_slot_is_refused_naming_how_it_is_built(tmp_path, capsys):
     """A CAGE agent from elsewhere (built without arguments) failed deep in the harness with Python's "takes 1
     positional argument but 2 were given"; evaluation and package now say how an agent class is built and what

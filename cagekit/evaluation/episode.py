@@ -180,20 +180,23 @@ class EpisodeRunner:
     def _where(self, length: int, red: str, index: int) -> str:
         return f"episode {index} (steps {length}, adversary {red})"
 
-    def _call(self, agent_name: str, call: Callable[[], Any], step: int, where: str) -> Any:
+    def _call(self, agent_name: str, call: Callable[[], Any], step: int, where: str, agent: Any = None) -> Any:
         """`call()` under the step timeout; any error names the agent, the step and the episode."""
         start = time.perf_counter()
         try:
             with _deadline(self.step_timeout):
                 result = call()
         except StepTimeout:
-            raise EvaluationFailure(f"agent {agent_name!r} exceeded the step timeout of {self.step_timeout:g} s "
+            from cagekit.submissions.loader import agent_in_call
+
+            who = agent_in_call(agent) or agent_name  # a submission's worker says whose code hangs
+            raise EvaluationFailure(f"agent {who!r} exceeded the step timeout of {self.step_timeout:g} s "
                                     f"at step {step} of {where}", transient=True) from None
         except Exception as exc:  # noqa: BLE001 - any error of the agent fails the evaluation
             # a submission's worker names the agent at fault: one call there asks every agent of the step
-            who = getattr(exc, "agent", None)
-            who = who if isinstance(who, str) and who else agent_name  # a user's own `.agent` is no name
-            raise EvaluationFailure(f"agent {who!r} raised {type(exc).__name__}: {exc} "
+            named = getattr(exc, "agent", None)
+            culprit = named if isinstance(named, str) and named else agent_name  # a user's own `.agent` is no name
+            raise EvaluationFailure(f"agent {culprit!r} raised {type(exc).__name__}: {exc} "
                                     f"at step {step} of {where}", transient=_is_timeout(exc)) from exc
         elapsed = time.perf_counter() - start
         if self.step_timeout and elapsed > self.step_timeout:
@@ -204,7 +207,8 @@ class EpisodeRunner:
     def _act(self, agents: dict[str, Any], observations: dict[str, Any], spaces: dict[str, Any], step: int,
              where: str) -> dict[str, Any]:
         """Every agent's action (`step_actions`), each call under the step timeout and naming the agent."""
-        return step_actions(agents, observations, spaces, lambda name, call: self._call(name, call, step, where))
+        return step_actions(agents, observations, spaces,
+                            lambda name, call: self._call(name, call, step, where, agents.get(name)))
 
     def _start(self, length: int, red: str, index: int) -> _Episode:
         """Reset the combination's environment for the episode and ready the team."""

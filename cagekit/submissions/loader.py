@@ -32,6 +32,7 @@ from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, make_workdir, rem
 MAX_REPLY = 4 * 1024 * 1024
 BOOT_TIMEOUT = 120.0  # interpreter start and the harness's own imports (numpy, gymnasium, CybORG)
 IMPORT_TIMEOUT = 60.0  # importing submission.py (loading weights included)
+IN_CALL_SIZE = 256  # bytes of the page where the worker names the agent it is calling (`Worker.agent_in_call`)
 ACT_TIMEOUT = 10.0  # one call: all agents' actions for one step
 #: the longest any of these may be (a day): select() overflows on an infinite or astronomical timeout
 MAX_TIMEOUT = 86_400.0
@@ -127,6 +128,10 @@ class Worker:
         # -P: do not put the working folder on sys.path
         cmd = [sys.executable, "-P", "-m", "cagekit.submissions.worker", str(unpacked.folder)]
         cmd += ["--torch"] if torch else []
+        # the page where the worker writes whose agent code runs now (outside the submission's own folder)
+        self._in_call = unpacked.root / "in-call"
+        self._in_call.write_bytes(bytes(IN_CALL_SIZE))
+        cmd += ["--calling", str(self._in_call)]
         self.log_path = unpacked.root / "worker.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in kill()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
@@ -140,6 +145,14 @@ class Worker:
         self.info = self._reply("import", import_timeout).get("info", {})
 
     # ------------------------------------------------------------------------------------------------
+    def agent_in_call(self) -> str | None:
+        """The agent whose code the worker runs now (None between calls): when a call hangs, whose it is."""
+        try:
+            data = self._in_call.read_bytes()[:IN_CALL_SIZE]
+        except OSError:
+            return None
+        return data.split(b"\0", 1)[0].decode("utf-8", "replace") or None
+
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -208,7 +221,10 @@ class Worker:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self._fail(f"submission timed out at {stage} (limit {timeout:g} s)", SubmissionTimeout)
+                agent = self.agent_in_call()
+                whose = f" in agent {agent!r}" if agent is not None else ""
+                raise self._fail(f"submission timed out at {stage}{whose} (limit {timeout:g} s)", SubmissionTimeout,
+                                 agent=agent)
             readable, _, _ = select.select([fd], [], [], left)
             if not readable:
                 continue
@@ -264,6 +280,13 @@ class _RemoteAgent:
 
     def end_episode(self) -> None:  # the team's end_episode covers every agent
         pass
+
+
+def agent_in_call(agent: Any) -> str | None:
+    """For one of a submission's agents (as the harness holds it), the name of the agent whose code its worker
+    runs now: a step timed out in the parent names the agent that hangs, not the one whose call asked the
+    worker (one call asks a whole step). None for any other agent, or between calls."""
+    return agent.team.worker.agent_in_call() if isinstance(agent, _RemoteAgent) else None
 
 
 def _size(space: Any) -> int | None:

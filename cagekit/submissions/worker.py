@@ -107,6 +107,28 @@ class _Proto:
             view = view[n:]
 
 
+class _InCall:
+    """The name of the agent whose code runs now, mirrored into a page the parent maps too (`--calling FILE`):
+    a worker stuck in an agent cannot say whose call hangs, so the parent reads it there when a call times out.
+    Written before and after each agent call (a memory write, no system call)."""
+
+    def __init__(self, path: str | None):
+        self.name: str | None = None
+        self._page: Any = None
+        if path is not None:
+            import mmap
+
+            with open(path, "r+b") as file:  # the parent made it (`loader.IN_CALL_SIZE` bytes)
+                self._page = mmap.mmap(file.fileno(), 0)
+
+    def __call__(self, name: str | None) -> str | None:
+        self.name = name
+        if self._page is not None:
+            data = (name or "").encode("utf-8", "replace")[: len(self._page) - 1] + b"\0"
+            self._page[: len(data)] = data
+        return name
+
+
 def _error(stage: str, agent: str | None = None) -> dict[str, Any]:
     """The reply to a call that raised; `agent`: the agent whose call it was, when one was (the parent names it:
     one call asks a whole step's agents, and the first agent to ask is not always the one that failed)."""
@@ -160,6 +182,7 @@ def _describe(sub: Any) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     folder = os.path.realpath(argv[0])
     preload_torch = "--torch" in argv[1:]
+    in_call = _InCall(argv[argv.index("--calling") + 1] if "--calling" in argv[1:] else None)  # before the guard
     proto = _Proto()
     # its parent's death closes the pipes, unless another process inherited them: end with the parent anyway
     # (its unpacked folder is left: outside the folder this guard lets the worker change)
@@ -215,34 +238,34 @@ def main(argv: list[str]) -> int:
         if msg is None or msg.get("cmd") == "close":
             os._exit(0)  # nothing buffered to flush; skip slow interpreter teardown
         cmd = msg.get("cmd")
-        agent: str | None = None  # the agent being called, named in the error if its call raises
+        in_call(None)  # the agent being called, named in the error if its call raises (and to the parent)
         try:
             if cmd == "act":
                 # CAGE's set_initial_values, held by the parent since the episode began: before the first act
-                for agent, first in (msg.get("initial") or {}).items():
-                    initial = getattr(agents[agent], "set_initial_values", None)
+                for name, first in (msg.get("initial") or {}).items():
+                    initial = getattr(agents[in_call(name)], "set_initial_values", None)
                     if callable(initial):
                         initial(_space(first.get("space")), _observation(first["obs"]))
-                agent = None
+                in_call(None)
                 observations = {name: _observation(obs) for name, obs in msg["obs"].items()}
                 if len(observations) > 1 or msg.get("step"):  # the whole step: a centralised team acts on it
-                    for agent in observations:
-                        begin = getattr(agents[agent], "begin_step", None)
+                    for name in observations:
+                        begin = getattr(agents[in_call(name)], "begin_step", None)
                         if begin is not None:
                             begin(observations)
                 actions = {}
-                for agent, observation in observations.items():
-                    n = msg.get("spaces", {}).get(agent)
-                    actions[agent] = _as_action(agents[agent].get_action(observation, _space(n)), n)
-                agent = None
+                for name, observation in observations.items():
+                    n = msg.get("spaces", {}).get(name)
+                    actions[name] = _as_action(agents[in_call(name)].get_action(observation, _space(n)), n)
+                in_call(None)
                 proto.send({"ok": True, "actions": actions})
             elif cmd == "end_episode":
-                for key, member in agents.items():  # `agent` stays the name (a str), as the error reports it
-                    agent = str(key)
+                for key, member in agents.items():
+                    in_call(str(key))  # the name (a str), as the error reports it
                     end = getattr(member, "end_episode", None)
                     if callable(end):
                         end()
-                agent = None
+                in_call(None)
                 proto.send({"ok": True})
             elif cmd == "seed":
                 from cagekit.agents.base import seed_everything
@@ -250,11 +273,11 @@ def main(argv: list[str]) -> int:
                 seed = int(msg["seed"])
                 seed_everything(seed)  # as the harness seeds an in-process team (torch only if it was imported)
                 for key, member in agents.items():  # agents with generators of their own (cagekit's `random`)
-                    agent = str(key)
                     reseed = getattr(member, "reseed", None)
                     if callable(reseed):
+                        in_call(str(key))
                         reseed(seed)
-                agent = None
+                in_call(None)
                 proto.send({"ok": True})
             elif cmd == "wrap":
                 from cagekit.wrappers import make_env
@@ -267,7 +290,7 @@ def main(argv: list[str]) -> int:
             else:
                 proto.send({"ok": False, "error": f"unknown command {cmd!r}"})
         except BaseException:  # noqa: BLE001
-            proto.send(_error(str(cmd), agent))
+            proto.send(_error(str(cmd), in_call.name))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from cagekit import make_env
 from cagekit.agents import load_team, make_team
 from cagekit.agents.training import make_learner, train
 from cagekit.evaluation.harness import evaluate
+from cagekit.evaluation.journal import read_journal
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.runners import START_METHOD_ENV
 from cagekit.evaluation.sources import CheckpointSource, HeuristicSource
@@ -203,8 +204,16 @@ def test_journal_of_another_spec_is_not_resumed(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(scenarios, "_REGISTERED", {})
     register(dataclasses.replace(TINY, green_rate=0.5))  # the same name, another network
     again = EvalConfig(**{**config.to_json(), "scenario_spec": None, "lengths": (4,), "reds": ("SleepAgent",)})
-    with pytest.raises(ValueError, match="scenario_spec"):
+    with pytest.raises(ValueError, match="scenario_spec") as refused:
         evaluate(again, source, tmp_path / "eval", progress=False, chart=False)
+    # the refusal names what changed in the network, not both specs whole (they printed 12 kB)
+    assert "green_rate: journal has 0.05, this run has 0.5" in str(refused.value)
+    assert len(str(refused.value)) < 600
+    # reading that journal here (compare) meets another network of its name: said so, not "another version"
+    with pytest.raises(ValueError, match=r"journal.jsonl: .*'tiny' is already registered with a different spec in "
+                                         r"this process \(green_rate: registered 0.5, this one 0.05\)") as unread:
+        read_journal(tmp_path / "eval")
+    assert "score the team again" not in str(unread.value)
 
 
 def test_packaging_a_registered_scenario_is_refused(tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ import cagekit
 from cagekit.evaluation.episode import EpisodeResult
 from cagekit.evaluation.protocol import IDENTITY_DEFAULTS, IDENTITY_FIELDS, EvalConfig
 from cagekit.evaluation.results import FILES
+from cagekit.scenarios import ScenarioConflict
 from cagekit.scenarios.options import check_folder_path
+from cagekit.scenarios.records import describe_differences
 
 JOURNAL = "journal.jsonl"
 FORMAT = 1
@@ -61,8 +63,20 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
         if same_old.get(key) != same_new.get(key):
-            out.append(f"{key}: journal has {old.get(key)!r}, this run has {new.get(key)!r}")
+            if key == "scenario_spec" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+                # a spec is kilobytes: name what changed in the network, not both whole
+                changed = describe_differences(old[key], new[key], "journal has", "this run has")
+                out.append(f"{key} (the network of scenario {new.get('scenario')!r}) differs at {changed}")
+                continue
+            out.append(f"{key}: journal has {_short(old.get(key))}, this run has {_short(new.get(key))}")
     return out
+
+
+def _short(value: Any) -> str:
+    """A value for a message; a recorded scenario spec by the scenario it is of."""
+    if isinstance(value, dict) and "hosts" in value and "name" in value:
+        return f"the spec of scenario {value['name']!r}"
+    return repr(value)
 
 
 def check_output_folder(folder: Path, what: str = "output folder",
@@ -97,6 +111,8 @@ def read_journal(folder: str | Path) -> JournalContents:
                          f"({type(exc).__name__}: {exc})") from None
     try:
         config = EvalConfig.from_json(saved)
+    except ScenarioConflict as exc:  # another network of the same name, not another version's journal
+        raise ValueError(f"{path}: {exc}") from None
     except (ValueError, TypeError, KeyError) as exc:  # a field this version does not know, or lacks one it needs
         version = saved.get("cagekit_version") if isinstance(saved, dict) else None
         raise ValueError(f"{path} holds a configuration this cagekit ({cagekit.__version__}) cannot read, written "

@@ -7,6 +7,12 @@ from typing import Any
 from cagekit.scenarios.builder import build_scenario_dict
 from cagekit.scenarios.spec import BlueAgentSpec, HostSpec, ScenarioSpec, SubnetSpec
 
+
+class ScenarioConflict(ValueError):
+    """A scenario name that is already another network in this process (built in, or registered with another
+    spec): what a record of it (a journal, a checkpoint) describes cannot be the scenario of that name here."""
+
+
 #: scenarios registered in this process (`register`), by name; the built-in ones are never here
 _REGISTERED: dict[str, ScenarioSpec] = {}
 
@@ -49,14 +55,17 @@ def register(spec: ScenarioSpec) -> ScenarioSpec:
     if not isinstance(spec.name, str) or not spec.name.strip():
         raise ValueError(f"a registered scenario needs a name (a non-empty string), got {spec.name!r}")
     if is_builtin(spec.name):
-        raise ValueError(f"scenario {spec.name!r} is built in and cannot be registered again; give your spec "
-                         f"another name (dataclasses.replace(spec, name=...))")
+        raise ScenarioConflict(f"scenario {spec.name!r} is built in and cannot be registered again; give your spec "
+                               f"another name (dataclasses.replace(spec, name=...), or `name:` in a scenario file)")
     known = _REGISTERED.get(spec.name)
     if known is not None:
         if known == spec:
             return known
-        raise ValueError(f"scenario {spec.name!r} is already registered with a different spec in this process; "
-                         f"give this one another name")
+        from cagekit.scenarios.records import describe_differences
+
+        changed = describe_differences(spec_to_dict(known), spec_to_dict(spec), "registered", "this one")
+        raise ScenarioConflict(f"scenario {spec.name!r} is already registered with a different spec in this "
+                               f"process ({changed}); give this one another name")
     if spec_from_dict(spec_to_dict(spec), f"scenario {spec.name!r}") != spec:
         raise TypeError(f"scenario {spec.name!r} does not survive being recorded (spec_to_dict, spec_from_dict): "
                         f"its images or values are not plain data")
@@ -73,7 +82,8 @@ def register_recorded(data: Any, where: str) -> ScenarioSpec:
     try:
         return register(spec)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} records scenario {spec.name!r}, which cannot be registered: {exc}") from None
+        kind = ScenarioConflict if isinstance(exc, ScenarioConflict) else ValueError
+        raise kind(f"{where} records scenario {spec.name!r}, which cannot be registered: {exc}") from None
 
 
 def recorded_spec(name: Any) -> dict[str, Any] | None:
@@ -105,6 +115,6 @@ def get_scenario(name: str | ScenarioSpec) -> ScenarioSpec:
     return registry[name]
 
 
-__all__ = ["BlueAgentSpec", "HostSpec", "ScenarioSpec", "SubnetSpec", "build_scenario_dict", "builtin_specs",
-           "get_scenario", "is_builtin", "recorded_spec", "register", "register_recorded", "registered_specs",
-           "scenario_name", "scenario_names"]
+__all__ = ["BlueAgentSpec", "HostSpec", "ScenarioConflict", "ScenarioSpec", "SubnetSpec", "build_scenario_dict",
+           "builtin_specs", "get_scenario", "is_builtin", "recorded_spec", "register", "register_recorded",
+           "registered_specs", "scenario_name", "scenario_names"]

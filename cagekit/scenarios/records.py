@@ -60,6 +60,27 @@ def spec_from_dict(data: Any, where: str = "scenario") -> ScenarioSpec:
     return spec
 
 
+def record_differences(old: Any, new: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """Where two records (`spec_to_dict`'s plain data) differ: (path, old value, new value) for each leaf that
+    differs (`hosts[3].confidentiality`), so that a message names what changed instead of printing both specs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = [*old, *(k for k in new if k not in old)]
+        return [d for k in keys for d in record_differences(old.get(k, "<absent>"), new.get(k, "<absent>"),
+                                                              _join(where, k))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for d in record_differences(a, b, f"{where}[{i}]")]
+    return [] if old == new else [(where, old, new)]
+
+
+def describe_differences(old: Any, new: Any, old_label: str, new_label: str, most: int = 3) -> str:
+    """The first `most` of `record_differences(old, new)` in words ("hosts[3].confidentiality: journal has
+    'High', this run has 'Medium'"), with how many more there are."""
+    diffs = record_differences(old, new)
+    text = "; ".join(f"{path or 'the spec'}: {old_label} {a!r}, {new_label} {b!r}" for path, a, b in diffs[:most])
+    return text + (f" (and {len(diffs) - most} more)" if len(diffs) > most else "")
+
+
 def _at(where: str) -> str:
     """The field path that starts a message ("hosts[1].image: "); none for the spec itself."""
     return f"{where}: " if where else ""
@@ -163,4 +184,5 @@ def _dataclass(cls: type, value: Any, where: str) -> Any:
         raise ValueError(f"{_at(where)}{exc}") from None
 
 
-__all__ = ["PAPER_DEFAULTS", "library_images", "spec_from_dict", "spec_to_dict"]
+__all__ = ["PAPER_DEFAULTS", "describe_differences", "library_images", "record_differences", "spec_from_dict",
+           "spec_to_dict"]

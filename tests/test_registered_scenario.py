@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +125,15 @@ def test_register_refusals() -> None:
 
 def test_spec_records_round_trip() -> None:
     for spec in (*scenarios.builtin_specs(), TINY):
-        data = json.loads(json.dumps(spec_to_dict(spec)))
-        assert spec_from_dict(data) == spec, spec.name
+        # as meta.json and manifest.json write it: keys sorted, which reordered the red agents (the reports' order)
+        data = json.loads(json.dumps(spec_to_dict(spec), sort_keys=True))
+        again = spec_from_dict(data)
+        assert again == spec, spec.name
+        assert list(again.red_agents) == list(spec.red_agents), spec.name
+        def orders(s: ScenarioSpec) -> list[list[str]]:
+            return [list(s.blue_layouts), list(s.green_agents), *(list(n.nacls) for n in s.subnets)]
+
+        assert orders(again) == orders(spec), spec.name
 
 
 # training, checkpoints, a fresh process ------------------------------------------------------------------
@@ -216,14 +224,37 @@ def test_journal_of_another_spec_is_not_resumed(tmp_path: Path, monkeypatch: pyt
     assert "score the team again" not in str(unread.value)
 
 
-def test_packaging_a_registered_scenario_is_refused(tmp_path: Path) -> None:
-    from cagekit.submissions import package
+def test_a_submission_for_a_registered_scenario_carries_it_and_scores_in_a_fresh_process(tmp_path: Path) -> None:
+    """A manifest records the spec of a scenario of the packager's own; validation, the worker's own
+    environment (Submission.wrap) and the evaluation register it from there, in any process."""
+    from cagekit.submissions import package, validate
 
     register(TINY)
-    with pytest.raises(ValueError, match="'tiny' is registered, not built in: submissions of a scenario of your own "
-                                         "are not supported"):
-        package("react", name="me", team="t", technique="react", out=tmp_path / "team.zip", scenario="tiny")
-    assert not (tmp_path / "team.zip").exists()
+    team_zip = package("react", name="me", team="t", technique="react", out=tmp_path / "react.zip", scenario="tiny")
+    ckpt_zip = package(str(_trained(tmp_path / "run")), name="me", team="t", technique="dial-sau",
+                       out=tmp_path / "dial.zip")
+    for path in (team_zip, ckpt_zip):
+        with zipfile.ZipFile(path) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+        assert manifest["scenario"] == "tiny" and spec_from_dict(manifest["scenario_spec"]) == TINY
+        report = validate(path)  # the wrap check builds the scenario in the worker, which never registered it
+        assert report.ok, report.text()
+    scored = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"eval-{workers}"
+        run = subprocess.run([sys.executable, str(ROOT / "evaluation.py"), str(ckpt_zip), str(out), "--episodes",
+                              "2", "--lengths", "5", "--workers", workers, "--no-progress"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert json.loads((out / "summary.json").read_text())["parameters"]["scenario"] == "tiny"
+        scored.append((out / "results.csv").read_bytes())
+    assert scored[0] == scored[1]
+    # a process where the name means another network refuses the submission, naming the manifest
+    clash = _python(f"import dataclasses\nfrom cagekit.scenarios import register\n"
+                    f"from cagekit.scenarios.paper import PAPER_SMALL\nfrom cagekit.submissions import validate\n"
+                    f"register(dataclasses.replace(PAPER_SMALL, name='tiny'))\n"
+                    f"print(validate({str(team_zip)!r}).text())", tmp_path)
+    assert "manifest.json records scenario 'tiny', which cannot be registered" in clash.stdout, clash.stdout
 
 
 # scenario files and the command line -------------------------------------------------------------------
@@ -242,8 +273,9 @@ def test_yaml_file_with_named_images_and_paper_defaults(tmp_path: Path) -> None:
     (lambda d: d["hosts"][2].update(confidentiality="Huge"), r"hosts\[2\]\.confidentiality: must be one of 'None', "
                                                              r"'Low', 'Medium', 'High', got str 'Huge'"),
     (lambda d: d.update(detection="0.1"), r"detection: must be a number, got str '0.1'"),
-    (lambda d: d["blue_layouts"]["team"][0].update(hosts=["Mail"]), r"agent 'front' defends 'Mail', which is not "
-                                                                     r"among the hosts"),
+    # a record's mapping is [key, value] pairs: blue_layouts[0] is ["team", [agents]]
+    (lambda d: d["blue_layouts"][0][1][0].update(hosts=["Mail"]), r"agent 'front' defends 'Mail', which is not "
+                                                                  r"among the hosts"),
     (lambda d: d.update(colour="red"), r"unknown field\(s\) 'colour' for ScenarioSpec"),
 ])
 def test_scenario_file_errors_name_the_file_and_the_field(tmp_path: Path, change: Any, message: str) -> None:

@@ -43,8 +43,21 @@ def spec_to_dict(spec: ScenarioSpec) -> dict[str, Any]:
             raise TypeError(f"scenario {spec.name!r}: host {host.name!r} has an image of type "
                             f"{type(host.image).__name__}; only cagekit.scenarios.images.HostImage images can be "
                             f"recorded (and so registered)")
-    result: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(spec)))
+    result: dict[str, Any] = json.loads(json.dumps(_plain(spec)))
     return result
+
+
+def _plain(value: Any) -> Any:
+    """A spec's value as JSON data; a mapping field (red_agents, blue_layouts, nacls, an image's services) as a
+    list of [key, value] pairs, because its order is part of the spec (the red agents' order is the reports'),
+    and the files that record a spec (meta.json, manifest.json) are written with their objects' keys sorted."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return [[_plain(k), _plain(v)] for k, v in value.items()]
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def spec_from_dict(data: Any, where: str = "scenario") -> ScenarioSpec:
@@ -137,6 +150,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ValueError(f"{_at(where)}must be a list of {len(args)} items, got {len(value)}")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if origin is dict:
+        if isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
+            value = dict(value)  # a record's [key, value] pairs, in the spec's order (`_plain`)
         if not isinstance(value, dict):
             raise ValueError(f"{_at(where)}must be a mapping, got {_describe(value)}")
         return {_coerce(k, args[0], _join(where, "key")): _coerce(v, args[1], _join(where, k))

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.submissions.manifest import REQUIRED_FILES, check_hashes, load_manifest
+from cagekit.submissions.manifest import REQUIRED_FILES, adopt_spec, check_hashes, load_manifest
 from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, make_workdir, remove_workdir, safe_extract, sha256_file
 
 MAX_REPLY = 4 * 1024 * 1024
@@ -100,6 +100,10 @@ def check_files(unpacked: Unpacked) -> dict[str, Any]:
     problems = check_hashes(unpacked.folder, manifest, unpacked.files)
     if problems:
         raise SubmissionError("hash check failed: " + "; ".join(problems))
+    try:
+        adopt_spec(manifest)  # a scenario of the packager's own, recorded in full: its name known from here on
+    except ValueError as exc:
+        raise SubmissionError(str(exc)) from exc
     return manifest
 
 

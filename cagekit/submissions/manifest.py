@@ -14,6 +14,8 @@ MANIFEST = "manifest.json"
 REQUIRED_FILES = ("submission.py", "metadata", MANIFEST)
 REQUIRED_KEYS = ("format", "cagekit_version", "scenario", "layout", "agents", "channel", "sau", "message_cost",
                  "source", "kind", "files")
+#: the key under which a scenario of the packager's own is recorded in full (`cagekit.scenarios.register`)
+SPEC_KEY = "scenario_spec"
 
 
 #: each setting's valid JSON types (None: null allowed) and how to say it; "view" may also be absent
@@ -70,7 +72,24 @@ def load_manifest(root: str | Path) -> dict[str, Any]:
             isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("obs_size"), int)
             and isinstance(a.get("n_actions"), int) for a in agents):
         raise ValueError(f"{MANIFEST}: 'agents' must be a list of {{name, obs_size, n_actions}}")
+    if data.get(SPEC_KEY) is not None and not isinstance(data[SPEC_KEY], dict):
+        raise ValueError(f"{MANIFEST}: {SPEC_KEY!r} must be a scenario spec (a JSON object) or absent")
     return data
+
+
+def adopt_spec(manifest: dict[str, Any]) -> None:
+    """Register the scenario spec a manifest records (a submission for a scenario of its packager's own), so
+    that its name means that network in this process; a ValueError where the record is not a spec, is not the
+    manifest's scenario, or conflicts with a spec registered here under its name. Built-in scenarios record
+    none (their name says enough)."""
+    if manifest.get(SPEC_KEY) is None:
+        return
+    from cagekit.scenarios import register_recorded
+
+    spec = register_recorded(manifest[SPEC_KEY], MANIFEST)
+    if spec.name != manifest["scenario"]:
+        raise ValueError(f"{MANIFEST} records the spec of scenario {spec.name!r} for scenario "
+                         f"{manifest['scenario']!r}")
 
 
 def check_hashes(root: str | Path, manifest: dict[str, Any], files: list[str]) -> list[str]:
@@ -101,6 +120,7 @@ def env_kwargs(manifest: dict[str, Any]) -> dict[str, Any]:
 def make_manifest_env(manifest: dict[str, Any], **extra: Any) -> Any:
     from cagekit.wrappers import make_env
 
+    adopt_spec(manifest)  # a scenario of the packager's own: registered here (in a worker process too)
     return make_env(manifest["scenario"], **env_kwargs(manifest), **extra)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import cagekit
 from cagekit.agents.python_team import check_spec, python_spec
-from cagekit.submissions.manifest import FORMAT, MANIFEST
+from cagekit.submissions.manifest import FORMAT, MANIFEST, SPEC_KEY
 from cagekit.submissions.safety import DEFAULT_LIMITS, check_member_name
 
 TEAM_DIR = "team"
@@ -216,7 +216,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     """Every file of the submission (relative path -> bytes), manifest included. `include` names a Python
     team's data files (paths in its file's folder; one path, or several)."""
     from cagekit.agents import make_team, team_slots
-    from cagekit.scenarios import get_scenario, is_builtin
+    from cagekit.scenarios import get_scenario, recorded_spec
     from cagekit.wrappers import make_env
 
     included = include_paths(include)
@@ -246,10 +246,6 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     scenario = scenario or "paper-small"
     view = (_meta_setting(meta, "view") if resolved.kind == "checkpoint" else None) or "own"
     # as evaluate's defaults: a lone classic Blue agent has nobody to talk to, and CAGE-2 masks nothing
-    if not is_builtin(get_scenario(scenario).name):  # an unknown name is refused there, naming the valid ones
-        raise ValueError(f"scenario {scenario!r} is registered, not built in: submissions of a scenario of your own "
-                         f"are not supported (a submission's manifest names a built-in scenario, which the "
-                         f"evaluation and validation look up by name); score its checkpoint folder instead")
     classic = (layout or get_scenario(scenario).default_layout) == "classic"
     env = make_env(scenario, layout=layout, channel=(not classic) if channel is None else channel,
                    sau=(not classic) if sau is None else sau, message_cost=message_cost, view=view)
@@ -302,6 +298,8 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
         "scenario": env.spec.name, "layout": layout or env.spec.default_layout, "channel": env.channel, "sau": env.sau,
         "message_cost": env.message_cost, "source": resolved.kind, "kind": resolved.name,
         **({"view": view} if view != "own" else {}),  # absent: the own view (and manifests stay as before)
+        # a scenario of the packager's own, in full: the evaluation and the validator register it from here
+        **({SPEC_KEY: spec} if (spec := recorded_spec(env.spec.name)) is not None else {}),
         "agents": [{"name": s.name, "index": s.index, "obs_size": s.obs_size, "n_actions": s.n_actions}
                    for s in slots],
         "files": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())},

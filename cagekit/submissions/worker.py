@@ -280,8 +280,10 @@ def main(argv: list[str]) -> int:
                 in_call(None)
                 proto.send({"ok": True})
             elif cmd == "wrap":
+                from cagekit.submissions.manifest import adopt_spec, load_manifest
                 from cagekit.wrappers import make_env
 
+                adopt_spec(load_manifest(folder))  # a scenario of the packager's own, which the manifest records
                 env = make_env(msg["scenario"], **msg.get("env", {}))
                 wrapped = sub.wrap(env)
                 possible = getattr(wrapped, "possible_agents", None)

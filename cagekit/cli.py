@@ -19,7 +19,10 @@ def _scenarios(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from cagekit.scenarios import get_scenario, scenario_names
+    from cagekit.scenarios.files import load_scenario_file
 
+    for file in args.files:  # read as --scenario FILE reads it: a wrong field is named with the file
+        load_scenario_file(file)
     table = Table(title="cagekit scenarios")
     for col in ("name", "blue agents", "red agents", "description"):
         table.add_column(col)
@@ -214,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cagekit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("scenarios", help="list the built-in scenarios")
+    p = sub.add_parser("scenarios", help="list the built-in scenarios (and check scenario files of your own)")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="scenario files (.json, .yaml; docs/scenarios.md) to read and list beside the built-in ones")
     p.set_defaults(func=_scenarios)
 
     p = sub.add_parser("demo", help="run one short episode and print what every agent sees and does",

@@ -288,6 +288,17 @@ def test_scenario_file_errors_name_the_file_and_the_field(tmp_path: Path, change
         read_scenario_file(file)
 
 
+def test_cagekit_scenarios_lists_a_scenario_file_and_names_a_wrong_field(tmp_path: Path, capsys: Any) -> None:
+    from cagekit.cli import main
+
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    assert main(["scenarios", str(tmp_path / "tiny.yaml")]) == 0
+    assert "tiny-yaml" in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text(TINY_YAML.replace("image: linux_web", "image: windows_xp"))
+    assert main(["scenarios", str(tmp_path / "bad.yaml")]) == 2
+    assert "bad.yaml: hosts[1].image: unknown image 'windows_xp'" in capsys.readouterr().err
+
+
 def test_unreadable_scenario_files(tmp_path: Path) -> None:
     from cagekit.scenarios.files import scenario_option
 

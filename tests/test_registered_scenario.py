@@ -257,6 +257,22 @@ def test_a_submission_for_a_registered_scenario_carries_it_and_scores_in_a_fresh
     assert "manifest.json records scenario 'tiny', which cannot be registered" in clash.stdout, clash.stdout
 
 
+def test_journal_recording_mappings_as_objects_resumes(tmp_path: Path) -> None:
+    """Journals written before spec records kept mappings as [key, value] pairs hold them as objects: the same
+    network, which was refused on resume ("image.services: journal has {}, this run has []")."""
+    register(TINY)
+    source = HeuristicSource("sleep")
+    config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=1, lengths=(4,),
+                        reds=("SleepAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)
+    journal = tmp_path / "eval" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["config"]["scenario_spec"] = json.loads(json.dumps(dataclasses.asdict(TINY)))  # as they were written
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)  # resumed: nothing left to score
+
+
 def test_validating_one_submission_does_not_decide_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two teams' zips for a scenario named alike but packaged from other versions of its file: each validates on
     its own, and validating one first made the other FAIL ("already registered with a different spec") in a

@@ -257,6 +257,57 @@ def test_a_submission_for_a_registered_scenario_carries_it_and_scores_in_a_fresh
     assert "manifest.json records scenario 'tiny', which cannot be registered" in clash.stdout, clash.stdout
 
 
+def test_journal_recording_mappings_as_objects_resumes(tmp_path: Path) -> None:
+    """Journals written before spec records kept mappings as [key, value] pairs hold them as objects: the same
+    network, which was refused on resume ("image.services: journal has {}, this run has []")."""
+    register(TINY)
+    source = HeuristicSource("sleep")
+    config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=1, lengths=(4,),
+                        reds=("SleepAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)
+    journal = tmp_path / "eval" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["config"]["scenario_spec"] = json.loads(json.dumps(dataclasses.asdict(TINY)))  # as they were written
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)  # resumed: nothing left to score
+
+
+def test_validating_one_submission_does_not_decide_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two teams' zips for a scenario named alike but packaged from other versions of its file: each validates on
+    its own, and validating one first made the other FAIL ("already registered with a different spec") in a
+    batch; a manifest refused for recording another scenario's spec left that spec registered."""
+    from cagekit.submissions import validate
+    from cagekit.submissions.manifest import adopt_spec
+
+    register(TINY)
+    first = package_react(tmp_path / "first.zip")
+    with zipfile.ZipFile(first) as archive:  # the manifest is not among the hashed files
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    manifest["scenario_spec"]["hosts"][1]["confidentiality"] = "High"
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    second = tmp_path / "second.zip"
+    with zipfile.ZipFile(second, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    monkeypatch.setattr(scenarios, "_REGISTERED", {})
+    for path in (first, second):
+        report = validate(path)
+        assert report.ok, report.text()
+    assert scenarios.registered_specs() == ()
+    manifest["scenario_spec"]["name"] = "other"
+    with pytest.raises(ValueError, match="records the spec of scenario 'other' for scenario 'tiny'"):
+        adopt_spec(manifest)
+    assert scenarios.registered_specs() == ()
+
+
+def package_react(out: Path) -> Path:
+    from cagekit.submissions import package
+
+    return Path(package("react", name="me", team="t", technique="react", out=out, scenario="tiny"))
+
+
 # scenario files and the command line -------------------------------------------------------------------
 
 def test_yaml_file_with_named_images_and_paper_defaults(tmp_path: Path) -> None:

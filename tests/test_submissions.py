@@ -965,6 +965,24 @@ def test_a_hang_names_the_submitted_agent_that_hangs_not_the_first_to_ask(tmp_pa
     assert "agent 'blue_ops' exceeded the step timeout of 1 s" in err and "blue_user" not in err, err
 
 
+@pytest.mark.parametrize("name", ["bläu_ops", "ä" * 200, "x" * 300])
+def test_the_agent_in_call_is_named_whole_however_long(tmp_path, name):
+    """The page holds 255 bytes of the name: an agent named longer (a scenario of one's own names its agents)
+    was reported cut, with a replacement character where a letter's bytes were split."""
+    from cagekit.submissions.loader import IN_CALL_SIZE, Worker
+    from cagekit.submissions.worker import _InCall
+
+    page = tmp_path / "in-call"
+    page.write_bytes(bytes(IN_CALL_SIZE))
+    worker = object.__new__(Worker)  # its reading side, without a process
+    worker._in_call, worker.info = page, {"agents": ["other", name, name[:3]]}
+    in_call = _InCall(str(page))
+    in_call(name)
+    assert worker.agent_in_call() == name
+    in_call(None)
+    assert worker.agent_in_call() is None
+
+
 def test_an_agent_class_that_takes_no_slot_is_refused_naming_how_it_is_built(tmp_path, capsys):
     """A CAGE agent from elsewhere (built without arguments) failed deep in the harness with Python's "takes 1
     positional argument but 2 were given"; evaluation and package now say how an agent class is built and what

@@ -23,7 +23,7 @@ from cagekit.evaluation.protocol import IDENTITY_DEFAULTS, IDENTITY_FIELDS, Eval
 from cagekit.evaluation.results import FILES
 from cagekit.scenarios import ScenarioConflict
 from cagekit.scenarios.options import check_folder_path
-from cagekit.scenarios.records import describe_differences
+from cagekit.scenarios.records import describe_differences, spec_from_dict, spec_to_dict
 
 JOURNAL = "journal.jsonl"
 FORMAT = 1
@@ -59,17 +59,29 @@ def _layout_named(identity: dict[str, Any]) -> dict[str, Any]:
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two configurations' identities, naming each field with its values as given."""
-    same_old, same_new = (_layout_named(_without_location(d)) for d in (old, new))
+    same_old, same_new = (_spec_as_written(_layout_named(_without_location(d))) for d in (old, new))
     out = []
     for key in sorted(set(old) | set(new)):
         if same_old.get(key) != same_new.get(key):
             if key == "scenario_spec" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
                 # a spec is kilobytes: name what changed in the network, not both whole
-                changed = describe_differences(old[key], new[key], "journal has", "this run has")
+                changed = describe_differences(same_old[key], same_new[key], "journal has", "this run has")
                 out.append(f"{key} (the network of scenario {new.get('scenario')!r}) differs at {changed}")
                 continue
             out.append(f"{key}: journal has {_short(old.get(key))}, this run has {_short(new.get(key))}")
     return out
+
+
+def _spec_as_written(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity with its scenario spec as this version records it: a journal written while records held
+    mappings as objects (not [key, value] pairs) records the same network."""
+    data = identity.get("scenario_spec")
+    if not isinstance(data, dict):
+        return identity
+    try:
+        return {**identity, "scenario_spec": spec_to_dict(spec_from_dict(data))}
+    except (TypeError, ValueError):  # not a spec: it differs as it is
+        return identity
 
 
 def _short(value: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cagekit.scenarios.builder import build_scenario_dict
@@ -86,6 +88,19 @@ def register_recorded(data: Any, where: str) -> ScenarioSpec:
         raise kind(f"{where} records scenario {spec.name!r}, which cannot be registered: {exc}") from None
 
 
+@contextmanager
+def registrations_undone() -> Iterator[None]:
+    """Scenarios registered inside the block are unregistered after it: a check (`validate`) that registers
+    what a submission records leaves the process as it found it, so its verdict on the next zip does not
+    depend on the ones it checked before."""
+    saved = dict(_REGISTERED)
+    try:
+        yield
+    finally:
+        _REGISTERED.clear()
+        _REGISTERED.update(saved)
+
+
 def recorded_spec(name: Any) -> dict[str, Any] | None:
     """What to record of scenario `name` beside it: None for a built-in (or unknown) name, the registered
     spec's dict otherwise (so that a fresh process can register it again: `register_recorded`)."""
@@ -117,4 +132,4 @@ def get_scenario(name: str | ScenarioSpec) -> ScenarioSpec:
 
 __all__ = ["BlueAgentSpec", "HostSpec", "ScenarioConflict", "ScenarioSpec", "SubnetSpec", "build_scenario_dict",
            "builtin_specs", "get_scenario", "is_builtin", "recorded_spec", "register", "register_recorded",
-           "registered_specs", "scenario_name", "scenario_names"]
+           "registered_specs", "registrations_undone", "scenario_name", "scenario_names"]

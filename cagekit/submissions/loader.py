@@ -155,7 +155,15 @@ class Worker:
             data = self._in_call.read_bytes()[:IN_CALL_SIZE]
         except OSError:
             return None
-        return data.split(b"\0", 1)[0].decode("utf-8", "replace") or None
+        data = data.split(b"\0", 1)[0]
+        if not data:
+            return None
+        name = data.decode("utf-8", "replace")
+        if len(data) >= IN_CALL_SIZE - 1:  # cut to the page: the one agent whose name begins so
+            begins = [a for a in self.info.get("agents", []) if isinstance(a, str)
+                      and a.encode("utf-8", "replace").startswith(data)]
+            name = begins[0] if len(begins) == 1 else name
+        return name
 
     @property
     def alive(self) -> bool:

@@ -86,10 +86,12 @@ def adopt_spec(manifest: dict[str, Any]) -> None:
         return
     from cagekit.scenarios import register_recorded
 
-    spec = register_recorded(manifest[SPEC_KEY], MANIFEST)
-    if spec.name != manifest["scenario"]:
-        raise ValueError(f"{MANIFEST} records the spec of scenario {spec.name!r} for scenario "
+    recorded = manifest[SPEC_KEY]
+    if isinstance(recorded, dict) and recorded.get("name") != manifest["scenario"]:  # checked first: a refused
+        # manifest registers nothing
+        raise ValueError(f"{MANIFEST} records the spec of scenario {recorded.get('name')!r} for scenario "
                          f"{manifest['scenario']!r}")
+    register_recorded(recorded, MANIFEST)
 
 
 def check_hashes(root: str | Path, manifest: dict[str, Any], files: list[str]) -> list[str]:

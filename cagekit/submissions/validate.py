@@ -103,6 +103,14 @@ def validate(path: str | Path, *, limits: Limits = DEFAULT_LIMITS, boot_timeout:
         raise ValueError(f"smoke steps must be >= 1 (a smoke test of no steps checks nothing), got {smoke_steps}")
     for name, value in (("boot", boot_timeout), ("import", import_timeout), ("act", act_timeout)):
         check_timeout(f"the {name} timeout", value)
+    from cagekit.scenarios import registrations_undone
+
+    with registrations_undone():  # the spec a manifest records is registered for the check only
+        return _validate(path, limits, boot_timeout, import_timeout, act_timeout, smoke_steps, seed, check_wrap)
+
+
+def _validate(path: str | Path, limits: Limits, boot_timeout: float, import_timeout: float, act_timeout: float,
+              smoke_steps: int, seed: int, check_wrap: bool) -> ValidationReport:
     report = ValidationReport(str(path))
     try:
         unpacked: Unpacked = unpack(path, limits)

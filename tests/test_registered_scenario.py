@@ -300,6 +300,23 @@ def test_validating_one_submission_does_not_decide_the_next(tmp_path: Path, monk
     with pytest.raises(ValueError, match="records the spec of scenario 'other' for scenario 'tiny'"):
         adopt_spec(manifest)
     assert scenarios.registered_specs() == ()
+    # a small zip recording a huge network is refused before anything is built from it
+    manifest["scenario_spec"].update(name="tiny", hosts=manifest["scenario_spec"]["hosts"] * 101)
+    with pytest.raises(ValueError, match="a scenario of 505 hosts; a submission's own scenario may have at most 500"):
+        adopt_spec(manifest)
+    assert scenarios.registered_specs() == ()
+
+
+def test_differences_of_a_mapping_are_named_by_key_and_an_order_change_as_such() -> None:
+    from cagekit.scenarios.records import describe_differences
+
+    reds = dict(TINY.red_agents)
+    other = spec_to_dict(dataclasses.replace(TINY, red_agents={**reds, "ExplorerAgent": "SleepAgent"}))
+    assert describe_differences(spec_to_dict(TINY), other, "journal has", "this run has") == \
+        "red_agents.ExplorerAgent: journal has 'ExplorerAgent', this run has 'SleepAgent'"
+    reordered = spec_to_dict(dataclasses.replace(TINY, red_agents=dict(reversed(list(reds.items())))))
+    assert describe_differences(spec_to_dict(TINY), reordered, "journal has", "this run has") == \
+        f"red_agents (order): journal has {list(reds)}, this run has {list(reversed(list(reds)))}"
 
 
 def package_react(out: Path) -> Path:

@@ -76,6 +76,12 @@ def spec_from_dict(data: Any, where: str = "scenario") -> ScenarioSpec:
 def record_differences(old: Any, new: Any, where: str = "") -> list[tuple[str, Any, Any]]:
     """Where two records (`spec_to_dict`'s plain data) differ: (path, old value, new value) for each leaf that
     differs (`hosts[3].confidentiality`), so that a message names what changed instead of printing both specs."""
+    old_map, new_map = _mapping(old), _mapping(new)
+    if old_map is not None and new_map is not None:  # a mapping's pairs: named by key, not by position
+        by_key = record_differences(old_map, new_map, where)
+        if not by_key and list(old_map) != list(new_map):
+            return [(f"{where} (order)", list(old_map), list(new_map))]
+        return by_key
     if isinstance(old, dict) and isinstance(new, dict):
         keys = [*old, *(k for k in new if k not in old)]
         return [d for k in keys for d in record_differences(old.get(k, "<absent>"), new.get(k, "<absent>"),
@@ -84,6 +90,14 @@ def record_differences(old: Any, new: Any, where: str = "") -> list[tuple[str, A
         return [d for i, (a, b) in enumerate(zip(old, new, strict=True))
                 for d in record_differences(a, b, f"{where}[{i}]")]
     return [] if old == new else [(where, old, new)]
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    """A record's mapping (`_plain`'s [key, value] pairs with text keys) as a dict; None for anything else."""
+    if isinstance(value, list) and value and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+                                                 for p in value):
+        return dict(value)
+    return None
 
 
 def describe_differences(old: Any, new: Any, old_label: str, new_label: str, most: int = 3) -> str:

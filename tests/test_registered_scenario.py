@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_network import TINY
 
 import cagekit.scenarios as scenarios
 from cagekit import make_env
@@ -24,25 +25,12 @@ from cagekit.evaluation.journal import read_journal
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.runners import START_METHOD_ENV
 from cagekit.evaluation.sources import CheckpointSource, HeuristicSource
-from cagekit.scenarios import BlueAgentSpec, HostSpec, ScenarioSpec, SubnetSpec, get_scenario, register
+from cagekit.scenarios import ScenarioSpec, get_scenario, register
 from cagekit.scenarios.files import read_scenario_file
-from cagekit.scenarios.paper import FOOTHOLD, GATEWAY, LINUX_WEB, MONITOR, OT_SERVER, PAPER_SMALL
+from cagekit.scenarios.paper import LINUX_WEB, PAPER_SMALL
 from cagekit.scenarios.records import spec_from_dict, spec_to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
-
-#: docs/scenarios.md's example: a web host, a gateway, the OT server; two blue agents
-TINY = dataclasses.replace(
-    PAPER_SMALL, name="tiny", description="a web host, a gateway, the OT server",
-    hosts=(HostSpec("User0", FOOTHOLD, confidentiality="None", availability="None"),
-           HostSpec("Web", LINUX_WEB, availability="None", reveals=("Gate",)),
-           HostSpec("Gate", GATEWAY, confidentiality="Medium", availability="None", reveals=("Op_Server0",)),
-           HostSpec("Op_Server0", OT_SERVER, confidentiality="High", availability="None",
-                    info_services=("OTService",)),
-           HostSpec("Defender", MONITOR, confidentiality="None", availability="None", ping=False)),
-    subnets=(SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Back", ("Gate", "Op_Server0", "Defender"))),
-    blue_layouts={"team": (BlueAgentSpec("front", ("Web",), block_subnets=("Back",)),
-                           BlueAgentSpec("back", ("Gate", "Op_Server0"), block_subnets=("Front",)))})
 
 #: a tiny DIAL run: a few hundred engine steps
 FAST = {"batch_episodes": 2, "hidden": 16, "target_update": 2, "eps_anneal_steps": 100}

@@ -112,21 +112,9 @@ def _own_scenario(**changes: Any) -> Any:
     """A small network of our own, written as docs/scenarios.md shows: paper-small's images, other names."""
     import dataclasses
 
-    from cagekit.scenarios import BlueAgentSpec, HostSpec, SubnetSpec
-    from cagekit.scenarios.paper import FOOTHOLD, GATEWAY, LINUX_WEB, MONITOR, OT_SERVER, PAPER_SMALL
+    from tiny_network import TINY
 
-    spec = dataclasses.replace(
-        PAPER_SMALL, name="tiny", description="one web host, a gateway and the OT server",
-        hosts=(HostSpec("User0", FOOTHOLD, confidentiality="None", availability="None"),
-               HostSpec("Web", LINUX_WEB, availability="None", reveals=("Gate",)),
-               HostSpec("Gate", GATEWAY, confidentiality="Medium", availability="None", reveals=("Op_Server0",)),
-               HostSpec("Op_Server0", OT_SERVER, confidentiality="High", availability="None",
-                        info_services=("OTService",)),
-               HostSpec("Defender", MONITOR, confidentiality="None", availability="None", ping=False)),
-        subnets=(SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Back", ("Gate", "Op_Server0", "Defender"))),
-        blue_layouts={"team": (BlueAgentSpec("front", ("Web",), block_subnets=("Back",)),
-                               BlueAgentSpec("back", ("Gate", "Op_Server0"), block_subnets=("Front",)))})
-    return dataclasses.replace(spec, **changes)
+    return dataclasses.replace(TINY, **changes)
 
 
 def test_a_scenario_of_our_own_plays_through_make_env():

@@ -111,13 +111,15 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _algo_files(items: list[str]) -> dict[str, str]:
-    """`--config ALGO=FILE` options as {algo: file}."""
-    configs = {}
+def _algo_files(items: list[str], option: str = "--config", form: str = "ALGO=FILE") -> dict[str, str]:
+    """`--config ALGO=FILE` (or `--team NAME=SOURCE`) options as {algo: file}."""
+    configs: dict[str, str] = {}
     for item in items:
         algo, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--config expects ALGO=FILE, got {item!r}")
+        if not sep or not algo or not path:
+            raise ValueError(f"{option} expects {form}, got {item!r}")
+        if algo in configs:
+            raise ValueError(f"{option} names {algo!r} twice ({configs[algo]!r} and {path!r}); name each once")
         configs[algo] = path
     return configs
 
@@ -136,7 +138,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         raise ValueError(f"--config for {stray}, which --algos does not train ({', '.join(algos)})")
     env = {k: v for k, v in (("message_cost", args.message_cost), ("detection", args.detection),
                              ("layout", args.layout)) if v is not None}
-    plan = BenchmarkPlan(scenario=args.scenario, algos=algos,
+    teams = _algo_files(args.team, "--team", "NAME=SOURCE")
+    plan = BenchmarkPlan(scenario=args.scenario, algos=algos, teams=teams,
                          seeds=list(range(args.seeds)), steps=args.steps, out=Path(args.out),
                          episodes=args.episodes, lengths=args.lengths, reds=args.reds, workers=args.workers,
                          backend=args.backend, address=args.address, jobs=args.jobs, configs=configs, env=env,
@@ -297,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hyperparameter file for one algorithm (repeatable; default: its built-in ones, for DIAL "
                         "the paper's, made for ~19M steps: for short runs give dial-sau=configs/dial-sau-fast.yaml, "
                         "as reproduce does)")
+    p.add_argument("--team", action="append", default=[], metavar="NAME=SOURCE",
+                   help="a team of your own scored beside the algorithms (repeatable): SOURCE is what evaluation.py "
+                        "takes (FILE.py:NAME, a submission .zip, a checkpoint or run folder), scored as a heuristic "
+                        "is, the same team on every seed's protocol; NAME names its rows and eval/NAME-sSEED/")
     p.add_argument("--message-cost", type=float, default=None,
                    help="cost of sending a 1, in training and scoring (default: the scenario's)")
     p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)

@@ -705,3 +705,36 @@ def test_a_benchmark_scores_heuristics_on_the_layout_it_is_given(tmp_path):
                  "--no-progress"]) == 0
     assert "cage2, layout team" in (out / "eval" / "react-s0" / "summary.txt").read_text().splitlines()[0]
     assert (out / "table.md").read_text().startswith("Scenario `cage2`, layout `team`, 1 episode per combination")
+
+
+def test_a_benchmark_scores_teams_of_your_own_beside_the_algorithms(tmp_path, capsys, monkeypatch):
+    """`--team NAME=SOURCE`: a Python team and its packaged zip are scored on every seed's protocol, as a
+    heuristic is, into the same table and paired tests; the file version is the react heuristic itself, so
+    its rows must equal react's. Before, a user's own team could not be set beside the baselines."""
+    from cagekit.submissions import package
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("from cagekit.agents import make_team as _make\n\n\n"
+                                      "def make_team(env):\n    return _make('react', env)\n")
+    package("mine.py:make_team", "me", "us", "react", tmp_path / "mine.zip")
+    out = tmp_path / "bm"
+    argv = ["benchmark", "--algos", "react", "--team", "mine=mine.py:make_team", "--team", "zipped=mine.zip",
+            "--seeds", "2", "--episodes", "1", "--lengths", "4", "--reds", "KillChainAgent", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert list(dict.fromkeys(per_seed["algo"])) == ["react", "mine", "zipped"]
+    scores = {algo: group["score"].tolist() for algo, group in per_seed.groupby("algo")}
+    assert scores["mine"] == scores["react"] == scores["zipped"]
+    assert "Team `mine` is `mine.py:make_team`" in (out / "table.md").read_text()
+    assert "mine" in (out / "paired.md").read_text() and (out / "eval" / "zipped-s1" / "journal.jsonl").exists()
+    capsys.readouterr()
+    # refused before anything is written: a name that is an algorithm's or ends as a folder's, a team that cannot
+    # be scored here, a malformed option
+    for team, message in (("react=mine.py:make_team", "--team name 'react': give a name"),
+                          ("a-s1=mine.zip", "--team name 'a-s1'"),
+                          ("x=nothere.py:T", "--team x=nothere.py:T: no such Python file"),
+                          ("=mine.zip", "--team expects NAME=SOURCE, got '=mine.zip'")):
+        assert main([*argv[:3], "--team", team, *argv[7:-2], str(tmp_path / "other"), "--no-progress"]) == 2
+        assert message in " ".join(capsys.readouterr().err.split()), team
+        assert not (tmp_path / "other").exists()

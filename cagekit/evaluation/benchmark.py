@@ -14,6 +14,7 @@ import _thread
 import json
 import math
 import multiprocessing
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +57,9 @@ class BenchmarkPlan:
     snapshots: int = 0  # keep the policy at each K-th of a run's steps (K-1 snapshots, then the final weights)
     select_episodes: int = 0  # twin episodes per red to choose among them; 0: score the final weights
     mute: bool = False  # also score every algorithm whose teams send bits with the bits forced to 0
+    #: teams of the user's own (name -> what evaluation.py takes: FILE.py:NAME, a submission, a checkpoint or
+    #: run folder), scored as a heuristic is: the same team on every seed's protocol, beside the algorithms
+    teams: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         valid = (*ALGOS, *SB3_ALGOS, *HEURISTICS)
@@ -64,8 +68,13 @@ class BenchmarkPlan:
             raise ValueError(f"unknown algorithm(s) {unknown}; valid: {', '.join(valid)}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
-        if not self.algos:
-            raise ValueError(f"no algorithm given; valid: {', '.join(valid)}")
+        if not self.algos and not self.teams:
+            raise ValueError(f"no algorithm given; valid: {', '.join(valid)} (or --team NAME=SOURCE)")
+        for name in self.teams:
+            if not TEAM_NAME.match(name) or name in valid or layout.RUN_NAME.match(name):
+                raise ValueError(f"--team name {name!r}: give a name of letters, digits, '_', '.' or '-' that is "
+                                 f"no algorithm's ({', '.join(valid)}) and does not end in -s<digits>, which "
+                                 f"names its folders (eval/NAME-s0/)")
         if self.select_episodes < 0 or self.snapshots < 0:
             raise ValueError(f"snapshots and select_episodes must be >= 0, got {self.snapshots} and "
                              f"{self.select_episodes}")
@@ -109,6 +118,25 @@ class BenchmarkPlan:
         args = build_parser().parse_args(evaluation_argv(self, "sleep", self.out / "check", 0))
         config, _, _ = config_from_args(args)
         backend_and_workers(args, len(config.tasks()))
+        for name, source in self.teams.items():  # a team that cannot be scored here, before hours of training
+            try:
+                config_from_args(build_parser().parse_args(evaluation_argv(self, source, self.out / "check", 0)))
+            except (ValueError, OSError) as exc:
+                raise ValueError(f"--team {name}={source}: {exc}") from None
+
+    @property
+    def scored(self) -> list[str]:
+        """What the table holds, in its order: the algorithms, then the user's teams by name."""
+        return [*self.algos, *self.teams]
+
+    def source(self, algo: str, seed: int) -> str:
+        """What evaluation.py scores for `algo`'s seed: a heuristic's or user team's own, else the run's chosen
+        weights."""
+        from cagekit.agents.training import chosen_weights
+
+        if algo in self.teams:
+            return self.teams[algo]
+        return algo if algo in HEURISTICS else str(chosen_weights(self.run_dir(algo, seed)))
 
     def run_dir(self, algo: str, seed: int) -> Path:
         return self.out / layout.RUNS / layout.run_name(algo, seed)
@@ -119,6 +147,8 @@ class BenchmarkPlan:
 
 #: written into a run's folder when the benchmark finished training it
 TRAIN_RECORD = "benchmark-train.json"
+#: a user team's name (`--team NAME=SOURCE`): it names the team's folders and its rows
+TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def is_benchmark_folder(out: Path) -> bool:
@@ -370,8 +400,8 @@ def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, mute
         argv += ["--team-name", name]
     if muted:
         argv += ["--mute"]
-    for key in ("message_cost", "layout"):  # learned teams carry theirs
-        if source in HEURISTICS and plan.env.get(key) is not None:
+    for key in ("message_cost", "layout"):  # learned teams and submissions carry theirs
+        if _takes_settings(source) and plan.env.get(key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(plan.env[key])]
     if plan.env.get("detection") is not None:
         argv += ["--detection", str(plan.env["detection"])]
@@ -386,14 +416,19 @@ def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, mute
     return argv
 
 
+def _takes_settings(source: str) -> bool:
+    """Whether a team is built for the environment it is given (a heuristic, FILE.py:NAME), not trained or
+    packaged for one of its own."""
+    return source in HEURISTICS or source.endswith(".py") or ".py:" in source
+
+
 def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) -> dict[str, Any]:
-    """Score one run's chosen weights (or a heuristic) with the plan's protocol; `muted`: with every bit the
-    team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
-    from cagekit.agents.training import chosen_weights
+    """Score one run's chosen weights (or a heuristic, or a user's team) with the plan's protocol; `muted`:
+    with every bit the team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
     from cagekit.evaluation.cli import failure_advice, run_command
     from cagekit.evaluation.episode import EvaluationFailure
 
-    source = algo if algo in HEURISTICS else str(chosen_weights(plan.run_dir(algo, seed)))
+    source = plan.source(algo, seed)
     out = plan.eval_dir(algo, seed, muted)
     what = f"evaluation of {algo} seed {seed}{' muted' if muted else ''}"
     try:  # Ctrl-C propagates: the finished episodes are journaled, and the rest of the benchmark stops too
@@ -428,7 +463,7 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     train_seconds = dict(zip(learned, train_many(jobs, plan.jobs, plan.progress), strict=True))
     plan.out.mkdir(parents=True, exist_ok=True)  # after training: a run SB3 refuses leaves no empty OUT behind
     rows = []
-    for algo in plan.algos:
+    for algo in plan.scored:
         for seed in plan.seeds:
             summary = _evaluate(plan, algo, seed)
             row = {"algo": algo, "seed": seed, "score": summary["total"]["score"],
@@ -497,11 +532,13 @@ def aggregate(per_seed: Any) -> Any:
 def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
     trained = any(a not in HEURISTICS for a in plan.algos)  # heuristics alone: no training to describe
     training = f"{plan.steps:,} training steps against red {plan.train_red or 'default'}" if trained else \
-        "heuristic teams (nothing trained)"
+        "nothing trained here"
     episodes = "episode" if plan.episodes == 1 else "episodes"
     layout = f", layout `{plan.env['layout']}`" if plan.env.get("layout") else ""
+    teams = "".join(f" Team `{name}` is `{source}`, the same team on every seed's protocol (as a heuristic)."
+                    for name, source in plan.teams.items())
     head = (f"Scenario `{plan.scenario}`{layout}, {plan.episodes} {episodes} per combination, lengths {plan.lengths}, "
-            f"seeds {plan.seeds}, {training}. "
+            f"seeds {plan.seeds}, {training}.{teams} "
             f"Score: sum over red agents of the mean "
             f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")
     cols = list(table.columns)

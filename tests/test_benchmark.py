@@ -738,3 +738,32 @@ def test_a_benchmark_scores_teams_of_your_own_beside_the_algorithms(tmp_path, ca
         assert main([*argv[:3], "--team", team, *argv[7:-2], str(tmp_path / "other"), "--no-progress"]) == 2
         assert message in " ".join(capsys.readouterr().err.split()), team
         assert not (tmp_path / "other").exists()
+
+
+def test_a_benchmark_holds_a_packaged_team_of_your_own_to_its_settings(tmp_path, capsys, monkeypatch):
+    """A submission or checkpoint given as `--team` carries its own message cost and layout; the benchmark's
+    must be set against them, never silently replaced by them. Before, a team packaged for cost 0.1 was scored at
+    0.1 in a `--message-cost 0.7` table beside heuristics scored at 0.7 (and a run trained at 0.5 at 0.5 in a
+    table at the scenario's 0.1)."""
+    from cagekit.evaluation.benchmark import BenchmarkPlan, evaluation_argv
+    from cagekit.submissions import package
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("from cagekit.agents import make_team as _make\n\n\n"
+                                      "def make_team(env):\n    return _make('react', env)\n")
+    package("mine.py:make_team", "me", "us", "react", tmp_path / "mine.zip")
+    out = tmp_path / "bm"
+    argv = ["benchmark", "--algos", "react", "--team", "zipped=mine.zip", "--message-cost", "0.7", "--seeds", "1",
+            "--episodes", "1", "--lengths", "4", "--reds", "KillChainAgent", "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--team zipped=mine.zip: --message-cost 0.7 contradicts the submission" in err, err
+    assert not out.exists()
+    # with no setting given, the scenario's are the benchmark's: they are what the team is held to
+    plan = BenchmarkPlan(scenario="paper-small", algos=["react"], teams={"zipped": "mine.zip"}, seeds=[0], steps=1,
+                         out=out, episodes=1, lengths="4", reds="KillChainAgent", progress=False)
+    team = evaluation_argv(plan, "mine.zip", out / "eval" / "zipped-s0", 0)
+    assert team[team.index("--message-cost") + 1] == "0.1" and team[team.index("--layout") + 1] == "team"
+    learned = evaluation_argv(plan, str(tmp_path / "runs" / "ppo-s0" / "model.zip"), out / "eval" / "ppo-s0", 0)
+    assert "--message-cost" not in learned and "--layout" not in learned  # the plan's own runs carry the plan's
+    assert main([*argv[:5], *argv[7:]]) == 0

@@ -400,9 +400,19 @@ def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, mute
         argv += ["--team-name", name]
     if muted:
         argv += ["--mute"]
-    for key in ("message_cost", "layout"):  # learned teams and submissions carry theirs
-        if _takes_settings(source) and plan.env.get(key) is not None:
-            argv += [f"--{key.replace('_', '-')}", str(plan.env[key])]
+    # the plan's own runs were trained with its settings and carry them; a user's submission or checkpoint carries
+    # its own, so it is held to the plan's (the scenario's where the plan names none): one it contradicts is
+    # refused (before any training, by `check_protocol`), never scored on other settings than the table's
+    held = source in plan.teams.values() and not _takes_settings(source)
+    for key in ("message_cost", "layout"):
+        value = plan.env.get(key)
+        if value is None and held:
+            from cagekit.scenarios import get_scenario
+
+            spec = get_scenario(plan.scenario)
+            value = spec.setting("message_cost", None) if key == "message_cost" else spec.default_layout
+        if (_takes_settings(source) or held) and value is not None:
+            argv += [f"--{key.replace('_', '-')}", str(value)]
     if plan.env.get("detection") is not None:
         argv += ["--detection", str(plan.env["detection"])]
     if plan.reds:

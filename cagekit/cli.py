@@ -283,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default=None, help=LAYOUT_HELP)
     p.add_argument("--algos", default="dial-sau,qmix,ppo,maskable-ppo,react,sleep",
                    help="comma separated: dial-sau, dial, nocomm, shared-obs, qmix, ppo, maskable-ppo, dqn, react, "
-                        "random, sleep")
+                        "random, sleep (default dial-sau,qmix,ppo,maskable-ppo,react,sleep: with --team too, "
+                        "so name them, e.g. --algos react, to score your team without training the learners)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1; default 3)")
     p.add_argument("--steps", type=int, default=100_000, help="training environment steps per run (default 100,000)")
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per combination (default 100)")

@@ -105,16 +105,13 @@ def with_spec(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def adopt_spec(meta: dict[str, Any], file: str | Path) -> None:
-    """Register the scenario spec a meta.json records (a ValueError naming `file` where it is not one, or
-    conflicts with the spec registered under its name in this process)."""
+    """Register the scenario spec a meta.json (or a run's run.json) records (a ValueError naming `file` where
+    it is not one, is not its scenario's, or conflicts with the spec registered under its name here)."""
     if meta.get(SPEC_KEY) is None:
         return
     from cagekit.scenarios import register_recorded
 
-    spec = register_recorded(meta[SPEC_KEY], str(file))
-    if spec.name != meta.get("scenario"):
-        raise ValueError(f"corrupt checkpoint metadata {file}: it records the spec of scenario {spec.name!r} "
-                         f"for scenario {meta.get('scenario')!r}")
+    register_recorded(meta[SPEC_KEY], str(file), meta.get("scenario"))
 
 
 def _torch_load(file: Path) -> Any:

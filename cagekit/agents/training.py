@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
-from cagekit.scenarios import ScenarioSpec, get_scenario, recorded_spec, register_recorded, scenario_name
+from cagekit.scenarios import ScenarioSpec, get_scenario, scenario_name
 from cagekit.scenarios.options import check_folder_path
 
 if TYPE_CHECKING:  # imported where used: pandas and rich cost start-up time
@@ -609,8 +609,7 @@ def cli_train(args: Any) -> int:
             run = json.loads(run_file.read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot resume {out}: its {RUN_FILE} is unreadable ({exc})") from exc
-        if run.get("scenario_spec") is not None:  # a scenario of the user's own: registered again here
-            register_recorded(run["scenario_spec"], str(run_file))
+        ckpt.adopt_spec(run, run_file)  # a scenario of the user's own: registered again here
         _refuse_changed_settings(run, args, out)
         if args.steps is not None:
             run["steps"] = args.steps
@@ -636,9 +635,7 @@ def cli_train(args: Any) -> int:
         run = {"algo": args.algo, "scenario": scenario, "seed": seed, "steps": steps,
                "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
                "snapshots": args.snapshots or 0}
-        record = recorded_spec(scenario)
-        if record is not None:  # a registered scenario's spec: --resume in a fresh process registers it again
-            run["scenario_spec"] = record
+        ckpt.with_spec(run)  # a registered scenario's spec: --resume in a fresh process registers it again
         check_new_run_folder(out)
     algo = run["algo"]
     if algo not in (*ALGOS, *SB3_ALGOS):

@@ -100,10 +100,7 @@ class EvalConfig:
             return
         from cagekit.scenarios import register_recorded
 
-        spec = register_recorded(self.scenario_spec, "the evaluation configuration")
-        if spec.name != self.scenario:
-            raise ValueError(f"the evaluation configuration carries the spec of scenario {spec.name!r} for "
-                             f"scenario {self.scenario!r}")
+        register_recorded(self.scenario_spec, "the evaluation configuration", self.scenario)
 
     def combinations(self) -> list[tuple[int, str]]:
         """(episode length, red agent) in reporting order: lengths outer, reds inner (as CAGE-2)."""

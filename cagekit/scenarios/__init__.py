@@ -75,12 +75,16 @@ def register(spec: ScenarioSpec) -> ScenarioSpec:
     return spec
 
 
-def register_recorded(data: Any, where: str) -> ScenarioSpec:
-    """Register the spec a checkpoint, run or journal recorded (`spec_to_dict`); `where` (the file) is named
-    in the ValueError for a record that is not a spec or conflicts with a spec registered under its name."""
+def register_recorded(data: Any, where: str, scenario: str | None = None) -> ScenarioSpec:
+    """Register the spec a checkpoint, run, journal or manifest recorded (`spec_to_dict`); `where` (the file)
+    is named in the ValueError for a record that is not a spec, is not the spec of `scenario` (the name
+    recorded beside it; checked before anything is registered), or conflicts with a spec registered under
+    its name."""
     from cagekit.scenarios.records import spec_from_dict
 
     spec = spec_from_dict(data, f"{where}: scenario_spec")
+    if scenario is not None and spec.name != scenario:
+        raise ValueError(f"{where} records the spec of scenario {spec.name!r} for scenario {scenario!r}")
     try:
         return register(spec)
     except (TypeError, ValueError) as exc:

@@ -94,11 +94,7 @@ def adopt_spec(manifest: dict[str, Any]) -> None:
     if isinstance(hosts, list) and len(hosts) > MAX_SUBMITTED_HOSTS:  # a small zip must not cost a long build
         raise ValueError(f"{MANIFEST} records a scenario of {len(hosts)} hosts; a submission's own scenario may "
                          f"have at most {MAX_SUBMITTED_HOSTS} (CAGE-2's has 13)")
-    if isinstance(recorded, dict) and recorded.get("name") != manifest["scenario"]:  # checked first: a refused
-        # manifest registers nothing
-        raise ValueError(f"{MANIFEST} records the spec of scenario {recorded.get('name')!r} for scenario "
-                         f"{manifest['scenario']!r}")
-    register_recorded(recorded, MANIFEST)
+    register_recorded(recorded, MANIFEST, manifest["scenario"])
 
 
 def check_hashes(root: str | Path, manifest: dict[str, Any], files: list[str]) -> list[str]:

@@ -161,8 +161,13 @@ class Team:
         if missing:
             raise ValueError(f"team {self.kind!r} has no agent for {missing}; it has {sorted(self.agents)}")
         self._check_sizes(observations)
+        self._begin_step(observations)
         return {name: int(self.agents[name].get_action(obs, None if action_spaces is None else action_spaces[name]))
                 for name, obs in observations.items()}
+
+    def _begin_step(self, observations: Mapping[str, Any]) -> None:
+        """After the observations are checked, before any agent acts: nothing for decentralised agents (a
+        centralised team's computes its joint action here)."""
 
     def end_episode(self) -> None:
         for agent in self.agents.values():

@@ -249,14 +249,9 @@ class Sb3Team(Team):
 
     controller: _Controller | None = None
 
-    def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
-        if self.controller is not None:
-            missing = [name for name in observations if name not in self.agents]
-            if missing:
-                raise ValueError(f"team {self.kind!r} has no agent for {missing}; it has {sorted(self.agents)}")
-            self._check_sizes(observations)
+    def _begin_step(self, observations: Mapping[str, Any]) -> None:
+        if self.controller is not None:  # the joint action of this step, once, for every agent's get_action
             self.controller.prime(observations)
-        return super().act(observations, action_spaces)
 
     def end_episode(self) -> None:
         if self.controller is not None:

@@ -38,8 +38,7 @@ def make_team(kind: str, env: Any, seed: int | None = None) -> Team:
         agents[slot.name] = cls(slot, seed=None if seed is None else seed + slot.index) if kind == "random" \
             else cls(slot)
     # the environment it was made for, as `Team.env_settings()` gives it to make_env (its layout and view too)
-    layout = next((name for name, specs in env.spec.blue_layouts.items()
-                   if [a.name for a in specs] == list(env.possible_agents)), None)
+    layout = next((name for name, specs in env.spec.blue_layouts.items() if tuple(specs) == env.engine.agents), None)
     return Team(agents=agents, scenario=env.spec.name, kind=kind,
                 meta={"slots": [s.to_json() for s in slots], **({"layout": layout} if layout else {}),
                       "channel": env.channel, "sau": env.sau, "message_cost": env.message_cost,

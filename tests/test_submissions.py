@@ -461,6 +461,20 @@ def test_package_names_an_output_it_cannot_write(tmp_path, case):
     assert taken.read_text() == "mine" and (full / "x").read_text() == "mine"
 
 
+def test_package_into_an_empty_folder_keeps_its_permissions(tmp_path, capsys):
+    """A validated package is staged and moved into place: an empty --out folder the user made (shared with a
+    group, say) is replaced by the staged one, which must keep the folder's mode, not the staging's."""
+    from cagekit.cli import main
+
+    out = tmp_path / "pkg"
+    out.mkdir()
+    out.chmod(0o750)
+    assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out", str(out)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert (out / "manifest.json").is_file()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+
+
 def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):
     path = write_zip(_hostile("hash-differs", sleep_files), sandbox / "h.zip")
     with pytest.raises(SubmissionError, match="team/team.json"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -445,7 +446,8 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
             if not accept(staged):
                 raise PackageRejected(f"{out} not written (what was there is untouched): the package failed its "
                                       f"validation (above); fix the team, or --no-validate to write it anyway")
-            if out.is_dir():  # an empty folder (check_out refused any other): the staged one takes its place
+            if out.is_dir():  # an empty folder (check_out refused any other): the staged one takes its place,
+                shutil.copymode(out, staged)  # with the permissions the user gave it
                 out.rmdir()
             os.replace(staged, out)
     except BaseException:  # rejected, failed or interrupted: no folder made for it is left either

@@ -602,7 +602,7 @@ def test_without_replay_every_step_trains_on_the_new_batch():
 def test_cached_target_unroll_trains_as_a_fresh_one_each_step(monkeypatch, extra, unrolls):
     """The learner unrolls the target network once per batch and target copy; with copies in the middle
     of updates, the weights must equal those of a learner that unrolls it at every gradient step."""
-    import cagekit.agents.dial as dial_module
+    import cagekit.agents.dial.learner as learner_module  # where the learner looks target_values up
 
     cached, fresh = (tiny(seed=3, grad_steps=3, target_update=2, **extra) for _ in range(2))
     fresh_learn = fresh.learn
@@ -615,8 +615,8 @@ def test_cached_target_unroll_trains_as_a_fresh_one_each_step(monkeypatch, extra
     for _ in range(3):
         fresh.update()
     calls = []
-    unroll = dial_module.target_values
-    monkeypatch.setattr(dial_module, "target_values", lambda *a: calls.append(1) or unroll(*a))
+    unroll = learner_module.target_values
+    monkeypatch.setattr(learner_module, "target_values", lambda *a: calls.append(1) or unroll(*a))
     for _ in range(3):
         cached.update()
     a, b = _weights(cached), _weights(fresh)

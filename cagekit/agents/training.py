@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
+from cagekit.agents.threads import limit_torch_threads, pinned_torch_threads, training_threads
 from cagekit.scenarios import ScenarioSpec, get_scenario, scenario_name
 from cagekit.scenarios.options import check_folder_path
 
@@ -732,49 +733,6 @@ def exploration_note(algo: str, config: Any, steps: int) -> str | None:
             "(--config configs/dial-sau-fast.yaml)." if paper else "")
     return (f"note: {algo}'s epsilon anneals over {anneal:,} env steps, more than this run's {steps:,}: "
             f"it ends still exploring.{hint}")
-
-
-def training_threads() -> int:
-    """The torch threads a training run uses: CAGEKIT_TORCH_THREADS, 1 by default.
-
-    The networks are small: on this 2-core class of machine, extra intra-op threads only fight each other
-    and any parallel job (measured: a PPO run took 762 s with default threads, 33 s with one)."""
-    import os
-
-    raw = os.environ.get("CAGEKIT_TORCH_THREADS", "1")
-    try:
-        threads = int(raw)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ValueError(f"CAGEKIT_TORCH_THREADS must be an integer >= 1 (torch threads per training run), "
-                         f"got {raw!r}")
-    return threads
-
-
-def limit_torch_threads() -> int:
-    """Set torch to `training_threads()` for the rest of the process (the CLI's commands); returns the count."""
-    import torch
-
-    threads = training_threads()
-    torch.set_num_threads(threads)
-    return threads
-
-
-@contextlib.contextmanager
-def pinned_torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU threads set to `threads` for the block (None: left alone), the caller's setting restored
-    after it. The count changes how torch splits its sums, and so the trained weights' last bits: pinning it
-    makes a run from Python give the CLI's result on any machine, without changing the caller's process."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def default_simulator(scenario: str) -> str:

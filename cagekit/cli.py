@@ -104,7 +104,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from cagekit.agents.training import plot_runs
+    from cagekit.agents.run_logs import plot_runs
 
     out = plot_runs(args.runs, args.out)
     print(f"wrote {out}")

@@ -339,7 +339,7 @@ def progress_callbacks(monkeypatch):
 def test_sb3_progress_bar_reports_our_figures(tmp_path, progress_callbacks):
     import re
 
-    from cagekit.agents.training import read_log
+    from cagekit.agents.run_logs import read_log
 
     out = tmp_path / "ppo"
     model = train_sb3("ppo", "paper-small", steps=256, seed=0, out_dir=out, n_envs=2, progress_bar=True,
@@ -471,7 +471,7 @@ def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):
     from stable_baselines3 import PPO
 
     import cagekit.agents.sb3 as sb3
-    from cagekit.agents.training import read_log
+    from cagekit.agents.run_logs import read_log
     from cagekit.cli import main
 
     out = tmp_path / "run"

@@ -290,7 +290,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _curves(bp: BenchmarkPlan, algos: list[str], path: Path) -> None:
-    from cagekit.agents.training import plot_runs
+    from cagekit.agents.run_logs import plot_runs
 
     runs, labels = [], []
     for algo in algos:

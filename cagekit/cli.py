@@ -98,9 +98,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cagekit.agents import training
+    from cagekit.agents.train_cli import cli_train
 
-    return training.cli_train(args)
+    return cli_train(args)
 
 
 def _plot(args: argparse.Namespace) -> int:

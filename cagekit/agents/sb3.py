@@ -405,13 +405,14 @@ class _Snapshots(BaseCallback):
 
     def __init__(self, out: Path, total: int, count: int, start: int):
         super().__init__()
-        from cagekit.agents.training import SnapshotSchedule
+        from cagekit.agents.snapshots import SnapshotSchedule
 
         self.out = out
         self.schedule = SnapshotSchedule(total, count, start)
 
     def _on_step(self) -> bool:
-        from cagekit.agents.training import deferred_interrupt, snapshot_dir
+        from cagekit.agents.snapshots import snapshot_dir
+        from cagekit.agents.training import deferred_interrupt
 
         if self.schedule.due(self.num_timesteps):
             folder = snapshot_dir(self.out, self.num_timesteps)
@@ -423,7 +424,7 @@ class _Snapshots(BaseCallback):
 
 def _finish_snapshots(out: Path, meta: dict[str, Any]) -> None:
     """Give each snapshot without one the run's meta.json, with its own step count."""
-    from cagekit.agents.training import SNAPSHOT_DIR, snapshot_steps
+    from cagekit.agents.snapshots import SNAPSHOT_DIR, snapshot_steps
 
     for folder in sorted((out / SNAPSHOT_DIR).glob("step*")):
         if (folder / MODEL_FILE).exists() and not (folder / "meta.json").exists():

@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from cagekit.agents import checkpoint as ckpt
+from cagekit.agents.snapshots import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR
 from cagekit.agents.threads import limit_torch_threads
 from cagekit.agents.training import (
     ALGOS,
     CHECKPOINT_EVERY,
     LOG_FILE,
     SB3_ALGOS,
-    SELECTION_DIR,
-    SELECTION_FILE,
-    SNAPSHOT_DIR,
     check_training,
     default_simulator,
     exploration_note,

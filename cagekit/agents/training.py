@@ -15,7 +15,7 @@ index).
 `train` writes into out_dir: `log.csv` (one row per update), TensorBoard events under `tb/`, and the
 checkpoint files (whenever `updates` passes a multiple of `checkpoint_every`, at the end, and on Ctrl-C).
 With `snapshots=K` it also keeps the policy at every K-th of the run under `snapshots/step<N>/` (see
-`snapshot_dir`), so that a later choice among them (`cagekit.evaluation.selection`) need not score only the
+`cagekit.agents.snapshots`), so that a later choice among them (`cagekit.evaluation.selection`) need not score only the
 last weights.
 """
 
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
+from cagekit.agents.snapshots import SnapshotSchedule, snapshot_dir
 from cagekit.agents.threads import pinned_torch_threads, training_threads
 from cagekit.scenarios import ScenarioSpec, scenario_name
 
@@ -47,10 +48,6 @@ SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")
 LOG_FILE = "log.csv"
 #: updates between checkpoints, `cagekit train --checkpoint-every`
 CHECKPOINT_EVERY = 50
-SNAPSHOT_DIR = "snapshots"
-#: a run's record of which snapshot to score (`chosen_weights`), and the evaluations behind that choice
-SELECTION_FILE = "selection.json"
-SELECTION_DIR = "selection"
 LOG_FIELDS = ("update", "env_steps", "episodes", "time_s", "steps_per_s", "return", "env_return", "bits", "epsilon",
               "loss")
 
@@ -184,53 +181,6 @@ def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
     except (KeyError, TypeError, ValueError, csv.Error) as exc:
         raise ValueError(f"cannot resume from {path}: the training log is damaged ({type(exc).__name__}: {exc}); "
                          f"restore it, or move it away to resume with a log that starts here") from exc
-
-
-def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:
-    """Where a run keeps its policy snapshot taken at `env_steps` (the same for every learner, SB3's too)."""
-    return Path(out_dir) / SNAPSHOT_DIR / f"step{int(env_steps):09d}"
-
-
-def chosen_weights(run_dir: str | Path) -> Path:
-    """The weights to score or package for a run: the snapshot its selection chose (`SELECTION_FILE`, written
-    by `cagekit.evaluation.selection`), or its final weights when none was made."""
-    import json
-
-    run = Path(run_dir)
-    file = run / SELECTION_FILE
-    if not file.exists():
-        return run
-    chosen = run / json.loads(file.read_text())["chosen"]
-    if not (chosen / "meta.json").is_file():
-        raise ValueError(f"{file} chooses {chosen}, which holds no checkpoint (meta.json); delete {file} to "
-                         f"choose again")
-    return chosen
-
-
-def snapshot_steps(folder: str | Path) -> int:
-    """The env steps of a snapshot folder made by `snapshot_dir`."""
-    return int(Path(folder).name.removeprefix("step"))
-
-
-def snapshot_marks_passed(env_steps: int, steps: int, snapshots: int) -> int:
-    """How many of the marks steps/K, 2 steps/K, ... a run at `env_steps` has passed (the last mark is the end)."""
-    return min(env_steps * snapshots // steps, snapshots) if snapshots > 0 and steps > 0 else 0
-
-
-class SnapshotSchedule:
-    """When a run of `steps` env steps, now at `start`, is due a snapshot: each time it passes another
-    `count`-th of them, except at the end (the run's own checkpoint is its last weights). Used by `train`
-    and by SB3's snapshot callback alike."""
-
-    def __init__(self, steps: int, count: int, start: int):
-        self.steps, self.count = steps, count
-        self.passed = snapshot_marks_passed(start, steps, count)
-
-    def due(self, env_steps: int) -> bool:
-        passed = snapshot_marks_passed(env_steps, self.steps, self.count)
-        due = passed > self.passed and env_steps < self.steps
-        self.passed = passed
-        return due
 
 
 def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int | None = CHECKPOINT_EVERY,
@@ -409,5 +359,4 @@ def default_simulator(scenario: str) -> str:
     return "twin" if scenario in TWIN_SCENARIOS else "engine"
 
 
-__all__ = ["ALGOS", "DIAL_ALGOS", "SELECTION_DIR", "SELECTION_FILE", "Learner", "chosen_weights",
-           "deferred_interrupt", "make_learner", "snapshot_dir", "train"]
+__all__ = ["ALGOS", "DIAL_ALGOS", "Learner", "deferred_interrupt", "make_learner", "train"]

@@ -132,7 +132,7 @@ class BenchmarkPlan:
     def source(self, algo: str, seed: int) -> str:
         """What evaluation.py scores for `algo`'s seed: a heuristic's or user team's own, else the run's chosen
         weights."""
-        from cagekit.agents.training import chosen_weights
+        from cagekit.agents.snapshots import chosen_weights
 
         if algo in self.teams:
             return self.teams[algo]
@@ -217,7 +217,7 @@ def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = 
 def _check_selection(run: Path, select_episodes: int | None) -> None:
     """A run's `selection.json` decides which weights are scored (`chosen_weights`), so a benchmark that asks
     for another choice, or for the final weights, must not score or overwrite it."""
-    from cagekit.agents.training import SELECTION_FILE
+    from cagekit.agents.snapshots import SELECTION_FILE
 
     file = run / SELECTION_FILE
     if select_episodes is None or not file.exists():

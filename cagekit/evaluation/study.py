@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.agents.training import chosen_weights, snapshot_steps
+from cagekit.agents.snapshots import chosen_weights, snapshot_steps
 from cagekit.evaluation import benchmark_layout as layout
 from cagekit.evaluation.benchmark import (
     TRAIN_RECORD,

@@ -323,16 +323,16 @@ def test_ppo_beats_random_on_paper_small(tmp_path):
 @pytest.fixture
 def progress_callbacks(monkeypatch):
     """Every `ProgressCallback` that `train_sb3` makes, for inspection after training."""
-    import cagekit.agents.sb3 as sb3
+    import cagekit.agents.sb3.training as sb3_training
 
     made = []
 
-    class Recorded(sb3.ProgressCallback):
+    class Recorded(sb3_training.ProgressCallback):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(sb3, "ProgressCallback", Recorded)
+    monkeypatch.setattr(sb3_training, "ProgressCallback", Recorded)  # where train_sb3 looks it up
     return made
 
 
@@ -416,9 +416,10 @@ def test_sb3_training_threads_follow_the_environment_variable_as_our_learners_do
     """train_sb3 trained with 1 thread whatever CAGEKIT_TORCH_THREADS said (train() followed it)."""
     import torch
 
-    import cagekit.agents.sb3 as sb3
+    import cagekit.agents.sb3.training as sb3_training
 
-    monkeypatch.setattr(sb3, "_train_sb3", lambda *args, **kwargs: (torch.get_num_threads(), kwargs["progress_bar"]))
+    monkeypatch.setattr(sb3_training, "_train_sb3",
+                        lambda *args, **kwargs: (torch.get_num_threads(), kwargs["progress_bar"]))
     before = torch.get_num_threads()
     monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "3")
     assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False) == (3, False)

@@ -185,7 +185,7 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
     progress = not getattr(args, "no_progress", False)
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3 import stopped_short, train_sb3
+        from cagekit.agents.sb3.training import stopped_short, train_sb3
 
         hyper = load_mapping(run["config"]) if run["config"] else None
         model = train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper,

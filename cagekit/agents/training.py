@@ -130,7 +130,7 @@ def check_training(algo: str, scenario: str, config: str | Path | None, env: dic
     from cagekit.agents.config_file import load_mapping
 
     if algo in SB3_ALGOS:
-        from cagekit.agents.sb3 import check_hyperparameters
+        from cagekit.agents.sb3.hyperparameters import check_hyperparameters
 
         check_hyperparameters(algo, load_mapping(config) if config else None)
     elif algo in DIAL_ALGOS:

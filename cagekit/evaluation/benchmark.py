@@ -277,7 +277,8 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
     resumed_at = None
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3 import latest_checkpoint, stopped_short, train_sb3
+        from cagekit.agents.sb3.checkpoints import latest_checkpoint
+        from cagekit.agents.sb3.training import stopped_short, train_sb3
 
         hyper = load_mapping(config) if config else None
         checkpoint = latest_checkpoint(run)  # an earlier, interrupted try: continue it rather than start over

@@ -98,13 +98,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cagekit.agents import training
+    from cagekit.agents.train_cli import cli_train
 
-    return training.cli_train(args)
+    return cli_train(args)
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from cagekit.agents.training import plot_runs
+    from cagekit.agents.run_logs import plot_runs
 
     out = plot_runs(args.runs, args.out)
     print(f"wrote {out}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from cagekit.agents import load_team
 from cagekit.agents.checkpoint import env_settings, load_meta
-from cagekit.agents.training import chosen_weights
+from cagekit.agents.snapshots import chosen_weights
 from cagekit.scenarios import get_scenario
 from cagekit.wrappers import make_env
 from cagekit.wrappers.parallel import decode_action

@@ -27,7 +27,8 @@ from cagekit.agents.dial import (
     load_team,
     synthetic_batch,
 )
-from cagekit.agents.training import Learner, make_learner, plot_runs, train
+from cagekit.agents.run_logs import plot_runs
+from cagekit.agents.training import Learner, make_learner, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

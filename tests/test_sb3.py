@@ -323,23 +323,23 @@ def test_ppo_beats_random_on_paper_small(tmp_path):
 @pytest.fixture
 def progress_callbacks(monkeypatch):
     """Every `ProgressCallback` that `train_sb3` makes, for inspection after training."""
-    import cagekit.agents.sb3 as sb3
+    import cagekit.agents.sb3.training as sb3_training
 
     made = []
 
-    class Recorded(sb3.ProgressCallback):
+    class Recorded(sb3_training.ProgressCallback):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(sb3, "ProgressCallback", Recorded)
+    monkeypatch.setattr(sb3_training, "ProgressCallback", Recorded)  # where train_sb3 looks it up
     return made
 
 
 def test_sb3_progress_bar_reports_our_figures(tmp_path, progress_callbacks):
     import re
 
-    from cagekit.agents.training import read_log
+    from cagekit.agents.run_logs import read_log
 
     out = tmp_path / "ppo"
     model = train_sb3("ppo", "paper-small", steps=256, seed=0, out_dir=out, n_envs=2, progress_bar=True,
@@ -416,9 +416,10 @@ def test_sb3_training_threads_follow_the_environment_variable_as_our_learners_do
     """train_sb3 trained with 1 thread whatever CAGEKIT_TORCH_THREADS said (train() followed it)."""
     import torch
 
-    import cagekit.agents.sb3 as sb3
+    import cagekit.agents.sb3.training as sb3_training
 
-    monkeypatch.setattr(sb3, "_train_sb3", lambda *args, **kwargs: (torch.get_num_threads(), kwargs["progress_bar"]))
+    monkeypatch.setattr(sb3_training, "_train_sb3",
+                        lambda *args, **kwargs: (torch.get_num_threads(), kwargs["progress_bar"]))
     before = torch.get_num_threads()
     monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "3")
     assert train_sb3("ppo", "paper-small", steps=64, progress_bar=False) == (3, False)
@@ -471,7 +472,7 @@ def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):
     from stable_baselines3 import PPO
 
     import cagekit.agents.sb3 as sb3
-    from cagekit.agents.training import read_log
+    from cagekit.agents.run_logs import read_log
     from cagekit.cli import main
 
     out = tmp_path / "run"

@@ -10,7 +10,8 @@ import torch
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents import load_team
 from cagekit.agents.dial import DialLearner
-from cagekit.agents.training import SELECTION_FILE, chosen_weights, snapshot_dir, snapshot_marks_passed, train
+from cagekit.agents.snapshots import SELECTION_FILE, chosen_weights, snapshot_dir, snapshot_marks_passed
+from cagekit.agents.training import train
 from cagekit.evaluation.selection import SELECTION_SEED_OFFSET, candidates, objective, select_snapshot
 from cagekit.evaluation.sources import CheckpointSource
 

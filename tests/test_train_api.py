@@ -8,7 +8,8 @@ import torch
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.qmix import QmixLearner
-from cagekit.agents.training import make_learner, pinned_torch_threads, train, training_threads
+from cagekit.agents.threads import pinned_torch_threads, training_threads
+from cagekit.agents.training import make_learner, train
 
 SMALL = {"buffer_episodes": 16, "batch_episodes": 4, "target_update_episodes": 3, "epsilon_anneal_steps": 200}
 

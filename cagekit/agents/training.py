@@ -15,7 +15,7 @@ index).
 `train` writes into out_dir: `log.csv` (one row per update), TensorBoard events under `tb/`, and the
 checkpoint files (whenever `updates` passes a multiple of `checkpoint_every`, at the end, and on Ctrl-C).
 With `snapshots=K` it also keeps the policy at every K-th of the run under `snapshots/step<N>/` (see
-`snapshot_dir`), so that a later choice among them (`cagekit.evaluation.selection`) need not score only the
+`cagekit.agents.snapshots`), so that a later choice among them (`cagekit.evaluation.selection`) need not score only the
 last weights.
 """
 
@@ -29,28 +29,25 @@ import numbers
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
-from cagekit.scenarios import ScenarioSpec, get_scenario, scenario_name
-from cagekit.scenarios.options import check_folder_path
+from cagekit.agents.snapshots import SnapshotSchedule, snapshot_dir
+from cagekit.agents.threads import pinned_torch_threads, training_threads
+from cagekit.scenarios import ScenarioSpec, scenario_name
 
-if TYPE_CHECKING:  # imported where used: pandas and rich cost start-up time
-    import pandas as pd
+if TYPE_CHECKING:  # imported where used: rich costs start-up time
     from rich.progress import Progress
 
 DIAL_ALGOS = ("dial-sau", "dial", "nocomm", "shared-obs")
 ALGOS = (*DIAL_ALGOS, "qmix")
+SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")
 LOG_FILE = "log.csv"
 #: updates between checkpoints, `cagekit train --checkpoint-every`
 CHECKPOINT_EVERY = 50
-SNAPSHOT_DIR = "snapshots"
-#: a run's record of which snapshot to score (`chosen_weights`), and the evaluations behind that choice
-SELECTION_FILE = "selection.json"
-SELECTION_DIR = "selection"
 LOG_FIELDS = ("update", "env_steps", "episodes", "time_s", "steps_per_s", "return", "env_return", "bits", "epsilon",
               "loss")
 
@@ -133,7 +130,7 @@ def check_training(algo: str, scenario: str, config: str | Path | None, env: dic
     from cagekit.agents.config_file import load_mapping
 
     if algo in SB3_ALGOS:
-        from cagekit.agents.sb3 import check_hyperparameters
+        from cagekit.agents.sb3.hyperparameters import check_hyperparameters
 
         check_hyperparameters(algo, load_mapping(config) if config else None)
     elif algo in DIAL_ALGOS:
@@ -184,53 +181,6 @@ def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
     except (KeyError, TypeError, ValueError, csv.Error) as exc:
         raise ValueError(f"cannot resume from {path}: the training log is damaged ({type(exc).__name__}: {exc}); "
                          f"restore it, or move it away to resume with a log that starts here") from exc
-
-
-def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:
-    """Where a run keeps its policy snapshot taken at `env_steps` (the same for every learner, SB3's too)."""
-    return Path(out_dir) / SNAPSHOT_DIR / f"step{int(env_steps):09d}"
-
-
-def chosen_weights(run_dir: str | Path) -> Path:
-    """The weights to score or package for a run: the snapshot its selection chose (`SELECTION_FILE`, written
-    by `cagekit.evaluation.selection`), or its final weights when none was made."""
-    import json
-
-    run = Path(run_dir)
-    file = run / SELECTION_FILE
-    if not file.exists():
-        return run
-    chosen = run / json.loads(file.read_text())["chosen"]
-    if not (chosen / "meta.json").is_file():
-        raise ValueError(f"{file} chooses {chosen}, which holds no checkpoint (meta.json); delete {file} to "
-                         f"choose again")
-    return chosen
-
-
-def snapshot_steps(folder: str | Path) -> int:
-    """The env steps of a snapshot folder made by `snapshot_dir`."""
-    return int(Path(folder).name.removeprefix("step"))
-
-
-def snapshot_marks_passed(env_steps: int, steps: int, snapshots: int) -> int:
-    """How many of the marks steps/K, 2 steps/K, ... a run at `env_steps` has passed (the last mark is the end)."""
-    return min(env_steps * snapshots // steps, snapshots) if snapshots > 0 and steps > 0 else 0
-
-
-class SnapshotSchedule:
-    """When a run of `steps` env steps, now at `start`, is due a snapshot: each time it passes another
-    `count`-th of them, except at the end (the run's own checkpoint is its last weights). Used by `train`
-    and by SB3's snapshot callback alike."""
-
-    def __init__(self, steps: int, count: int, start: int):
-        self.steps, self.count = steps, count
-        self.passed = snapshot_marks_passed(start, steps, count)
-
-    def due(self, env_steps: int) -> bool:
-        passed = snapshot_marks_passed(env_steps, self.steps, self.count)
-        due = passed > self.passed and env_steps < self.steps
-        self.passed = passed
-        return due
 
 
 def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: int | None = CHECKPOINT_EVERY,
@@ -377,338 +327,6 @@ def _train(learner: Learner, steps: int, out: Path, checkpoint_every: int | None
             "new_updates": learner.updates - start_updates, "last": last, "out_dir": str(out)}
 
 
-def read_log(run_dir: str | Path) -> pd.DataFrame:
-    """A run's learning curve: columns env_steps, return and bits, one row per logged update.
-
-    Read from our log.csv or, for an SB3 run, its logger's progress.csv. Anything that cannot be plotted
-    (empty, no rows yet, wrong columns, text for a number) is a ValueError naming the file, since `cagekit
-    plot` is often pointed at a run that is still training or at the wrong folder.
-    """
-    import pandas as pd
-
-    file = Path(run_dir) / LOG_FILE
-    sb3_file = Path(run_dir) / "progress.csv"
-    if not file.exists() and sb3_file.exists():  # an SB3 run: its logger's columns (bits: our callback's)
-        sb3 = _read_csv(sb3_file)
-        if "time/total_timesteps" not in sb3:
-            raise ValueError(f"{sb3_file} lacks the column time/total_timesteps: not an SB3 training log")
-        _require_rows(sb3, sb3_file)
-        if "rollout/ep_rew_mean" not in sb3 or sb3["rollout/ep_rew_mean"].isna().all():
-            raise ValueError(f"{sb3_file} has no finished episode yet (no rollout/ep_rew_mean): train longer")
-        sb3 = sb3.dropna(subset=["rollout/ep_rew_mean"])
-        bits = sb3["rollout/ep_bits_mean"] if "rollout/ep_bits_mean" in sb3 else float("nan")
-        log = pd.DataFrame({"env_steps": sb3["time/total_timesteps"], "return": sb3["rollout/ep_rew_mean"],
-                            "bits": bits})
-        return _check_numbers(log, sb3_file, {"env_steps": "time/total_timesteps",
-                                              "return": "rollout/ep_rew_mean", "bits": "rollout/ep_bits_mean"})
-    if not file.exists():
-        raise ValueError(f"no training log at {file} (nor an SB3 progress.csv)")
-    log = _read_csv(file)
-    missing = [c for c in ("env_steps", "return", "bits") if c not in log]
-    if missing:
-        raise ValueError(f"{file} lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}: not a cagekit "
-                         f"training log (its columns: {', '.join(LOG_FIELDS)})")
-    _require_rows(log, file)
-    return _check_numbers(log, file, {c: c for c in ("env_steps", "return", "bits")})
-
-
-def _read_csv(file: Path) -> pd.DataFrame:
-    """`file` as a DataFrame; pandas' own errors do not say which file."""
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(file)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{file} is empty: train longer (a row is logged after each update)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{file} is not a readable CSV training log ({str(exc).strip()})") from None
-    return table
-
-
-def _require_rows(table: pd.DataFrame, file: Path) -> None:
-    """Checked after the columns, so that a file of one line of text is not taken for a log without rows."""
-    if table.empty:
-        raise ValueError(f"{file} has no rows yet: train longer (a row is logged after each update)")
-
-
-def _check_numbers(log: pd.DataFrame, file: Path, names: dict[str, str]) -> pd.DataFrame:
-    """`log` with its columns as floats. Text where a number belongs, or a row without env steps (the
-    x axis), is refused with the file, the column as the file calls it (`names`) and the data row; an empty
-    return or bits is kept as NaN (an update that finished no episode)."""
-    import pandas as pd
-
-    out = log.copy()
-    for column, name in names.items():
-        values = pd.to_numeric(log[column], errors="coerce")
-        bad = values.isna() if column == "env_steps" else values.isna() & log[column].notna()
-        if bad.any():
-            row = bad.idxmax()
-            value = "empty" if pd.isna(log[column][row]) else repr(str(log[column][row]))
-            raise ValueError(f"{file}: {name} is {value} in data row {row + 1}; expected a number")
-        out[column] = values.astype(float)
-    return out
-
-
-def _image_path(out_png: str | Path) -> Path:
-    """Where `plot_runs` writes, checked before any log is read: an empty name or an existing directory
-    would otherwise become a hidden `.png` or `DIR.png` beside what was asked for."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    if not str(out_png).strip():
-        raise ValueError("the plot's output file (--out) is empty: give a file name such as learning_curves.png")
-    out = Path(out_png)
-    if out.is_dir():
-        raise ValueError(f"{out} is a directory: give the image file to write, such as {out / 'learning_curves.png'}")
-    if not out.suffix:
-        return out.with_name(out.name + ".png")
-    formats = FigureCanvasAgg.get_supported_filetypes()
-    if out.suffix[1:].lower() not in formats:
-        raise ValueError(f"{out}: cannot draw a {out.suffix} file; valid suffixes: {', '.join(sorted(formats))}")
-    return out
-
-
-def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Sequence[str] | None = None,
-              points: int = 100) -> Path:
-    """Learning curves: return and bits per episode vs env steps; mean and min-max spread over runs.
-
-    Runs with the same label (default: the algo in meta.json, else the directory name) are pooled as
-    seeds of one curve; each run is interpolated onto a common env-step grid first. Returns the file
-    written: `out_png` with ".png" added when it has no suffix (as matplotlib would add it unasked).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    out = _image_path(out_png)
-    groups: dict[str, list[Any]] = {}
-    for i, run in enumerate(run_dirs):
-        if labels is not None:
-            label = labels[i]
-        else:
-            try:
-                label = str(ckpt.load_meta(run).get("algo"))
-            except ValueError:
-                label = Path(run).name
-        groups.setdefault(label, []).append(read_log(run))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for label, logs in groups.items():
-        end = min(float(df["env_steps"].max()) for df in logs)
-        start = max(float(df["env_steps"].min()) for df in logs)
-        grid = np.linspace(start, end, points) if end > start else np.array([start])
-        for ax, key in zip(axes, ("return", "bits"), strict=True):
-            ys = np.stack([np.interp(grid, df["env_steps"], df[key].astype(float)) for df in logs])
-            mean = ys.mean(0)
-            (line,) = ax.plot(grid, mean, label=f"{label} (n={len(logs)})")
-            if len(logs) > 1:
-                ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
-    for ax, title in zip(axes, ("return per episode", "bits per episode"), strict=True):
-        ax.set_xlabel("environment steps")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
-
-
-__all__ = ["ALGOS", "DIAL_ALGOS", "SELECTION_DIR", "SELECTION_FILE", "Learner", "chosen_weights",
-           "deferred_interrupt", "make_learner", "plot_runs", "read_log", "snapshot_dir", "train"]
-
-
-SB3_ALGOS = ("ppo", "maskable-ppo", "dqn")
-RUN_FILE = "run.json"
-
-
-#: what `cagekit train` writes into a run's folder, ours and SB3's (SB3's TensorBoard files too: `TB_EVENTS`)
-RUN_OUTPUTS = (RUN_FILE, LOG_FILE, "tb", ckpt.MODEL_FILE, ckpt.META_FILE, ckpt.TRAINER_FILE, SNAPSHOT_DIR,
-               SELECTION_FILE, SELECTION_DIR, "model.zip", "replay_buffer.pkl", "checkpoints", "progress.csv")
-TB_EVENTS = "events.out.tfevents.*"
-
-
-def check_new_run_folder(out: Path) -> None:
-    """Refuse `--out` for a new run before anything is written: a file (or a path under one), a run of
-    `cagekit train` (its run.json: --resume continues it), or a folder holding what a run writes that no
-    run.json vouches for (the user's own files, a benchmark's run), which the run would overwrite. An empty
-    folder, or one of other files, is used as it is."""
-    check_folder_path(out, "--out", "give the run's folder (new or empty)")
-    if (out / RUN_FILE).exists():
-        raise ValueError(f"{out} already holds a run; use --resume {out} to continue it or choose --out")
-    found = [name for name in RUN_OUTPUTS if (out / name).exists()] + sorted(p.name for p in out.glob(TB_EVENTS))
-    if found:
-        raise ValueError(f"--out {out} holds files a training run writes ({', '.join(found)}) but no {RUN_FILE}, "
-                         f"so it is no run of `cagekit train` to continue: they are your own or another tool's, "
-                         f"and are not overwritten; choose another --out (new or empty), or move those files away")
-
-
-def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
-    """`--resume OUT` continues the run as its run.json records it: an option that says otherwise (another
-    scenario, seed, red...) is refused rather than silently dropped. Only --steps and --checkpoint-every
-    may change."""
-    env = run.get("env", {})
-    recorded = {"algo": run.get("algo"), "scenario": run.get("scenario"), "seed": run.get("seed"),
-                "config": run.get("config"), "snapshots": run.get("snapshots", 0),
-                "message_cost": env.get("message_cost"), "red": env.get("red"),
-                "detection": env.get("detection"), "backend": env.get("simulator", "engine"),
-                "layout": env.get("layout"),
-                "out": str(out)}
-    for key, was in recorded.items():
-        given = getattr(args, key, None)
-        paths = key in ("out", "config") and was is not None
-        if key == "red" and given is not None and _same_reds(run.get("scenario"), given, was):
-            continue
-        if key == "layout" and given is not None and _same_layout(run.get("scenario"), given, was):
-            continue
-        if given is not None and (Path(given) != Path(was) if paths else given != was):
-            flag = "--" + key.replace("_", "-")
-            raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
-                             f"from its {was!r} (only --steps and --checkpoint-every may change; start a new run "
-                             f"with --out for other settings)")
-
-
-def _same_layout(scenario: Any, given: str, was: str | None) -> bool:
-    """Whether --layout names the run's layout, a run.json with none meaning the scenario's default (cage2's
-    classic): `--resume RUN --layout classic` continues a cage2 run made without --layout."""
-    try:
-        return given == (was or get_scenario(str(scenario)).default_layout)
-    except ValueError:
-        return False
-
-
-def _same_reds(scenario: Any, given: str, was: str | None) -> bool:
-    """Whether --red names the reds the run trains against however it is spelt: a run.json with no red (runs
-    made before training defaulted to all of them) trains against the scenario's default red; 'all' is the
-    list of every red; spaces in a list do not count. False where either cannot be read (the caller refuses)."""
-    from cagekit.agents.rollout import training_reds
-
-    try:
-        spec = get_scenario(str(scenario))
-        now, then = ([spec.default_red if n is None else n for n in training_reds(spec.name, red)]
-                     for red in (given, was))
-    except (ValueError, KeyError):
-        return False
-    return now == then
-
-
-def cli_train(args: Any) -> int:
-    """`cagekit train`: our learners through `train`, SB3 baselines through `cagekit.agents.sb3`.
-
-    The command line is recorded in OUT/run.json so that `--resume OUT` rebuilds the same learner (for
-    SB3 runs: reloads the latest checkpoint, see `train_sb3`). Returns 130 when interrupted (Ctrl-C)."""
-    import json
-
-    if args.resume:
-        out = Path(args.resume)
-        run_file = out / RUN_FILE
-        if not run_file.exists():
-            raise ValueError(f"cannot resume {out}: no {RUN_FILE} there (was it made by `cagekit train`?)")
-        try:
-            run = json.loads(run_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot resume {out}: its {RUN_FILE} is unreadable ({exc})") from exc
-        ckpt.adopt_spec(run, run_file)  # a scenario of the user's own: registered again here
-        _refuse_changed_settings(run, args, out)
-        if args.steps is not None:
-            run["steps"] = args.steps
-        if args.checkpoint_every is not None:
-            run["checkpoint_every"] = args.checkpoint_every
-    else:
-        if args.algo is None:
-            raise ValueError(f"--algo is required ({', '.join((*ALGOS, *SB3_ALGOS))})")
-        if args.red is not None and not args.red.strip():  # not taken for the default, all
-            raise ValueError("--red is empty: name a red agent, a comma-separated list, or all")
-        # every red agent unless told otherwise: the evaluation scores a team against all of them, and a team
-        # trained on one over-defends against the others (docs/dial.md, "One red in training, three in scoring")
-        env_kwargs = {k: v for k, v in (("message_cost", args.message_cost), ("red", args.red or "all"),
-                                        ("detection", args.detection), ("layout", getattr(args, "layout", None)))
-                      if v is not None}
-        scenario = args.scenario or "paper-small"
-        seed = 0 if args.seed is None else args.seed
-        simulator = getattr(args, "backend", None) or default_simulator(scenario)
-        if simulator != "engine":
-            env_kwargs["simulator"] = simulator
-        out = Path(args.out or f"runs/{args.algo}-{scenario}-{seed}")
-        steps = 200_000 if args.steps is None else args.steps
-        run = {"algo": args.algo, "scenario": scenario, "seed": seed, "steps": steps,
-               "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
-               "snapshots": args.snapshots or 0}
-        ckpt.with_spec(run)  # a registered scenario's spec: --resume in a fresh process registers it again
-        check_new_run_folder(out)
-    algo = run["algo"]
-    if algo not in (*ALGOS, *SB3_ALGOS):
-        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join((*ALGOS, *SB3_ALGOS))}")
-    if algo in SB3_ALGOS and args.checkpoint_every is not None:
-        raise ValueError(f"--checkpoint-every sets the interval of our learners ({', '.join(ALGOS)}); {algo} is "
-                         f"an SB3 run, which checkpoints every tenth of the run into OUT/checkpoints/")
-    if algo not in SB3_ALGOS and run.get("checkpoint_every") is None:
-        run["checkpoint_every"] = CHECKPOINT_EVERY
-    for key, least in (("steps", 1), ("checkpoint_every", 1), ("snapshots", 0), ("seed", 0)):
-        if run.get(key) is not None and run[key] < least:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= {least}, got {run[key]}")
-    spec = get_scenario(run["scenario"])  # an unknown scenario is named here, before any folder is made
-    spec.layout(run["env"].get("layout"))  # and an unknown layout, naming the scenario's
-    if not args.resume:  # a red list that cannot be read, named as the option typed (a resume's is recorded)
-        from cagekit.agents.rollout import training_reds
-
-        try:
-            training_reds(spec.name, run["env"].get("red"))
-        except ValueError as exc:
-            raise ValueError(f"--red: {exc}") from None
-    for setting in ("detection", "message_cost"):
-        spec.setting(setting, run["env"].get(setting))
-    check_training(algo, spec.name, run["config"], run["env"])
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
-    try:
-        return _train_run(run, out, args)
-    except Exception:
-        # refused before anything was trained (a bad scenario, red, config...): leave no run behind that
-        # would make the corrected command ask for --resume
-        if not args.resume and [p.name for p in out.iterdir()] == [RUN_FILE]:
-            (out / RUN_FILE).unlink()
-            if created:
-                out.rmdir()
-        raise
-
-
-def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
-    algo = run["algo"]
-    progress = not getattr(args, "no_progress", False)
-    if algo in SB3_ALGOS:
-        from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3 import stopped_short, train_sb3
-
-        hyper = load_mapping(run["config"]) if run["config"] else None
-        model = train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper,
-                          progress_bar=progress, resume=bool(args.resume), snapshots=run.get("snapshots", 0),
-                          **run["env"])
-        interrupted = stopped_short(model, run["steps"])
-        state = ("interrupted; resume with --resume " + str(out) if interrupted
-                 else f"done: {out / 'model.zip'} (score it: python evaluation.py {out})")
-        print(f"{algo} on {run['scenario']}: {model.num_timesteps:,} env steps, {state}")
-        return 130 if interrupted else 0
-    limit_torch_threads()
-    learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
-    note = exploration_note(algo, run["config"], run["steps"])
-    if note:
-        print(note)
-    summary = train(learner, run["steps"], out, checkpoint_every=run["checkpoint_every"],
-                    resume=bool(args.resume), progress=progress, snapshots=run.get("snapshots", 0))
-    state = "interrupted; resume with --resume " + str(out) if summary["interrupted"] else "done"
-    if summary["env_steps"] > run["steps"] and summary["new_updates"] == 0:  # --resume with fewer steps
-        state = f"already trained past the {run['steps']:,} steps asked for: nothing to do"
-    elif summary["env_steps"] > run["steps"]:  # as SB3's PPO does in whole rollouts
-        state += f" ({run['steps']:,} asked for: {algo} learns from whole batches of episodes)"
-    if not summary["interrupted"]:  # where the weights are, as the SB3 runs' line says, and how to score them
-        state += f"; checkpoint in {out}/ (score it: python evaluation.py {out})"
-    print(f"{algo} on {run['scenario']}: {summary['updates']} updates, {summary['env_steps']:,} env steps, {state}")
-    return 130 if summary["interrupted"] else 0
-
-
 def exploration_note(algo: str, config: Any, steps: int) -> str | None:
     """A note when a run of `algo` with `config` (as `make_learner` takes it) ends before its epsilon schedule
     does. DIAL's defaults are the paper's, made for about 19M env steps (epsilon anneals over 2M), so a short
@@ -734,49 +352,6 @@ def exploration_note(algo: str, config: Any, steps: int) -> str | None:
             f"it ends still exploring.{hint}")
 
 
-def training_threads() -> int:
-    """The torch threads a training run uses: CAGEKIT_TORCH_THREADS, 1 by default.
-
-    The networks are small: on this 2-core class of machine, extra intra-op threads only fight each other
-    and any parallel job (measured: a PPO run took 762 s with default threads, 33 s with one)."""
-    import os
-
-    raw = os.environ.get("CAGEKIT_TORCH_THREADS", "1")
-    try:
-        threads = int(raw)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ValueError(f"CAGEKIT_TORCH_THREADS must be an integer >= 1 (torch threads per training run), "
-                         f"got {raw!r}")
-    return threads
-
-
-def limit_torch_threads() -> int:
-    """Set torch to `training_threads()` for the rest of the process (the CLI's commands); returns the count."""
-    import torch
-
-    threads = training_threads()
-    torch.set_num_threads(threads)
-    return threads
-
-
-@contextlib.contextmanager
-def pinned_torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU threads set to `threads` for the block (None: left alone), the caller's setting restored
-    after it. The count changes how torch splits its sums, and so the trained weights' last bits: pinning it
-    makes a run from Python give the CLI's result on any machine, without changing the caller's process."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def default_simulator(scenario: str) -> str:
     """Train on the twin where its equivalence with the engine is shown (the paper scenarios)."""
     from cagekit.twin import TWIN_SCENARIOS
@@ -784,3 +359,4 @@ def default_simulator(scenario: str) -> str:
     return "twin" if scenario in TWIN_SCENARIOS else "engine"
 
 
+__all__ = ["ALGOS", "DIAL_ALGOS", "Learner", "deferred_interrupt", "make_learner", "train"]

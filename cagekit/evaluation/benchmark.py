@@ -132,7 +132,7 @@ class BenchmarkPlan:
     def source(self, algo: str, seed: int) -> str:
         """What evaluation.py scores for `algo`'s seed: a heuristic's or user team's own, else the run's chosen
         weights."""
-        from cagekit.agents.training import chosen_weights
+        from cagekit.agents.snapshots import chosen_weights
 
         if algo in self.teams:
             return self.teams[algo]
@@ -217,7 +217,7 @@ def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = 
 def _check_selection(run: Path, select_episodes: int | None) -> None:
     """A run's `selection.json` decides which weights are scored (`chosen_weights`), so a benchmark that asks
     for another choice, or for the final weights, must not score or overwrite it."""
-    from cagekit.agents.training import SELECTION_FILE
+    from cagekit.agents.snapshots import SELECTION_FILE
 
     file = run / SELECTION_FILE
     if select_episodes is None or not file.exists():
@@ -255,7 +255,7 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
         done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed,
                                          "snapshots": snapshots, "select_episodes": select_episodes}) + "\n")
     if select_episodes:
-        from cagekit.agents.training import limit_torch_threads
+        from cagekit.agents.threads import limit_torch_threads
         from cagekit.evaluation.selection import select_snapshot
 
         limit_torch_threads()
@@ -268,7 +268,8 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
     """Train (or continue) one run to `steps`; returns its seconds and, for an SB3 run continued from a
     checkpoint, the step it resumed at. A run cut short by Ctrl-C keeps its state (the trainers save it)
     and raises KeyboardInterrupt, so that it is never recorded as finished: a rerun continues it."""
-    from cagekit.agents.training import default_simulator, limit_torch_threads
+    from cagekit.agents.threads import limit_torch_threads
+    from cagekit.agents.training import default_simulator
 
     limit_torch_threads()
     env = {"simulator": default_simulator(scenario), **env}
@@ -276,7 +277,8 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
     resumed_at = None
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3 import latest_checkpoint, stopped_short, train_sb3
+        from cagekit.agents.sb3.checkpoints import latest_checkpoint
+        from cagekit.agents.sb3.training import stopped_short, train_sb3
 
         hyper = load_mapping(config) if config else None
         checkpoint = latest_checkpoint(run)  # an earlier, interrupted try: continue it rather than start over

@@ -6,7 +6,7 @@ policy at each K-th of the run (`train(snapshots=K)`, `train_sb3(snapshots=K)`);
 final weights are scored by the evaluation harness (on the twin where it models the scenario, else on the
 engine) at the episode length the run trained on, with a protocol seed the engine evaluation never uses
 (`SELECTION_SEED_OFFSET + seed`), and the best one is recorded in `selection.json` (which
-`cagekit.agents.training.chosen_weights` reads). The reported score then comes from fresh engine episodes, so
+`cagekit.agents.snapshots.chosen_weights` reads). The reported score then comes from fresh engine episodes, so
 the choice does not inflate it. The criterion is the training objective: return minus channel cost, summed
 over the reds.
 """
@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cagekit.agents.training import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR, default_simulator
+from cagekit.agents.snapshots import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR
+from cagekit.agents.training import default_simulator
 
 SELECTION_SEED_OFFSET = 1_000_000
 

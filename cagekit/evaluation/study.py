@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.agents.training import chosen_weights, snapshot_steps
+from cagekit.agents.snapshots import chosen_weights, snapshot_steps
 from cagekit.evaluation import benchmark_layout as layout
 from cagekit.evaluation.benchmark import (
     TRAIN_RECORD,
@@ -290,7 +290,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _curves(bp: BenchmarkPlan, algos: list[str], path: Path) -> None:
-    from cagekit.agents.training import plot_runs
+    from cagekit.agents.run_logs import plot_runs
 
     runs, labels = [], []
     for algo in algos:

@@ -102,7 +102,7 @@ def find_checkpoint(path: str | Path) -> Path:
     the chosen weights. In a training run folder with several checkpoints, one under a folder named like
     `best`, then `final`, is preferred, then the newest."""
     from cagekit.agents import LEARNED
-    from cagekit.agents.training import SELECTION_FILE, chosen_weights
+    from cagekit.agents.snapshots import SELECTION_FILE, chosen_weights
 
     path = Path(path)
     if (path / SELECTION_FILE).is_file():
@@ -266,7 +266,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
             if names != list(env.possible_agents):
                 raise ValueError(f"checkpoint agents {names} differ from scenario {scenario!r} agents "
                                  f"{env.possible_agents} (layout {layout!r})")
-        from cagekit.agents.training import SELECTION_DIR, SNAPSHOT_DIR
+        from cagekit.agents.snapshots import SELECTION_DIR, SNAPSHOT_DIR
 
         root = resolved.checkpoint
         assert root is not None

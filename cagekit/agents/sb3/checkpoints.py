@@ -1,0 +1,68 @@
+"""The files of an SB3 run folder: its model.zip and replay buffer, the checkpoints every tenth of the run, the
+latest of them to resume from, and a model loaded with an error that names the file."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.zip"
+REPLAY_BUFFER_FILE = "replay_buffer.pkl"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "model"
+
+
+def _saved_steps(model_file: Path) -> int | None:
+    """`num_timesteps` of an SB3 model zip, read from its JSON "data" entry; None if unreadable."""
+    try:
+        with zipfile.ZipFile(model_file) as zf:
+            return int(json.loads(zf.read("data"))["num_timesteps"])
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError):
+        return None
+
+
+def _load_model(cls: Any, model_file: Path, **kwargs: Any) -> Any:
+    """`cls.load` on CPU; a truncated or foreign zip is a ValueError naming the file, not SB3's bare
+    AssertionError ("No data found in the saved file")."""
+    try:
+        return cls.load(model_file, device="cpu", **kwargs)
+    except (AssertionError, zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"cannot load the SB3 model {model_file}: corrupt, truncated or not a {cls.__name__} model "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def refuse_trained_folder(out: Path) -> None:
+    """A new run must not write into a folder holding a run (its model.zip, meta.json or checkpoints): it
+    would overwrite them and pile its TensorBoard events beside the old ones."""
+    found = [name for name in (MODEL_FILE, "meta.json") if (out / name).exists()]
+    if (out / CHECKPOINT_DIR).is_dir() and any((out / CHECKPOINT_DIR).iterdir()):
+        found.append(f"{CHECKPOINT_DIR}/")
+    if found:
+        raise ValueError(f"{out} already holds a trained run ({', '.join(found)}); training a new one there would "
+                         f"overwrite it: pass resume=True to continue it, or another out_dir")
+
+
+def latest_checkpoint(out_dir: str | Path) -> tuple[Path, Path | None, int] | None:
+    """The most advanced SB3 model in a run folder: (model zip, its replay buffer or None, its step count).
+
+    Candidates: `model.zip` (written at the end and on Ctrl-C; its replay buffer `replay_buffer.pkl`)
+    and `checkpoints/model_<N>_steps.zip` (with `model_replay_buffer_<N>_steps.pkl`); the most steps
+    wins, `model.zip` on a tie. None if there is none.
+    """
+    out = Path(out_dir)
+    found: list[tuple[int, int, Path, Path]] = []
+    steps = _saved_steps(out / MODEL_FILE) if (out / MODEL_FILE).exists() else None
+    if steps is not None:
+        found.append((steps, 1, out / MODEL_FILE, out / REPLAY_BUFFER_FILE))
+    for path in (out / CHECKPOINT_DIR).glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"):
+        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}_(\d+)_steps\.zip", path.name)
+        if match:
+            buffer = path.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{match[1]}_steps.pkl")
+            found.append((int(match[1]), 0, path, buffer))
+    if not found:
+        return None
+    steps, _, model_file, buffer = max(found)
+    return model_file, (buffer if buffer.exists() else None), steps

@@ -1,0 +1,82 @@
+"""The SB3 algorithms' hyperparameters: our defaults, and a config's values checked (keys, types, ranges) before
+a run's folder is made, since SB3 itself checks few of them and fails late, in its asserts."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from cagekit.agents.config_file import RANGES, check_value
+
+ALGOS = ("ppo", "maskable-ppo", "dqn")
+
+#: per-algorithm defaults, overridable with `algo_kwargs`
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "ppo": {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99,
+            "gae_lambda": 0.95, "ent_coef": 0.01, "clip_range": 0.2},
+    "maskable-ppo": {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99,
+                     "gae_lambda": 0.95, "ent_coef": 0.01, "clip_range": 0.2},
+    "dqn": {"learning_rate": 5e-4, "buffer_size": 100_000, "learning_starts": 2_000, "batch_size": 128,
+            "gamma": 0.99, "train_freq": 4, "target_update_interval": 2_000, "exploration_fraction": 0.3,
+            "exploration_final_eps": 0.05},
+}
+
+
+#: the ranges of the numeric hyperparameters that have one (`config_file.RANGES`); SB3 checks few of them itself,
+#: and a negative batch or a gamma of 5 otherwise fails in SB3's asserts or trains on nonsense
+BOUNDS: dict[str, str] = {
+    **dict.fromkeys(("n_steps", "batch_size", "n_epochs", "buffer_size", "train_freq", "target_update_interval",
+                     "stats_window_size"), ">= 1"),
+    **dict.fromkeys(("learning_rate", "clip_range", "max_grad_norm"), "> 0"),
+    **dict.fromkeys(("learning_starts", "ent_coef", "vf_coef"), ">= 0"),
+    **dict.fromkeys(("gamma", "gae_lambda", "tau", "exploration_fraction", "exploration_initial_eps",
+                     "exploration_final_eps"), "in [0, 1]"),
+}
+#: the constructor arguments train_sb3 sets itself, not a config's to give
+_FIXED = frozenset({"self", "policy", "env", "seed", "verbose", "device", "policy_kwargs", "_init_setup_model"})
+
+
+def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`algo_kwargs` with whole floats made ints, or a ValueError naming the key, the value and what is valid.
+
+    A value's type is its default's in the algorithm's signature (where that is a number, text or a flag) and
+    its range `BOUNDS`': a config file's "x" for a learning rate would otherwise end in SB3's traceback
+    after the run's folder was made."""
+    params = inspect.signature(_algo_class(algo).__init__).parameters
+    settable = sorted(set(params) - _FIXED)
+    unknown = sorted(set(algo_kwargs or {}) - set(settable))
+    if unknown:
+        raise ValueError(f"unknown {algo} hyperparameter(s) {unknown}; valid: {', '.join(settable)}")
+    checked = {}
+    for key, value in (algo_kwargs or {}).items():
+        hint, default = params[key].annotation, params[key].default
+        kind = next((k for k in (hint, type(default)) if k in (bool, int, float, str)), None)
+        if kind is not None:
+            value = check_value(algo, key, value, kind)
+        rule = BOUNDS.get(key)
+        if rule is not None and not RANGES[rule](value):
+            raise ValueError(f"{algo} config key {key!r} must be {rule}, got {value!r}")
+        checked[key] = value
+    return checked
+
+
+def _algo_class(algo: str) -> type[BaseAlgorithm]:
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "maskable-ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    if algo == "dqn":
+        from stable_baselines3 import DQN
+
+        return DQN
+    raise ValueError(f"unknown SB3 algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+
+
+# ---------------------------------------------------------------------------------------------------

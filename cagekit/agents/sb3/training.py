@@ -1,0 +1,236 @@
+"""Training an SB3 baseline, from scratch or resumed.
+
+`train_sb3` runs on `CentralisedEnv` (every agent's observation in, every agent's action
+out) or, for cage2's classic layout, on `ClassicCage2Env` (the single CAGE-2 Blue agent). It writes to
+`out_dir`: `model.zip` (the SB3 checkpoint), `meta.json` (algorithm, scenario, environment settings,
+agent slots, versions), `progress.csv` and TensorBoard event files, `checkpoints/model_<N>_steps.zip`
+every tenth of the run (DQN: with its replay buffer, the latest one kept, and `replay_buffer.pkl`
+beside `model.zip`). `train_sb3(..., resume=True)` continues a run from its latest checkpoint, and
+`ProgressCallback` gives SB3 runs the progress bar of our own learners.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from cagekit.agents.base import team_slots
+from cagekit.agents.checkpoint import with_spec
+from cagekit.agents.sb3.callbacks import ProgressCallback, _Checkpoints, _finish_snapshots, _Snapshots
+from cagekit.agents.sb3.checkpoints import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_PREFIX,
+    MODEL_FILE,
+    REPLAY_BUFFER_FILE,
+    _load_model,
+    _saved_steps,
+    latest_checkpoint,
+    refuse_trained_folder,
+)
+from cagekit.agents.sb3.hyperparameters import DEFAULTS, _algo_class, check_hyperparameters
+from cagekit.agents.sb3.run_logger import _run_logger
+
+
+def _env_settings(scenario: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    from cagekit.wrappers.gym_views import is_classic
+
+    settings = {k: v for k, v in env_kwargs.items() if k != "seed"}
+    if is_classic(scenario, settings.get("layout")):
+        settings.pop("flatten", None)
+        return settings
+    return settings
+
+
+def copies_for_reds(n_envs: int, n_reds: int) -> int:
+    """The number of environment copies to train on for `n_envs` requested and `n_reds` red agents: with
+    several reds, the nearest multiple of `n_reds` (at least `n_reds`), so that each red gets as many copies."""
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if n_reds <= 1:
+        return int(n_envs)
+    return max(n_reds, (n_envs + n_reds // 2) // n_reds * n_reds)
+
+
+def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, seed: int = 0,
+              out_dir: str | Path = "runs/sb3", n_envs: int = 4, *, vec: str = "dummy", progress_bar: bool = True,
+              algo_kwargs: dict[str, Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
+              verbose: int = 0, torch_threads: int | str | None = "env", resume: bool = False, snapshots: int = 0,
+              progress: bool | None = None, **env_kwargs: Any) -> Any:
+    """Train `algo` ("ppo", "maskable-ppo", "dqn") on `scenario` for `steps` environment steps.
+
+    `env_kwargs` go to the gymnasium view (`make_env`'s keywords: `red`, `episode_length`, `channel`,
+    `sau`, `message_cost`, `layout`, ...); `layout="classic"` on cage2 trains the single CAGE-2 Blue
+    agent. `red` may also be a comma-separated list or "all" (`rollout.training_reds`): copy `i` then
+    plays `reds[i % len(reds)]`, and `n_envs` becomes a multiple of the number of reds
+    (`copies_for_reds`: 1 or 4 copies against 3 reds give 3; meta.json records the copies used).
+    DQN needs a flat Discrete action: multi-agent scenarios get the joint action flattened when
+    it has at most `MAX_FLAT_ACTIONS` values (paper-small) and are refused otherwise.
+    Copies are seeded `seed + i`, so one seed gives one learning curve (`vec` "dummy" or "subproc").
+    Writes model.zip, meta.json, progress.csv and TensorBoard logs to `out_dir`, checkpoints every tenth
+    of the run and the model on Ctrl-C (which returns the model so far); returns the model.
+    `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's; `progress`, the name
+    `train()` and `evaluate()` use, sets it too. `snapshots=K` keeps the
+    policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does).
+    `torch_threads` sets torch's CPU threads while training, the caller's restored after: "env" (the
+    default) takes CAGEKIT_TORCH_THREADS, 1 when unset, as our learners and the CLI do (these MLPs are
+    tiny and extra threads only contend, badly so on a busy machine); None leaves torch's setting alone.
+
+    `resume=True` continues the run in `out_dir` from its latest checkpoint (`latest_checkpoint`; a
+    ValueError if there is none) until `steps` in all, appending to its progress.csv and TensorBoard log;
+    a run already at `steps` is left as it is (the loaded model is returned). The hyperparameters are the
+    checkpoint's (`algo_kwargs`/`policy_kwargs` are ignored); DQN reloads the replay buffer saved with
+    the checkpoint. Unlike our learners' resume this is not bit-exact: the environment copies are
+    reseeded with `seed + resumed step`, torch's random state is not restored, PPO drops the rollout cut
+    by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step.
+    """
+    from cagekit.agents.threads import pinned_torch_threads, training_threads
+    from cagekit.agents.training import check_count
+
+    if progress is not None:
+        progress_bar = progress
+    if torch_threads == "env":
+        torch_threads = training_threads()
+    elif torch_threads is not None:
+        torch_threads = check_count("torch_threads", torch_threads, 1,
+                                    "(or \"env\": CAGEKIT_TORCH_THREADS; or None: torch's own setting)")
+    with pinned_torch_threads(torch_threads):  # from the model's construction on: its initial weights depend on it
+        return _train_sb3(algo, scenario, steps, seed, out_dir, n_envs, vec=vec, progress_bar=progress_bar,
+                          algo_kwargs=algo_kwargs, policy_kwargs=policy_kwargs, verbose=verbose, resume=resume,
+                          snapshots=snapshots, **env_kwargs)
+
+
+def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | Path, n_envs: int, *, vec: str,
+               progress_bar: bool, algo_kwargs: dict[str, Any] | None, policy_kwargs: dict[str, Any] | None,
+               verbose: int, resume: bool, snapshots: int, **env_kwargs: Any) -> Any:
+    """`train_sb3` with torch's threads set."""
+    import sb3_contrib
+    import stable_baselines3
+
+    import cagekit
+    from cagekit.agents.rollout import training_reds
+    from cagekit.agents.training import check_count, deferred_interrupt
+    from cagekit.wrappers.gym_views import CentralisedEnv, is_classic, make_gym_env, make_vec_env
+    from cagekit.wrappers.parallel import check_seed
+
+    cls = _algo_class(algo)
+    steps = check_count("steps", steps, 1, "(environment steps to train)")
+    snapshots = check_count("snapshots", snapshots, 0, "(0: none)")
+    seed = check_seed(seed) or 0  # as make_learner: str + int fails later saying nothing of the seed
+    algo_kwargs = check_hyperparameters(algo, algo_kwargs)
+    out = Path(out_dir)
+    if not resume:
+        refuse_trained_folder(out)
+    checkpoint = None
+    if resume:
+        checkpoint = latest_checkpoint(out)
+        unreadable = (out / MODEL_FILE).exists() and _saved_steps(out / MODEL_FILE) is None
+        if checkpoint is None:
+            raise ValueError(f"cannot resume {out}: no SB3 checkpoint there ({MODEL_FILE} or "
+                             f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)" +
+                             (f"; its {MODEL_FILE} is unreadable (corrupt or cut short)" if unreadable else ""))
+        if unreadable:  # said, not silently passed over: the steps after that checkpoint are trained again
+            print(f"{out / MODEL_FILE} is unreadable (corrupt or cut short): continuing from {checkpoint[0]} at "
+                  f"{checkpoint[2]:,} steps", file=sys.stderr)
+        if checkpoint[2] >= steps:
+            print(f"{out}: already trained for {checkpoint[2]:,} of {steps:,} steps; nothing to do")
+            return _load_model(cls, checkpoint[0])
+    reds = training_reds(scenario, env_kwargs.get("red"))  # raises on an unknown red, naming the valid ones
+    n_envs = copies_for_reds(n_envs, len(reds))
+    classic = is_classic(scenario, env_kwargs.get("layout"))
+    if not classic:
+        env_kwargs["flatten"] = algo == "dqn"
+    copy_kwargs = {k: v for k, v in env_kwargs.items() if k != "red"}  # red="all" etc.: per copy, via `reds`
+    first = {} if reds[0] is None else {"red": reds[0]}
+    probe = make_gym_env(scenario, **copy_kwargs, **first)  # raises here (not in a worker) on a bad setting
+    slots = team_slots(probe.par)
+    nvec = [int(n) for n in probe.nvec] if isinstance(probe, CentralisedEnv) else [int(probe.action_space.n)]
+    probe.close()
+
+    venv = make_vec_env(n_envs, seed, vec=vec, scenario=scenario, reds=reds, **copy_kwargs)
+    kwargs = {**DEFAULTS[algo], **algo_kwargs}
+    if algo != "dqn":
+        kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * n_envs)
+    previous_meta: dict[str, Any] = {}
+    start = 0
+    if checkpoint is None:
+        try:  # before the run's folder: what `check_hyperparameters` cannot see, SB3 refuses here
+            model = cls("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", policy_kwargs=policy_kwargs,
+                        **kwargs)
+        except (AssertionError, TypeError, ValueError) as exc:
+            venv.close()
+            given = f"hyperparameters {algo_kwargs or kwargs}" + (f" and policy_kwargs {policy_kwargs}"
+                                                                  if policy_kwargs else "")
+            raise ValueError(f"{algo} refuses its {given}: {exc}") from exc
+    else:
+        model_file, buffer_file, _ = checkpoint
+        model = _load_model(cls, model_file, env=venv)
+        start = int(model.num_timesteps)
+        model.set_random_seed(seed + start)  # the copies' next resets: seed + start + i
+        model._last_obs = None  # the saved last observation is not the new copies': learn() resets them
+        if hasattr(model, "load_replay_buffer"):
+            if buffer_file is None:
+                print(f"warning: no replay buffer saved with {model_file}; {algo} continues with an empty one")
+            else:
+                model.load_replay_buffer(buffer_file)
+                if model.replay_buffer.n_envs != venv.num_envs:
+                    venv.close()
+                    raise ValueError(f"the replay buffer of {buffer_file} holds {model.replay_buffer.n_envs} "
+                                     f"environment copies, this run has {venv.num_envs}")
+        if (out / "meta.json").exists():
+            previous_meta = json.loads((out / "meta.json").read_text())
+        print(f"resuming {out} from {model_file.name} at {start:,} of {steps:,} steps")
+    out.mkdir(parents=True, exist_ok=True)
+    model.set_logger(_run_logger(out, start if checkpoint is not None else None))
+
+    # PPO collects whole rollouts of n_steps per copy, so it trains past a --steps that is not a multiple of one
+    rollout = int(model.n_steps) * n_envs if isinstance(model, OnPolicyAlgorithm) else 1
+    planned = -(-int(steps) // rollout) * rollout
+    if planned != int(steps) and checkpoint is None:
+        print(f"note: {algo} trains in rollouts of {rollout:,} env steps, so {int(steps):,} steps become {planned:,}")
+    # checkpoints every tenth of the run (as our learners do every K updates), and the model on Ctrl-C
+    every = max(planned // 10 // max(n_envs, 1), 1)
+    checkpoints = _Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
+                               save_replay_buffer=True)
+    progress = ProgressCallback(int(steps), enabled=progress_bar, label=f"{algo} seed {seed}")
+    callbacks = [checkpoints, progress] + ([_Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
+    try:
+        model.learn(total_timesteps=int(steps) - start, reset_num_timesteps=checkpoint is None,
+                    progress_bar=False, callback=callbacks)
+    except KeyboardInterrupt:
+        progress.close()  # the bar's last figures above the message
+        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far "
+              f"(continue with `cagekit train --resume {out}`)")
+    finally:
+        progress.close()
+        venv.close()
+        model.logger.close()
+    meta = {"algo": algo, "scenario": scenario, "view": "classic" if classic else "centralised",
+            "execution": "centralised", "flatten": bool(env_kwargs.get("flatten", False)),
+            "env": _env_settings(scenario, env_kwargs), "nvec": nvec,
+            "agents": [s.name for s in slots], "slots": [s.to_json() for s in slots],
+            "mask_actions": True, "steps": int(steps), "num_timesteps": int(model.num_timesteps), "seed": seed,
+            "n_envs": n_envs,
+            "hyperparameters": previous_meta.get("hyperparameters", {
+                k: v for k, v in kwargs.items() if isinstance(v, int | float | str | bool)}),
+            "policy_kwargs": previous_meta.get("policy_kwargs", policy_kwargs or {}), "model": MODEL_FILE,
+            "versions": {"cagekit": cagekit.__version__, "stable_baselines3": stable_baselines3.__version__,
+                         "sb3_contrib": sb3_contrib.__version__}}
+    with deferred_interrupt():  # a second Ctrl-C waits for these files
+        if hasattr(model, "save_replay_buffer"):
+            model.save_replay_buffer(out / REPLAY_BUFFER_FILE)
+            meta["replay_buffer"] = REPLAY_BUFFER_FILE
+        model.save(out / MODEL_FILE)
+        with_spec(meta)  # a registered scenario's spec, for a fresh process to load the run (snapshots too)
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        _finish_snapshots(out, meta)
+    return model
+
+
+def stopped_short(model: Any, steps: int) -> bool:
+    """Whether `train_sb3` returned before `steps` env steps, i.e. on Ctrl-C: SB3 otherwise stops at or
+    past the target (PPO trains whole rollouts), so this is how its callers tell an interrupted run."""
+    return int(model.num_timesteps) < int(steps)

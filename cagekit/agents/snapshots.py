@@ -1,0 +1,63 @@
+"""A run's policy snapshots and the choice among them: where `train(snapshots=K)` and `train_sb3` keep the
+policy at every K-th of a run, when each is due, and which weights a run's selection chose to score or package
+(`cagekit.evaluation.selection` makes that choice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SNAPSHOT_DIR = "snapshots"
+#: a run's record of which snapshot to score (`chosen_weights`), and the evaluations behind that choice
+SELECTION_FILE = "selection.json"
+SELECTION_DIR = "selection"
+
+
+def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:
+    """Where a run keeps its policy snapshot taken at `env_steps` (the same for every learner, SB3's too)."""
+    return Path(out_dir) / SNAPSHOT_DIR / f"step{int(env_steps):09d}"
+
+
+def chosen_weights(run_dir: str | Path) -> Path:
+    """The weights to score or package for a run: the snapshot its selection chose (`SELECTION_FILE`, written
+    by `cagekit.evaluation.selection`), or its final weights when none was made."""
+    import json
+
+    run = Path(run_dir)
+    file = run / SELECTION_FILE
+    if not file.exists():
+        return run
+    chosen = run / json.loads(file.read_text())["chosen"]
+    if not (chosen / "meta.json").is_file():
+        raise ValueError(f"{file} chooses {chosen}, which holds no checkpoint (meta.json); delete {file} to "
+                         f"choose again")
+    return chosen
+
+
+def snapshot_steps(folder: str | Path) -> int:
+    """The env steps of a snapshot folder made by `snapshot_dir`."""
+    return int(Path(folder).name.removeprefix("step"))
+
+
+def snapshot_marks_passed(env_steps: int, steps: int, snapshots: int) -> int:
+    """How many of the marks steps/K, 2 steps/K, ... a run at `env_steps` has passed (the last mark is the end)."""
+    return min(env_steps * snapshots // steps, snapshots) if snapshots > 0 and steps > 0 else 0
+
+
+class SnapshotSchedule:
+    """When a run of `steps` env steps, now at `start`, is due a snapshot: each time it passes another
+    `count`-th of them, except at the end (the run's own checkpoint is its last weights). Used by `train`
+    and by SB3's snapshot callback alike."""
+
+    def __init__(self, steps: int, count: int, start: int):
+        self.steps, self.count = steps, count
+        self.passed = snapshot_marks_passed(start, steps, count)
+
+    def due(self, env_steps: int) -> bool:
+        passed = snapshot_marks_passed(env_steps, self.steps, self.count)
+        due = passed > self.passed and env_steps < self.steps
+        self.passed = passed
+        return due
+
+
+__all__ = ["SELECTION_DIR", "SELECTION_FILE", "SNAPSHOT_DIR", "SnapshotSchedule", "chosen_weights", "snapshot_dir",
+           "snapshot_marks_passed", "snapshot_steps"]

@@ -144,7 +144,7 @@ def check_training(algo: str, scenario: str, config: str | Path | None, env: dic
         QmixConfig.coerce(config)
 
 
-def _progress(enabled: bool, total: int, initial: int, label: str = "train") -> Progress | None:
+def make_progress_bar(enabled: bool, total: int, initial: int, label: str = "train") -> Progress | None:
     """A started rich progress bar of training steps, or None when `enabled` is false. `label` names the run
     (its algorithm and seed), so that a benchmark's runs, one bar after another, can be told apart."""
     if not enabled:
@@ -164,7 +164,7 @@ def _run_label(learner: Learner) -> str:
     return f"{learner.algo} seed {learner.seed}"
 
 
-def _stats_text(ret: float, bits: float, epsilon: float, steps_per_s: float) -> str:
+def stats_text(ret: float, bits: float, epsilon: float, steps_per_s: float) -> str:
     """The stats column of the training bar (ours and SB3's): return, bits per episode, epsilon (left out for
     a learner without one, such as PPO, rather than shown as nan), steps/s."""
     eps = "" if math.isnan(epsilon) else f"eps {epsilon:.3f}  "
@@ -279,7 +279,7 @@ def _train(learner: Learner, steps: int, out: Path, checkpoint_every: int | None
         writer.writeheader()
         writer.writerows(rows)
     tb = SummaryWriter(str(out / "tb"), purge_step=learner.updates if learner.updates else None)
-    bar = _progress(progress, steps, learner.env_steps, label=_run_label(learner))
+    bar = make_progress_bar(progress, steps, learner.env_steps, label=_run_label(learner))
     start_updates = learner.updates
     t_start = time.perf_counter()
     elapsed_before = float(rows[-1]["time_s"]) if rows else 0.0
@@ -307,7 +307,7 @@ def _train(learner: Learner, steps: int, out: Path, checkpoint_every: int | None
                             tb.add_scalar(f"train/{key}", value, learner.env_steps)
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=min(learner.env_steps, steps),
-                               stats=_stats_text(last.get("return", math.nan), last.get("bits", math.nan),
+                               stats=stats_text(last.get("return", math.nan), last.get("bits", math.nan),
                                                  last.get("epsilon", math.nan), rate))
                 # a multiple crossed, not hit: a DIAL update makes `grad_steps` gradient steps at once
                 if checkpoint_every and learner.updates // checkpoint_every > updates_before // checkpoint_every:

@@ -23,7 +23,7 @@ class ProgressCallback(BaseCallback):
     """The progress bar of our own learners (`cagekit.agents.training._progress`) for an SB3 run, and bits in
     its log.
 
-    The bar counts environment steps up to `total`; its stats column is `cagekit.agents.training._stats_text`
+    The bar counts environment steps up to `total`; its stats column is `cagekit.agents.training.stats_text`
     of the mean episode return over SB3's stats window (`model.ep_info_buffer`, the team reward), the mean bits
     sent per episode over the same window (summed over agents, from the `CentralisedEnv` step infos'
     `bits_sent`; nan for the classic view, which has no channel), DQN's exploration rate (left out for PPO)
@@ -47,14 +47,14 @@ class ProgressCallback(BaseCallback):
         self._closed = False
 
     def _on_training_start(self) -> None:
-        from cagekit.agents.training import _progress
+        from cagekit.agents.training import make_progress_bar
 
         self._episode_bits = deque(maxlen=int(getattr(self.model, "_stats_window_size", 100)))
         self._bits = np.zeros(self.training_env.num_envs)
         self._marks.clear()
         self._marks.append((time.perf_counter(), int(self.model.num_timesteps)))
         self._closed = False
-        self.progress = _progress(self.enabled, self.total, min(int(self.model.num_timesteps), self.total),
+        self.progress = make_progress_bar(self.enabled, self.total, min(int(self.model.num_timesteps), self.total),
                                   label=self.label)
 
     def _on_step(self) -> bool:
@@ -98,14 +98,14 @@ class ProgressCallback(BaseCallback):
                 "steps_per_s": rate}
 
     def _refresh(self) -> None:
-        from cagekit.agents.training import _stats_text
+        from cagekit.agents.training import stats_text
 
         now = time.perf_counter()
         self._last_refresh = now
         steps = int(self.model.num_timesteps)
         self._marks.append((now, steps))
         s = self.stats()
-        self.stats_text = _stats_text(s["return"], s["bits"], s["epsilon"], s["steps_per_s"])
+        self.stats_text = stats_text(s["return"], s["bits"], s["epsilon"], s["steps_per_s"])
         if self.progress is not None:
             self.progress.update(self.progress.task_ids[0], completed=min(steps, self.total), stats=self.stats_text)
 
@@ -117,7 +117,7 @@ class ProgressCallback(BaseCallback):
             self.progress.stop()
 
 
-class _Checkpoints(CheckpointCallback):
+class Checkpoints(CheckpointCallback):
     """SB3's `CheckpointCallback`, its saves never cut in half by Ctrl-C, keeping only the latest replay buffer."""
 
     def _on_step(self) -> bool:
@@ -134,9 +134,9 @@ class _Checkpoints(CheckpointCallback):
         return True
 
 
-class _Snapshots(BaseCallback):
+class Snapshots(BaseCallback):
     """The policy each time the run passes another K-th of its steps, as `snapshot_dir(out, N)/model.zip`
-    (meta.json is added when training ends, `_finish_snapshots`): what our learners' `train(snapshots=K)` keeps."""
+    (meta.json is added when training ends, `finish_snapshots`): what our learners' `train(snapshots=K)` keeps."""
 
     def __init__(self, out: Path, total: int, count: int, start: int):
         super().__init__()
@@ -157,7 +157,7 @@ class _Snapshots(BaseCallback):
         return True
 
 
-def _finish_snapshots(out: Path, meta: dict[str, Any]) -> None:
+def finish_snapshots(out: Path, meta: dict[str, Any]) -> None:
     """Give each snapshot without one the run's meta.json, with its own step count."""
     from cagekit.agents.snapshots import SNAPSHOT_DIR, snapshot_steps
 

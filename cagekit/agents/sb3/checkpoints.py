@@ -24,7 +24,7 @@ def _saved_steps(model_file: Path) -> int | None:
         return None
 
 
-def _load_model(cls: Any, model_file: Path, **kwargs: Any) -> Any:
+def load_model(cls: Any, model_file: Path, **kwargs: Any) -> Any:
     """`cls.load` on CPU; a truncated or foreign zip is a ValueError naming the file, not SB3's bare
     AssertionError ("No data found in the saved file")."""
     try:

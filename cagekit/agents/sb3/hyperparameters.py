@@ -45,7 +45,7 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
     A value's type is its default's in the algorithm's signature (where that is a number, text or a flag) and
     its range `BOUNDS`': a config file's "x" for a learning rate would otherwise end in SB3's traceback
     after the run's folder was made."""
-    params = inspect.signature(_algo_class(algo).__init__).parameters
+    params = inspect.signature(algo_class(algo).__init__).parameters
     settable = sorted(set(params) - _FIXED)
     unknown = sorted(set(algo_kwargs or {}) - set(settable))
     if unknown:
@@ -63,7 +63,7 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
     return checked
 
 
-def _algo_class(algo: str) -> type[BaseAlgorithm]:
+def algo_class(algo: str) -> type[BaseAlgorithm]:
     if algo == "ppo":
         from stable_baselines3 import PPO
 

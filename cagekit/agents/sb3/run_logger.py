@@ -55,7 +55,7 @@ def _keep_progress_rows(path: Path, upto: int) -> None:
     path.write_text("\n".join(kept) + "\n")
 
 
-def _run_logger(out: Path, resume_at: int | None) -> Logger:
+def run_logger(out: Path, resume_at: int | None) -> Logger:
     """progress.csv and TensorBoard events in `out`; continued (not overwritten) when resuming at a step."""
     if resume_at is None:
         from stable_baselines3.common.logger import configure

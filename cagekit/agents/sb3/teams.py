@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
-from cagekit.agents.sb3.checkpoints import _load_model
-from cagekit.agents.sb3.hyperparameters import _algo_class
+from cagekit.agents.sb3.checkpoints import load_model
+from cagekit.agents.sb3.hyperparameters import algo_class
 
 # ---------------------------------------------------------------------------------------------------
 # greedy masked action of a trained model
@@ -191,7 +191,7 @@ def load_team(path: str | Path, meta: Mapping[str, Any]) -> Team:
     if not model_file.exists():
         raise FileNotFoundError(f"no SB3 model at {model_file}")
     algo = meta["algo"]
-    model = _load_model(_algo_class(algo), model_file)
+    model = load_model(algo_class(algo), model_file)
     mask_actions = bool(meta.get("mask_actions", True))
     slots = [AgentSlot.from_json(s) for s in meta["slots"]]
     if meta.get("view") == "classic":

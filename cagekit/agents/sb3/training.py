@@ -20,19 +20,19 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from cagekit.agents.base import team_slots
 from cagekit.agents.checkpoint import with_spec
-from cagekit.agents.sb3.callbacks import ProgressCallback, _Checkpoints, _finish_snapshots, _Snapshots
+from cagekit.agents.sb3.callbacks import Checkpoints, ProgressCallback, Snapshots, finish_snapshots
 from cagekit.agents.sb3.checkpoints import (
     CHECKPOINT_DIR,
     CHECKPOINT_PREFIX,
     MODEL_FILE,
     REPLAY_BUFFER_FILE,
-    _load_model,
     _saved_steps,
     latest_checkpoint,
+    load_model,
     refuse_trained_folder,
 )
-from cagekit.agents.sb3.hyperparameters import DEFAULTS, _algo_class, check_hyperparameters
-from cagekit.agents.sb3.run_logger import _run_logger
+from cagekit.agents.sb3.hyperparameters import DEFAULTS, algo_class, check_hyperparameters
+from cagekit.agents.sb3.run_logger import run_logger
 
 
 def _env_settings(scenario: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
     from cagekit.wrappers.gym_views import CentralisedEnv, is_classic, make_gym_env, make_vec_env
     from cagekit.wrappers.parallel import check_seed
 
-    cls = _algo_class(algo)
+    cls = algo_class(algo)
     steps = check_count("steps", steps, 1, "(environment steps to train)")
     snapshots = check_count("snapshots", snapshots, 0, "(0: none)")
     seed = check_seed(seed) or 0  # as make_learner: str + int fails later saying nothing of the seed
@@ -137,7 +137,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
                   f"{checkpoint[2]:,} steps", file=sys.stderr)
         if checkpoint[2] >= steps:
             print(f"{out}: already trained for {checkpoint[2]:,} of {steps:,} steps; nothing to do")
-            return _load_model(cls, checkpoint[0])
+            return load_model(cls, checkpoint[0])
     reds = training_reds(scenario, env_kwargs.get("red"))  # raises on an unknown red, naming the valid ones
     n_envs = copies_for_reds(n_envs, len(reds))
     classic = is_classic(scenario, env_kwargs.get("layout"))
@@ -167,7 +167,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
             raise ValueError(f"{algo} refuses its {given}: {exc}") from exc
     else:
         model_file, buffer_file, _ = checkpoint
-        model = _load_model(cls, model_file, env=venv)
+        model = load_model(cls, model_file, env=venv)
         start = int(model.num_timesteps)
         model.set_random_seed(seed + start)  # the copies' next resets: seed + start + i
         model._last_obs = None  # the saved last observation is not the new copies': learn() resets them
@@ -184,7 +184,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
             previous_meta = json.loads((out / "meta.json").read_text())
         print(f"resuming {out} from {model_file.name} at {start:,} of {steps:,} steps")
     out.mkdir(parents=True, exist_ok=True)
-    model.set_logger(_run_logger(out, start if checkpoint is not None else None))
+    model.set_logger(run_logger(out, start if checkpoint is not None else None))
 
     # PPO collects whole rollouts of n_steps per copy, so it trains past a --steps that is not a multiple of one
     rollout = int(model.n_steps) * n_envs if isinstance(model, OnPolicyAlgorithm) else 1
@@ -193,10 +193,10 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
         print(f"note: {algo} trains in rollouts of {rollout:,} env steps, so {int(steps):,} steps become {planned:,}")
     # checkpoints every tenth of the run (as our learners do every K updates), and the model on Ctrl-C
     every = max(planned // 10 // max(n_envs, 1), 1)
-    checkpoints = _Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
+    checkpoints = Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
                                save_replay_buffer=True)
     progress = ProgressCallback(int(steps), enabled=progress_bar, label=f"{algo} seed {seed}")
-    callbacks = [checkpoints, progress] + ([_Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
+    callbacks = [checkpoints, progress] + ([Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
     try:
         model.learn(total_timesteps=int(steps) - start, reset_num_timesteps=checkpoint is None,
                     progress_bar=False, callback=callbacks)
@@ -226,7 +226,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
         model.save(out / MODEL_FILE)
         with_spec(meta)  # a registered scenario's spec, for a fresh process to load the run (snapshots too)
         (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-        _finish_snapshots(out, meta)
+        finish_snapshots(out, meta)
     return model
 
 

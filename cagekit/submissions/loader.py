@@ -204,8 +204,10 @@ class Worker:
         self.kill()
 
     # ------------------------------------------------------------------------------------------------
-    def _fail(self, what: str, exc: type[SubmissionError] = SubmissionError, agent: str | None = None
+    def fail(self, what: str, exc: type[SubmissionError] = SubmissionError, agent: str | None = None
               ) -> SubmissionError:
+        """Stop the worker and return the error to raise, with its output's tail: the worker's own checks of the
+        protocol and the team's checks of a reply (`SubmissionTeam`) end a submission alike."""
         self.kill()
         tail = self.log_tail()
         return exc(what + (f"\nworker output:\n{tail}" if tail else ""), agent)
@@ -216,7 +218,7 @@ class Worker:
         while data:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self._fail(f"submission did not read its input in time ({msg.get('cmd')})", SubmissionTimeout)
+                raise self.fail(f"submission did not read its input in time ({msg.get('cmd')})", SubmissionTimeout)
             _, writable, _ = select.select([], [fd], [], left)
             if writable:
                 try:
@@ -224,7 +226,7 @@ class Worker:
                 except BlockingIOError:
                     continue
                 except (BrokenPipeError, OSError) as exc:
-                    raise self._fail(f"submission worker exited (code {self.proc.poll()})") from exc
+                    raise self.fail(f"submission worker exited (code {self.proc.poll()})") from exc
                 data = data[n:]
 
     def _reply(self, stage: str, timeout: float) -> dict[str, Any]:
@@ -235,7 +237,7 @@ class Worker:
             if left <= 0:
                 agent = self.agent_in_call()
                 whose = f" in agent {agent!r}" if agent is not None else ""
-                raise self._fail(f"submission timed out at {stage}{whose} (limit {timeout:g} s)", SubmissionTimeout,
+                raise self.fail(f"submission timed out at {stage}{whose} (limit {timeout:g} s)", SubmissionTimeout,
                                  agent=agent)
             readable, _, _ = select.select([fd], [], [], left)
             if not readable:
@@ -243,23 +245,23 @@ class Worker:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 self.proc.wait(timeout=5)
-                raise self._fail(f"submission worker exited at {stage} (code {self.proc.returncode})")
+                raise self.fail(f"submission worker exited at {stage} (code {self.proc.returncode})")
             self._buf += chunk
             if len(self._buf) > MAX_REPLY:
-                raise self._fail(f"submission sent more than {MAX_REPLY} bytes at {stage}")
+                raise self.fail(f"submission sent more than {MAX_REPLY} bytes at {stage}")
         line, self._buf = self._buf.split(b"\n", 1)
         try:
             reply = json.loads(line)
         except (ValueError, RecursionError) as exc:
-            raise self._fail(f"submission broke the protocol at {stage}: not JSON") from exc
+            raise self.fail(f"submission broke the protocol at {stage}: not JSON") from exc
         if not isinstance(reply, dict):
-            raise self._fail(f"submission broke the protocol at {stage}: not a JSON object")
+            raise self.fail(f"submission broke the protocol at {stage}: not a JSON object")
         if not reply.get("ok"):
             error = str(reply.get("error", "unknown error"))[-6000:]
             agent = reply.get("agent")
             agent = agent if isinstance(agent, str) else None
             whose = f" (agent {agent!r})" if agent is not None else ""
-            raise self._fail(f"submission failed at {reply.get('stage', stage)}{whose}:\n{error}", agent=agent)
+            raise self.fail(f"submission failed at {reply.get('stage', stage)}{whose}:\n{error}", agent=agent)
         return reply
 
     def call(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -384,14 +386,14 @@ class SubmissionTeam:
         reply = self.worker.call(msg, self.act_timeout)
         actions = reply.get("actions")
         if not isinstance(actions, dict) or set(actions) != set(observations):
-            raise self.worker._fail(f"submission answered actions for {sorted(actions or {})}, "
+            raise self.worker.fail(f"submission answered actions for {sorted(actions or {})}, "
                                     f"asked for {sorted(observations)}")
         out = {}
         for name in observations:
             value = actions[name]
             n = sizes[name]
             if type(value) is not int or (n is not None and not 0 <= value < n):
-                raise self.worker._fail(f"agent {name!r}: action {value!r} outside its action space "
+                raise self.worker.fail(f"agent {name!r}: action {value!r} outside its action space "
                                         f"(an integer 0..{'?' if n is None else n - 1})", agent=name)
             out[name] = value
         return out

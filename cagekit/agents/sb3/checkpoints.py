@@ -15,7 +15,7 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model"
 
 
-def _saved_steps(model_file: Path) -> int | None:
+def saved_steps(model_file: Path) -> int | None:
     """`num_timesteps` of an SB3 model zip, read from its JSON "data" entry; None if unreadable."""
     try:
         with zipfile.ZipFile(model_file) as zf:
@@ -54,7 +54,7 @@ def latest_checkpoint(out_dir: str | Path) -> tuple[Path, Path | None, int] | No
     """
     out = Path(out_dir)
     found: list[tuple[int, int, Path, Path]] = []
-    steps = _saved_steps(out / MODEL_FILE) if (out / MODEL_FILE).exists() else None
+    steps = saved_steps(out / MODEL_FILE) if (out / MODEL_FILE).exists() else None
     if steps is not None:
         found.append((steps, 1, out / MODEL_FILE, out / REPLAY_BUFFER_FILE))
     for path in (out / CHECKPOINT_DIR).glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"):

@@ -26,10 +26,10 @@ from cagekit.agents.sb3.checkpoints import (
     CHECKPOINT_PREFIX,
     MODEL_FILE,
     REPLAY_BUFFER_FILE,
-    _saved_steps,
     latest_checkpoint,
     load_model,
     refuse_trained_folder,
+    saved_steps,
 )
 from cagekit.agents.sb3.hyperparameters import DEFAULTS, algo_class, check_hyperparameters
 from cagekit.agents.sb3.run_logger import run_logger
@@ -127,7 +127,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
     checkpoint = None
     if resume:
         checkpoint = latest_checkpoint(out)
-        unreadable = (out / MODEL_FILE).exists() and _saved_steps(out / MODEL_FILE) is None
+        unreadable = (out / MODEL_FILE).exists() and saved_steps(out / MODEL_FILE) is None
         if checkpoint is None:
             raise ValueError(f"cannot resume {out}: no SB3 checkpoint there ({MODEL_FILE} or "
                              f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)" +

@@ -376,6 +376,11 @@ def test_sb3_resume_needs_a_checkpoint(tmp_path):
     ("dqn", {"max_grad_norm": "1"}, "dqn config key 'max_grad_norm' must be a finite number"),
     ("dqn", {"exploration_final_eps": 1.5}, "dqn config key 'exploration_final_eps' must be in [0, 1], got 1.5"),
     ("dqn", {"lr": 0.1}, "unknown dqn hyperparameter(s) ['lr']; valid: batch_size"),
+    # off by default (None): typed by what their union allows, once given
+    ("ppo", {"target_kl": "x"}, "ppo config key 'target_kl' must be a finite number, got 'x' (str)"),
+    ("maskable-ppo", {"target_kl": -0.01}, "maskable-ppo config key 'target_kl' must be > 0, got -0.01"),
+    ("ppo", {"clip_range_vf": "0.2"}, "ppo config key 'clip_range_vf' must be a finite number, got '0.2' (str)"),
+    ("dqn", {"replay_buffer_kwargs": 3}, "dqn config key 'replay_buffer_kwargs' must be a mapping, got 3 (int)"),
 ])
 def test_sb3_hyperparameters_of_the_wrong_type_or_range_are_named(algo, data, message):
     """Each ended in SB3's AssertionError or TypeError traceback, after the run's folder was made."""
@@ -456,6 +461,9 @@ def test_sb3_hyperparameters_keep_what_sb3_takes():
     assert check_hyperparameters("ppo", None) == {}
     assert check_hyperparameters("ppo", {"target_kl": 0.02, "clip_range_vf": None}) == {"target_kl": 0.02,
                                                                                          "clip_range_vf": None}
+    schedule = lambda progress: 0.2 * progress  # noqa: E731 - SB3 takes a schedule where the union allows one
+    assert check_hyperparameters("ppo", {"clip_range_vf": schedule, "target_kl": 1}) == {"clip_range_vf": schedule,
+                                                                                          "target_kl": 1}
 
 
 def test_what_sb3_itself_refuses_is_named_before_the_run_folder(tmp_path):

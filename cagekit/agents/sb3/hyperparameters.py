@@ -4,6 +4,7 @@ a run's folder is made, since SB3 itself checks few of them and fails late, in i
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,11 +31,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 BOUNDS: dict[str, str] = {
     **dict.fromkeys(("n_steps", "batch_size", "n_epochs", "buffer_size", "train_freq", "target_update_interval",
                      "stats_window_size"), ">= 1"),
-    **dict.fromkeys(("learning_rate", "clip_range", "max_grad_norm"), "> 0"),
+    **dict.fromkeys(("learning_rate", "clip_range", "clip_range_vf", "target_kl", "max_grad_norm"), "> 0"),
     **dict.fromkeys(("learning_starts", "ent_coef", "vf_coef"), ">= 0"),
     **dict.fromkeys(("gamma", "gae_lambda", "tau", "exploration_fraction", "exploration_initial_eps",
                      "exploration_final_eps"), "in [0, 1]"),
 }
+_SCALARS = (bool, int, float, str)
 #: the constructor arguments train_sb3 sets itself, not a config's to give
 _FIXED = frozenset({"self", "policy", "env", "seed", "verbose", "device", "policy_kwargs", "_init_setup_model"})
 
@@ -53,7 +55,10 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
     checked = {}
     for key, value in (algo_kwargs or {}).items():
         hint, default = params[key].annotation, params[key].default
-        kind = next((k for k in (hint, type(default)) if k in (bool, int, float, str)), None)
+        if default is None and (value is None or callable(value)):  # off, or a schedule (`clip_range_vf`)
+            checked[key] = value
+            continue
+        kind = _value_kind(hint, default)
         if kind is not None:
             value = check_value(algo, key, value, kind)
         rule = BOUNDS.get(key)
@@ -61,6 +66,16 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
             raise ValueError(f"{algo} config key {key!r} must be {rule}, got {value!r}")
         checked[key] = value
     return checked
+
+
+def _value_kind(hint: Any, default: Any) -> Any:
+    """The scalar type a hyperparameter takes: its annotation's or its default's, or for an option that is off by
+    default (`target_kl: float | None = None`) the one scalar or mapping its union allows; else None (a class)."""
+    kind = next((k for k in (hint, type(default)) if k in _SCALARS), None)
+    if kind is None and default is None:
+        kinds = [k for k in typing.get_args(hint) if k in _SCALARS or typing.get_origin(k) is dict]
+        kind = kinds[0] if len(kinds) == 1 else None
+    return kind
 
 
 def algo_class(algo: str) -> type[BaseAlgorithm]:

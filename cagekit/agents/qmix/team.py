@@ -1,0 +1,89 @@
+"""Decentralised execution: one greedy `QmixAgent` per blue agent, and `load_team` of a QMix checkpoint.
+
+Execution is decentralised: `QmixAgent` keeps its own GRU state and last action.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cagekit.agents import checkpoint as ckpt
+from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts
+from cagekit.agents.qmix.acting import masked_greedy
+from cagekit.agents.qmix.config import ALGO, QmixConfig
+from cagekit.agents.qmix.inputs import TeamDims, agent_inputs
+from cagekit.agents.qmix.networks import RNNAgent
+
+
+class QmixAgent(Agent):
+    """One blue agent: the shared network, its own GRU state and previous action; greedy over its mask."""
+
+    def __init__(self, slot: AgentSlot, net: RNNAgent, dims: TeamDims):
+        self.slot, self.net, self.dims = slot, net, dims
+        self.end_episode()
+
+    def end_episode(self) -> None:
+        self.h = self.net.init_hidden(1)
+        self.last = -1
+
+    def q_values(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q [act_max], avail [act_max]) for this step; advances the recurrent state."""
+        vec, mask = observation_parts(observation)
+        obs = torch.zeros(self.dims.n_agents, self.dims.obs_max, dtype=torch.int8)
+        obs[self.slot.index, : vec.size] = torch.as_tensor(vec.astype(np.int8))
+        last = torch.full((self.dims.n_agents,), -1, dtype=torch.long)
+        last[self.slot.index] = self.last
+        x = agent_inputs(obs, last, self.dims)[self.slot.index: self.slot.index + 1]
+        with torch.no_grad():
+            q, self.h = self.net(x, self.h)
+        avail = torch.zeros(self.dims.act_max, dtype=torch.int8)
+        if mask is None:
+            avail[: self.slot.n_defence] = 1
+        else:
+            avail[: mask.size] = torch.as_tensor(mask.astype(np.int8))
+        if not avail.any():
+            avail[0] = 1
+        return q[0], avail
+
+    def get_action(self, observation: Any, action_space: Any = None) -> int:
+        q, avail = self.q_values(observation)
+        action = int(masked_greedy(q, avail))
+        self.last = action
+        return self.slot.encode(action)
+
+
+def _make_team(net: RNNAgent, slots: list[AgentSlot], dims: TeamDims, scenario: str, meta: dict) -> Team:
+    net.eval()
+    agents: dict[str, Agent] = {s.name: QmixAgent(s, net, dims) for s in slots}
+    return Team(agents=agents, scenario=scenario, kind=ALGO, meta=meta)
+
+
+def _strip(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def load_team(path: str | Path, meta: dict[str, Any] | None = None, scenario: str | None = None) -> Team:
+    """The greedy team of a QMix checkpoint directory (model.pt loaded with weights_only=True)."""
+    meta = ckpt.load_meta(path) if meta is None else meta
+    ckpt.check_algo(meta, ALGO, path)
+    if scenario is not None:
+        ckpt.check_scenario(meta, scenario, path)
+    meta_file = Path(path) / ckpt.META_FILE
+    try:
+        slots = [AgentSlot.from_json(s) for s in meta["slots"]]
+        cfg = QmixConfig.from_dict(meta["hyperparameters"])
+        net_dims = meta.get("network") or {}
+        state_dim = int(net_dims.get("state_dim", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"corrupt checkpoint metadata {meta_file}: {exc}") from exc
+    dims = TeamDims.of(slots, state_dim)
+    net = RNNAgent(dims.input_size, dims.act_max, cfg.rnn_hidden)
+    try:
+        net.load_state_dict(_strip(ckpt.load_model_state(path), "agent."))
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint file {Path(path) / ckpt.MODEL_FILE} does not fit its meta.json: {exc}") from exc
+    return _make_team(net, slots, dims, meta["scenario"], meta)

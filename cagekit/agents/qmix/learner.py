@@ -26,7 +26,7 @@ from cagekit.agents.qmix.config import ALGO, QmixConfig
 from cagekit.agents.qmix.inputs import TeamDims, agent_inputs, pad_observations
 from cagekit.agents.qmix.networks import QMixer, RNNAgent
 from cagekit.agents.qmix.replay import EpisodeBuffer
-from cagekit.agents.qmix.team import _make_team, _strip
+from cagekit.agents.qmix.team import build_team, weights_under
 from cagekit.agents.rollout import training_reds
 
 
@@ -282,11 +282,11 @@ class QmixLearner:
         return learner
 
     def _load_model(self, weights: dict[str, torch.Tensor]) -> None:
-        self.agent.load_state_dict(_strip(weights, "agent."))
-        self.mixer.load_state_dict(_strip(weights, "mixer."))
+        self.agent.load_state_dict(weights_under(weights, "agent."))
+        self.mixer.load_state_dict(weights_under(weights, "mixer."))
 
     def team(self) -> Team:
         """The greedy, decentralised team of the current weights (a copy: training goes on unaffected)."""
         net = RNNAgent(self.dims.input_size, self.dims.act_max, self.config.rnn_hidden)
         net.load_state_dict(self.agent.state_dict())
-        return _make_team(net, self.slots, self.dims, self.scenario, self.meta())
+        return build_team(net, self.slots, self.dims, self.scenario, self.meta())

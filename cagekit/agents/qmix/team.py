@@ -56,13 +56,15 @@ class QmixAgent(Agent):
         return self.slot.encode(action)
 
 
-def _make_team(net: RNNAgent, slots: list[AgentSlot], dims: TeamDims, scenario: str, meta: dict) -> Team:
+def build_team(net: RNNAgent, slots: list[AgentSlot], dims: TeamDims, scenario: str, meta: dict) -> Team:
+    """The greedy team of `net`, one shared agent network, as the learner hands it out and a checkpoint loads."""
     net.eval()
     agents: dict[str, Agent] = {s.name: QmixAgent(s, net, dims) for s in slots}
     return Team(agents=agents, scenario=scenario, kind=ALGO, meta=meta)
 
 
-def _strip(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def weights_under(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The part of a checkpoint's state (agent network and mixer in one file) under `prefix`, prefix removed."""
     return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
 
 
@@ -83,7 +85,7 @@ def load_team(path: str | Path, meta: dict[str, Any] | None = None, scenario: st
     dims = TeamDims.of(slots, state_dim)
     net = RNNAgent(dims.input_size, dims.act_max, cfg.rnn_hidden)
     try:
-        net.load_state_dict(_strip(ckpt.load_model_state(path), "agent."))
+        net.load_state_dict(weights_under(ckpt.load_model_state(path), "agent."))
     except RuntimeError as exc:
         raise ValueError(f"checkpoint file {Path(path) / ckpt.MODEL_FILE} does not fit its meta.json: {exc}") from exc
-    return _make_team(net, slots, dims, meta["scenario"], meta)
+    return build_team(net, slots, dims, meta["scenario"], meta)

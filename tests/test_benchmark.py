@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from cagekit.cli import main
-from cagekit.evaluation.benchmark import TRAIN_RECORD, TrainJob, train_many
+from cagekit.evaluation.benchmark_folder import TRAIN_RECORD
+from cagekit.evaluation.benchmark_pool import train_many
+from cagekit.evaluation.benchmark_training import TrainJob
 from cagekit.evaluation.protocol import seed_ci95
 
 
@@ -657,7 +659,7 @@ def test_benchmark_refuses_a_folder_of_its_file_names_that_is_no_benchmark_and_r
 
 
 def test_a_benchmark_folder_is_known_by_a_team_it_scored_or_a_run_it_finished(tmp_path):
-    from cagekit.evaluation.benchmark import check_benchmark_folder
+    from cagekit.evaluation.benchmark_folder import check_benchmark_folder
 
     (tmp_path / "table.md").write_text("mine\n")
     (tmp_path / "runs" / "notes").mkdir(parents=True)
@@ -745,7 +747,8 @@ def test_a_benchmark_holds_a_packaged_team_of_your_own_to_its_settings(tmp_path,
     must be set against them, never silently replaced by them. Before, a team packaged for cost 0.1 was scored at
     0.1 in a `--message-cost 0.7` table beside heuristics scored at 0.7 (and a run trained at 0.5 at 0.5 in a
     table at the scenario's 0.1)."""
-    from cagekit.evaluation.benchmark import BenchmarkPlan, evaluation_argv
+    from cagekit.evaluation.benchmark import BenchmarkPlan
+    from cagekit.evaluation.benchmark_scoring import evaluation_argv
     from cagekit.submissions import package
 
     monkeypatch.chdir(tmp_path)

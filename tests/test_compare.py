@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from cagekit.cli import main
-from cagekit.evaluation.benchmark import BenchmarkPlan, evaluate_muted
+from cagekit.evaluation.benchmark import BenchmarkPlan
+from cagekit.evaluation.benchmark_scoring import evaluate_muted
 from cagekit.evaluation.compare import compare_all, load_scores, paired
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom (tables)

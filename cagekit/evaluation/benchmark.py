@@ -6,34 +6,27 @@ the rows are comparable. A training run already present in OUT/runs is loaded, n
 of those and its final weights, the one with the best held-out objective (return minus channel cost, on
 the twin where it models the scenario) is the one scored (`cagekit.evaluation.selection`); every learner
 is treated alike.
+
+The plan and `run_benchmark` are here; the parts are modules of their own: `benchmark_layout` (the folder's
+names), `benchmark_folder` (what an earlier benchmark left there), `benchmark_training` (one run),
+`benchmark_pool` (the runs, in parallel processes), `benchmark_scoring` and `benchmark_report`.
 """
 
 from __future__ import annotations
 
-import _thread
-import json
-import math
-import multiprocessing
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from cagekit.agents import HEURISTICS
 from cagekit.agents.training import ALGOS, SB3_ALGOS, exploration_note
 from cagekit.evaluation import benchmark_layout as layout
-from cagekit.evaluation.compare import MUTED_SUFFIX, ScoredSeed, compare_all
-from cagekit.evaluation.compare import to_markdown as paired_markdown
-from cagekit.evaluation.protocol import seed_ci95
-from cagekit.scenarios import registered_specs
-from cagekit.submissions.lifeline import exit_with_parent
-
-SB3_STEPS_PER_ROLLOUT = 128
+from cagekit.evaluation.benchmark_folder import TRAIN_RECORD, check_benchmark_folder
+from cagekit.evaluation.benchmark_pool import train_many
+from cagekit.evaluation.benchmark_report import aggregate, plot_table, to_markdown, write_paired
+from cagekit.evaluation.benchmark_scoring import evaluate, evaluation_argv, muted_scores
+from cagekit.evaluation.benchmark_training import TrainJob
 
 
 @dataclass
@@ -145,318 +138,8 @@ class BenchmarkPlan:
         return self.out / (layout.EVAL_MUTED if muted else layout.EVAL) / layout.run_name(algo, seed)
 
 
-#: written into a run's folder when the benchmark finished training it
-TRAIN_RECORD = "benchmark-train.json"
 #: a user team's name (`--team NAME=SOURCE`): it names the team's folders and its rows
 TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def is_benchmark_folder(out: Path) -> bool:
-    """Whether `out` is a benchmark's own folder: a team it scored (eval/ALGO-sSEED/journal.jsonl) or a run it
-    finished (runs/ALGO-sSEED/TRAIN_RECORD). Its reports are written only after every team is scored, so a
-    folder holding them was a benchmark's exactly when it has the first."""
-    from cagekit.evaluation.journal import JOURNAL
-
-    return any(layout.RUN_NAME.match(file.parent.name) is not None
-               for pattern in (f"{layout.EVAL}/*/{JOURNAL}", f"{layout.RUNS}/*/{TRAIN_RECORD}")
-               for file in out.glob(pattern))
-
-
-def check_benchmark_folder(out: Path) -> None:
-    """Refuse an --out that holds files named as the benchmark's reports but is no benchmark's folder: they are
-    the user's own or another tool's, and the benchmark would replace them. A benchmark's own folder is
-    rerun or extended into as before."""
-    found = [name for name in layout.FILES if (out / name).exists()]
-    if found and not is_benchmark_folder(out):
-        raise ValueError(f"--out {out} holds files a benchmark writes ({', '.join(found)}) but is no benchmark's "
-                         f"folder (no {layout.EVAL}/ALGO-sSEED/ it scored, no {layout.RUNS}/ALGO-sSEED/{TRAIN_RECORD} "
-                         f"it trained): your own files or another tool's, so they are not overwritten; choose "
-                         f"another --out (new, empty, or an earlier benchmark's), or move those files away")
-
-
-def training_settings(config: str | None, env: dict[str, Any]) -> dict[str, Any]:
-    """What a run was trained with besides its budget: the config file's mapping (None: the defaults) and the
-    environment settings (reds, message cost, detection). Recorded in TRAIN_RECORD and compared on reuse."""
-    from cagekit.agents.config_file import load_mapping
-
-    return {"config": load_mapping(config) if config else None, "env": dict(sorted(env.items()))}
-
-
-def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = None,
-                       select_episodes: int | None = None, snapshots: int | None = None) -> None:
-    """A finished run is reused as it is: refuse one trained for another number of steps or with other settings
-    (`training_settings`; it would be scored as what it is not), or whose scored weights were chosen with
-    another `select_episodes` (a new choice would change what its journaled scores are of). What a record
-    from before lacks is not compared."""
-    _check_selection(run, select_episodes)
-    record = run / TRAIN_RECORD
-    if not record.exists():
-        return
-    done = json.loads(record.read_text())
-    advice = ("a finished run is reused, never retrained or extended: use another --out, or remove that run "
-              "folder to train it again")
-    chosen_with = done.get("select_episodes")
-    if select_episodes is not None and chosen_with is not None and int(chosen_with) != int(select_episodes):
-        raise ValueError(f"{run} is scored with weights chosen by --select-episodes {chosen_with} (0: its final "
-                         f"weights) and this benchmark asks for {select_episodes}; use --select-episodes "
-                         f"{chosen_with} with that folder, or another --out")
-    kept = done.get("snapshots")
-    if snapshots is not None and kept is not None and int(kept) != int(snapshots):
-        raise ValueError(f"{run} was trained keeping its policy at every 1/{kept} of the run (--snapshots {kept}) "
-                         f"and this benchmark asks for --snapshots {snapshots}; " + advice)
-    recorded = done.get("steps")
-    if recorded is not None and int(recorded) != int(steps):
-        raise ValueError(f"{run} was trained for {int(recorded):,} steps and this benchmark asks for {int(steps):,}; "
-                         + advice)
-    for key, wanted in (settings or {}).items():
-        if key in done and json.dumps(done[key], sort_keys=True) != json.dumps(wanted, sort_keys=True):
-            raise ValueError(f"{run} was trained with other {key} settings ({_differences(done[key], wanted)}) "
-                             "than this benchmark asks for; " + advice)
-
-
-def _check_selection(run: Path, select_episodes: int | None) -> None:
-    """A run's `selection.json` decides which weights are scored (`chosen_weights`), so a benchmark that asks
-    for another choice, or for the final weights, must not score or overwrite it."""
-    from cagekit.agents.snapshots import SELECTION_FILE
-
-    file = run / SELECTION_FILE
-    if select_episodes is None or not file.exists():
-        return
-    try:
-        chosen_with = json.loads(file.read_text())["settings"]["episodes"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{file} is unreadable ({type(exc).__name__}: {exc}); remove it to choose again") from exc
-    if int(chosen_with) != int(select_episodes):
-        raise ValueError(f"{run}'s scored weights were chosen on {chosen_with} held-out episodes per red "
-                         f"({SELECTION_FILE}) and this benchmark asks for --select-episodes {select_episodes} "
-                         f"(0: the final weights); use --select-episodes {chosen_with} with that folder, or "
-                         f"another --out")
-
-
-def _differences(old: Any, new: Any) -> str:
-    """`field: trained -> asked` for the fields of two mappings that differ (or the two values whole)."""
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return f"{old} -> {new}"
-    keys = sorted(k for k in {*old, *new} if old.get(k, "unset") != new.get(k, "unset"))
-    return ", ".join(f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in keys)
-
-
-def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, config: str | None,
-              env: dict[str, Any], snapshots: int = 0, select_episodes: int = 0, progress: bool = False) -> float:
-    """Train one run unless it is already complete, then (with `select_episodes`) choose its snapshot;
-    returns the training wall-clock in seconds (the choice is not training)."""
-    run = Path(run_dir)
-    done_file = run / TRAIN_RECORD
-    settings = training_settings(config, env)
-    check_finished_run(run, steps, settings, select_episodes, snapshots)
-    if not done_file.exists():
-        seconds, resumed_at = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
-        resumed = {} if resumed_at is None else {"resumed_at": resumed_at}  # an SB3 resume is not bit-exact
-        done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed,
-                                         "snapshots": snapshots, "select_episodes": select_episodes}) + "\n")
-    if select_episodes:
-        from cagekit.agents.threads import limit_torch_threads
-        from cagekit.evaluation.selection import select_snapshot
-
-        limit_torch_threads()
-        select_snapshot(run, scenario, select_episodes, seed, detection=env.get("detection"))
-    return float(json.loads(done_file.read_text())["train_seconds"])
-
-
-def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: str | None, env: dict[str, Any],
-           snapshots: int, progress: bool) -> tuple[float, int | None]:
-    """Train (or continue) one run to `steps`; returns its seconds and, for an SB3 run continued from a
-    checkpoint, the step it resumed at. A run cut short by Ctrl-C keeps its state (the trainers save it)
-    and raises KeyboardInterrupt, so that it is never recorded as finished: a rerun continues it."""
-    from cagekit.agents.threads import limit_torch_threads
-    from cagekit.agents.training import default_simulator
-
-    limit_torch_threads()
-    env = {"simulator": default_simulator(scenario), **env}
-    start = time.perf_counter()
-    resumed_at = None
-    if algo in SB3_ALGOS:
-        from cagekit.agents.config_file import load_mapping
-        from cagekit.agents.sb3.checkpoints import latest_checkpoint
-        from cagekit.agents.sb3.training import stopped_short, train_sb3
-
-        hyper = load_mapping(config) if config else None
-        checkpoint = latest_checkpoint(run)  # an earlier, interrupted try: continue it rather than start over
-        resumed_at = None if checkpoint is None else checkpoint[2]
-        model = train_sb3(algo, scenario, steps, seed, run, n_envs=1 if steps < 4 * SB3_STEPS_PER_ROLLOUT else 4,
-                          progress_bar=progress, algo_kwargs=hyper, snapshots=snapshots, resume=checkpoint is not None,
-                          **env)
-        interrupted = stopped_short(model, steps)
-    else:
-        from cagekit.agents.training import make_learner, train
-
-        learner = make_learner(algo, scenario, seed=seed, config=config, **env)
-        interrupted = train(learner, steps, run, resume=True, progress=progress, snapshots=snapshots)["interrupted"]
-    if interrupted:
-        raise KeyboardInterrupt(f"{algo} seed {seed} interrupted; its state is kept in {run}")
-    return time.perf_counter() - start, resumed_at
-
-
-class TrainJob(NamedTuple):
-    """One training run: `train_one`'s positional arguments."""
-
-    algo: str
-    scenario: str
-    seed: int
-    steps: int
-    run_dir: str
-    config: str | None
-    env: dict[str, Any]
-    snapshots: int = 0
-    select_episodes: int = 0
-
-
-def train_many(jobs: list[TrainJob], processes: int, progress: bool = False) -> list[float]:
-    """`train_one` for each job, in `processes` processes when there are several jobs; returns each job's
-    training seconds, in order."""
-    for job in jobs:  # before any process starts: a refused run should cost no training time
-        check_finished_run(Path(job.run_dir), job.steps, training_settings(job.config, job.env),
-                           job.select_episodes, job.snapshots)
-    if processes > 1 and len(jobs) > 1:
-        # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
-        context = multiprocessing.get_context("spawn")
-        stop = context.Event()
-        with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_pool_worker,
-                                 initargs=(stop, registered_specs())) as pool:
-            futures = {pool.submit(_pool_job, job): job for job in jobs}
-            try:
-                with _runs_progress(progress, len(jobs)) as advance:
-                    for done in as_completed(futures):
-                        job = futures[done]
-                        advance(f"{job.algo} {job.scenario} seed {job.seed}" + (" failed" if done.exception() else ""))
-            except KeyboardInterrupt:  # Ctrl-C: the running runs save their state; the queued ones never start
-                stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            return [future.result() for future in futures]  # the first failure, in job order, raises here
-    return [train_one(*job, progress=progress) for job in jobs]
-
-
-_STOP: Any = None  # in a training pool's worker: the event the parent sets on Ctrl-C
-
-
-#: seconds a training worker whose benchmark was killed gives its run to save its state before it exits
-SAVE_GRACE = 300.0
-_IDLE = threading.Event()  # in a training pool's worker: set while no run trains
-
-
-def _pool_worker(stop: Any, specs: tuple[Any, ...] = ()) -> None:
-    global _STOP
-    from cagekit.scenarios import register
-
-    for spec in specs:  # the scenarios registered in the benchmark's process (a spawned worker has none)
-        register(spec)
-    _STOP = stop
-    _IDLE.set()
-    exit_with_parent(_stop_training)
-
-
-def _stop_training() -> None:
-    """The benchmark was killed outright (kill -9): stop the run as Ctrl-C does, so that it saves its state
-    for the rerun to continue, instead of training on unseen, beside that rerun, into the same folder."""
-    if not _IDLE.is_set():
-        _thread.interrupt_main()  # the trainers' Ctrl-C path: the state is saved, then KeyboardInterrupt
-        _IDLE.wait(SAVE_GRACE)
-
-
-def _pool_job(job: TrainJob) -> float:
-    """`train_one` in a pool worker, unless the pool was interrupted: the executor hands jobs to its workers
-    ahead of time, so cancelling the futures alone would still start them after Ctrl-C."""
-    if _STOP is not None and _STOP.is_set():
-        raise KeyboardInterrupt(f"{job.algo} seed {job.seed} not started: interrupted")
-    _IDLE.clear()
-    try:
-        return train_one(*job)
-    finally:
-        _IDLE.set()
-
-
-@contextmanager
-def _runs_progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]:
-    """A bar of finished training runs (elapsed, time left) for the parallel pool, whose runs cannot draw
-    their own: a full study trains for hours, and a silent terminal looks like a hung one."""
-    if not enabled:
-        yield lambda _label: None
-        return
-    from rich import progress as rp
-
-    columns = (rp.TextColumn("[bold]training runs"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
-               rp.TimeRemainingColumn(), rp.TextColumn("last: {task.fields[last]}"))
-    with rp.Progress(*columns) as bar:
-        task = bar.add_task("runs", total=total, last="-")
-        yield lambda label: bar.update(task, advance=1, last=label)
-
-
-def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, muted: bool = False,
-                    name: str | None = None) -> list[str]:
-    """The `cagekit evaluate` command line that scores `source` (a heuristic's name or a run's weights);
-    `name` labels its reports (else the weights' folder name, for a snapshot `step000012000`)."""
-    argv = [source, str(out), "--scenario", plan.scenario, "--episodes", str(plan.episodes),
-            "--lengths", plan.lengths, "--seed", str(seed), "--workers", str(plan.workers)]
-    if name is not None:
-        argv += ["--team-name", name]
-    if muted:
-        argv += ["--mute"]
-    # the plan's own runs were trained with its settings and carry them; a user's submission or checkpoint carries
-    # its own, so it is held to the plan's (the scenario's where the plan names none): one it contradicts is
-    # refused (before any training, by `check_protocol`), never scored on other settings than the table's
-    held = source in plan.teams.values() and not _takes_settings(source)
-    for key in ("message_cost", "layout"):
-        value = plan.env.get(key)
-        if value is None and held:
-            from cagekit.scenarios import get_scenario
-
-            spec = get_scenario(plan.scenario)
-            value = spec.setting("message_cost", None) if key == "message_cost" else spec.default_layout
-        if (_takes_settings(source) or held) and value is not None:
-            argv += [f"--{key.replace('_', '-')}", str(value)]
-    if plan.env.get("detection") is not None:
-        argv += ["--detection", str(plan.env["detection"])]
-    if plan.reds:
-        argv += ["--reds", plan.reds]
-    if plan.backend:
-        argv += ["--backend", plan.backend]
-    if plan.address:
-        argv += ["--address", plan.address]
-    if not plan.progress:
-        argv += ["--no-progress"]
-    return argv
-
-
-def _takes_settings(source: str) -> bool:
-    """Whether a team is built for the environment it is given (a heuristic, FILE.py:NAME), not trained or
-    packaged for one of its own."""
-    return source in HEURISTICS or source.endswith(".py") or ".py:" in source
-
-
-def _evaluate(plan: BenchmarkPlan, algo: str, seed: int, muted: bool = False) -> dict[str, Any]:
-    """Score one run's chosen weights (or a heuristic, or a user's team) with the plan's protocol; `muted`:
-    with every bit the team sends forced to 0 (`cagekit evaluate --mute`), into its own folder."""
-    from cagekit.evaluation.cli import failure_advice, run_command
-    from cagekit.evaluation.episode import EvaluationFailure
-
-    source = plan.source(algo, seed)
-    out = plan.eval_dir(algo, seed, muted)
-    what = f"evaluation of {algo} seed {seed}{' muted' if muted else ''}"
-    try:  # Ctrl-C propagates: the finished episodes are journaled, and the rest of the benchmark stops too
-        # the run's name, whichever weights were chosen
-        name = layout.run_name(algo, seed) + ("-muted" if muted else "")
-        run_command(evaluation_argv(plan, source, out, seed, muted, name=name), prog="cagekit benchmark", brief=True)
-    except EvaluationFailure as exc:  # one line for `cagekit`'s error report, not a traceback
-        raise ValueError(f"{what} failed: {exc}; {failure_advice(exc)}") from exc
-    except (ValueError, RuntimeError) as exc:
-        raise ValueError(f"{what}: {exc}") from exc
-    return json.loads((out / "summary.json").read_text())
-
-
-def evaluate_muted(plan: BenchmarkPlan, algo: str, seed: int) -> dict[str, Any]:
-    """A trained run scored with its channel muted, on the same episodes as its own score (journaled)."""
-    return _evaluate(plan, algo, seed, muted=True)
 
 
 def run_benchmark(plan: BenchmarkPlan) -> Any:
@@ -477,7 +160,7 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     rows = []
     for algo in plan.scored:
         for seed in plan.seeds:
-            summary = _evaluate(plan, algo, seed)
+            summary = evaluate(plan, algo, seed)
             row = {"algo": algo, "seed": seed, "score": summary["total"]["score"],
                    "score_ci95": summary["total"]["ci95"], "bits_per_episode": summary["bits_per_episode"],
                    "channel_cost_per_episode": summary["channel_cost_per_episode"],
@@ -490,92 +173,6 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     table = aggregate(per_seed)
     table.to_csv(plan.out / layout.TABLE_CSV, index=False)
     (plan.out / layout.TABLE_MD).write_text(to_markdown(table, plan) + "\n")
-    _write_paired(plan, per_seed, _muted_scores(plan, per_seed) if plan.mute else {})
+    write_paired(plan, per_seed, muted_scores(plan, per_seed) if plan.mute else {})
     plot_table(table, plan.out / layout.CHART, title=f"{plan.scenario}: score by algorithm")
     return table
-
-
-def _muted_scores(plan: BenchmarkPlan, per_seed: Any) -> dict[str, dict[int, ScoredSeed]]:
-    """Every seed of each algorithm that sent bits on any seed, scored muted (`evaluate_muted`): what its
-    messages are worth to it. All its seeds, so the paired test is not drawn from the talkative ones."""
-    talkers = [a for a, group in per_seed.groupby("algo", sort=False) if group["bits_per_episode"].max() > 0]
-    if not talkers:
-        print("--mute: no team sent a bit on any seed, so none is scored muted (its score would be its own)")
-    muted: dict[str, dict[int, ScoredSeed]] = {}
-    for algo in talkers:
-        label = f"{algo}{MUTED_SUFFIX}"
-        for seed in plan.seeds:
-            muted.setdefault(label, {})[seed] = ScoredSeed.from_summary(
-                label, seed, evaluate_muted(plan, algo, seed), plan.eval_dir(algo, seed, muted=True))
-    return muted
-
-
-def _write_paired(plan: BenchmarkPlan, per_seed: Any, muted: dict[str, dict[int, ScoredSeed]]) -> None:
-    """paired.md: every pair of algorithms (and muted teams), seed by seed (`cagekit.evaluation.compare`), the
-    fair test of 'A beats B' when both met the same protocol seeds."""
-    scores: dict[str, dict[int, ScoredSeed]] = {}
-    for r in per_seed.itertuples():
-        scores.setdefault(r.algo, {})[int(r.seed)] = ScoredSeed(
-            r.algo, int(r.seed), float(r.score), float(r.bits_per_episode), (), plan.eval_dir(r.algo, int(r.seed)))
-    scores.update(muted)
-    head = (f"Scenario `{plan.scenario}`: each algorithm's score minus another's on the same protocol seed, "
-            "mean and 95% interval over seeds (`cagekit compare` makes the same tables across folders).\n\n")
-    (plan.out / layout.PAIRED_MD).write_text(head + paired_markdown(scores, compare_all(scores)) + "\n")
-
-
-def aggregate(per_seed: Any) -> Any:
-    """Mean over seeds with a 95% interval over seeds (one seed: the harness's own interval)."""
-    import pandas as pd
-
-    out = []
-    for algo, group in per_seed.groupby("algo", sort=False):
-        scores = group["score"].tolist()
-        ci = seed_ci95(scores) if len(scores) > 1 else float(group["score_ci95"].iloc[0])
-        row = {"algo": algo, "seeds": len(scores), "score": sum(scores) / len(scores), "ci95": ci,
-               "bits_per_episode": group["bits_per_episode"].mean(),
-               "train_minutes": group["train_seconds"].mean() / 60.0}
-        for col in group.columns:
-            if "@" in col:
-                row[col] = group[col].mean()
-        out.append(row)
-    return pd.DataFrame(out)
-
-
-def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
-    trained = any(a not in HEURISTICS for a in plan.algos)  # heuristics alone: no training to describe
-    training = f"{plan.steps:,} training steps against red {plan.train_red or 'default'}" if trained else \
-        "nothing trained here"
-    episodes = "episode" if plan.episodes == 1 else "episodes"
-    layout = f", layout `{plan.env['layout']}`" if plan.env.get("layout") else ""
-    teams = "".join(f" Team `{name}` is `{source}`, the same team on every seed's protocol (as a heuristic)."
-                    for name, source in plan.teams.items())
-    head = (f"Scenario `{plan.scenario}`{layout}, {plan.episodes} {episodes} per combination, lengths {plan.lengths}, "
-            f"seeds {plan.seeds}, {training}.{teams} "
-            f"Score: sum over red agents of the mean "
-            f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")
-    cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in table.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return head + "\n".join(lines)
-
-
-def plot_table(table: Any, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(table)), 3.5))
-    errors = [0.0 if math.isnan(v) else v for v in table["ci95"]]
-    ax.bar(table["algo"], table["score"], yerr=errors, capsize=4, color="#4c72b0")
-    ax.set_ylabel("score (sum of mean returns)")
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

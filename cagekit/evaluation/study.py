@@ -21,16 +21,13 @@ import numpy as np
 
 from cagekit.agents.snapshots import chosen_weights, snapshot_steps
 from cagekit.evaluation import benchmark_layout as layout
-from cagekit.evaluation.benchmark import (
-    TRAIN_RECORD,
-    BenchmarkPlan,
-    TrainJob,
-    evaluate_muted,
-    run_benchmark,
-    seed_ci95,
-    to_markdown,
-)
+from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark
+from cagekit.evaluation.benchmark_folder import TRAIN_RECORD
+from cagekit.evaluation.benchmark_report import to_markdown
+from cagekit.evaluation.benchmark_scoring import evaluate_muted
+from cagekit.evaluation.benchmark_training import TrainJob
 from cagekit.evaluation.compare import refuse_other_kind
+from cagekit.evaluation.protocol import seed_ci95
 
 LEARNED = ("dial-sau", "dial", "nocomm", "qmix", "maskable-ppo")
 #: the decentralised learners whose agents talk: their channel is priced by muting it
@@ -279,7 +276,7 @@ def _training_jobs(plan: StudyPlan) -> list[TrainJob]:
 
 def _pretrain(plan: StudyPlan) -> None:
     """Train every run first in one pool of `plan.jobs` processes (the tables then only load and score)."""
-    from cagekit.evaluation.benchmark import train_many
+    from cagekit.evaluation.benchmark_pool import train_many
 
     if plan.jobs > 1:  # one process: the tables train their runs as they come
         train_many(_training_jobs(plan), plan.jobs, plan.progress)

@@ -1,0 +1,88 @@
+"""A benchmark's reports: the table over seeds (table.csv, table.md), its chart (benchmark.png) and the
+paired differences seed by seed (paired.md)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cagekit.agents import HEURISTICS
+from cagekit.evaluation import benchmark_layout as layout
+from cagekit.evaluation.compare import ScoredSeed, compare_all
+from cagekit.evaluation.compare import to_markdown as paired_markdown
+from cagekit.evaluation.protocol import seed_ci95
+
+if TYPE_CHECKING:  # the plan's module imports this one
+    from cagekit.evaluation.benchmark import BenchmarkPlan
+
+
+def write_paired(plan: BenchmarkPlan, per_seed: Any, muted: dict[str, dict[int, ScoredSeed]]) -> None:
+    """paired.md: every pair of algorithms (and muted teams), seed by seed (`cagekit.evaluation.compare`), the
+    fair test of 'A beats B' when both met the same protocol seeds."""
+    scores: dict[str, dict[int, ScoredSeed]] = {}
+    for r in per_seed.itertuples():
+        scores.setdefault(r.algo, {})[int(r.seed)] = ScoredSeed(
+            r.algo, int(r.seed), float(r.score), float(r.bits_per_episode), (), plan.eval_dir(r.algo, int(r.seed)))
+    scores.update(muted)
+    head = (f"Scenario `{plan.scenario}`: each algorithm's score minus another's on the same protocol seed, "
+            "mean and 95% interval over seeds (`cagekit compare` makes the same tables across folders).\n\n")
+    (plan.out / layout.PAIRED_MD).write_text(head + paired_markdown(scores, compare_all(scores)) + "\n")
+
+
+def aggregate(per_seed: Any) -> Any:
+    """Mean over seeds with a 95% interval over seeds (one seed: the harness's own interval)."""
+    import pandas as pd
+
+    out = []
+    for algo, group in per_seed.groupby("algo", sort=False):
+        scores = group["score"].tolist()
+        ci = seed_ci95(scores) if len(scores) > 1 else float(group["score_ci95"].iloc[0])
+        row = {"algo": algo, "seeds": len(scores), "score": sum(scores) / len(scores), "ci95": ci,
+               "bits_per_episode": group["bits_per_episode"].mean(),
+               "train_minutes": group["train_seconds"].mean() / 60.0}
+        for col in group.columns:
+            if "@" in col:
+                row[col] = group[col].mean()
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
+    trained = any(a not in HEURISTICS for a in plan.algos)  # heuristics alone: no training to describe
+    training = f"{plan.steps:,} training steps against red {plan.train_red or 'default'}" if trained else \
+        "nothing trained here"
+    episodes = "episode" if plan.episodes == 1 else "episodes"
+    layout = f", layout `{plan.env['layout']}`" if plan.env.get("layout") else ""
+    teams = "".join(f" Team `{name}` is `{source}`, the same team on every seed's protocol (as a heuristic)."
+                    for name, source in plan.teams.items())
+    head = (f"Scenario `{plan.scenario}`{layout}, {plan.episodes} {episodes} per combination, lengths {plan.lengths}, "
+            f"seeds {plan.seeds}, {training}.{teams} "
+            f"Score: sum over red agents of the mean "
+            f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines)
+
+
+def plot_table(table: Any, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(table)), 3.5))
+    errors = [0.0 if math.isnan(v) else v for v in table["ci95"]]
+    ax.bar(table["algo"], table["score"], yerr=errors, capsize=4, color="#4c72b0")
+    ax.set_ylabel("score (sum of mean returns)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

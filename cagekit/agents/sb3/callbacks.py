@@ -20,7 +20,7 @@ BITS_KEY = "rollout/ep_bits_mean"
 
 
 class ProgressCallback(BaseCallback):
-    """The progress bar of our own learners (`cagekit.agents.training._progress`) for an SB3 run, and bits in
+    """The progress bar of our own learners (`cagekit.agents.training.make_progress_bar`) for an SB3 run, and bits in
     its log.
 
     The bar counts environment steps up to `total`; its stats column is `cagekit.agents.training.stats_text`

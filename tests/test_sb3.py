@@ -467,6 +467,9 @@ def test_sb3_hyperparameters_keep_what_sb3_takes():
     schedule = lambda progress: 0.2 * progress  # noqa: E731 - SB3 takes a schedule where the union allows one
     assert check_hyperparameters("ppo", {"clip_range_vf": schedule, "target_kl": 1}) == {"clip_range_vf": schedule,
                                                                                           "target_kl": 1}
+    # learning_rate and clip_range have a number for default, but take a schedule as well (SB3's documented use)
+    for algo, key in (("ppo", "learning_rate"), ("maskable-ppo", "clip_range"), ("dqn", "learning_rate")):
+        assert check_hyperparameters(algo, {key: schedule}) == {key: schedule}
 
 
 def test_what_sb3_itself_refuses_is_named_before_the_run_folder(tmp_path):

@@ -47,7 +47,8 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
 
     A value's type is its default's in the algorithm's signature (where that is a number, text or a flag) and
     its range `BOUNDS`': a config file's "x" for a learning rate would otherwise end in SB3's traceback
-    after the run's folder was made."""
+    after the run's folder was made. A callable passes where the signature takes a schedule (`learning_rate`,
+    `clip_range`, `clip_range_vf`), and None where it is the default."""
     params = inspect.signature(algo_class(algo).__init__).parameters
     settable = sorted(set(params) - _FIXED)
     unknown = sorted(set(algo_kwargs or {}) - set(settable))
@@ -56,7 +57,7 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
     checked = {}
     for key, value in (algo_kwargs or {}).items():
         hint, default = params[key].annotation, params[key].default
-        if default is None and (value is None or callable(value) and _takes_schedule(hint)):  # off, or a schedule
+        if value is None and default is None or callable(value) and _takes_schedule(hint):  # off, or a schedule
             checked[key] = value
             continue
         kind = _value_kind(hint, default)

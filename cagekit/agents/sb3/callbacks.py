@@ -55,7 +55,7 @@ class ProgressCallback(BaseCallback):
         self._marks.append((time.perf_counter(), int(self.model.num_timesteps)))
         self._closed = False
         self.progress = make_progress_bar(self.enabled, self.total, min(int(self.model.num_timesteps), self.total),
-                                  label=self.label)
+                                          label=self.label)
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or ()

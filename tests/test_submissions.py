@@ -507,6 +507,22 @@ def test_package_into_a_link_to_an_empty_folder_fills_the_folder(tmp_path, capsy
     assert link.is_symlink() and (real / "manifest.json").is_file()
 
 
+@pytest.mark.parametrize("accepted", [True, False], ids=["passes", "rejected"])
+def test_package_into_the_empty_current_folder(tmp_path, monkeypatch, accepted):
+    """`--out .` in an empty folder failed once validated (Invalid argument: the folder cannot remove itself); it is
+    filled now, staged inside itself (the folder's own file system), and left empty when the package is rejected."""
+    from cagekit.submissions.package import PackageRejected, package
+
+    monkeypatch.chdir(tmp_path)
+    if accepted:
+        assert package("react", "a", "b", "c", ".", accept=lambda staged: True) == Path(".")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "metadata", "submission.py", "team"]
+    else:
+        with pytest.raises(PackageRejected):
+            package("react", "a", "b", "c", ".", accept=lambda staged: False)
+        assert list(tmp_path.iterdir()) == []
+
+
 def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):
     path = write_zip(_hostile("hash-differs", sleep_files), sandbox / "h.zip")
     with pytest.raises(SubmissionError, match="team/team.json"):

@@ -381,6 +381,9 @@ def test_sb3_resume_needs_a_checkpoint(tmp_path):
     ("maskable-ppo", {"target_kl": -0.01}, "maskable-ppo config key 'target_kl' must be > 0, got -0.01"),
     ("ppo", {"clip_range_vf": "0.2"}, "ppo config key 'clip_range_vf' must be a finite number, got '0.2' (str)"),
     ("dqn", {"replay_buffer_kwargs": 3}, "dqn config key 'replay_buffer_kwargs' must be a mapping, got 3 (int)"),
+    # a schedule only where SB3 takes one (clip_range_vf): a callable target_kl failed in the first update
+    ("ppo", {"target_kl": lambda progress: 0.01}, "ppo config key 'target_kl' must be a finite number, got <function"),
+    ("dqn", {"replay_buffer_kwargs": dict}, "dqn config key 'replay_buffer_kwargs' must be a mapping, got <class"),
 ])
 def test_sb3_hyperparameters_of_the_wrong_type_or_range_are_named(algo, data, message):
     """Each ended in SB3's AssertionError or TypeError traceback, after the run's folder was made."""
@@ -464,6 +467,9 @@ def test_sb3_hyperparameters_keep_what_sb3_takes():
     schedule = lambda progress: 0.2 * progress  # noqa: E731 - SB3 takes a schedule where the union allows one
     assert check_hyperparameters("ppo", {"clip_range_vf": schedule, "target_kl": 1}) == {"clip_range_vf": schedule,
                                                                                           "target_kl": 1}
+    # learning_rate and clip_range have a number for default, but take a schedule as well (SB3's documented use)
+    for algo, key in (("ppo", "learning_rate"), ("maskable-ppo", "clip_range"), ("dqn", "learning_rate")):
+        assert check_hyperparameters(algo, {key: schedule}) == {key: schedule}
 
 
 def test_what_sb3_itself_refuses_is_named_before_the_run_folder(tmp_path):

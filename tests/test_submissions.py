@@ -463,7 +463,7 @@ def test_package_names_an_output_it_cannot_write(tmp_path, case):
 
 def test_package_into_an_empty_folder_keeps_its_permissions(tmp_path, capsys):
     """A validated package is staged and moved into place: an empty --out folder the user made (shared with a
-    group, say) is replaced by the staged one, which must keep the folder's mode, not the staging's."""
+    group, say) must keep its mode, not take the staging's."""
     from cagekit.cli import main
 
     out = tmp_path / "pkg"
@@ -473,6 +473,54 @@ def test_package_into_an_empty_folder_keeps_its_permissions(tmp_path, capsys):
     assert "PASS" in capsys.readouterr().out
     assert (out / "manifest.json").is_file()
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
+
+
+def test_package_into_an_empty_folder_keeps_its_group(tmp_path, capsys):
+    """A folder shared with a group (chgrp, setgid) was replaced by the staged one, of the packager's group: the
+    mode was copied over, so the group's members lost the folder."""
+    from cagekit.cli import main
+
+    group = 4242 if os.geteuid() == 0 else next((g for g in os.getgroups() if g != os.getegid()), None)
+    if group is None:
+        pytest.skip("needs root or a second group to give the folder")
+    out = tmp_path / "shared"
+    out.mkdir()
+    os.chown(out, -1, group)
+    out.chmod(0o2770)
+    assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out", str(out)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert (out / "manifest.json").is_file()
+    assert (out.stat().st_gid, stat.S_IMODE(out.stat().st_mode)) == (group, 0o2770)
+
+
+def test_package_into_a_link_to_an_empty_folder_fills_the_folder(tmp_path, capsys):
+    """--out a link to an empty folder failed once validated ("Not a directory": the link cannot be removed as a
+    folder), though --no-validate wrote into it."""
+    from cagekit.cli import main
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out", str(link)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert link.is_symlink() and (real / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["passes", "rejected"])
+def test_package_into_the_empty_current_folder(tmp_path, monkeypatch, accepted):
+    """`--out .` in an empty folder failed once validated (Invalid argument: the folder cannot remove itself); it is
+    filled now, staged inside itself (the folder's own file system), and left empty when the package is rejected."""
+    from cagekit.submissions.package import PackageRejected, package
+
+    monkeypatch.chdir(tmp_path)
+    if accepted:
+        assert package("react", "a", "b", "c", ".", accept=lambda staged: True) == Path(".")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "metadata", "submission.py", "team"]
+    else:
+        with pytest.raises(PackageRejected):
+            package("react", "a", "b", "c", ".", accept=lambda staged: False)
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_open_submission_refuses_hash_mismatch(sandbox, sleep_files):

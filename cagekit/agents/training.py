@@ -308,7 +308,7 @@ def _train(learner: Learner, steps: int, out: Path, checkpoint_every: int | None
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=min(learner.env_steps, steps),
                                stats=stats_text(last.get("return", math.nan), last.get("bits", math.nan),
-                                                 last.get("epsilon", math.nan), rate))
+                                                last.get("epsilon", math.nan), rate))
                 # a multiple crossed, not hit: a DIAL update makes `grad_steps` gradient steps at once
                 if checkpoint_every and learner.updates // checkpoint_every > updates_before // checkpoint_every:
                     learner.save(out)

@@ -205,7 +205,7 @@ class Worker:
 
     # ------------------------------------------------------------------------------------------------
     def fail(self, what: str, exc: type[SubmissionError] = SubmissionError, agent: str | None = None
-              ) -> SubmissionError:
+             ) -> SubmissionError:
         """Stop the worker and return the error to raise, with its output's tail: the worker's own checks of the
         protocol and the team's checks of a reply (`SubmissionTeam`) end a submission alike."""
         self.kill()
@@ -238,7 +238,7 @@ class Worker:
                 agent = self.agent_in_call()
                 whose = f" in agent {agent!r}" if agent is not None else ""
                 raise self.fail(f"submission timed out at {stage}{whose} (limit {timeout:g} s)", SubmissionTimeout,
-                                 agent=agent)
+                                agent=agent)
             readable, _, _ = select.select([fd], [], [], left)
             if not readable:
                 continue
@@ -387,14 +387,14 @@ class SubmissionTeam:
         actions = reply.get("actions")
         if not isinstance(actions, dict) or set(actions) != set(observations):
             raise self.worker.fail(f"submission answered actions for {sorted(actions or {})}, "
-                                    f"asked for {sorted(observations)}")
+                                   f"asked for {sorted(observations)}")
         out = {}
         for name in observations:
             value = actions[name]
             n = sizes[name]
             if type(value) is not int or (n is not None and not 0 <= value < n):
                 raise self.worker.fail(f"agent {name!r}: action {value!r} outside its action space "
-                                        f"(an integer 0..{'?' if n is None else n - 1})", agent=name)
+                                       f"(an integer 0..{'?' if n is None else n - 1})", agent=name)
             out[name] = value
         return out
 

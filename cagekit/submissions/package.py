@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 import zlib
@@ -411,6 +410,22 @@ def check_out(out: str | Path) -> None:
                              f"ending in .zip")
 
 
+def _move_into(staged: Path, out: Path, staging: Path) -> None:
+    """Move the staged package's entries into the empty folder `out` (which holds the `staging` folder); if that
+    stops part way, the entries moved go back, so that `out` is left empty, as it was."""
+    if any(entry != staging for entry in out.iterdir()):
+        raise ValueError(f"--out {out} is no longer empty; give a new or empty folder, or a path ending in .zip")
+    moved: list[str] = []
+    try:
+        for entry in sorted(staged.iterdir()):
+            os.replace(entry, out / entry.name)
+            moved.append(entry.name)
+    except BaseException:
+        for name in reversed(moved):
+            os.replace(out / name, staged / name)
+        raise
+
+
 def package(source: str | Path, name: str, team: str, technique: str, out: str | Path, *,
             scenario: str | None = None, layout: str | None = None, channel: bool | None = None,
             sau: bool | None = None, message_cost: float | None = None, seed: int | None = None,
@@ -437,19 +452,22 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
             check_replace(data, out)
     if accept is None:
         return write_zip(data, out) if data is not None else write_folder(files, out)
+    # an existing folder (empty: check_out refused any other) is filled, not replaced, so that it keeps what the
+    # user gave it (mode, owner, group, ACLs; a link stays one); it is staged in, on the folder's own file system
+    fill = out.is_dir()
     made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # the staging folder's, new
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.staged-") as staging:
-            staged = Path(staging) / out.name
+        with tempfile.TemporaryDirectory(dir=out if fill else out.parent, prefix=f".{out.name}.staged-") as staging:
+            staged = Path(staging) / (out.name or "package")  # `--out .` has no name
             write_zip(data, staged) if data is not None else write_folder(files, staged)
             if not accept(staged):
                 raise PackageRejected(f"{out} not written (what was there is untouched): the package failed its "
                                       f"validation (above); fix the team, or --no-validate to write it anyway")
-            if out.is_dir():  # an empty folder (check_out refused any other): the staged one takes its place,
-                shutil.copymode(out, staged)  # with the permissions the user gave it
-                out.rmdir()
-            os.replace(staged, out)
+            if fill:
+                _move_into(staged, out, Path(staging))
+            else:
+                os.replace(staged, out)
     except BaseException:  # rejected, failed or interrupted: no folder made for it is left either
         for folder in made:  # deepest first
             if folder.is_dir() and not any(folder.iterdir()):

@@ -20,7 +20,7 @@ BITS_KEY = "rollout/ep_bits_mean"
 
 
 class ProgressCallback(BaseCallback):
-    """The progress bar of our own learners (`cagekit.agents.training._progress`) for an SB3 run, and bits in
+    """The progress bar of our own learners (`cagekit.agents.training.make_progress_bar`) for an SB3 run, and bits in
     its log.
 
     The bar counts environment steps up to `total`; its stats column is `cagekit.agents.training.stats_text`
@@ -55,7 +55,7 @@ class ProgressCallback(BaseCallback):
         self._marks.append((time.perf_counter(), int(self.model.num_timesteps)))
         self._closed = False
         self.progress = make_progress_bar(self.enabled, self.total, min(int(self.model.num_timesteps), self.total),
-                                  label=self.label)
+                                          label=self.label)
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or ()

@@ -3,6 +3,7 @@ a run's folder is made, since SB3 itself checks few of them and fails late, in i
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import typing
 from collections.abc import Mapping
@@ -46,7 +47,8 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
 
     A value's type is its default's in the algorithm's signature (where that is a number, text or a flag) and
     its range `BOUNDS`': a config file's "x" for a learning rate would otherwise end in SB3's traceback
-    after the run's folder was made."""
+    after the run's folder was made. A callable passes where the signature takes a schedule (`learning_rate`,
+    `clip_range`, `clip_range_vf`), and None where it is the default."""
     params = inspect.signature(algo_class(algo).__init__).parameters
     settable = sorted(set(params) - _FIXED)
     unknown = sorted(set(algo_kwargs or {}) - set(settable))
@@ -55,7 +57,7 @@ def check_hyperparameters(algo: str, algo_kwargs: Mapping[str, Any] | None) -> d
     checked = {}
     for key, value in (algo_kwargs or {}).items():
         hint, default = params[key].annotation, params[key].default
-        if default is None and (value is None or callable(value)):  # off, or a schedule (`clip_range_vf`)
+        if value is None and default is None or callable(value) and _takes_schedule(hint):  # off, or a schedule
             checked[key] = value
             continue
         kind = _value_kind(hint, default)
@@ -76,6 +78,12 @@ def _value_kind(hint: Any, default: Any) -> Any:
         kinds = [k for k in typing.get_args(hint) if k in _SCALARS or typing.get_origin(k) is dict]
         kind = kinds[0] if len(kinds) == 1 else None
     return kind
+
+
+def _takes_schedule(hint: Any) -> bool:
+    """Whether a hyperparameter's annotation allows a schedule, a callable (`clip_range_vf`): `target_kl`'s does
+    not, and SB3 fails on a callable one in the first update, after the run's folder was made."""
+    return any(typing.get_origin(k) is collections.abc.Callable for k in typing.get_args(hint) or (hint,))
 
 
 def algo_class(algo: str) -> type[BaseAlgorithm]:

@@ -194,7 +194,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
     # checkpoints every tenth of the run (as our learners do every K updates), and the model on Ctrl-C
     every = max(planned // 10 // max(n_envs, 1), 1)
     checkpoints = Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
-                               save_replay_buffer=True)
+                              save_replay_buffer=True)
     progress = ProgressCallback(int(steps), enabled=progress_bar, label=f"{algo} seed {seed}")
     callbacks = [checkpoints, progress] + ([Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
     try:

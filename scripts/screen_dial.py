@@ -67,7 +67,7 @@ def score_on_twin(weights: Path, scenario: str, out: Path, episodes: int, seed: 
 
 def _score_job(args: tuple[str, str, int, str, int]) -> dict[str, float]:
     from cagekit.agents.snapshots import chosen_weights
-    from cagekit.agents.threads import limit_torch_threads
+    from cagekit.agents.torch_threads import limit_torch_threads
 
     algo_run, scenario, seed, out, episodes = args
     limit_torch_threads()

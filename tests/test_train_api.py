@@ -8,7 +8,7 @@ import torch
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.qmix import QmixLearner
-from cagekit.agents.threads import pinned_torch_threads, training_threads
+from cagekit.agents.torch_threads import pinned_torch_threads, training_threads
 from cagekit.agents.training import make_learner, train
 
 SMALL = {"buffer_episodes": 16, "batch_episodes": 4, "target_update_episodes": 3, "epsilon_anneal_steps": 200}

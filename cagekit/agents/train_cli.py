@@ -10,7 +10,7 @@ from typing import Any
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.snapshots import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR
-from cagekit.agents.threads import limit_torch_threads
+from cagekit.agents.torch_threads import limit_torch_threads
 from cagekit.agents.training import (
     ALGOS,
     CHECKPOINT_EVERY,

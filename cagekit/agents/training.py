@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Team
 from cagekit.agents.snapshots import SnapshotSchedule, snapshot_dir
-from cagekit.agents.threads import pinned_torch_threads, training_threads
+from cagekit.agents.torch_threads import pinned_torch_threads, training_threads
 from cagekit.scenarios import ScenarioSpec, scenario_name
 
 if TYPE_CHECKING:  # imported where used: rich costs start-up time

@@ -28,7 +28,7 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
         done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed,
                                          "snapshots": snapshots, "select_episodes": select_episodes}) + "\n")
     if select_episodes:
-        from cagekit.agents.threads import limit_torch_threads
+        from cagekit.agents.torch_threads import limit_torch_threads
         from cagekit.evaluation.selection import select_snapshot
 
         limit_torch_threads()
@@ -41,7 +41,7 @@ def _train(algo: str, scenario: str, seed: int, steps: int, run: Path, config: s
     """Train (or continue) one run to `steps`; returns its seconds and, for an SB3 run continued from a
     checkpoint, the step it resumed at. A run cut short by Ctrl-C keeps its state (the trainers save it)
     and raises KeyboardInterrupt, so that it is never recorded as finished: a rerun continues it."""
-    from cagekit.agents.threads import limit_torch_threads
+    from cagekit.agents.torch_threads import limit_torch_threads
     from cagekit.agents.training import default_simulator
 
     limit_torch_threads()

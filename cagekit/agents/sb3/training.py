@@ -87,7 +87,7 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     reseeded with `seed + resumed step`, torch's random state is not restored, PPO drops the rollout cut
     by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step.
     """
-    from cagekit.agents.threads import pinned_torch_threads, training_threads
+    from cagekit.agents.torch_threads import pinned_torch_threads, training_threads
     from cagekit.agents.training import check_count
 
     if progress is not None:

@@ -194,11 +194,12 @@ def _compare(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cagekit.evaluation.study import StudyPlan, run_study
+    from cagekit.evaluation.study import run_study
+    from cagekit.evaluation.study_plan import StudyPlan
 
     out = Path(args.out or ("results/reproduce-quick" if args.quick else "results/reproduce"))
     doc = Path(args.doc or (out / "results.md" if args.quick else "docs/results.md"))
-    from cagekit.evaluation.study import default_configs
+    from cagekit.evaluation.study_plan import default_configs
 
     configs = {**default_configs(), **_algo_files(args.config)}
     given = {"jobs": args.jobs, "configs": configs, "progress": not args.no_progress, "seeds": args.seeds,

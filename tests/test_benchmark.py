@@ -268,7 +268,8 @@ def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_
 
 
 def test_the_results_document_names_the_command_that_made_its_numbers(tmp_path):
-    from cagekit.evaluation.study import StudyPlan, _command, default_configs
+    from cagekit.evaluation.study_plan import StudyPlan, default_configs
+    from cagekit.evaluation.study_report import _command
 
     doc = tmp_path / "r.md"
     assert _command(StudyPlan.quick(tmp_path, doc)) == "cagekit reproduce --quick"

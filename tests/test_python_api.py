@@ -186,7 +186,8 @@ def test_eval_config_takes_numpy_numbers_as_pythons(tmp_path: Path) -> None:
 # 8. package's include takes one path as one file
 
 def test_package_include_takes_a_single_path(tmp_path: Path) -> None:
-    from cagekit.submissions.package import build_files, package
+    from cagekit.submissions.build import build_files
+    from cagekit.submissions.package import package
 
     team = tmp_path / "weighted.py"
     team.write_text("import json\nfrom pathlib import Path\n\nfrom cagekit.agents import make_team as _make\n\n"

@@ -117,7 +117,8 @@ def test_checkpoint_identity_ignores_the_runs_subfolders(tmp_path):
 def test_packaging_a_run_takes_the_chosen_weights_and_leaves_the_rest(tmp_path):
     import zipfile
 
-    from cagekit.submissions.package import find_checkpoint, package
+    from cagekit.submissions.package import package
+    from cagekit.submissions.sources import find_checkpoint
 
     run = tmp_path / "run"
     learner = DialLearner("dial-sau", "paper-small", 1, TINY, episode_length=5, simulator="twin")

@@ -1031,8 +1031,8 @@ def test_a_hang_names_the_submitted_agent_that_hangs_not_the_first_to_ask(tmp_pa
 def test_the_agent_in_call_is_named_whole_however_long(tmp_path, name):
     """The page holds 255 bytes of the name: an agent named longer (a scenario of one's own names its agents)
     was reported cut, with a replacement character where a letter's bytes were split."""
-    from cagekit.submissions.loader import IN_CALL_SIZE, Worker
     from cagekit.submissions.worker import _InCall
+    from cagekit.submissions.worker_client import IN_CALL_SIZE, Worker
 
     page = tmp_path / "in-call"
     page.write_bytes(bytes(IN_CALL_SIZE))

@@ -250,7 +250,7 @@ def backend_and_workers(args: argparse.Namespace, n_episodes: int) -> tuple[str,
     cpus = os.cpu_count() or 1
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    from cagekit.submissions.loader import check_timeout
+    from cagekit.submissions.timeouts import check_timeout
 
     if args.step_timeout is not None:
         check_timeout("--step-timeout", args.step_timeout)

@@ -187,7 +187,7 @@ class EpisodeRunner:
             with _deadline(self.step_timeout):
                 result = call()
         except StepTimeout:
-            from cagekit.submissions.loader import agent_in_call
+            from cagekit.submissions.team import agent_in_call
 
             who = agent_in_call(agent) or agent_name  # a submission's worker says whose code hangs
             raise EvaluationFailure(f"agent {who!r} exceeded the step timeout of {self.step_timeout:g} s "

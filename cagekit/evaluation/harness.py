@@ -99,7 +99,7 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
         twin = " (the twin is no backend: build the EvalConfig with simulator='twin')" if backend == "twin" else ""
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}{twin}")
     if step_timeout is not None:
-        from cagekit.submissions.loader import check_timeout
+        from cagekit.submissions.timeouts import check_timeout
 
         check_timeout("step_timeout", step_timeout)
     check_identity(config, source)

@@ -130,7 +130,7 @@ def _check_manifest_scenario(manifest: dict[str, Any]) -> None:
     """The validator's scenario check: the manifest's agents and spaces must be those of the environment it
     names (SubmissionError otherwise), so that a submission packaged for another scenario is refused before
     any episode, not by its first action."""
-    from cagekit.submissions.loader import SubmissionError
+    from cagekit.submissions.errors import SubmissionError
     from cagekit.submissions.manifest import make_manifest_env, space_problems
 
     try:
@@ -160,7 +160,7 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         self.path = str(Path(self.path).resolve())
         self.label = Path(self.path).stem or "submission"
         self._digest = _digest(Path(self.path))
-        from cagekit.submissions.loader import SubmissionError
+        from cagekit.submissions.errors import SubmissionError
         from cagekit.submissions.safety import UnsafeSubmission
 
         try:

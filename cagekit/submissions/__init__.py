@@ -14,9 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cagekit.submissions.loader import SubmissionError, SubmissionTeam, SubmissionTimeout, open_submission
-from cagekit.submissions.package import PackageRejected, build_files, package, seal, write_zip
+from cagekit.submissions.build import build_files, seal
+from cagekit.submissions.errors import SubmissionError, SubmissionTimeout
+from cagekit.submissions.loader import open_submission
+from cagekit.submissions.output import write_zip
+from cagekit.submissions.package import PackageRejected, package
 from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, UnsafeSubmission, safe_extract
+from cagekit.submissions.team import SubmissionTeam
 from cagekit.submissions.validate import Check, ValidationReport, validate
 
 

@@ -10,20 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cagekit.submissions.loader import (
-    ACT_TIMEOUT,
-    BOOT_TIMEOUT,
-    IMPORT_TIMEOUT,
-    SubmissionError,
-    SubmissionTeam,
-    Unpacked,
-    check_timeout,
-    interface_problems,
-    start_team,
-    unpack,
-)
+from cagekit.submissions.errors import SubmissionError
+from cagekit.submissions.loader import interface_problems, start_team
 from cagekit.submissions.manifest import REQUIRED_FILES, check_hashes, load_manifest, make_manifest_env, space_problems
 from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, UnsafeSubmission
+from cagekit.submissions.team import SubmissionTeam
+from cagekit.submissions.timeouts import ACT_TIMEOUT, BOOT_TIMEOUT, IMPORT_TIMEOUT, check_timeout
+from cagekit.submissions.unpack import Unpacked, unpack
 
 CHECKS = ("archive", "required files", "manifest", "hashes", "scenario", "import", "interface", "agents",
           "wrap", "smoke")

@@ -1,6 +1,6 @@
 """The worker process that hosts a submission's code (`python -m cagekit.submissions.worker FOLDER`).
 
-The parent (`loader.SubmissionTeam`) never imports submission code: it talks to this process with one
+The parent (`team.SubmissionTeam`) never imports submission code: it talks to this process with one
 JSON object per line over private copies of stdin/stdout (the submission's own prints go to stderr),
 and reads nothing but JSON back, so nothing the submission sends can run code in the parent.
 
@@ -118,7 +118,7 @@ class _InCall:
         if path is not None:
             import mmap
 
-            with open(path, "r+b") as file:  # the parent made it (`loader.IN_CALL_SIZE` bytes)
+            with open(path, "r+b") as file:  # the parent made it (`worker_client.IN_CALL_SIZE` bytes)
                 self._page = mmap.mmap(file.fileno(), 0)
 
     def __call__(self, name: str | None) -> str | None:
@@ -151,7 +151,7 @@ def _as_action(value: Any, n: int | None = None) -> int:
 
 
 def _observation(obs: dict[str, Any]) -> dict[str, Any]:
-    """An agent's observation as the parent sent it (`loader._plain`), in the environment's own form."""
+    """An agent's observation as the parent sent it (`team._plain`), in the environment's own form."""
     import numpy as np
 
     return {"observation": np.asarray(obs["observation"], dtype=np.int8),

@@ -24,11 +24,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cagekit.agents.config_file import load_mapping, read_yaml  # noqa: E402
+from cagekit.agents.config_file import load_mapping  # noqa: E402
 from cagekit.agents.training import DIAL_ALGOS  # noqa: E402
 from cagekit.evaluation.benchmark_pool import train_many  # noqa: E402
 from cagekit.evaluation.benchmark_training import TrainJob  # noqa: E402
 from cagekit.evaluation.protocol import seed_ci95  # noqa: E402
+from cagekit.scenarios.data_files import read_yaml  # noqa: E402
 
 SCORE_SEED_OFFSET = 2_000_000  # episodes neither training (seed) nor selection (1_000_000 + seed) use
 

@@ -253,7 +253,7 @@ def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_
     assert main(["reproduce", "--quick", "--config", f"react={good}", "--out", str(out)]) == 2
     assert "--config for ['react'], which the study does not train" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--config", f"qmix={tmp_path / 'missing.yaml'}", "--out", str(out)]) == 2
-    assert "cannot read config file" in capsys.readouterr().err
+    assert "missing.yaml cannot be read" in capsys.readouterr().err
     assert main(["reproduce", "--quick", "--doc", str(tmp_path), "--out", str(out)]) == 2
     assert "is a folder; name the Markdown file to write" in capsys.readouterr().err
     (tmp_path / "summary.txt").write_text("an evaluation's\n")

@@ -34,13 +34,13 @@ def test_config_from_every_kind_of_source(tmp_path, cls, field, value, learner):
 def test_load_mapping_names_the_file_and_the_problem(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="cannot read config file .*bad.json"):
+    with pytest.raises(ValueError, match="config file .*bad.json is not valid JSON"):
         load_mapping(bad)
     listed = tmp_path / "list.yaml"
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="must hold a mapping of hyperparameters, got list"):
         load_mapping(listed)
-    with pytest.raises(ValueError, match="cannot read config file .*missing.yaml"):
+    with pytest.raises(ValueError, match="config file .*missing.yaml cannot be read"):
         load_mapping(tmp_path / "missing.yaml")
 
 

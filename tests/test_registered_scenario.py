@@ -355,6 +355,18 @@ def test_cagekit_scenarios_lists_a_scenario_file_and_names_a_wrong_field(tmp_pat
     assert "bad.yaml: hosts[1].image: unknown image 'windows_xp'" in capsys.readouterr().err
 
 
+def test_a_yaml_scenario_file_reads_exponents_as_numbers_as_a_config_file_does(tmp_path: Path) -> None:
+    """`detection: 5e-2` was refused as "must be a number, got str '5e-2'", where `--config` took `lr: 3e-4`:
+    scenario files read YAML as the config files do (YAML 1.2 numbers)."""
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY_YAML + "detection: 5e-2\nmessage_cost: 2E-1\n")
+    spec = read_scenario_file(file)
+    assert (spec.detection, spec.message_cost) == (0.05, 0.2)
+    (tmp_path / "far.yaml").write_text(TINY_YAML + "detection: 5e-1x\n")  # text that only starts like a number
+    with pytest.raises(ValueError, match="far.yaml: detection: must be a number, got str '5e-1x'"):
+        read_scenario_file(tmp_path / "far.yaml")
+
+
 def test_unreadable_scenario_files(tmp_path: Path) -> None:
     from cagekit.scenarios.files import scenario_option
 

@@ -151,6 +151,33 @@ def test_a_spec_that_names_what_it_does_not_have_is_refused(change, message):
         _own_scenario(**change)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"detection": 1.5}, "scenario 'tiny': detection is a probability in [0, 1], got 1.5"),
+    ({"green_rate": float("nan")}, "green rate is a probability in [0, 1], got nan"),
+    ({"message_cost": -0.1}, "message cost must be a finite number >= 0 (the reward a sent 1 costs), got -0.1"),
+    ({"message_cost": float("inf")}, "got inf"),
+])
+def test_a_spec_whose_settings_are_out_of_range_is_refused_when_made(change, message):
+    """A scenario file's `detection: 1.5` was registered, then every environment built on it was refused with
+    "detection is a probability in [0, 1], got None"; a NaN was refused as values that "are not plain data"."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _own_scenario(**change)
+    assert _own_scenario(detection=1.0, green_rate=0.0, message_cost=0.0).detection == 1.0  # the ends are valid
+
+
+@pytest.mark.parametrize("costs, wrong", [
+    ({"block": 2.0}, "block 2.0"),  # meant a price of 2: it paid the defenders 2 per Block
+    ({"restore_floor": float("nan")}, "restore_floor nan"),
+    ({"analyse_unless_found": "-0.5"}, "analyse_unless_found '-0.5'"),
+])
+def test_action_costs_are_finite_and_not_positive(costs, wrong):
+    from cagekit.scenarios.spec import ActionCosts
+
+    with pytest.raises(ValueError, match=re.escape(f"each a finite number <= 0 (-2.0 for a price of 2); got {wrong}")):
+        ActionCosts(**costs)
+    assert ActionCosts(block=0.0, restore_by_value=False).block == 0.0
+
+
 def test_a_spec_that_names_a_host_twice_is_refused():
     """Two hosts of one name were accepted and played another game (-22.5 where the spec's own gives -119.6)."""
     from cagekit.scenarios import HostSpec

@@ -4,12 +4,13 @@ learners' config dataclasses."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
+
+from cagekit.scenarios.data_files import YAML_SUFFIXES, read_data_file
 
 #: the ranges a numeric config field may be held to, by the words its error message uses
 RANGES: dict[str, Callable[[float], bool]] = {
@@ -21,39 +22,11 @@ RANGES: dict[str, Callable[[float], bool]] = {
 }
 
 
-def _yaml_loader() -> Any:
-    """PyYAML's safe loader, reading `3e-4` and `5e4` as numbers as YAML 1.2 does (YAML 1.1 wants `3.0e-4`,
-    and a config saying `lr: 3e-4` was refused as text)."""
-    import re
-
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-                                 list("-+0123456789"))
-    return Loader
-
-
-def read_yaml(text: str) -> Any:
-    """YAML text as values, exponents without a dot (`3e-4`) read as numbers (`_yaml_loader`)."""
-    import yaml
-
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
-
-
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping of field -> value in a JSON or YAML file; a `ValueError` naming the file otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-        if path.suffix.lower() in (".yaml", ".yml"):
-            data = read_yaml(text) or {}
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - OS / json / yaml errors
-        raise ValueError(f"cannot read config file {path}: {exc}") from exc
+    data = read_data_file(path, "config file")
+    if data is None and Path(path).suffix.lower() in YAML_SUFFIXES:
+        data = {}  # an empty YAML file: every default
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of hyperparameters, got {type(data).__name__}")
     return data

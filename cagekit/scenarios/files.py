@@ -3,10 +3,9 @@ read into a spec and registered, so that the command line's `--scenario FILE` ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
+from cagekit.scenarios.data_files import read_data_file
 from cagekit.scenarios.spec import ScenarioSpec
 
 SUFFIXES = (".json", ".yaml", ".yml")
@@ -19,20 +18,7 @@ def read_scenario_file(path: str | Path) -> ScenarioSpec:
     file = Path(path)
     if file.suffix.lower() not in SUFFIXES:
         raise ValueError(f"scenario file {file}: expected a .json, .yaml or .yml file")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"scenario file {file} cannot be read: {exc}") from None
-    data: Any
-    try:
-        if file.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - json's and yaml's parse errors
-        raise ValueError(f"scenario file {file} is not valid {file.suffix.lstrip('.').upper()}: {exc}") from None
+    data = read_data_file(file, "scenario file")
     return spec_from_dict(data, f"scenario file {file}")
 
 

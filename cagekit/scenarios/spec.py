@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 ValueLevel = Literal["None", "Low", "Medium", "High"]
@@ -85,6 +85,16 @@ class ActionCosts:
     restore_by_value: bool = True
     block: float = -2.0
 
+    def __post_init__(self) -> None:
+        """Refuse a cost that is not a finite number <= 0: a NaN poisons every return, and a positive one (`block:
+        2`, meaning a price of 2) would pay the defenders for the action."""
+        wrong = [f"{f.name} {getattr(self, f.name)!r}" for f in fields(self) if f.type != "bool" and not (
+            isinstance(v := getattr(self, f.name), numbers.Real) and not isinstance(v, bool)
+            and math.isfinite(v) and v <= 0)]
+        if wrong:
+            raise ValueError(f"action costs are the rewards the actions add: each a finite number <= 0 (-2.0 for a "
+                             f"price of 2); got {', '.join(wrong)}")
+
 
 @dataclass(frozen=True)
 class ScenarioSpec:
@@ -118,7 +128,8 @@ class ScenarioSpec:
 
     def __post_init__(self) -> None:
         """Refuse a name that points nowhere (a spec written by hand: `make_env(spec)`), rather than build a
-        network where an agent's Block of a subnet that does not exist costs -2 and does nothing."""
+        network where an agent's Block of a subnet that does not exist costs -2 and does nothing; and a
+        setting out of its range (a detection of 1.5), named here rather than when an environment is built."""
         hosts, subnets = self.host_names, tuple(s.name for s in self.subnets)
         problems = [f"host {h!r} is in subnet {s.name!r} but not among the hosts"
                     for s in self.subnets for h in s.hosts if h not in hosts]
@@ -143,20 +154,27 @@ class ScenarioSpec:
                                    ("default_layout", self.default_layout, self.blue_layouts)):
             if key not in options:
                 problems.append(f"{what} {key!r} is not one of {', '.join(options)}")
+        hosts_named = f" (hosts: {', '.join(hosts)})" if problems else ""
+        for setting in ("detection", "green_rate", "message_cost"):
+            try:
+                self.setting(setting, None)
+            except (TypeError, ValueError) as exc:
+                problems.append(str(exc))
         if problems:
-            raise ValueError(f"scenario {self.name!r}: " + "; ".join(problems) + f" (hosts: {', '.join(hosts)})")
+            raise ValueError(f"scenario {self.name!r}: " + "; ".join(problems) + hosts_named)
 
     def setting(self, name: Literal["detection", "green_rate", "message_cost"], value: float | None) -> float:
         """`value` for the named setting, or the scenario's own when None; refused (ValueError) when out of
         range, so that no layer trains or scores on a NaN, a negative price or a probability above 1."""
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-            raise TypeError(f"{name} is a number, got {type(value).__name__} {value!r}")  # "0.1" was taken as 0.1
-        resolved = float(getattr(self, name) if value is None else value)
+        given = getattr(self, name) if value is None else value  # the scenario's own is checked when it is made
+        if isinstance(given, bool) or not isinstance(given, numbers.Real):
+            raise TypeError(f"{name} is a number, got {type(given).__name__} {given!r}")  # "0.1" was taken as 0.1
+        resolved = float(given)
         if name == "message_cost":
             if not (math.isfinite(resolved) and resolved >= 0.0):
-                raise ValueError(f"message cost must be a finite number >= 0 (the reward a sent 1 costs), got {value}")
+                raise ValueError(f"message cost must be a finite number >= 0 (the reward a sent 1 costs), got {given}")
         elif not 0.0 <= resolved <= 1.0:  # also False for NaN
-            raise ValueError(f"{name.replace('_', ' ')} is a probability in [0, 1], got {value}")
+            raise ValueError(f"{name.replace('_', ' ')} is a probability in [0, 1], got {given}")
         return resolved
 
     def host(self, name: str) -> HostSpec:

@@ -1092,3 +1092,24 @@ def test_a_failing_end_episode_or_reseed_names_the_agent_not_its_object(method, 
     report = validate(path, import_timeout=30.0, check_wrap=False)
     assert not report.ok and f"{method} broke" in report.failed.message, report.text()
     assert "object at" not in report.failed.message and "(agent 'blue_user')" in report.failed.message, report.text()
+
+
+def test_a_submissions_agent_takes_a_bare_observation_vector_as_the_team_in_process_does(tmp_path):
+    """CAGE's get_action(observation, action_space) with a bare vector (no mask), which an agent in this process
+    takes: through a submission the worker's agent got an empty action mask with it, so react indexed past its
+    end (IndexError) and random found no action to choose from (ValueError)."""
+    env = make_env(SCENARIO, red="KillChainAgent", seed=0)
+    local = make_team("react", env)
+    with open_submission(package("react", "me", "us", "react", tmp_path / "react.zip")) as team:
+        for episode_seed in (0, 1):
+            obs, _ = env.reset(seed=episode_seed)
+            for _ in range(6):
+                vectors = {name: obs[name]["observation"] for name in obs}
+                actions = {name: team.agents[name].get_action(vectors[name], env.action_space(name)) for name in obs}
+                assert actions == {name: local.agents[name].get_action(vectors[name], env.action_space(name))
+                                   for name in obs}
+                obs, *_ = env.step(actions)
+    with open_submission(package("random", "me", "us", "random", tmp_path / "random.zip", seed=4)) as team:
+        obs, _ = env.reset(seed=0)
+        for name in obs:  # any action: no mask came with the vector
+            assert 0 <= team.agents[name].get_action(obs[name]["observation"], env.action_space(name)) < 16

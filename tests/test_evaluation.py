@@ -786,6 +786,7 @@ def test_muting_needs_the_channel(tmp_path: Path, capsys: pytest.CaptureFixture)
     (["--message-cost", "nan"], "message cost must be a finite number >= 0"),
     (["--message-cost", "-1"], "message cost must be a finite number >= 0"),
     (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--reds", ""], "--reds '' has an empty item"),  # was every red, the default, as if not given
     (["--workers", "2", "--backend", "serial"], "--workers 2 with --backend serial: serial is one process"),
     (["--step-timeout", "-1"], "--step-timeout must be a positive number of seconds"),
     (["--step-timeout", "inf"], "up to 86,400 (a day),"),

@@ -88,6 +88,23 @@ def test_workers_give_the_serial_files(tmp_path: Path, monkeypatch: pytest.Monke
     _same_outputs(tmp_path / "serial", tmp_path / "workers")
 
 
+def test_no_more_worker_processes_start_than_episodes_to_play(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork pool starts all its processes at once: `--workers 100000` for three episodes forked 100,000
+    evaluation processes (minutes of a stalled machine) where three can play everything."""
+    import multiprocessing
+
+    from cagekit.evaluation.runners import run_processes
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("the pools that start every process at once are fork pools")
+    monkeypatch.setenv(START_METHOD_ENV, "fork")
+    config = _config(reds=("SleepAgent",), lengths=(3,))
+    seen: list[int] = []
+    run_processes(config, HeuristicSource("sleep"), config.tasks(),
+                  lambda result: seen.append(len(multiprocessing.active_children())), workers=12)
+    assert len(seen) == 2 and max(seen) <= 2, seen
+
+
 def test_worker_start_method(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fork only while single-threaded (on Linux); an unknown override is refused with the valid ones."""
     import threading

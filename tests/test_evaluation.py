@@ -1025,3 +1025,40 @@ def test_python_team_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureF
     assert "python myteam.py:Mine" in json.dumps(summary)  # the default technique names the file and class
     assert _cli(str(tmp_path / "absent.py"), str(tmp_path / "out2"), *SMALL) == 1
     assert "no such Python file" in capsys.readouterr().err
+
+
+def test_a_python_team_that_calls_sys_exit_fails_with_its_problem_named(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """SystemExit is no Exception: a team file that parses arguments at import (argparse exits) ended
+    evaluation.py with its exit code and no word of why, and `run_command` ended the calling script; an agent's
+    sys.exit() did the same in the middle of a run, naming neither agent nor step."""
+    from cagekit.evaluation import run_command
+
+    (tmp_path / "script.py").write_text("import argparse\n\nargparse.ArgumentParser().parse_args(['--no-such'])\n\n\n"
+                                        "def make_team(env):\n    pass\n")
+    assert _cli(str(tmp_path / "script.py"), str(tmp_path / "out"), *SMALL) == 1
+    assert re.search(r"importing .*script.py failed: SystemExit: 2", capsys.readouterr().err)
+    with pytest.raises(ValueError, match="SystemExit: 2"):
+        run_command([str(tmp_path / "script.py"), str(tmp_path / "out"), *SMALL])
+    (tmp_path / "leaving.py").write_text('''
+import sys
+
+from cagekit.agents import Agent
+
+
+class Leaving(Agent):
+    def __init__(self, slot):
+        self.slot, self.steps = slot, 0
+
+    def get_action(self, observation, action_space=None):
+        self.steps += 1
+        if self.slot.name == "blue_ops" and self.steps == 3:
+            sys.exit("leaving now")
+        return 0
+''')
+    for workers in ("1", "2"):
+        out = tmp_path / f"left-{workers}"
+        assert _cli(f"{tmp_path / 'leaving.py'}:Leaving", str(out), *SMALL, "--workers", workers) == 1
+        err = capsys.readouterr().err
+        assert "agent 'blue_ops' raised SystemExit: leaving now at step 2 of episode 0" in err, err
+    assert not (tmp_path / "out").exists()

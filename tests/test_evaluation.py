@@ -372,6 +372,30 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_an_output_folder_in_the_team_itself_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        tiny_checkpoint: Path) -> None:
+    """Reports written into the evaluated checkpoint's folder changed the files that identify it, so the same
+    command then refused its own journal (no resuming after Ctrl-C); written into a submission folder they were
+    files its manifest does not list, and the submission no longer opened. Refused, with nothing written."""
+    import shutil
+
+    from cagekit.submissions import package, validate
+
+    team = tmp_path / "team"
+    shutil.copytree(tiny_checkpoint, team)
+    before = sorted(f.name for f in team.iterdir())
+    assert _cli(str(team), str(team), *TINY) == 1
+    assert "is the evaluated checkpoint's own folder" in " ".join(capsys.readouterr().err.split())
+    assert sorted(f.name for f in team.iterdir()) == before
+    submission = package("sleep", "me", "us", "sleep", tmp_path / "sub")  # a folder
+    for out in (submission, submission / "results", submission / "team"):
+        assert _cli(str(submission), str(out), *TINY) == 1
+        assert "the evaluated submission's folder" in " ".join(capsys.readouterr().err.split())
+    assert validate(submission, check_wrap=False).ok
+    assert _cli(str(submission), str(tmp_path / "beside"), *TINY) == 0  # anywhere else, as before
+    assert _cli(str(team), str(tmp_path / "team-out"), *TINY) == 0
+
+
 @pytest.mark.parametrize("damage", ["truncated weights", "unknown algorithm"])
 def test_a_team_that_cannot_load_is_refused_before_the_journal(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                tiny_checkpoint: Path, damage: str) -> None:

@@ -345,6 +345,12 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
         out = dict(files)
         out["manifest.json"] = json.dumps(manifest).encode()
         return seal(out)
+    if case == "manifest-agent-twice":  # every agent of the scenario listed, one of them twice
+        manifest = json.loads(files["manifest.json"])
+        manifest["agents"].append(dict(manifest["agents"][0]))
+        out = dict(files)
+        out["manifest.json"] = json.dumps(manifest).encode()
+        return seal(out)
     if case.startswith("manifest-field-"):  # a setting of the wrong JSON type
         key, value = {"manifest-field-cost": ("message_cost", "abc"), "manifest-field-channel": ("channel", "yes"),
                       "manifest-field-source": ("source", "plugin")}[case]
@@ -392,6 +398,8 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("no-agents", "interface", "AGENTS"),
     ("no-wrap", "interface", "wrap"),
     ("manifest-unknown-agent", "scenario", "['blue_ghost'] not in scenario"),
+    # validate passed it and evaluation.py refused it ("the manifest lists ['blue_ops', 'blue_user', 'blue_user']")
+    ("manifest-agent-twice", "manifest", "'agents' lists ['blue_user'] more than once"),
     ("manifest-field-cost", "manifest", "'message_cost' is 'abc'; it must be a finite number or null"),
     ("manifest-field-channel", "manifest", "'channel' is 'yes'; it must be true or false"),
     ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic', 'checkpoint' or 'python'"),

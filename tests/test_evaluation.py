@@ -1023,6 +1023,39 @@ def test_a_worker_refuses_a_python_team_edited_after_the_evaluation_began(tmp_pa
         worker.team_for_episode(env, 0)
 
 
+def test_a_worker_refuses_a_checkpoint_or_submission_changed_after_the_evaluation_began(
+        tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """A worker process loads a checkpoint at its first episode of each combination, and opens a submission at its
+    first episode: weights that training went on writing into the folder meanwhile, or a zip packaged anew, were
+    played under the identity of the team the run began with (one journal, two teams), as a Python team's edited
+    file was. The worker now refuses them, as it does that file."""
+    import pickle
+    import shutil
+
+    from cagekit import make_env
+    from cagekit.agents.dial import DialLearner
+    from cagekit.evaluation.sources import CheckpointSource, SubmissionSource
+    from cagekit.submissions import package
+
+    env = make_env("paper-small", seed=0)
+    env.reset(seed=0)
+    team = tmp_path / "team"
+    shutil.copytree(tiny_checkpoint, team)
+    sent = pickle.dumps(CheckpointSource(str(team)))  # as to a worker
+    pickle.loads(sent).team_for_episode(env, 0)  # unchanged: plays
+    DialLearner("dial-sau", "paper-small", seed=1, config={"batch_episodes": 2}).save(team)  # training goes on
+    with pytest.raises(ValueError, match=r"team changed after this evaluation began"):
+        pickle.loads(sent).team_for_episode(env, 0)
+    zipped = package("sleep", "me", "us", "sleep", tmp_path / "sub.zip")
+    source = SubmissionSource(str(zipped))
+    sent = pickle.dumps(source)
+    package("react", "me", "us", "react", zipped, replace=True)
+    worker = pickle.loads(sent)
+    with pytest.raises(ValueError, match=r"sub.zip changed after this evaluation began"):
+        worker.team_for_episode(env, 0)
+    assert worker._team is None  # not kept (its worker process closed)
+
+
 def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
     file = _my_team(tmp_path)
     with pytest.raises(ValueError, match=r"myteam.py has no 'make_team': name an agent class .* it defines Mine, "

@@ -200,6 +200,7 @@ def test_parallel_training_shows_runs_done_and_keeps_every_finished_run(tmp_path
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--reds", "Nope"], "unknown red agent"),
+    (["--reds", ""], "--reds '' has an empty item"),  # was every red, as if not given
     (["--episodes", "0"], "episodes must be >= 1"),
     (["--lengths", "5,5"], r"episode length\(s\) \[5\] given more than once"),
     (["--steps", "0"], "training steps must be >= 1"),

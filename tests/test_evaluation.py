@@ -88,6 +88,23 @@ def test_workers_give_the_serial_files(tmp_path: Path, monkeypatch: pytest.Monke
     _same_outputs(tmp_path / "serial", tmp_path / "workers")
 
 
+def test_no_more_worker_processes_start_than_episodes_to_play(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork pool starts all its processes at once: `--workers 100000` for three episodes forked 100,000
+    evaluation processes (minutes of a stalled machine) where three can play everything."""
+    import multiprocessing
+
+    from cagekit.evaluation.runners import run_processes
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("the pools that start every process at once are fork pools")
+    monkeypatch.setenv(START_METHOD_ENV, "fork")
+    config = _config(reds=("SleepAgent",), lengths=(3,))
+    seen: list[int] = []
+    run_processes(config, HeuristicSource("sleep"), config.tasks(),
+                  lambda result: seen.append(len(multiprocessing.active_children())), workers=12)
+    assert len(seen) == 2 and max(seen) <= 2, seen
+
+
 def test_worker_start_method(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fork only while single-threaded (on Linux); an unknown override is refused with the valid ones."""
     import threading
@@ -353,6 +370,30 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "team"
     DialLearner("dial-sau", "paper-small", seed=0, config={"batch_episodes": 2}).save(path)
     return path
+
+
+def test_an_output_folder_in_the_team_itself_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        tiny_checkpoint: Path) -> None:
+    """Reports written into the evaluated checkpoint's folder changed the files that identify it, so the same
+    command then refused its own journal (no resuming after Ctrl-C); written into a submission folder they were
+    files its manifest does not list, and the submission no longer opened. Refused, with nothing written."""
+    import shutil
+
+    from cagekit.submissions import package, validate
+
+    team = tmp_path / "team"
+    shutil.copytree(tiny_checkpoint, team)
+    before = sorted(f.name for f in team.iterdir())
+    assert _cli(str(team), str(team), *TINY) == 1
+    assert "is the evaluated checkpoint's own folder" in " ".join(capsys.readouterr().err.split())
+    assert sorted(f.name for f in team.iterdir()) == before
+    submission = package("sleep", "me", "us", "sleep", tmp_path / "sub")  # a folder
+    for out in (submission, submission / "results", submission / "team"):
+        assert _cli(str(submission), str(out), *TINY) == 1
+        assert "the evaluated submission's folder" in " ".join(capsys.readouterr().err.split())
+    assert validate(submission, check_wrap=False).ok
+    assert _cli(str(submission), str(tmp_path / "beside"), *TINY) == 0  # anywhere else, as before
+    assert _cli(str(team), str(tmp_path / "team-out"), *TINY) == 0
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "unknown algorithm"])
@@ -786,6 +827,7 @@ def test_muting_needs_the_channel(tmp_path: Path, capsys: pytest.CaptureFixture)
     (["--message-cost", "nan"], "message cost must be a finite number >= 0"),
     (["--message-cost", "-1"], "message cost must be a finite number >= 0"),
     (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--reds", ""], "--reds '' has an empty item"),  # was every red, the default, as if not given
     (["--workers", "2", "--backend", "serial"], "--workers 2 with --backend serial: serial is one process"),
     (["--step-timeout", "-1"], "--step-timeout must be a positive number of seconds"),
     (["--step-timeout", "inf"], "up to 86,400 (a day),"),
@@ -981,6 +1023,39 @@ def test_a_worker_refuses_a_python_team_edited_after_the_evaluation_began(tmp_pa
         worker.team_for_episode(env, 0)
 
 
+def test_a_worker_refuses_a_checkpoint_or_submission_changed_after_the_evaluation_began(
+        tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """A worker process loads a checkpoint at its first episode of each combination, and opens a submission at its
+    first episode: weights that training went on writing into the folder meanwhile, or a zip packaged anew, were
+    played under the identity of the team the run began with (one journal, two teams), as a Python team's edited
+    file was. The worker now refuses them, as it does that file."""
+    import pickle
+    import shutil
+
+    from cagekit import make_env
+    from cagekit.agents.dial import DialLearner
+    from cagekit.evaluation.sources import CheckpointSource, SubmissionSource
+    from cagekit.submissions import package
+
+    env = make_env("paper-small", seed=0)
+    env.reset(seed=0)
+    team = tmp_path / "team"
+    shutil.copytree(tiny_checkpoint, team)
+    sent = pickle.dumps(CheckpointSource(str(team)))  # as to a worker
+    pickle.loads(sent).team_for_episode(env, 0)  # unchanged: plays
+    DialLearner("dial-sau", "paper-small", seed=1, config={"batch_episodes": 2}).save(team)  # training goes on
+    with pytest.raises(ValueError, match=r"team changed after this evaluation began"):
+        pickle.loads(sent).team_for_episode(env, 0)
+    zipped = package("sleep", "me", "us", "sleep", tmp_path / "sub.zip")
+    source = SubmissionSource(str(zipped))
+    sent = pickle.dumps(source)
+    package("react", "me", "us", "react", zipped, replace=True)
+    worker = pickle.loads(sent)
+    with pytest.raises(ValueError, match=r"sub.zip changed after this evaluation began"):
+        worker.team_for_episode(env, 0)
+    assert worker._team is None  # not kept (its worker process closed)
+
+
 def test_python_team_refusals_name_the_problem(tmp_path: Path) -> None:
     file = _my_team(tmp_path)
     with pytest.raises(ValueError, match=r"myteam.py has no 'make_team': name an agent class .* it defines Mine, "
@@ -1007,3 +1082,40 @@ def test_python_team_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureF
     assert "python myteam.py:Mine" in json.dumps(summary)  # the default technique names the file and class
     assert _cli(str(tmp_path / "absent.py"), str(tmp_path / "out2"), *SMALL) == 1
     assert "no such Python file" in capsys.readouterr().err
+
+
+def test_a_python_team_that_calls_sys_exit_fails_with_its_problem_named(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """SystemExit is no Exception: a team file that parses arguments at import (argparse exits) ended
+    evaluation.py with its exit code and no word of why, and `run_command` ended the calling script; an agent's
+    sys.exit() did the same in the middle of a run, naming neither agent nor step."""
+    from cagekit.evaluation import run_command
+
+    (tmp_path / "script.py").write_text("import argparse\n\nargparse.ArgumentParser().parse_args(['--no-such'])\n\n\n"
+                                        "def make_team(env):\n    pass\n")
+    assert _cli(str(tmp_path / "script.py"), str(tmp_path / "out"), *SMALL) == 1
+    assert re.search(r"importing .*script.py failed: SystemExit: 2", capsys.readouterr().err)
+    with pytest.raises(ValueError, match="SystemExit: 2"):
+        run_command([str(tmp_path / "script.py"), str(tmp_path / "out"), *SMALL])
+    (tmp_path / "leaving.py").write_text('''
+import sys
+
+from cagekit.agents import Agent
+
+
+class Leaving(Agent):
+    def __init__(self, slot):
+        self.slot, self.steps = slot, 0
+
+    def get_action(self, observation, action_space=None):
+        self.steps += 1
+        if self.slot.name == "blue_ops" and self.steps == 3:
+            sys.exit("leaving now")
+        return 0
+''')
+    for workers in ("1", "2"):
+        out = tmp_path / f"left-{workers}"
+        assert _cli(f"{tmp_path / 'leaving.py'}:Leaving", str(out), *SMALL, "--workers", workers) == 1
+        err = capsys.readouterr().err
+        assert "agent 'blue_ops' raised SystemExit: leaving now at step 2 of episode 0" in err, err
+    assert not (tmp_path / "out").exists()

@@ -345,6 +345,12 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
         out = dict(files)
         out["manifest.json"] = json.dumps(manifest).encode()
         return seal(out)
+    if case == "manifest-agent-twice":  # every agent of the scenario listed, one of them twice
+        manifest = json.loads(files["manifest.json"])
+        manifest["agents"].append(dict(manifest["agents"][0]))
+        out = dict(files)
+        out["manifest.json"] = json.dumps(manifest).encode()
+        return seal(out)
     if case.startswith("manifest-field-"):  # a setting of the wrong JSON type
         key, value = {"manifest-field-cost": ("message_cost", "abc"), "manifest-field-channel": ("channel", "yes"),
                       "manifest-field-source": ("source", "plugin")}[case]
@@ -392,6 +398,8 @@ def _hostile(case: str, files: dict[str, bytes]) -> dict[str, bytes]:
     ("no-agents", "interface", "AGENTS"),
     ("no-wrap", "interface", "wrap"),
     ("manifest-unknown-agent", "scenario", "['blue_ghost'] not in scenario"),
+    # validate passed it and evaluation.py refused it ("the manifest lists ['blue_ops', 'blue_user', 'blue_user']")
+    ("manifest-agent-twice", "manifest", "'agents' lists ['blue_user'] more than once"),
     ("manifest-field-cost", "manifest", "'message_cost' is 'abc'; it must be a finite number or null"),
     ("manifest-field-channel", "manifest", "'channel' is 'yes'; it must be true or false"),
     ("manifest-field-source", "manifest", "'source' is 'plugin'; it must be 'heuristic', 'checkpoint' or 'python'"),
@@ -1092,3 +1100,24 @@ def test_a_failing_end_episode_or_reseed_names_the_agent_not_its_object(method, 
     report = validate(path, import_timeout=30.0, check_wrap=False)
     assert not report.ok and f"{method} broke" in report.failed.message, report.text()
     assert "object at" not in report.failed.message and "(agent 'blue_user')" in report.failed.message, report.text()
+
+
+def test_a_submissions_agent_takes_a_bare_observation_vector_as_the_team_in_process_does(tmp_path):
+    """CAGE's get_action(observation, action_space) with a bare vector (no mask), which an agent in this process
+    takes: through a submission the worker's agent got an empty action mask with it, so react indexed past its
+    end (IndexError) and random found no action to choose from (ValueError)."""
+    env = make_env(SCENARIO, red="KillChainAgent", seed=0)
+    local = make_team("react", env)
+    with open_submission(package("react", "me", "us", "react", tmp_path / "react.zip")) as team:
+        for episode_seed in (0, 1):
+            obs, _ = env.reset(seed=episode_seed)
+            for _ in range(6):
+                vectors = {name: obs[name]["observation"] for name in obs}
+                actions = {name: team.agents[name].get_action(vectors[name], env.action_space(name)) for name in obs}
+                assert actions == {name: local.agents[name].get_action(vectors[name], env.action_space(name))
+                                   for name in obs}
+                obs, *_ = env.step(actions)
+    with open_submission(package("random", "me", "us", "random", tmp_path / "random.zip", seed=4)) as team:
+        obs, _ = env.reset(seed=0)
+        for name in obs:  # any action: no mask came with the vector
+            assert 0 <= team.agents[name].get_action(obs[name]["observation"], env.action_space(name)) < 16

@@ -77,7 +77,7 @@ def load_builder(path: str | Path, name: str, as_module: str) -> Any:
         try:
             with _seeded_import():
                 spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module-level sys.exit() or argparse ended the evaluation silently
             del sys.modules[as_module]
             raise ValueError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
         remember_brought(as_module, set(sys.modules) - before - {as_module})

@@ -41,7 +41,7 @@ def evaluation_argv(plan: BenchmarkPlan, source: str, out: Path, seed: int, mute
             argv += [f"--{key.replace('_', '-')}", str(value)]
     if plan.env.get("detection") is not None:
         argv += ["--detection", str(plan.env["detection"])]
-    if plan.reds:
+    if plan.reds is not None:  # `--reds ''` too, which the evaluation refuses (an empty list, not every red)
         argv += ["--reds", plan.reds]
     if plan.backend:
         argv += ["--backend", plan.backend]

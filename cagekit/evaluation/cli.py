@@ -158,7 +158,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
         raise ValueError("--mute needs the message channel on (there is nothing to mute without it); drop "
                          "--no-channel, or evaluate a team layout that has a channel")
     spec = s.pop("spec")
-    reds = tuple(comma_list(args.reds, "--reds")) if args.reds else tuple(spec.red_agents)
+    # `--reds ''` is an empty list, refused as `--lengths ''` is, not the default (every red)
+    reds = tuple(comma_list(args.reds, "--reds")) if args.reds is not None else tuple(spec.red_agents)
     unknown = [r for r in reds if r not in spec.red_agents]
     if unknown:
         raise ValueError(f"unknown red agent(s) {unknown} for scenario {spec.name!r}; "

@@ -47,6 +47,12 @@ class StepTimeout(Exception):
     pass
 
 
+#: what a team's code may raise that fails the evaluation with its agent, step and episode named: a `sys.exit()`
+#: in a Python team's agent too, which ended the evaluating process with its own message alone (or, from a pool
+#: worker, the parent through the future's result)
+TEAM_ERRORS = (Exception, SystemExit)
+
+
 def _is_timeout(exc: BaseException) -> bool:
     """A time limit ran out (the harness's, or a submission worker's): the load of the machine, not
     necessarily the team, so a rerun may pass."""
@@ -192,7 +198,7 @@ class EpisodeRunner:
             who = agent_in_call(agent) or agent_name  # a submission's worker says whose code hangs
             raise EvaluationFailure(f"agent {who!r} exceeded the step timeout of {self.step_timeout:g} s "
                                     f"at step {step} of {where}", transient=True) from None
-        except Exception as exc:  # noqa: BLE001 - any error of the agent fails the evaluation
+        except TEAM_ERRORS as exc:  # noqa: BLE001 - any error of the agent fails the evaluation
             # a submission's worker names the agent at fault: one call there asks every agent of the step
             named = getattr(exc, "agent", None)
             culprit = named if isinstance(named, str) and named else agent_name  # a user's own `.agent` is no name
@@ -219,7 +225,7 @@ class EpisodeRunner:
         names = list(env.possible_agents)
         try:
             team = self.source.team_for_episode(env, seed)
-        except Exception as exc:  # noqa: BLE001
+        except TEAM_ERRORS as exc:  # noqa: BLE001
             raise EvaluationFailure(f"the team could not be built for {where}: {type(exc).__name__}: {exc}",
                                     transient=_is_timeout(exc)) from exc
         missing = [n for n in names if n not in team.agents]
@@ -230,7 +236,7 @@ class EpisodeRunner:
         def initial(name: str, call: Callable[[], Any]) -> Any:
             try:
                 return call()
-            except Exception as exc:  # noqa: BLE001
+            except TEAM_ERRORS as exc:  # noqa: BLE001
                 raise EvaluationFailure(f"agent {name!r} raised {type(exc).__name__}: {exc} "
                                         f"in set_initial_values before {where}") from exc
 
@@ -245,7 +251,7 @@ class EpisodeRunner:
         self._act(e.agents, e.observations, e.spaces, 0, e.where)  # the environment judges them when stepped
         try:
             e.team.end_episode()
-        except Exception as exc:  # noqa: BLE001
+        except TEAM_ERRORS as exc:  # noqa: BLE001
             raise EvaluationFailure(f"the team raised {type(exc).__name__}: {exc} in end_episode") from exc
 
     def run(self, length: int, red: str, index: int) -> EpisodeResult:
@@ -273,7 +279,7 @@ class EpisodeRunner:
         invalid = sum(int(infos[n]["invalid_actions"]) for n in names)
         try:
             team.end_episode()
-        except Exception as exc:  # noqa: BLE001
+        except TEAM_ERRORS as exc:  # noqa: BLE001
             raise EvaluationFailure(f"the team raised {type(exc).__name__}: {exc} in end_episode after {where}") \
                 from exc
         total = math.fsum(reward)

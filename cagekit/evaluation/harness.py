@@ -58,6 +58,28 @@ def check_identity(config: EvalConfig, source: TeamSource) -> None:
                          f"({identity!r}); nothing was written: build the EvalConfig with team=source.identity()")
 
 
+def check_output_apart(out: Path, source: TeamSource) -> None:
+    """Refuse an output folder that is the evaluated checkpoint's own folder, or is or lies in the evaluated
+    submission's folder: the reports would become files of the team itself, so the checkpoint's identity
+    (the digest of its folder's files) changed under its journal, which no rerun could then resume, and the
+    submission's files no longer matched its manifest, so it no longer opened at all."""
+    from cagekit.evaluation.sources import CheckpointSource, MutedSource, SubmissionSource
+
+    inner = source.inner if isinstance(source, MutedSource) else source
+    team = Path(inner.path) if isinstance(inner, (CheckpointSource, SubmissionSource)) else None
+    if team is None or not team.is_dir():
+        return
+    where = out.resolve()
+    if where == team and isinstance(inner, CheckpointSource):
+        raise ValueError(f"output folder {out} is the evaluated checkpoint's own folder: the reports written there "
+                         f"would change the files that identify the checkpoint, so no rerun could resume this "
+                         f"evaluation; give another output folder")
+    if isinstance(inner, SubmissionSource) and (where == team or team in where.parents):
+        raise ValueError(f"output folder {out} is {'' if where == team else 'inside '}the evaluated submission's "
+                         f"folder {team}: the reports written there would be files its manifest does not list, so "
+                         f"the submission would no longer open; give another output folder")
+
+
 def check_team(config: EvalConfig, source: TeamSource, step_timeout: float | None = None,
                keep: bool = False) -> None:
     """Load the team and let it act once on the first combination, before the journal ties an output folder
@@ -116,6 +138,7 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             raise ValueError(f"unknown red agent {r!r} for scenario {config.scenario!r}; "
                              f"valid: {', '.join(probe.spec.red_agents)}")
 
+    check_output_apart(out, source)
     journal = Journal(out, config).read()  # a refused folder fails before the team is loaded
     todo = [t for t in config.tasks() if t not in journal.results]
     if todo:

@@ -91,6 +91,9 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
                   step_timeout: float | None = None, workers: int = 2, **_: Any) -> None:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    # no more processes than episodes: a fork pool starts every one at once, so `--workers 100000` for three
+    # episodes forked 100,000 evaluation processes (and the results do not depend on the count)
+    workers = min(workers, max(1, len(tasks)))
     queue = list(tasks)
     queue.reverse()
     failure: BaseException | None = None

@@ -84,6 +84,17 @@ def _digest(path: Path, recursive: bool = True) -> str:
     return h.hexdigest()
 
 
+def check_unchanged(path: str, digest: str, recursive: bool = True) -> None:
+    """A ValueError when the team's files at `path` no longer have the `digest` this evaluation began with: a worker
+    process loads the team when it plays its first episode (a checkpoint again for each combination), so a
+    checkpoint that training went on writing, or a submission packaged anew, was played under the identity of the
+    team the run began with (a journal of two teams)."""
+    if _digest(Path(path), recursive) != digest:
+        raise ValueError(f"{path} changed after this evaluation began, so this process would play another team than "
+                         f"the journal names; restore it to resume the evaluation, or score the new team in another "
+                         f"output folder")
+
+
 class _PerEnvTeam:
     """A source that builds its team in each worker process (a checkpoint's once per environment, a
     submission's once) and never pickles it."""
@@ -119,7 +130,9 @@ class CheckpointSource(_PerEnvTeam, TeamSource):
 
     def team_for_episode(self, env: Any, seed: int) -> Team:
         if self._team is None or self._env_id != id(env):
-            self._team = load_team(self.path)
+            team = load_team(self.path)
+            check_unchanged(self.path, self._digest, recursive=False)  # after loading: what was loaded is the same
+            self._team = team
             self._env_id = id(env)
         seed_everything(seed)
         self._team.end_episode()  # no memory carried from another episode, whatever happened before
@@ -188,7 +201,13 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         # torch (~2.5 s), and the seed and end_episode below already make each episode independent of the
         # ones the worker played before (as the runners' split of a combination across processes assumes).
         if self._team is None:
-            self._team = open_submission(self.path)
+            team = open_submission(self.path)
+            try:
+                check_unchanged(self.path, self._digest)  # after unpacking: what was unpacked is the same
+            except ValueError:
+                team.close()
+                raise
+            self._team = team
         self._team.seed(seed)
         self._team.end_episode()
         return self._team

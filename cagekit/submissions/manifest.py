@@ -75,6 +75,10 @@ def load_manifest(root: str | Path) -> dict[str, Any]:
             isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("obs_size"), int)
             and isinstance(a.get("n_actions"), int) for a in agents):
         raise ValueError(f"{MANIFEST}: 'agents' must be a list of {{name, obs_size, n_actions}}")
+    names = [a["name"] for a in agents]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # the scenario's checks pass a list of every agent with one more, which no Submission.AGENTS matches
+        raise ValueError(f"{MANIFEST}: 'agents' lists {twice} more than once; it lists each agent once")
     if data.get(SPEC_KEY) is not None and not isinstance(data[SPEC_KEY], dict):
         raise ValueError(f"{MANIFEST}: {SPEC_KEY!r} must be a scenario spec (a JSON object) or absent")
     return data

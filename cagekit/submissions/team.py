@@ -52,13 +52,15 @@ def _size(space: Any) -> int | None:
     return int(space.n) if space is not None and hasattr(space, "n") else None
 
 
-def _plain(observation: Any) -> dict[str, list[int]]:
+def _plain(observation: Any) -> dict[str, list[int] | None]:
+    """An observation as JSON for the worker: a bare vector (CAGE's form, no mask) keeps no mask (None), so that
+    the worker's agent gets the bare vector back, as an agent in this process would."""
     if isinstance(observation, Mapping):
         vec, mask = observation["observation"], observation["action_mask"]
     else:
         vec, mask = observation, None
     vec = np.asarray(vec).astype(np.int64).reshape(-1).tolist()
-    mask = [] if mask is None else np.asarray(mask).astype(np.int64).reshape(-1).tolist()
+    mask = None if mask is None else np.asarray(mask).astype(np.int64).reshape(-1).tolist()
     return {"observation": vec, "action_mask": mask}
 
 
@@ -81,7 +83,7 @@ class SubmissionTeam:
             "agents": list(manifest["agents"]), "cagekit_version": manifest.get("cagekit_version")}
         self.agents: dict[str, _RemoteAgent] = {a: _RemoteAgent(self, a) for a in info.get("agents", [])}
         self.closed = False
-        self._answers: dict[str, tuple[dict[str, list[int]], int]] = {}  # this step's actions, by agent
+        self._answers: dict[str, tuple[dict[str, list[int] | None], int]] = {}  # this step's actions, by agent
         self.initial: dict[str, dict[str, Any]] = {}  # set_initial_values not yet delivered, by agent
 
     @property
@@ -109,7 +111,7 @@ class SubmissionTeam:
     def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:
         return self._ask({name: _plain(obs) for name, obs in observations.items()}, action_spaces)
 
-    def _ask(self, observations: dict[str, dict[str, list[int]]],
+    def _ask(self, observations: dict[str, dict[str, list[int] | None]],
              action_spaces: Mapping[str, Any] | None = None, whole_step: bool = False) -> dict[str, int]:
         """One round trip: the actions for `observations` (already `_plain`), checked against the spaces.
         `whole_step`: they are the whole step, which the worker's agents hear through `begin_step` first, as

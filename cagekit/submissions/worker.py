@@ -4,7 +4,7 @@ The parent (`team.SubmissionTeam`) never imports submission code: it talks to th
 JSON object per line over private copies of stdin/stdout (the submission's own prints go to stderr),
 and reads nothing but JSON back, so nothing the submission sends can run code in the parent.
 
-Requests: {"cmd": "act", "obs": {agent: {"observation": [...], "action_mask": [...]}}, "spaces": {agent: n}}
+Requests: {"cmd": "act", "obs": {agent: {"observation": [...], "action_mask": [...] or null}}, "spaces": {agent: n}}
 (with "step": true when the observations are the whole step, heard through `begin_step` first, as by several),
 {"cmd": "end_episode"}, {"cmd": "seed", "seed": s}, {"cmd": "wrap", "scenario": ..., "env": {...}},
 {"cmd": "close"}. Replies: {"ok": true, ...} or {"ok": false, "error": "..."}. "seed" (sent before every
@@ -150,12 +150,15 @@ def _as_action(value: Any, n: int | None = None) -> int:
     raise TypeError(f"action {value!r} ({type(value).__name__}) is not {valid}")
 
 
-def _observation(obs: dict[str, Any]) -> dict[str, Any]:
-    """An agent's observation as the parent sent it (`team._plain`), in the environment's own form."""
+def _observation(obs: dict[str, Any]) -> Any:
+    """An agent's observation as the parent sent it (`team._plain`), in the environment's own form, or the bare
+    vector where the caller gave one (no mask: an empty one made agents index past its end)."""
     import numpy as np
 
-    return {"observation": np.asarray(obs["observation"], dtype=np.int8),
-            "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
+    vector = np.asarray(obs["observation"], dtype=np.int8)
+    if obs.get("action_mask") is None:
+        return vector
+    return {"observation": vector, "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
 
 
 def _space(n: int | None) -> Any:

@@ -539,6 +539,48 @@ def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):
     assert PPO.load(out / "model.zip").num_timesteps == 768
 
 
+def test_cli_resume_of_a_ppo_run_killed_before_its_first_checkpoint_trains_it_from_the_start(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """A run killed (SIGTERM, kill -9: no Ctrl-C save) before its first tenth left run.json, progress.csv and
+    TensorBoard events but no model: --resume refused it ("no SB3 checkpoint") and the same command refused
+    the folder ("already holds a run"), so the run could go neither way. It now starts over, with the
+    weights of a run never stopped."""
+    from stable_baselines3 import PPO
+
+    import cagekit.agents.sb3 as sb3
+    from cagekit.cli import main
+
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 32, "batch_size": 64, "n_epochs": 2}))  # 4 copies: checkpoint at 48
+    stepped = sb3.ProgressCallback._on_step
+
+    def killed_at_24(self):  # the process dies, no handler runs: nothing is saved
+        if self.model.num_timesteps >= 24:
+            raise SystemExit(143)
+        return stepped(self)
+
+    def train(out):
+        return ["train", "--algo", "ppo", "--steps", "512", "--out", str(out), "--config", str(config),
+                "--no-progress", "--red", "KillChainAgent"]
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(sb3.ProgressCallback, "_on_step", killed_at_24)
+    with pytest.raises(SystemExit):
+        main(train(out))
+    monkeypatch.undo()
+    assert not (out / "model.zip").exists() and not any((out / "checkpoints").iterdir())
+    assert (out / "run.json").exists() and (out / "progress.csv").exists()
+    capsys.readouterr()
+
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "no SB3 checkpoint yet" in capsys.readouterr().out
+    assert main(train(tmp_path / "whole")) == 0
+    resumed, whole = (PPO.load(run / "model.zip") for run in (out, tmp_path / "whole"))
+    assert resumed.num_timesteps == 512
+    params = whole.policy.state_dict()
+    assert all(np.array_equal(v, params[k]) for k, v in resumed.policy.state_dict().items())
+
+
 def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_callbacks):
     from stable_baselines3 import DQN
 

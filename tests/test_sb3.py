@@ -619,6 +619,40 @@ def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_call
     assert model.replay_buffer.size() * 2 >= 392  # the earlier parts' transitions were kept (else 192)
 
 
+def test_dqn_resume_passes_over_a_checkpoint_or_replay_buffer_cut_short_by_a_kill(tmp_path, capsys):
+    """A kill while a checkpoint is saved leaves its zip or its replay buffer cut short. The latest
+    checkpoint's zip was taken all the same (the resume refused, naming it corrupt, every time: the run was
+    stuck), and a replay buffer cut short raised SB3's bare UnpicklingError, a traceback. Now the checkpoint
+    before it is taken, and the buffer is treated as one not saved, with a warning."""
+    from stable_baselines3 import DQN
+
+    from cagekit.agents.sb3.checkpoints import latest_checkpoint
+
+    out = tmp_path / "dqn"
+    common = {"seed": 0, "out_dir": out, "n_envs": 2, "progress_bar": False,
+              "algo_kwargs": {"learning_starts": 50, "buffer_size": 1000}}
+    train_sb3("dqn", "paper-small", steps=200, **common)
+    for name in ("model.zip", "replay_buffer.pkl", "meta.json"):  # killed before the end: none of these
+        (out / name).unlink()
+    checkpoints = out / "checkpoints"
+    (buffer,) = checkpoints.glob("model_replay_buffer_*_steps.pkl")
+    assert buffer.name == "model_replay_buffer_200_steps.pkl"
+    buffer.write_bytes(buffer.read_bytes()[:1000])  # cut short
+    capsys.readouterr()
+    model = train_sb3("dqn", "paper-small", steps=240, resume=True, **common)
+    assert model.num_timesteps == 240
+    assert f"the replay buffer {buffer} is unreadable" in capsys.readouterr().out
+
+    for name in ("model.zip", "replay_buffer.pkl", "meta.json"):
+        (out / name).unlink()
+    earlier, latest = sorted(checkpoints.glob("model_*_steps.zip"), key=lambda p: int(p.name.split("_")[1]))[-2:]
+    assert latest.name == "model_224_steps.zip"  # a tenth of 240 steps is 12 steps of the 2 copies
+    latest.write_bytes(latest.read_bytes()[:1000])  # cut short
+    assert latest_checkpoint(out)[0] == earlier
+    model = train_sb3("dqn", "paper-small", steps=240, resume=True, **common)
+    assert model.num_timesteps == 240 and DQN.load(out / "model.zip").num_timesteps == 240
+
+
 def test_ppo_rounds_steps_up_to_whole_rollouts_and_says_so(tmp_path, capsys):
     """PPO trains in rollouts of n_steps per copy: --steps 64 is one rollout of 128, and the checkpoints
     still come every tenth of what is trained (ten at most, not one every 6 steps)."""

@@ -499,6 +499,50 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
     assert PPO.load(run / "model.zip").num_timesteps == saved + 3 * 64
 
 
+def test_an_interrupted_benchmark_run_is_continued_only_with_the_settings_it_was_started_with(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """Only a finished run's settings were compared on a rerun: an interrupted SB3 run rerun with another
+    --config went on with its checkpoint's hyperparameters (an SB3 resume keeps them) and was recorded as
+    trained with the new ones, and one rerun with other --steps or --snapshots mixed the two budgets under a
+    record of the second. Such a rerun is refused, leaving the run as it was; the same command continues it."""
+    import cagekit.agents.sb3 as sb3
+
+    config, other = tmp_path / "ppo.json", tmp_path / "other.json"
+    config.write_text(json.dumps({"n_steps": 64, "batch_size": 64, "n_epochs": 1}))
+    other.write_text(json.dumps({"n_steps": 64, "batch_size": 64, "n_epochs": 3}))
+    out = tmp_path / "bm"
+
+    def argv(*extra: str, steps: str = "192", cfg: Path = config) -> list[str]:
+        return ["benchmark", "--algos", "ppo", "--seeds", "1", "--steps", steps, "--episodes", "1", "--lengths", "6",
+                "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--select-episodes", "0",
+                "--config", f"ppo={cfg}", *extra]
+
+    stepped = sb3.ProgressCallback._on_step
+
+    def ctrl_c_at_128(self):
+        if self.model.num_timesteps >= 128:
+            raise KeyboardInterrupt
+        return stepped(self)
+
+    monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c_at_128)
+    assert main(argv("--snapshots", "0")) == 130
+    monkeypatch.undo()
+    run = out / "runs" / "ppo-s0"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for changed, named in ((argv("--snapshots", "0", cfg=other), "n_epochs: 1 -> 3"),
+                           (argv("--snapshots", "0", steps="384"), "for 192 steps and this benchmark asks for 384"),
+                           (argv("--snapshots", "2"), "--snapshots 2")):
+        assert main(changed) == 2
+        err = capsys.readouterr().err
+        assert f"{run} was started (and interrupted)" in err and named in err and "continued only as it was" in err
+        assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(argv("--snapshots", "0")) == 0
+    record = json.loads((run / TRAIN_RECORD).read_text())
+    assert record["config"]["n_epochs"] == 1 and json.loads((run / "meta.json").read_text())[
+        "hyperparameters"]["n_epochs"] == 1
+
+
 def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
     """Ctrl-C at a terminal reaches the benchmark and its training processes alike: the running runs save
     their state unrecorded, the runs still queued never start (the pool had already handed them to its

@@ -398,6 +398,23 @@ def test_resume_takes_the_reds_a_run_trains_against_however_spelt(tmp_path, caps
         assert main(["train", "--resume", str(listed), "--red", red, "--steps", "90", "--no-progress"]) == 0
 
 
+def test_resume_takes_the_scenarios_message_cost_and_detection_named_for_a_run_made_without_them(tmp_path, capsys):
+    """A run made without --message-cost or --detection trains at the scenario's (0.1 and 0.1 on paper-small),
+    and its run.json records none: naming those values on resume was refused as "0.1 differs from its None",
+    as if they were other settings. Other values are still refused, and the run.json is left as it was."""
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert "message_cost" not in record["env"] and "detection" not in record["env"]
+    for given, code in ((["--message-cost", "0.1"], 0), (["--detection", "0.1"], 0),
+                        (["--message-cost", "0.1", "--detection", "0.1"], 0), (["--message-cost", "0.2"], 2),
+                        (["--detection", "0.5"], 2)):
+        assert main(["train", "--resume", str(out), *given, "--steps", "90", "--no-progress"]) == code
+        assert ("differs from its" in capsys.readouterr().err) == bool(code)
+    assert {k: v for k, v in json.loads((out / "run.json").read_text()).items() if k != "steps"} == {
+        k: v for k, v in record.items() if k != "steps"}
+
+
 def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("")

@@ -67,6 +67,9 @@ def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
             continue
         if key == "layout" and given is not None and _same_layout(run.get("scenario"), given, was):
             continue
+        if key in ("message_cost", "detection") and given is not None and _same_setting(run.get("scenario"), key,
+                                                                                          given, was):
+            continue
         if given is not None and (Path(given) != Path(was) if paths else given != was):
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
@@ -80,6 +83,15 @@ def _same_layout(scenario: Any, given: str, was: str | None) -> bool:
     try:
         return given == (was or get_scenario(str(scenario)).default_layout)
     except ValueError:
+        return False
+
+
+def _same_setting(scenario: Any, key: str, given: float, was: float | None) -> bool:
+    """Whether --message-cost or --detection names the run's value, a run.json with none meaning the scenario's
+    own: `--resume RUN --message-cost 0.1` continues a paper-small run made without it (it trains at 0.1)."""
+    try:
+        return float(given) == get_scenario(str(scenario)).setting(key, was)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
         return False
 
 

@@ -262,6 +262,14 @@ def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_
         "markdown" in capsys.readouterr().err
     assert (tmp_path / "summary.txt").read_text() == "an evaluation's\n"
     assert not out.exists()
+    # a file for --out, or under --doc, was met only by the study's first mkdir: 'File exists', 'Not a directory'
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    assert main(["reproduce", "--quick", "--out", str(afile)]) == 2
+    assert f"--out {afile} is a file; give the study's work folder" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--out", str(out), "--doc", str(afile / "results.md")]) == 2
+    assert f"--doc's folder {afile} is a file; name a Markdown file in a folder" in capsys.readouterr().err
+    assert afile.read_text() == "mine\n" and not out.exists()
     for command in (["reproduce", "--quick"], ["benchmark", "--algos", "react"], ["train", "--algo", "qmix"]):
         assert main([*command, "--out", ""]) == 2
         assert "--out is empty; name a path" in capsys.readouterr().err

@@ -489,7 +489,7 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
     assert all(torch.equal(left[k], right[k]) for k in right)
 
 
-def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
     """An SB3 run cut short is continued from its saved model, not trained again from scratch, and its
     record says where it resumed (SB3's resume is not bit-exact)."""
     from stable_baselines3 import PPO
@@ -511,6 +511,9 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
 
     monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c_at_128)
     assert main(argv) == 130
+    # the benchmark's advice only: `cagekit train --resume` refuses a run folder without its run.json
+    said = capsys.readouterr()
+    assert "rerun the same command to continue" in said.err and "cagekit train --resume" not in said.out
     run = out / "runs" / "ppo-s0"
     assert not (run / TRAIN_RECORD).exists()
     saved = PPO.load(run / "model.zip").num_timesteps  # SB3 counts the step Ctrl-C came in

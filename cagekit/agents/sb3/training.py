@@ -209,8 +209,10 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
                     progress_bar=False, callback=callbacks)
     except KeyboardInterrupt:
         progress.close()  # the bar's last figures above the message
-        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far "
-              f"(continue with `cagekit train --resume {out}`)")
+        # `cagekit train --resume` continues only a run of that command (its run.json): a benchmark's run is
+        # continued by rerunning the benchmark (as it says), a Python caller's by resume=True
+        how = f" (continue with `cagekit train --resume {out}`)" if (out / "run.json").exists() else ""
+        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far{how}")
     finally:
         progress.close()
         venv.close()

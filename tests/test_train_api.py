@@ -134,3 +134,13 @@ def test_the_readmes_python_training_gives_the_weights_of_cagekit_train(tmp_path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     a, b = (MaskablePPO.load(tmp_path / run / "model.zip").policy.state_dict() for run in ("mppo-py", "mppo-cli"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_load_team_names_a_checkpoint_that_does_not_exist_as_given(tmp_path):
+    """A mistyped run folder was reported as "no checkpoint metadata at runs/dial-O.json": a file nobody named."""
+    from cagekit.agents import load_team
+
+    missing = tmp_path / "dial-O"
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint at {missing}: it does not exist") as raised:
+        load_team(missing)
+    assert ".json" not in str(raised.value).split("(")[0]

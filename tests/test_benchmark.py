@@ -571,6 +571,26 @@ def test_an_interrupted_benchmark_run_is_continued_only_with_the_settings_it_was
         "hyperparameters"]["n_epochs"] == 1
 
 
+def test_a_team_scored_on_another_protocol_is_refused_before_any_new_run_trains(tmp_path, capsys):
+    """A benchmark rerun with other --episodes (say, and another seed) trained the new seed's runs, possibly for
+    hours, before the first evaluation met its journal of another protocol and refused. It is refused first."""
+    out = tmp_path / "bm"
+
+    def argv(seeds: str, episodes: str) -> list[str]:
+        return ["benchmark", "--algos", "qmix,react", "--seeds", seeds, "--steps", "60", "--episodes", episodes,
+                "--lengths", "5", "--reds", "KillChainAgent", "--out", str(out), "--no-progress",
+                "--select-episodes", "0", "--snapshots", "0"]
+
+    assert main(argv("1", "1")) == 0
+    capsys.readouterr()
+    assert main(argv("2", "2")) == 2
+    err = capsys.readouterr().err
+    assert "evaluation of qmix seed 0:" in err and "episodes: journal has 1, this run has 2" in err
+    assert not (out / "runs" / "qmix-s1").exists()  # nothing trained
+    assert main(argv("2", "1")) == 0  # the same protocol: reused and extended
+    assert (out / "runs" / "qmix-s1" / TRAIN_RECORD).exists()
+
+
 def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
     """Ctrl-C at a terminal reaches the benchmark and its training processes alike: the running runs save
     their state unrecorded, the runs still queued never start (the pool had already handed them to its

@@ -263,6 +263,14 @@ def test_reproduce_refuses_bad_configs_and_a_folder_for_doc_before_training(tmp_
         "markdown" in capsys.readouterr().err
     assert (tmp_path / "summary.txt").read_text() == "an evaluation's\n"
     assert not out.exists()
+    # a file for --out, or under --doc, was met only by the study's first mkdir: 'File exists', 'Not a directory'
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    assert main(["reproduce", "--quick", "--out", str(afile)]) == 2
+    assert f"--out {afile} is a file; give the study's work folder" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--out", str(out), "--doc", str(afile / "results.md")]) == 2
+    assert f"--doc's folder {afile} is a file; name a Markdown file in a folder" in capsys.readouterr().err
+    assert afile.read_text() == "mine\n" and not out.exists()
     for command in (["reproduce", "--quick"], ["benchmark", "--algos", "react"], ["train", "--algo", "qmix"]):
         assert main([*command, "--out", ""]) == 2
         assert "--out is empty; name a path" in capsys.readouterr().err
@@ -399,6 +407,23 @@ def test_resume_takes_the_reds_a_run_trains_against_however_spelt(tmp_path, caps
         assert main(["train", "--resume", str(listed), "--red", red, "--steps", "90", "--no-progress"]) == 0
 
 
+def test_resume_takes_the_scenarios_message_cost_and_detection_named_for_a_run_made_without_them(tmp_path, capsys):
+    """A run made without --message-cost or --detection trains at the scenario's (0.1 and 0.1 on paper-small),
+    and its run.json records none: naming those values on resume was refused as "0.1 differs from its None",
+    as if they were other settings. Other values are still refused, and the run.json is left as it was."""
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert "message_cost" not in record["env"] and "detection" not in record["env"]
+    for given, code in ((["--message-cost", "0.1"], 0), (["--detection", "0.1"], 0),
+                        (["--message-cost", "0.1", "--detection", "0.1"], 0), (["--message-cost", "0.2"], 2),
+                        (["--detection", "0.5"], 2)):
+        assert main(["train", "--resume", str(out), *given, "--steps", "90", "--no-progress"]) == code
+        assert ("differs from its" in capsys.readouterr().err) == bool(code)
+    assert {k: v for k, v in json.loads((out / "run.json").read_text()).items() if k != "steps"} == {
+        k: v for k, v in record.items() if k != "steps"}
+
+
 def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("")
@@ -465,7 +490,7 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
     assert all(torch.equal(left[k], right[k]) for k in right)
 
 
-def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
     """An SB3 run cut short is continued from its saved model, not trained again from scratch, and its
     record says where it resumed (SB3's resume is not bit-exact)."""
     from stable_baselines3 import PPO
@@ -487,6 +512,9 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
 
     monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c_at_128)
     assert main(argv) == 130
+    # the benchmark's advice only: `cagekit train --resume` refuses a run folder without its run.json
+    said = capsys.readouterr()
+    assert "rerun the same command to continue" in said.err and "cagekit train --resume" not in said.out
     run = out / "runs" / "ppo-s0"
     assert not (run / TRAIN_RECORD).exists()
     saved = PPO.load(run / "model.zip").num_timesteps  # SB3 counts the step Ctrl-C came in
@@ -498,6 +526,70 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
     # one more whole rollout (3 copies, one per red, of 64 steps) on top of the saved steps; trained again
     # from scratch it would stop at 192
     assert PPO.load(run / "model.zip").num_timesteps == saved + 3 * 64
+
+
+def test_an_interrupted_benchmark_run_is_continued_only_with_the_settings_it_was_started_with(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """Only a finished run's settings were compared on a rerun: an interrupted SB3 run rerun with another
+    --config went on with its checkpoint's hyperparameters (an SB3 resume keeps them) and was recorded as
+    trained with the new ones, and one rerun with other --steps or --snapshots mixed the two budgets under a
+    record of the second. Such a rerun is refused, leaving the run as it was; the same command continues it."""
+    import cagekit.agents.sb3 as sb3
+
+    config, other = tmp_path / "ppo.json", tmp_path / "other.json"
+    config.write_text(json.dumps({"n_steps": 64, "batch_size": 64, "n_epochs": 1}))
+    other.write_text(json.dumps({"n_steps": 64, "batch_size": 64, "n_epochs": 3}))
+    out = tmp_path / "bm"
+
+    def argv(*extra: str, steps: str = "192", cfg: Path = config) -> list[str]:
+        return ["benchmark", "--algos", "ppo", "--seeds", "1", "--steps", steps, "--episodes", "1", "--lengths", "6",
+                "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--select-episodes", "0",
+                "--config", f"ppo={cfg}", *extra]
+
+    stepped = sb3.ProgressCallback._on_step
+
+    def ctrl_c_at_128(self):
+        if self.model.num_timesteps >= 128:
+            raise KeyboardInterrupt
+        return stepped(self)
+
+    monkeypatch.setattr(sb3.ProgressCallback, "_on_step", ctrl_c_at_128)
+    assert main(argv("--snapshots", "0")) == 130
+    monkeypatch.undo()
+    run = out / "runs" / "ppo-s0"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for changed, named in ((argv("--snapshots", "0", cfg=other), "n_epochs: 1 -> 3"),
+                           (argv("--snapshots", "0", steps="384"), "for 192 steps and this benchmark asks for 384"),
+                           (argv("--snapshots", "2"), "--snapshots 2")):
+        assert main(changed) == 2
+        err = capsys.readouterr().err
+        assert f"{run} was started (and interrupted)" in err and named in err and "continued only as it was" in err
+        assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(argv("--snapshots", "0")) == 0
+    record = json.loads((run / TRAIN_RECORD).read_text())
+    assert record["config"]["n_epochs"] == 1 and json.loads((run / "meta.json").read_text())[
+        "hyperparameters"]["n_epochs"] == 1
+
+
+def test_a_team_scored_on_another_protocol_is_refused_before_any_new_run_trains(tmp_path, capsys):
+    """A benchmark rerun with other --episodes (say, and another seed) trained the new seed's runs, possibly for
+    hours, before the first evaluation met its journal of another protocol and refused. It is refused first."""
+    out = tmp_path / "bm"
+
+    def argv(seeds: str, episodes: str) -> list[str]:
+        return ["benchmark", "--algos", "qmix,react", "--seeds", seeds, "--steps", "60", "--episodes", episodes,
+                "--lengths", "5", "--reds", "KillChainAgent", "--out", str(out), "--no-progress",
+                "--select-episodes", "0", "--snapshots", "0"]
+
+    assert main(argv("1", "1")) == 0
+    capsys.readouterr()
+    assert main(argv("2", "2")) == 2
+    err = capsys.readouterr().err
+    assert "evaluation of qmix seed 0:" in err and "episodes: journal has 1, this run has 2" in err
+    assert not (out / "runs" / "qmix-s1").exists()  # nothing trained
+    assert main(argv("2", "1")) == 0  # the same protocol: reused and extended
+    assert (out / "runs" / "qmix-s1" / TRAIN_RECORD).exists()
 
 
 def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):

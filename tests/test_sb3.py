@@ -539,6 +539,48 @@ def test_cli_resume_of_an_interrupted_ppo_run(tmp_path, monkeypatch, capsys):
     assert PPO.load(out / "model.zip").num_timesteps == 768
 
 
+def test_cli_resume_of_a_ppo_run_killed_before_its_first_checkpoint_trains_it_from_the_start(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """A run killed (SIGTERM, kill -9: no Ctrl-C save) before its first tenth left run.json, progress.csv and
+    TensorBoard events but no model: --resume refused it ("no SB3 checkpoint") and the same command refused
+    the folder ("already holds a run"), so the run could go neither way. It now starts over, with the
+    weights of a run never stopped."""
+    from stable_baselines3 import PPO
+
+    import cagekit.agents.sb3 as sb3
+    from cagekit.cli import main
+
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 32, "batch_size": 64, "n_epochs": 2}))  # 4 copies: checkpoint at 48
+    stepped = sb3.ProgressCallback._on_step
+
+    def killed_at_24(self):  # the process dies, no handler runs: nothing is saved
+        if self.model.num_timesteps >= 24:
+            raise SystemExit(143)
+        return stepped(self)
+
+    def train(out):
+        return ["train", "--algo", "ppo", "--steps", "512", "--out", str(out), "--config", str(config),
+                "--no-progress", "--red", "KillChainAgent"]
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(sb3.ProgressCallback, "_on_step", killed_at_24)
+    with pytest.raises(SystemExit):
+        main(train(out))
+    monkeypatch.undo()
+    assert not (out / "model.zip").exists() and not any((out / "checkpoints").iterdir())
+    assert (out / "run.json").exists() and (out / "progress.csv").exists()
+    capsys.readouterr()
+
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "no SB3 checkpoint yet" in capsys.readouterr().out
+    assert main(train(tmp_path / "whole")) == 0
+    resumed, whole = (PPO.load(run / "model.zip") for run in (out, tmp_path / "whole"))
+    assert resumed.num_timesteps == 512
+    params = whole.policy.state_dict()
+    assert all(np.array_equal(v, params[k]) for k, v in resumed.policy.state_dict().items())
+
+
 def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_callbacks):
     from stable_baselines3 import DQN
 
@@ -575,6 +617,40 @@ def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_call
     model = train_sb3("dqn", "paper-small", steps=400, resume=True, **common)
     assert model.num_timesteps == 400 and model.exploration_rate == pytest.approx(0.05)
     assert model.replay_buffer.size() * 2 >= 392  # the earlier parts' transitions were kept (else 192)
+
+
+def test_dqn_resume_passes_over_a_checkpoint_or_replay_buffer_cut_short_by_a_kill(tmp_path, capsys):
+    """A kill while a checkpoint is saved leaves its zip or its replay buffer cut short. The latest
+    checkpoint's zip was taken all the same (the resume refused, naming it corrupt, every time: the run was
+    stuck), and a replay buffer cut short raised SB3's bare UnpicklingError, a traceback. Now the checkpoint
+    before it is taken, and the buffer is treated as one not saved, with a warning."""
+    from stable_baselines3 import DQN
+
+    from cagekit.agents.sb3.checkpoints import latest_checkpoint
+
+    out = tmp_path / "dqn"
+    common = {"seed": 0, "out_dir": out, "n_envs": 2, "progress_bar": False,
+              "algo_kwargs": {"learning_starts": 50, "buffer_size": 1000}}
+    train_sb3("dqn", "paper-small", steps=200, **common)
+    for name in ("model.zip", "replay_buffer.pkl", "meta.json"):  # killed before the end: none of these
+        (out / name).unlink()
+    checkpoints = out / "checkpoints"
+    (buffer,) = checkpoints.glob("model_replay_buffer_*_steps.pkl")
+    assert buffer.name == "model_replay_buffer_200_steps.pkl"
+    buffer.write_bytes(buffer.read_bytes()[:1000])  # cut short
+    capsys.readouterr()
+    model = train_sb3("dqn", "paper-small", steps=240, resume=True, **common)
+    assert model.num_timesteps == 240
+    assert f"the replay buffer {buffer} is unreadable" in capsys.readouterr().out
+
+    for name in ("model.zip", "replay_buffer.pkl", "meta.json"):
+        (out / name).unlink()
+    earlier, latest = sorted(checkpoints.glob("model_*_steps.zip"), key=lambda p: int(p.name.split("_")[1]))[-2:]
+    assert latest.name == "model_224_steps.zip"  # a tenth of 240 steps is 12 steps of the 2 copies
+    latest.write_bytes(latest.read_bytes()[:1000])  # cut short
+    assert latest_checkpoint(out)[0] == earlier
+    model = train_sb3("dqn", "paper-small", steps=240, resume=True, **common)
+    assert model.num_timesteps == 240 and DQN.load(out / "model.zip").num_timesteps == 240
 
 
 def test_ppo_rounds_steps_up_to_whole_rollouts_and_says_so(tmp_path, capsys):

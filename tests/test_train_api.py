@@ -102,3 +102,45 @@ def test_resume_with_the_runs_settings_equals_the_uninterrupted_run(tmp_path):
     train(resumed, 40, tmp_path / "half", resume=True, progress=False)
     a, b = ckpt.load_model_state(tmp_path / "full"), ckpt.load_model_state(tmp_path / "half")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_readmes_python_training_gives_the_weights_of_cagekit_train(tmp_path, monkeypatch):
+    """The README calls its Python block "what `cagekit train` runs", but make_learner's and train_sb3's own
+    defaults are the engine and the scenario's default red, the command's the twin and every red: as written,
+    the block trained other weights (on another simulator, against one red). Run as written, budgets cut down,
+    it gives the command's weights."""
+    import re
+    from pathlib import Path
+
+    from sb3_contrib import MaskablePPO
+
+    from cagekit.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    found = re.search(r"```python\n(from cagekit.agents import load_team\n.*?)```", text, re.S)
+    assert found, "README has no python block of training"
+    block = found.group(1).replace("train(learner, 3000,", "train(learner, 600,").replace("steps=2048", "steps=768")
+    assert "600" in block and "768" in block
+    monkeypatch.chdir(root)  # the block names configs/dial-sau-fast.yaml and writes runs/...: those go to tmp_path
+    block = block.replace('"runs/', f'"{tmp_path}/')
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    config = "configs/dial-sau-fast.yaml"
+    assert main(["train", "--algo", "dial-sau", "--config", config, "--steps", "600", "--out",
+                 str(tmp_path / "dial-cli"), "--no-progress"]) == 0
+    assert main(["train", "--algo", "maskable-ppo", "--steps", "768", "--out", str(tmp_path / "mppo-cli"),
+                 "--no-progress"]) == 0
+    a, b = ckpt.load_model_state(tmp_path / "dial-py"), ckpt.load_model_state(tmp_path / "dial-cli")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b = (MaskablePPO.load(tmp_path / run / "model.zip").policy.state_dict() for run in ("mppo-py", "mppo-cli"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_load_team_names_a_checkpoint_that_does_not_exist_as_given(tmp_path):
+    """A mistyped run folder was reported as "no checkpoint metadata at runs/dial-O.json": a file nobody named."""
+    from cagekit.agents import load_team
+
+    missing = tmp_path / "dial-O"
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint at {missing}: it does not exist") as raised:
+        load_team(missing)
+    assert ".json" not in str(raised.value).split("(")[0]

@@ -48,6 +48,9 @@ def make_team(kind: str, env: Any, seed: int | None = None) -> Team:
 def load_team(path: str | Path) -> Team:
     """A trained team from a checkpoint directory (model weights + meta.json)."""
     path = Path(path)
+    if not path.exists():  # named as given: its ".json" sibling below would name a file nobody gave
+        raise FileNotFoundError(f"no checkpoint at {path}: it does not exist (expected a checkpoint directory "
+                                f"holding meta.json and the weights, such as a `cagekit train --out` folder)")
     meta_file = path / "meta.json" if path.is_dir() else path.with_suffix(".json")
     if not meta_file.exists():
         raise FileNotFoundError(f"no checkpoint metadata at {meta_file}: expected a checkpoint directory "

@@ -67,6 +67,9 @@ def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
             continue
         if key == "layout" and given is not None and _same_layout(run.get("scenario"), given, was):
             continue
+        if key in ("message_cost", "detection") and given is not None and _same_setting(run.get("scenario"), key,
+                                                                                          given, was):
+            continue
         if given is not None and (Path(given) != Path(was) if paths else given != was):
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
@@ -80,6 +83,15 @@ def _same_layout(scenario: Any, given: str, was: str | None) -> bool:
     try:
         return given == (was or get_scenario(str(scenario)).default_layout)
     except ValueError:
+        return False
+
+
+def _same_setting(scenario: Any, key: str, given: float, was: float | None) -> bool:
+    """Whether --message-cost or --detection names the run's value, a run.json with none meaning the scenario's
+    own: `--resume RUN --message-cost 0.1` continues a paper-small run made without it (it trains at 0.1)."""
+    try:
+        return float(given) == get_scenario(str(scenario)).setting(key, was)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
         return False
 
 
@@ -185,11 +197,21 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
     progress = not getattr(args, "no_progress", False)
     if algo in SB3_ALGOS:
         from cagekit.agents.config_file import load_mapping
+        from cagekit.agents.sb3.checkpoints import MODEL_FILE as SB3_MODEL_FILE
+        from cagekit.agents.sb3.checkpoints import latest_checkpoint
         from cagekit.agents.sb3.training import stopped_short, train_sb3
 
         hyper = load_mapping(run["config"]) if run["config"] else None
+        resume = bool(args.resume)
+        if resume and latest_checkpoint(out) is None and not (out / SB3_MODEL_FILE).exists():
+            # killed (SIGTERM, kill -9: Ctrl-C saves model.zip) before its first checkpoint, a tenth of the run:
+            # nothing trained is kept, so it starts over, as a benchmark's run does (train_sb3's resume refuses
+            # a folder without a checkpoint, and a new run refuses the folder: the run could go neither way)
+            print(f"{out} holds no SB3 checkpoint yet (it stopped before the first, at a tenth of the run): "
+                  f"training it from the start")
+            resume = False
         model = train_sb3(algo, run["scenario"], run["steps"], run["seed"], out, algo_kwargs=hyper,
-                          progress_bar=progress, resume=bool(args.resume), snapshots=run.get("snapshots", 0),
+                          progress_bar=progress, resume=resume, snapshots=run.get("snapshots", 0),
                           **run["env"])
         interrupted = stopped_short(model, run["steps"])
         state = ("interrupted; resume with --resume " + str(out) if interrupted

@@ -22,7 +22,12 @@ from typing import Any
 from cagekit.agents import HEURISTICS
 from cagekit.agents.training import ALGOS, SB3_ALGOS, exploration_note
 from cagekit.evaluation import benchmark_layout as layout
-from cagekit.evaluation.benchmark_folder import TRAIN_RECORD, check_benchmark_folder
+from cagekit.evaluation.benchmark_folder import (
+    TRAIN_RECORD,
+    check_benchmark_folder,
+    check_finished_run,
+    training_settings,
+)
 from cagekit.evaluation.benchmark_pool import train_many
 from cagekit.evaluation.benchmark_report import aggregate, plot_table, to_markdown, write_paired
 from cagekit.evaluation.benchmark_scoring import evaluate, evaluation_argv, muted_scores
@@ -116,6 +121,40 @@ class BenchmarkPlan:
                 config_from_args(build_parser().parse_args(evaluation_argv(self, source, self.out / "check", 0)))
             except (ValueError, OSError) as exc:
                 raise ValueError(f"--team {name}={source}: {exc}") from None
+        self._check_journals()
+
+    def _check_journals(self) -> None:
+        """Refuse, before any training, a team already scored here on another protocol (other --episodes,
+        --lengths, --reds, ...): its journal would refuse the evaluation only once every new run had trained.
+        Checked where the team's source is at hand (a heuristic, a user's team, a finished run)."""
+        from cagekit.evaluation.cli import build_parser, config_from_args
+        from cagekit.evaluation.journal import JOURNAL, Journal
+
+        for algo in self.scored:
+            for seed in self.seeds:
+                run = self.run_dir(algo, seed)
+                if algo not in HEURISTICS and algo not in self.teams:
+                    if not (run / TRAIN_RECORD).exists():
+                        continue  # trained by this benchmark first: its weights are not there to compare yet
+                    # the run's own refusals first (another budget, settings or choice of weights): they say more
+                    check_finished_run(run, self.steps, training_settings(self.configs.get(algo), self.train_env),
+                                       self.select_episodes, self.snapshots)
+                for muted in (False, True):
+                    folder = self.eval_dir(algo, seed, muted)
+                    if not (folder / JOURNAL).is_file():
+                        continue
+                    name = layout.run_name(algo, seed) + ("-muted" if muted else "")
+                    argv = evaluation_argv(self, self.source(algo, seed), folder, seed, muted, name=name)
+                    try:
+                        Journal(folder, config_from_args(build_parser().parse_args(argv))[0]).read()
+                    except (ValueError, OSError) as exc:
+                        raise ValueError(f"evaluation of {algo} seed {seed}{' muted' if muted else ''}: {exc}") \
+                            from None
+
+    @property
+    def train_env(self) -> dict[str, Any]:
+        """The environment settings the learners train with: the plan's, and the reds of `train_red`."""
+        return {**self.env, **({} if self.train_red is None else {"red": self.train_red})}
 
     @property
     def scored(self) -> list[str]:
@@ -147,7 +186,7 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     import pandas as pd
 
     learned = [(a, s) for a in plan.algos if a not in HEURISTICS for s in plan.seeds]
-    train_env = {**plan.env, **({} if plan.train_red is None else {"red": plan.train_red})}
+    train_env = plan.train_env
     to_train = [a for a, s in learned if not (plan.run_dir(a, s) / TRAIN_RECORD).exists()]
     for algo in dict.fromkeys(to_train):  # said once per algorithm, before hours of training (none on reuse)
         note = exploration_note(algo, plan.configs.get(algo), plan.steps)

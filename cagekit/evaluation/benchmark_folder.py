@@ -12,6 +12,8 @@ from cagekit.evaluation import benchmark_layout as layout
 
 #: written into a run's folder when the benchmark finished training it
 TRAIN_RECORD = "benchmark-train.json"
+#: written into a run's folder when the benchmark starts training it: what an interrupted run is continued with
+TRAIN_STARTED = "benchmark-started.json"
 
 
 def is_benchmark_folder(out: Path) -> bool:
@@ -49,15 +51,23 @@ def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = 
                        select_episodes: int | None = None, snapshots: int | None = None) -> None:
     """A finished run is reused as it is: refuse one trained for another number of steps or with other settings
     (`training_settings`; it would be scored as what it is not), or whose scored weights were chosen with
-    another `select_episodes` (a new choice would change what its journaled scores are of). What a record
-    from before lacks is not compared."""
+    another `select_episodes` (a new choice would change what its journaled scores are of). A run started but
+    not finished (interrupted) is continued only as it was started (`TRAIN_STARTED`): its steps, settings and
+    snapshots, which a resume would otherwise mix (an SB3 resume keeps its checkpoint's hyperparameters) under
+    a record of the new ones. What a record from before lacks is not compared."""
     _check_selection(run, select_episodes)
     record = run / TRAIN_RECORD
-    if not record.exists():
-        return
-    done = json.loads(record.read_text())
     advice = ("a finished run is reused, never retrained or extended: use another --out, or remove that run "
               "folder to train it again")
+    if not record.exists():
+        record = run / TRAIN_STARTED
+        advice = ("an interrupted run is continued only as it was started: rerun with its settings to finish it, "
+                  "use another --out, or remove that run folder to train it again")
+        select_episodes = None  # chosen once the run is finished
+        if not record.exists():
+            return
+    done = json.loads(record.read_text())
+    trained = "was trained" if record.name == TRAIN_RECORD else "was started (and interrupted)"
     chosen_with = done.get("select_episodes")
     if select_episodes is not None and chosen_with is not None and int(chosen_with) != int(select_episodes):
         raise ValueError(f"{run} is scored with weights chosen by --select-episodes {chosen_with} (0: its final "
@@ -65,15 +75,15 @@ def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = 
                          f"{chosen_with} with that folder, or another --out")
     kept = done.get("snapshots")
     if snapshots is not None and kept is not None and int(kept) != int(snapshots):
-        raise ValueError(f"{run} was trained keeping its policy at every 1/{kept} of the run (--snapshots {kept}) "
+        raise ValueError(f"{run} {trained} keeping its policy at every 1/{kept} of the run (--snapshots {kept}) "
                          f"and this benchmark asks for --snapshots {snapshots}; " + advice)
     recorded = done.get("steps")
     if recorded is not None and int(recorded) != int(steps):
-        raise ValueError(f"{run} was trained for {int(recorded):,} steps and this benchmark asks for {int(steps):,}; "
+        raise ValueError(f"{run} {trained} for {int(recorded):,} steps and this benchmark asks for {int(steps):,}; "
                          + advice)
     for key, wanted in (settings or {}).items():
         if key in done and json.dumps(done[key], sort_keys=True) != json.dumps(wanted, sort_keys=True):
-            raise ValueError(f"{run} was trained with other {key} settings ({_differences(done[key], wanted)}) "
+            raise ValueError(f"{run} {trained} with other {key} settings ({_differences(done[key], wanted)}) "
                              "than this benchmark asks for; " + advice)
 
 

@@ -3,13 +3,14 @@ folder, then (with `select_episodes`) its scored snapshot chosen."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cagekit.agents.training import SB3_ALGOS
-from cagekit.evaluation.benchmark_folder import TRAIN_RECORD, check_finished_run, training_settings
+from cagekit.evaluation.benchmark_folder import TRAIN_RECORD, TRAIN_STARTED, check_finished_run, training_settings
 
 SB3_STEPS_PER_ROLLOUT = 128
 
@@ -23,7 +24,20 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     settings = training_settings(config, env)
     check_finished_run(run, steps, settings, select_episodes, snapshots)
     if not done_file.exists():
-        seconds, resumed_at = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
+        # what a rerun continues this run with, if it is interrupted (`check_finished_run` compares it)
+        made = [folder for folder in (run, *run.parents) if not folder.exists()]
+        run.mkdir(parents=True, exist_ok=True)
+        started = run / TRAIN_STARTED
+        started.write_text(json.dumps({"steps": steps, **settings, "snapshots": snapshots}) + "\n")
+        try:
+            seconds, resumed_at = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
+        except Exception:  # refused before training (SB3's own checks): no folder left behind, as before
+            if [p.name for p in run.iterdir()] == [TRAIN_STARTED]:
+                started.unlink()
+                for folder in made:
+                    with contextlib.suppress(OSError):  # another job's run may be beside it
+                        folder.rmdir()
+            raise
         resumed = {} if resumed_at is None else {"resumed_at": resumed_at}  # an SB3 resume is not bit-exact
         done_file.write_text(json.dumps({"train_seconds": seconds, "steps": steps, **settings, **resumed,
                                          "snapshots": snapshots, "select_episodes": select_episodes}) + "\n")

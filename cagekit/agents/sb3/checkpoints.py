@@ -50,7 +50,8 @@ def latest_checkpoint(out_dir: str | Path) -> tuple[Path, Path | None, int] | No
 
     Candidates: `model.zip` (written at the end and on Ctrl-C; its replay buffer `replay_buffer.pkl`)
     and `checkpoints/model_<N>_steps.zip` (with `model_replay_buffer_<N>_steps.pkl`); the most steps
-    wins, `model.zip` on a tie. None if there is none.
+    wins, `model.zip` on a tie. An unreadable zip (a save cut short by a kill) is passed over, as the run
+    it came from would be: the one before it is taken. None if there is none.
     """
     out = Path(out_dir)
     found: list[tuple[int, int, Path, Path]] = []
@@ -62,7 +63,7 @@ def latest_checkpoint(out_dir: str | Path) -> tuple[Path, Path | None, int] | No
         if match:
             buffer = path.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{match[1]}_steps.pkl")
             found.append((int(match[1]), 0, path, buffer))
-    if not found:
-        return None
-    steps, _, model_file, buffer = max(found)
-    return model_file, (buffer if buffer.exists() else None), steps
+    for steps, _, model_file, buffer in sorted(found, reverse=True):
+        if model_file.name == MODEL_FILE or saved_steps(model_file) is not None:  # model.zip was read above
+            return model_file, (buffer if buffer.exists() else None), steps
+    return None

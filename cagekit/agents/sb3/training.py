@@ -12,6 +12,7 @@ beside `model.zip`). `train_sb3(..., resume=True)` continues a run from its late
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,13 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
             if buffer_file is None:
                 print(f"warning: no replay buffer saved with {model_file}; {algo} continues with an empty one")
             else:
-                model.load_replay_buffer(buffer_file)
+                try:
+                    model.load_replay_buffer(buffer_file)
+                except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, TypeError) as exc:
+                    # a save cut short by a kill: said, and treated as a buffer not saved (SB3 raised a bare
+                    # UnpicklingError, a traceback, and the run could not be continued)
+                    print(f"warning: the replay buffer {buffer_file} is unreadable ({type(exc).__name__}: {exc}: "
+                          f"a save cut short?); {algo} continues with an empty one")
                 if model.replay_buffer.n_envs != venv.num_envs:
                     venv.close()
                     raise ValueError(f"the replay buffer of {buffer_file} holds {model.replay_buffer.n_envs} "
@@ -202,8 +209,10 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
                     progress_bar=False, callback=callbacks)
     except KeyboardInterrupt:
         progress.close()  # the bar's last figures above the message
-        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far "
-              f"(continue with `cagekit train --resume {out}`)")
+        # `cagekit train --resume` continues only a run of that command (its run.json): a benchmark's run is
+        # continued by rerunning the benchmark (as it says), a Python caller's by resume=True
+        how = f" (continue with `cagekit train --resume {out}`)" if (out / "run.json").exists() else ""
+        print(f"interrupted at {model.num_timesteps:,} steps: saving the model so far{how}")
     finally:
         progress.close()
         venv.close()

@@ -424,6 +424,39 @@ def test_resume_takes_the_scenarios_message_cost_and_detection_named_for_a_run_m
         k: v for k, v in record.items() if k != "steps"}
 
 
+def test_resume_continues_with_the_hyperparameters_recorded_at_the_start(tmp_path, capsys, monkeypatch):
+    """run.json recorded only --config's path as typed: a resume from another folder could not read a relative
+    one ("cannot read config file configs/..."), the file's absolute path was refused as another config, and
+    an edited file was taken silently by an SB3 resume. The hyperparameters are recorded when the run starts and
+    a resume continues with them: from anywhere, with the file moved or edited (said), and --config is compared
+    by what it holds. The weights equal an uninterrupted run's."""
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    (start / "q.yaml").write_text("batch_episodes: 4\nlr: 1e-3\n")
+    monkeypatch.chdir(start)
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress",
+                 "--config", "q.yaml"]) == 0
+    assert json.loads((out / "run.json").read_text())["hyperparameters"] == {"batch_episodes": 4, "lr": 1e-3}
+    whole = tmp_path / "whole"
+    assert main(["train", "--algo", "qmix", "--steps", "120", "--out", str(whole), "--no-progress",
+                 "--config", "q.yaml"]) == 0
+    monkeypatch.chdir(elsewhere)
+    (elsewhere / "same.json").write_text(json.dumps({"lr": 0.001, "batch_episodes": 4}))
+    (elsewhere / "other.json").write_text(json.dumps({"lr": 0.01, "batch_episodes": 4}))
+    assert main(["train", "--resume", str(out), "--config", "other.json", "--steps", "120", "--no-progress"]) == 2
+    assert "--config other.json holds others (lr: 0.001 -> 0.01)" in capsys.readouterr().err
+    (start / "q.yaml").write_text("batch_episodes: 8\n")  # edited after the run started: said, not read
+    assert main(["train", "--resume", str(out), "--config", str(start / "q.yaml"), "--steps", "120",
+                 "--no-progress"]) == 2  # what it holds now is another config
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--config", "same.json", "--steps", "90", "--no-progress"]) == 0
+    monkeypatch.chdir(start)
+    assert main(["train", "--resume", str(out), "--steps", "120", "--no-progress"]) == 0
+    assert "note: q.yaml has changed since the run started" in capsys.readouterr().out
+    assert (out / "model.pt").read_bytes() == (whole / "model.pt").read_bytes()
+
+
 def test_cli_names_bad_paths_and_numbers_without_a_traceback(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("")

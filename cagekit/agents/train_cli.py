@@ -26,6 +26,8 @@ from cagekit.scenarios import get_scenario
 from cagekit.scenarios.options import check_folder_path
 
 RUN_FILE = "run.json"
+#: run.json's record of the hyperparameters its --config file held when the run started
+HYPERPARAMETERS = "hyperparameters"
 
 
 #: what `cagekit train` writes into a run's folder, ours and SB3's (SB3's TensorBoard files too: `TB_EVENTS`)
@@ -70,6 +72,9 @@ def _refuse_changed_settings(run: dict[str, Any], args: Any, out: Path) -> None:
         if key in ("message_cost", "detection") and given is not None and _same_setting(run.get("scenario"), key,
                                                                                           given, was):
             continue
+        if key == "config" and given is not None and HYPERPARAMETERS in run:
+            _refuse_other_hyperparameters(run[HYPERPARAMETERS], given, out)
+            continue
         if given is not None and (Path(given) != Path(was) if paths else given != was):
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"--resume continues {out} with the settings in its {RUN_FILE}: {flag} {given} differs "
@@ -84,6 +89,60 @@ def _same_layout(scenario: Any, given: str, was: str | None) -> bool:
         return given == (was or get_scenario(str(scenario)).default_layout)
     except ValueError:
         return False
+
+
+def _refuse_other_hyperparameters(recorded: dict[str, Any] | None, given: str, out: Path) -> None:
+    """`--resume OUT --config FILE` names the run's hyperparameters when FILE holds what its run.json recorded,
+    wherever FILE is and however its path is spelt (a relative path from another folder was refused as another
+    config); other contents are refused."""
+    from cagekit.agents.config_file import load_mapping
+
+    if load_mapping(given) != (recorded or {}):
+        raise ValueError(f"--resume continues {out} with the hyperparameters in its {RUN_FILE}: --config {given} "
+                         f"holds others ({_config_differences(recorded or {}, load_mapping(given))}); start a new "
+                         f"run with --out for other hyperparameters")
+
+
+def _config_differences(then: dict[str, Any], now: dict[str, Any]) -> str:
+    keys = sorted(set(then) | set(now))
+    return ", ".join(f"{k}: {then.get(k, 'default')!r} -> {now.get(k, 'default')!r}"
+                     for k in keys if then.get(k, "default") != now.get(k, "default"))
+
+
+def _run_config(run: dict[str, Any]) -> dict[str, Any] | str | None:
+    """The hyperparameters a run trains with: those its run.json recorded when it started (a resume continues
+    with them, wherever it is run from and whatever became of the file), or, for a run.json from before they
+    were recorded, its config file's path. A file that has changed since is said, not read."""
+    if HYPERPARAMETERS not in run:
+        return run.get("config")
+    recorded, path = run[HYPERPARAMETERS], run.get("config")
+    if path:
+        from cagekit.agents.config_file import load_mapping
+
+        try:
+            changed = load_mapping(path) != (recorded or {})
+        except ValueError:
+            changed = False  # moved, or read from another folder: nothing to say
+        if changed:
+            print(f"note: {path} has changed since the run started; it continues with the hyperparameters its "
+                  f"{RUN_FILE} recorded then")
+    return recorded
+
+
+def _with_hyperparameters(run: dict[str, Any]) -> dict[str, Any]:
+    """`run` with what its `--config` file holds recorded (None: the learner's defaults), where JSON keeps it
+    as read (a YAML date or an integer key would come back otherwise: then only the path is recorded, as
+    before hyperparameters were)."""
+    import json
+
+    from cagekit.agents.config_file import load_mapping
+
+    held = load_mapping(run["config"]) if run["config"] else None
+    try:
+        kept = json.loads(json.dumps(held)) == held
+    except (TypeError, ValueError):
+        kept = False
+    return {**run, HYPERPARAMETERS: held} if kept else run
 
 
 def _same_setting(scenario: Any, key: str, given: float, was: float | None) -> bool:
@@ -149,9 +208,9 @@ def cli_train(args: Any) -> int:
             env_kwargs["simulator"] = simulator
         out = Path(args.out or f"runs/{args.algo}-{scenario}-{seed}")
         steps = 200_000 if args.steps is None else args.steps
-        run = {"algo": args.algo, "scenario": scenario, "seed": seed, "steps": steps,
-               "config": args.config, "env": env_kwargs, "checkpoint_every": args.checkpoint_every,
-               "snapshots": args.snapshots or 0}
+        run = _with_hyperparameters({"algo": args.algo, "scenario": scenario, "seed": seed, "steps": steps,
+                                     "config": args.config, "env": env_kwargs,
+                                     "checkpoint_every": args.checkpoint_every, "snapshots": args.snapshots or 0})
         ckpt.with_spec(run)  # a registered scenario's spec: --resume in a fresh process registers it again
         check_new_run_folder(out)
     algo = run["algo"]
@@ -176,12 +235,13 @@ def cli_train(args: Any) -> int:
             raise ValueError(f"--red: {exc}") from None
     for setting in ("detection", "message_cost"):
         spec.setting(setting, run["env"].get(setting))
-    check_training(algo, spec.name, run["config"], run["env"])
+    config = _run_config(run)
+    check_training(algo, spec.name, config, run["env"])
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
     try:
-        return _train_run(run, out, args)
+        return _train_run(run, config, out, args)
     except Exception:
         # refused before anything was trained (a bad scenario, red, config...): leave no run behind that
         # would make the corrected command ask for --resume
@@ -192,7 +252,7 @@ def cli_train(args: Any) -> int:
         raise
 
 
-def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
+def _train_run(run: dict[str, Any], config: dict[str, Any] | str | None, out: Path, args: Any) -> int:
     algo = run["algo"]
     progress = not getattr(args, "no_progress", False)
     if algo in SB3_ALGOS:
@@ -201,7 +261,7 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
         from cagekit.agents.sb3.checkpoints import latest_checkpoint
         from cagekit.agents.sb3.training import stopped_short, train_sb3
 
-        hyper = load_mapping(run["config"]) if run["config"] else None
+        hyper = load_mapping(config) if isinstance(config, str) else config
         resume = bool(args.resume)
         if resume and latest_checkpoint(out) is None and not (out / SB3_MODEL_FILE).exists():
             # killed (SIGTERM, kill -9: Ctrl-C saves model.zip) before its first checkpoint, a tenth of the run:
@@ -219,8 +279,8 @@ def _train_run(run: dict[str, Any], out: Path, args: Any) -> int:
         print(f"{algo} on {run['scenario']}: {model.num_timesteps:,} env steps, {state}")
         return 130 if interrupted else 0
     limit_torch_threads()
-    learner = make_learner(algo, run["scenario"], seed=run["seed"], config=run["config"], **run["env"])
-    note = exploration_note(algo, run["config"], run["steps"])
+    learner = make_learner(algo, run["scenario"], seed=run["seed"], config=config, **run["env"])
+    note = exploration_note(algo, config, run["steps"])
     if note:
         print(note)
     summary = train(learner, run["steps"], out, checkpoint_every=run["checkpoint_every"],

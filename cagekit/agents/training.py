@@ -124,15 +124,16 @@ def make_learner(algo: str, scenario: str | ScenarioSpec, seed: int = 0, config:
     raise ValueError(f"unknown learning algorithm {algo!r}; valid: {', '.join(ALGOS)}")
 
 
-def check_training(algo: str, scenario: str, config: str | Path | None, env: dict[str, Any]) -> None:
+def check_training(algo: str, scenario: str, config: str | Path | dict[str, Any] | None, env: dict[str, Any]) -> None:
     """Refuse what a run of `algo` on `scenario` would fail on later (its config's keys, types and ranges; a
-    channel on a team of one), so that `cagekit train` and `benchmark` refuse before making any folder."""
+    channel on a team of one), so that `cagekit train` and `benchmark` refuse before making any folder.
+    `config`: a file's path, the mapping it holds, or None."""
     from cagekit.agents.config_file import load_mapping
 
     if algo in SB3_ALGOS:
         from cagekit.agents.sb3.hyperparameters import check_hyperparameters
 
-        check_hyperparameters(algo, load_mapping(config) if config else None)
+        check_hyperparameters(algo, config if isinstance(config, dict) else load_mapping(config) if config else None)
     elif algo in DIAL_ALGOS:
         from cagekit.agents.dial import DialConfig, check_team
 

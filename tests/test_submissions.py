@@ -678,6 +678,23 @@ def test_the_package_command_reports_a_refusal_on_stderr_as_the_other_commands_d
     assert not (tmp_path / "t.zip").exists()
 
 
+@pytest.mark.parametrize("option", ["--name", "--team", "--technique"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_package_refuses_an_empty_name_team_or_technique(option, value, tmp_path, capsys):
+    """An empty or blank --name, --team or --technique was packaged as it was, so the evaluation's reports named
+    the submission by nothing; the command and the Python function refuse it, naming the option."""
+    from cagekit.cli import main
+
+    labels = {"--name": "a", "--team": "b", "--technique": "c", option: value}
+    argv = ["package", "react", *[x for pair in labels.items() for x in pair], "--out", str(tmp_path / "t.zip")]
+    assert main(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith(f"cagekit package: error: {option} is empty; give ")
+    with pytest.raises(ValueError, match=f"^{option} is empty"):
+        package("react", labels["--name"], labels["--team"], labels["--technique"], tmp_path / "t.zip")
+    assert not (tmp_path / "t.zip").exists()
+
+
 def test_package_refuses_to_write_over_another_submission_but_repackages_the_same(tmp_path, capsys):
     """A typo in --out wrote over a packaged team without a word; the same team again (the shipped zips' rebuild
     check) stays allowed, and --replace writes over it on purpose."""

@@ -131,6 +131,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from cagekit.evaluation.benchmark import BenchmarkPlan, run_benchmark
     from cagekit.scenarios.options import comma_list
 
+    if args.seeds < 1:  # range() of it would be empty, refused by the plan without naming the option
+        raise ValueError(f"--seeds must be >= 1 (the number of seeds: K runs seeds 0..K-1), got {args.seeds}")
     configs = _algo_files(args.config)
     algos = comma_list(args.algos, "--algos")
     stray = [a for a in configs if a not in algos]

@@ -671,6 +671,10 @@ def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
      "--train-red: unknown red agent(s) ['KillChainAgnet'] for scenario 'paper-small'; valid: "),
     (["--algos", "qmix", "--scenario", "nope"], "--scenario: unknown scenario 'nope'; valid scenarios: "),
     (["--algos", "qmix", "--workers", "2", "--backend", "serial"], "--workers 2 with --backend serial"),
+    # 'at least one seed is needed' named no option, and not what a valid count is
+    (["--algos", "react", "--seeds", "0"], "--seeds must be >= 1 (the number of seeds: K runs seeds 0..K-1), got 0"),
+    (["--algos", "react", "--seeds", "-1"],
+     "--seeds must be >= 1 (the number of seeds: K runs seeds 0..K-1), got -1"),
 ])
 def test_benchmark_arguments_that_would_mislead_are_refused(tmp_path, capsys, extra, message):
     """A repeated algorithm counted its seeds twice; a heuristic's config and a mistyped training red were

@@ -855,6 +855,24 @@ def test_plot_names_the_log_it_cannot_draw(qmix_run, tmp_path, capsys, name, tex
     assert not out.exists()
 
 
+def test_plot_refuses_a_run_given_twice(qmix_run, tmp_path, capsys, monkeypatch):
+    """`cagekit plot RUN RUN` (or RUN and another spelling of it) pooled the run with itself as two seeds of its
+    algorithm, 'qmix (n=2)'; a repeated run is refused, named, as benchmark refuses `--algos a,a`."""
+    from cagekit.cli import main
+
+    monkeypatch.chdir(qmix_run.parent)
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(qmix_run), str(qmix_run), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"cagekit plot: error: run {qmix_run} given more than once (runs of one "
+                                       f"algorithm are pooled as its seeds); name each run once\n")
+    assert main(["plot", "qmix", f"./{qmix_run.name}/", str(qmix_run), "--out", str(out)]) == 2
+    assert f"error: run qmix and ./{qmix_run.name}/ given more than once" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="given more than once"):
+        plot_runs([qmix_run, qmix_run.parent / ".." / qmix_run.parent.name / "qmix"], out)
+    assert not out.exists()
+
+
 def test_plot_writes_where_it_says_and_refuses_a_directory_or_no_name(qmix_run, tmp_path, capsys, monkeypatch):
     from cagekit.cli import main
 

@@ -584,6 +584,24 @@ def test_classic_cage2_is_one_blue_agent_without_channel_or_masks() -> None:
 
 
 
+def test_quick_and_episodes_together_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--quick --episodes 3` played 3 episodes without a word, dropping --quick, which means nothing but 10
+    episodes per combination; the combination is refused by both commands, with nothing written."""
+    from cagekit.cli import main
+    from cagekit.evaluation import cli_main, run_command
+
+    message = "--quick means 10 episodes per combination; give --quick or --episodes, not both"
+    for argv in (["react", str(tmp_path / "out"), "--quick", "--episodes", "3"],
+                 ["--episodes", "10", "--quick", "--team", "react", str(tmp_path / "out")]):
+        assert cli_main(argv) == 1
+        assert message in capsys.readouterr().err
+        assert main(["evaluate", *argv]) == 1
+        assert message in capsys.readouterr().err
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run_command(argv)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_default_folder_names_the_options_so_other_runs_do_not_collide() -> None:
     """Before, `evaluation.py react --lengths 30` and `evaluation.py react` shared results/react-paper-small and
     the second refused the first's journal; each option that changes the protocol now names its folder, and
@@ -595,7 +613,7 @@ def test_the_default_folder_names_the_options_so_other_runs_do_not_collide() -> 
 
     assert folder() == "results/react-paper-small"
     assert folder("--quick") == folder("--episodes", "10") == "results/react-paper-small-quick"
-    assert folder("--lengths", "30", "--quick", "--episodes", "3") == "results/react-paper-small-l30-e3"
+    assert folder("--lengths", "30", "--episodes", "3") == "results/react-paper-small-l30-e3"
     assert folder("--reds", "KillChainAgent", "--seed", "4", "--no-sau", "--no-channel", "--message-cost", "0.5",
                   "--detection", "0.5", "--backend", "twin") == \
         "results/react-paper-small-KillChainAgent-seed4-nochannel-nosau-cost0.5-det0.5-twin"

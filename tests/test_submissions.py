@@ -428,6 +428,31 @@ def test_submission_refused(case, check, needle, sandbox, sleep_files):
     assert snapshot(sandbox) == before
 
 
+def test_a_submission_zipped_as_its_folder_is_told_where_its_files_are(sandbox, sleep_files):
+    """Zipping the folder `myteam/` rather than its contents was reported only as files "missing at the root";
+    the message now says they are one level down, under myteam/, and how to put them at the root."""
+    path = zip_of(sandbox / "myteam.zip", [(f"myteam/{k}", v) for k, v in sorted(sleep_files.items())])
+    report = validate(path)
+    assert report.failed.name == "required files", report.text()
+    assert report.failed.message == (
+        "missing at the root: submission.py, metadata, manifest.json; found one level down, under myteam/, but "
+        "they must be at the zip's root (the zip holds the folder rather than its contents: zip the folder's "
+        "contents (cd myteam && zip -r ../myteam.zip .), or build it with `cagekit package`)")
+    with pytest.raises(SubmissionError, match=re.escape("at the submission root: submission.py, metadata, "
+                                                        "manifest.json; found one level down, under myteam/, but")):
+        open_submission(path)
+    folder = sandbox / "unzipped"
+    for rel, data in sleep_files.items():
+        (folder / "myteam" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "myteam" / rel).write_bytes(data)
+    assert "under myteam/, but they must be at the submission's root (give the folder myteam/ itself" in \
+        validate(folder).failed.message
+    # a file missing for good is still just missing: nothing is guessed from another folder's files
+    partial = zip_of(sandbox / "partial.zip", [(k, v) for k, v in sorted(sleep_files.items()) if k != "metadata"]
+                     + [("other/submission.py", b"")])
+    assert validate(partial).failed.message == "missing at the root: metadata"
+
+
 def test_evaluate_refuses_a_manifest_field_of_the_wrong_type(sandbox, sleep_files):
     """The harness names the field too, not only `cagekit validate` (it said 'could not convert string to float')."""
     from cagekit.evaluation import resolve_source
@@ -675,6 +700,23 @@ def test_the_package_command_reports_a_refusal_on_stderr_as_the_other_commands_d
     assert main(argv) == 2
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err.startswith("cagekit package: error: unknown scenario 'nope'")
+    assert not (tmp_path / "t.zip").exists()
+
+
+@pytest.mark.parametrize("option", ["--name", "--team", "--technique"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_package_refuses_an_empty_name_team_or_technique(option, value, tmp_path, capsys):
+    """An empty or blank --name, --team or --technique was packaged as it was, so the evaluation's reports named
+    the submission by nothing; the command and the Python function refuse it, naming the option."""
+    from cagekit.cli import main
+
+    labels = {"--name": "a", "--team": "b", "--technique": "c", option: value}
+    argv = ["package", "react", *[x for pair in labels.items() for x in pair], "--out", str(tmp_path / "t.zip")]
+    assert main(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith(f"cagekit package: error: {option} is empty; give ")
+    with pytest.raises(ValueError, match=f"^{option} is empty"):
+        package("react", labels["--name"], labels["--team"], labels["--technique"], tmp_path / "t.zip")
     assert not (tmp_path / "t.zip").exists()
 
 

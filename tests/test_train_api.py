@@ -54,6 +54,19 @@ def test_training_threads_follow_the_environment_variable(monkeypatch):
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_torch_threads_variable_is_the_default(monkeypatch, tmp_path, value):
+    """`CAGEKIT_TORCH_THREADS= cagekit train ...` (set to nothing, as unsetting it in a script often reads) was
+    refused as not an integer; an empty value is the default, one thread, as if it were unset."""
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", value)
+    assert training_threads() == 1
+    learner = make_learner("qmix", "paper-small", seed=1, red="all", simulator="twin")
+    train(learner, 60, tmp_path / "run", progress=False)
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "0")  # other bad values are still refused
+    with pytest.raises(ValueError, match="CAGEKIT_TORCH_THREADS must be an integer >= 1 .*got '0'"):
+        training_threads()
+
+
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     ({"steps": "100"}, TypeError, r"steps must be an integer >= 1 .*got '100' \(str\)"),
     ({"steps": 0}, ValueError, "steps must be >= 1"),

@@ -109,8 +109,9 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Seque
     """Learning curves: return and bits per episode vs env steps; mean and min-max spread over runs.
 
     Runs with the same label (default: the algo in meta.json, else the directory name) are pooled as
-    seeds of one curve; each run is interpolated onto a common env-step grid first. Returns the file
-    written: `out_png` with ".png" added when it has no suffix (as matplotlib would add it unasked).
+    seeds of one curve (a run given twice, in any spelling, is refused); each run is interpolated onto a
+    common env-step grid first. Returns the file written: `out_png` with ".png" added when it has no suffix
+    (as matplotlib would add it unasked).
     """
     import matplotlib
 
@@ -119,6 +120,14 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Seque
     import numpy as np
 
     out = _image_path(out_png)
+    seen: dict[Path, str | Path] = {}
+    for run in run_dirs:  # a run given twice would be pooled as two seeds: n=2 and a spread of nothing
+        where = Path(run).resolve()
+        if where in seen:
+            again = f"{run}" if str(run) == str(seen[where]) else f"{seen[where]} and {run}"
+            raise ValueError(f"run {again} given more than once (runs of one algorithm are pooled as its seeds); "
+                             f"name each run once")
+        seen[where] = run
     groups: dict[str, list[Any]] = {}
     for i, run in enumerate(run_dirs):
         if labels is not None:

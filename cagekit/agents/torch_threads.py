@@ -9,13 +9,15 @@ from collections.abc import Iterator
 
 
 def training_threads() -> int:
-    """The torch threads a training run uses: CAGEKIT_TORCH_THREADS, 1 by default.
+    """The torch threads a training run uses: CAGEKIT_TORCH_THREADS, 1 by default (also when it is empty).
 
     The networks are small: on this 2-core class of machine, extra intra-op threads only fight each other
     and any parallel job (measured: a PPO run took 762 s with default threads, 33 s with one)."""
     import os
 
-    raw = os.environ.get("CAGEKIT_TORCH_THREADS", "1")
+    raw = os.environ.get("CAGEKIT_TORCH_THREADS", "")
+    if not raw.strip():  # unset, or set to nothing (`CAGEKIT_TORCH_THREADS= cagekit train ...`): the default
+        return 1
     try:
         threads = int(raw)
     except ValueError:

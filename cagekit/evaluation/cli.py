@@ -64,7 +64,8 @@ def build_parser(prog: str = "evaluation.py", raising: bool = False) -> argparse
                         "it, a lone positional is OUT_DIR: --team react OUT_DIR (default: the shipped trained "
                         "team submissions/dial-sau-paper-small.zip when present, else react)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per combination (default: 100)")
-    p.add_argument("--quick", action="store_true", help=f"{QUICK_EPISODES} episodes per combination")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_EPISODES} episodes per combination (not with --episodes)")
     p.add_argument("--lengths", default="30,50,100", help="episode lengths, comma separated (default: 30,50,100)")
     p.add_argument("--reds", default=None, help="red agents, comma separated (default: all of the scenario's)")
     p.add_argument("--seed", type=int, default=0, help="protocol seed (default: 0)")
@@ -146,6 +147,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
     import cagekit
     from cagekit.scenarios.files import scenario_option
 
+    if args.quick and args.episodes is not None:  # --quick is nothing but an episode count: it would be dropped
+        raise ValueError(f"--quick means {QUICK_EPISODES} episodes per combination; give --quick or --episodes, "
+                         f"not both")
     args.scenario = scenario_option(args.scenario)  # a scenario file: read and registered here
     team_path, out_dir = _positionals(args)
     if out_dir:

@@ -132,6 +132,16 @@ def include_paths(include: str | os.PathLike[str] | Iterable[str | os.PathLike[s
     return tuple(i if isinstance(i, str) else Path(i) for i in items)
 
 
+def check_labels(name: str, team: str, technique: str) -> None:
+    """Refuse an empty or all-whitespace author, team or technique: the evaluation's reports name the submission
+    by them (Submission.NAME, TEAM, TECHNIQUE)."""
+    for option, value, what in (("--name", name, "the author's name (Submission.NAME)"),
+                                ("--team", team, "the team's name (Submission.TEAM)"),
+                                ("--technique", technique, "the technique (Submission.TECHNIQUE)")):
+        if not str(value).strip():
+            raise ValueError(f"{option} is empty; give {what}, which the evaluation's reports show")
+
+
 def build_files(source: str | Path, *, name: str, team: str, technique: str, scenario: str | None = None,
                 layout: str | None = None, channel: bool | None = None, sau: bool | None = None,
                 message_cost: float | None = None, seed: int | None = None,
@@ -142,6 +152,7 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
     from cagekit.scenarios import get_scenario, recorded_spec
     from cagekit.wrappers import make_env
 
+    check_labels(name, team, technique)
     included = include_paths(include)
     resolved = resolve_source(source)
     if seed is not None and resolved.kind != "heuristic":

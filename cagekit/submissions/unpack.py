@@ -38,11 +38,30 @@ def unpack(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Unpacked:
     return Unpacked(root, folder, files, digest)
 
 
+def one_level_down(unpacked: Unpacked, missing: list[str]) -> str:
+    """What to add to "missing at the root" when the missing files all sit one folder down (a zip of the folder
+    `myteam/` rather than of its contents): where they are and how to fix it; "" otherwise."""
+    folders = {f.split("/")[0] for f in unpacked.files if f.count("/") == 1}
+    down = sorted(d for d in folders if all(f"{d}/{f}" in unpacked.files for f in missing))
+    if len(down) != 1:
+        return ""
+    folder = down[0]
+    if unpacked.sha256:  # a zip ("" for a folder)
+        fix = (f"the zip holds the folder rather than its contents: zip the folder's contents "
+               f"(cd {folder} && zip -r ../{folder}.zip .), or build it with `cagekit package`")
+        where = "zip's"
+    else:
+        fix = f"give the folder {folder}/ itself, or build the submission with `cagekit package`"
+        where = "submission's"
+    return f"; found one level down, under {folder}/, but they must be at the {where} root ({fix})"
+
+
 def check_files(unpacked: Unpacked) -> dict[str, Any]:
     """Required files present and hashes matching: the manifest, or `SubmissionError` saying what is wrong."""
     missing = [f for f in REQUIRED_FILES if f not in unpacked.files]
     if missing:
-        raise SubmissionError(f"missing required file(s) at the submission root: {', '.join(missing)}")
+        raise SubmissionError(f"missing required file(s) at the submission root: {', '.join(missing)}"
+                              + one_level_down(unpacked, missing))
     try:
         manifest = load_manifest(unpacked.folder)
     except ValueError as exc:

@@ -16,7 +16,7 @@ from cagekit.submissions.manifest import REQUIRED_FILES, check_hashes, load_mani
 from cagekit.submissions.safety import DEFAULT_LIMITS, Limits, UnsafeSubmission
 from cagekit.submissions.team import SubmissionTeam
 from cagekit.submissions.timeouts import ACT_TIMEOUT, BOOT_TIMEOUT, IMPORT_TIMEOUT, check_timeout
-from cagekit.submissions.unpack import Unpacked, unpack
+from cagekit.submissions.unpack import Unpacked, one_level_down, unpack
 
 CHECKS = ("archive", "required files", "manifest", "hashes", "scenario", "import", "interface", "agents",
           "wrap", "smoke")
@@ -116,7 +116,8 @@ def _validate(path: str | Path, limits: Limits, boot_timeout: float, import_time
         report.add("archive", True, f"{len(unpacked.files)} file(s) {verb} safely")
         missing = [f for f in REQUIRED_FILES if f not in unpacked.files]
         if not report.add("required files", not missing,
-                          f"missing at the root: {', '.join(missing)}" if missing else ", ".join(REQUIRED_FILES)):
+                          f"missing at the root: {', '.join(missing)}{one_level_down(unpacked, missing)}"
+                          if missing else ", ".join(REQUIRED_FILES)):
             return report
         try:
             manifest = load_manifest(unpacked.folder)

@@ -1135,5 +1135,6 @@ class Leaving(Agent):
         out = tmp_path / f"left-{workers}"
         assert _cli(f"{tmp_path / 'leaving.py'}:Leaving", str(out), *SMALL, "--workers", workers) == 1
         err = capsys.readouterr().err
-        assert "agent 'blue_ops' raised SystemExit: leaving now at step 2 of episode 0" in err, err
+        # with two workers either episode may fail first: both do, at the same step
+        assert re.search(r"agent 'blue_ops' raised SystemExit: leaving now at step 2 of episode [01]\b", err), err
     assert not (tmp_path / "out").exists()

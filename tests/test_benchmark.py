@@ -479,7 +479,10 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
         tmp_path, monkeypatch, capsys):
     """Ctrl-C in a training run stops the benchmark (exit 130) with the run's state saved but the run not
     recorded as finished, so it is neither scored half-trained nor reused as done; the same command then
-    continues it, and (our learners resume exactly) the table equals that of a run never interrupted."""
+    continues it, and (our learners resume exactly) the table equals that of a run never interrupted. Its
+    training time is that of both tries: it counted the last one only."""
+    import time
+
     import torch
 
     import cagekit.agents.training as training
@@ -501,6 +504,7 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
             calls.append(1)
             if len(calls) == 2:
                 raise KeyboardInterrupt
+            time.sleep(2.0)  # a first try long beside the second's setup: leaving it out shows in the total
             return update()
         learner.update = update_or_ctrl_c
         return learner
@@ -512,9 +516,20 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
     run = out / "runs" / "nocomm-s0"
     assert not (run / TRAIN_RECORD).exists() and not (out / "eval").exists()
     assert json.loads((run / "meta.json").read_text())["counters"]["env_steps"] == 240  # one update, saved
+    first = json.loads((run / "benchmark-started.json").read_text())
+    assert first["train_tries"] == 1 and not first["running"]
+    # the first try's time, by the learner's own log (cumulative over tries), is within what the run recorded
+    assert first["train_seconds"] >= float(pd.read_csv(run / "log.csv")["time_s"].iloc[-1])
     monkeypatch.undo()
 
     assert main(argv(out)) == 0  # continues the run, then chooses, scores and tabulates
+    record = json.loads((run / TRAIN_RECORD).read_text())
+    # both tries: more than the first try's time, and than the learner's own time over both
+    assert record["train_tries"] == 2 and "train_tries_killed" not in record
+    assert record["train_seconds"] >= float(pd.read_csv(run / "log.csv")["time_s"].iloc[-1])
+    assert record["train_seconds"] > first["train_seconds"]
+    assert pd.read_csv(out / "per_seed.csv")["train_seconds"].iloc[0] == record["train_seconds"]
+    assert "a run interrupted and continued counts all its tries" in (out / "table.md").read_text()
     whole = tmp_path / "whole"
     assert main(argv(whole)) == 0
     assert pd.read_csv(out / "per_seed.csv").drop(columns="train_seconds").equals(
@@ -525,7 +540,9 @@ def test_an_interrupted_benchmark_keeps_its_run_unfinished_and_a_rerun_equals_an
 
 def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
     """An SB3 run cut short is continued from its saved model, not trained again from scratch, and its
-    record says where it resumed (SB3's resume is not bit-exact)."""
+    record says where it resumed (SB3's resume is not bit-exact). Its training time is that of both tries."""
+    import time
+
     from stable_baselines3 import PPO
 
     import cagekit.agents.sb3 as sb3
@@ -537,9 +554,13 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
             "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--snapshots", "0",
             "--select-episodes", "0", "--config", f"ppo={config}"]
     stepped = sb3.ProgressCallback._on_step
+    slept = []
 
     def ctrl_c_at_128(self):
         if self.model.num_timesteps >= 128:
+            start = time.perf_counter()
+            time.sleep(2.0)  # a first try long beside the second's setup: leaving it out shows in the total
+            slept.append(time.perf_counter() - start)
             raise KeyboardInterrupt
         return stepped(self)
 
@@ -554,11 +575,59 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
     assert 128 <= saved < 192  # within the first rollout
     monkeypatch.undo()
 
+    first = json.loads((run / "benchmark-started.json").read_text())
+    assert first["train_tries"] == 1 and not first["running"] and first["train_seconds"] >= slept[0]
+
     assert main(argv) == 0
-    assert json.loads((run / TRAIN_RECORD).read_text())["resumed_at"] == saved
+    record = json.loads((run / TRAIN_RECORD).read_text())
+    assert record["resumed_at"] == saved
+    assert record["train_tries"] == 2 and record["train_seconds"] > first["train_seconds"]
     # one more whole rollout (3 copies, one per red, of 64 steps) on top of the saved steps; trained again
     # from scratch it would stop at 192
     assert PPO.load(run / "model.zip").num_timesteps == saved + 3 * 64
+
+
+def test_a_training_try_killed_outright_counts_up_to_its_last_save_of_the_time(tmp_path):
+    """A benchmark killed with kill -9 saves nothing on its way out: its run's try counts up to the clock's last
+    save (every few seconds), the rerun adds its own, and the record and the table say a try was killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cagekit.evaluation.benchmark_training import CLOCK_SAVE_EVERY
+
+    fast = Path(__file__).resolve().parents[1] / "configs" / "dial-sau-fast.yaml"
+    out = tmp_path / "bm"
+    argv = ["benchmark", "--algos", "nocomm", "--seeds", "1", "--steps", "14400", "--episodes", "1", "--lengths",
+            "6", "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--select-episodes", "0",
+            "--snapshots", "0", "--config", f"nocomm={fast}"]
+    run = out / "runs" / "nocomm-s0"
+    started = run / "benchmark-started.json"
+    proc = subprocess.Popen([sys.executable, "-m", "cagekit.cli", *argv], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (started.exists() and json.loads(started.read_text())["train_seconds"] >= CLOCK_SAVE_EVERY / 2):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    killed = json.loads(started.read_text())
+    assert killed["running"] and killed["train_tries"] == 1 and killed["train_seconds"] >= CLOCK_SAVE_EVERY
+    logged = float(pd.read_csv(run / "log.csv")["time_s"].iloc[-1])  # the learner's own time when killed
+
+    assert main(argv) == 0
+    record = json.loads((run / TRAIN_RECORD).read_text())
+    assert record["train_tries"] == 2 and record["train_tries_killed"] == 1
+    # the killed try up to its last save, and the second try, which the learner's own log (cumulative, resumed
+    # from its last checkpoint, at or before the kill) says is at least the time it logged after the kill
+    assert record["train_seconds"] >= killed["train_seconds"] + float(pd.read_csv(run / "log.csv")["time_s"].iloc[-1]) \
+        - logged
+    assert "Tries killed outright (kill -9) count up to their last save" in (out / "table.md").read_text()
+    assert "nocomm-s0 (1)" in (out / "table.md").read_text()
 
 
 def test_an_interrupted_benchmark_run_is_continued_only_with_the_settings_it_was_started_with(tmp_path, monkeypatch,

@@ -144,3 +144,47 @@ def test_a_tie_goes_to_the_later_weights(tmp_path):
     assert select_snapshot(run, "paper-small", episodes=2, seed=2) == run
     scores = json.loads((run / SELECTION_FILE).read_text())["scores"]
     assert scores[snap.name] == scores["final"]
+
+
+def test_a_run_folder_is_scored_and_packaged_as_the_weights_its_selection_chose(tmp_path, capsys):
+    """The benchmark scores a run's chosen snapshot, and `cagekit package RUN` packaged it, but `evaluation.py RUN`
+    scored the run's final weights: the same folder meant two teams. It means the chosen weights everywhere, each
+    command naming them, with the snapshot's folder as the evaluation's identity (the benchmark's own); a new
+    choice still scores the final weights as its "final" candidate."""
+    import zipfile
+
+    from cagekit.cli import main
+    from cagekit.evaluation.cli import cli_main
+    from cagekit.evaluation.sources import resolve_source
+
+    run = tmp_path / "run"
+    learner = DialLearner("nocomm", "paper-small", 4, TINY, episode_length=5, simulator="twin")
+    train(learner, 60, run, checkpoint_every=0, progress=False, snapshots=2)
+    snap = run / "snapshots" / "step000000030"
+    (run / SELECTION_FILE).write_text(json.dumps({"chosen": "snapshots/step000000030"}))  # as if it had won
+    source = resolve_source(str(run))
+    assert source.identity() == CheckpointSource(str(snap)).identity()  # what the benchmark scores
+    assert source.label == "run"  # its reports (and default folder) keep the run's name
+
+    out = tmp_path / "eval"
+    assert cli_main([str(run), str(out), "--episodes", "1", "--lengths", "5", "--reds", "KillChainAgent",
+                     "--workers", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"scoring the snapshot it chose, {snap}," in err.replace("\n", "")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["blue"]["path"] == str(snap.resolve()) and summary["submission"]["team"] == "run"
+
+    assert main(["package", str(run), "--name", "me", "--team", "us", "--technique", "t", "--out",
+                 str(tmp_path / "team.zip"), "--no-validate"]) == 0
+    assert f"packaging the snapshot it chose, {snap}," in capsys.readouterr().err.replace("\n", "")
+    assert zipfile.ZipFile(tmp_path / "team.zip").read("team/model.pt") == (snap / ckpt.MODEL_FILE).read_bytes()
+
+    (run / SELECTION_FILE).write_text(json.dumps({"chosen": "."}))  # the final weights chosen: said nowhere
+    assert resolve_source(str(run)).identity() == CheckpointSource(str(run)).identity()
+    assert "note:" not in capsys.readouterr().err
+
+    # a choice made again (other settings) scores the final weights as "final", not the old choice
+    (run / SELECTION_FILE).write_text(json.dumps({"settings": {}, "chosen": "snapshots/step000000030"}))
+    select_snapshot(run, "paper-small", episodes=1, seed=4)
+    final = json.loads((run / "selection" / "final" / "summary.json").read_text())
+    assert final["blue"]["path"] == str(run.resolve())

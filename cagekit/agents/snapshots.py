@@ -33,6 +33,14 @@ def chosen_weights(run_dir: str | Path) -> Path:
     return chosen
 
 
+def choice_note(run_dir: str | Path, chosen: Path, doing: str) -> str:
+    """What a command given a run folder says when it takes the snapshot the run's selection chose (`doing` it:
+    "scoring", "packaging"), not the run's final weights: the folder alone does not show which weights it means."""
+    return (f"note: {run_dir} holds a choice of weights ({SELECTION_FILE}, made on held-out episodes by `cagekit "
+            f"benchmark`): {doing} the snapshot it chose, {chosen}, the weights the benchmark scored, not the run's "
+            f"final weights")
+
+
 def snapshot_steps(folder: str | Path) -> int:
     """The env steps of a snapshot folder made by `snapshot_dir`."""
     return int(Path(folder).name.removeprefix("step"))
@@ -59,5 +67,5 @@ class SnapshotSchedule:
         return due
 
 
-__all__ = ["SELECTION_DIR", "SELECTION_FILE", "SNAPSHOT_DIR", "SnapshotSchedule", "chosen_weights", "snapshot_dir",
-           "snapshot_marks_passed", "snapshot_steps"]
+__all__ = ["SELECTION_DIR", "SELECTION_FILE", "SNAPSHOT_DIR", "SnapshotSchedule", "choice_note", "chosen_weights",
+           "snapshot_dir", "snapshot_marks_passed", "snapshot_steps"]

@@ -3,6 +3,7 @@ paired differences seed by seed (paired.md)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,8 @@ def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
     head = (f"Scenario `{plan.scenario}`{layout}, {plan.episodes} {episodes} per combination, lengths {plan.lengths}, "
             f"seeds {plan.seeds}, {training}.{teams} "
             f"Score: sum over red agents of the mean "
-            f"episode return (higher is better); 95% interval over seeds (over episodes for one seed).\n\n")
+            f"episode return (higher is better); 95% interval over seeds (over episodes for one seed)."
+            f"{training_time_text(plan) if trained else ''}\n\n")
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table.iterrows():
@@ -69,6 +71,33 @@ def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
             cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return head + "\n".join(lines)
+
+
+def training_time_text(plan: BenchmarkPlan) -> str:
+    """How `train_minutes` was counted, naming the runs whose time is not wholly known (`TrainingClock`)."""
+    from cagekit.evaluation.benchmark_folder import TRAIN_RECORD
+    from cagekit.evaluation.benchmark_training import CLOCK_SAVE_EVERY
+
+    killed, uncounted = [], []
+    for algo in (a for a in plan.algos if a not in HEURISTICS):
+        for seed in plan.seeds:
+            record = plan.run_dir(algo, seed) / TRAIN_RECORD
+            done = json.loads(record.read_text()) if record.exists() else {}
+            name = layout.run_name(algo, seed)
+            if done and "train_tries" not in done:  # recorded before tries were summed: its last try only
+                uncounted.append(f"{name} (if it was interrupted)")
+            if done.get("train_tries_killed"):
+                killed.append(f"{name} ({done['train_tries_killed']})")
+            if done.get("train_tries_uncounted"):
+                uncounted.append(f"{name} ({done['train_tries_uncounted']})")
+    text = (" train_minutes: training wall-clock per run, mean over seeds; a run interrupted and continued counts "
+            "all its tries (each run's benchmark-train.json: train_seconds, train_tries).")
+    if killed:
+        text += (f" Tries killed outright (kill -9) count up to their last save of the time, at most "
+                 f"{CLOCK_SAVE_EVERY:g} s short each: {', '.join(killed)}.")
+    if uncounted:
+        text += f" Tries made by an earlier cagekit, not counted: {', '.join(uncounted)}."
+    return text
 
 
 def plot_table(table: Any, path: Path, title: str) -> None:

@@ -72,6 +72,9 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
         old = json.loads(file.read_text())
         if old.get("settings") == settings:
             return run / old["chosen"]
+        # chosen again: a run folder stands for its chosen weights (`evaluation.sources.checkpoint_source`), so
+        # the old choice goes first, or the "final" candidate scored below would be that choice again
+        file.unlink()
     scores: dict[str, dict[str, float]] = {}
     for cand in cands:
         argv = [str(cand), str(run / SELECTION_DIR / _name(run, cand)), "--scenario", scenario, "--episodes",

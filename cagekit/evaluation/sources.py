@@ -326,6 +326,27 @@ class MutedSource(TeamSource):
         return _SilencedTeam(self.inner.team_for_episode(env, seed))
 
 
+#: the chosen snapshots this process has already named in a note (said once, however often resolved)
+_NOTED: set[str] = set()
+
+
+def checkpoint_source(folder: Path) -> CheckpointSource:
+    """A checkpoint folder's team. A run whose snapshots were chosen among (`selection.json`, a benchmark's run)
+    stands for the weights chosen, as `cagekit package` and the benchmark take it: that snapshot is the checkpoint
+    evaluated (its folder's digest is the evaluation's identity), named in a note, and the reports keep the run's
+    name."""
+    from cagekit.agents.snapshots import choice_note, chosen_weights
+
+    chosen = chosen_weights(folder)
+    source = CheckpointSource(str(chosen))
+    if chosen != folder:
+        source.label = folder.resolve().name
+        if source.path not in _NOTED:
+            _NOTED.add(source.path)
+            print(choice_note(folder, chosen, "scoring"), file=sys.stderr)
+    return source
+
+
 def default_team() -> str:
     """The shipped trained team when this checkout has it, else the `react` heuristic."""
     return str(DEFAULT_SUBMISSION) if DEFAULT_SUBMISSION.is_file() else "react"
@@ -340,7 +361,7 @@ def resolve_source(path: str | None, team: str | None = None, output_hint: bool 
         return HeuristicSource(chosen) if chosen in HEURISTICS else resolve_source(chosen)
     p = Path(path)
     if p.is_dir() and (p / "meta.json").is_file():
-        return CheckpointSource(str(p))
+        return checkpoint_source(p)
     if (p.is_dir() and (p / "submission.py").is_file()) or (p.is_file() and p.suffix.lower() == ".zip"):
         return SubmissionSource(str(p))
     if not p.exists() and path in HEURISTICS:

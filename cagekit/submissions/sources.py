@@ -4,6 +4,7 @@ training run folder holds, its chosen weights first) or a Python team (FILE.py:N
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,10 @@ def resolve_source(source: str | Path) -> ResolvedSource:
                          f"your own Python team (FILE.py:NAME)")
     ckpt = find_checkpoint(src)
     from cagekit.agents.checkpoint import load_meta
+    from cagekit.agents.snapshots import SELECTION_FILE, choice_note
+
+    if (src / SELECTION_FILE).is_file() and ckpt != src:  # the folder alone does not show which weights it means
+        print(choice_note(src, ckpt, "packaging"), file=sys.stderr)
 
     meta = load_meta(ckpt)
     return ResolvedSource("checkpoint", str(meta.get("algo")), ckpt, meta)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 
 import numpy as np
 import pytest
@@ -38,6 +40,20 @@ def test_spaces_match_observations(scenario, layout):
     for a in env.possible_agents:
         assert env.observation_space(a).contains(obs[a])
         assert obs[a]["action_mask"].shape == (env.action_space(a).n,)
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_spaces_are_the_same_objects_and_do_not_keep_the_env_alive(simulator):
+    env = make_env("paper-small", simulator=simulator, seed=0)
+    agent = env.possible_agents[0]
+    assert env.observation_space(agent) is env.observation_space(agent)  # PettingZoo's rule: seeding sticks
+    assert env.action_space(agent) is env.action_space(agent)
+    other = make_env("paper-small", simulator=simulator, seed=0)
+    assert other.action_space(agent) is not env.action_space(agent)  # each env its own
+    alive = weakref.ref(env)
+    del env
+    gc.collect()
+    assert alive() is None  # a functools.cache on the methods held every env (and its engine) for good
 
 
 # --- determinism and RNG isolation -----------------------------------------------------------------

@@ -8,7 +8,6 @@ teammate next step. All agents share the team reward.
 
 from __future__ import annotations
 
-import functools
 import operator
 from collections.abc import Mapping
 from typing import Any
@@ -58,17 +57,26 @@ class TeamSpaces:
         if agent not in self.possible_agents:
             raise ValueError(f"no agent {agent!r} in this env; its agents: {', '.join(self.possible_agents)}")
 
-    @functools.cache  # noqa: B019 - one env, few agents
-    def observation_space(self, agent: str) -> spaces.Dict:
-        self._known(agent)
-        size = self.n_actions(agent) * (2 if self.channel else 1)
-        return spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
-                            "action_mask": spaces.MultiBinary(size)})
+    def _cached_space(self, kind: str, agent: str) -> Any:
+        """The same space object at every call (PettingZoo asks it: seeding a space must stick), kept by the env
+        itself: a `functools.cache` on the method held every env ever asked (its engine too) for the process's
+        life."""
+        cache: dict[tuple[str, str], Any] = self.__dict__.setdefault("_spaces", {})
+        space = cache.get((kind, agent))
+        if space is None:
+            self._known(agent)
+            size = self.n_actions(agent) * (2 if self.channel else 1)
+            space = spaces.Dict({"observation": spaces.MultiBinary(self.obs_size(agent)),
+                                 "action_mask": spaces.MultiBinary(size)}) if kind == "observation" \
+                else spaces.Discrete(size)
+            cache[(kind, agent)] = space
+        return space
 
-    @functools.cache  # noqa: B019
+    def observation_space(self, agent: str) -> spaces.Dict:
+        return self._cached_space("observation", agent)
+
     def action_space(self, agent: str) -> spaces.Discrete:
-        self._known(agent)
-        return spaces.Discrete(self.n_actions(agent) * (2 if self.channel else 1))
+        return self._cached_space("action", agent)
 
     @property
     def state_size(self) -> int:

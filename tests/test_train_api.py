@@ -3,6 +3,9 @@ resume refused for a learner built otherwise than the run."""
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -157,3 +160,20 @@ def test_load_team_names_a_checkpoint_that_does_not_exist_as_given(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no checkpoint at {missing}: it does not exist") as raised:
         load_team(missing)
     assert ".json" not in str(raised.value).split("(")[0]
+
+
+def test_load_team_names_a_submission_and_how_to_open_it(tmp_path):
+    """A submission zip was reported as "no checkpoint metadata at submissions/X.json", a file no submission has,
+    and an unpacked one as lacking meta.json, with no word of open_submission."""
+    from cagekit.agents import load_team
+
+    shipped = Path(__file__).resolve().parents[1] / "submissions" / "react-paper-small.zip"
+    with pytest.raises(ValueError, match="is a submission \\(a packaged team\\), not a checkpoint: open it with "
+                                         "cagekit.submissions.open_submission") as raised:
+        load_team(shipped)
+    assert ".json" not in str(raised.value)
+    unpacked = tmp_path / "sub"
+    with zipfile.ZipFile(shipped) as archive:
+        archive.extractall(unpacked)
+    with pytest.raises(ValueError, match=f"{unpacked} is a submission"):
+        load_team(unpacked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,12 @@ def load_team(path: str | Path) -> Team:
     if not path.exists():  # named as given: its ".json" sibling below would name a file nobody gave
         raise FileNotFoundError(f"no checkpoint at {path}: it does not exist (expected a checkpoint directory "
                                 f"holding meta.json and the weights, such as a `cagekit train --out` folder)")
+    if (path.is_file() and zipfile.is_zipfile(path)) or (path.is_dir() and (path / "manifest.json").is_file()
+                                                          and not (path / "meta.json").exists()):
+        # a submission: its ".json" sibling or missing meta.json would name a file that was never its part
+        raise ValueError(f"{path} is a submission (a packaged team), not a checkpoint: open it with "
+                         f"cagekit.submissions.open_submission({str(path)!r}), whose agents run in a worker process, "
+                         f"or score it with `python evaluation.py {path} OUT_DIR`")
     meta_file = path / "meta.json" if path.is_dir() else path.with_suffix(".json")
     if not meta_file.exists():
         raise FileNotFoundError(f"no checkpoint metadata at {meta_file}: expected a checkpoint directory "

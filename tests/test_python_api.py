@@ -218,3 +218,32 @@ def test_a_heuristic_team_names_the_environment_it_was_made_for(settings):
     assert all(getattr(env, k) == v for k, v in settings.items() if k in ("view", "message_cost"))
     obs, _ = env.reset(seed=0)
     assert set(team.act(obs)) == set(env.possible_agents)
+
+
+@pytest.mark.parametrize("kind", ["react", "random", "dial-sau", "qmix"])
+def test_an_agent_called_on_its_own_names_an_observation_of_another_shape(kind):
+    """CAGE's loop calls each agent's get_action, not Team.act (whose check named the mismatch): a channel team's
+    agent given a channel-off observation failed deep in numpy ('cannot reshape array of size 9 into shape (10)'),
+    in torch ('The expanded size of the tensor (9) must match ...') or, a heuristic, read the wrong bits and
+    returned a channel-encoded action the other environment took for another defence."""
+    from cagekit.agents import make_team
+    from cagekit.agents.training import make_learner
+
+    if kind in ("react", "random"):
+        team = make_team(kind, cagekit.make_env("paper-small", seed=0), seed=0)
+    else:
+        team = make_learner(kind, "paper-small", seed=0).team()
+    settings = team.env_settings()
+    other = cagekit.make_env(**{**settings, "channel": not settings.get("channel", True)}, seed=0)
+    obs, _ = other.reset(seed=0)
+    agent = team.agents["blue_user"]
+    expected = agent.slot.obs_size  # type: ignore[attr-defined]
+    given = obs["blue_user"]["observation"].size
+    assert given != expected
+    for observation in (obs["blue_user"], obs["blue_user"]["observation"]):  # CAGE's bare vector too
+        with pytest.raises(ValueError, match=f"agent 'blue_user' got an observation of {given} values, expected "
+                                             f"{expected}.*: play it on the environment its team was made for"):
+            agent.get_action(observation, other.action_space("blue_user"))
+    own = cagekit.make_env(**settings, seed=0)
+    mine, _ = own.reset(seed=0)
+    assert own.action_space("blue_user").contains(agent.get_action(mine["blue_user"], own.action_space("blue_user")))

@@ -146,6 +146,23 @@ def observation_parts(observation: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(observation), None
 
 
+def slot_observation(slot: AgentSlot, observation: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """`observation_parts` for the agent of `slot`, refusing a vector or mask of another size: an agent called on
+    its own (CAGE's loop calls `get_action`, not `Team.act`) on an environment of another shape failed deep in numpy
+    or torch, or silently read the wrong bits."""
+    vector, mask = observation_parts(observation)
+    wrong = []
+    if vector.size != slot.obs_size:
+        wrong.append(f"an observation of {vector.size} values, expected {slot.obs_size}")
+    if mask is not None and mask.size != slot.n_actions:
+        wrong.append(f"an action mask of {mask.size} values, expected {slot.n_actions}")
+    if wrong:
+        shape = f"channel {'on' if slot.channel else 'off'}, view={'team' if slot.team_bits else 'own'}"
+        raise ValueError(f"agent {slot.name!r} got {' and '.join(wrong)} ({shape}): play it on the environment its "
+                         f"team was made for, cagekit.make_env(**team.env_settings())")
+    return vector, mask
+
+
 @dataclass
 class Team:
     """The named blue agents of one side, acting on the environment's dict of observations."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.agents.base import Agent, AgentSlot, observation_parts
+from cagekit.agents.base import Agent, AgentSlot, slot_observation
 
 #: compromise bits (low two bits of a host code): 1 = User, 3 = Privileged (2 = Unknown, left alone)
 _USER, _PRIVILEGED = 0b01, 0b11
@@ -39,7 +39,7 @@ class RandomAgent(Agent):
             self.rng = np.random.default_rng([self.seed, episode_seed])
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
-        _, mask = observation_parts(observation)
+        _, mask = slot_observation(self.slot, observation)
         if mask is None:
             mask = np.ones(self.slot.n_actions, dtype=np.int8)
         valid = np.flatnonzero(mask)
@@ -54,7 +54,7 @@ class ReactAgent(Agent):
         self._index = {entry: i for i, entry in enumerate(slot.actions)}
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
-        vector, mask = observation_parts(observation)
+        vector, mask = slot_observation(self.slot, observation)
         codes, _, _ = self.slot.split(vector)
         exploit_seen = bool(np.any((codes >> 2) == 0b11))
         bit = int(exploit_seen and self.slot.channel)

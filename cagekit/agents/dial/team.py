@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from cagekit.agents import checkpoint as ckpt
-from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_returns
+from cagekit.agents.base import Agent, AgentSlot, Team, slot_observation, team_returns
 from cagekit.agents.dial.config import VARIANTS, DialConfig
 from cagekit.agents.dial.layout import TeamLayout
 from cagekit.agents.dial.network import CNet, dru
@@ -31,7 +31,7 @@ class DialAgent(Agent):
     @torch.inference_mode()
     def step(self, observation: Any) -> tuple[int, int, torch.Tensor, float]:
         """(defence, bit, masked Q-values, message logit) for this step; advances the memory."""
-        vector, mask = observation_parts(observation)
+        vector, mask = slot_observation(self.slot, observation)
         idx, blk, recv, alarmed = self.layout.encode_agent(self.index, vector[None])
         if self.net.training:  # a learner may have trained the shared net since; eval() walks every module
             self.net.eval()

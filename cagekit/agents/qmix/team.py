@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cagekit.agents import checkpoint as ckpt
-from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts
+from cagekit.agents.base import Agent, AgentSlot, Team, slot_observation
 from cagekit.agents.qmix.acting import masked_greedy
 from cagekit.agents.qmix.config import ALGO, QmixConfig
 from cagekit.agents.qmix.inputs import TeamDims, agent_inputs
@@ -32,7 +32,7 @@ class QmixAgent(Agent):
 
     def q_values(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(Q [act_max], avail [act_max]) for this step; advances the recurrent state."""
-        vec, mask = observation_parts(observation)
+        vec, mask = slot_observation(self.slot, observation)
         obs = torch.zeros(self.dims.n_agents, self.dims.obs_max, dtype=torch.int8)
         obs[self.slot.index, : vec.size] = torch.as_tensor(vec.astype(np.int8))
         last = torch.full((self.dims.n_agents,), -1, dtype=torch.long)

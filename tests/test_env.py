@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import random
+import warnings
 import weakref
 
 import numpy as np
 import pytest
-from pettingzoo.test import parallel_api_test
+from pettingzoo.test import api_test, parallel_api_test
+from pettingzoo.utils.conversions import parallel_to_aec
 
 from cagekit.agents import make_team
 from cagekit.engine import BlueActionCatalog
@@ -40,6 +42,19 @@ def test_spaces_match_observations(scenario, layout):
     for a in env.possible_agents:
         assert env.observation_space(a).contains(obs[a])
         assert obs[a]["action_mask"].shape == (env.action_space(a).n,)
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_pettingzoos_aec_conversion_passes_its_api_test_without_a_warning_of_ours(simulator):
+    """parallel_to_aec (and PettingZoo's wrappers) read `render_mode`, which the envs lacked: a warning that the
+    base environment 'does not have a render_mode defined' on every conversion."""
+    env = make_env("paper-small", simulator=simulator, seed=0)
+    assert env.render_mode is None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        aec = parallel_to_aec(env)
+    assert not [w for w in caught if "render_mode" in str(w.message)]
+    api_test(aec, num_cycles=40)
 
 
 @pytest.mark.parametrize("simulator", ["engine", "twin"])

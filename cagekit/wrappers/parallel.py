@@ -151,6 +151,7 @@ def seed_sequence(seed: int | None) -> np.random.SeedSequence:
 
 class CageParallelEnv(TeamSpaces, ParallelEnv):
     metadata = {"name": "cagekit_v0", "render_modes": []}
+    render_mode: str | None = None  # no rendering; PettingZoo's wrappers and conversions read it
 
     def __init__(self, engine: CyborgEngine, *, episode_length: int = 30, message_cost: float | None = None,
                  sau: bool = True, channel: bool = True, seed: int | None = None, view: str = "own"):

@@ -44,6 +44,7 @@ class TwinParallelEnv(TeamSpaces, ParallelEnv):
     """One twin environment (a `TwinBatch` of size 1) with `CageParallelEnv`'s spaces, obs and infos."""
 
     metadata = {"name": "cagekit_twin_v0", "render_modes": []}
+    render_mode: str | None = None  # no rendering; PettingZoo's wrappers and conversions read it
 
     def __init__(self, scenario: str | ScenarioSpec = "paper-small", *, red: str | None = None,
                  green: str | None = None, episode_length: int = 30, message_cost: float | None = None,

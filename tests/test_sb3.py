@@ -14,7 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from cagekit.agents import make_team
 from cagekit.agents.sb3 import Sb3Team, check_hyperparameters, load_team, team_from_model, train_sb3
 from cagekit.wrappers import make_env
-from cagekit.wrappers.gym_views import CentralisedEnv, ClassicCage2Env, make_vec_env
+from cagekit.wrappers.gym_views import CentralisedEnv, ClassicCage2Env, make_gym_env, make_vec_env
 
 
 def _check(env) -> None:
@@ -37,6 +37,20 @@ def test_classic_cage2_env_passes_checkers():
     assert env.observation_space.n == 52 and env.action_space.n == 145
     _check(env)
 
+
+
+@pytest.mark.parametrize(("setting", "value"), [("scenario", "paper-small"), ("layout", "team"), ("channel", True)])
+def test_classic_cage2_env_refuses_a_setting_it_would_have_dropped(setting, value):
+    """ClassicCage2Env dropped scenario, layout and channel without a word: ClassicCage2Env(scenario="paper-small")
+    was cage2, and make_gym_env("cage2", layout="classic", channel=True) trained without a channel (make_env
+    refuses a channel for one agent)."""
+    with pytest.raises(ValueError, match=f"ClassicCage2Env is cage2's classic layout.*; {setting}={value!r} is not "
+                                         f"its {setting}.* use CentralisedEnv"):
+        ClassicCage2Env(seed=0, **{setting: value})
+    if setting == "channel":  # make_gym_env gives cage2's classic layout to ClassicCage2Env
+        with pytest.raises(ValueError, match="channel=True is not its channel"):
+            make_gym_env("cage2", layout="classic", channel=True, seed=0)
+    assert ClassicCage2Env(scenario="cage2", layout="classic", channel=False, seed=0).par.possible_agents == ["Blue"]
 
 def test_centralised_step_matches_parallel_env():
     env = CentralisedEnv("paper-small", channel=True, seed=3)

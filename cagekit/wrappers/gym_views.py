@@ -148,9 +148,14 @@ class ClassicCage2Env(gym.Env):
 
     def __init__(self, *, red: str = "B_lineAgent", episode_length: int = 100, sau: bool = False,
                  seed: int | None = None, **env_kwargs: Any):
-        env_kwargs.pop("scenario", None)
-        env_kwargs.pop("layout", None)
-        env_kwargs.pop("channel", None)
+        own = (("scenario", "cage2", "cage2"), ("layout", "classic", None), ("channel", False, None))
+        for key, fixed, unset in own:
+            given = env_kwargs.pop(key, fixed)
+            if given not in (fixed, unset):  # once dropped without a word: another scenario, a channel...
+                raise ValueError(f"ClassicCage2Env is cage2's classic layout, one Blue agent without a channel; "
+                                 f"{key}={given!r} is not its {key} ({fixed!r}); for another scenario or layout "
+                                 f"(a channel needs several agents: cage2's 'team') use CentralisedEnv, or "
+                                 f"make_gym_env, which picks the view")
         self.env_kwargs = {"scenario": "cage2", "layout": "classic", "channel": False, "red": red,
                            "episode_length": episode_length, "sau": sau, "seed": seed, **env_kwargs}
         self.par = _build(self.env_kwargs)

@@ -146,11 +146,19 @@ def observation_parts(observation: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(observation), None
 
 
-def slot_observation(slot: AgentSlot, observation: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def slot_observation(slot: AgentSlot, observation: Any, sau: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """`observation_parts` for the agent of `slot`, refusing a vector or mask of another size: an agent called on
     its own (CAGE's loop calls `get_action`, not `Team.act`) on an environment of another shape failed deep in numpy
-    or torch, or silently read the wrong bits."""
+    or torch, or silently read the wrong bits. `sau`: the agent was trained with SAU masks, so a bare vector gets
+    the mask the environment would have sent with it (rebuilt from its rows and received bits); without it such
+    an agent chose among actions it never chose in training, which the environment then plays as Sleep."""
     vector, mask = observation_parts(observation)
+    if mask is None and sau and vector.size == slot.obs_size:
+        from cagekit.wrappers.sau import sau_mask_of
+
+        codes, _, received = slot.split(vector)
+        rebuilt = sau_mask_of(slot.actions, slot.hosts, codes, bool(received.any()))
+        mask = np.repeat(rebuilt, 2) if slot.channel else rebuilt
     wrong = []
     if vector.size != slot.obs_size:
         wrong.append(f"an observation of {vector.size} values, expected {slot.obs_size}")
@@ -161,6 +169,12 @@ def slot_observation(slot: AgentSlot, observation: Any) -> tuple[np.ndarray, np.
         raise ValueError(f"agent {slot.name!r} got {' and '.join(wrong)} ({shape}): play it on the environment its "
                          f"team was made for, cagekit.make_env(**team.env_settings())")
     return vector, mask
+
+
+def trained_with_sau(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's team was trained with SAU masks (its meta.json's environment settings)."""
+    env = meta.get("env") if isinstance(meta, dict) else None
+    return bool(env.get("sau")) if isinstance(env, dict) else False
 
 
 @dataclass

@@ -8,6 +8,7 @@ when a teammate's bit arrived (someone saw something, so look).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,22 +21,38 @@ IS_QUIET = np.zeros(16, dtype=bool)
 IS_QUIET[list(QUIET_CODES)] = True
 
 
-@functools.lru_cache(maxsize=64)
-def _layout(catalog: BlueActionCatalog) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of the host-conditional actions and the host each one targets (computed once)."""
-    host_index = {h: i for i, h in enumerate(catalog.agent.hosts)}
-    analyse = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries) if k == "Analyse" and t is not None]
-    others = [(i, host_index[t]) for i, (k, t) in enumerate(catalog.entries)
-              if k in ("Remove", "Restore") and t is not None]
+def _indices(entries: Sequence[tuple[str, str | None]], hosts: Sequence[str]) -> tuple[np.ndarray, ...]:
+    """Indices of the host-conditional actions and the host each one targets."""
+    host_index = {h: i for i, h in enumerate(hosts)}
+    analyse = [(i, host_index[t]) for i, (k, t) in enumerate(entries) if k == "Analyse" and t is not None]
+    others = [(i, host_index[t]) for i, (k, t) in enumerate(entries) if k in ("Remove", "Restore") and t is not None]
     a = np.array(analyse, dtype=np.int64).reshape(-1, 2)
     o = np.array(others, dtype=np.int64).reshape(-1, 2)
     return a[:, 0], a[:, 1], o[:, 0], o[:, 1]
 
 
-def sau_mask(catalog: BlueActionCatalog, host_codes: np.ndarray, message_arrived: bool) -> np.ndarray:
-    analyse_idx, analyse_host, other_idx, other_host = _layout(catalog)
+@functools.lru_cache(maxsize=64)
+def _layout(catalog: BlueActionCatalog) -> tuple[np.ndarray, ...]:
+    """`_indices` of a catalogue, computed once (the environment asks at every step)."""
+    return _indices(catalog.entries, catalog.agent.hosts)
+
+
+def _apply(layout: tuple[np.ndarray, ...], n_actions: int, host_codes: np.ndarray, message_arrived: bool) -> np.ndarray:
+    analyse_idx, analyse_host, other_idx, other_host = layout
     quiet = IS_QUIET[np.asarray(host_codes, dtype=np.int64)]
-    mask = np.ones(len(catalog), dtype=np.int8)
+    mask = np.ones(n_actions, dtype=np.int8)
     mask[other_idx] = ~quiet[other_host]
     mask[analyse_idx] = (~quiet[analyse_host]) | message_arrived
     return mask
+
+
+def sau_mask(catalog: BlueActionCatalog, host_codes: np.ndarray, message_arrived: bool) -> np.ndarray:
+    return _apply(_layout(catalog), len(catalog), host_codes, message_arrived)
+
+
+def sau_mask_of(entries: Sequence[tuple[str, str | None]], hosts: Sequence[str], host_codes: np.ndarray,
+                message_arrived: bool) -> np.ndarray:
+    """`sau_mask` for an agent known by its action entries and hosts (an `AgentSlot`'s): the mask an agent trained
+    with SAU rebuilds from a bare observation vector (CAGE's `get_action` form), which brings none, so that it
+    plays as on the environment that sends one."""
+    return _apply(_indices(entries, hosts), len(entries), host_codes, message_arrived)

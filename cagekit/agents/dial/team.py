@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from cagekit.agents import checkpoint as ckpt
-from cagekit.agents.base import Agent, AgentSlot, Team, slot_observation, team_returns
+from cagekit.agents.base import Agent, AgentSlot, Team, slot_observation, team_returns, trained_with_sau
 from cagekit.agents.dial.config import VARIANTS, DialConfig
 from cagekit.agents.dial.layout import TeamLayout
 from cagekit.agents.dial.network import CNet, dru
@@ -19,8 +19,8 @@ from cagekit.agents.dial.network import CNet, dru
 class DialAgent(Agent):
     """One agent: its own GRU state and previous action, its own observation only, the shared weights."""
 
-    def __init__(self, net: CNet, layout: TeamLayout, index: int, config: DialConfig):
-        self.net, self.layout, self.index, self.config = net, layout, index, config
+    def __init__(self, net: CNet, layout: TeamLayout, index: int, config: DialConfig, sau: bool = False):
+        self.net, self.layout, self.index, self.config, self.sau = net, layout, index, config, sau
         self.slot = layout.slots[index]
         self.end_episode()
 
@@ -31,7 +31,7 @@ class DialAgent(Agent):
     @torch.inference_mode()
     def step(self, observation: Any) -> tuple[int, int, torch.Tensor, float]:
         """(defence, bit, masked Q-values, message logit) for this step; advances the memory."""
-        vector, mask = slot_observation(self.slot, observation)
+        vector, mask = slot_observation(self.slot, observation, sau=self.sau)
         idx, blk, recv, alarmed = self.layout.encode_agent(self.index, vector[None])
         if self.net.training:  # a learner may have trained the shared net since; eval() walks every module
             self.net.eval()
@@ -61,7 +61,8 @@ class DialAgent(Agent):
 
 def build_team(net: CNet, layout: TeamLayout, config: DialConfig, meta: dict[str, Any]) -> Team:
     net.eval()
-    agents: dict[str, Agent] = {s.name: DialAgent(net, layout, i, config) for i, s in enumerate(layout.slots)}
+    sau = trained_with_sau(meta)
+    agents: dict[str, Agent] = {s.name: DialAgent(net, layout, i, config, sau) for i, s in enumerate(layout.slots)}
     return Team(agents=agents, scenario=meta["scenario"], kind=meta["algo"], meta=meta)
 
 

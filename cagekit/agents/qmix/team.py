@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cagekit.agents import checkpoint as ckpt
-from cagekit.agents.base import Agent, AgentSlot, Team, slot_observation
+from cagekit.agents.base import Agent, AgentSlot, Team, slot_observation, trained_with_sau
 from cagekit.agents.qmix.acting import masked_greedy
 from cagekit.agents.qmix.config import ALGO, QmixConfig
 from cagekit.agents.qmix.inputs import TeamDims, agent_inputs
@@ -22,8 +22,8 @@ from cagekit.agents.qmix.networks import RNNAgent
 class QmixAgent(Agent):
     """One blue agent: the shared network, its own GRU state and previous action; greedy over its mask."""
 
-    def __init__(self, slot: AgentSlot, net: RNNAgent, dims: TeamDims):
-        self.slot, self.net, self.dims = slot, net, dims
+    def __init__(self, slot: AgentSlot, net: RNNAgent, dims: TeamDims, sau: bool = False):
+        self.slot, self.net, self.dims, self.sau = slot, net, dims, sau
         self.end_episode()
 
     def end_episode(self) -> None:
@@ -32,7 +32,7 @@ class QmixAgent(Agent):
 
     def q_values(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(Q [act_max], avail [act_max]) for this step; advances the recurrent state."""
-        vec, mask = slot_observation(self.slot, observation)
+        vec, mask = slot_observation(self.slot, observation, sau=self.sau)
         obs = torch.zeros(self.dims.n_agents, self.dims.obs_max, dtype=torch.int8)
         obs[self.slot.index, : vec.size] = torch.as_tensor(vec.astype(np.int8))
         last = torch.full((self.dims.n_agents,), -1, dtype=torch.long)
@@ -59,7 +59,8 @@ class QmixAgent(Agent):
 def build_team(net: RNNAgent, slots: list[AgentSlot], dims: TeamDims, scenario: str, meta: dict) -> Team:
     """The greedy team of `net`, one shared agent network, as the learner hands it out and a checkpoint loads."""
     net.eval()
-    agents: dict[str, Agent] = {s.name: QmixAgent(s, net, dims) for s in slots}
+    sau = trained_with_sau(meta)
+    agents: dict[str, Agent] = {s.name: QmixAgent(s, net, dims, sau) for s in slots}
     return Team(agents=agents, scenario=scenario, kind=ALGO, meta=meta)
 
 

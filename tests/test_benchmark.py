@@ -694,6 +694,22 @@ def test_a_team_scored_on_another_protocol_is_refused_before_any_new_run_trains(
     assert (out / "runs" / "qmix-s1" / TRAIN_RECORD).exists()
 
 
+def test_runs_sb3_refuses_in_parallel_leave_no_folder_behind(tmp_path, capsys):
+    """A run that SB3 refuses leaves no folder behind, and nor does a benchmark of such runs in parallel: each
+    job removed its run's folder and the parents it had made itself, but in a pool OUT/ and OUT/runs/ are made by
+    whichever job starts first, so the others left them (an empty OUT/runs/, often OUT/ too). Which job cleans up
+    last is a race, so the pool is tried three times (each left a folder in about 3 tries of 4)."""
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"batch_size": 1}))  # in range, but not for PPO: SB3 itself refuses it
+    for attempt, jobs in enumerate(("1", "2", "2", "2")):
+        out = tmp_path / f"bm-{attempt}"
+        assert main(["benchmark", "--algos", "ppo", "--seeds", "2", "--jobs", jobs, "--steps", "128", "--episodes",
+                     "1", "--lengths", "5", "--reds", "KillChainAgent", "--out", str(out), "--no-progress",
+                     "--select-episodes", "0", "--snapshots", "0", "--config", f"ppo={config}"]) == 2
+        assert "ppo refuses its hyperparameters {'batch_size': 1}" in capsys.readouterr().err
+        assert not out.exists(), sorted(p.relative_to(out) for p in out.rglob("*"))
+
+
 def test_ctrl_c_stops_a_parallel_benchmark_and_starts_no_queued_run(tmp_path):
     """Ctrl-C at a terminal reaches the benchmark and its training processes alike: the running runs save
     their state unrecorded, the runs still queued never start (the pool had already handed them to its

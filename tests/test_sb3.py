@@ -595,6 +595,41 @@ def test_cli_resume_of_a_ppo_run_killed_before_its_first_checkpoint_trains_it_fr
     assert all(np.array_equal(v, params[k]) for k, v in resumed.policy.state_dict().items())
 
 
+def test_cli_resume_of_a_ppo_run_killed_while_saving_its_first_checkpoint_trains_it_from_the_start(tmp_path, capsys):
+    """Killed while its first checkpoint was being saved, a run holds that checkpoint cut short and nothing else.
+    The resume passed over it ("no SB3 checkpoint yet ... training it from the start"), then the new run refused
+    the folder as one holding a trained run (checkpoints/) and said to pass resume=True, which it had been: the
+    run could go neither way. It starts over, as with no checkpoint at all, to the weights of a run never stopped."""
+    from stable_baselines3 import PPO
+
+    from cagekit.cli import main
+
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 32, "batch_size": 64, "n_epochs": 2}))  # 4 copies: checkpoint at 48
+
+    def train(out):
+        return ["train", "--algo", "ppo", "--steps", "512", "--out", str(out), "--config", str(config),
+                "--no-progress", "--red", "KillChainAgent"]
+
+    out = tmp_path / "run"
+    assert main(train(out)) == 0
+    for name in ("model.zip", "meta.json"):  # written at the end: a run killed at its first checkpoint has neither
+        (out / name).unlink()
+    first = out / "checkpoints" / "model_48_steps.zip"
+    for later in (out / "checkpoints").iterdir():
+        if later != first:
+            later.unlink()
+    first.write_bytes(first.read_bytes()[:1000])  # cut short by the kill
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    assert "training it from the start" in capsys.readouterr().out
+    assert main(train(tmp_path / "whole")) == 0
+    resumed, whole = (PPO.load(run / "model.zip") for run in (out, tmp_path / "whole"))
+    assert resumed.num_timesteps == 512 and PPO.load(first).num_timesteps == 48  # the cut checkpoint made anew
+    params = whole.policy.state_dict()
+    assert all(np.array_equal(v, params[k]) for k, v in resumed.policy.state_dict().items())
+
+
 def test_dqn_resume_keeps_its_replay_buffer(tmp_path, monkeypatch, progress_callbacks):
     from stable_baselines3 import DQN
 

@@ -188,3 +188,33 @@ def test_a_run_folder_is_scored_and_packaged_as_the_weights_its_selection_chose(
     select_snapshot(run, "paper-small", episodes=1, seed=4)
     final = json.loads((run / "selection" / "final" / "summary.json").read_text())
     assert final["blue"]["path"] == str(run.resolve())
+
+
+def test_a_choice_made_again_and_cut_short_keeps_the_old_one(tmp_path, monkeypatch):
+    """A choice made again (other settings) deleted the run's selection.json before scoring its candidates; cut short
+    there (Ctrl-C, a candidate that fails), the run was left with no choice: it then stood for its final weights
+    (evaluation.py, package), and a benchmark rerun refused its own journals of the chosen snapshot before it could
+    choose again. The old choice is kept until the new one is made."""
+    import cagekit.evaluation.harness as harness
+
+    run = tmp_path / "run"
+    learner = DialLearner("nocomm", "paper-small", 4, TINY, episode_length=5, simulator="twin")
+    train(learner, 60, run, checkpoint_every=0, progress=False, snapshots=2)
+    old = json.dumps({"settings": {}, "chosen": "snapshots/step000000030"})
+    (run / SELECTION_FILE).write_text(old)
+    scored = harness.evaluate
+
+    def ctrl_c_at_the_second(*args, **kwargs):
+        if (run / "selection").is_dir() and any((run / "selection").iterdir()):
+            raise KeyboardInterrupt
+        return scored(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "evaluate", ctrl_c_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        select_snapshot(run, "paper-small", episodes=1, seed=4)
+    assert (run / SELECTION_FILE).read_text() == old
+    assert chosen_weights(run) == run / "snapshots" / "step000000030"
+    monkeypatch.undo()
+    chosen = select_snapshot(run, "paper-small", episodes=1, seed=4)  # made again, to the end: replaced
+    assert json.loads((run / SELECTION_FILE).read_text())["settings"]["episodes"] == 1
+    assert chosen_weights(run) == chosen

@@ -9,7 +9,7 @@ import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,20 @@ def train_many(jobs: list[TrainJob], processes: int, progress: bool = False) -> 
     for job in jobs:  # before any process starts: a refused run should cost no training time
         check_finished_run(Path(job.run_dir), job.steps, training_settings(job.config, job.env),
                            job.select_episodes, job.snapshots)
+    # the folders the runs' own go in (OUT/runs/, OUT) that do not exist yet: in a pool whichever job starts first
+    # makes them, so a job that SB3 refuses cannot tell they are not its own and leaves them behind
+    made = sorted({folder for job in jobs for folder in Path(job.run_dir).parents if not folder.exists()},
+                  key=lambda folder: len(folder.parts), reverse=True)
+    try:
+        return _train_many(jobs, processes, progress)
+    except Exception:  # refused runs leave no folder behind (`train_one`), nor these, when nothing else is in them
+        for folder in made:
+            with suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _train_many(jobs: list[TrainJob], processes: int, progress: bool) -> list[float]:
     if processes > 1 and len(jobs) > 1:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock the child
         context = multiprocessing.get_context("spawn")

@@ -68,24 +68,34 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
                 "length": length or trained_length(run), "detection": detection, "simulator": simulator,
                 "candidates": [_name(run, c) for c in cands]}
     file = run / SELECTION_FILE
+    previous: bytes | None = None  # an earlier choice, put back if this one is not made
     if file.exists():
         old = json.loads(file.read_text())
         if old.get("settings") == settings:
             return run / old["chosen"]
         # chosen again: a run folder stands for its chosen weights (`evaluation.sources.checkpoint_source`), so
         # the old choice goes first, or the "final" candidate scored below would be that choice again
+        previous = file.read_bytes()
         file.unlink()
     scores: dict[str, dict[str, float]] = {}
-    for cand in cands:
-        argv = [str(cand), str(run / SELECTION_DIR / _name(run, cand)), "--scenario", scenario, "--episodes",
-                str(episodes), "--lengths", str(settings["length"]), "--seed", str(settings["seed"]),
-                "--workers", "1", "--no-progress"] + (["--backend", "twin"] if simulator == "twin" else [])
-        if detection is not None:
-            argv += ["--detection", str(detection)]
-        config, source, out = config_from_args(build_parser().parse_args(argv))
-        _, summary = evaluate(config, source, out, backend="serial", progress=False, chart=False)
-        scores[_name(run, cand)] = {"objective": objective(summary), "score": summary["total"]["score"],
-                                    "bits_per_episode": summary["bits_per_episode"]}
+    try:
+        for cand in cands:
+            argv = [str(cand), str(run / SELECTION_DIR / _name(run, cand)), "--scenario", scenario, "--episodes",
+                    str(episodes), "--lengths", str(settings["length"]), "--seed", str(settings["seed"]),
+                    "--workers", "1", "--no-progress"] + (["--backend", "twin"] if simulator == "twin" else [])
+            if detection is not None:
+                argv += ["--detection", str(detection)]
+            config, source, out = config_from_args(build_parser().parse_args(argv))
+            _, summary = evaluate(config, source, out, backend="serial", progress=False, chart=False)
+            scores[_name(run, cand)] = {"objective": objective(summary), "score": summary["total"]["score"],
+                                        "bits_per_episode": summary["bits_per_episode"]}
+    except BaseException:
+        # a choice made again and cut short (Ctrl-C, a failed candidate) leaves the old one, which the run's
+        # evaluations were of: without it the folder stood for its final weights, and a benchmark rerun refused
+        # its own journals before it could choose again
+        if previous is not None and not file.exists():
+            file.write_bytes(previous)
+        raise
     best = max(range(len(cands)), key=lambda i: (scores[_name(run, cands[i])]["objective"], i))
     chosen = cands[best].relative_to(run).as_posix() if cands[best] != run else "."
     file.write_text(json.dumps({"settings": settings, "scores": scores, "chosen": chosen}, indent=2) + "\n")

@@ -36,9 +36,13 @@ def load_model(cls: Any, model_file: Path, **kwargs: Any) -> Any:
 
 def refuse_trained_folder(out: Path) -> None:
     """A new run must not write into a folder holding a run (its model.zip, meta.json or checkpoints): it
-    would overwrite them and pile its TensorBoard events beside the old ones."""
+    would overwrite them and pile its TensorBoard events beside the old ones. A checkpoint cut short by a kill is
+    none (`latest_checkpoint` passes over it): a run killed while saving its first one starts over."""
     found = [name for name in (MODEL_FILE, "meta.json") if (out / name).exists()]
-    if (out / CHECKPOINT_DIR).is_dir() and any((out / CHECKPOINT_DIR).iterdir()):
+    checkpoints = out / CHECKPOINT_DIR
+    if checkpoints.is_dir() and any(not re.fullmatch(rf"{CHECKPOINT_PREFIX}_(replay_buffer_)?\d+_steps\.(zip|pkl)",
+                                                     p.name) or (p.suffix == ".zip" and saved_steps(p) is not None)
+                                    for p in checkpoints.iterdir()):
         found.append(f"{CHECKPOINT_DIR}/")
     if found:
         raise ValueError(f"{out} already holds a trained run ({', '.join(found)}); training a new one there would "

@@ -218,3 +218,21 @@ def test_a_choice_made_again_and_cut_short_keeps_the_old_one(tmp_path, monkeypat
     chosen = select_snapshot(run, "paper-small", episodes=1, seed=4)  # made again, to the end: replaced
     assert json.loads((run / SELECTION_FILE).read_text())["settings"]["episodes"] == 1
     assert chosen_weights(run) == chosen
+
+
+def test_a_selection_file_cut_short_is_named_and_chosen_again(tmp_path, capsys):
+    """A selection.json cut short (a kill while it was written, before writes were atomic) gave evaluation.py RUN
+    a bare JSON error naming no file, and stopped the benchmark's choice with the same; it is named with what to
+    do, and the benchmark's selection makes the choice again."""
+    from cagekit.evaluation import run_command
+
+    run = tmp_path / "run"
+    learner = DialLearner("nocomm", "paper-small", 4, TINY, episode_length=5, simulator="twin")
+    train(learner, 60, run, checkpoint_every=0, progress=False, snapshots=2)
+    (run / SELECTION_FILE).write_text('{"settings": {"scen')
+    with pytest.raises(ValueError, match=f"{run / SELECTION_FILE} is not a readable choice of weights .*delete it"):
+        chosen_weights(run)
+    with pytest.raises(ValueError, match="is not a readable choice of weights"):
+        run_command([str(run), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5", "--no-progress"])
+    chosen = select_snapshot(run, "paper-small", episodes=1, seed=4)
+    assert chosen_weights(run) == chosen and not list(run.glob("*.tmp"))

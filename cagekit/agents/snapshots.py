@@ -5,6 +5,7 @@ policy at every K-th of a run, when each is due, and which weights a run's selec
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 SNAPSHOT_DIR = "snapshots"
 #: a run's record of which snapshot to score (`chosen_weights`), and the evaluations behind that choice
@@ -20,17 +21,30 @@ def snapshot_dir(out_dir: str | Path, env_steps: int) -> Path:
 def chosen_weights(run_dir: str | Path) -> Path:
     """The weights to score or package for a run: the snapshot its selection chose (`SELECTION_FILE`, written
     by `cagekit.evaluation.selection`), or its final weights when none was made."""
-    import json
-
     run = Path(run_dir)
     file = run / SELECTION_FILE
     if not file.exists():
         return run
-    chosen = run / json.loads(file.read_text())["chosen"]
+    chosen = run / read_selection(file)["chosen"]
     if not (chosen / "meta.json").is_file():
         raise ValueError(f"{file} chooses {chosen}, which holds no checkpoint (meta.json); delete {file} to "
                          f"choose again")
     return chosen
+
+
+def read_selection(file: Path) -> dict[str, Any]:
+    """A run's `SELECTION_FILE`; a ValueError naming it when it is cut short or is not one (a bare JSON error or
+    KeyError said neither which file nor what to do)."""
+    import json
+
+    try:
+        data = json.loads(file.read_text())
+        if not (isinstance(data, dict) and isinstance(data.get("chosen"), str)):
+            raise ValueError("no 'chosen' snapshot")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{file} is not a readable choice of weights ({exc}); delete it to choose again "
+                         f"(`cagekit benchmark` does), or to take the run's final weights") from None
+    return data
 
 
 def choice_note(run_dir: str | Path, chosen: Path, doing: str) -> str:
@@ -68,4 +82,4 @@ class SnapshotSchedule:
 
 
 __all__ = ["SELECTION_DIR", "SELECTION_FILE", "SNAPSHOT_DIR", "SnapshotSchedule", "choice_note", "chosen_weights",
-           "snapshot_dir", "snapshot_marks_passed", "snapshot_steps"]
+           "read_selection", "snapshot_dir", "snapshot_marks_passed", "snapshot_steps"]

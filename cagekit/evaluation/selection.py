@@ -14,10 +14,11 @@ over the reds.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from cagekit.agents.snapshots import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR
+from cagekit.agents.snapshots import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR, read_selection
 from cagekit.agents.training import default_simulator
 
 SELECTION_SEED_OFFSET = 1_000_000
@@ -70,7 +71,10 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
     file = run / SELECTION_FILE
     previous: bytes | None = None  # an earlier choice, put back if this one is not made
     if file.exists():
-        old = json.loads(file.read_text())
+        try:
+            old = read_selection(file)
+        except ValueError:
+            old = {}  # cut short (a kill while it was written): chosen again below
         if old.get("settings") == settings:
             return run / old["chosen"]
         # chosen again: a run folder stands for its chosen weights (`evaluation.sources.checkpoint_source`), so
@@ -98,6 +102,8 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
         raise
     best = max(range(len(cands)), key=lambda i: (scores[_name(run, cands[i])]["objective"], i))
     chosen = cands[best].relative_to(run).as_posix() if cands[best] != run else "."
-    file.write_text(json.dumps({"settings": settings, "scores": scores, "chosen": chosen}, indent=2) + "\n")
+    written = file.with_name(file.name + ".tmp")  # whole or not at all: a kill mid-write leaves no half choice
+    written.write_text(json.dumps({"settings": settings, "scores": scores, "chosen": chosen}, indent=2) + "\n")
+    os.replace(written, file)
     return cands[best]
 

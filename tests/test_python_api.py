@@ -249,7 +249,8 @@ def test_an_agent_called_on_its_own_names_an_observation_of_another_shape(kind):
     assert own.action_space("blue_user").contains(agent.get_action(mine["blue_user"], own.action_space("blue_user")))
 
 
-@pytest.mark.parametrize(("scenario", "view"), [("paper-small", "own"), ("paper-large", "own"), ("paper-small", "team")])
+@pytest.mark.parametrize(("scenario", "view"),
+                         [("paper-small", "own"), ("paper-large", "own"), ("paper-small", "team")])
 def test_a_bare_vector_gets_the_sau_mask_the_environment_sends(scenario, view):
     """The mask rebuilt from an agent's bare observation vector (its rows and received bits) is the one the
     environment sends beside it, at every step of an episode with messages flowing."""

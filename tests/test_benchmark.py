@@ -986,3 +986,20 @@ def test_a_benchmark_holds_a_packaged_team_of_your_own_to_its_settings(tmp_path,
     learned = evaluation_argv(plan, str(tmp_path / "runs" / "ppo-s0" / "model.zip"), out / "eval" / "ppo-s0", 0)
     assert "--message-cost" not in learned and "--layout" not in learned  # the plan's own runs carry the plan's
     assert main([*argv[:5], *argv[7:]]) == 0
+
+
+def test_a_run_killed_before_it_wrote_anything_takes_other_settings(tmp_path):
+    """A kill -9 while a run built its environments left only benchmark-started.json, and a rerun with other
+    settings was refused as a run "started (and interrupted)" although nothing had been trained. Once the run
+    has written anything, other settings are still refused."""
+    from cagekit.evaluation.benchmark_folder import TRAIN_STARTED, check_finished_run
+
+    run = tmp_path / "runs" / "qmix-s0"
+    run.mkdir(parents=True)
+    (run / TRAIN_STARTED).write_text(json.dumps({"steps": 600, "snapshots": 5, "train_seconds": 1.5,
+                                                 "train_tries": 1, "running": True}) + "\n")
+    check_finished_run(run, 900, snapshots=5)  # no refusal: nothing to continue
+    (run / "log.csv").write_text("update,env_steps\n")
+    with pytest.raises(ValueError, match="was started \\(and interrupted\\) for 600 steps and this benchmark asks "
+                                         "for 900"):
+        check_finished_run(run, 900, snapshots=5)

@@ -66,6 +66,8 @@ def check_finished_run(run: Path, steps: int, settings: dict[str, Any] | None = 
         select_episodes = None  # chosen once the run is finished
         if not record.exists():
             return
+        if all(p.name.startswith(TRAIN_STARTED) for p in run.iterdir()):
+            return  # killed before it wrote anything (building its environments): nothing to continue
     done = json.loads(record.read_text())
     trained = "was trained" if record.name == TRAIN_RECORD else "was started (and interrupted)"
     chosen_with = done.get("select_episodes")

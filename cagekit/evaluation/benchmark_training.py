@@ -3,7 +3,6 @@ folder, then (with `select_episodes`) its scored snapshot chosen."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -28,19 +27,18 @@ def train_one(algo: str, scenario: str, seed: int, steps: int, run_dir: str, con
     check_finished_run(run, steps, settings, select_episodes, snapshots)
     if not done_file.exists():
         # what a rerun continues this run with, if it is interrupted (`check_finished_run` compares it)
-        made = [folder for folder in (run, *run.parents) if not folder.exists()]
+        made = not run.exists()
         run.mkdir(parents=True, exist_ok=True)
         started = run / TRAIN_STARTED
         clock = TrainingClock(started, {"steps": steps, **settings, "snapshots": snapshots})
         try:
             with clock:
                 resumed_at = _train(algo, scenario, seed, steps, run, config, env, snapshots, progress)
-        except Exception:  # refused before training (SB3's own checks): no folder left behind, as before
-            if [p.name for p in run.iterdir()] == [TRAIN_STARTED]:
+        except Exception:  # refused before training (SB3's own checks): no run folder left behind, as before
+            if [p.name for p in run.iterdir()] == [TRAIN_STARTED]:  # (the folders above it: `train_many`)
                 started.unlink()
-                for folder in made:
-                    with contextlib.suppress(OSError):  # another job's run may be beside it
-                        folder.rmdir()
+                if made:
+                    run.rmdir()
             raise
         resumed = {} if resumed_at is None else {"resumed_at": resumed_at}  # an SB3 resume is not bit-exact
         done_file.write_text(json.dumps({**clock.record(), "steps": steps, **settings, **resumed,

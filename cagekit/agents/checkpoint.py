@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import cagekit
+from cagekit.scenarios.data_files import write_text_whole
 
 MODEL_FILE = "model.pt"
 META_FILE = "meta.json"
@@ -51,9 +52,7 @@ def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], m
     _atomic_torch_save(model_state, out / MODEL_FILE)
     if trainer_state is not None:
         _atomic_torch_save(trainer_state, out / TRAINER_FILE)
-    tmp = out / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=json_default))
-    os.replace(tmp, out / META_FILE)
+    write_text_whole(out / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=json_default))
     return out
 
 

@@ -4,7 +4,6 @@ folder, then (with `select_episodes`) its scored snapshot chosen."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, NamedTuple
 
 from cagekit.agents.training import SB3_ALGOS
 from cagekit.evaluation.benchmark_folder import TRAIN_RECORD, TRAIN_STARTED, check_finished_run, training_settings
+from cagekit.scenarios.data_files import write_text_whole
 
 SB3_STEPS_PER_ROLLOUT = 128
 
@@ -132,10 +132,8 @@ class TrainingClock:
                 **({"train_tries_uncounted": self.uncounted} if self.uncounted else {})}
 
     def _save(self, running: bool) -> None:
-        # written whole or not at all: a kill between the two steps leaves the previous record
-        temporary = self.file.with_name(self.file.name + ".tmp")
-        temporary.write_text(json.dumps({**self.started, **self.record(), "running": running}) + "\n")
-        os.replace(temporary, self.file)
+        # written whole or not at all: a kill mid-write leaves the previous record
+        write_text_whole(self.file, json.dumps({**self.started, **self.record(), "running": running}) + "\n")
 
     def _save_often(self) -> None:
         while not self._stop.wait(CLOCK_SAVE_EVERY):

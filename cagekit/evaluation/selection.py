@@ -14,12 +14,12 @@ over the reds.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from cagekit.agents.snapshots import SELECTION_DIR, SELECTION_FILE, SNAPSHOT_DIR, read_selection
 from cagekit.agents.training import default_simulator
+from cagekit.scenarios.data_files import write_text_whole
 
 SELECTION_SEED_OFFSET = 1_000_000
 
@@ -102,8 +102,7 @@ def select_snapshot(run_dir: str | Path, scenario: str, episodes: int, seed: int
         raise
     best = max(range(len(cands)), key=lambda i: (scores[_name(run, cands[i])]["objective"], i))
     chosen = cands[best].relative_to(run).as_posix() if cands[best] != run else "."
-    written = file.with_name(file.name + ".tmp")  # whole or not at all: a kill mid-write leaves no half choice
-    written.write_text(json.dumps({"settings": settings, "scores": scores, "chosen": chosen}, indent=2) + "\n")
-    os.replace(written, file)
+    # whole or not at all: a kill mid-write leaves no half choice
+    write_text_whole(file, json.dumps({"settings": settings, "scores": scores, "chosen": chosen}, indent=2) + "\n")
     return cands[best]
 

@@ -1,10 +1,11 @@
 """Reading a user's JSON or YAML file of plain data: scenario files here, hyperparameter configs in
 `cagekit.agents.config_file`. One reader, so that both read `3e-4` as the same number and name a bad file
-the same way."""
+the same way. And writing a record whole (`write_text_whole`), so that a kill mid-write leaves the one before."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -47,4 +48,12 @@ def read_data_file(path: str | Path, what: str) -> Any:
         raise ValueError(f"{what} {file} is not valid {'YAML' if is_yaml else 'JSON'}: {exc}") from None
 
 
-__all__ = ["YAML_SUFFIXES", "read_data_file", "read_yaml"]
+def write_text_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a sibling `.tmp` file renamed over it): a kill mid-write
+    leaves the file as it was, never cut short."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+__all__ = ["YAML_SUFFIXES", "read_data_file", "read_yaml", "write_text_whole"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cagekit.scenarios.data_files import read_data_file
+from cagekit.scenarios.data_files import YAML_SUFFIXES, read_data_file
 from cagekit.scenarios.spec import ScenarioSpec
 
-SUFFIXES = (".json", ".yaml", ".yml")
+SUFFIXES = (".json", *YAML_SUFFIXES)
 
 
 def read_scenario_file(path: str | Path) -> ScenarioSpec:

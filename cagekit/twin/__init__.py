@@ -8,8 +8,9 @@ environment behind the PettingZoo interface is a wrapper: `cagekit.make_env(...,
 
 from __future__ import annotations
 
-from cagekit.twin.batch import RED_ACTION_NAMES, TwinBatch
+from cagekit.twin.batch import TwinBatch
 from cagekit.twin.model import TwinModel
+from cagekit.twin.red import RED_ACTION_NAMES
 
 #: scenarios whose twin is shown equivalent to the engine (tests/test_twin.py); training defaults to it there
 TWIN_SCENARIOS = ("paper-small", "paper-large")

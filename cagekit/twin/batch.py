@@ -11,7 +11,7 @@ State per environment (arrays with a leading batch axis B, hosts H in spec order
   target; and the per-episode address order (the engine draws random subnets and addresses);
 - the blue tables (activity and compromise per host, per agent), block bits, the channel.
 
-One step: blue acts, then red, then green (as the engine), then each blue agent's monitor reads the
+One step: blue acts, then red (`cagekit.twin.red`), then green (as the engine), then each blue agent's monitor reads the
 step's events into its table. See docs/twin.md for what is modelled and what is not.
 """
 
@@ -23,23 +23,10 @@ import numpy as np
 
 from cagekit.scenarios import get_scenario
 from cagekit.scenarios.spec import ScenarioSpec
-from cagekit.twin.model import (
-    ALERT_LOCAL_PORT,
-    B_ANALYSE,
-    B_BLOCK,
-    B_REMOVE,
-    B_RESTORE,
-    BRUTE_FORCE_ATTEMPTS,
-    GREEN_SCAN_PORTS,
-    HTTP_PORT,
-    SSH_PORT,
-    TwinModel,
-)
+from cagekit.twin import red as red_turn
+from cagekit.twin.model import ALERT_LOCAL_PORT, B_ANALYSE, B_BLOCK, B_REMOVE, B_RESTORE, GREEN_SCAN_PORTS, TwinModel
+from cagekit.twin.red import R_SLEEP
 
-# red action codes
-R_SLEEP, R_IMPACT, R_ESCALATE, R_PORTSCAN, R_STOLEN, R_ARPSPOOF, R_PINGSWEEP, R_WEB, R_BRUTE = range(9)
-RED_ACTION_NAMES = ("Sleep", "Impact", "StealthyEscalate", "PortScan", "StolenCredentialSSH", "ARPSpoof",
-                    "PingSweep", "WebExploit", "BruteForceSSH")
 _RED_KINDS = {"KillChainAgent": "killchain", "ExplorerAgent": "explorer", "SleepAgent": "sleep"}
 _GREEN_KINDS = {"FalseAlarmGreen": "alerts", "SleepAgent": "none"}
 
@@ -212,230 +199,6 @@ class TwinBatch:
         self._defence_mask = mask
         return {"observation": obs, "action_mask": mask, "host_codes": codes}
 
-    # red ----------------------------------------------------------------------------------------------
-    def _red_choose(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each environment's red action (code, target host or subnet), as the engine's agent picks it."""
-        m, B, H, S = self.model, self.B, self.H, self.S
-        rng = self.rng
-        t = self.t
-        # user footholds without an escalation time get one: 2-4 steps from now
-        need = (self.owned == 1) & (self.ready_at < 0)
-        if need.any():
-            self.ready_at[need] = t + rng.integers(2, 5, size=int(need.sum()))
-        not_home = np.ones(H, bool)
-        not_home[m.home] = False
-        big = 1 << 40
-        # option slots: impact(1) | escalate(H) | cred(H) | arpspoof(H) | pingsweep(S) | ip actions(H)
-        valid = np.zeros((B, 1 + 4 * H + S), dtype=bool)
-        key = np.zeros((B, 1 + 4 * H + S), dtype=np.int64)
-        o_esc, o_cred, o_arp, o_ping, o_ip = 1, 1 + H, 1 + 2 * H, 1 + 3 * H, 1 + 3 * H + S
-        valid[:, 0] = self.owned[:, m.red_target] == 2
-        key[:, 0] = 0
-        valid[:, o_esc:o_cred] = (self.owned == 1) & (t >= self.ready_at)
-        key[:, o_esc:o_cred] = 1 * big + self.owned_seq
-        valid[:, o_cred:o_arp] = self.cred & (self.owned == 0)
-        key[:, o_cred:o_arp] = 2 * big + self.ip_rank
-        valid[:, o_arp:o_ping] = (self.owned == 2) & not_home[None, :] & ~self.spoofed
-        key[:, o_arp:o_ping] = 3 * big + self.owned_seq
-        valid[:, o_ping:o_ip] = self.subnet_known & ~self.swept
-        key[:, o_ping:o_ip] = 4 * big + self.subnet_rank
-        ip_valid = self.known_ip & not_home[None, :] & (self.owned == 0) & ~self.cred & \
-            (~self.ports | m.web_port[None, :] | m.ssh_port[None, :])
-        valid[:, o_ip:] = ip_valid
-        key[:, o_ip:] = 5 * big + self.ip_rank
-        key = np.where(valid, key, np.iinfo(np.int64).max)
-        n_valid = valid.sum(axis=1)
-        if self.red_kind == "killchain":
-            choice = np.argmin(key, axis=1)
-            first_is_ipish = ((choice >= o_ip) | ((choice >= o_cred) & (choice < o_arp) &
-                                                  ~self.ports[np.arange(B), np.clip(choice - o_cred, 0, H - 1)]))
-            no_foothold = ~((self.owned > 0) & not_home[None, :]).any(axis=1)
-            branch = (n_valid > 0) & first_is_ipish & no_foothold
-            if branch.any():
-                cand = ip_valid[branch]
-                ft = self.first_target[branch]
-                rows = np.arange(cand.shape[0])
-                keep = (ft >= 0) & cand[rows, np.clip(ft, 0, H - 1)]
-                has = cand.any(axis=1)
-                repick = ~keep & has
-                if repick.any():
-                    # uniform over the candidates (the engine's random.choice of the sorted addresses)
-                    u = rng.random((int(repick.sum()), H))
-                    ft[repick] = np.argmax(np.where(cand[repick], u, -1.0), axis=1)
-                self.first_target[branch] = ft
-                target_slot = np.where(keep | repick, o_ip + ft, -1)
-                # no candidate: the option whose address is the stale first target (a credential option)
-                stale = ~has & (ft >= 0)
-                stale_ok = stale & valid[branch][rows, o_cred + np.clip(ft, 0, H - 1)]
-                target_slot = np.where(stale_ok, o_cred + ft, target_slot)
-                target_slot = np.where(target_slot < 0, choice[branch], target_slot)
-                choice[branch] = target_slot
-        elif self.red_kind == "explorer":
-            order = np.argsort(key, axis=1)
-            pos = np.empty_like(order)
-            np.put_along_axis(pos, order, np.arange(key.shape[1])[None, :].repeat(B, 0), axis=1)
-            w = np.where(valid, 1.0 / (pos + 1.0), 0.0)
-            cw = np.cumsum(w, axis=1)
-            u = rng.random(B) * cw[:, -1]
-            choice = np.minimum((cw <= u[:, None]).sum(axis=1), key.shape[1] - 1)
-        else:
-            return np.full(B, R_SLEEP), np.full(B, -1)
-        code = np.full(B, R_SLEEP)
-        target = np.full(B, -1)
-        has = n_valid > 0
-        c = choice
-        rows = np.arange(B)
-        sel = has & (c == 0)
-        code[sel], target[sel] = R_IMPACT, m.red_target
-        sel = has & (c >= o_esc) & (c < o_cred)
-        code[sel], target[sel] = R_ESCALATE, c[sel] - o_esc
-        sel = has & (c >= o_cred) & (c < o_arp)
-        h = np.clip(c - o_cred, 0, H - 1)
-        code[sel] = np.where(self.ports[rows, h], R_STOLEN, R_PORTSCAN)[sel]
-        target[sel] = h[sel]
-        sel = has & (c >= o_arp) & (c < o_ping)
-        code[sel], target[sel] = R_ARPSPOOF, c[sel] - o_arp
-        sel = has & (c >= o_ping) & (c < o_ip)
-        code[sel], target[sel] = R_PINGSWEEP, c[sel] - o_ping
-        sel = has & (c >= o_ip)
-        h = np.clip(c - o_ip, 0, H - 1)
-        ip_code = np.where(~self.ports[rows, h], R_PORTSCAN, np.where(m.web_port[h], R_WEB, R_BRUTE))
-        code[sel] = ip_code[sel]
-        target[sel] = h[sel]
-        return code, target
-
-    def _gain_user(self, idx: np.ndarray, host: np.ndarray, detected: np.ndarray) -> None:
-        """Red lands a user session: a host it did not hold becomes suspicious only if the landing was seen."""
-        fresh = self.level[idx, host] == 0
-        self.sus[idx[fresh], host[fresh]] = detected[fresh]
-        self.level[idx, host] = np.maximum(self.level[idx, host], 1)
-
-    def _insert_owned(self, idx: np.ndarray, host: np.ndarray, level: int) -> None:
-        """Red learns a session on `host` (dict insertion order kept for new entries)."""
-        new = self.owned[idx, host] == 0
-        ni, nh = idx[new], host[new]
-        self.owned_seq[ni, nh] = self.seq[ni]
-        self.seq[ni] += 1
-        upgrade = self.owned[idx, host] != 2
-        self.owned[idx[upgrade], host[upgrade]] = level
-
-    def _pop_owned(self, idx: np.ndarray, host: np.ndarray) -> None:
-        keep = host != self.model.home
-        self.owned[idx[keep], host[keep]] = 0
-        self.ready_at[idx[keep], host[keep]] = -1
-
-    def _event(self, idx: np.ndarray, host: np.ndarray, n: int, mask: int, eph: int = 0, alert: bool = False) -> None:
-        np.add.at(self.ev_n, (idx, host), n)
-        np.bitwise_or.at(self.ev_ports, (idx, host), mask)
-        if eph:
-            np.add.at(self.ev_eph, (idx, host), eph)
-        if alert:
-            self.ev_4444[idx, host] = True
-
-    def _red_act(self, code: np.ndarray, target: np.ndarray, blocked: np.ndarray) -> np.ndarray:
-        m, rng = self.model, self.rng
-        d = m.detection
-        bit = m.port_bit
-        success = np.zeros(self.B, bool)
-
-        def pick(c: int) -> tuple[np.ndarray, np.ndarray]:
-            i = np.flatnonzero(code == c)
-            return i, target[i]
-
-        def crosses(i: np.ndarray, h: np.ndarray) -> np.ndarray:
-            s = m.subnet_of[h]
-            return (s != m.home_subnet) & (blocked[i, m.home_subnet] | blocked[i, s])
-
-        # Impact: any red session on the target and the OT service known
-        i, h = pick(R_IMPACT)
-        if len(i):
-            ok = (self.level[i, h] >= 1) & self.ot_known[i]
-            success[i] = ok
-            self.ot_down[i[ok]] |= m.ot_host[h[ok]]
-            self._pop_owned(i[~ok], h[~ok])
-        # StealthyEscalate
-        i, h = pick(R_ESCALATE)
-        if len(i):
-            ok = self.level[i, h] >= 1
-            success[i] = ok
-            i_ok, h_ok = i[ok], h[ok]
-            upgraded = self.level[i_ok, h_ok] == 1
-            self.f_esc[i_ok[upgraded], h_ok[upgraded]] = True
-            self.level[i_ok, h_ok] = 2
-            det = rng.random(len(i_ok)) < d
-            self._event(i_ok[det], h_ok[det], 1, bit[ALERT_LOCAL_PORT], alert=True)
-            self.owned[i_ok, h_ok] = 2
-            self.subnet_known[i_ok, m.subnet_of[h_ok]] = True
-            self.known_ip[i_ok] |= m.reveals[h_ok]
-            self.ot_known[i_ok] |= m.ot_info[h_ok]
-            self._pop_owned(i[~ok], h[~ok])
-        # PortScan
-        i, h = pick(R_PORTSCAN)
-        if len(i):
-            ok = ~crosses(i, h)
-            success[i] = ok
-            self.ports[i[ok], h[ok]] = True
-            i_ok, h_ok = i[ok], h[ok]
-            np.add.at(self.ev_n, (i_ok, h_ok), m.n_listen[h_ok])
-            np.bitwise_or.at(self.ev_ports, (i_ok, h_ok), m.listen_mask[h_ok])
-        # StolenCredentialSSH
-        i, h = pick(R_STOLEN)
-        if len(i):
-            ok = ~crosses(i, h) & self.cred[i, h] & m.stolen_ok[h]
-            success[i] = ok
-            i_ok, h_ok = i[ok], h[ok]
-            det = rng.random(len(i_ok)) < d
-            self._gain_user(i_ok, h_ok, det)
-            self._event(i_ok[det], h_ok[det], 1, bit[ALERT_LOCAL_PORT], alert=True)
-            self._insert_owned(i_ok, h_ok, 1)
-        # ARPSpoof
-        i, h = pick(R_ARPSPOOF)
-        if len(i):
-            ok = self.level[i, h] == 2
-            success[i] = ok
-            i_ok, h_ok = i[ok], h[ok]
-            caught = m.spoof_targets[m.subnet_of[h_ok]]  # (n, H)
-            self.cred[i_ok] |= caught
-            self.known_ip[i_ok] |= caught
-            self.subnet_known[i_ok] |= (caught[:, None, :] & m.subnet_hosts[None, :, :]).any(axis=2)
-            self.spoofed[i_ok, h_ok] = True
-            det = rng.random(len(i_ok)) < d
-            self._event(i_ok[det], h_ok[det], 1, bit[ALERT_LOCAL_PORT], alert=True)
-            self._pop_owned(i[~ok], h[~ok])
-        # PingSweep (fails only when the swept subnet itself is blocked)
-        i, s = pick(R_PINGSWEEP)
-        if len(i):
-            ok = ~((s != m.home_subnet) & blocked[i, np.clip(s, 0, self.S - 1)])
-            success[i] = ok
-            i_ok, s_ok = i[ok], s[ok]
-            self.known_ip[i_ok] |= m.subnet_hosts[s_ok]
-            self.swept[i_ok, s_ok] = True
-        # WebExploit (remote file inclusion on port 80)
-        i, h = pick(R_WEB)
-        if len(i):
-            reach = ~crosses(i, h) & m.http80[h]
-            self._event(i[reach], h[reach], 1, bit[HTTP_PORT])
-            ok = reach & m.rfi[h]
-            success[i] = ok
-            i_ok, h_ok = i[ok], h[ok]
-            det = rng.random(len(i_ok)) < d
-            self._gain_user(i_ok, h_ok, det)
-            self.f_cmd[i_ok, h_ok] = True
-            self._event(i_ok[det], h_ok[det], 1, 0, eph=1, alert=True)
-            self._insert_owned(i_ok, h_ok, 1)
-        # BruteForceSSH: ten logins on port 22 (plus one on success), never carrying a pid
-        i, h = pick(R_BRUTE)
-        if len(i):
-            reach = ~crosses(i, h) & m.ssh22[h]
-            ok = reach & m.bruteforceable[h]
-            success[i] = ok
-            np.add.at(self.ev_n, (i[reach], h[reach]), BRUTE_FORCE_ATTEMPTS + ok[reach].astype(np.int64))
-            np.bitwise_or.at(self.ev_ports, (i[reach], h[reach]), bit[SSH_PORT])
-            i_ok, h_ok = i[ok], h[ok]
-            self._gain_user(i_ok, h_ok, np.zeros(len(i_ok), dtype=bool))  # no pid: never suspicious
-            self._insert_owned(i_ok, h_ok, 1)
-        return success
-
     # green ----------------------------------------------------------------------------------------------
     def _green(self) -> None:
         if self.green_kind != "alerts":
@@ -526,8 +289,8 @@ class TwinBatch:
         self.ev_4444 = np.zeros((B, H), bool)
         self.t += 1
         if self.red_kind != "sleep":
-            code, rtarget = self._red_choose()
-            self.last_red_success = self._red_act(code, rtarget, blocked)
+            code, rtarget = red_turn.choose(self)
+            self.last_red_success = red_turn.act(self, code, rtarget, blocked)
             self.last_red_action, self.last_red_target = code, rtarget
         self._green()
         self.ever_root |= self.level == 2

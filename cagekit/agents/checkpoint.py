@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import cagekit
+from cagekit.scenarios import SPEC_KEY
 from cagekit.scenarios.data_files import write_text_whole
 
 MODEL_FILE = "model.pt"
@@ -89,11 +90,9 @@ def load_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-SPEC_KEY = "scenario_spec"
-
 
 def with_spec(meta: dict[str, Any]) -> dict[str, Any]:
-    """`meta` (changed in place) with the spec of its registered scenario recorded under "scenario_spec", so
+    """`meta` (changed in place) with the spec of its registered scenario recorded under `SPEC_KEY`, so
     that a fresh process loads the checkpoint (`adopt_spec`); a built-in scenario's name says enough."""
     from cagekit.scenarios import recorded_spec
 

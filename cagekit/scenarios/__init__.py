@@ -75,6 +75,11 @@ def register(spec: ScenarioSpec) -> ScenarioSpec:
     return spec
 
 
+#: the key under which a checkpoint's meta.json, a run's run.json, a journal and a submission's manifest record a
+#: registered scenario's spec in full (`recorded_spec`, read back by `register_recorded`)
+SPEC_KEY = "scenario_spec"
+
+
 def register_recorded(data: Any, where: str, scenario: str | None = None) -> ScenarioSpec:
     """Register the spec a checkpoint, run, journal or manifest recorded (`spec_to_dict`); `where` (the file)
     is named in the ValueError for a record that is not a spec, is not the spec of `scenario` (the name
@@ -82,7 +87,7 @@ def register_recorded(data: Any, where: str, scenario: str | None = None) -> Sce
     its name."""
     from cagekit.scenarios.records import spec_from_dict
 
-    spec = spec_from_dict(data, f"{where}: scenario_spec")
+    spec = spec_from_dict(data, f"{where}: {SPEC_KEY}")
     if scenario is not None and spec.name != scenario:
         raise ValueError(f"{where} records the spec of scenario {spec.name!r} for scenario {scenario!r}")
     try:
@@ -134,6 +139,6 @@ def get_scenario(name: str | ScenarioSpec) -> ScenarioSpec:
     return registry[name]
 
 
-__all__ = ["BlueAgentSpec", "HostSpec", "ScenarioConflict", "ScenarioSpec", "SubnetSpec", "build_scenario_dict",
-           "builtin_specs", "get_scenario", "is_builtin", "recorded_spec", "register", "register_recorded",
-           "registered_specs", "registrations_undone", "scenario_name", "scenario_names"]
+__all__ = ["SPEC_KEY", "BlueAgentSpec", "HostSpec", "ScenarioConflict", "ScenarioSpec", "SubnetSpec",
+           "build_scenario_dict", "builtin_specs", "get_scenario", "is_builtin", "recorded_spec", "register",
+           "register_recorded", "registered_specs", "registrations_undone", "scenario_name", "scenario_names"]

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import cagekit
-from cagekit.submissions.manifest import FORMAT, MANIFEST, SPEC_KEY
+from cagekit.scenarios import SPEC_KEY
+from cagekit.submissions.manifest import FORMAT, MANIFEST
 from cagekit.submissions.safety import DEFAULT_LIMITS, check_member_name
 from cagekit.submissions.sources import resolve_source
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cagekit.scenarios import SPEC_KEY
 from cagekit.submissions.safety import sha256_file
 
 FORMAT = "cagekit-submission/1"
@@ -14,8 +15,6 @@ MANIFEST = "manifest.json"
 REQUIRED_FILES = ("submission.py", "metadata", MANIFEST)
 REQUIRED_KEYS = ("format", "cagekit_version", "scenario", "layout", "agents", "channel", "sau", "message_cost",
                  "source", "kind", "files")
-#: the key under which a scenario of the packager's own is recorded in full (`cagekit.scenarios.register`)
-SPEC_KEY = "scenario_spec"
 #: the most hosts a submission's own scenario may have: its spec is built in the evaluating process, and a
 #: 234 KB zip recording 10,000 hosts took 28 s and 500 MB there before failing
 MAX_SUBMITTED_HOSTS = 500

@@ -42,3 +42,18 @@ def test_cagekit_refuses_an_empty_item(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([*argv, "--steps", "10", "--out", str(out), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_evaluation_notes_more_workers_than_cpus(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """More worker processes than CPUs are the user's choice, said once (they add memory, not speed); as many as
+    the CPUs are not remarked on."""
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    argv = ["--episodes", "1", "--lengths", "5", "--no-progress"]
+    assert cli_main(["react", str(tmp_path / "three"), *argv, "--reds", "KillChainAgent,SleepAgent",
+                     "--workers", "3"]) == 0
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps the line at the console's width
+    assert "note: 2 worker processes on 1 CPU:" in err  # capped at the two episodes, as the runner caps them
+    assert "--workers 1 uses every CPU" in err
+    assert cli_main(["react", str(tmp_path / "one"), *argv, "--workers", "1"]) == 0
+    assert "worker processes on" not in capsys.readouterr().err

@@ -323,9 +323,12 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     backend, workers = backend_and_workers(args, len(config.tasks()))
     if args.address and backend != "ray":
         raise ValueError("--address is for the ray backend: add --backend ray")
+    console = console or Console(stderr=True)
+    if not brief:  # a benchmark scores many teams with one --workers: said there, it would be said for each
+        _note_oversubscribed(backend, min(workers, len(config.tasks())), console)
     report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
                          step_timeout=args.step_timeout, progress=not args.no_progress,
-                         console=console or Console(stderr=True))
+                         console=console)
     if brief:
         total = report.total
         print(f"{config.team_name}: score {total.score:.2f} ± {total.ci95:.2f}, {report.bits_per_episode:.2f} "
@@ -333,6 +336,16 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     else:
         print_summary(report, out, Console(stderr=False))
     return out
+
+
+def _note_oversubscribed(backend: str, workers: int, console: Any) -> None:
+    """Say so when the worker processes outnumber the CPUs: each runs its own engine, so the extra ones share
+    the CPUs (no faster) and each adds its memory. Their number is the user's to choose; it is not capped."""
+    cpus = os.cpu_count() or 1
+    if backend == "processes" and workers > cpus:
+        cpu_count = f"{cpus} CPU{'s' if cpus > 1 else ''}"
+        console.print(f"note: {workers} worker processes on {cpu_count}: workers beyond the CPUs add no speed, and "
+                      f"each holds an engine in memory (--workers {cpus} uses every CPU)", highlight=False)
 
 
 #: rich's width where the output is no terminal (a log file, CI, a pipe)

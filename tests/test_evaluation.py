@@ -1138,3 +1138,18 @@ class Leaving(Agent):
         # with two workers either episode may fail first: both do, at the same step
         assert re.search(r"agent 'blue_ops' raised SystemExit: leaving now at step 2 of episode [01]\b", err), err
     assert not (tmp_path / "out").exists()
+
+
+# interrupted runs (Ctrl-C) ------------------------------------------------------------------------
+
+SHIPPED_REACT = ROOT / "submissions" / "react-paper-small.zip"
+
+
+def test_a_muted_submission_plays_in_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--mute` never closed the submission it wraps, so forked pool workers inherited the parent's open team
+    and all played through its one pipe: every muted submission with workers failed ("could not be built")."""
+    monkeypatch.setenv(START_METHOD_ENV, "fork")
+    out = tmp_path / "out"
+    assert _cli(str(SHIPPED_REACT), str(out), "--mute", "--workers", "2", "--episodes", "3", "--lengths", "5",
+                "--reds", "KillChainAgent", "--no-progress") == 0
+    assert json.loads((out / "summary.json").read_text())["bits_per_episode"] == 0.0

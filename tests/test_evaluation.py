@@ -1153,3 +1153,34 @@ def test_a_muted_submission_plays_in_worker_processes(tmp_path: Path, monkeypatc
     assert _cli(str(SHIPPED_REACT), str(out), "--mute", "--workers", "2", "--episodes", "3", "--lengths", "5",
                 "--reds", "KillChainAgent", "--no-progress") == 0
     assert json.loads((out / "summary.json").read_text())["bits_per_episode"] == 0.0
+
+
+@pytest.mark.parametrize("where", ["probe", "journal", "episode"])
+def test_an_interrupted_evaluation_closes_the_submission_it_started(where: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C in `check_team`'s probe, or between it and the serial run, left the submission's worker to the
+    garbage collector, whose `__del__` a second Ctrl-C made print "Exception ignored" and lose."""
+    from cagekit.evaluation.episode import EpisodeRunner
+    from cagekit.evaluation.journal import Journal
+    from cagekit.evaluation.sources import MutedSource, SubmissionSource
+
+    teams: list[Any] = []
+    build = SubmissionSource.team_for_episode
+
+    def recorded(self: SubmissionSource, env: Any, seed: int) -> Any:
+        teams.append(build(self, env, seed))
+        return teams[-1]
+
+    def interrupt(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SubmissionSource, "team_for_episode", recorded)
+    target = {"probe": (EpisodeRunner, "_act"), "journal": (Journal, "open"), "episode": (EpisodeRunner, "run")}
+    monkeypatch.setattr(*target[where], interrupt)
+    source = MutedSource(SubmissionSource(str(SHIPPED_REACT)))  # closing reaches the submission inside
+    config = _config(team=source.identity(), reds=("KillChainAgent",))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(config, source, tmp_path / "out", progress=False)
+    assert teams and all(team.closed and not team.worker.alive for team in teams)
+    assert source.inner._team is None
+    assert _journal_episodes(tmp_path / "out" / "journal.jsonl") == 0

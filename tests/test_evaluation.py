@@ -1184,3 +1184,67 @@ def test_an_interrupted_evaluation_closes_the_submission_it_started(where: str, 
     assert teams and all(team.closed and not team.worker.alive for team in teams)
     assert source.inner._team is None
     assert _journal_episodes(tmp_path / "out" / "journal.jsonl") == 0
+
+
+def test_a_closed_submission_leaves_the_collector_nothing_to_run() -> None:
+    """A team's `__del__` ran at whatever moment the collector found it, closed or not: a Ctrl-C landing there
+    was printed as "Exception ignored" and lost. A closed team now runs none of its code when collected."""
+    import gc
+
+    from cagekit.submissions import open_submission
+
+    team = open_submission(SHIPPED_REACT)
+    worker = team.worker
+    team.close()
+    assert not worker.alive
+    called: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.endswith(os.path.join("submissions", "team.py")):
+            called.append(frame.f_code.co_name)
+
+    del team
+    sys.setprofile(profile)
+    try:
+        gc.collect()
+    finally:
+        sys.setprofile(None)
+    assert called == []
+
+
+def test_a_team_never_closed_is_closed_when_collected() -> None:
+    import gc
+
+    from cagekit.submissions import open_submission
+
+    team = open_submission(SHIPPED_REACT)
+    worker, folder = team.worker, team.folder
+    del team
+    gc.collect()
+    assert not worker.alive and not folder.exists()
+
+
+def test_a_submission_worker_interrupted_while_starting_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker runs in a session of its own (a terminal's Ctrl-C does not reach it): interrupted while it
+    imported the submission, it was left running, its folder removed under it."""
+    from cagekit.submissions import open_submission
+    from cagekit.submissions.worker_client import Worker
+
+    started: list[subprocess.Popen] = []
+    reply = Worker._reply
+
+    def interrupted(self: Worker, stage: str, timeout: float) -> dict[str, Any]:
+        started.append(self.proc)
+        if stage == "import":
+            raise KeyboardInterrupt
+        return reply(self, stage, timeout)
+
+    monkeypatch.setattr(Worker, "_reply", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            open_submission(SHIPPED_REACT)
+        assert started and started[0].poll() is not None
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()

@@ -727,3 +727,25 @@ def test_gym_views_refuse_float_and_misshapen_actions():
         with pytest.raises(ValueError, match="action .*: expected 1 integer"):
             classic.step(bad)
     classic.step(np.int64(3))
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_an_action_mask_of_the_wrong_length_is_named_as_an_observation_is(flatten):
+    """The team checked each agent's observation size but not its mask's: one agent's mask an entry short and
+    another's an entry long made a joint mask of the right size, every action after the first masked wrongly."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.logger import Logger
+
+    env = CentralisedEnv("paper-small", channel=True, flatten=flatten, seed=0)
+    model = MaskablePPO("MlpPolicy", env, seed=0, device="cpu")
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    team = team_from_model(model, "maskable-ppo", env)
+    obs, _ = env.par.reset(seed=0)
+    first, second = env.par.possible_agents[:2]
+    assert set(team.act(obs)) == set(env.par.possible_agents)  # the env's own masks: accepted
+    n = len(obs[first]["action_mask"])
+    wrong = {**obs, first: {**obs[first], "action_mask": obs[first]["action_mask"][:-1]},
+             second: {**obs[second], "action_mask": np.append(obs[second]["action_mask"], 1)}}
+    team.end_episode()
+    with pytest.raises(ValueError, match=f"agent '{first}': action mask of {n - 1} entries, expected {n}"):
+        team.act(wrong)

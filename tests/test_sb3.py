@@ -390,6 +390,10 @@ def test_sb3_resume_needs_a_checkpoint(tmp_path):
     ("dqn", {"max_grad_norm": "1"}, "dqn config key 'max_grad_norm' must be a finite number"),
     ("dqn", {"exploration_final_eps": 1.5}, "dqn config key 'exploration_final_eps' must be in [0, 1], got 1.5"),
     ("dqn", {"lr": 0.1}, "unknown dqn hyperparameter(s) ['lr']; valid: batch_size"),
+    # 0 trained nothing at all (SB3 skips the update); -1 is SB3's "as many as the rollout's steps", -2 the same
+    ("dqn", {"gradient_steps": 0}, "dqn config key 'gradient_steps' must be >= 1, or -1 (as many as the rollout's "
+                                   "steps), got 0"),
+    ("dqn", {"gradient_steps": -2}, "dqn config key 'gradient_steps' must be >= 1, or -1"),
     # off by default (None): typed by what their union allows, once given
     ("ppo", {"target_kl": "x"}, "ppo config key 'target_kl' must be a finite number, got 'x' (str)"),
     ("maskable-ppo", {"target_kl": -0.01}, "maskable-ppo config key 'target_kl' must be > 0, got -0.01"),
@@ -484,6 +488,8 @@ def test_sb3_hyperparameters_keep_what_sb3_takes():
     # learning_rate and clip_range have a number for default, but take a schedule as well (SB3's documented use)
     for algo, key in (("ppo", "learning_rate"), ("maskable-ppo", "clip_range"), ("dqn", "learning_rate")):
         assert check_hyperparameters(algo, {key: schedule}) == {key: schedule}
+    for steps in (-1, 1, 4):  # -1: as many gradient steps as the rollout had steps (SB3's documented use)
+        assert check_hyperparameters("dqn", {"gradient_steps": steps}) == {"gradient_steps": steps}
 
 
 def test_what_sb3_itself_refuses_is_named_before_the_run_folder(tmp_path):

@@ -1003,3 +1003,27 @@ def test_a_run_killed_before_it_wrote_anything_takes_other_settings(tmp_path):
     with pytest.raises(ValueError, match="was started \\(and interrupted\\) for 600 steps and this benchmark asks "
                                          "for 900"):
         check_finished_run(run, 900, snapshots=5)
+
+
+def test_a_ctrl_c_while_the_training_clock_stops_does_not_count_the_try_as_killed(tmp_path):
+    """A Ctrl-C landing in `TrainingClock.__exit__` (waiting for its saver thread) skipped the last save: the record
+    stayed marked running, and the next try counted this one as killed outright (kill -9)."""
+    import signal
+
+    from cagekit.evaluation.benchmark_training import TrainingClock
+
+    class InterruptedJoin:  # the saver thread, joined while a Ctrl-C arrives
+        def __init__(self, thread):
+            self.thread = thread
+
+        def join(self):
+            signal.raise_signal(signal.SIGINT)
+            self.thread.join()
+
+    record = tmp_path / "benchmark-started.json"
+    clock = TrainingClock(record, {"steps": 10})
+    with pytest.raises(KeyboardInterrupt):  # the Ctrl-C is not lost: raised once the record is saved
+        with clock:
+            clock._saver = InterruptedJoin(clock._saver)
+    assert json.loads(record.read_text())["running"] is False
+    assert TrainingClock(record, {"steps": 10}).killed == 0

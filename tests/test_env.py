@@ -522,3 +522,45 @@ def test_a_setting_given_as_text_is_refused_as_the_seed_is():
         with pytest.raises(TypeError, match=f"{key} is a number, got str"):
             make_env("paper-small", **{key: "0.5"})
     assert make_env("paper-small", message_cost=np.float32(0.5)).message_cost == 0.5  # numpy numbers are numbers
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+def test_ansi_render_shows_what_each_agent_sees_decoded():
+    """render() raised PettingZoo's NotImplementedError; with render_mode="ansi" it is each agent's own view as
+    text: every host's row decoded as the engine's table holds it, the block bits and the bits received."""
+    env = make_env("paper-small", red="KillChainAgent", render_mode="ansi", seed=0)
+    assert env.metadata["render_modes"] == ["ansi"] and env.render_mode == "ansi"
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.render()
+    obs, _ = env.reset(seed=0)
+    team = make_team("react", env, seed=0)
+    seen = set()
+    for _ in range(12):
+        obs, *_ = env.step(team.act(obs))
+        text = env.render()
+        assert text.splitlines()[0] == f"step {env._t}/30"
+        for a in env.possible_agents:
+            table, spec = env.engine.tables[a], env._specs[a]
+            section = text.split(f"\n{a}; last action ", 1)[1]
+            for host, activity, compromised in zip(spec.hosts, table.activity, table.compromised, strict=True):
+                assert f"  {host} " in section
+                line = next(line for line in section.splitlines() if line.split()[0] == host)
+                assert line.split()[1:] == ["activity", activity, "compromised", compromised]
+                seen.add(compromised)
+            bits = [str(int(b)) for b in obs[a]["observation"][-(len(env.possible_agents) - 1):]]
+            assert f"  received: {' '.join(bits)}" in section
+    assert seen - {"No"}, "the episode compromised nothing: the test showed only clean hosts"
+
+
+def test_rendering_is_asked_for_and_the_default_is_none():
+    env = make_env("paper-small", seed=0)
+    assert env.render_mode is None
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="render_mode='ansi'"):
+        env.render()
+    with pytest.raises(ValueError, match="render_mode must be None or one of 'ansi', got 'human'"):
+        make_env("paper-small", render_mode="human")
+    with pytest.raises(ValueError, match="the twin has no rendering"):
+        make_env("paper-small", simulator="twin", render_mode="ansi")
+    parallel_api_test(make_env("paper-small", render_mode="ansi", seed=0), num_cycles=30)

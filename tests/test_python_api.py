@@ -271,6 +271,25 @@ def test_a_bare_vector_gets_the_sau_mask_the_environment_sends(scenario, view):
     assert arrived > 0
 
 
+@pytest.mark.parametrize("kind", ["random", "react", "sleep"])
+def test_a_heuristic_plays_a_bare_vector_as_the_observation_with_its_mask(kind):
+    """CAGE's loop hands agents the bare vector: `random` then drew among every action, and most of its draws were
+    actions SAU masks, which the environment refused and played as Sleep. It now rebuilds the mask, as the
+    trained teams do (`react` and `sleep` never choose a masked action: checked here all the same)."""
+    from cagekit.agents import make_team
+
+    env = cagekit.make_env("paper-small", red="KillChainAgent", seed=5)
+    with_mask, bare = make_team(kind, env, seed=2), make_team(kind, env, seed=2)
+    obs, _ = env.reset(seed=5)
+    refused = 0
+    while env.agents:
+        actions = {n: with_mask.agents[n].get_action(o, env.action_space(n)) for n, o in obs.items()}
+        assert {n: bare.agents[n].get_action(o["observation"], env.action_space(n)) for n, o in obs.items()} == actions
+        obs, _, _, _, infos = env.step(actions)
+        refused += sum(int(info["invalid_action"]) for info in infos.values())
+    assert refused == 0
+
+
 @pytest.mark.parametrize("kind", ["dial-sau", "qmix"])
 def test_a_team_trained_with_sau_plays_a_bare_vector_as_the_observation_with_its_mask(kind):
     """CAGE's loop hands agents the bare vector. A team trained with SAU masks then chose among every action,

@@ -390,6 +390,10 @@ def test_sb3_resume_needs_a_checkpoint(tmp_path):
     ("dqn", {"max_grad_norm": "1"}, "dqn config key 'max_grad_norm' must be a finite number"),
     ("dqn", {"exploration_final_eps": 1.5}, "dqn config key 'exploration_final_eps' must be in [0, 1], got 1.5"),
     ("dqn", {"lr": 0.1}, "unknown dqn hyperparameter(s) ['lr']; valid: batch_size"),
+    # 0 trained nothing at all (SB3 skips the update); -1 is SB3's "as many as the rollout's steps", -2 the same
+    ("dqn", {"gradient_steps": 0}, "dqn config key 'gradient_steps' must be >= 1, or -1 (as many as the rollout's "
+                                   "steps), got 0"),
+    ("dqn", {"gradient_steps": -2}, "dqn config key 'gradient_steps' must be >= 1, or -1"),
     # off by default (None): typed by what their union allows, once given
     ("ppo", {"target_kl": "x"}, "ppo config key 'target_kl' must be a finite number, got 'x' (str)"),
     ("maskable-ppo", {"target_kl": -0.01}, "maskable-ppo config key 'target_kl' must be > 0, got -0.01"),
@@ -484,6 +488,8 @@ def test_sb3_hyperparameters_keep_what_sb3_takes():
     # learning_rate and clip_range have a number for default, but take a schedule as well (SB3's documented use)
     for algo, key in (("ppo", "learning_rate"), ("maskable-ppo", "clip_range"), ("dqn", "learning_rate")):
         assert check_hyperparameters(algo, {key: schedule}) == {key: schedule}
+    for steps in (-1, 1, 4):  # -1: as many gradient steps as the rollout had steps (SB3's documented use)
+        assert check_hyperparameters("dqn", {"gradient_steps": steps}) == {"gradient_steps": steps}
 
 
 def test_what_sb3_itself_refuses_is_named_before_the_run_folder(tmp_path):
@@ -727,3 +733,25 @@ def test_gym_views_refuse_float_and_misshapen_actions():
         with pytest.raises(ValueError, match="action .*: expected 1 integer"):
             classic.step(bad)
     classic.step(np.int64(3))
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_an_action_mask_of_the_wrong_length_is_named_as_an_observation_is(flatten):
+    """The team checked each agent's observation size but not its mask's: one agent's mask an entry short and
+    another's an entry long made a joint mask of the right size, every action after the first masked wrongly."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.logger import Logger
+
+    env = CentralisedEnv("paper-small", channel=True, flatten=flatten, seed=0)
+    model = MaskablePPO("MlpPolicy", env, seed=0, device="cpu")
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    team = team_from_model(model, "maskable-ppo", env)
+    obs, _ = env.par.reset(seed=0)
+    first, second = env.par.possible_agents[:2]
+    assert set(team.act(obs)) == set(env.par.possible_agents)  # the env's own masks: accepted
+    n = len(obs[first]["action_mask"])
+    wrong = {**obs, first: {**obs[first], "action_mask": obs[first]["action_mask"][:-1]},
+             second: {**obs[second], "action_mask": np.append(obs[second]["action_mask"], 1)}}
+    team.end_episode()
+    with pytest.raises(ValueError, match=f"agent '{first}': action mask of {n - 1} entries, expected {n}"):
+        team.act(wrong)

@@ -36,8 +36,8 @@ def make_team(kind: str, env: Any, seed: int | None = None) -> Team:
     agents: dict[str, Agent] = {}
     for slot in slots:
         cls = HEURISTICS[kind]
-        agents[slot.name] = cls(slot, seed=None if seed is None else seed + slot.index) if kind == "random" \
-            else cls(slot)
+        agents[slot.name] = cls(slot, seed=None if seed is None else seed + slot.index, sau=env.sau) \
+            if kind == "random" else cls(slot)
     # the environment it was made for, as `Team.env_settings()` gives it to make_env (its layout and view too)
     layout = next((name for name, specs in env.spec.blue_layouts.items() if tuple(specs) == env.engine.agents), None)
     return Team(agents=agents, scenario=env.spec.name, kind=kind,

@@ -19,6 +19,7 @@ RANGES: dict[str, Callable[[float], bool]] = {
     "> 0": lambda v: v > 0,
     "in [0, 1]": lambda v: 0 <= v <= 1,
     "in [0, 1)": lambda v: 0 <= v < 1,
+    ">= 1, or -1 (as many as the rollout's steps)": lambda v: v >= 1 or v == -1,
 }
 
 

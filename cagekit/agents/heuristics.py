@@ -27,11 +27,17 @@ class RandomAgent(Agent):
     so that whoever runs it (the evaluation harness, a submission worker) fixes it by seeding numpy.
     `reseed(episode_seed)` restarts its own generator from (seed, episode seed): a submission worker calls
     it before every episode, so that an episode's actions do not depend on which episodes the worker
-    played before (one process or several give the same scores)."""
+    played before (one process or several give the same scores).
 
-    def __init__(self, slot: AgentSlot, seed: int | None = None):
+    `sau`: the environment sends SAU masks, so a bare vector (CAGE's `get_action` form, no mask) gets the mask the
+    environment would have sent with it; drawn among every action instead, most draws were actions the
+    environment refuses and plays as Sleep. (`make_team` sets it from the environment; a packaged random team
+    keeps the old draw, its generated code builds the agent without it.)"""
+
+    def __init__(self, slot: AgentSlot, seed: int | None = None, sau: bool = False):
         self.slot = slot
         self.seed = seed
+        self.sau = sau
         self.rng: Any = np.random.default_rng(seed) if seed is not None else np.random
 
     def reseed(self, episode_seed: int) -> None:
@@ -39,7 +45,7 @@ class RandomAgent(Agent):
             self.rng = np.random.default_rng([self.seed, episode_seed])
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
-        _, mask = slot_observation(self.slot, observation)
+        _, mask = slot_observation(self.slot, observation, sau=self.sau)
         if mask is None:
             mask = np.ones(self.slot.n_actions, dtype=np.int8)
         valid = np.flatnonzero(mask)

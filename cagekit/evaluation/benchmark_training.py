@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cagekit.agents.training import SB3_ALGOS
+from cagekit.agents.training import SB3_ALGOS, deferred_interrupt
 from cagekit.evaluation.benchmark_folder import TRAIN_RECORD, TRAIN_STARTED, check_finished_run, training_settings
 from cagekit.scenarios.data_files import write_text_whole
 
@@ -148,10 +148,13 @@ class TrainingClock:
 
     def __exit__(self, *exc: object) -> None:
         self.end = time.perf_counter()
-        self._stop.set()
-        if self._saver is not None:
-            self._saver.join()
-        self._save(running=False)
+        # a Ctrl-C here (waiting for the saver, or saving) waits until the record is saved: raised inside, it left
+        # the try marked running, and the next try counted it as killed outright
+        with deferred_interrupt():
+            self._stop.set()
+            if self._saver is not None:
+                self._saver.join()
+            self._save(running=False)
 
 
 class TrainJob(NamedTuple):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -362,25 +365,55 @@ def widen_piped_output() -> None:
         os.environ.setdefault("COLUMNS", str(PIPED_COLUMNS))
 
 
+@contextlib.contextmanager
+def noting_interrupts() -> Iterator[list[int]]:
+    """Ctrl-C raising KeyboardInterrupt as Python's own handler does, each one also noted in the list yielded: one
+    that lands in a finalizer (a `__del__`, a weakref callback) is printed as "Exception ignored" and lost, and the
+    run went on to exit 0 as if never interrupted. A no-op outside the main thread, or under another handler."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+INTERRUPTED = "interrupted: the finished episodes are kept in the journal; rerun the command to continue"
+
+
 def cli_main(argv: str | Sequence[str | os.PathLike[str]] | None = None, prog: str = "evaluation.py") -> int:
-    """The command line: bad options print argparse's usage and error and exit 2, as any command's do."""
+    """The command line: bad options print argparse's usage and error and exit 2, as any command's do; a run
+    interrupted (Ctrl-C) exits 130, even where the interrupt was lost in a finalizer and the run went on."""
     from rich.console import Console
     from rich.markup import escape
 
     widen_piped_output()
     args = build_parser(prog).parse_intermixed_args(command_argv(argv))
     err = Console(stderr=True)
-    try:
-        _run(args, console=err)
-    except KeyboardInterrupt:
-        err.print("interrupted: the finished episodes are kept in the journal; rerun the command to continue")
+    with noting_interrupts() as interrupted:
+        try:
+            _run(args, console=err)
+        except KeyboardInterrupt:
+            err.print(INTERRUPTED)
+            return 130
+        except (EvaluationFailure, JournalMismatch, ValueError, OSError, RuntimeError) as exc:
+            kind = "evaluation failed" if isinstance(exc, EvaluationFailure) else "error"
+            err.print(f"[bold red]{kind}:[/] {escape(str(exc))}", highlight=False)
+            if isinstance(exc, EvaluationFailure):
+                err.print(escape(failure_advice(exc)), highlight=False)
+            return 130 if interrupted else 1
+    if interrupted:  # lost where it landed: the run went on, but it was interrupted all the same
+        err.print(INTERRUPTED)
         return 130
-    except (EvaluationFailure, JournalMismatch, ValueError, OSError, RuntimeError) as exc:
-        kind = "evaluation failed" if isinstance(exc, EvaluationFailure) else "error"
-        err.print(f"[bold red]{kind}:[/] {escape(str(exc))}", highlight=False)
-        if isinstance(exc, EvaluationFailure):
-            err.print(escape(failure_advice(exc)), highlight=False)
-        return 1
     return 0
 
 

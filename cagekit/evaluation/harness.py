@@ -93,8 +93,10 @@ def check_team(config: EvalConfig, source: TeamSource, step_timeout: float | Non
         torch.set_num_threads(1)  # start no thread pool in a process that forks worker processes next
     try:
         runner.probe(length, red)
-    except EvaluationFailure as exc:
+    except BaseException as exc:  # a Ctrl-C too: the team it started is closed here, not left to the collector
         runner.close()
+        if not isinstance(exc, EvaluationFailure):
+            raise
         what = source.identity().get("path") or source.label
         raise ValueError(f"the team {what} cannot be evaluated (nothing was written): {exc}") from exc
     finally:
@@ -141,11 +143,11 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
     check_output_apart(out, source)
     journal = Journal(out, config).read()  # a refused folder fails before the team is loaded
     todo = [t for t in config.tasks() if t not in journal.results]
-    if todo:
-        check_team(config, source, step_timeout, keep=backend == "serial")
     created = not out.exists()
-    journal.open()
     try:
+        if todo:
+            check_team(config, source, step_timeout, keep=backend == "serial")
+        journal.open()
         running = _RunningScore()
         for result in journal.results.values():
             running.add(result)
@@ -182,4 +184,5 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
         summary = write_all(report, out, timing, agent_names, chart=chart)
     finally:
         journal.close()
+        source.close()  # the team check_team kept for a serial run, however the run ended: none left to the collector
     return report, summary

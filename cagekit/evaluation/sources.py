@@ -325,6 +325,11 @@ class MutedSource(TeamSource):
             raise ValueError("muting needs the message channel on: there is nothing to mute without it")
         return _SilencedTeam(self.inner.team_for_episode(env, seed))
 
+    def close(self) -> None:
+        """Close the inner source's team: kept open, a submission's worker outlived the run, and a forked pool
+        worker inherited the parent's (all of them playing through its one pipe, so none could)."""
+        self.inner.close()
+
 
 #: the chosen snapshots this process has already named in a note (said once, however often resolved)
 _NOTED: set[str] = set()

@@ -4,6 +4,7 @@ trip), and every answer is checked against the action spaces before the harness 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ class SubmissionTeam:
             "agents": list(manifest["agents"]), "cagekit_version": manifest.get("cagekit_version")}
         self.agents: dict[str, _RemoteAgent] = {a: _RemoteAgent(self, a) for a in info.get("agents", [])}
         self.closed = False
+        # closes a team its holder forgot, when collected or at exit; `close` calls and so detaches it, leaving a
+        # closed team no code to run when collected (a Ctrl-C landing in a `__del__` is printed and lost)
+        self._release = weakref.finalize(self, _release, worker, unpacked)
         self._answers: dict[str, tuple[dict[str, list[int] | None], int]] = {}  # this step's actions, by agent
         self.initial: dict[str, dict[str, Any]] = {}  # set_initial_values not yet delivered, by agent
 
@@ -161,13 +165,9 @@ class SubmissionTeam:
                                 timeout or max(self.act_timeout, 60.0))
 
     def close(self) -> None:
-        if self.closed:
-            return
+        """Stop the worker and remove the unpacked folder (once; later calls do nothing)."""
         self.closed = True
-        try:
-            self.worker.close()
-        finally:
-            self._unpacked.cleanup()
+        self._release()
 
     def __enter__(self) -> SubmissionTeam:
         return self
@@ -175,8 +175,10 @@ class SubmissionTeam:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001, S110
-            pass
+
+def _release(worker: Worker, unpacked: Unpacked) -> None:
+    """What closing a team releases; holds no reference to the team, so that it can be collected."""
+    try:
+        worker.close()
+    finally:
+        unpacked.cleanup()

@@ -60,8 +60,12 @@ class Worker:
         assert self.proc.stdout is not None and self.proc.stdin is not None
         os.set_blocking(self.proc.stdin.fileno(), False)
         self.info: dict[str, Any] = {}
-        self._reply("boot", boot_timeout)
-        self.info = self._reply("import", import_timeout).get("info", {})
+        try:
+            self._reply("boot", boot_timeout)
+            self.info = self._reply("import", import_timeout).get("info", {})
+        except BaseException:  # a Ctrl-C too: the process, in a session of its own, would outlive the team
+            self.kill()
+            raise
 
     # ------------------------------------------------------------------------------------------------
     def agent_in_call(self) -> str | None:
@@ -110,13 +114,15 @@ class Worker:
         self._log.close()
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
+        """Ask the worker to exit, then kill it: killed however the asking ends (a Ctrl-C in the wait too)."""
+        try:
+            if self.proc.poll() is None:
                 self._send({"cmd": "close"}, time.monotonic() + 2)
                 self.proc.wait(timeout=2)
-            except (SubmissionError, subprocess.TimeoutExpired, OSError):
-                pass
-        self.kill()
+        except (SubmissionError, subprocess.TimeoutExpired, OSError):
+            pass
+        finally:
+            self.kill()
 
     # ------------------------------------------------------------------------------------------------
     def fail(self, what: str, exc: type[SubmissionError] = SubmissionError, agent: str | None = None

@@ -17,11 +17,14 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from cagekit.engine import CyborgEngine
-from cagekit.engine.table import CODE_BITS, check_view
+from cagekit.engine.table import ACTIVITY_BITS, CODE_BITS, COMPROMISE_BITS, check_view
 from cagekit.scenarios import ScenarioSpec
 from cagekit.wrappers.sau import sau_mask
 
 ACCESS_LEVELS = ("none", "user", "root")
+RENDER_MODES = ("ansi",)
+_ACTIVITY = {bits: name for name, bits in ACTIVITY_BITS.items()}
+_COMPROMISE = {bits: name for name, bits in COMPROMISE_BITS.items()}
 
 
 def encode_action(defence: int, bit: int) -> int:
@@ -150,11 +153,16 @@ def seed_sequence(seed: int | None) -> np.random.SeedSequence:
 
 
 class CageParallelEnv(TeamSpaces, ParallelEnv):
-    metadata = {"name": "cagekit_v0", "render_modes": []}
-    render_mode: str | None = None  # no rendering; PettingZoo's wrappers and conversions read it
+    metadata = {"name": "cagekit_v0", "render_modes": list(RENDER_MODES)}
+    render_mode: str | None = None  # PettingZoo's wrappers and conversions read it
 
     def __init__(self, engine: CyborgEngine, *, episode_length: int = 30, message_cost: float | None = None,
-                 sau: bool = True, channel: bool = True, seed: int | None = None, view: str = "own"):
+                 sau: bool = True, channel: bool = True, seed: int | None = None, view: str = "own",
+                 render_mode: str | None = None):
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be None or one of {', '.join(map(repr, RENDER_MODES))}, "
+                             f"got {render_mode!r}")
+        self.render_mode = render_mode
         self.view = check_view(view)
         self.engine = engine
         self.spec = engine.spec
@@ -176,6 +184,7 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
         self._invalid = {a: 0 for a in self.possible_agents}
         self._masks: dict[str, np.ndarray] = {}
         self._last_actions: dict[str, tuple[int, int]] = {}
+        self._last_obs: dict[str, dict[str, np.ndarray]] = {}  # what `render` shows
 
     # spaces -----------------------------------------------------------------------------------
     def _n_received(self, agent: str) -> int:
@@ -227,6 +236,7 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
                 else np.ones(self.n_actions(a), dtype=np.int8)
             self._masks[a] = mask
             out[a] = {"observation": vec, "action_mask": np.repeat(mask, 2) if self.channel else mask}
+        self._last_obs = out
         return out
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
@@ -279,6 +289,37 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
 
     def action_label(self, agent: str, action: int) -> str:
         return self.engine.catalogs[agent].label(action)
+
+    def render(self) -> str:
+        """With `render_mode="ansi"`: the last observation as each blue agent sees it, decoded (its hosts' activity
+        and compromise, its block bits, the bits it received) with its last action, as text."""
+        if self.render_mode != "ansi":
+            raise ValueError(f"render() needs render_mode='ansi' (make_env(..., render_mode='ansi')); this "
+                             f"environment has render_mode={self.render_mode!r}")
+        if not self._last_obs:
+            raise RuntimeError("render() before reset(): there is no state to show yet")
+        lines = [f"step {self._t}/{self.episode_length}"]
+        for a in self.possible_agents:
+            spec, vec = self._specs[a], self._last_obs[a]["observation"]
+            rows = vec[:4 * len(spec.hosts)].reshape(-1, 4)
+            blocks = vec[4 * len(spec.hosts):self._n_rows_and_blocks(a)]
+            received = vec[self._n_rows_and_blocks(a):self.own_obs_size(a)]
+            did = ""
+            if a in self._last_actions:
+                act, bit = self._last_actions[a]
+                did = f"; last action {self.action_label(a, act)}" + (f", sent {bit}" if self.channel else "")
+            lines.append(f"{a}{did}")
+            width = max(len(h) for h in spec.hosts)
+            for host, row in zip(spec.hosts, rows, strict=True):
+                activity = _ACTIVITY.get((int(row[0]), int(row[1])), "?")
+                compromise = _COMPROMISE[(int(row[2]), int(row[3]))]
+                lines.append(f"  {host:<{width}}  activity {activity:<7}  compromised {compromise}")
+            if spec.block_subnets:
+                lines.append("  blocked: " + ", ".join(f"{s} {int(b)}" for s, b in
+                                                        zip(spec.block_subnets, blocks, strict=True)))
+            if self.channel:
+                lines.append("  received: " + " ".join(str(int(b)) for b in received))
+        return "\n".join(lines)
 
     def close(self) -> None:
         pass

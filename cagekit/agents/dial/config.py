@@ -43,7 +43,10 @@ def check_team(algo: str, scenario: str, layout: str | None = None) -> None:
 
 @dataclass
 class DialConfig(HyperparameterConfig):
-    """DIAL hyperparameters; defaults follow the notes (paper + authors' code, original DIAL where open)."""
+    """DIAL hyperparameters; defaults follow the notes (paper + authors' code, original DIAL where open).
+
+    `grad_clip: 0` turns gradient-norm clipping off (the gradients are applied as they are, not clipped to zero);
+    QMix's `grad_clip` has no off and must be > 0."""
 
     LEARNER = "DIAL"
 

@@ -36,6 +36,9 @@ BOUNDS: dict[str, str] = {
     **dict.fromkeys(("learning_starts", "ent_coef", "vf_coef"), ">= 0"),
     **dict.fromkeys(("gamma", "gae_lambda", "tau", "exploration_fraction", "exploration_initial_eps",
                      "exploration_final_eps"), "in [0, 1]"),
+    # SB3 takes -1 as "as many gradient steps as the rollout had steps", and any other negative alike; 0 never
+    # trains (DQN collects, and learns nothing)
+    "gradient_steps": ">= 1, or -1 (as many as the rollout's steps)",
 }
 _SCALARS = (bool, int, float, str)
 #: the constructor arguments train_sb3 sets itself, not a config's to give

@@ -89,7 +89,13 @@ class _Controller:
         vec = np.asarray(vec, dtype=np.int8).reshape(-1)
         if vec.size != slot.obs_size:
             raise ValueError(f"agent {name!r}: observation of {vec.size} bits, expected {slot.obs_size}")
-        mask = np.ones(slot.n_actions, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+        if mask is None:
+            return vec, np.ones(slot.n_actions, dtype=bool)
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        # checked per agent: two masks off by opposite amounts made a joint mask of the right size, misaligned
+        if mask.size != slot.n_actions:
+            raise ValueError(f"agent {name!r}: action mask of {mask.size} entries, expected {slot.n_actions} "
+                             f"(one per action)")
         return vec, mask
 
     def _key(self, name: str, observation: Any) -> bytes:

@@ -9,9 +9,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-#: `--detection` of `train` and `benchmark` (the evaluation commands have their own, scoring only)
+#: `--detection` of `benchmark` (the evaluation commands have their own, scoring only; `train` its own, training only)
 DETECTION_HELP = ("probability that a stealthy red step is seen, in training and scoring (default: the scenario's, "
                   "0.1 on the paper's networks)")
+#: `train` scores nothing, and evaluation.py scores its checkpoint at the scenario's detection unless told
+TRAIN_DETECTION_HELP = ("probability that a stealthy red step is seen in training (default: the scenario's, 0.1 on "
+                        "the paper's networks; evaluation.py scores at the scenario's unless given --detection)")
 
 
 def _scenarios(args: argparse.Namespace) -> int:
@@ -262,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
     p.add_argument("--message-cost", type=float, default=None,
                    help="cost of sending a 1 (default: the scenario's, 0.1 on the paper's networks)")
-    p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
+    p.add_argument("--detection", type=float, default=None, help=TRAIN_DETECTION_HELP)
     p.add_argument("--red", default=None,
                    help="red agent(s) to train against: a name, a comma-separated list or 'all' (default: all, "
                         "the reds the evaluation scores against, as benchmark and reproduce train)")

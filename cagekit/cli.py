@@ -48,7 +48,7 @@ LAYOUT_HELP = ("blue layout: which agents defend which hosts (default: the scena
 def _demo(args: argparse.Namespace) -> int:
     """A short episode that shows what each agent sees, does, says and earns, and what red does."""
     from cagekit import make_env
-    from cagekit.evaluation.episode import EvaluationFailure, red_action, start_agents, step_actions
+    from cagekit.evaluation.episode import EvaluationFailure, episode_team, red_action, start_agents, step_actions
     from cagekit.evaluation.sources import resolve_source
 
     if args.steps < 1:  # before a team is loaded
@@ -71,7 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         obs, _ = env.reset(seed=args.seed)
-        team = source.team_for_episode(env, args.seed)
+        team = episode_team(source, env, args.seed, "the demo's episode")  # as the harness builds it, or names why not
         agents, spaces = start_agents(team, env, obs, blaming)  # played as the harness plays it, from the start
         total = 0.0
         declared = getattr(source, "labels", {})  # a submission's manifest TEAM and TECHNIQUE, as reports name it

@@ -321,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each run's policy at every K-th of its steps (default 5: four snapshots, which "
                         "with the final weights are the candidates --select-episodes chooses from)")
     p.add_argument("--select-episodes", type=int, default=20,
-                   help="held-out twin episodes per red used to choose among a run's snapshots and its final "
-                        "weights (default 20; 0 scores the final weights)")
+                   help="held-out episodes per red used to choose among a run's snapshots and its final weights, "
+                        "on the twin where it models the scenario, else the engine (default 20; 0 scores the final "
+                        "weights)")
     p.add_argument("--mute", action="store_true",
                    help="also score every algorithm whose teams send bits with the bits forced to 0 (eval-muted/); "
                         "paired.md then shows what the messages are worth to each team")

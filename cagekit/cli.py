@@ -9,9 +9,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-#: `--detection` of `train` and `benchmark` (the evaluation commands have their own, scoring only)
+#: `--detection` of `benchmark` (the evaluation commands have their own, scoring only; `train` its own, training only)
 DETECTION_HELP = ("probability that a stealthy red step is seen, in training and scoring (default: the scenario's, "
                   "0.1 on the paper's networks)")
+#: `train` scores nothing, and evaluation.py scores its checkpoint at the scenario's detection unless told
+TRAIN_DETECTION_HELP = ("probability that a stealthy red step is seen in training (default: the scenario's, 0.1 on "
+                        "the paper's networks; evaluation.py scores at the scenario's unless given --detection)")
 
 
 def _scenarios(args: argparse.Namespace) -> int:
@@ -45,7 +48,7 @@ LAYOUT_HELP = ("blue layout: which agents defend which hosts (default: the scena
 def _demo(args: argparse.Namespace) -> int:
     """A short episode that shows what each agent sees, does, says and earns, and what red does."""
     from cagekit import make_env
-    from cagekit.evaluation.episode import EvaluationFailure, red_action, start_agents, step_actions
+    from cagekit.evaluation.episode import EvaluationFailure, episode_team, red_action, start_agents, step_actions
     from cagekit.evaluation.sources import resolve_source
 
     if args.steps < 1:  # before a team is loaded
@@ -68,7 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         obs, _ = env.reset(seed=args.seed)
-        team = source.team_for_episode(env, args.seed)
+        team = episode_team(source, env, args.seed, "the demo's episode")  # as the harness builds it, or names why not
         agents, spaces = start_agents(team, env, obs, blaming)  # played as the harness plays it, from the start
         total = 0.0
         declared = getattr(source, "labels", {})  # a submission's manifest TEAM and TECHNIQUE, as reports name it
@@ -262,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also keep the policy at every K-th of the run in OUT/snapshots/step<N>/ (default 0: none)")
     p.add_argument("--message-cost", type=float, default=None,
                    help="cost of sending a 1 (default: the scenario's, 0.1 on the paper's networks)")
-    p.add_argument("--detection", type=float, default=None, help=DETECTION_HELP)
+    p.add_argument("--detection", type=float, default=None, help=TRAIN_DETECTION_HELP)
     p.add_argument("--red", default=None,
                    help="red agent(s) to train against: a name, a comma-separated list or 'all' (default: all, "
                         "the reds the evaluation scores against, as benchmark and reproduce train)")
@@ -318,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each run's policy at every K-th of its steps (default 5: four snapshots, which "
                         "with the final weights are the candidates --select-episodes chooses from)")
     p.add_argument("--select-episodes", type=int, default=20,
-                   help="held-out twin episodes per red used to choose among a run's snapshots and its final "
-                        "weights (default 20; 0 scores the final weights)")
+                   help="held-out episodes per red used to choose among a run's snapshots and its final weights, "
+                        "on the twin where it models the scenario, else the engine (default 20; 0 scores the final "
+                        "weights)")
     p.add_argument("--mute", action="store_true",
                    help="also score every algorithm whose teams send bits with the bits forced to 0 (eval-muted/); "
                         "paired.md then shows what the messages are worth to each team")

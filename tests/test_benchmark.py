@@ -948,10 +948,12 @@ def test_a_benchmark_scores_teams_of_your_own_beside_the_algorithms(tmp_path, ca
     assert "mine" in (out / "paired.md").read_text() and (out / "eval" / "zipped-s1" / "journal.jsonl").exists()
     capsys.readouterr()
     # refused before anything is written: a name that is an algorithm's or ends as a folder's, a team that cannot
-    # be scored here, a malformed option
+    # be scored here or cannot be built (found, before, only once every run had trained), a malformed option
+    (tmp_path / "broken.py").write_text("def make_team(env):\n    return []\n")
     for team, message in (("react=mine.py:make_team", "--team name 'react': give a name"),
                           ("a-s1=mine.zip", "--team name 'a-s1'"),
                           ("x=nothere.py:T", "--team x=nothere.py:T: no such Python file"),
+                          ("x=broken.py:make_team", "--team x=broken.py:make_team: the team "),
                           ("=mine.zip", "--team expects NAME=SOURCE, got '=mine.zip'")):
         assert main([*argv[:3], "--team", team, *argv[7:-2], str(tmp_path / "other"), "--no-progress"]) == 2
         assert message in " ".join(capsys.readouterr().err.split()), team

@@ -101,3 +101,21 @@ def test_a_team_that_raises_is_named_with_its_agent_and_step_not_a_traceback(tmp
     said = capsys.readouterr()
     assert "cagekit demo: error: agent 'blue_user' raised KeyError: 'boom' at step 2" in said.err
     assert "Traceback" not in said.err and len(re.findall(r"^t= \d blue_", said.out, re.M)) == 4
+
+
+def test_a_team_that_cannot_be_built_is_named_not_a_traceback(tmp_path, capsys):
+    """The harness refuses a builder that raises, returns no team or leaves an agent out with one line; the demo
+    let each escape as a traceback (TypeError, RuntimeError, KeyError: 'blue_ops')."""
+    (tmp_path / "teams.py").write_text(
+        "from cagekit.agents import Agent\n\n\n"
+        "class Quiet(Agent):\n    def __init__(self, slot=None):\n        pass\n\n"
+        "    def get_action(self, observation, action_space=None):\n        return 0\n\n\n"
+        "class NoWeights(Quiet):\n    def __init__(self, slot):\n        raise RuntimeError('no weights here')\n\n\n"
+        "def listed(env):\n    return [Quiet()]\n\n\n"
+        "def half(env):\n    return {'blue_user': Quiet()}\n")
+    for name, said in (("NoWeights", "RuntimeError: no weights here"),
+                       ("listed", "TypeError: teams.py:listed(env) returned list"),
+                       ("half", "the team has no agent for ['blue_ops'] (it has ['blue_user'])")):
+        assert main(["demo", "--team", f"{tmp_path / 'teams.py'}:{name}", "--steps", "2"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("cagekit demo: error: ") and said in err and "Traceback" not in err

@@ -143,6 +143,11 @@ def test_a_scenario_of_our_own_plays_through_make_env():
      "layout 'team': agent 'front' is named 2 times"),  # was refused by the team as a size mismatch
     ({"subnets": (SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Front", ("Gate", "Op_Server0", "Defender")))},
      "subnet 'Front' is named 2 times"),
+    # an agent that named a host or a subnet twice got a second copy of its row and of its actions
+    ({"blue_layouts": {"team": (BlueAgentSpec("front", ("Web", "Web")),)}},
+     "layout 'team': agent 'front' defends 'Web' 2 times"),
+    ({"blue_layouts": {"team": (BlueAgentSpec("front", ("Web",), block_subnets=("Back", "Back")),)}},
+     "layout 'team': agent 'front' blocks 'Back' 2 times"),
 ])
 def test_a_spec_that_names_what_it_does_not_have_is_refused(change, message):
     """A hand-written spec's Block of a subnet that does not exist was accepted and played as a -2 no-op; a

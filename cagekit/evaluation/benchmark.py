@@ -112,13 +112,16 @@ class BenchmarkPlan:
         """Refuse a bad evaluation setting (scenario, reds, episodes, lengths, backend and workers) now, not after
         hours of training."""
         from cagekit.evaluation.cli import backend_and_workers, build_parser, config_from_args
+        from cagekit.evaluation.harness import check_team
 
         args = build_parser().parse_args(evaluation_argv(self, "sleep", self.out / "check", 0))
         config, _, _ = config_from_args(args)
         backend_and_workers(args, len(config.tasks()))
         for name, source in self.teams.items():  # a team that cannot be scored here, before hours of training
             try:
-                config_from_args(build_parser().parse_args(evaluation_argv(self, source, self.out / "check", 0)))
+                team_config, team, _ = config_from_args(
+                    build_parser().parse_args(evaluation_argv(self, source, self.out / "check", 0)))
+                check_team(team_config, team)  # built and asked for one step's actions, as evaluation.py does
             except (ValueError, OSError) as exc:
                 raise ValueError(f"--team {name}={source}: {exc}") from None
         self._check_journals()

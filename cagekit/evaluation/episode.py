@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
+from cagekit.agents import Team
 from cagekit.evaluation.protocol import EvalConfig, combination_seed, episode_seed
 from cagekit.evaluation.sources import TeamSource
 
@@ -154,6 +155,23 @@ class _Episode(NamedTuple):
     where: str  # the episode, as failures name it
 
 
+def episode_team(source: TeamSource, env: Any, seed: int, where: str) -> Team:
+    """`source`'s team for the episode of seed `seed` on `env` (just reset), with an agent for every agent of the
+    environment: one that cannot be built, or lacks an agent, is an `EvaluationFailure` naming `where`, not a
+    traceback (the harness and `cagekit demo`)."""
+    try:
+        team = source.team_for_episode(env, seed)
+    except TEAM_ERRORS as exc:  # noqa: BLE001 - a user's builder may raise anything
+        raise EvaluationFailure(f"the team could not be built for {where}: {type(exc).__name__}: {exc}",
+                                transient=_is_timeout(exc)) from exc
+    names = list(env.possible_agents)
+    missing = [n for n in names if n not in team.agents]
+    if missing:
+        raise EvaluationFailure(f"the team has no agent for {missing} (it has {sorted(team.agents)}); "
+                                f"the environment's agents are {names}")
+    return team
+
+
 class EpisodeRunner:
     """Plays episodes of one configuration; keeps one fresh environment per (length, red) combination."""
 
@@ -223,15 +241,7 @@ class EpisodeRunner:
         seed = episode_seed(self.config.seed, length, red, index)
         observations, _ = env.reset(seed=seed)
         names = list(env.possible_agents)
-        try:
-            team = self.source.team_for_episode(env, seed)
-        except TEAM_ERRORS as exc:  # noqa: BLE001
-            raise EvaluationFailure(f"the team could not be built for {where}: {type(exc).__name__}: {exc}",
-                                    transient=_is_timeout(exc)) from exc
-        missing = [n for n in names if n not in team.agents]
-        if missing:
-            raise EvaluationFailure(f"the team has no agent for {missing} (it has {sorted(team.agents)}); "
-                                    f"the environment's agents are {names}")
+        team = episode_team(self.source, env, seed, where)
 
         def initial(name: str, call: Callable[[], Any]) -> Any:
             try:

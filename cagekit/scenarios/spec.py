@@ -106,7 +106,7 @@ class ScenarioSpec:
     blue_layouts: dict[str, tuple[BlueAgentSpec, ...]]
     #: red behaviours by public name -> engine behaviour id (see `cagekit.engine.red`)
     red_agents: dict[str, str]
-    #: green behaviours by public name -> engine behaviour id (see `cagekit.engine.green`)
+    #: green behaviours by public name -> engine behaviour id (see `cagekit.engine.red`, home of the green too)
     green_agents: dict[str, str]
     default_red: str
     default_green: str
@@ -149,6 +149,10 @@ class ScenarioSpec:
                              for h in agent.hosts if h not in hosts]
                 problems += [f"layout {layout!r}: agent {agent.name!r} blocks {b!r}, which is not among the subnets "
                              f"({', '.join(subnets)})" for b in agent.block_subnets if b not in subnets]
+                # the same host or subnet twice gave the agent a second copy of its row and of its actions
+                problems += [f"layout {layout!r}: agent {agent.name!r} {verb} {n!r} {k} times"
+                             for verb, names in (("defends", agent.hosts), ("blocks", agent.block_subnets))
+                             for n in dict.fromkeys(names) if (k := names.count(n)) > 1]
         for what, key, options in (("default_red", self.default_red, self.red_agents),
                                    ("default_green", self.default_green, self.green_agents),
                                    ("default_layout", self.default_layout, self.blue_layouts)):

@@ -205,7 +205,10 @@ def test_parallel_training_shows_runs_done_and_keeps_every_finished_run(tmp_path
     (["--lengths", "5,5"], r"episode length\(s\) \[5\] given more than once"),
     (["--steps", "0"], "training steps must be >= 1"),
     (["--config", "dial_sau=configs/dial-sau-fast.yaml"], "which --algos does not train"),
-    (["--jobs", "0"], "jobs and workers must be >= 1"),
+    (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--snapshots", "-1"], "--snapshots must be >= 0, got -1"),
+    (["--select-episodes", "-2"], "--select-episodes must be >= 0, got -2"),
 ])
 def test_bad_settings_are_refused_before_any_training(tmp_path, capsys, extra, message):
     """A mistake in the evaluation settings would otherwise surface after hours of training."""

@@ -73,13 +73,12 @@ class BenchmarkPlan:
                 raise ValueError(f"--team name {name!r}: give a name of letters, digits, '_', '.' or '-' that is "
                                  f"no algorithm's ({', '.join(valid)}) and does not end in -s<digits>, which "
                                  f"names its folders (eval/NAME-s0/)")
-        if self.select_episodes < 0 or self.snapshots < 0:
-            raise ValueError(f"snapshots and select_episodes must be >= 0, got {self.snapshots} and "
-                             f"{self.select_episodes}")
+        for option, value, least in (("--snapshots", self.snapshots, 0), ("--select-episodes", self.select_episodes, 0),
+                                     ("--jobs", self.jobs, 1), ("--workers", self.workers, 1)):
+            if value < least:  # named as the command line names it; the fields have the same names
+                raise ValueError(f"{option} must be >= {least}, got {value}")
         if self.steps < 1 and any(a not in HEURISTICS for a in self.algos):
             raise ValueError(f"training steps must be >= 1, got {self.steps}")
-        if self.jobs < 1 or self.workers < 1:
-            raise ValueError(f"jobs and workers must be >= 1, got {self.jobs} and {self.workers}")
         repeated = sorted({a for a in self.algos if self.algos.count(a) > 1})
         if repeated:  # each would be scored twice on the same seeds: seeds counted double, a narrower interval
             raise ValueError(f"algorithm(s) {repeated} given more than once in --algos; name each once")

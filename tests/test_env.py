@@ -564,3 +564,21 @@ def test_rendering_is_asked_for_and_the_default_is_none():
     with pytest.raises(ValueError, match="the twin has no rendering"):
         make_env("paper-small", simulator="twin", render_mode="ansi")
     parallel_api_test(make_env("paper-small", render_mode="ansi", seed=0), num_cycles=30)
+
+
+def test_ansi_render_shows_an_agent_that_defends_no_host():
+    """A spec may give an agent only subnets to block (no host of its own): make_env and step play it, and render()
+    failed on it with "max() arg is an empty sequence"."""
+    import dataclasses
+
+    from cagekit.scenarios import BlueAgentSpec
+
+    spec = get_scenario("paper-small")
+    layout = (BlueAgentSpec("defender", ("User1", "User2", "Op_Host0", "Op_Server0"), ("Operational",)),
+              BlueAgentSpec("blocker", (), ("User",)))
+    env = make_env(dataclasses.replace(spec, name="render-blocker", blue_layouts={"team": layout},
+                                       default_layout="team"), render_mode="ansi", seed=0)
+    env.reset(seed=0)
+    env.step({a: 0 for a in env.agents})
+    section = env.render().split("\nblocker; last action ", 1)[1].splitlines()
+    assert section[1:] == ["  blocked: User 0", "  received: 0"]

@@ -309,7 +309,7 @@ class CageParallelEnv(TeamSpaces, ParallelEnv):
                 act, bit = self._last_actions[a]
                 did = f"; last action {self.action_label(a, act)}" + (f", sent {bit}" if self.channel else "")
             lines.append(f"{a}{did}")
-            width = max(len(h) for h in spec.hosts)
+            width = max((len(h) for h in spec.hosts), default=0)  # an agent may only block: it has no host
             for host, row in zip(spec.hosts, rows, strict=True):
                 activity = _ACTIVITY.get((int(row[0]), int(row[1])), "?")
                 compromise = _COMPROMISE[(int(row[2]), int(row[3]))]

@@ -1212,6 +1212,25 @@ def test_a_closed_submission_leaves_the_collector_nothing_to_run() -> None:
     assert called == []
 
 
+def test_a_forked_child_leaves_the_parents_submission_open() -> None:
+    """A child forked while a team is open holds a copy of it: closing that copy, or exiting normally (at-exit
+    finalizers run), stopped the parent's worker and removed its unpacked folder under it."""
+    from cagekit.submissions import open_submission
+
+    with open_submission(SHIPPED_REACT) as team:
+        pid = os.fork()
+        if pid == 0:  # the child closes its copy, as its at-exit finalizer would on a normal exit
+            try:
+                team.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert team.worker.alive
+        assert team.folder.is_dir()
+        team.seed(3)  # the worker still answers
+    assert not team.worker.alive
+
+
 def test_a_team_never_closed_is_closed_when_collected() -> None:
     import gc
 

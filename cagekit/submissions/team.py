@@ -4,6 +4,7 @@ trip), and every answer is checked against the action spaces before the harness 
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,7 +87,7 @@ class SubmissionTeam:
         self.closed = False
         # closes a team its holder forgot, when collected or at exit; `close` calls and so detaches it, leaving a
         # closed team no code to run when collected (a Ctrl-C landing in a `__del__` is printed and lost)
-        self._release = weakref.finalize(self, _release, worker, unpacked)
+        self._release = weakref.finalize(self, _release, worker, unpacked, os.getpid())
         self._answers: dict[str, tuple[dict[str, list[int] | None], int]] = {}  # this step's actions, by agent
         self.initial: dict[str, dict[str, Any]] = {}  # set_initial_values not yet delivered, by agent
 
@@ -176,8 +177,12 @@ class SubmissionTeam:
         self.close()
 
 
-def _release(worker: Worker, unpacked: Unpacked) -> None:
-    """What closing a team releases; holds no reference to the team, so that it can be collected."""
+def _release(worker: Worker, unpacked: Unpacked, owner: int) -> None:
+    """What closing a team releases; holds no reference to the team, so that it can be collected. Only in the
+    process that opened it (`owner`): a forked child that closes or exits with an inherited copy leaves the
+    parent's worker and folder alone."""
+    if os.getpid() != owner:
+        return
     try:
         worker.close()
     finally:

@@ -183,6 +183,8 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
             timing = kept_timing(out, timing)
         summary = write_all(report, out, timing, agent_names, chart=chart)
     finally:
-        journal.close()
-        source.close()  # the team check_team kept for a serial run, however the run ended: none left to the collector
+        try:
+            journal.close()
+        finally:  # the team check_team kept for a serial run, however the run ended: none left to the collector
+            source.close()
     return report, summary

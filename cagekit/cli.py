@@ -389,7 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cagekit.scenarios.files import scenario_option
 
             args.scenario = scenario_option(args.scenario)
-        code = int(args.func(args) or 0)
+        from cagekit.evaluation.cli import noting_interrupts
+
+        with noting_interrupts() as interrupted:
+            code = int(args.func(args) or 0)
+        if interrupted and code == 0:  # a Ctrl-C lost in a finalizer ("Exception ignored"): the command went on
+            raise KeyboardInterrupt
         sys.stdout.flush()  # here, where a reader gone away is caught, not at the interpreter's exit
         return code
     except ValueError as exc:

@@ -119,3 +119,26 @@ def test_a_team_that_cannot_be_built_is_named_not_a_traceback(tmp_path, capsys):
         assert main(["demo", "--team", f"{tmp_path / 'teams.py'}:{name}", "--steps", "2"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("cagekit demo: error: ") and said in err and "Traceback" not in err
+
+
+def test_a_ctrl_c_lost_in_a_finalizer_still_ends_a_cagekit_command_with_130(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C landing in a `__del__` is printed as "Exception ignored" and lost, and the command went on to exit
+    0; as evaluation.py, every cagekit command notes the interrupt when it arrives and ends with 130."""
+    import signal
+    import sys
+
+    lost = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: lost.append(unraisable.exc_type))
+    (tmp_path / "lost.py").write_text(
+        "import signal\n\nfrom cagekit.agents.heuristics import SleepAgent\n\n\n"
+        "class _Finalized:\n"
+        "    def __del__(self):\n"
+        "        signal.raise_signal(signal.SIGINT)\n\n\n"
+        "class Lost(SleepAgent):\n"
+        "    def get_action(self, observation, action_space=None):\n"
+        "        _Finalized()\n"
+        "        return super().get_action(observation, action_space)\n")
+    assert main(["demo", "--team", f"{tmp_path / 'lost.py'}:Lost", "--steps", "2"]) == 130
+    assert KeyboardInterrupt in lost
+    assert "interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 
 import cagekit
 
+#: the thread counts of the training runs in progress in this process (`pinned_torch_threads`), innermost last
+_RUNNING: list[int] = []
+
 #: torch's x86 CPU kernels, narrowest first: asked for one, torch runs it or, on a CPU without it, a narrower one
 _KERNEL_RANK = {"DEFAULT": 0, "AVX2": 1, "AVX512": 2}
 
@@ -56,6 +59,12 @@ def training_threads() -> int:
     return threads
 
 
+def running_threads() -> int | None:
+    """The torch thread count the training run in progress pinned (a checkpoint records it: a resume must keep
+    it), or None outside one."""
+    return _RUNNING[-1] if _RUNNING else None
+
+
 def limit_torch_threads() -> int:
     """Set torch to `training_threads()` for the rest of the process (the CLI's commands); returns the count."""
     import torch
@@ -79,7 +88,10 @@ def pinned_torch_threads(threads: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+        _RUNNING.append(threads)
     try:
         yield
     finally:
+        if threads is not None:
+            _RUNNING.pop()
         torch.set_num_threads(before)

@@ -808,6 +808,38 @@ def test_torch_kernels_are_pinned_so_a_seed_trains_alike_on_avx2_and_avx512_cpus
     assert _trained_weights_digest({cagekit.KERNELS_ENV: "default"})[0] == "DEFAULT"
 
 
+def _train_after_a_torch_operation(tmp_path: Path, *, torch_first: bool) -> tuple[str, str]:
+    """(torch's CPU kernels, stderr) of a short `train()` in a fresh process that ran a torch operation before
+    importing cagekit (`torch_first`, as a notebook that used torch first does) or after."""
+    import os
+    import subprocess
+    import sys
+
+    op = "torch.nn.Linear(64, 64)(torch.ones(3, 64)).sum()\n"
+    code = ("import torch\n" + (op if torch_first else "") +
+            "from cagekit.agents.training import make_learner, train\n" + ("" if torch_first else op) +
+            "learner = make_learner('dial-sau', 'paper-small', seed=0, config={'batch_episodes': 2, 'hidden': 16},"
+            " simulator='twin', episode_length=4)\n"
+            f"train(learner, 8, {str(tmp_path / ('run-first' if torch_first else 'run-after'))!r}, progress=False)\n"
+            "print(torch.backends.cpu.get_cpu_capability())\n")
+    env = {k: v for k, v in os.environ.items() if k != cagekit.KERNELS_ENV}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()[-1], out.stderr
+
+
+def test_training_says_when_torch_chose_its_kernels_before_cagekit_could_pin_them(tmp_path):
+    """torch picks its CPU kernels at its first operation: one run before cagekit was imported leaves AVX-512
+    kernels on such a CPU, and the seed then trains to other weights than `cagekit train` gives it. Training
+    says so (it said nothing, and meta.json's torch_cpu_kernels was the only trace)."""
+    kernels, stderr = _train_after_a_torch_operation(tmp_path, torch_first=True)
+    if kernels != "AVX512":
+        pytest.skip(f"this CPU runs torch's {kernels} kernels unpinned: no AVX-512 to fall into")
+    assert "before cagekit was imported" in stderr and "other weights" in stderr
+    assert json.loads((tmp_path / "run-first" / ckpt.META_FILE).read_text())["torch_cpu_kernels"] == "AVX512"
+    kernels, stderr = _train_after_a_torch_operation(tmp_path, torch_first=False)  # cagekit first: pinned, silent
+    assert kernels == "AVX2" and "before cagekit was imported" not in stderr
+
+
 def test_a_damaged_log_is_named_on_resume_and_nothing_is_overwritten(tmp_path):
     run = tmp_path / "run"
     train(tiny(seed=5), 2 * 2 * 5, run, checkpoint_every=0, progress=False)

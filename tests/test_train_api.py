@@ -120,6 +120,29 @@ def test_resume_with_the_runs_settings_equals_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_refuses_another_torch_thread_count_and_on_the_runs_equals_the_uninterrupted_run(tmp_path,
+                                                                                                 monkeypatch):
+    """CAGEKIT_TORCH_THREADS changes the weights' last bits, and a resume took it from the environment of the
+    moment: a run started on 2 threads, stopped and resumed in a shell without the setting went on on 1 and
+    ended on other weights than the uninterrupted run, silently. meta.json records the count; another is
+    refused before anything is written, and the run's own resumes exactly."""
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "2")
+    train(small(), 40, tmp_path / "full", progress=False)
+    run = tmp_path / "half"
+    train(small(), 20, run, progress=False)
+    assert ckpt.load_meta(run)["torch_threads"] == 2
+    saved, log = _files(run), (run / "log.csv").read_bytes()
+    monkeypatch.delenv("CAGEKIT_TORCH_THREADS")
+    with pytest.raises(ValueError, match=rf"cannot resume {run} on 1 torch thread\(s\): it trained on 2.*"
+                                         r"CAGEKIT_TORCH_THREADS=2"):
+        train(small(), 40, run, resume=True, progress=False)
+    assert _files(run) == saved and (run / "log.csv").read_bytes() == log
+    monkeypatch.setenv("CAGEKIT_TORCH_THREADS", "2")
+    train(small(), 40, run, resume=True, progress=False)
+    a, b = ckpt.load_model_state(tmp_path / "full"), ckpt.load_model_state(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_the_readmes_python_training_gives_the_weights_of_cagekit_train(tmp_path, monkeypatch):
     """The README calls its Python block "what `cagekit train` runs", but make_learner's and train_sb3's own
     defaults are the engine and the scenario's default red, the command's the twin and every red: as written,

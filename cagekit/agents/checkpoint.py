@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import cagekit
+from cagekit.agents.torch_threads import running_threads
 from cagekit.scenarios import SPEC_KEY
 from cagekit.scenarios.data_files import write_text_whole
 
@@ -39,13 +40,17 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any],
                     trainer_state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint directory; `meta` gets `cagekit_version` and `torch_cpu_kernels` added if missing.
+    """Write a checkpoint directory; `meta` gets `cagekit_version`, `torch_cpu_kernels` and `torch_threads` (the thread
+    count of the training run in progress, `training.train`'s; none outside one) added if missing.
     Returns the directory."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(meta)
     meta.setdefault("cagekit_version", cagekit.__version__)
     meta.setdefault("torch_cpu_kernels", torch.backends.cpu.get_cpu_capability())  # what rounding trained it
+    threads = running_threads()  # how the training run split torch's sums: a resume must keep it
+    if threads is not None:
+        meta.setdefault("torch_threads", threads)
     for key in ("algo", "scenario"):
         if key not in meta:
             raise ValueError(f"checkpoint meta needs {key!r}")

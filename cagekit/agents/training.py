@@ -195,7 +195,8 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
     at the end (and on Ctrl-C). `snapshots=K` saves the policy (no trainer state) each time the run passes
     another K-th of `steps`, except at the end, where the run's own checkpoint is the last weights. Torch
     runs with `training_threads()` meanwhile, as the CLI's, so the weights do not depend on the caller's
-    thread setting (which is restored). Returns a summary dict.
+    thread setting (which is restored); a resume on another count than the run's (meta.json) is refused.
+    Returns a summary dict.
     """
     steps = check_count("steps", steps, 1, "(environment steps to train)")
     if checkpoint_every is not None:
@@ -213,9 +214,11 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
         raise ValueError(f"cannot resume {out}: it has weights ({ckpt.MODEL_FILE}) but no {ckpt.TRAINER_FILE}, the "
                          f"training state an exact resume needs; starting over would overwrite the weights. Train "
                          f"a new run with another --out (or move {ckpt.MODEL_FILE} away to start this one over)")
+    threads = training_threads()
     if resume and ckpt.has_trainer_state(out):
         _refuse_other_settings(learner, out)
-    with pinned_torch_threads(training_threads()):
+        _refuse_other_threads(out, threads)
+    with pinned_torch_threads(threads):
         return _train(learner, steps, out, checkpoint_every, resume, progress, max_updates, snapshots)
 
 
@@ -227,6 +230,19 @@ def check_count(name: str, value: Any, least: int, meaning: str) -> int:
     if value < least:
         raise ValueError(f"{name} must be >= {least} {meaning}, got {value}")
     return int(value)
+
+
+def _refuse_other_threads(out: Path, threads: int) -> None:
+    """A run resumed on another torch thread count (CAGEKIT_TORCH_THREADS) goes on as another run: the count
+    splits torch's sums otherwise, so its weights would not be the uninterrupted run's, and nothing would say so.
+    meta.json records the run's count (`torch_threads`; a run saved before it was recorded is not checked)."""
+    if not (out / ckpt.META_FILE).exists():
+        return
+    saved = ckpt.load_meta(out).get("torch_threads")
+    if isinstance(saved, int) and not isinstance(saved, bool) and saved != threads:
+        raise ValueError(f"cannot resume {out} on {threads} torch thread(s): it trained on {saved}, and the count "
+                         f"changes the weights' last bits, so it would not end as the uninterrupted run does; set "
+                         f"CAGEKIT_TORCH_THREADS={saved} to resume it")
 
 
 def _refuse_other_settings(learner: Learner, out: Path) -> None:

@@ -98,6 +98,8 @@ class CyborgEngine:
                          for h in self.spec.hosts}
         self._ot_hosts: list[str] = []
         self.blocked: dict[str, tuple[str, ...]] = {a.name: () for a in self.agents}
+        # the engine's address maps and their text (`_filter_text`)
+        self._filter_held: tuple[dict, dict, tuple[list[str], dict[str, list[str]]]] | None = None
 
     # randomness -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -164,16 +166,33 @@ class CyborgEngine:
         ctl = self.controller
         from csle_cyborg.shared.actions.action import InvalidAction
 
+        ips, cidrs = self._filter_text()
         next_obs = {}
         for name, iface in ctl.agent_interfaces.items():
             action = iface.get_action(ctl.observation[name])
             if not ctl.test_valid_action(action, iface):
                 action = InvalidAction(action)
             ctl.action[name] = action
-            next_obs[name] = ctl._filter_obs(ctl.execute_action(action), name)
+            obs = ctl.execute_action(action)  # filtered as the engine's `_filter_obs` does, with the text ready
+            obs.filter_addresses(ips=ips, cidrs=cidrs[name], include_localhost=False)
+            next_obs[name] = obs
         for name, iface in ctl.agent_interfaces.items():
             ctl.observation[name] = next_obs[name]
             iface.update(next_obs[name])
+
+    def _filter_text(self) -> tuple[list[str], dict[str, list[str]]]:
+        """What the engine's `_filter_obs` filters an agent's observation by, as the text it compares: the hosts'
+        addresses and, by agent, its allowed subnets. The engine makes both maps anew at every reset and never
+        changes them between resets; the text is kept with the maps it came from, and made again for new ones, so
+        converted once an episode rather than at every agent's every step."""
+        ctl = self.controller
+        ips, subnets = ctl.hostname_ip_map, ctl.subnet_cidr_map
+        held = self._filter_held
+        if held is None or held[0] is not ips or held[1] is not subnets:
+            cidrs = {name: [str(subnets[s]) for s in ctl.scenario.get_agent_info(name).allowed_subnets]
+                     for name in ctl.agent_interfaces}
+            held = self._filter_held = (ips, subnets, ([str(ip) for ip in ips.values()], cidrs))
+        return held[2]
 
     def _monitor(self) -> dict[str, dict]:
         """Each blue agent's monitoring report (the engine does this itself only for an agent named Blue)."""

@@ -97,9 +97,10 @@ def _refuse_other_hyperparameters(recorded: dict[str, Any] | None, given: str, o
     config); other contents are refused."""
     from cagekit.agents.config_file import load_mapping
 
-    if load_mapping(given) != (recorded or {}):
+    held = load_mapping(given)
+    if held != (recorded or {}):
         raise ValueError(f"--resume continues {out} with the hyperparameters in its {RUN_FILE}: --config {given} "
-                         f"holds others ({_config_differences(recorded or {}, load_mapping(given))}); start a new "
+                         f"holds others ({_config_differences(recorded or {}, held)}); start a new "
                          f"run with --out for other hyperparameters")
 
 

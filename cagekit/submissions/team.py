@@ -84,7 +84,6 @@ class SubmissionTeam:
             "view": manifest.get("view", "own"),
             "agents": list(manifest["agents"]), "cagekit_version": manifest.get("cagekit_version")}
         self.agents: dict[str, _RemoteAgent] = {a: _RemoteAgent(self, a) for a in info.get("agents", [])}
-        self.closed = False
         # closes a team its holder forgot, when collected or at exit; `close` calls and so detaches it, leaving a
         # closed team no code to run when collected (a Ctrl-C landing in a `__del__` is printed and lost)
         self._release = weakref.finalize(self, _release, worker, unpacked, os.getpid())
@@ -165,9 +164,13 @@ class SubmissionTeam:
         return self.worker.call({"cmd": "wrap", "scenario": self.scenario, "env": env_kwargs},
                                 timeout or max(self.act_timeout, 60.0))
 
+    @property
+    def closed(self) -> bool:
+        """Whether the team was closed (its finalizer has run, and is spent)."""
+        return not self._release.alive
+
     def close(self) -> None:
         """Stop the worker and remove the unpacked folder (once; later calls do nothing)."""
-        self.closed = True
         self._release()
 
     def __enter__(self) -> SubmissionTeam:

@@ -323,12 +323,13 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     from cagekit.evaluation.harness import evaluate
 
     config, source, out = config_from_args(args)
-    backend, workers = backend_and_workers(args, len(config.tasks()))
+    episodes = len(config.tasks())
+    backend, workers = backend_and_workers(args, episodes)
     if args.address and backend != "ray":
         raise ValueError("--address is for the ray backend: add --backend ray")
     console = console or Console(stderr=True)
     if not brief:  # a benchmark scores many teams with one --workers: said there, it would be said for each
-        _note_oversubscribed(backend, min(workers, len(config.tasks())), console)
+        _note_oversubscribed(backend, min(workers, episodes), console)
     report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
                          step_timeout=args.step_timeout, progress=not args.no_progress,
                          console=console)

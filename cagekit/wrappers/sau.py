@@ -21,8 +21,9 @@ IS_QUIET = np.zeros(16, dtype=bool)
 IS_QUIET[list(QUIET_CODES)] = True
 
 
-def _indices(entries: Sequence[tuple[str, str | None]], hosts: Sequence[str]) -> tuple[np.ndarray, ...]:
-    """Indices of the host-conditional actions and the host each one targets."""
+@functools.lru_cache(maxsize=64)
+def _indices(entries: tuple[tuple[str, str | None], ...], hosts: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Indices of the host-conditional actions and the host each one targets (computed once per agent)."""
     host_index = {h: i for i, h in enumerate(hosts)}
     analyse = [(i, host_index[t]) for i, (k, t) in enumerate(entries) if k == "Analyse" and t is not None]
     others = [(i, host_index[t]) for i, (k, t) in enumerate(entries) if k in ("Remove", "Restore") and t is not None]
@@ -34,7 +35,7 @@ def _indices(entries: Sequence[tuple[str, str | None]], hosts: Sequence[str]) ->
 @functools.lru_cache(maxsize=64)
 def _layout(catalog: BlueActionCatalog) -> tuple[np.ndarray, ...]:
     """`_indices` of a catalogue, computed once (the environment asks at every step)."""
-    return _indices(catalog.entries, catalog.agent.hosts)
+    return _indices(tuple(catalog.entries), tuple(catalog.agent.hosts))
 
 
 def _apply(layout: tuple[np.ndarray, ...], n_actions: int, host_codes: np.ndarray, message_arrived: bool) -> np.ndarray:
@@ -55,4 +56,4 @@ def sau_mask_of(entries: Sequence[tuple[str, str | None]], hosts: Sequence[str],
     """`sau_mask` for an agent known by its action entries and hosts (an `AgentSlot`'s): the mask an agent trained
     with SAU rebuilds from a bare observation vector (CAGE's `get_action` form), which brings none, so that it
     plays as on the environment that sends one."""
-    return _apply(_indices(entries, hosts), len(entries), host_codes, message_arrived)
+    return _apply(_indices(tuple(entries), tuple(hosts)), len(entries), host_codes, message_arrived)

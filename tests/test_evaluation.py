@@ -36,6 +36,7 @@ from cagekit.evaluation.protocol import combination_stats, t_quantile, total_sco
 from cagekit.evaluation.runners import START_METHOD_ENV, _context
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_REACT = ROOT / "submissions" / "react-paper-small.zip"
 OUTPUTS = ("summary.txt", "full.txt", "scores.txt", "results.csv", "scores.png")
 SMALL = ["--scenario", "paper-small", "--episodes", "3", "--lengths", "5,8", "--no-progress"]
 
@@ -476,7 +477,7 @@ def test_team_option_with_an_output_folder(tmp_path: Path, capsys: pytest.Captur
 def test_an_option_contradicting_a_submission_says_submission() -> None:
     from cagekit.evaluation.cli import build_parser, config_from_args
 
-    shipped = ROOT / "submissions" / "react-paper-small.zip"
+    shipped = SHIPPED_REACT
     with pytest.raises(ValueError, match="--scenario 'paper-large' contradicts the submission, which was packaged "
                                          "for scenario='paper-small'"):
         config_from_args(build_parser().parse_intermixed_args([str(shipped), "--scenario", "paper-large"]))
@@ -491,7 +492,7 @@ def test_a_submission_is_reported_under_the_names_it_declares() -> None:
         config, _, _ = config_from_args(build_parser().parse_intermixed_args(list(argv)))
         return config.author, config.team_name, config.technique
 
-    shipped = str(ROOT / "submissions" / "react-paper-small.zip")
+    shipped = str(SHIPPED_REACT)
     assert labels(shipped) == ("cagekit", "cagekit", "react heuristic (restore privileged, remove user-level)")
     assert labels(shipped, "--mute") == ("cagekit", "cagekit-muted",
                                          "react heuristic (restore privileged, remove user-level), muted")
@@ -1142,7 +1143,6 @@ class Leaving(Agent):
 
 # interrupted runs (Ctrl-C) ------------------------------------------------------------------------
 
-SHIPPED_REACT = ROOT / "submissions" / "react-paper-small.zip"
 
 
 def test_a_muted_submission_plays_in_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1159,7 +1159,17 @@ def test_a_submissions_agent_takes_a_bare_observation_vector_as_the_team_in_proc
                 assert actions == {name: local.agents[name].get_action(vectors[name], env.action_space(name))
                                    for name in obs}
                 obs, *_ = env.step(actions)
+    # random draws among the actions SAU leaves, as in this process (it drew among every action, the masked ones
+    # too, which the environment plays as Sleep: its generated submission.py built the agents without `sau`)
+    local = make_team("random", env, seed=4)
     with open_submission(package("random", "me", "us", "random", tmp_path / "random.zip", seed=4)) as team:
         obs, _ = env.reset(seed=0)
-        for name in obs:  # any action: no mask came with the vector
-            assert 0 <= team.agents[name].get_action(obs[name]["observation"], env.action_space(name)) < 16
+        refused = 0
+        while env.agents:
+            vectors = {name: obs[name]["observation"] for name in obs}
+            actions = {name: team.agents[name].get_action(vectors[name], env.action_space(name)) for name in obs}
+            assert actions == {name: local.agents[name].get_action(vectors[name], env.action_space(name))
+                               for name in obs}
+            obs, _, _, _, infos = env.step(actions)
+            refused += sum(int(info["invalid_action"]) for info in infos.values())
+        assert refused == 0

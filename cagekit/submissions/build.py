@@ -61,8 +61,9 @@ def _load_agents():
         agents = {{}}
         for raw in data["slots"]:
             slot = AgentSlot.from_json(raw)
-            if kind == "random":
-                agents[slot.name] = HEURISTICS[kind](slot, seed=None if seed is None else seed + slot.index)
+            if kind == "random":  # `sau`: the masks it rebuilds from a bare vector (absent in older zips: none)
+                agents[slot.name] = HEURISTICS[kind](slot, seed=None if seed is None else seed + slot.index,
+                                                     sau=bool(data.get("sau", False)))
             else:
                 agents[slot.name] = HEURISTICS[kind](slot)
         return agents
@@ -191,7 +192,8 @@ def build_files(source: str | Path, *, name: str, team: str, technique: str, sce
         files.update(_python_team_files(*resolved.python, env, include=included))
     elif resolved.kind == "heuristic":
         make_team(resolved.name, env, seed=seed)  # fails early on a bad kind
-        body = {"kind": resolved.name, "seed": seed, "slots": [s.to_json() for s in slots]}
+        body = {"kind": resolved.name, "seed": seed, "slots": [s.to_json() for s in slots],
+                **({"sau": env.sau} if resolved.name == "random" else {})}  # as make_team builds it
         files[f"{TEAM_DIR}/{HEURISTIC_FILE}"] = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
     else:
         saved = meta.get("slots")

@@ -753,5 +753,26 @@ def test_an_action_mask_of_the_wrong_length_is_named_as_an_observation_is(flatte
     wrong = {**obs, first: {**obs[first], "action_mask": obs[first]["action_mask"][:-1]},
              second: {**obs[second], "action_mask": np.append(obs[second]["action_mask"], 1)}}
     team.end_episode()
-    with pytest.raises(ValueError, match=f"agent '{first}': action mask of {n - 1} entries, expected {n}"):
+    with pytest.raises(ValueError, match=f"agent '{first}' got an action mask of {n - 1} values, expected {n}"):
         team.act(wrong)
+
+
+def test_a_team_trained_with_sau_plays_a_bare_vector_with_its_mask(tmp_path):
+    """CAGE's loop hands agents the bare vector. The SB3 team then chose among every action, masked ones too,
+    which the environment plays as Sleep; it now rebuilds the SAU mask from the vector, as the DIAL and QMix
+    teams do, whether made from a model in memory or loaded from its checkpoint (meta.json's env settings)."""
+    out = tmp_path / "ppo"
+    model = train_sb3("maskable-ppo", "paper-small", steps=128, seed=0, out_dir=out, n_envs=1,
+                      progress_bar=False, algo_kwargs={"n_steps": 64, "batch_size": 64})
+    loaded = load_team(out, json.loads((out / "meta.json").read_text()))
+    in_memory = team_from_model(model, "maskable-ppo", CentralisedEnv("paper-small", channel=True, seed=0))
+    for team in (loaded, in_memory):
+        env = make_env("paper-small", red="KillChainAgent", seed=5)
+        obs, _ = env.reset(seed=5)
+        masked = 0
+        while env.agents:
+            actions = team.act(obs)
+            assert team.act({n: o["observation"] for n, o in obs.items()}) == actions
+            masked += sum(int(not o["action_mask"].all()) for o in obs.values())
+            obs, *_ = env.step(actions)
+        assert masked > 0  # the masks did mask something

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, team_slots
+from cagekit.agents.base import Agent, AgentSlot, Team, observation_parts, slot_observation, team_slots
+from cagekit.agents.checkpoint import env_settings
 from cagekit.agents.sb3.checkpoints import load_model
 from cagekit.agents.sb3.hyperparameters import algo_class
 
@@ -71,8 +72,9 @@ def _greedy(model: Any, algo: str, vector: np.ndarray, mask: np.ndarray | None, 
 class _Controller:
     """The one centralised policy behind every agent of an `Sb3Team`, with its per-step cache."""
 
-    def __init__(self, model: Any, algo: str, slots: list[AgentSlot], flatten: bool, mask_actions: bool = True):
-        self.model, self.algo, self.slots = model, algo, slots
+    def __init__(self, model: Any, algo: str, slots: list[AgentSlot], flatten: bool, mask_actions: bool = True,
+                 sau: bool = False):
+        self.model, self.algo, self.slots, self.sau = model, algo, slots, sau  # sau: masks rebuilt from bare vectors
         self.names = [s.name for s in slots]
         self.nvec = [s.n_actions for s in slots]
         self.flatten = flatten
@@ -85,18 +87,12 @@ class _Controller:
         slot = self.slots[self.names.index(name)]
         if observation is None:
             return np.zeros(slot.obs_size, dtype=np.int8), np.ones(slot.n_actions, dtype=bool)
-        vec, mask = observation_parts(observation)
+        # sizes checked per agent: two masks off by opposite amounts made a joint mask of the right size, misaligned
+        vec, mask = slot_observation(slot, observation, sau=self.sau)
         vec = np.asarray(vec, dtype=np.int8).reshape(-1)
-        if vec.size != slot.obs_size:
-            raise ValueError(f"agent {name!r}: observation of {vec.size} bits, expected {slot.obs_size}")
         if mask is None:
             return vec, np.ones(slot.n_actions, dtype=bool)
-        mask = np.asarray(mask, dtype=bool).reshape(-1)
-        # checked per agent: two masks off by opposite amounts made a joint mask of the right size, misaligned
-        if mask.size != slot.n_actions:
-            raise ValueError(f"agent {name!r}: action mask of {mask.size} entries, expected {slot.n_actions} "
-                             f"(one per action)")
-        return vec, mask
+        return vec, np.asarray(mask, dtype=bool).reshape(-1)
 
     def _key(self, name: str, observation: Any) -> bytes:
         """What identifies an agent's observation in the per-step cache."""
@@ -203,7 +199,8 @@ def load_team(path: str | Path, meta: Mapping[str, Any]) -> Team:
     if meta.get("view") == "classic":
         agent = Sb3ClassicAgent(model, algo, mask_actions=mask_actions)
         return Team(agents={"Blue": agent}, scenario=meta["scenario"], kind=algo, meta=dict(meta))
-    controller = _Controller(model, algo, slots, flatten=bool(meta.get("flatten", False)), mask_actions=mask_actions)
+    controller = _Controller(model, algo, slots, flatten=bool(meta.get("flatten", False)), mask_actions=mask_actions,
+                             sau=bool(env_settings(dict(meta)).get("sau", True)))  # unrecorded: make_env's default
     agents: dict[str, Agent] = {s.name: Sb3Agent(s.name, controller) for s in slots}
     return Sb3Team(agents=agents, scenario=meta["scenario"], kind=algo, meta=dict(meta), controller=controller)
 
@@ -215,6 +212,6 @@ def team_from_model(model: Any, algo: str, env: Any, mask_actions: bool = True) 
     slots = team_slots(env.par)
     if isinstance(env, ClassicCage2Env):
         return Team(agents={"Blue": Sb3ClassicAgent(model, algo, mask_actions)}, scenario="cage2", kind=algo)
-    controller = _Controller(model, algo, slots, flatten=env.flatten, mask_actions=mask_actions)
+    controller = _Controller(model, algo, slots, flatten=env.flatten, mask_actions=mask_actions, sau=env.par.sau)
     return Sb3Team(agents={s.name: Sb3Agent(s.name, controller) for s in slots}, scenario=env.par.spec.name,
                    kind=algo, controller=controller)

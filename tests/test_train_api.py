@@ -3,6 +3,8 @@ resume refused for a learner built otherwise than the run."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -200,3 +202,51 @@ def test_load_team_names_a_submission_and_how_to_open_it(tmp_path):
         archive.extractall(unpacked)
     with pytest.raises(ValueError, match=f"{unpacked} is a submission"):
         load_team(unpacked)
+
+
+def _resume_in_a_process_with_kernels(run: Path, kernels: str) -> subprocess.CompletedProcess[str]:
+    """`train(small(), 40, run, resume=True)` in a fresh process whose torch runs `kernels` (ATEN_CPU_CAPABILITY)."""
+    import os
+    import sys
+
+    import cagekit
+
+    code = ("from cagekit.agents.qmix import QmixLearner\n"
+            "from cagekit.agents.training import train\n"
+            f"learner = QmixLearner('paper-small', seed=1, config={SMALL!r}, episode_length=10, red='all')\n"
+            f"train(learner, 40, {str(run)!r}, resume=True, progress=False)\n")
+    env = {**os.environ, cagekit.KERNELS_ENV: kernels}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+def test_resume_refuses_other_torch_cpu_kernels_and_tolerates_a_run_that_did_not_record_them(tmp_path):
+    """torch's CPU kernels (AVX2, AVX512, DEFAULT) round differently, and meta.json recorded the run's, but a
+    resume did not compare them: a run resumed under others (another machine, ATEN_CPU_CAPABILITY set otherwise)
+    ended on other weights than the uninterrupted run, silently. Another is refused before anything is written,
+    naming both and the setting that matches; a run saved before they were recorded is not checked."""
+    running = torch.backends.cpu.get_cpu_capability()
+    if running == "DEFAULT":
+        pytest.skip("torch runs its DEFAULT kernels here: no other kernels to resume under")
+    train(small(), 40, tmp_path / "full", progress=False)
+    run = tmp_path / "half"
+    train(small(), 20, run, progress=False)
+    assert ckpt.load_meta(run)["torch_cpu_kernels"] == running
+    saved, log = _files(run), (run / "log.csv").read_bytes()
+    refused = _resume_in_a_process_with_kernels(run, "default")
+    assert refused.returncode != 0
+    assert (f"cannot resume {run} with torch's DEFAULT CPU kernels: it trained with its {running} ones"
+            in refused.stderr), refused.stderr
+    assert f"ATEN_CPU_CAPABILITY={running.lower()}" in refused.stderr
+    assert _files(run) == saved and (run / "log.csv").read_bytes() == log
+    train(small(), 40, run, resume=True, progress=False)  # under the run's own kernels: the uninterrupted run
+    a, b = ckpt.load_model_state(tmp_path / "full"), ckpt.load_model_state(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    old = tmp_path / "old"  # meta.json without torch_cpu_kernels, as a run saved before it was recorded
+    train(small(), 20, old, progress=False)
+    meta = json.loads((old / ckpt.META_FILE).read_text())
+    del meta["torch_cpu_kernels"]
+    (old / ckpt.META_FILE).write_text(json.dumps(meta))
+    resumed = _resume_in_a_process_with_kernels(old, "default")
+    assert resumed.returncode == 0, resumed.stderr
+    assert ckpt.load_meta(old)["torch_cpu_kernels"] == "DEFAULT"  # recorded from then on

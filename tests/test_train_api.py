@@ -250,3 +250,28 @@ def test_resume_refuses_other_torch_cpu_kernels_and_tolerates_a_run_that_did_not
     resumed = _resume_in_a_process_with_kernels(old, "default")
     assert resumed.returncode == 0, resumed.stderr
     assert ckpt.load_meta(old)["torch_cpu_kernels"] == "DEFAULT"  # recorded from then on
+
+
+def _sha256s(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
+    import hashlib
+
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
+
+
+def test_two_processes_training_one_seed_write_the_same_checkpoint_bytes(tmp_path):
+    """trainer.pt saves python's and numpy's global RNG states (a resume restores them); unseeded, each process
+    started them from the OS's entropy, so two runs of one seed wrote trainer.pt in other bytes though their
+    weights were equal, and a run could not be checked by its files' digests. A learner seeds them from its seed."""
+    import sys
+
+    code = ("import sys\n"
+            "from cagekit.agents.training import make_learner, train\n"
+            "for algo, config in (('qmix', {'buffer_episodes': 8, 'batch_episodes': 2}),"
+            " ('dial-sau', {'batch_episodes': 2, 'hidden': 16})):\n"
+            "    learner = make_learner(algo, 'paper-small', seed=3, config=config, episode_length=5)\n"
+            "    train(learner, 20, f'{sys.argv[1]}/{algo}', progress=False)\n")
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)
+    files = (ckpt.MODEL_FILE, ckpt.TRAINER_FILE, ckpt.META_FILE)
+    for algo in ("qmix", "dial-sau"):
+        assert _sha256s(tmp_path / "a" / algo, files) == _sha256s(tmp_path / "b" / algo, files), algo

@@ -179,6 +179,17 @@ def rng_state() -> dict[str, Any]:
     }
 
 
+def seed_global_rngs(seed: int) -> None:
+    """Seed python's `random` and numpy's legacy global generator from a run's seed (a learner does, when built).
+
+    `rng_state` saves them in trainer.pt and a resume restores them; left as each process starts them (from the
+    OS's entropy), they made two runs of one seed write trainer.pt in other bytes, though nothing in training
+    draws from them (the engine swaps its own `random` state in). Seeded, the same run writes the same bytes,
+    and anything that did draw from them would draw the seed's numbers, in one process or many."""
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
@@ -191,7 +202,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 __all__ = ["META_FILE", "MODEL_FILE", "SPEC_KEY", "TRAINER_FILE", "adopt_spec", "check_algo", "check_scenario",
            "has_trainer_state",
            "load_meta", "load_model_state", "load_trainer_state", "rng_state", "save_checkpoint",
-           "set_rng_state", "with_spec"]
+           "seed_global_rngs", "set_rng_state", "with_spec"]
 
 
 ENV_SETTING_KEYS = ("scenario", "layout", "channel", "sau", "message_cost", "view")

@@ -755,3 +755,35 @@ def test_an_action_mask_of_the_wrong_length_is_named_as_an_observation_is(flatte
     team.end_episode()
     with pytest.raises(ValueError, match=f"agent '{first}': action mask of {n - 1} entries, expected {n}"):
         team.act(wrong)
+
+
+def test_two_processes_training_one_seed_write_the_same_model_zips(tmp_path):
+    """SB3's model.zip (and each checkpoint and snapshot) differed between two runs of one seed with equal
+    weights: it held the time `learn` started, the wall-clock seconds of each recent episode (the Monitor's "t"),
+    its entries' dates and the memory addresses in its readable descriptions of pickled classes, so a run could
+    not be checked by its files' digests. `save_model` writes none of them; the model still loads and resumes."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from cagekit.agents.sb3 import train_sb3\n"
+            "train_sb3('maskable-ppo', 'paper-small', steps=256, seed=0, out_dir=sys.argv[1] + '/ppo', n_envs=2,"
+            " progress_bar=False, snapshots=2, episode_length=10, algo_kwargs={'n_steps': 64, 'batch_size': 64})\n"
+            "train_sb3('dqn', 'paper-small', steps=120, seed=0, out_dir=sys.argv[1] + '/dqn', n_envs=2,"
+            " progress_bar=False, episode_length=10, algo_kwargs={'learning_starts': 40, 'buffer_size': 500})\n")
+
+    def digests(folder):
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.suffix in (".zip", ".pkl", ".json")}
+
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert {"ppo/model.zip", "dqn/model.zip",
+            "dqn/replay_buffer.pkl"} <= set(a) and any(k.startswith("dqn/checkpoints/") for k in a)
+    assert any(k.startswith("ppo/snapshots/") for k in a), sorted(a)
+    assert a == b
+    model = train_sb3("dqn", "paper-small", steps=160, seed=0, out_dir=tmp_path / "a" / "dqn", n_envs=2,
+                      progress_bar=False, episode_length=10, resume=True)
+    assert model.num_timesteps == 160

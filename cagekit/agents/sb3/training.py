@@ -30,6 +30,7 @@ from cagekit.agents.sb3.checkpoints import (
     latest_checkpoint,
     load_model,
     refuse_trained_folder,
+    save_model,
     saved_steps,
 )
 from cagekit.agents.sb3.hyperparameters import DEFAULTS, algo_class, check_hyperparameters
@@ -232,7 +233,7 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
         if hasattr(model, "save_replay_buffer"):
             model.save_replay_buffer(out / REPLAY_BUFFER_FILE)
             meta["replay_buffer"] = REPLAY_BUFFER_FILE
-        model.save(out / MODEL_FILE)
+        save_model(model, out / MODEL_FILE)
         with_spec(meta)  # a registered scenario's spec, for a fresh process to load the run (snapshots too)
         (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         finish_snapshots(out, meta)

@@ -787,3 +787,37 @@ def test_two_processes_training_one_seed_write_the_same_model_zips(tmp_path):
     model = train_sb3("dqn", "paper-small", steps=160, seed=0, out_dir=tmp_path / "a" / "dqn", n_envs=2,
                       progress_bar=False, episode_length=10, resume=True)
     assert model.num_timesteps == 160
+
+
+def test_a_resume_with_an_unreadable_model_zip_and_no_checkpoint_says_what_to_do_and_changes_nothing(tmp_path,
+                                                                                                     capsys):
+    """A run whose model.zip was unreadable and which had no checkpoint left could not be resumed ("no SB3
+    checkpoint there; its model.zip is unreadable"), without a word of what to do: moving model.zip away still
+    left the folder refused as a trained run (its meta.json), and the failed resume had rewritten run.json with
+    the --steps it was given. It now names the files and the commands that train it again from the start, and
+    leaves every file as it was."""
+    from stable_baselines3 import PPO
+
+    from cagekit.cli import main
+
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 32, "batch_size": 64, "n_epochs": 2}))
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--steps", "256", "--out", str(out), "--config", str(config),
+                 "--no-progress", "--red", "KillChainAgent"]) == 0
+    for checkpoint in (out / "checkpoints").iterdir():
+        checkpoint.unlink()
+    model, meta = out / "model.zip", out / "meta.json"
+    model.write_bytes(model.read_bytes()[:1000])  # cut short
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "512", "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"cannot resume {out}: its model.zip is unreadable (corrupt or cut short) and it has no readable "
+            f"checkpoint") in err and "nothing was changed" in err
+    assert f"(mv {model} {model}.unreadable; mv {meta} {meta}.old): then `cagekit train --resume {out}`" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # run.json's 256 steps too
+    model.rename(f"{model}.unreadable")  # as the message says
+    meta.rename(f"{meta}.old")
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert PPO.load(model).num_timesteps == 256 and (out / "model.zip.unreadable").read_bytes() == before[model]

@@ -275,3 +275,19 @@ def test_two_processes_training_one_seed_write_the_same_checkpoint_bytes(tmp_pat
     files = (ckpt.MODEL_FILE, ckpt.TRAINER_FILE, ckpt.META_FILE)
     for algo in ("qmix", "dial-sau"):
         assert _sha256s(tmp_path / "a" / algo, files) == _sha256s(tmp_path / "b" / algo, files), algo
+
+
+@pytest.mark.parametrize("algo", ["qmix", "dial-sau"])
+def test_a_resumed_run_writes_the_uninterrupted_runs_trainer_state_byte_for_byte(tmp_path, algo):
+    """A resumed QMix run ended on the uninterrupted run's weights but not its trainer.pt bytes: pickle writes a
+    text once and refers back to it where the same object recurs, and the optimizer keys a resume read back
+    from trainer.pt were other objects than the config's equal keys. The texts are interned before saving."""
+    config = {"buffer_episodes": 8, "batch_episodes": 2} if algo == "qmix" else {"batch_episodes": 2, "hidden": 16}
+
+    def learner():
+        return make_learner(algo, "paper-small", seed=3, config=config, episode_length=5)
+
+    train(learner(), 40, tmp_path / "full", progress=False)
+    train(learner(), 20, tmp_path / "half", progress=False)
+    train(learner(), 40, tmp_path / "half", resume=True, progress=False)
+    assert _files(tmp_path / "half") == _files(tmp_path / "full")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,25 @@ def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], m
     with_spec(meta)
     _atomic_torch_save(model_state, out / MODEL_FILE)
     if trainer_state is not None:
-        _atomic_torch_save(trainer_state, out / TRAINER_FILE)
+        _atomic_torch_save(_interned(trainer_state), out / TRAINER_FILE)
     write_text_whole(out / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=json_default))
     return out
+
+
+def _interned(obj: Any) -> Any:
+    """`obj` with its dicts, lists and tuples rebuilt and every text in them interned (tensors and numbers as they
+    are). pickle writes a text once and refers back to it where the same object recurs, so the bytes hung on
+    which equal texts were one object: a resumed run's optimizer keys, read back from trainer.pt, were others
+    than the config's equal ones, and its trainer.pt was not the uninterrupted run's byte for byte."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_interned(k): _interned(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_interned(v) for v in obj]
+    if isinstance(obj, tuple) and type(obj) is tuple:
+        return tuple(_interned(v) for v in obj)
+    return obj
 
 
 def json_default(obj: Any) -> Any:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +52,7 @@ def test_evaluation_notes_more_workers_than_cpus(tmp_path: Path, capsys: pytest.
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """More worker processes than CPUs are the user's choice, said once (they add memory, not speed); as many as
     the CPUs are not remarked on."""
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.setattr("cagekit.evaluation.cli.usable_cpus", lambda: 1)
     argv = ["--episodes", "1", "--lengths", "5", "--no-progress"]
     assert cli_main(["react", str(tmp_path / "three"), *argv, "--reds", "KillChainAgent,SleepAgent",
                      "--workers", "3"]) == 0
@@ -57,3 +61,39 @@ def test_evaluation_notes_more_workers_than_cpus(tmp_path: Path, capsys: pytest.
     assert "--workers 1 uses every CPU" in err
     assert cli_main(["react", str(tmp_path / "one"), *argv, "--workers", "1"]) == 0
     assert "worker processes on" not in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def one_cpu() -> Iterator[None]:
+    """This process (and the workers it starts) allowed on one of its CPUs, as a container or taskset allows."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs CPU affinity and at least two CPUs to allow one of")
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def test_evaluation_counts_the_cpus_it_may_use_and_the_episodes_a_rerun_plays(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture) -> None:
+    """The workers went by os.cpu_count(), the machine's CPUs, though a container or taskset may allow the process
+    fewer: 4 default workers on 1 allowed CPU, and no note. They go by the CPUs it may use; and the note counts the
+    workers of the episodes a rerun plays (the runner starts no more), not all the run's episodes."""
+    from cagekit.evaluation.cli import PARALLEL_FROM, backend_and_workers
+
+    defaults = argparse.Namespace(backend=None, workers=None, step_timeout=None)
+    with one_cpu():
+        assert backend_and_workers(defaults, PARALLEL_FROM) == ("serial", 1)
+        out = tmp_path / "run"
+        argv = ["react", str(out), "--episodes", "2", "--lengths", "5", "--reds", "KillChainAgent,SleepAgent",
+                "--no-progress"]
+        assert cli_main([*argv, "--workers", "1"]) == 0
+        journal = out / "journal.jsonl"
+        lines = journal.read_bytes().splitlines(keepends=True)
+        journal.write_bytes(b"".join(lines[:-2]))  # killed with 2 of its 4 episodes to play
+        capsys.readouterr()
+        assert cli_main([*argv, "--workers", "3"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: 2 worker processes on 1 CPU:" in err, err

@@ -776,3 +776,69 @@ def test_a_team_trained_with_sau_plays_a_bare_vector_with_its_mask(tmp_path):
             masked += sum(int(not o["action_mask"].all()) for o in obs.values())
             obs, *_ = env.step(actions)
         assert masked > 0  # the masks did mask something
+
+
+def test_two_processes_training_one_seed_write_the_same_model_zips(tmp_path):
+    """SB3's model.zip (and each checkpoint and snapshot) differed between two runs of one seed with equal
+    weights: it held the time `learn` started, the wall-clock seconds of each recent episode (the Monitor's "t"),
+    its entries' dates and the memory addresses in its readable descriptions of pickled classes, so a run could
+    not be checked by its files' digests. `save_model` writes none of them; the model still loads and resumes."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from cagekit.agents.sb3 import train_sb3\n"
+            "train_sb3('maskable-ppo', 'paper-small', steps=256, seed=0, out_dir=sys.argv[1] + '/ppo', n_envs=2,"
+            " progress_bar=False, snapshots=2, episode_length=10, algo_kwargs={'n_steps': 64, 'batch_size': 64})\n"
+            "train_sb3('dqn', 'paper-small', steps=120, seed=0, out_dir=sys.argv[1] + '/dqn', n_envs=2,"
+            " progress_bar=False, episode_length=10, algo_kwargs={'learning_starts': 40, 'buffer_size': 500})\n")
+
+    def digests(folder):
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.suffix in (".zip", ".pkl", ".json")}
+
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert {"ppo/model.zip", "dqn/model.zip",
+            "dqn/replay_buffer.pkl"} <= set(a) and any(k.startswith("dqn/checkpoints/") for k in a)
+    assert any(k.startswith("ppo/snapshots/") for k in a), sorted(a)
+    assert a == b
+    model = train_sb3("dqn", "paper-small", steps=160, seed=0, out_dir=tmp_path / "a" / "dqn", n_envs=2,
+                      progress_bar=False, episode_length=10, resume=True)
+    assert model.num_timesteps == 160
+
+
+def test_a_resume_with_an_unreadable_model_zip_and_no_checkpoint_says_what_to_do_and_changes_nothing(tmp_path,
+                                                                                                     capsys):
+    """A run whose model.zip was unreadable and which had no checkpoint left could not be resumed ("no SB3
+    checkpoint there; its model.zip is unreadable"), without a word of what to do: moving model.zip away still
+    left the folder refused as a trained run (its meta.json), and the failed resume had rewritten run.json with
+    the --steps it was given. It now names the files and the commands that train it again from the start, and
+    leaves every file as it was."""
+    from stable_baselines3 import PPO
+
+    from cagekit.cli import main
+
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 32, "batch_size": 64, "n_epochs": 2}))
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--steps", "256", "--out", str(out), "--config", str(config),
+                 "--no-progress", "--red", "KillChainAgent"]) == 0
+    for checkpoint in (out / "checkpoints").iterdir():
+        checkpoint.unlink()
+    model, meta = out / "model.zip", out / "meta.json"
+    model.write_bytes(model.read_bytes()[:1000])  # cut short
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "512", "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"cannot resume {out}: its model.zip is unreadable (corrupt or cut short) and it has no readable "
+            f"checkpoint") in err and "nothing was changed" in err
+    assert f"(mv {model} {model}.unreadable; mv {meta} {meta}.old): then `cagekit train --resume {out}`" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # run.json's 256 steps too
+    model.rename(f"{model}.unreadable")  # as the message says
+    meta.rename(f"{meta}.old")
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert PPO.load(model).num_timesteps == 256 and (out / "model.zip.unreadable").read_bytes() == before[model]

@@ -3,6 +3,8 @@ resume refused for a learner built otherwise than the run."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -200,3 +202,92 @@ def test_load_team_names_a_submission_and_how_to_open_it(tmp_path):
         archive.extractall(unpacked)
     with pytest.raises(ValueError, match=f"{unpacked} is a submission"):
         load_team(unpacked)
+
+
+def _resume_in_a_process_with_kernels(run: Path, kernels: str) -> subprocess.CompletedProcess[str]:
+    """`train(small(), 40, run, resume=True)` in a fresh process whose torch runs `kernels` (ATEN_CPU_CAPABILITY)."""
+    import os
+    import sys
+
+    import cagekit
+
+    code = ("from cagekit.agents.qmix import QmixLearner\n"
+            "from cagekit.agents.training import train\n"
+            f"learner = QmixLearner('paper-small', seed=1, config={SMALL!r}, episode_length=10, red='all')\n"
+            f"train(learner, 40, {str(run)!r}, resume=True, progress=False)\n")
+    env = {**os.environ, cagekit.KERNELS_ENV: kernels}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+def test_resume_refuses_other_torch_cpu_kernels_and_tolerates_a_run_that_did_not_record_them(tmp_path):
+    """torch's CPU kernels (AVX2, AVX512, DEFAULT) round differently, and meta.json recorded the run's, but a
+    resume did not compare them: a run resumed under others (another machine, ATEN_CPU_CAPABILITY set otherwise)
+    ended on other weights than the uninterrupted run, silently. Another is refused before anything is written,
+    naming both and the setting that matches; a run saved before they were recorded is not checked."""
+    running = torch.backends.cpu.get_cpu_capability()
+    if running == "DEFAULT":
+        pytest.skip("torch runs its DEFAULT kernels here: no other kernels to resume under")
+    train(small(), 40, tmp_path / "full", progress=False)
+    run = tmp_path / "half"
+    train(small(), 20, run, progress=False)
+    assert ckpt.load_meta(run)["torch_cpu_kernels"] == running
+    saved, log = _files(run), (run / "log.csv").read_bytes()
+    refused = _resume_in_a_process_with_kernels(run, "default")
+    assert refused.returncode != 0
+    assert (f"cannot resume {run} with torch's DEFAULT CPU kernels: it trained with its {running} ones"
+            in refused.stderr), refused.stderr
+    assert f"ATEN_CPU_CAPABILITY={running.lower()}" in refused.stderr
+    assert _files(run) == saved and (run / "log.csv").read_bytes() == log
+    train(small(), 40, run, resume=True, progress=False)  # under the run's own kernels: the uninterrupted run
+    a, b = ckpt.load_model_state(tmp_path / "full"), ckpt.load_model_state(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    old = tmp_path / "old"  # meta.json without torch_cpu_kernels, as a run saved before it was recorded
+    train(small(), 20, old, progress=False)
+    meta = json.loads((old / ckpt.META_FILE).read_text())
+    del meta["torch_cpu_kernels"]
+    (old / ckpt.META_FILE).write_text(json.dumps(meta))
+    resumed = _resume_in_a_process_with_kernels(old, "default")
+    assert resumed.returncode == 0, resumed.stderr
+    assert ckpt.load_meta(old)["torch_cpu_kernels"] == "DEFAULT"  # recorded from then on
+
+
+def _sha256s(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
+    import hashlib
+
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
+
+
+def test_two_processes_training_one_seed_write_the_same_checkpoint_bytes(tmp_path):
+    """trainer.pt saves python's and numpy's global RNG states (a resume restores them); unseeded, each process
+    started them from the OS's entropy, so two runs of one seed wrote trainer.pt in other bytes though their
+    weights were equal, and a run could not be checked by its files' digests. A learner seeds them from its seed."""
+    import sys
+
+    code = ("import sys\n"
+            "from cagekit.agents.training import make_learner, train\n"
+            "for algo, config in (('qmix', {'buffer_episodes': 8, 'batch_episodes': 2}),"
+            " ('dial-sau', {'batch_episodes': 2, 'hidden': 16})):\n"
+            "    learner = make_learner(algo, 'paper-small', seed=3, config=config, episode_length=5)\n"
+            "    train(learner, 20, f'{sys.argv[1]}/{algo}', progress=False)\n")
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, capture_output=True)
+    files = (ckpt.MODEL_FILE, ckpt.TRAINER_FILE, ckpt.META_FILE)
+    for algo in ("qmix", "dial-sau"):
+        assert _sha256s(tmp_path / "a" / algo, files) == _sha256s(tmp_path / "b" / algo, files), algo
+
+
+@pytest.mark.parametrize("algo", ["qmix", "dial-sau"])
+def test_a_resumed_run_writes_the_uninterrupted_runs_trainer_state_byte_for_byte(tmp_path, algo):
+    """A resumed QMix run ended on the uninterrupted run's weights but not its trainer.pt bytes: pickle writes a
+    text once and refers back to it where the same object recurs, and the optimizer keys a resume read back
+    from trainer.pt were other objects than the config's equal keys. The texts are interned before saving."""
+    config = {"buffer_episodes": 8, "batch_episodes": 2} if algo == "qmix" else {"batch_episodes": 2, "hidden": 16}
+
+    def learner():
+        return make_learner(algo, "paper-small", seed=3, config=config, episode_length=5)
+
+    train(learner(), 40, tmp_path / "full", progress=False)
+    train(learner(), 20, tmp_path / "half", progress=False)
+    train(learner(), 40, tmp_path / "half", resume=True, progress=False)
+    assert _files(tmp_path / "half") == _files(tmp_path / "full")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,25 @@ def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], m
     with_spec(meta)
     _atomic_torch_save(model_state, out / MODEL_FILE)
     if trainer_state is not None:
-        _atomic_torch_save(trainer_state, out / TRAINER_FILE)
+        _atomic_torch_save(_interned(trainer_state), out / TRAINER_FILE)
     write_text_whole(out / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=json_default))
     return out
+
+
+def _interned(obj: Any) -> Any:
+    """`obj` with its dicts, lists and tuples rebuilt and every text in them interned (tensors and numbers as they
+    are). pickle writes a text once and refers back to it where the same object recurs, so the bytes hung on
+    which equal texts were one object: a resumed run's optimizer keys, read back from trainer.pt, were others
+    than the config's equal ones, and its trainer.pt was not the uninterrupted run's byte for byte."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_interned(k): _interned(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_interned(v) for v in obj]
+    if isinstance(obj, tuple) and type(obj) is tuple:
+        return tuple(_interned(v) for v in obj)
+    return obj
 
 
 def json_default(obj: Any) -> Any:
@@ -179,6 +196,17 @@ def rng_state() -> dict[str, Any]:
     }
 
 
+def seed_global_rngs(seed: int) -> None:
+    """Seed python's `random` and numpy's legacy global generator from a run's seed (a learner does, when built).
+
+    `rng_state` saves them in trainer.pt and a resume restores them; left as each process starts them (from the
+    OS's entropy), they made two runs of one seed write trainer.pt in other bytes, though nothing in training
+    draws from them (the engine swaps its own `random` state in). Seeded, the same run writes the same bytes,
+    and anything that did draw from them would draw the seed's numbers, in one process or many."""
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
@@ -191,7 +219,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 __all__ = ["META_FILE", "MODEL_FILE", "SPEC_KEY", "TRAINER_FILE", "adopt_spec", "check_algo", "check_scenario",
            "has_trainer_state",
            "load_meta", "load_model_state", "load_trainer_state", "rng_state", "save_checkpoint",
-           "set_rng_state", "with_spec"]
+           "seed_global_rngs", "set_rng_state", "with_spec"]
 
 
 ENV_SETTING_KEYS = ("scenario", "layout", "channel", "sau", "message_cost", "view")

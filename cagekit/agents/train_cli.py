@@ -240,6 +240,7 @@ def cli_train(args: Any) -> int:
     check_training(algo, spec.name, config, run["env"])
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    recorded = (out / RUN_FILE).read_bytes() if args.resume else None
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
     try:
         return _train_run(run, config, out, args)
@@ -250,6 +251,8 @@ def cli_train(args: Any) -> int:
             (out / RUN_FILE).unlink()
             if created:
                 out.rmdir()
+        if recorded is not None:  # a failed resume leaves the run's record as it was (--steps given anew too)
+            (out / RUN_FILE).write_bytes(recorded)
         raise
 
 

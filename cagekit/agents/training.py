@@ -195,7 +195,8 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
     at the end (and on Ctrl-C). `snapshots=K` saves the policy (no trainer state) each time the run passes
     another K-th of `steps`, except at the end, where the run's own checkpoint is the last weights. Torch
     runs with `training_threads()` meanwhile, as the CLI's, so the weights do not depend on the caller's
-    thread setting (which is restored); a resume on another count than the run's (meta.json) is refused.
+    thread setting (which is restored); a resume on another count, or under other torch CPU kernels, than the
+    run's (meta.json) is refused.
     Returns a summary dict.
     """
     steps = check_count("steps", steps, 1, "(environment steps to train)")
@@ -218,6 +219,7 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
     if resume and ckpt.has_trainer_state(out):
         _refuse_other_settings(learner, out)
         _refuse_other_threads(out, threads)
+        _refuse_other_kernels(out)
     with pinned_torch_threads(threads):
         return _train(learner, steps, out, checkpoint_every, resume, progress, max_updates, snapshots)
 
@@ -243,6 +245,26 @@ def _refuse_other_threads(out: Path, threads: int) -> None:
         raise ValueError(f"cannot resume {out} on {threads} torch thread(s): it trained on {saved}, and the count "
                          f"changes the weights' last bits, so it would not end as the uninterrupted run does; set "
                          f"CAGEKIT_TORCH_THREADS={saved} to resume it")
+
+
+def _refuse_other_kernels(out: Path) -> None:
+    """A run resumed under other torch CPU kernels (AVX2, AVX512, DEFAULT: `cagekit.KERNELS_ENV`) goes on as
+    another run: their rounding differs, so it would end on other weights than the uninterrupted run, silently.
+    meta.json records the run's kernels (`torch_cpu_kernels`; a run saved before they were recorded is not
+    checked). torch picks them once per process, so matching them means starting Python with the setting."""
+    import torch
+
+    import cagekit
+
+    if not (out / ckpt.META_FILE).exists():
+        return
+    saved = ckpt.load_meta(out).get("torch_cpu_kernels")
+    running = torch.backends.cpu.get_cpu_capability()
+    if isinstance(saved, str) and saved and saved != running:
+        raise ValueError(f"cannot resume {out} with torch's {running} CPU kernels: it trained with its {saved} "
+                         f"ones, and their rounding changes the weights, so it would not end as the uninterrupted "
+                         f"run does; start Python with {cagekit.KERNELS_ENV}={saved.lower()} (importing cagekit "
+                         f"before using torch), on a CPU that has them, to resume it")
 
 
 def _refuse_other_settings(learner: Learner, out: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cagekit.evaluation.episode import EvaluationFailure
-from cagekit.evaluation.journal import JournalMismatch, check_output_folder
+from cagekit.evaluation.journal import JournalMismatch, check_output_folder, read_journal
 from cagekit.evaluation.protocol import EvalConfig
-from cagekit.evaluation.runners import BACKENDS
+from cagekit.evaluation.runners import BACKENDS, usable_cpus
 from cagekit.evaluation.sources import (
     CheckpointSource,
     HeuristicSource,
@@ -254,8 +254,9 @@ def print_summary(report: Any, out: Path, console: Any) -> None:
 
 
 def backend_and_workers(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
-    """The options' backend and workers; by default worker processes (up to 4) for runs worth their start-up."""
-    cpus = os.cpu_count() or 1
+    """The options' backend and workers; by default worker processes (up to 4, and up to the CPUs this process
+    may use: `usable_cpus`) for runs worth their start-up."""
+    cpus = usable_cpus()
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     from cagekit.submissions.timeouts import check_timeout
@@ -329,7 +330,7 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
         raise ValueError("--address is for the ray backend: add --backend ray")
     console = console or Console(stderr=True)
     if not brief:  # a benchmark scores many teams with one --workers: said there, it would be said for each
-        _note_oversubscribed(backend, min(workers, episodes), console)
+        _note_oversubscribed(backend, min(workers, _episodes_left(config, out)), console)  # as the runner caps
     report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
                          step_timeout=args.step_timeout, progress=not args.no_progress,
                          console=console)
@@ -342,10 +343,21 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     return out
 
 
+def _episodes_left(config: EvalConfig, out: Path) -> int:
+    """The episodes of `config` that the journal in `out` lacks: those a rerun plays (all, where there is no
+    journal of it; a journal of another run is refused by `evaluate`, which says why)."""
+    tasks = config.tasks()
+    try:
+        done = read_journal(out).episodes
+    except (ValueError, OSError):
+        return len(tasks)
+    return sum(1 for task in tasks if task not in done)
+
+
 def _note_oversubscribed(backend: str, workers: int, console: Any) -> None:
     """Say so when the worker processes outnumber the CPUs: each runs its own engine, so the extra ones share
     the CPUs (no faster) and each adds its memory. Their number is the user's to choose; it is not capped."""
-    cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     if backend == "processes" and workers > cpus:
         cpu_count = f"{cpus} CPU{'s' if cpus > 1 else ''}"
         console.print(f"note: {workers} worker processes on {cpu_count}: workers beyond the CPUs add no speed, and "

@@ -87,6 +87,15 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity, where the OS keeps one (a container's CPU set, taskset),
+    which `os.cpu_count()` ignores (it counts the machine's); else `os.cpu_count()`. Worker counts go by this."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity here (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_result: OnResult,
                   step_timeout: float | None = None, workers: int = 2, **_: Any) -> None:
     if workers < 1:
@@ -158,7 +167,7 @@ def run_ray(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_re
         if address:
             kwargs["address"] = address
         else:
-            kwargs["num_cpus"] = workers or os.cpu_count() or 1
+            kwargs["num_cpus"] = workers or usable_cpus()
         ray.init(**kwargs)
     remote = ray.remote(num_cpus=1)(_ray_chunk)
     config_ref, source_ref = ray.put(config), ray.put(source)

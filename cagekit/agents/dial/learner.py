@@ -83,6 +83,7 @@ class DialLearner:
         self.message_cost = float(self.envs[0].message_cost)
         self.episode_length = int(self.envs[0].episode_length)
         self.layout = TeamLayout(tuple(team_slots(self.envs[0])))
+        ckpt.seed_global_rngs(self.seed)  # saved in trainer.pt: the seed's, so a run's bytes are too
         torch.manual_seed(self.seed)
         self.net = CNet(self.layout.dims(), self.config)
         self.target = copy.deepcopy(self.net)

@@ -60,6 +60,7 @@ class QmixLearner:
         self.slots = team_slots(self.env)
         self.dims = TeamDims.of(self.slots, self.env.state_size)
         self.T = self.env.episode_length
+        ckpt.seed_global_rngs(self.seed)  # saved in trainer.pt: the seed's, so a run's bytes are too
         torch.manual_seed(_seed_int(self.seed, 0xA9E))  # the initial weights
         cfg = self.config
         self.agent = RNNAgent(self.dims.input_size, self.dims.act_max, cfg.rnn_hidden)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
-from cagekit.agents.sb3.checkpoints import MODEL_FILE
+from cagekit.agents.sb3.checkpoints import MODEL_FILE, save_model
 
 #: the logger key of the mean bits sent per episode (summed over agents), which `ProgressCallback` records
 BITS_KEY = "rollout/ep_bits_mean"
@@ -118,7 +118,9 @@ class ProgressCallback(BaseCallback):
 
 
 class Checkpoints(CheckpointCallback):
-    """SB3's `CheckpointCallback`, its saves never cut in half by Ctrl-C, keeping only the latest replay buffer."""
+    """SB3's `CheckpointCallback` (its file names; no VecNormalize, which these runs have not), its saves never cut in
+    half by Ctrl-C, the model saved by `save_model` (the same run, the same bytes), only the latest replay buffer
+    kept."""
 
     def _on_step(self) -> bool:
         if self.n_calls % self.save_freq != 0:
@@ -126,7 +128,10 @@ class Checkpoints(CheckpointCallback):
         from cagekit.agents.training import deferred_interrupt
 
         with deferred_interrupt():
-            super()._on_step()
+            save_model(self.model, self._checkpoint_path(extension="zip"))
+            model: Any = self.model  # an off-policy one has a replay buffer
+            if self.save_replay_buffer and getattr(model, "replay_buffer", None) is not None:
+                model.save_replay_buffer(self._checkpoint_path("replay_buffer_", extension="pkl"))
             latest = Path(self._checkpoint_path("replay_buffer_", extension="pkl")).name
             for old in Path(self.save_path).glob(f"{self.name_prefix}_replay_buffer_*_steps.pkl"):
                 if old.name != latest:
@@ -153,7 +158,7 @@ class Snapshots(BaseCallback):
             folder = snapshot_dir(self.out, self.num_timesteps)
             folder.mkdir(parents=True, exist_ok=True)
             with deferred_interrupt():
-                self.model.save(folder / MODEL_FILE)
+                save_model(self.model, folder / MODEL_FILE)
         return True
 
 

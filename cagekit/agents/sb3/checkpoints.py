@@ -3,6 +3,7 @@ latest of them to resume from, and a model loaded with an error that names the f
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import zipfile
@@ -32,6 +33,37 @@ def load_model(cls: Any, model_file: Path, **kwargs: Any) -> Any:
     except (AssertionError, zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
         raise ValueError(f"cannot load the SB3 model {model_file}: corrupt, truncated or not a {cls.__name__} model "
                          f"({type(exc).__name__}: {exc})") from exc
+
+
+#: the date of every entry of a zip `save_model` writes (the earliest a zip holds; torch's own entries have it)
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def save_model(model: Any, path: str | Path) -> None:
+    """`model.save(path)`, the same run writing the same bytes.
+
+    SB3's zip holds three things of the clock and one of the process, none of them read back: the time `learn`
+    started (`start_time`: `learn` sets it anew, so it is left out and a loaded model keeps SB3's initial 0),
+    the seconds into the run each recent episode ended (the Monitor's "t" in `ep_info_buffer`, whose returns
+    and lengths only are read: dropped), the date of three of its entries (set to `ZIP_DATE`, as torch's
+    entries have it), and the memory addresses in the readable description of each pickled class beside its
+    pickle ("<function ActorCriticPolicy.forward at 0x7f...>": the address is cut; loading reads the pickle).
+    The entries are otherwise SB3's, in its order, byte for byte."""
+    for info in getattr(model, "ep_info_buffer", None) or ():
+        info.pop("t", None)
+    buffer = io.BytesIO()
+    model.save(buffer, exclude=["start_time"])
+    written = io.BytesIO()
+    buffer.seek(0)
+    with zipfile.ZipFile(buffer) as saved, zipfile.ZipFile(written, "w") as fixed:
+        for entry in saved.infolist():
+            dated = zipfile.ZipInfo(entry.filename, date_time=ZIP_DATE)
+            dated.compress_type, dated.external_attr = entry.compress_type, entry.external_attr
+            content = saved.read(entry)
+            if entry.filename == "data":
+                content = re.sub(rb" at 0x[0-9a-fA-F]+>", b">", content)
+            fixed.writestr(dated, content)
+    Path(path).write_bytes(written.getvalue())
 
 
 def refuse_trained_folder(out: Path) -> None:

@@ -30,6 +30,7 @@ from cagekit.agents.sb3.checkpoints import (
     latest_checkpoint,
     load_model,
     refuse_trained_folder,
+    save_model,
     saved_steps,
 )
 from cagekit.agents.sb3.hyperparameters import DEFAULTS, algo_class, check_hyperparameters
@@ -129,10 +130,11 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
     if resume:
         checkpoint = latest_checkpoint(out)
         unreadable = (out / MODEL_FILE).exists() and saved_steps(out / MODEL_FILE) is None
+        if checkpoint is None and unreadable:
+            raise ValueError(_nothing_to_resume(out))
         if checkpoint is None:
             raise ValueError(f"cannot resume {out}: no SB3 checkpoint there ({MODEL_FILE} or "
-                             f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)" +
-                             (f"; its {MODEL_FILE} is unreadable (corrupt or cut short)" if unreadable else ""))
+                             f"{CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip)")
         if unreadable:  # said, not silently passed over: the steps after that checkpoint are trained again
             print(f"{out / MODEL_FILE} is unreadable (corrupt or cut short): continuing from {checkpoint[0]} at "
                   f"{checkpoint[2]:,} steps", file=sys.stderr)
@@ -232,11 +234,32 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
         if hasattr(model, "save_replay_buffer"):
             model.save_replay_buffer(out / REPLAY_BUFFER_FILE)
             meta["replay_buffer"] = REPLAY_BUFFER_FILE
-        model.save(out / MODEL_FILE)
+        save_model(model, out / MODEL_FILE)
         with_spec(meta)  # a registered scenario's spec, for a fresh process to load the run (snapshots too)
         (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         finish_snapshots(out, meta)
     return model
+
+
+def _nothing_to_resume(out: Path) -> str:
+    """Why a run whose model.zip is unreadable, with no readable checkpoint, cannot be resumed, and how to train it
+    again from the start (a `cagekit train` run by its command, one of Python's by `train_sb3`), the folder as it
+    was: its model.zip is kept aside (a copy restored over it resumes the run), its meta.json, which would make
+    the new run refuse the folder as a trained one, too."""
+    import shlex
+
+    model, meta = out / MODEL_FILE, out / "meta.json"
+    moves = [f"mv {shlex.quote(str(model))} {shlex.quote(str(model) + '.unreadable')}"]
+    if meta.exists():
+        moves.append(f"mv {shlex.quote(str(meta))} {shlex.quote(str(meta) + '.old')}")
+    if (out / "run.json").exists():
+        then = f"`cagekit train --resume {shlex.quote(str(out))}` trains it from the start"
+    else:
+        then = "train_sb3(..., resume=False) into the folder trains it from the start"
+    return (f"cannot resume {out}: its {MODEL_FILE} is unreadable (corrupt or cut short) and it has no readable "
+            f"checkpoint ({CHECKPOINT_DIR}/{CHECKPOINT_PREFIX}_<N>_steps.zip) to continue from; nothing was "
+            f"changed. Restore {model} from a copy to resume it, or move it aside ({'; '.join(moves)}): "
+            f"then {then}")
 
 
 def stopped_short(model: Any, steps: int) -> bool:

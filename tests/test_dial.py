@@ -86,6 +86,36 @@ def _message_grad(channel: bool) -> float:
     return float(logit0.grad[:, 0].abs().sum())  # agent 0's step-0 logit
 
 
+@pytest.mark.parametrize("norm", ["layer", "batch", "none"])
+@pytest.mark.parametrize(("channel", "view"), [(True, "own"), (False, "own"), (True, "team")])
+def test_an_acting_agents_forward_is_the_networks_step_bit_for_bit(norm, channel, view):
+    """`CNet.act` (an acting agent's step: each layer called by its forward) is `CNet.step`, to the bit, for every
+    normalisation, with and without a channel and with a team view's teammate bits."""
+    env = cagekit.make_env("paper-small", channel=channel, view=view, seed=0)
+    layout = TeamLayout(tuple(cagekit.agents.team_slots(env)))
+    torch.manual_seed(0)
+    net = CNet(layout.dims(), DialConfig(hidden=32, norm=norm))
+    for module in net.modules():  # running statistics other than the initial 0 and 1
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    net.eval()
+    generator = np.random.default_rng(0)
+    hidden_step = hidden_act = net.init_hidden(1)
+    with torch.inference_mode():
+        for t in range(6):
+            a = t % layout.n_agents
+            vector = generator.integers(0, 2, size=layout.slots[a].obs_size)
+            idx, blk, recv, _ = layout.encode_agent(a, vector[None])
+            inputs = (torch.tensor([a]), torch.from_numpy(idx), torch.from_numpy(blk), torch.tensor([t % 3]),
+                      torch.from_numpy(recv) if layout.channel else None)
+            q, logit, hidden_step = net.step(*inputs, hidden_step)
+            q_act, logit_act, hidden_act = net.act(*inputs, hidden_act)
+            assert torch.equal(q, q_act) and torch.equal(hidden_step, hidden_act)
+            assert (logit is None and logit_act is None) or torch.equal(logit, logit_act)
+    assert (net.team_embed is not None) == (view == "team")
+
+
 def test_receiver_loss_reaches_sender_message():
     assert _message_grad(channel=True) > 0
 

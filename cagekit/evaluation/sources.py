@@ -177,16 +177,24 @@ class SubmissionSource(_PerEnvTeam, TeamSource):
         from cagekit.submissions.safety import UnsafeSubmission
 
         try:
-            with open_submission(self.path) as probe:  # fail early, with the validator's message
+            probe = open_submission(self.path)  # fail early, with the validator's message
+            try:
                 self._settings = probe.env_settings()
                 _check_manifest_scenario(probe.manifest)
                 # the names `cagekit package` wrote (Submission.NAME, TEAM, TECHNIQUE): the reports' defaults
                 self.labels = {key: probe.manifest[key] for key in ("name", "team", "technique")
                                if isinstance(probe.manifest.get(key), str) and probe.manifest[key].strip()}
+                check_unchanged(self.path, self._digest)  # what was unpacked is the team the digest names
+            except BaseException:
+                probe.close()
+                raise
         except (SubmissionError, UnsafeSubmission) as exc:  # an unsafe zip was reported without its name
             raise ValueError(f"submission {self.path} refused: {exc} (`cagekit validate` checks it in full)") \
                 from exc
-        self._team: Any = None
+        # the checked team plays this process's first episode (`check_team`'s probe, then a serial run): closed and
+        # started again there, its worker was started twice before any episode (~1 s, importing torch); a copy
+        # pickled to another process leaves it behind (`_PerEnvTeam`), and `close` releases it
+        self._team: Any = probe
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "submission", "path": self.path, "sha256": self._digest}

@@ -161,11 +161,22 @@ def _observation(obs: dict[str, Any]) -> Any:
     return {"observation": vector, "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
 
 
-def _space(n: int | None) -> Any:
-    """The action space of `n` actions the parent sent (None when it sent none)."""
-    from gymnasium import spaces
+_SPACES: dict[tuple[str, int], Any] = {}
 
-    return spaces.Discrete(int(n)) if n is not None else None
+
+def _space(name: str, n: int | None) -> Any:
+    """The action space of `n` actions the parent sent for agent `name` (None when it sent none): one object per
+    agent and size, made once, as the environment hands the harness's own agents the same space at every step
+    (one made per agent and step cost more than some agents' whole step)."""
+    if n is None:
+        return None
+    key = (name, int(n))
+    space = _SPACES.get(key)
+    if space is None:
+        from gymnasium import spaces
+
+        space = _SPACES[key] = spaces.Discrete(key[1])
+    return space
 
 
 def _describe(sub: Any) -> dict[str, Any]:
@@ -248,7 +259,7 @@ def main(argv: list[str]) -> int:
                 for name, first in (msg.get("initial") or {}).items():
                     initial = getattr(agents[in_call(name)], "set_initial_values", None)
                     if callable(initial):
-                        initial(_space(first.get("space")), _observation(first["obs"]))
+                        initial(_space(name, first.get("space")), _observation(first["obs"]))
                 in_call(None)
                 observations = {name: _observation(obs) for name, obs in msg["obs"].items()}
                 if len(observations) > 1 or msg.get("step"):  # the whole step: a centralised team acts on it
@@ -259,7 +270,7 @@ def main(argv: list[str]) -> int:
                 actions = {}
                 for name, observation in observations.items():
                     n = msg.get("spaces", {}).get(name)
-                    actions[name] = _as_action(agents[in_call(name)].get_action(observation, _space(n)), n)
+                    actions[name] = _as_action(agents[in_call(name)].get_action(observation, _space(name, n)), n)
                 in_call(None)
                 proto.send({"ok": True, "actions": actions})
             elif cmd == "end_episode":

@@ -22,35 +22,39 @@ class DialAgent(Agent):
     def __init__(self, net: CNet, layout: TeamLayout, index: int, config: DialConfig, sau: bool = False):
         self.net, self.layout, self.index, self.config, self.sau = net, layout, index, config, sau
         self.slot = layout.slots[index]
+        # the inputs that take few values, made once rather than at every step: its agent id, each previous
+        # action (0 = none) and the padded actions it never has (every one of them while no mask is given)
+        self._agent_id = torch.tensor([index])
+        self._prevs = [torch.tensor([p]) for p in range(layout.max_defence + 1)]
+        self._unmasked = torch.arange(layout.max_defence) >= self.slot.n_defence
         self.end_episode()
 
     def end_episode(self) -> None:
         self.hidden = self.net.init_hidden(1)
         self.prev = 0
 
-    @torch.inference_mode()
     def step(self, observation: Any) -> tuple[int, int, torch.Tensor, float]:
         """(defence, bit, masked Q-values, message logit) for this step; advances the memory."""
         vector, mask = slot_observation(self.slot, observation, sau=self.sau)
         idx, blk, recv, alarmed = self.layout.encode_agent(self.index, vector[None])
         if self.net.training:  # a learner may have trained the shared net since; eval() walks every module
             self.net.eval()
-        q, logit, self.hidden = self.net.step(torch.tensor([self.index]), torch.from_numpy(idx),
-                                              torch.from_numpy(blk), torch.tensor([self.prev]),
-                                              torch.from_numpy(recv) if self.layout.channel else None, self.hidden)
-        valid = torch.zeros(self.layout.max_defence, dtype=torch.bool)
-        valid[: self.slot.n_defence] = True
-        if mask is not None:
-            valid &= torch.from_numpy(self.layout.defence_mask(self.index, mask)[0])
-        q = q[0].masked_fill(~valid, -math.inf)
-        defence = int(q.argmax())
-        bit = 0
-        lg = 0.0
-        if logit is not None:
-            lg = float(logit[0])
-            bit = int(dru(logit, self.config.sigma, training=False)[0])
-            if self.config.gate_messages:
-                bit *= int(alarmed[0])
+        # the masked actions: the padded ones, and those the mask rules out
+        invalid = self._unmasked if mask is None else torch.from_numpy(~self.layout.defence_mask(self.index, mask)[0])
+        with torch.inference_mode():
+            q, logit, self.hidden = self.net.act(self._agent_id, torch.from_numpy(idx), torch.from_numpy(blk),
+                                                 self._prevs[self.prev],
+                                                 torch.from_numpy(recv) if self.layout.channel else None,
+                                                 self.hidden)
+            q = q[0].masked_fill(invalid, -math.inf)
+            defence = int(q.argmax())
+            bit = 0
+            lg = 0.0
+            if logit is not None:
+                lg = float(logit[0])
+                bit = int(dru(logit, self.config.sigma, training=False)[0])
+                if self.config.gate_messages:
+                    bit *= int(alarmed[0])
         self.prev = defence + 1
         return defence, bit, q, lg
 

@@ -15,7 +15,7 @@ from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.base import Agent, AgentSlot, Team, slot_observation, trained_with_sau
 from cagekit.agents.qmix.acting import masked_greedy
 from cagekit.agents.qmix.config import ALGO, QmixConfig
-from cagekit.agents.qmix.inputs import TeamDims, agent_inputs
+from cagekit.agents.qmix.inputs import TeamDims
 from cagekit.agents.qmix.networks import RNNAgent
 
 
@@ -24,6 +24,11 @@ class QmixAgent(Agent):
 
     def __init__(self, slot: AgentSlot, net: RNNAgent, dims: TeamDims, sau: bool = False):
         self.slot, self.net, self.dims, self.sau = slot, net, dims, sau
+        # its id's and previous action's places in the input (`agent_inputs`), and its actions without a mask
+        self._id_column = dims.obs_max + slot.index
+        self._last_columns = dims.obs_max + dims.n_agents
+        self._unmasked = np.zeros(dims.act_max, dtype=np.int8)
+        self._unmasked[: slot.n_defence] = 1
         self.end_episode()
 
     def end_episode(self) -> None:
@@ -33,21 +38,26 @@ class QmixAgent(Agent):
     def q_values(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(Q [act_max], avail [act_max]) for this step; advances the recurrent state."""
         vec, mask = slot_observation(self.slot, observation, sau=self.sau)
-        obs = torch.zeros(self.dims.n_agents, self.dims.obs_max, dtype=torch.int8)
-        obs[self.slot.index, : vec.size] = torch.as_tensor(vec.astype(np.int8))
-        last = torch.full((self.dims.n_agents,), -1, dtype=torch.long)
-        last[self.slot.index] = self.last
-        x = agent_inputs(obs, last, self.dims)[self.slot.index: self.slot.index + 1]
+        # its row of `agent_inputs` (observation, id one-hot, previous-action one-hot) without the teammates' rows,
+        # which it never used: written into the same [n_agents, input_size] tensor, so that the network reads the
+        # same row of the same layout as the learner's inputs
+        inputs = torch.zeros(self.dims.n_agents, self.dims.input_size)
+        row = inputs[self.slot.index]
+        row[: vec.size] = torch.from_numpy(vec.astype(np.int8))
+        row[self._id_column] = 1.0
+        if self.last >= 0:
+            row[self._last_columns + self.last] = 1.0
+        x = inputs[self.slot.index: self.slot.index + 1]
         with torch.no_grad():
             q, self.h = self.net(x, self.h)
-        avail = torch.zeros(self.dims.act_max, dtype=torch.int8)
         if mask is None:
-            avail[: self.slot.n_defence] = 1
+            avail = self._unmasked.copy()
         else:
-            avail[: mask.size] = torch.as_tensor(mask.astype(np.int8))
+            avail = np.zeros(self.dims.act_max, dtype=np.int8)
+            avail[: mask.size] = mask.astype(np.int8)
         if not avail.any():
             avail[0] = 1
-        return q[0], avail
+        return q[0], torch.from_numpy(avail)
 
     def get_action(self, observation: Any, action_space: Any = None) -> int:
         q, avail = self.q_values(observation)

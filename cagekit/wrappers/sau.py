@@ -13,8 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from cagekit.engine.catalog import BlueActionCatalog
-from cagekit.host_codes import IS_QUIET
-from cagekit.host_codes import QUIET_CODES as QUIET_CODES  # named here before host_codes held it
+
+#: host codes (activity << 2 | compromise) that show nothing beyond a bare scan: None/No and Scan/No
+QUIET_CODES = (0b0000, 0b1000)
+#: lookup table, host code (0-15) -> shows nothing beyond a bare scan (indexing beats np.isin on hot paths)
+IS_QUIET = np.zeros(16, dtype=bool)
+IS_QUIET[list(QUIET_CODES)] = True
 
 
 @functools.lru_cache(maxsize=64)

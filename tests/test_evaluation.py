@@ -1309,6 +1309,41 @@ def test_a_ctrl_c_lost_in_a_finalizer_still_exits_130(tmp_path: Path, capsys: py
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
+@pytest.mark.parametrize("whole_group", [True, False], ids=["terminal", "evaluation-only"])
+def test_ctrl_c_ends_worker_processes_mid_episode_without_waiting_for_them(tmp_path: Path, whole_group: bool) -> None:
+    """Ctrl-C stops a process-pool evaluation at once, whether a terminal sends it to every process of the group
+    or only the evaluation gets it: the workers' running episodes are abandoned (a rerun plays them), not awaited.
+    The pool's shutdown waited for every episode handed out (three per worker), here for ever; and a worker
+    interrupted as it sent a result back could leave the result queue locked, so the evaluation hung."""
+    out = tmp_path / "out"
+    args = [sys.executable, str(ROOT / "evaluation.py"), "react", str(out), "--workers", "2", "--episodes", "4",
+            "--lengths", "1000000", "--reds", "SleepAgent", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{START_METHOD_ENV: "fork"})
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "journal.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(3)  # the workers are started and deep in their first episodes
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        if whole_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:  # a run that did not stop would play for hours: end the whole group
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err.decode()[-3000:]
+    assert b"interrupted" in err and b"Traceback" not in err and b"Exception ignored" not in err, err.decode()
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # no worker left behind
+        os.killpg(proc.pid, 0)
+    assert _journal_episodes(out / "journal.jsonl") == 0
+
+
 def test_ctrl_c_in_an_evaluation_of_a_submission_exits_130_and_a_rerun_resumes(tmp_path: Path) -> None:
     """A real Ctrl-C (SIGINT to the whole process group, as a terminal sends it) mid-way through a muted
     submission played by worker processes: exit 130, the finished episodes journaled, and the rerun finishes."""

@@ -183,6 +183,31 @@ def test_action_costs_are_finite_and_not_positive(costs, wrong):
     assert ActionCosts(block=0.0, restore_by_value=False).block == 0.0
 
 
+def test_a_spec_whose_reveals_or_nacls_point_nowhere_is_refused():
+    """A host revealing one that is not there failed when an environment was built, with a traceback of the
+    engine's builder ("KeyError: host 'Nope' is in no subnet"); a NACL rule for a subnet that is not there was
+    played as if absent (CybORG's own parser refuses it), and one without its "in" failed mid-episode
+    (KeyError: 'in'); no layout at all was refused as "is not one of " and nothing."""
+    import dataclasses
+
+    spec = _own_scenario()
+    hosts = tuple(dataclasses.replace(h, reveals=(*h.reveals, "Nope")) if h.name == "Web" else h for h in spec.hosts)
+    with pytest.raises(ValueError, match=re.escape("host 'Web' reveals 'Nope', which is not among the hosts")):
+        _own_scenario(hosts=hosts)
+    front, back = spec.subnets
+    for nacls, message in (({"Mars": {"in": "None", "out": "all"}},
+                            "subnet 'Front': NACL rule for 'Mars', which is not among the subnets (Front, Back) "
+                            "nor 'all'"),
+                           ({"Back": {"out": "all"}}, "subnet 'Front': NACL rule for 'Back' is {'out': 'all'}; it "
+                                                      "must be {'in': V, 'out': V}, each V 'all' or 'None'"),
+                           ({"all": {"in": "Nonee", "out": "all"}}, "NACL rule for 'all' is {'in': 'Nonee'")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            _own_scenario(subnets=(dataclasses.replace(front, nacls=nacls), back))
+    assert _own_scenario(subnets=(dataclasses.replace(front, nacls={"Back": {"in": "None", "out": "all"}}), back))
+    with pytest.raises(ValueError, match=re.escape("default_layout 'team': the scenario has no blue_layouts")):
+        _own_scenario(blue_layouts={})
+
+
 def test_a_spec_that_names_a_host_twice_is_refused():
     """Two hosts of one name were accepted and played another game (-22.5 where the spec's own gives -119.6)."""
     from cagekit.scenarios import HostSpec

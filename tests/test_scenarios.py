@@ -139,6 +139,12 @@ def test_a_scenario_of_our_own_plays_through_make_env():
     ({"red_foothold": "Zero"}, "red_foothold 'Zero' is not among the hosts"),
     ({"default_layout": "classic"}, "default_layout 'classic' is not one of team"),
     ({"green_hosts": ("Web", "Nope")}, "green_hosts 'Nope' is not among the hosts"),  # was a bare KeyError: 'Nope'
+    # refused only once an environment was built, as "unknown red behaviour 'FooAgent'" naming nothing valid
+    ({"red_agents": {"KillChainAgent": "KillChainAgent", "Foo": "FooAgent"}},
+     "red_agents 'Foo': unknown red behaviour 'FooAgent'; valid: KillChainAgent, ExplorerAgent, SleepAgent, "
+     "B_lineAgent, RedMeanderAgent"),
+    ({"green_agents": {"alerts": "FalseAlarms", "none": "SleepAgent"}},
+     "green_agents 'alerts': unknown green behaviour 'FalseAlarms'; valid: FalseAlarmGreen, SleepAgent"),
     ({"blue_layouts": {"team": (BlueAgentSpec("front", ("Web",)), BlueAgentSpec("front", ("Gate",)))}},
      "layout 'team': agent 'front' is named 2 times"),  # was refused by the team as a size mismatch
     ({"subnets": (SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Front", ("Gate", "Op_Server0", "Defender")))},

@@ -31,6 +31,11 @@ class Image(Protocol):
         ...
 
 
+#: the behaviours a scenario's `red_agents` and `green_agents` may name (cagekit.engine.red builds them)
+RED_BEHAVIOURS = ("KillChainAgent", "ExplorerAgent", "SleepAgent", "B_lineAgent", "RedMeanderAgent")
+GREEN_BEHAVIOURS = ("FalseAlarmGreen", "SleepAgent")
+
+
 @dataclass(frozen=True)
 class HostSpec:
     """One host: its image, its value to the defenders, and what it reveals to whoever owns it."""
@@ -165,6 +170,11 @@ class ScenarioSpec:
                 problems += [f"layout {layout!r}: agent {agent.name!r} {verb} {n!r} {k} times"
                              for verb, names in (("defends", agent.hosts), ("blocks", agent.block_subnets))
                              for n in dict.fromkeys(names) if (k := names.count(n)) > 1]
+        for what, behaviours, known in (("red", self.red_agents, RED_BEHAVIOURS),
+                                        ("green", self.green_agents, GREEN_BEHAVIOURS)):
+            # was refused only once an environment was built, as "unknown red behaviour 'X'" and no more
+            problems += [f"{what}_agents {name!r}: unknown {what} behaviour {b!r}; valid: {', '.join(known)}"
+                         for name, b in behaviours.items() if b not in known]
         for what, key, options, listed in (("default_red", self.default_red, self.red_agents, "red_agents"),
                                            ("default_green", self.default_green, self.green_agents, "green_agents"),
                                            ("default_layout", self.default_layout, self.blue_layouts, "blue_layouts")):

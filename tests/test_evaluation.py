@@ -295,6 +295,21 @@ def test_a_config_naming_another_team_than_the_one_scored_is_refused(tmp_path: P
 TINY = ["--episodes", "1", "--lengths", "5", "--reds", "SleepAgent", "--no-progress"]
 
 
+def test_names_and_paths_are_printed_as_they_are(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """What the user named is printed as written, not as rich markup or emoji codes: "team.py:A: agent ..."
+    read "team.py🅰 agent ...", and an output folder or team name holding "[red]" lost it."""
+    team = tmp_path / "team.py"
+    team.write_text("class A:\n    def __init__(self, slot):\n        pass\n\n"
+                    "    def get_action(self, observation, action_space=None):\n        return 0\n")
+    assert _cli(f"{team}:A", str(tmp_path / "refused"), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "team.py:A: agent 'blue_user' (A) has no set_initial_values or end_episode" in err, err
+    out = tmp_path / "[red]x"
+    assert _cli("react", str(out), "--team-name", "[bold]me:a:", *TINY) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"files in {out}/: summary.txt" in printed and "[bold]me:a: (heuristic react)" in printed, printed
+
+
 @pytest.mark.parametrize("journal", ["missing", "empty"])
 def test_reports_no_journal_vouches_for_are_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                               journal: str) -> None:

@@ -34,6 +34,7 @@ from cagekit.evaluation import (
 )
 from cagekit.evaluation.protocol import combination_stats, t_quantile, total_score
 from cagekit.evaluation.runners import START_METHOD_ENV, _context
+from cagekit.evaluation.sources import default_team
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_REACT = ROOT / "submissions" / "react-paper-small.zip"
@@ -571,6 +572,22 @@ def test_checkpoint_sources_and_bad_paths(tmp_path: Path) -> None:
         resolve_source(str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match="no such submission file"):
         resolve_source(str(tmp_path / "team.zip"))
+
+
+def test_the_output_folder_hint_comes_only_with_a_lone_positional(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """`evaluation.py NOTEAM OUT`, `--team NOTEAM OUT` and a benchmark's `--team x=NOTEAM` were told "to give only
+    the output folder, name the team first: evaluation.py DEFAULT NOTEAM": a command that drops OUT, or takes the
+    team for a folder; the hint fits `evaluation.py FOLDER` alone."""
+    nothing, out = str(tmp_path / "nothing"), str(tmp_path / "out")
+    for args in ([nothing, out], ["--team", nothing, out]):
+        assert _cli(*args, *TINY) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert "(it does not exist): expected a submission" in err and "name the team first" not in err, err
+    assert _cli(nothing, "--no-progress") == 1
+    assert f"name the team first: evaluation.py {default_team()} {nothing} (the default team)" in \
+        " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_checkpoint_sets_the_environment(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cagekit.agents.heuristics import HEURISTICS
 from cagekit.evaluation.episode import EvaluationFailure
 from cagekit.evaluation.journal import JournalMismatch, check_output_folder, read_journal
 from cagekit.evaluation.protocol import EvalConfig
@@ -157,7 +158,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
     team_path, out_dir = _positionals(args)
     if out_dir:
         check_output_folder(Path(out_dir))  # before a team is loaded or anything trained
-    source = resolve_source(team_path, args.team)
+    # the hint on giving the output folder alone fits only a lone positional: with OUT_DIR given (and in a
+    # benchmark's --team) it suggested a command that dropped it, and --team's value is never the folder
+    if team_path is None and args.team is not None and args.team not in HEURISTICS:
+        source = resolve_source(args.team, output_hint=False)
+    else:
+        source = resolve_source(team_path, args.team, output_hint=out_dir is None)
     if getattr(args, "mute", False):
         source = MutedSource(source)
     s = _settings(args, source)

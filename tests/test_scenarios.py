@@ -222,3 +222,16 @@ def test_a_spec_that_names_a_host_twice_is_refused():
     spec = _own_scenario()
     with pytest.raises(ValueError, match=re.escape("host 'Web' is named 2 times")):
         _own_scenario(hosts=(*spec.hosts, HostSpec("Web", LINUX_WEB)))
+
+
+def test_the_twin_refuses_a_red_it_does_not_model():
+    """A scenario of one's own may name CAGE-2's red agents, which the engine plays and the twin does not: the twin
+    failed with a bare KeyError traceback ('B_lineAgent'); it says so and where to run it instead."""
+    from cagekit import make_env
+
+    spec = _own_scenario(red_agents={"KillChainAgent": "KillChainAgent", "bline": "B_lineAgent"})
+    with pytest.raises(ValueError, match=re.escape("the twin models the red behaviours KillChainAgent, ExplorerAgent, "
+                                                   "SleepAgent; red 'bline' of scenario 'tiny' is 'B_lineAgent': run "
+                                                   "it on the engine")):
+        make_env(spec, red="bline", simulator="twin")
+    make_env(spec, red="KillChainAgent", simulator="twin")

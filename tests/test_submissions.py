@@ -840,6 +840,10 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     for bad in ("../outside.json", "missing.json"):
         assert main([*base, "--out", str(tmp_path / "bad.zip"), "--include", bad]) == 2
         assert f"--include {bad}: not a file in {tmp_path}" in capsys.readouterr().err
+    # an empty path (an unset shell variable) packed the team's whole folder
+    assert main([*base, "--out", str(tmp_path / "bad.zip"), "--include", ""]) == 2
+    assert f"--include '' is an empty path: name a file or folder in {tmp_path}" in capsys.readouterr().err
+    assert not (tmp_path / "bad.zip").exists()
     assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out",
                  str(tmp_path / "r.zip"), "--include", "weights.json"]) == 2
     assert "--include is for a Python team's data files; 'react' is a heuristic" in capsys.readouterr().err

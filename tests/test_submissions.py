@@ -1177,3 +1177,21 @@ def test_a_submissions_agent_takes_a_bare_observation_vector_as_the_team_in_proc
             obs, _, _, _, infos = env.step(actions)
             refused += sum(int(info["invalid_action"]) for info in infos.values())
         assert refused == 0
+
+
+def test_package_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypatch):
+    """A read-only --out folder was refused with the error of the staging folder made beside it
+    ("[Errno 13] Permission denied: '/x/.team.zip.staged-k2j4'"), a path the user never gave; it names --out."""
+    import tempfile
+
+    from cagekit.cli import main
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".team.zip.staged-k2j4"))
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refused)
+    out = tmp_path / "team.zip"
+    assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write in {tmp_path} (Permission denied)" in err and "staged" not in err, err
+    assert not out.exists()

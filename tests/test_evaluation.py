@@ -1173,6 +1173,45 @@ class Leaving(Agent):
     assert not (tmp_path / "out").exists()
 
 
+def test_of_failures_in_worker_processes_the_first_task_s_is_reported(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """With worker processes, the failure reported was the one that reached the evaluation first (or came first
+    out of a set of them finished together): chance. The first task's, in the protocol's order, is reported, as a
+    serial run reports it; here the later task fails first."""
+    (tmp_path / "failing.py").write_text('''
+import time
+
+
+class Failing:
+    def __init__(self, length):
+        self.length, self.steps = length, 0
+
+    def get_action(self, observation, action_space=None):
+        self.steps += 1
+        if self.steps == 1:  # the check before the run asks for one step
+            return 0
+        if self.length == 5:  # the first task's episodes: fail late
+            time.sleep(2)
+        raise RuntimeError(f"failing in a {self.length}-step episode")
+
+    def end_episode(self):
+        pass
+
+    def set_initial_values(self, action_space, observation):
+        pass
+
+
+def make_team(env):
+    return {name: Failing(env.episode_length) for name in env.possible_agents}
+''')
+    args = [str(tmp_path / "failing.py"), "--episodes", "1", "--lengths", "5,6", "--reds", "SleepAgent",
+            "--no-progress"]
+    for workers in ("1", "2"):
+        assert _cli(args[0], str(tmp_path / f"out-{workers}"), *args[1:], "--workers", workers) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert "RuntimeError: failing in a 5-step episode" in err, err
+
+
 # interrupted runs (Ctrl-C) ------------------------------------------------------------------------
 
 

@@ -160,16 +160,21 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
     workers = min(workers, max(1, len(tasks)))
     queue = list(tasks)
     queue.reverse()
-    failure: BaseException | None = None
+    # every failure is kept, and the one of the first task in the protocol's order is raised: which finished
+    # first, or came first out of a set of futures finished together, was chance, so the message was too
+    failures: list[tuple[int, BaseException]] = []
+    order: dict[Future, int] = {}
     window = 3 * workers
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
                                initargs=(config, source, step_timeout))
     try:
         pending: set[Future] = set()
         while queue or pending:
-            while queue and failure is None and len(pending) < window:
+            while queue and not failures and len(pending) < window:
                 with _no_interrupts():  # a submit may start worker processes
-                    pending.add(pool.submit(_work, queue.pop()))
+                    future = pool.submit(_work, queue.pop())
+                order[future] = len(order)
+                pending.add(future)
             if not pending:
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -177,18 +182,18 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
                 try:
                     on_result(future.result())
                 except EvaluationFailure as exc:
-                    failure = failure or exc
+                    failures.append((order[future], exc))
                 except Exception as exc:  # noqa: BLE001 - a crashed worker
-                    failure = failure or EvaluationFailure(f"a worker process failed: {type(exc).__name__}: {exc}",
-                                                           transient=True)
-            if failure is not None:
+                    failures.append((order[future], EvaluationFailure(
+                        f"a worker process failed: {type(exc).__name__}: {exc}", transient=True)))
+            if failures:
                 queue.clear()
     except BaseException:  # Ctrl-C (or an error in on_result): end the workers now, without their episodes
         _end_workers(pool)
         raise
     pool.shutdown(wait=True)
-    if failure is not None:
-        raise failure
+    if failures:
+        raise min(failures, key=lambda item: item[0])[1]
 
 
 # Ray ---------------------------------------------------------------------------------------------

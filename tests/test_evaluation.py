@@ -296,6 +296,21 @@ def test_a_config_naming_another_team_than_the_one_scored_is_refused(tmp_path: P
 TINY = ["--episodes", "1", "--lengths", "5", "--reds", "SleepAgent", "--no-progress"]
 
 
+def test_an_episode_count_past_any_evaluation_is_refused_at_once(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """`--episodes 100000000` (a slip of the keys) listed its 300 million tasks before a word was said: 5 GB
+    in 12 s, growing. It is refused, naming the most, with nothing written; the most is taken."""
+    from cagekit.evaluation.protocol import MAX_EPISODES
+
+    out = tmp_path / "out"
+    started = time.monotonic()
+    assert _cli("react", str(out), "--episodes", "100000000", "--lengths", "5", "--no-progress") == 1
+    assert time.monotonic() - started < 10
+    assert "episodes must be at most 100,000 per combination" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+    assert _config(episodes=MAX_EPISODES).episodes == MAX_EPISODES
+
+
 def test_names_and_paths_are_printed_as_they_are(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """What the user named is printed as written, not as rich markup or emoji codes: "team.py:A: agent ..."
     read "team.py🅰 agent ...", and an output folder or team name holding "[red]" lost it."""

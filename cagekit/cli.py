@@ -35,7 +35,7 @@ def _scenarios(args: argparse.Namespace) -> int:
                             for k, v in spec.blue_layouts.items())
         reds = ", ".join(f"{r} (default)" if r == spec.default_red else r for r in spec.red_agents)
         table.add_row(name, layouts, reds, spec.description)
-    Console().print(table)
+    Console(emoji=False).print(table)
     print("(default): what make_env plays when given no layout or red. cagekit train trains against every red "
           "and evaluation.py scores each, unless told otherwise.")
     return 0

@@ -44,6 +44,28 @@ def test_load_mapping_names_the_file_and_the_problem(tmp_path):
         load_mapping(tmp_path / "missing.yaml")
 
 
+def test_a_key_given_twice_is_refused_not_overwritten(tmp_path):
+    """YAML and JSON parsers keep the last of a key given twice: a config's second `lr:` or a scenario file's second
+    `hosts:` silently replaced the first. It is refused, naming the key (and, in YAML, both lines); YAML's merge
+    keys (`<<: *base` then `lr: 2`) still override as written."""
+    from cagekit.scenarios.files import load_scenario_file
+
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("lr: 0.1\ngamma: 0.9\nlr: 0.2\n")
+    with pytest.raises(ValueError, match=r"config file .*twice.yaml is not valid YAML: .*key 'lr' is given twice "
+                                         r"\(lines 1 and 3\); give each key once"):
+        load_mapping(twice)
+    (tmp_path / "twice.json").write_text('{"lr": 0.1, "nested": {"a": 1, "a": 2}}')
+    with pytest.raises(ValueError, match=r"is not valid JSON: key\(s\) 'a' given twice in one object"):
+        load_mapping(tmp_path / "twice.json")
+    (tmp_path / "tiny.yaml").write_text("name: tiny\nname: other\n")
+    with pytest.raises(ValueError, match=r"scenario file .*tiny.yaml is not valid YAML: .*key 'name' is given twice"):
+        load_scenario_file(tmp_path / "tiny.yaml")
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {lr: 1, gamma: 0.5}\nrun:\n  <<: *b\n  lr: 2\n")
+    assert load_mapping(merged)["run"] == {"lr": 2, "gamma": 0.5}
+
+
 def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
     """PyYAML (YAML 1.1) reads `lr: 3e-4` as the text '3e-4', which was then refused as no number; they are
     read as YAML 1.2 and JSON read them. Text that only starts like a number stays text."""

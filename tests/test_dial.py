@@ -895,7 +895,8 @@ def qmix_run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("name,text,expected", [
     ("log.csv", "", "log.csv is empty: train longer"),
     ("log.csv", "update,env_steps,return,bits\n", "log.csv has no rows yet: train longer"),
-    ("log.csv", "a,b\n1,2\n", "log.csv lacks the columns env_steps, return, bits: not a cagekit training log"),
+    ("log.csv", "a,b\n1,2\n", "log.csv lacks the columns env_steps, return, bits: not a cagekit training log, "
+                              "whose columns are update, env_steps, "),
     ("log.csv", "garbage text\n", "log.csv lacks the columns env_steps, return, bits"),
     ("log.csv", "env_steps,return,bits\n30,abc,0\n", "log.csv: return is 'abc' in data row 1; expected a number"),
     ("log.csv", "env_steps,return,bits\n30,1,0\n,2,0\n", "log.csv: env_steps is empty in data row 2"),

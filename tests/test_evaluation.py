@@ -34,6 +34,7 @@ from cagekit.evaluation import (
 )
 from cagekit.evaluation.protocol import combination_stats, t_quantile, total_score
 from cagekit.evaluation.runners import START_METHOD_ENV, _context
+from cagekit.evaluation.sources import default_team
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_REACT = ROOT / "submissions" / "react-paper-small.zip"
@@ -293,6 +294,36 @@ def test_a_config_naming_another_team_than_the_one_scored_is_refused(tmp_path: P
 # output folders and teams refused before anything is written ----------------------------------------
 
 TINY = ["--episodes", "1", "--lengths", "5", "--reds", "SleepAgent", "--no-progress"]
+
+
+def test_an_episode_count_past_any_evaluation_is_refused_at_once(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """`--episodes 100000000` (a slip of the keys) listed its 300 million tasks before a word was said: 5 GB
+    in 12 s, growing. It is refused, naming the most, with nothing written; the most is taken."""
+    from cagekit.evaluation.protocol import MAX_EPISODES
+
+    out = tmp_path / "out"
+    started = time.monotonic()
+    assert _cli("react", str(out), "--episodes", "100000000", "--lengths", "5", "--no-progress") == 1
+    assert time.monotonic() - started < 10
+    assert "episodes must be at most 100,000 per combination" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+    assert _config(episodes=MAX_EPISODES).episodes == MAX_EPISODES
+
+
+def test_names_and_paths_are_printed_as_they_are(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """What the user named is printed as written, not as rich markup or emoji codes: "team.py:A: agent ..."
+    read "team.py🅰 agent ...", and an output folder or team name holding "[red]" lost it."""
+    team = tmp_path / "team.py"
+    team.write_text("class A:\n    def __init__(self, slot):\n        pass\n\n"
+                    "    def get_action(self, observation, action_space=None):\n        return 0\n")
+    assert _cli(f"{team}:A", str(tmp_path / "refused"), *TINY) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "team.py:A: agent 'blue_user' (A) has no set_initial_values or end_episode" in err, err
+    out = tmp_path / "[red]x"
+    assert _cli("react", str(out), "--team-name", "[bold]me:a:", *TINY) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"files in {out}/: summary.txt" in printed and "[bold]me:a: (heuristic react)" in printed, printed
 
 
 @pytest.mark.parametrize("journal", ["missing", "empty"])
@@ -556,6 +587,22 @@ def test_checkpoint_sources_and_bad_paths(tmp_path: Path) -> None:
         resolve_source(str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match="no such submission file"):
         resolve_source(str(tmp_path / "team.zip"))
+
+
+def test_the_output_folder_hint_comes_only_with_a_lone_positional(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """`evaluation.py NOTEAM OUT`, `--team NOTEAM OUT` and a benchmark's `--team x=NOTEAM` were told "to give only
+    the output folder, name the team first: evaluation.py DEFAULT NOTEAM": a command that drops OUT, or takes the
+    team for a folder; the hint fits `evaluation.py FOLDER` alone."""
+    nothing, out = str(tmp_path / "nothing"), str(tmp_path / "out")
+    for args in ([nothing, out], ["--team", nothing, out]):
+        assert _cli(*args, *TINY) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert "(it does not exist): expected a submission" in err and "name the team first" not in err, err
+    assert _cli(nothing, "--no-progress") == 1
+    assert f"name the team first: evaluation.py {default_team()} {nothing} (the default team)" in \
+        " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_checkpoint_sets_the_environment(tmp_path: Path) -> None:
@@ -1141,6 +1188,45 @@ class Leaving(Agent):
     assert not (tmp_path / "out").exists()
 
 
+def test_of_failures_in_worker_processes_the_first_task_s_is_reported(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """With worker processes, the failure reported was the one that reached the evaluation first (or came first
+    out of a set of them finished together): chance. The first task's, in the protocol's order, is reported, as a
+    serial run reports it; here the later task fails first."""
+    (tmp_path / "failing.py").write_text('''
+import time
+
+
+class Failing:
+    def __init__(self, length):
+        self.length, self.steps = length, 0
+
+    def get_action(self, observation, action_space=None):
+        self.steps += 1
+        if self.steps == 1:  # the check before the run asks for one step
+            return 0
+        if self.length == 5:  # the first task's episodes: fail late
+            time.sleep(2)
+        raise RuntimeError(f"failing in a {self.length}-step episode")
+
+    def end_episode(self):
+        pass
+
+    def set_initial_values(self, action_space, observation):
+        pass
+
+
+def make_team(env):
+    return {name: Failing(env.episode_length) for name in env.possible_agents}
+''')
+    args = [str(tmp_path / "failing.py"), "--episodes", "1", "--lengths", "5,6", "--reds", "SleepAgent",
+            "--no-progress"]
+    for workers in ("1", "2"):
+        assert _cli(args[0], str(tmp_path / f"out-{workers}"), *args[1:], "--workers", workers) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert "RuntimeError: failing in a 5-step episode" in err, err
+
+
 # interrupted runs (Ctrl-C) ------------------------------------------------------------------------
 
 
@@ -1307,6 +1393,41 @@ def test_a_ctrl_c_lost_in_a_finalizer_still_exits_130(tmp_path: Path, capsys: py
     assert "interrupted" in capsys.readouterr().err
     assert (tmp_path / "out" / "summary.txt").exists()  # the run went on to the end: its reports are whole
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["terminal", "evaluation-only"])
+def test_ctrl_c_ends_worker_processes_mid_episode_without_waiting_for_them(tmp_path: Path, whole_group: bool) -> None:
+    """Ctrl-C stops a process-pool evaluation at once, whether a terminal sends it to every process of the group
+    or only the evaluation gets it: the workers' running episodes are abandoned (a rerun plays them), not awaited.
+    The pool's shutdown waited for every episode handed out (three per worker), here for ever; and a worker
+    interrupted as it sent a result back could leave the result queue locked, so the evaluation hung."""
+    out = tmp_path / "out"
+    args = [sys.executable, str(ROOT / "evaluation.py"), "react", str(out), "--workers", "2", "--episodes", "4",
+            "--lengths", "1000000", "--reds", "SleepAgent", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{START_METHOD_ENV: "fork"})
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "journal.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(3)  # the workers are started and deep in their first episodes
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        if whole_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:  # a run that did not stop would play for hours: end the whole group
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err.decode()[-3000:]
+    assert b"interrupted" in err and b"Traceback" not in err and b"Exception ignored" not in err, err.decode()
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # no worker left behind
+        os.killpg(proc.pid, 0)
+    assert _journal_episodes(out / "journal.jsonl") == 0
 
 
 def test_ctrl_c_in_an_evaluation_of_a_submission_exits_130_and_a_rerun_resumes(tmp_path: Path) -> None:

@@ -139,6 +139,12 @@ def test_a_scenario_of_our_own_plays_through_make_env():
     ({"red_foothold": "Zero"}, "red_foothold 'Zero' is not among the hosts"),
     ({"default_layout": "classic"}, "default_layout 'classic' is not one of team"),
     ({"green_hosts": ("Web", "Nope")}, "green_hosts 'Nope' is not among the hosts"),  # was a bare KeyError: 'Nope'
+    # refused only once an environment was built, as "unknown red behaviour 'FooAgent'" naming nothing valid
+    ({"red_agents": {"KillChainAgent": "KillChainAgent", "Foo": "FooAgent"}},
+     "red_agents 'Foo': unknown red behaviour 'FooAgent'; valid: KillChainAgent, ExplorerAgent, SleepAgent, "
+     "B_lineAgent, RedMeanderAgent"),
+    ({"green_agents": {"alerts": "FalseAlarms", "none": "SleepAgent"}},
+     "green_agents 'alerts': unknown green behaviour 'FalseAlarms'; valid: FalseAlarmGreen, SleepAgent"),
     ({"blue_layouts": {"team": (BlueAgentSpec("front", ("Web",)), BlueAgentSpec("front", ("Gate",)))}},
      "layout 'team': agent 'front' is named 2 times"),  # was refused by the team as a size mismatch
     ({"subnets": (SubnetSpec("Front", ("User0", "Web")), SubnetSpec("Front", ("Gate", "Op_Server0", "Defender")))},
@@ -183,6 +189,31 @@ def test_action_costs_are_finite_and_not_positive(costs, wrong):
     assert ActionCosts(block=0.0, restore_by_value=False).block == 0.0
 
 
+def test_a_spec_whose_reveals_or_nacls_point_nowhere_is_refused():
+    """A host revealing one that is not there failed when an environment was built, with a traceback of the
+    engine's builder ("KeyError: host 'Nope' is in no subnet"); a NACL rule for a subnet that is not there was
+    played as if absent (CybORG's own parser refuses it), and one without its "in" failed mid-episode
+    (KeyError: 'in'); no layout at all was refused as "is not one of " and nothing."""
+    import dataclasses
+
+    spec = _own_scenario()
+    hosts = tuple(dataclasses.replace(h, reveals=(*h.reveals, "Nope")) if h.name == "Web" else h for h in spec.hosts)
+    with pytest.raises(ValueError, match=re.escape("host 'Web' reveals 'Nope', which is not among the hosts")):
+        _own_scenario(hosts=hosts)
+    front, back = spec.subnets
+    for nacls, message in (({"Mars": {"in": "None", "out": "all"}},
+                            "subnet 'Front': NACL rule for 'Mars', which is not among the subnets (Front, Back) "
+                            "nor 'all'"),
+                           ({"Back": {"out": "all"}}, "subnet 'Front': NACL rule for 'Back' is {'out': 'all'}; it "
+                                                      "must be {'in': V, 'out': V}, each V 'all' or 'None'"),
+                           ({"all": {"in": "Nonee", "out": "all"}}, "NACL rule for 'all' is {'in': 'Nonee'")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            _own_scenario(subnets=(dataclasses.replace(front, nacls=nacls), back))
+    assert _own_scenario(subnets=(dataclasses.replace(front, nacls={"Back": {"in": "None", "out": "all"}}), back))
+    with pytest.raises(ValueError, match=re.escape("default_layout 'team': the scenario has no blue_layouts")):
+        _own_scenario(blue_layouts={})
+
+
 def test_a_spec_that_names_a_host_twice_is_refused():
     """Two hosts of one name were accepted and played another game (-22.5 where the spec's own gives -119.6)."""
     from cagekit.scenarios import HostSpec
@@ -191,3 +222,16 @@ def test_a_spec_that_names_a_host_twice_is_refused():
     spec = _own_scenario()
     with pytest.raises(ValueError, match=re.escape("host 'Web' is named 2 times")):
         _own_scenario(hosts=(*spec.hosts, HostSpec("Web", LINUX_WEB)))
+
+
+def test_the_twin_refuses_a_red_it_does_not_model():
+    """A scenario of one's own may name CAGE-2's red agents, which the engine plays and the twin does not: the twin
+    failed with a bare KeyError traceback ('B_lineAgent'); it says so and where to run it instead."""
+    from cagekit import make_env
+
+    spec = _own_scenario(red_agents={"KillChainAgent": "KillChainAgent", "bline": "B_lineAgent"})
+    with pytest.raises(ValueError, match=re.escape("the twin models the red behaviours KillChainAgent, ExplorerAgent, "
+                                                   "SleepAgent; red 'bline' of scenario 'tiny' is 'B_lineAgent': run "
+                                                   "it on the engine")):
+        make_env(spec, red="bline", simulator="twin")
+    make_env(spec, red="KillChainAgent", simulator="twin")

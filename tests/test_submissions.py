@@ -840,6 +840,10 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     for bad in ("../outside.json", "missing.json"):
         assert main([*base, "--out", str(tmp_path / "bad.zip"), "--include", bad]) == 2
         assert f"--include {bad}: not a file in {tmp_path}" in capsys.readouterr().err
+    # an empty path (an unset shell variable) packed the team's whole folder
+    assert main([*base, "--out", str(tmp_path / "bad.zip"), "--include", ""]) == 2
+    assert f"--include '' is an empty path: name a file or folder in {tmp_path}" in capsys.readouterr().err
+    assert not (tmp_path / "bad.zip").exists()
     assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out",
                  str(tmp_path / "r.zip"), "--include", "weights.json"]) == 2
     assert "--include is for a Python team's data files; 'react' is a heuristic" in capsys.readouterr().err
@@ -1173,3 +1177,21 @@ def test_a_submissions_agent_takes_a_bare_observation_vector_as_the_team_in_proc
             obs, _, _, _, infos = env.step(actions)
             refused += sum(int(info["invalid_action"]) for info in infos.values())
         assert refused == 0
+
+
+def test_package_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypatch):
+    """A read-only --out folder was refused with the error of the staging folder made beside it
+    ("[Errno 13] Permission denied: '/x/.team.zip.staged-k2j4'"), a path the user never gave; it names --out."""
+    import tempfile
+
+    from cagekit.cli import main
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".team.zip.staged-k2j4"))
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refused)
+    out = tmp_path / "team.zip"
+    assert main(["package", "react", "--name", "a", "--team", "b", "--technique", "c", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write in {tmp_path} (Permission denied)" in err and "staged" not in err, err
+    assert not out.exists()

@@ -44,7 +44,7 @@ def read_log(run_dir: str | Path) -> pd.DataFrame:
     missing = [c for c in ("env_steps", "return", "bits") if c not in log]
     if missing:
         raise ValueError(f"{file} lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}: not a cagekit "
-                         f"training log (its columns: {', '.join(LOG_FIELDS)})")
+                         f"training log, whose columns are {', '.join(LOG_FIELDS)}")  # "its columns" read as the file's
     _require_rows(log, file)
     return _check_numbers(log, file, {c: c for c in ("env_steps", "return", "bits")})
 

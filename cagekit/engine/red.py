@@ -28,6 +28,7 @@ from cagekit.engine.actions import (
     StolenCredentialSSH,
     WebExploit,
 )
+from cagekit.scenarios.spec import GREEN_BEHAVIOURS, RED_BEHAVIOURS
 
 SESSION = 0  # red's abstract session, as CybORG's own red agents use it
 
@@ -216,7 +217,7 @@ def red_agent_factory(behaviour: str, *, detection: float) -> Any:
         return functools.partial(KillChainAgent, detection=detection)
     if behaviour == "ExplorerAgent":
         return functools.partial(ExplorerAgent, detection=detection)
-    raise ValueError(f"unknown red behaviour {behaviour!r}")
+    raise ValueError(f"unknown red behaviour {behaviour!r}; valid: {', '.join(RED_BEHAVIOURS)}")
 
 
 def green_agent_factory(behaviour: str, *, hostnames: tuple[str, ...], rate: float) -> Any:
@@ -224,4 +225,4 @@ def green_agent_factory(behaviour: str, *, hostnames: tuple[str, ...], rate: flo
         return SleepAgent
     if behaviour == "FalseAlarmGreen":
         return functools.partial(FalseAlarmGreen, hostnames=hostnames, rate=rate)
-    raise ValueError(f"unknown green behaviour {behaviour!r}")
+    raise ValueError(f"unknown green behaviour {behaviour!r}; valid: {', '.join(GREEN_BEHAVIOURS)}")

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cagekit.agents.heuristics import HEURISTICS
 from cagekit.evaluation.episode import EvaluationFailure
 from cagekit.evaluation.journal import JournalMismatch, check_output_folder, read_journal
 from cagekit.evaluation.protocol import EvalConfig
@@ -157,7 +158,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
     team_path, out_dir = _positionals(args)
     if out_dir:
         check_output_folder(Path(out_dir))  # before a team is loaded or anything trained
-    source = resolve_source(team_path, args.team)
+    # the hint on giving the output folder alone fits only a lone positional: with OUT_DIR given (and in a
+    # benchmark's --team) it suggested a command that dropped it, and --team's value is never the folder
+    if team_path is None and args.team is not None and args.team not in HEURISTICS:
+        source = resolve_source(args.team, output_hint=False)
+    else:
+        source = resolve_source(team_path, args.team, output_hint=out_dir is None)
     if getattr(args, "mute", False):
         source = MutedSource(source)
     s = _settings(args, source)
@@ -234,12 +240,14 @@ def _number(value: float) -> str:
 
 
 def print_summary(report: Any, out: Path, console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     c = report.config
     technique = c.technique if len(c.technique) <= 60 else c.technique[:59] + "…"  # in full in summary.txt
-    table = Table(title=f"{c.team_name} ({technique}) on {c.scenario}"
-                        f"{', layout ' + c.layout if c.layout else ''}: {c.episodes} episodes per combination")
+    # the user's names and paths as they are: "[red]" in one was taken for rich markup and dropped
+    table = Table(title=escape(f"{c.team_name} ({technique}) on {c.scenario}"
+                               f"{', layout ' + c.layout if c.layout else ''}: {c.episodes} episodes per combination"))
     for col in ("steps", "adversary", "mean", "std", "95% CI", "bits/ep", "cost/ep"):
         table.add_column(col, justify="left" if col == "adversary" else "right", no_wrap=True)
     for s in report.stats:
@@ -250,7 +258,8 @@ def print_summary(report: Any, out: Path, console: Any) -> None:
     table.add_row("", "total score", f"{t.score:.2f}", "", f"± {t.ci95:.2f}", f"{report.bits_per_episode:.2f}",
                   f"{report.channel_cost_per_episode:.2f}")
     console.print(table)
-    console.print(f"files in {out}/: summary.txt full.txt summary.json scores.txt results.csv scores.png journal.jsonl")
+    console.print(escape(f"files in {out}/: summary.txt full.txt summary.json scores.txt results.csv scores.png "
+                         f"journal.jsonl"))
 
 
 def backend_and_workers(args: argparse.Namespace, n_episodes: int) -> tuple[str, int]:
@@ -328,7 +337,7 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     backend, workers = backend_and_workers(args, episodes)
     if args.address and backend != "ray":
         raise ValueError("--address is for the ray backend: add --backend ray")
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     if not brief:  # a benchmark scores many teams with one --workers: said there, it would be said for each
         _note_oversubscribed(backend, min(workers, _episodes_left(config, out)), console)  # as the runner caps
     report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
@@ -339,7 +348,7 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
         print(f"{config.team_name}: score {total.score:.2f} ± {total.ci95:.2f}, {report.bits_per_episode:.2f} "
               f"bits per episode (reports in {out}/)")
     else:
-        print_summary(report, out, Console(stderr=False))
+        print_summary(report, out, Console(stderr=False, emoji=False))
     return out
 
 
@@ -411,7 +420,7 @@ def cli_main(argv: str | Sequence[str | os.PathLike[str]] | None = None, prog: s
 
     widen_piped_output()
     args = build_parser(prog).parse_intermixed_args(command_argv(argv))
-    err = Console(stderr=True)
+    err = Console(stderr=True, emoji=False)  # ":A:" in "team.py:A: agent ..." was drawn as an emoji
     with noting_interrupts() as interrupted:
         try:
             _run(args, console=err)

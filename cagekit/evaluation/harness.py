@@ -155,7 +155,9 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
         task_id = None
         if bar is not None:
             bar.start()
-            task_id = bar.add_task(f"{source.label} on {config.scenario}", total=len(config.tasks()),
+            from rich.markup import escape
+
+            task_id = bar.add_task(escape(f"{source.label} on {config.scenario}"), total=len(config.tasks()),
                                    completed=len(journal.results), score=running.value)
 
         def on_result(result: EpisodeResult) -> None:

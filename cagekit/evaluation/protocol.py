@@ -21,6 +21,10 @@ import numpy as np
 
 from cagekit import __version__
 
+#: the most episodes per combination an evaluation takes: some 25 CPU-hours of 100-step episodes per combination,
+#: and a journal and reports of as many lines
+MAX_EPISODES = 100_000
+
 #: configuration fields that decide the results: a journal is resumed only when all of them agree
 IDENTITY_FIELDS = ("cagekit_version", "scenario", "layout", "team", "episodes", "lengths", "reds", "seed",
                    "message_cost", "sau", "channel", "green", "simulator", "detection", "view", "scenario_spec")
@@ -70,6 +74,9 @@ class EvalConfig:
             object.__setattr__(self, "detection", _real("detection", self.detection, "or None (the scenario's)"))
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.episodes > MAX_EPISODES:  # 10**8 (a slip of the keys) took 5 GB in 12 s listing its tasks, silently
+            raise ValueError(f"episodes must be at most {MAX_EPISODES:,} per combination (each is journaled and "
+                             f"reported; 100 is the default), got {self.episodes:,}")
         if not self.lengths or any(n < 1 for n in self.lengths):
             raise ValueError(f"episode lengths must be positive integers, got {list(self.lengths)}")
         if not self.reds or not all(isinstance(r, str) for r in self.reds):

@@ -7,12 +7,14 @@ after handing over every episode that did finish.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.util
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import closing
 from typing import Any
@@ -40,6 +42,14 @@ _WORKER: EpisodeRunner | None = None
 
 def _init_worker(config: EvalConfig, source: TeamSource, step_timeout: float | None) -> None:
     global _WORKER
+    # Ctrl-C is the evaluation's to handle, not its workers': a terminal sends SIGINT to the whole process group,
+    # and a worker interrupted as it sent a result back could leave the pool's result queue locked, so the
+    # evaluation waited on it forever instead of exiting. The worker starts with SIGINT blocked (`_no_interrupts`
+    # around the pool's starts), ignores it here, and only then unblocks it: one sent in between is dropped.
+    # The evaluation ends its workers itself when interrupted (`_end_workers`).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:  # one thread per worker process: the workers are the parallelism
         import torch
@@ -56,6 +66,51 @@ def _init_worker(config: EvalConfig, source: TeamSource, step_timeout: float | N
     # their unpacked folders with them: end with it, releasing those first.
     owner = multiprocessing.parent_process()  # the evaluation, also where a forkserver is the parent
     exit_with_parent(_WORKER.close, owner.pid if owner is not None else None)
+    # Ended by the evaluation (`_end_workers`), mid-episode: release what the runner holds (a submission's worker
+    # and its unpacked folder), as a worker's normal exit does, then go.
+    signal.signal(signal.SIGTERM, _end_worker)
+
+
+def _end_worker(signum: int, frame: Any) -> None:
+    try:
+        if _WORKER is not None:
+            _WORKER.close()
+    finally:
+        os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """SIGINT blocked in this thread for the block: the worker processes a pool starts in it inherit the mask,
+    so a Ctrl-C cannot land in one before `_init_worker` has it ignored (one sent to this process meanwhile is
+    delivered when the block ends, or to another of its threads; either way it interrupts the evaluation)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _end_workers(pool: ProcessPoolExecutor, grace: float = 10.0) -> None:
+    """Stop `pool` now, for an interrupted evaluation: queued episodes are cancelled and the running ones
+    abandoned (unjournaled, a rerun plays them), their workers ended (SIGTERM: each releases its runner, see
+    `_end_worker`; SIGKILL after `grace` seconds). Waiting for them, as the pool's own shutdown does, kept a
+    Ctrl-C waiting for up to three episodes per worker, or for ever on an episode that never ends."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # the pool has no public handle on them
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(grace)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    # then the pool's own shutdown, its workers gone: its manager thread ends and is joined (one left running,
+    # `shutdown(wait=False)`, had Python 3.11's exit write to its closed pipe: "Exception ignored ... OSError")
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _work(task: Task) -> EpisodeResult:
@@ -105,14 +160,21 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
     workers = min(workers, max(1, len(tasks)))
     queue = list(tasks)
     queue.reverse()
-    failure: BaseException | None = None
+    # every failure is kept, and the one of the first task in the protocol's order is raised: which finished
+    # first, or came first out of a set of futures finished together, was chance, so the message was too
+    failures: list[tuple[int, BaseException]] = []
+    order: dict[Future, int] = {}
     window = 3 * workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
-                             initargs=(config, source, step_timeout)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
+                               initargs=(config, source, step_timeout))
+    try:
         pending: set[Future] = set()
         while queue or pending:
-            while queue and failure is None and len(pending) < window:
-                pending.add(pool.submit(_work, queue.pop()))
+            while queue and not failures and len(pending) < window:
+                with _no_interrupts():  # a submit may start worker processes
+                    future = pool.submit(_work, queue.pop())
+                order[future] = len(order)
+                pending.add(future)
             if not pending:
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -120,14 +182,18 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
                 try:
                     on_result(future.result())
                 except EvaluationFailure as exc:
-                    failure = failure or exc
+                    failures.append((order[future], exc))
                 except Exception as exc:  # noqa: BLE001 - a crashed worker
-                    failure = failure or EvaluationFailure(f"a worker process failed: {type(exc).__name__}: {exc}",
-                                                           transient=True)
-            if failure is not None:
+                    failures.append((order[future], EvaluationFailure(
+                        f"a worker process failed: {type(exc).__name__}: {exc}", transient=True)))
+            if failures:
                 queue.clear()
-    if failure is not None:
-        raise failure
+    except BaseException:  # Ctrl-C (or an error in on_result): end the workers now, without their episodes
+        _end_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+    if failures:
+        raise min(failures, key=lambda item: item[0])[1]
 
 
 # Ray ---------------------------------------------------------------------------------------------

@@ -19,7 +19,18 @@ def _yaml_loader() -> Any:
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            # PyYAML keeps the last of a key given twice: a second `hosts:` silently dropped the first list
+            seen: dict[tuple[str, str], Any] = {}
+            for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = (key_node.tag, key_node.value)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {key_node.value!r} is given twice (lines {seen[key].line + 1} and "
+                            f"{key_node.start_mark.line + 1}); give each key once")
+                    seen[key] = key_node.start_mark
+            return super().construct_mapping(node, deep=deep)
 
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
                                  list("-+0123456789"))
@@ -33,6 +44,15 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
 
 
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once: json keeps the last of a key given twice, silently."""
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"key(s) {', '.join(map(repr, twice))} given twice in one object; give each key once")
+    return dict(pairs)
+
+
 def read_data_file(path: str | Path, what: str) -> Any:
     """The values in the file at `path`: YAML for a .yaml or .yml file, JSON otherwise. A ValueError names
     `what` the file is ("scenario file", "config file"), the file, and why it cannot be read."""
@@ -43,7 +63,7 @@ def read_data_file(path: str | Path, what: str) -> Any:
         raise ValueError(f"{what} {file} cannot be read: {exc}") from None
     is_yaml = file.suffix.lower() in YAML_SUFFIXES
     try:
-        return read_yaml(text) if is_yaml else json.loads(text)
+        return read_yaml(text) if is_yaml else json.loads(text, object_pairs_hook=_once_each)
     except Exception as exc:  # noqa: BLE001 - json's and yaml's parse errors
         raise ValueError(f"{what} {file} is not valid {'YAML' if is_yaml else 'JSON'}: {exc}") from None
 

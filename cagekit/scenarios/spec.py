@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
@@ -28,6 +29,11 @@ class Image(Protocol):
     def to_cyborg(self) -> dict[str, Any]:
         """The host's content in CybORG's `Test_Host` schema (System info, Processes, User Info...)."""
         ...
+
+
+#: the behaviours a scenario's `red_agents` and `green_agents` may name (cagekit.engine.red builds them)
+RED_BEHAVIOURS = ("KillChainAgent", "ExplorerAgent", "SleepAgent", "B_lineAgent", "RedMeanderAgent")
+GREEN_BEHAVIOURS = ("FalseAlarmGreen", "SleepAgent")
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,17 @@ class ScenarioSpec:
         problems += [f"{what} {h!r} is not among the hosts" for what, h in
                      (("red_foothold", self.red_foothold), ("defender", self.defender)) if h not in hosts]
         problems += [f"green_hosts {h!r} is not among the hosts" for h in self.green_hosts if h not in hosts]
+        # a host revealing one that is not there made the engine's builder fail with a bare KeyError
+        problems += [f"host {host.name!r} reveals {h!r}, which is not among the hosts"
+                     for host in self.hosts for h in host.reveals if h not in hosts]
+        # CybORG's own scenario parser asserts this; its engine ignored such a rule, silently
+        problems += [f"subnet {s.name!r}: NACL rule for {k!r}, which is not among the subnets ({', '.join(subnets)}) "
+                     f"nor 'all'" for s in self.subnets for k in s.nacls if k != "all" and k not in subnets]
+        # the engine reads a rule's "in" ("all" or "None") on every connection: one without it failed mid-episode
+        problems += [f"subnet {s.name!r}: NACL rule for {k!r} is {rule!r}; it must be {{'in': V, 'out': V}}, each V "
+                     f"'all' or 'None'" for s in self.subnets for k, rule in s.nacls.items()
+                     if not isinstance(rule, Mapping) or set(rule) != {"in", "out"}
+                     or any(v not in ("all", "None") for v in rule.values())]
         problems += [f"{what} {n!r} is named {k} times" for what, names in
                      (("host", hosts), ("subnet", subnets),
                       *((f"layout {layout!r}: agent", tuple(a.name for a in agents))
@@ -153,11 +170,17 @@ class ScenarioSpec:
                 problems += [f"layout {layout!r}: agent {agent.name!r} {verb} {n!r} {k} times"
                              for verb, names in (("defends", agent.hosts), ("blocks", agent.block_subnets))
                              for n in dict.fromkeys(names) if (k := names.count(n)) > 1]
-        for what, key, options in (("default_red", self.default_red, self.red_agents),
-                                   ("default_green", self.default_green, self.green_agents),
-                                   ("default_layout", self.default_layout, self.blue_layouts)):
-            if key not in options:
-                problems.append(f"{what} {key!r} is not one of {', '.join(options)}")
+        for what, behaviours, known in (("red", self.red_agents, RED_BEHAVIOURS),
+                                        ("green", self.green_agents, GREEN_BEHAVIOURS)):
+            # was refused only once an environment was built, as "unknown red behaviour 'X'" and no more
+            problems += [f"{what}_agents {name!r}: unknown {what} behaviour {b!r}; valid: {', '.join(known)}"
+                         for name, b in behaviours.items() if b not in known]
+        for what, key, options, listed in (("default_red", self.default_red, self.red_agents, "red_agents"),
+                                           ("default_green", self.default_green, self.green_agents, "green_agents"),
+                                           ("default_layout", self.default_layout, self.blue_layouts, "blue_layouts")):
+            if key not in options:  # none at all was "is not one of " and nothing
+                problems.append(f"{what} {key!r} is not one of {', '.join(options)}" if options else
+                                f"{what} {key!r}: the scenario has no {listed} (give at least one)")
         hosts_named = f" (hosts: {', '.join(hosts)})" if problems else ""
         for setting in ("detection", "green_rate", "message_cost"):
             try:

@@ -104,6 +104,9 @@ def _python_team_files(file: Path, name: str, env: Any, include: tuple[str | Pat
     files: dict[str, bytes] = {}
     extra = []
     for given in include:
+        if not str(given).strip():  # an unset shell variable (--include "$WEIGHTS") packed the team's whole folder
+            raise ValueError(f"--include {str(given)!r} is an empty path: name a file or folder in {file.parent}, "
+                             f"the folder of {file.name} ('.' for all of it)")
         # named where the team reads it: a link's own path (its target's bytes), not where the link points
         path = Path(os.path.normpath(file.parent / given))
         if not path.is_relative_to(file.parent) or not path.exists():

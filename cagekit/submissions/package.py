@@ -68,7 +68,12 @@ def package(source: str | Path, name: str, team: str, technique: str, out: str |
     made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # the staging folder's, new
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(dir=out if fill else out.parent, prefix=f".{out.name}.staged-") as staging:
+        try:  # made here: its own error named the staging folder, a path the user never gave
+            staging_folder = tempfile.TemporaryDirectory(dir=out if fill else out.parent, prefix=f".{out.name}.staged-")
+        except OSError as exc:
+            raise OSError(f"--out {out}: cannot write in {out if fill else out.parent} ({exc.strerror or exc})") \
+                from None
+        with staging_folder as staging:
             staged = Path(staging) / (out.name or "package")  # `--out .` has no name
             write_zip(data, staged) if data is not None else write_folder(files, staged)
             if not accept(staged):

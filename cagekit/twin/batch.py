@@ -77,7 +77,12 @@ class TwinBatch:
         self.model = m = TwinModel(self.spec, layout, channel=channel, detection=detection, green_rate=green_rate,
                                    view=view)
         self.red_name = red if red is not None else self.spec.default_red
-        self.red_kind = _RED_KINDS[self.spec.behaviour("red", red)]
+        behaviour = self.spec.behaviour("red", red)
+        if behaviour not in _RED_KINDS:  # CAGE-2's own red agents, which a scenario of one's own may name
+            raise ValueError(f"the twin models the red behaviours {', '.join(_RED_KINDS)}; red {self.red_name!r} of "
+                             f"scenario {self.spec.name!r} is {behaviour!r}: run it on the engine (training: --backend "
+                             f"engine; evaluation: any --backend but twin; the Python API: simulator='engine')")
+        self.red_kind = _RED_KINDS[behaviour]
         self.green_name = green if green is not None else self.spec.default_green
         self.green_kind = _GREEN_KINDS[self.spec.behaviour("green", green)]
         self.B = int(batch_size)

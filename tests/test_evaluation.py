@@ -1272,6 +1272,36 @@ def test_an_interrupted_evaluation_closes_the_submission_it_started(where: str, 
     assert _journal_episodes(tmp_path / "out" / "journal.jsonl") == 0
 
 
+@pytest.mark.parametrize("refusal", ["evaluate", "options", "run"])
+def test_a_refused_evaluation_leaves_no_submission_worker_running(refusal: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A submission's source keeps the worker it started to check the submission (for the first episode): an
+    evaluation refused before any episode (a config naming another team, a bad option) left it running."""
+    from cagekit.evaluation import cli, run_command
+    from cagekit.evaluation.sources import SubmissionSource
+
+    sources: list[SubmissionSource] = []
+    resolve = cli.resolve_source
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        sources.append(resolve(*args, **kwargs))
+        return sources[-1]
+
+    if refusal == "evaluate":
+        sources.append(SubmissionSource(str(SHIPPED_REACT)))
+        worker = sources[0]._team.worker
+        with pytest.raises(ValueError, match="is not the team given to score"):
+            evaluate(_config(team={"kind": "another"}), sources[0], tmp_path / "out", progress=False)
+    else:
+        monkeypatch.setattr(cli, "resolve_source", recorded)
+        bad = ["--reds", "Nope"] if refusal == "options" else ["--address", "localhost:1"]
+        with pytest.raises(ValueError, match="unknown red|--address is for the ray backend"):
+            run_command([str(SHIPPED_REACT), str(tmp_path / "out"), "--episodes", "1", *bad])
+        worker = None
+    assert len(sources) == 1 and sources[0]._team is None
+    assert worker is None or not worker.alive
+
+
 def test_a_closed_submission_leaves_the_collector_nothing_to_run() -> None:
     """A team's `__del__` ran at whatever moment the collector found it, closed or not: a Ctrl-C landing there
     was printed as "Exception ignored" and lost. A closed team now runs none of its code when collected."""

@@ -148,7 +148,6 @@ def _positionals(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, Path]:
-    import cagekit
     from cagekit.scenarios.files import scenario_option
 
     if args.quick and args.episodes is not None:  # --quick is nothing but an episode count: it would be dropped
@@ -164,8 +163,19 @@ def config_from_args(args: argparse.Namespace) -> tuple[EvalConfig, TeamSource, 
         source = resolve_source(args.team, output_hint=False)
     else:
         source = resolve_source(team_path, args.team, output_hint=out_dir is None)
-    if getattr(args, "mute", False):
-        source = MutedSource(source)
+    try:
+        if getattr(args, "mute", False):
+            source = MutedSource(source)
+        return _config(args, source, out_dir)
+    except BaseException:  # options refused: a submission's source keeps its checked team (its worker) open
+        source.close()
+        raise
+
+
+def _config(args: argparse.Namespace, source: TeamSource, out_dir: str | None) -> tuple[EvalConfig, TeamSource, Path]:
+    """`config_from_args` once the team is resolved."""
+    import cagekit
+
     s = _settings(args, source)
     if isinstance(source, MutedSource) and not s["channel"]:
         raise ValueError("--mute needs the message channel on (there is nothing to mute without it); drop "
@@ -333,13 +343,17 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     from cagekit.evaluation.harness import evaluate
 
     config, source, out = config_from_args(args)
-    episodes = len(config.tasks())
-    backend, workers = backend_and_workers(args, episodes)
-    if args.address and backend != "ray":
-        raise ValueError("--address is for the ray backend: add --backend ray")
-    console = console or Console(stderr=True, emoji=False)
-    if not brief:  # a benchmark scores many teams with one --workers: said there, it would be said for each
-        _note_oversubscribed(backend, min(workers, _episodes_left(config, out)), console)  # as the runner caps
+    try:
+        episodes = len(config.tasks())
+        backend, workers = backend_and_workers(args, episodes)
+        if args.address and backend != "ray":
+            raise ValueError("--address is for the ray backend: add --backend ray")
+        console = console or Console(stderr=True, emoji=False)
+        if not brief:  # a benchmark scores many teams with one --workers: said there, it would be said for each
+            _note_oversubscribed(backend, min(workers, _episodes_left(config, out)), console)  # as the runner caps
+    except BaseException:  # refused: `evaluate`, which would close it, is not reached
+        source.close()
+        raise
     report, _ = evaluate(config, source, out, backend=backend, workers=workers, address=args.address,
                          step_timeout=args.step_timeout, progress=not args.no_progress,
                          console=console)

@@ -106,6 +106,32 @@ def check_team(config: EvalConfig, source: TeamSource, step_timeout: float | Non
         runner.close()  # worker processes build their own team; a submission's worker must not be forked
 
 
+def _checked(config: EvalConfig, source: TeamSource, out: Path, backend: str, step_timeout: float | None
+             ) -> list[str]:
+    """`evaluate`'s checks before the journal is read: a known backend, a valid timeout, the config naming
+    `source`, its reds the scenario's, `out` apart from the team; returns the environment's agent names."""
+    if backend not in RUNNERS:
+        twin = " (the twin is no backend: build the EvalConfig with simulator='twin')" if backend == "twin" else ""
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}{twin}")
+    if step_timeout is not None:
+        from cagekit.submissions.timeouts import check_timeout
+
+        check_timeout("step_timeout", step_timeout)
+    check_identity(config, source)
+    from cagekit.wrappers import make_env
+
+    length, red = config.combinations()[0]
+    probe = make_env(config.scenario, red=red, green=config.green, episode_length=length,
+                     message_cost=config.message_cost, sau=config.sau, channel=config.channel, layout=config.layout,
+                     view=config.view)
+    for r in config.reds:
+        if r not in probe.spec.red_agents:
+            raise ValueError(f"unknown red agent {r!r} for scenario {config.scenario!r}; "
+                             f"valid: {', '.join(probe.spec.red_agents)}")
+    check_output_apart(out, source)
+    return list(probe.possible_agents)
+
+
 def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, backend: str = "serial",
              workers: int = 1, address: str | None = None, step_timeout: float | None = None,
              progress: bool = True, console: Any = None, chart: bool = True) -> tuple[Report, dict[str, Any]]:
@@ -119,29 +145,13 @@ def evaluate(config: EvalConfig, source: TeamSource, out_dir: str | Path, *, bac
     not use; `JournalMismatch` (a ValueError)
     for a journal of another configuration, or reports no journal vouches for; `EvaluationFailure` when an
     episode fails (what finished stays in the journal; a journal left with no episode is removed)."""
-    if backend not in RUNNERS:
-        twin = " (the twin is no backend: build the EvalConfig with simulator='twin')" if backend == "twin" else ""
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(RUNNERS)}{twin}")
-    if step_timeout is not None:
-        from cagekit.submissions.timeouts import check_timeout
-
-        check_timeout("step_timeout", step_timeout)
-    check_identity(config, source)
-    from cagekit.wrappers import make_env
-
     out = Path(out_dir)
-    length, red = config.combinations()[0]
-    probe = make_env(config.scenario, red=red, green=config.green, episode_length=length,
-                     message_cost=config.message_cost, sau=config.sau, channel=config.channel, layout=config.layout,
-                     view=config.view)
-    agent_names = list(probe.possible_agents)
-    for r in config.reds:
-        if r not in probe.spec.red_agents:
-            raise ValueError(f"unknown red agent {r!r} for scenario {config.scenario!r}; "
-                             f"valid: {', '.join(probe.spec.red_agents)}")
-
-    check_output_apart(out, source)
-    journal = Journal(out, config).read()  # a refused folder fails before the team is loaded
+    try:
+        agent_names = _checked(config, source, out, backend, step_timeout)
+        journal = Journal(out, config).read()  # a refused folder fails before the team is loaded
+    except BaseException:  # refused: the team a submission's source keeps from its checks (its worker) is released
+        source.close()
+        raise
     todo = [t for t in config.tasks() if t not in journal.results]
     created = not out.exists()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -991,6 +992,30 @@ def test_a_benchmark_holds_a_packaged_team_of_your_own_to_its_settings(tmp_path,
     learned = evaluation_argv(plan, str(tmp_path / "runs" / "ppo-s0" / "model.zip"), out / "eval" / "ppo-s0", 0)
     assert "--message-cost" not in learned and "--layout" not in learned  # the plan's own runs carry the plan's
     assert main([*argv[:5], *argv[7:]]) == 0
+
+
+def test_checking_a_scored_submissions_journal_leaves_no_worker_running(tmp_path, monkeypatch):
+    """A benchmark checks each team's journal against its protocol before training: a submission's source, made
+    for its config and dropped, kept the worker it had checked the submission with, running through the
+    hours of training (until the collector found it)."""
+    from cagekit.evaluation import cli, run_command
+    from cagekit.evaluation.benchmark import BenchmarkPlan
+    from cagekit.evaluation.benchmark_scoring import evaluation_argv
+
+    shipped = str(Path(__file__).resolve().parents[1] / "submissions" / "react-paper-small.zip")
+    plan = BenchmarkPlan(scenario="paper-small", algos=["react"], teams={"zipped": shipped}, seeds=[0], steps=1,
+                         out=tmp_path / "bm", episodes=1, lengths="4", reds="KillChainAgent", progress=False)
+    run_command(evaluation_argv(plan, shipped, plan.eval_dir("zipped", 0), 0))
+    sources: list[Any] = []
+    resolve = cli.resolve_source
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        sources.append(resolve(*args, **kwargs))
+        return sources[-1]
+
+    monkeypatch.setattr(cli, "resolve_source", recorded)
+    plan._check_journals()
+    assert sources and all(getattr(source, "_team", None) is None for source in sources)
 
 
 def test_a_run_killed_before_it_wrote_anything_takes_other_settings(tmp_path):

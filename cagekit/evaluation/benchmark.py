@@ -148,7 +148,9 @@ class BenchmarkPlan:
                     name = layout.run_name(algo, seed) + ("-muted" if muted else "")
                     argv = evaluation_argv(self, self.source(algo, seed), folder, seed, muted, name=name)
                     try:
-                        Journal(folder, config_from_args(build_parser().parse_args(argv))[0]).read()
+                        config, source, _ = config_from_args(build_parser().parse_args(argv))
+                        source.close()  # a submission's keeps the worker it checked it with: none left running
+                        Journal(folder, config).read()
                     except (ValueError, OSError) as exc:
                         raise ValueError(f"evaluation of {algo} seed {seed}{' muted' if muted else ''}: {exc}") \
                             from None

@@ -54,13 +54,17 @@ def _demo(args: argparse.Namespace) -> int:
     if args.steps < 1:  # before a team is loaded
         raise ValueError(f"--steps must be >= 1 (the demo episode's length), got {args.steps}")
     source = resolve_source(args.team, output_hint=False)  # a heuristic, checkpoint, submission or FILE.py:NAME
-    settings = source.env_settings()  # a trained team plays the environment it was trained for
-    if args.scenario is not None and settings.get("scenario", args.scenario) != args.scenario:
-        raise ValueError(f"--scenario {args.scenario} contradicts the team, which was made for "
-                         f"{settings['scenario']}; leave --scenario out")
-    scenario = settings.get("scenario") or args.scenario or "paper-small"
-    env_kwargs = {k: v for k, v in settings.items() if k != "scenario"}  # layout, channel, sau, cost, view
-    env = make_env(scenario, red=args.red, seed=args.seed, episode_length=args.steps, **env_kwargs)
+    try:
+        settings = source.env_settings()  # a trained team plays the environment it was trained for
+        if args.scenario is not None and settings.get("scenario", args.scenario) != args.scenario:
+            raise ValueError(f"--scenario {args.scenario} contradicts the team, which was made for "
+                             f"{settings['scenario']}; leave --scenario out")
+        scenario = settings.get("scenario") or args.scenario or "paper-small"
+        env_kwargs = {k: v for k, v in settings.items() if k != "scenario"}  # layout, channel, sau, cost, view
+        env = make_env(scenario, red=args.red, seed=args.seed, episode_length=args.steps, **env_kwargs)
+    except BaseException:  # refused: a submission's source keeps the worker it checked it with
+        source.close()
+        raise
     where = "in set_initial_values"
 
     def blaming(agent: str, call: Callable[[], Any]) -> Any:  # an agent's error named with it and the step

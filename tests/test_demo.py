@@ -30,14 +30,21 @@ def test_demo_prints_every_agent_and_red_and_the_episodes_return(capsys):
     assert out.rstrip().endswith(f"env return so far {total:8.2f}")
 
 
-def test_demo_plays_a_submission_in_the_environment_it_was_packaged_for(capsys):
+def test_demo_plays_a_submission_in_the_environment_it_was_packaged_for(capsys, monkeypatch):
+    import cagekit.evaluation.sources as sources
+
     assert main(["demo", "--team", str(SHIPPED), "--steps", "2"]) == 0
     out = capsys.readouterr().out
     # named by its file and, as the evaluation's reports name it, by the TEAM and TECHNIQUE its manifest declares
     assert out.startswith("scenario paper-small, red KillChainAgent, team dial-sau-paper-small (declares team "
                           "'cagekit', technique 'DIAL + SAU (configs/dial-sau-fast.yaml")
+    opened: list[sources.TeamSource] = []
+    resolve = sources.resolve_source
+    monkeypatch.setattr(sources, "resolve_source", lambda *a, **k: opened.append(resolve(*a, **k)) or opened[-1])
     assert main(["demo", "--team", str(SHIPPED), "--scenario", "paper-large"]) == 2
     assert "--scenario paper-large contradicts the team, which was made for paper-small" in capsys.readouterr().err
+    # refused, the demo closes the worker the submission's source checked it with (it ran on until collected)
+    assert len(opened) == 1 and getattr(opened[0], "_team", "") is None
 
 
 def test_demo_names_its_own_options_when_refusing(tmp_path, capsys):

@@ -107,6 +107,24 @@ def test_no_more_worker_processes_start_than_episodes_to_play(monkeypatch: pytes
     assert len(seen) == 2 and max(seen) <= 2, seen
 
 
+def test_a_process_pool_holds_no_finished_episode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's runner kept every future it handed out (to report the first failure in the protocol's order),
+    each with its episode's result, for the whole run: memory growing with the episodes played."""
+    import gc
+    from concurrent.futures import Future
+
+    from cagekit.evaluation.runners import run_processes
+
+    config = _config(reds=("SleepAgent",), lengths=(1,), episodes=30)
+    held: list[int] = []
+
+    def on_result(result: Any) -> None:
+        held.append(sum(1 for o in gc.get_objects() if type(o) is Future and o.done()))
+
+    run_processes(config, HeuristicSource("sleep"), config.tasks(), on_result, workers=1)
+    assert len(held) == 30 and max(held) <= 4, held  # the one being handed over, and a window's (3 per worker)
+
+
 def test_worker_start_method(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fork only while single-threaded (on Linux); an unknown override is refused with the valid ones."""
     import threading

@@ -163,7 +163,8 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
     # every failure is kept, and the one of the first task in the protocol's order is raised: which finished
     # first, or came first out of a set of futures finished together, was chance, so the message was too
     failures: list[tuple[int, BaseException]] = []
-    order: dict[Future, int] = {}
+    order: dict[Future, int] = {}  # the futures handed out and not yet finished: their task's place
+    submitted = 0
     window = 3 * workers
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
                                initargs=(config, source, step_timeout))
@@ -173,18 +174,20 @@ def run_processes(config: EvalConfig, source: TeamSource, tasks: Sequence[Task],
             while queue and not failures and len(pending) < window:
                 with _no_interrupts():  # a submit may start worker processes
                     future = pool.submit(_work, queue.pop())
-                order[future] = len(order)
+                order[future] = submitted
+                submitted += 1
                 pending.add(future)
             if not pending:
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
+                index = order.pop(future)  # a finished one held no longer: each holds its episode's result
                 try:
                     on_result(future.result())
                 except EvaluationFailure as exc:
-                    failures.append((order[future], exc))
+                    failures.append((index, exc))
                 except Exception as exc:  # noqa: BLE001 - a crashed worker
-                    failures.append((order[future], EvaluationFailure(
+                    failures.append((index, EvaluationFailure(
                         f"a worker process failed: {type(exc).__name__}: {exc}", transient=True)))
             if failures:
                 queue.clear()

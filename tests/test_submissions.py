@@ -617,6 +617,33 @@ def test_act_timeout_kills_worker(sandbox, sleep_files):
         assert not team.worker.alive
 
 
+def test_an_interrupted_process_pool_leaves_no_submission_folder(tmp_path, sleep_files, monkeypatch):
+    """Ctrl-C ends a process pool's workers (SIGTERM) wherever they are: one still opening its submission (its
+    folder unpacked, its worker booting: nothing the runner could close yet), or given a second SIGTERM by the
+    pool's own manager as it closed its team, ended there and then, leaving its unpacked folder behind."""
+    from cagekit.evaluation import EvalConfig
+    from cagekit.evaluation.runners import run_processes
+    from cagekit.evaluation.sources import SubmissionSource
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))  # for spawned workers too
+    path = write_zip(sleep_files, tmp_path / "sleep.zip")
+    source = SubmissionSource(str(path))
+    source.close()
+    config = EvalConfig(scenario=SCENARIO, layout=None, team=source.identity(), episodes=4, lengths=(3,),
+                        reds=("SleepAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
+
+    def interrupt(result):
+        raise KeyboardInterrupt  # at the first episode played: the other worker is still at its first
+
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            run_processes(config, source, config.tasks(), interrupt, workers=2)
+        assert list(tmp.glob("cagekit-submission-*")) == []  # (a forkserver keeps its own folder there)
+
+
 def test_harness_scores_a_submission_like_the_team_it_packages(tmp_path):
     """The evaluation harness runs a submission's agents out of process and scores it from its own env."""
     import pandas as pd

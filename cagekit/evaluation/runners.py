@@ -23,6 +23,7 @@ from cagekit.evaluation.episode import EpisodeResult, EpisodeRunner, EvaluationF
 from cagekit.evaluation.protocol import EvalConfig
 from cagekit.evaluation.sources import TeamSource
 from cagekit.submissions.lifeline import exit_with_parent
+from cagekit.submissions.safety import remove_own_workdirs
 
 Task = tuple[int, str, int]
 OnResult = Callable[[EpisodeResult], None]
@@ -72,10 +73,16 @@ def _init_worker(config: EvalConfig, source: TeamSource, step_timeout: float | N
 
 
 def _end_worker(signum: int, frame: Any) -> None:
+    # once: the pool's own manager terminates the workers left once one has ended, and a second SIGTERM landing
+    # in this handler ended the process (os._exit) while it still waited on its submission's worker, its folder
+    # left behind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         if _WORKER is not None:
             _WORKER.close()
     finally:
+        # and what it was still opening: a submission unpacked, its worker booting, not yet the runner's to close
+        remove_own_workdirs()
         os._exit(128 + signum)
 
 

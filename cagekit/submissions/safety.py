@@ -238,6 +238,14 @@ def remove_orphaned_workdirs(prefix: str = "cagekit-submission-") -> list[Path]:
     return removed
 
 
+def remove_own_workdirs(prefix: str = "cagekit-submission-") -> None:
+    """Remove this process's `make_workdir` folders: for a process ending at once (`os._exit`), whatever it was
+    doing, where one was being made or filled and no cleanup of its own will run."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}{os.getpid()}-*"):
+        if folder.is_dir() and not folder.is_symlink():
+            remove_workdir(folder)
+
+
 def remove_workdir(path: str | Path) -> None:
     """Remove a folder made by `make_workdir`, making read-only parts writable first."""
     path = Path(path)

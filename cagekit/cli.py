@@ -19,6 +19,7 @@ TRAIN_DETECTION_HELP = ("probability that a stealthy red step is seen in trainin
 
 def _scenarios(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from cagekit.scenarios import get_scenario, scenario_names
@@ -34,7 +35,7 @@ def _scenarios(args: argparse.Namespace) -> int:
         layouts = "; ".join(f"{k}{' (default)' if k == spec.default_layout else ''}: {', '.join(a.name for a in v)}"
                             for k, v in spec.blue_layouts.items())
         reds = ", ".join(f"{r} (default)" if r == spec.default_red else r for r in spec.red_agents)
-        table.add_row(name, layouts, reds, spec.description)
+        table.add_row(*map(escape, (name, layouts, reds, spec.description)))  # as written: "[red]" was markup
     Console(emoji=False).print(table)
     print("(default): what make_env plays when given no layout or red. cagekit train trains against every red "
           "and evaluation.py scores each, unless told otherwise.")

@@ -350,6 +350,11 @@ def test_cagekit_scenarios_lists_a_scenario_file_and_names_a_wrong_field(tmp_pat
     (tmp_path / "tiny.yaml").write_text(TINY_YAML)
     assert main(["scenarios", str(tmp_path / "tiny.yaml")]) == 0
     assert "tiny-yaml" in capsys.readouterr().out
+    # its texts as written: rich read "[red]" in them as markup and dropped it
+    marked = TINY_YAML.replace("name: tiny-yaml", "name: marked")
+    (tmp_path / "marked.yaml").write_text(marked.replace("a web host, a gateway, the OT server", "a[red]b"))
+    assert main(["scenarios", str(tmp_path / "marked.yaml")]) == 0
+    assert "a[red]b" in capsys.readouterr().out
     (tmp_path / "bad.yaml").write_text(TINY_YAML.replace("image: linux_web", "image: windows_xp"))
     assert main(["scenarios", str(tmp_path / "bad.yaml")]) == 2
     assert "bad.yaml: hosts[1].image: unknown image 'windows_xp'" in capsys.readouterr().err

@@ -50,7 +50,8 @@ class TeamSource(ABC):
         (workers and resumed runs play episodes in any order and must give identical results)."""
 
     def close(self) -> None:
-        """Release what `team_for_episode` started (a submission's worker process and its unpacked folder).
+        """Release what the source started (a submission's worker process and its unpacked folder, from its
+        checks when it was made or from `team_for_episode`): `evaluate` closes it however it ends.
 
         The team is built again on the next episode, so closing is always safe."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cagekit
 from cagekit.evaluation import EvalConfig, HeuristicSource, evaluate
+from cagekit.evaluation.runners import usable_cpus
 
 REDS = ("B_lineAgent", "RedMeanderAgent", "SleepAgent")
 
@@ -37,7 +38,8 @@ def main() -> None:
     p.add_argument("--layout", default="team", choices=("team", "classic"))
     p.add_argument("--episodes", type=int, default=100,
                    help="episodes per combination for the ratio (length 50; default: the protocol's 100)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers for the full protocol")
+    p.add_argument("--workers", type=int, default=usable_cpus(),
+                   help="workers for the full protocol (default: the CPUs this process may use)")
     p.add_argument("--skip-full", action="store_true", help="only the serial / 2-worker ratio")
     args = p.parse_args()
 
@@ -49,7 +51,7 @@ def main() -> None:
     print(f"  serial:    {serial:7.2f} s  {n / serial:7.2f} episodes/s")
     print(f"  2 workers: {two:7.2f} s  {n / two:7.2f} episodes/s")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"  ratio: {serial / two:.2f}x (target >= 1.7x; this machine has {os.cpu_count()} CPUs, load {load})")
+    print(f"  ratio: {serial / two:.2f}x (target >= 1.7x; this process may use {usable_cpus()} CPUs, load {load})")
     if args.skip_full:
         return
     full = config(args.layout, 100, (30, 50, 100))

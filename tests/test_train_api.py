@@ -291,3 +291,22 @@ def test_a_resumed_run_writes_the_uninterrupted_runs_trainer_state_byte_for_byte
     train(learner(), 20, tmp_path / "half", progress=False)
     train(learner(), 40, tmp_path / "half", resume=True, progress=False)
     assert _files(tmp_path / "half") == _files(tmp_path / "full")
+
+
+def test_the_trainer_state_keeps_a_modules_state_dict_as_torch_made_it(tmp_path):
+    """Interning the trainer state's texts (so that equal runs write equal bytes) rebuilt every dict as a plain one:
+    a module's state dict lost its OrderedDict type and torch's `_metadata`, the record of each layer's version
+    that `load_state_dict` reads (a BatchNorm saved at an older version is loaded by other rules)."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from cagekit.agents import checkpoint as ckpt
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    state = net.state_dict()
+    ckpt.save_checkpoint(tmp_path, state, {"algo": "qmix", "scenario": "paper-small"}, {"model": state, "step": 1})
+    loaded = ckpt.load_trainer_state(tmp_path)["model"]
+    assert type(loaded) is OrderedDict and list(loaded) == list(state)
+    assert loaded._metadata == state._metadata and loaded._metadata["1"]["version"] == 2
+    nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).load_state_dict(loaded)

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,11 @@ def _interned(obj: Any) -> Any:
     than the config's equal ones, and its trainer.pt was not the uninterrupted run's byte for byte."""
     if isinstance(obj, str):
         return sys.intern(obj)
+    if isinstance(obj, OrderedDict):  # a module's state dict: its type and torch's record of layer versions kept
+        rebuilt = OrderedDict((_interned(k), _interned(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            rebuilt._metadata = _interned(obj._metadata)  # type: ignore[attr-defined]
+        return rebuilt
     if isinstance(obj, dict):
         return {_interned(k): _interned(v) for k, v in obj.items()}
     if isinstance(obj, list):

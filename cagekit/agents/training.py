@@ -216,10 +216,11 @@ def train(learner: Learner, steps: int, out_dir: str | Path, checkpoint_every: i
                          f"training state an exact resume needs; starting over would overwrite the weights. Train "
                          f"a new run with another --out (or move {ckpt.MODEL_FILE} away to start this one over)")
     threads = training_threads()
-    if resume and ckpt.has_trainer_state(out):
-        _refuse_other_settings(learner, out)
-        _refuse_other_threads(out, threads)
-        _refuse_other_kernels(out)
+    if resume and ckpt.has_trainer_state(out) and (out / ckpt.META_FILE).exists():
+        saved = ckpt.load_meta(out)  # read once for the three checks (a run saved without it is not checked)
+        _refuse_other_settings(learner, out, saved)
+        _refuse_other_threads(out, saved, threads)
+        _refuse_other_kernels(out, saved)
     with pinned_torch_threads(threads):
         return _train(learner, steps, out, checkpoint_every, resume, progress, max_updates, snapshots)
 
@@ -234,20 +235,18 @@ def check_count(name: str, value: Any, least: int, meaning: str) -> int:
     return int(value)
 
 
-def _refuse_other_threads(out: Path, threads: int) -> None:
+def _refuse_other_threads(out: Path, saved_meta: dict[str, Any], threads: int) -> None:
     """A run resumed on another torch thread count (CAGEKIT_TORCH_THREADS) goes on as another run: the count
     splits torch's sums otherwise, so its weights would not be the uninterrupted run's, and nothing would say so.
     meta.json records the run's count (`torch_threads`; a run saved before it was recorded is not checked)."""
-    if not (out / ckpt.META_FILE).exists():
-        return
-    saved = ckpt.load_meta(out).get("torch_threads")
+    saved = saved_meta.get("torch_threads")
     if isinstance(saved, int) and not isinstance(saved, bool) and saved != threads:
         raise ValueError(f"cannot resume {out} on {threads} torch thread(s): it trained on {saved}, and the count "
                          f"changes the weights' last bits, so it would not end as the uninterrupted run does; set "
                          f"CAGEKIT_TORCH_THREADS={saved} to resume it")
 
 
-def _refuse_other_kernels(out: Path) -> None:
+def _refuse_other_kernels(out: Path, saved_meta: dict[str, Any]) -> None:
     """A run resumed under other torch CPU kernels (AVX2, AVX512, DEFAULT: `cagekit.KERNELS_ENV`) goes on as
     another run: their rounding differs, so it would end on other weights than the uninterrupted run, silently.
     meta.json records the run's kernels (`torch_cpu_kernels`; a run saved before they were recorded is not
@@ -256,9 +255,7 @@ def _refuse_other_kernels(out: Path) -> None:
 
     import cagekit
 
-    if not (out / ckpt.META_FILE).exists():
-        return
-    saved = ckpt.load_meta(out).get("torch_cpu_kernels")
+    saved = saved_meta.get("torch_cpu_kernels")
     running = torch.backends.cpu.get_cpu_capability()
     if isinstance(saved, str) and saved and saved != running:
         raise ValueError(f"cannot resume {out} with torch's {running} CPU kernels: it trained with its {saved} "
@@ -267,7 +264,7 @@ def _refuse_other_kernels(out: Path) -> None:
                          f"before using torch), on a CPU that has them, to resume it")
 
 
-def _refuse_other_settings(learner: Learner, out: Path) -> None:
+def _refuse_other_settings(learner: Learner, out: Path, saved: dict[str, Any]) -> None:
     """A resumed learner must be the run's: another seed, environment or config would continue it as another
     run (not the uninterrupted one), under a meta.json recording settings it was partly not trained with.
     Compares the learner's `meta()` with the checkpoint's meta.json; a hyperparameter that meta lacks (added
@@ -277,9 +274,8 @@ def _refuse_other_settings(learner: Learner, out: Path) -> None:
     from cagekit.agents.rollout import training_reds
 
     describe = getattr(learner, "meta", None)
-    if not callable(describe) or not (out / ckpt.META_FILE).exists():
+    if not callable(describe):
         return
-    saved = ckpt.load_meta(out)
     given = json.loads(json.dumps(describe(), default=ckpt.json_default))  # as meta.json holds it
     config: Any = getattr(learner, "config", None)
     defaults = type(config)().to_dict() if hasattr(config, "to_dict") else {}

@@ -344,13 +344,13 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
 
     config, source, out = config_from_args(args)
     try:
-        episodes = len(config.tasks())
-        backend, workers = backend_and_workers(args, episodes)
+        tasks = config.tasks()
+        backend, workers = backend_and_workers(args, len(tasks))
         if args.address and backend != "ray":
             raise ValueError("--address is for the ray backend: add --backend ray")
         console = console or Console(stderr=True, emoji=False)
         if not brief:  # a benchmark scores many teams with one --workers: said there, it would be said for each
-            _note_oversubscribed(backend, min(workers, _episodes_left(config, out)), console)  # as the runner caps
+            _note_oversubscribed(backend, workers, tasks, out, console)
     except BaseException:  # refused: `evaluate`, which would close it, is not reached
         source.close()
         raise
@@ -366,10 +366,9 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     return out
 
 
-def _episodes_left(config: EvalConfig, out: Path) -> int:
-    """The episodes of `config` that the journal in `out` lacks: those a rerun plays (all, where there is no
+def _episodes_left(tasks: Sequence[Any], out: Path) -> int:
+    """The episodes of `tasks` that the journal in `out` lacks: those a rerun plays (all, where there is no
     journal of it; a journal of another run is refused by `evaluate`, which says why)."""
-    tasks = config.tasks()
     try:
         done = read_journal(out).episodes
     except (ValueError, OSError):
@@ -377,11 +376,16 @@ def _episodes_left(config: EvalConfig, out: Path) -> int:
     return sum(1 for task in tasks if task not in done)
 
 
-def _note_oversubscribed(backend: str, workers: int, console: Any) -> None:
+def _note_oversubscribed(backend: str, workers: int, tasks: Sequence[Any], out: Path, console: Any) -> None:
     """Say so when the worker processes outnumber the CPUs: each runs its own engine, so the extra ones share
-    the CPUs (no faster) and each adds its memory. Their number is the user's to choose; it is not capped."""
+    the CPUs (no faster) and each adds its memory. Their number is the user's to choose; it is not capped. The
+    workers counted are those the runner starts for the episodes left (`tasks` less the journal's), a journal
+    read only where the option's count alone would be too many."""
     cpus = usable_cpus()
-    if backend == "processes" and workers > cpus:
+    if backend != "processes" or workers <= cpus:
+        return
+    workers = min(workers, _episodes_left(tasks, out))  # as the runner caps them
+    if workers > cpus:
         cpu_count = f"{cpus} CPU{'s' if cpus > 1 else ''}"
         console.print(f"note: {workers} worker processes on {cpu_count}: workers beyond the CPUs add no speed, and "
                       f"each holds an engine in memory (--workers {cpus} uses every CPU)", highlight=False)

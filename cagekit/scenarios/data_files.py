@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,7 @@ def read_yaml(text: str) -> Any:
 
 def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose keys are each given once: json keeps the last of a key given twice, silently."""
-    keys = [key for key, _ in pairs]
-    twice = sorted({key for key in keys if keys.count(key) > 1})
+    twice = sorted(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
     if twice:
         raise ValueError(f"key(s) {', '.join(map(repr, twice))} given twice in one object; give each key once")
     return dict(pairs)

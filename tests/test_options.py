@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,43 @@ def test_evaluation_counts_the_cpus_it_may_use_and_the_episodes_a_rerun_plays(tm
         assert cli_main([*argv, "--workers", "3"]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "note: 2 worker processes on 1 CPU:" in err, err
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Make a folder read-only as this user sees it (os.access says so, as for a read-only mount or another user's
+    folder): chmod does not stop root, which the tests may run as."""
+    denied: list[Path] = []
+    allowed = os.access
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        if mode & os.W_OK and Path(path) in denied:
+            return False
+        return allowed(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    return denied.append
+
+
+@pytest.mark.parametrize(("argv", "code", "option"), [
+    (["train", "--algo", "nocomm", "--steps", "10", "--no-progress", "--out"], 2, "--out"),
+    (["benchmark", "--algos", "react", "--seeds", "1", "--episodes", "1", "--lengths", "5", "--out"], 2, "--out"),
+    (["evaluate", "react", "--episodes", "1", "--lengths", "5", "--no-progress"], 1, "output folder"),
+])
+def test_an_unwritable_output_folder_is_named_with_its_option(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              read_only: Callable[[Path], None], argv: list[str],
+                                                              code: int, option: str) -> None:
+    """A read-only folder was met as 'Read-only file system: PATH' (evaluation.py: '[Errno 30] ...') once the
+    command was under way: now refused first, naming the option, the path and what to give (evaluation.py exits
+    1 on every refusal, the cagekit commands 2)."""
+    shut = tmp_path / "shut"
+    shut.mkdir()
+    read_only(shut)
+    for out, expected in ((shut / "x", f"{option} {shut / 'x'} cannot be made: {shut}, where it would be, is not "
+                                       f"writable (read-only, or another user's); give "),
+                          (shut, f"{option} {shut} is not writable (read-only, or another user's); give ")):
+        assert main([*argv, str(out)]) == code
+        err = " ".join(capsys.readouterr().err.split())
+        assert expected in err and err.endswith("where you can write")
+    assert list(shut.iterdir()) == []
+

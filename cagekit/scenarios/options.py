@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -19,11 +20,17 @@ def comma_list(text: str, what: str) -> list[str]:
 
 
 def check_folder_path(folder: Path, what: str, hint: str) -> None:
-    """A ValueError where `folder` is a file or lies under one, naming it as `what` (the option the user gave)
-    and what to give instead (`hint`): checked before anything is loaded or written, not met as 'File exists'."""
+    """A ValueError where `folder` is a file or lies under one, or where it (or the folder it would be made in)
+    cannot be written, naming it as `what` (the option the user gave) and what to give instead (`hint`): checked
+    before anything is loaded or written, not met as 'File exists' or 'Permission denied: PATH' once a run has
+    been set up (or, for an evaluation, with its team loaded and checked)."""
     for place in (folder, *folder.parents):
         if place.exists():
             if not place.is_dir():
                 where = "is a file" if place == folder else f"lies under {place}, which is a file"
                 raise ValueError(f"{what} {folder} {where}; {hint}")
+            if not os.access(place, os.W_OK | os.X_OK):  # read-only: a mount, another user's folder
+                where = "is" if place == folder else f"cannot be made: {place}, where it would be, is"
+                raise ValueError(f"{what} {folder} {where} not writable (read-only, or another user's); {hint} "
+                                 f"where you can write")
             return

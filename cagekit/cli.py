@@ -114,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from cagekit.agents.run_logs import plot_runs
 
-    out = plot_runs(args.runs, args.out)
+    out = plot_runs(args.runs, args.out, replace=args.replace)
     print(f"wrote {out}")
     return 0
 
@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training run folders (`cagekit train --out`); runs of one algorithm are one curve, their "
                         "mean with the min-max spread")
     p.add_argument("--out", default="learning_curves.png", help="PNG file to write (default learning_curves.png)")
+    p.add_argument("--replace", action="store_true",
+                   help="write over an existing --out that is no earlier plot (refused otherwise; a figure "
+                        "matplotlib drew is drawn again)")
     p.set_defaults(func=_plot)
 
     sub.add_parser("evaluate", help="CAGE-style scoring (same options as evaluation.py)", add_help=False)

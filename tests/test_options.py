@@ -138,3 +138,38 @@ def test_an_unwritable_output_folder_is_named_with_its_option(tmp_path: Path, ca
         assert expected in err and err.endswith("where you can write")
     assert list(shut.iterdir()) == []
 
+
+def test_plot_names_an_out_it_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                           read_only: Callable[[Path], None]) -> None:
+    """plot's --out under a file was 'File exists: afile', in a read-only folder 'Read-only file system: PATH'."""
+    shut, afile = tmp_path / "shut", tmp_path / "afile"
+    shut.mkdir()
+    read_only(shut)
+    afile.write_text("mine")
+    assert main(["plot", str(tmp_path), "--out", str(afile / "c.png")]) == 2
+    assert capsys.readouterr().err == (f"cagekit plot: error: --out {afile / 'c.png'}: its folder {afile} is a file; "
+                                       f"give an image file in a folder\n")
+    assert main(["plot", str(tmp_path), "--out", str(shut / "c.png")]) == 2
+    assert capsys.readouterr().err == (f"cagekit plot: error: --out {shut / 'c.png'}: its folder {shut} is not "
+                                       f"writable (read-only, or another user's); give an image file in a folder "
+                                       f"where you can write\n")
+    assert afile.read_text() == "mine" and list(shut.iterdir()) == []
+
+
+def test_plot_writes_over_an_earlier_plot_but_not_a_file_of_the_user_s(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """`cagekit plot --out FILE` wrote over any file there, a picture of the user's own too: now an earlier
+    plot (a figure that names matplotlib) is drawn again, as reruns on a training run expect, and any other file
+    is kept unless --replace."""
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(run), "--no-progress"]) == 0
+    curves, mine = tmp_path / "curves.svg", tmp_path / "mine.png"
+    for _ in range(2):
+        assert main(["plot", str(run), "--out", str(curves)]) == 0
+    mine.write_bytes(b"\x89PNG my holiday")
+    capsys.readouterr()
+    assert main(["plot", str(run), "--out", str(mine)]) == 2
+    assert (f"--out {mine} exists and is no figure matplotlib drew" in capsys.readouterr().err
+            and mine.read_bytes() == b"\x89PNG my holiday")
+    assert main(["plot", str(run), "--out", str(mine), "--replace"]) == 0
+    assert b"matplotlib" in mine.read_bytes().lower()

@@ -3,12 +3,14 @@ run's progress.csv, checked so that a run still training or the wrong folder is 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cagekit.agents import checkpoint as ckpt
 from cagekit.agents.training import LOG_FIELDS, LOG_FILE
+from cagekit.scenarios.options import check_folder_path
 
 if TYPE_CHECKING:  # imported where used: pandas costs start-up time
     import pandas as pd
@@ -86,9 +88,11 @@ def _check_numbers(log: pd.DataFrame, file: Path, names: dict[str, str]) -> pd.D
     return out
 
 
-def _image_path(out_png: str | Path) -> Path:
+def _image_path(out_png: str | Path, replace: bool = False) -> Path:
     """Where `plot_runs` writes, checked before any log is read: an empty name or an existing directory
-    would otherwise become a hidden `.png` or `DIR.png` beside what was asked for."""
+    would otherwise become a hidden `.png` or `DIR.png` beside what was asked for; a folder that is a file or
+    cannot be written is named as --out's; an existing file is written over only where it is a figure (`_drawn`)
+    or with `replace`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if not str(out_png).strip():
@@ -97,21 +101,38 @@ def _image_path(out_png: str | Path) -> Path:
     if out.is_dir():
         raise ValueError(f"{out} is a directory: give the image file to write, such as {out / 'learning_curves.png'}")
     if not out.suffix:
-        return out.with_name(out.name + ".png")
+        out = out.with_name(out.name + ".png")
     formats = FigureCanvasAgg.get_supported_filetypes()
     if out.suffix[1:].lower() not in formats:
         raise ValueError(f"{out}: cannot draw a {out.suffix} file; valid suffixes: {', '.join(sorted(formats))}")
+    check_folder_path(out.parent, f"--out {out}: its folder", "give an image file in a folder")
+    if out.is_file() and not replace and not _drawn(out):
+        raise ValueError(f"--out {out} exists and is no figure matplotlib drew (a plot's own PNG, SVG, PDF or EPS "
+                         f"names matplotlib inside): it is kept; give another --out, or --replace to write over it")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out} is not writable (read-only, or another user's); give another --out")
     return out
 
 
+def _drawn(file: Path) -> bool:
+    """Whether `file` names matplotlib inside, as the PNG, SVG, PDF and EPS files it draws do: an earlier plot,
+    which a rerun draws again (`cagekit plot ... --out curves.png` as a run trains on), unlike a picture of
+    the user's own."""
+    try:
+        return b"matplotlib" in file.read_bytes().lower()
+    except OSError:
+        return False
+
+
 def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Sequence[str] | None = None,
-              points: int = 100) -> Path:
+              points: int = 100, replace: bool = False) -> Path:
     """Learning curves: return and bits per episode vs env steps; mean and min-max spread over runs.
 
     Runs with the same label (default: the algo in meta.json, else the directory name) are pooled as
     seeds of one curve (a run given twice, in any spelling, is refused); each run is interpolated onto a
     common env-step grid first. Returns the file written: `out_png` with ".png" added when it has no suffix
-    (as matplotlib would add it unasked).
+    (as matplotlib would add it unasked). An existing file there is written over only when it is a figure
+    matplotlib drew (an earlier plot) or with `replace`.
     """
     import matplotlib
 
@@ -119,7 +140,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Seque
     import matplotlib.pyplot as plt
     import numpy as np
 
-    out = _image_path(out_png)
+    out = _image_path(out_png, replace)
     seen: dict[Path, str | Path] = {}
     for run in run_dirs:  # a run given twice would be pooled as two seeds: n=2 and a spread of nothing
         where = Path(run).resolve()

@@ -79,7 +79,7 @@ def curves(bp: BenchmarkPlan, algos: list[str], path: Path) -> None:
                 runs.append(run)
                 labels.append(algo)
     if runs:
-        plot_runs(runs, path, labels=labels)
+        plot_runs(runs, path, labels=labels, replace=True)  # the study's own figure, drawn again on a rerun
 
 
 def sweep_section(rows: list[dict[str, float]], path: Path) -> str:

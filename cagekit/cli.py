@@ -106,8 +106,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cagekit.agents.train_cli import cli_train
+    from pathlib import Path
 
+    from cagekit.agents.train_cli import cli_train
+    from cagekit.evaluation.journal import refuse_evaluation_folder
+
+    if args.out is not None and not args.resume:  # checked here: the training layer knows no evaluation's files
+        refuse_evaluation_folder(Path(args.out), "--out", "a run needs a folder of its own: give another --out "
+                                 "(new or empty); to score a run, give its folder to evaluation.py")
     return cli_train(args)
 
 

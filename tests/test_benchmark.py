@@ -1057,3 +1057,23 @@ def test_a_ctrl_c_while_the_training_clock_stops_does_not_count_the_try_as_kille
             clock._saver = InterruptedJoin(clock._saver)
     assert json.loads(record.read_text())["running"] is False
     assert TrainingClock(record, {"steps": 10}).killed == 0
+
+
+def test_train_and_benchmark_refuse_an_evaluation_s_folder(tmp_path, capsys):
+    """train --out and benchmark --out took an evaluation.py output folder and wrote their own files among its
+    journal and reports; now refused, naming what the folder holds and what to give."""
+    from cagekit.evaluation import cli_main
+
+    scored = tmp_path / "scored"
+    assert cli_main(["react", str(scored), "--episodes", "1", "--lengths", "4", "--reds", "SleepAgent",
+                     "--no-progress"]) == 0
+    before = sorted(p.name for p in scored.iterdir())
+    capsys.readouterr()
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(scored), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {scored} is an evaluation's output folder (it holds journal.jsonl, summary.txt" in err
+    assert "give another --out (new or empty)" in err
+    assert main(["benchmark", "--algos", "react", "--seeds", "1", "--out", str(scored), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {scored} is an evaluation's output folder" in err and "give another --out (new, empty" in err
+    assert sorted(p.name for p in scored.iterdir()) == before

@@ -101,9 +101,11 @@ class BenchmarkPlan:
             training_reds(self.scenario, self.train_red)
         except ValueError as exc:
             raise ValueError(f"--train-red: {exc} (or 'default')") from exc
-        from cagekit.evaluation.journal import check_output_folder
+        from cagekit.evaluation.journal import check_output_folder, refuse_evaluation_folder
 
         check_output_folder(self.out, "--out", "give a folder")  # named here, not as the protocol check's folder
+        refuse_evaluation_folder(self.out, "--out", "a benchmark keeps its runs and teams' evaluations in a folder "
+                                 "of its own: give another --out (new, empty, or an earlier benchmark's)")
         check_benchmark_folder(self.out)
         self.check_protocol()
 

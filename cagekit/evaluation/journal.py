@@ -98,6 +98,16 @@ def check_output_folder(folder: Path, what: str = "output folder",
     check_folder_path(folder, what, hint)
 
 
+def refuse_evaluation_folder(folder: Path, what: str, instead: str) -> None:
+    """Refuse `folder` as `what` (train's or benchmark's --out) where it is an evaluation's output folder (its
+    journal): a run or a benchmark written into it mixed its files with the evaluation's reports."""
+    if (folder / JOURNAL).is_file():
+        reports = [name for name in FILES if (folder / name).exists()]
+        held = f"{JOURNAL}{', ' if reports else ''}{', '.join(reports)}"
+        raise ValueError(f"{what} {folder} is an evaluation's output folder (it holds {held}, what evaluation.py "
+                         f"writes); {instead}")
+
+
 class JournalContents(NamedTuple):
     config: EvalConfig
     episodes: dict[tuple[int, str, int], EpisodeResult]

@@ -1501,3 +1501,32 @@ def test_ctrl_c_in_an_evaluation_of_a_submission_exits_130_and_a_rerun_resumes(t
     assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
     records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()[1:]]
     assert sorted(r["index"] for r in records) == list(range(300))
+
+
+def test_a_journal_of_another_format_is_refused_and_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A journal's format was never read: one of another format was resumed (and compared) as this one's."""
+    from cagekit.cli import main
+
+    out, other = tmp_path / "out", tmp_path / "other"
+    assert _cli("react", str(out), *TINY) == 0 and _cli("sleep", str(other), *TINY) == 0
+    journal = out / "journal.jsonl"
+    journal.write_bytes(journal.read_bytes().replace(b'"format":1,', b'"format":7,', 1))
+    kept = journal.read_bytes()
+    capsys.readouterr()
+    assert _cli("react", str(out), *TINY) == 1
+    assert f"{journal} is a journal of format 7 (written by cagekit " in " ".join(capsys.readouterr().err.split())
+    assert main(["compare", str(out), str(other)]) == 2
+    assert "reads format 1 only" in capsys.readouterr().err
+    assert journal.read_bytes() == kept
+
+
+def test_a_journal_mismatch_lists_only_fields_that_differ_as_written(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """Another scenario's default layout made 'layout: journal has None, this run has None' one of the
+    differences listed."""
+    out = tmp_path / "out"
+    assert _cli("react", str(out), *TINY) == 0
+    capsys.readouterr()
+    assert _cli("react", str(out), *TINY, "--scenario", "cage2") == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "scenario: journal has 'paper-small', this run has 'cage2'" in err and "layout" not in err

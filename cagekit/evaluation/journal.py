@@ -62,7 +62,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     same_old, same_new = (_spec_as_written(_layout_named(_without_location(d))) for d in (old, new))
     out = []
     for key in sorted(set(old) | set(new)):
-        if same_old.get(key) != same_new.get(key):
+        # a field the same as written differs only as read with another (the default layout of another
+        # scenario): listed, it read "layout: journal has None, this run has None"
+        if same_old.get(key) != same_new.get(key) and old.get(key) != new.get(key):
             if key == "scenario_spec" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
                 # a spec is kilobytes: name what changed in the network, not both whole
                 changed = describe_differences(same_old[key], same_new[key], "journal has", "this run has")
@@ -89,6 +91,17 @@ def _short(value: Any) -> str:
     if isinstance(value, dict) and "hosts" in value and "name" in value:
         return f"the spec of scenario {value['name']!r}"
     return repr(value)
+
+
+def _check_format(path: Path, header: dict[str, Any]) -> None:
+    """Refuse a journal of another format than this version's (`FORMAT`), naming both: its lines would be read
+    as this format's and the episodes mixed with new ones."""
+    if header.get("format") != FORMAT:
+        saved = header.get("config")
+        version = saved.get("cagekit_version") if isinstance(saved, dict) else None
+        raise JournalMismatch(f"{path} is a journal of format {header.get('format')!r} (written by cagekit "
+                              f"{version or 'of an unknown version'}); this cagekit ({cagekit.__version__}) reads "
+                              f"format {FORMAT} only: score the team again in another output folder")
 
 
 def check_output_folder(folder: Path, what: str = "output folder",
@@ -131,6 +144,7 @@ def read_journal(folder: str | Path) -> JournalContents:
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise ValueError(f"{path} is not an evaluation journal: its first line is no configuration "
                          f"({type(exc).__name__}: {exc})") from None
+    _check_format(path, header)
     try:
         config = EvalConfig.from_json(saved)
     except ScenarioConflict as exc:  # another network of the same name, not another version's journal
@@ -244,6 +258,7 @@ class Journal:
         if record.get("type") != "config" or "config" not in record:
             raise JournalMismatch(f"{self.path} is not an evaluation journal (its first line is no configuration); "
                                   f"move it away or choose another output folder")
+        _check_format(self.path, record)
         saved = record["config"] if isinstance(record["config"], dict) else {}
         old = {k: saved.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_FIELDS}
         diffs = _differences(old, self.config.identity())

@@ -310,3 +310,20 @@ def test_the_trainer_state_keeps_a_modules_state_dict_as_torch_made_it(tmp_path)
     assert type(loaded) is OrderedDict and list(loaded) == list(state)
     assert loaded._metadata == state._metadata and loaded._metadata["1"]["version"] == 2
     nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).load_state_dict(loaded)
+
+
+def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    """A kill while a row was written left it cut ('1' of update 12's row, say): the resume kept it as update 1
+    with no figures (a TypeError once it was the last row; else a log that plot refused). Text after the last
+    line end is dropped, as the journal drops a cut line; the whole rows are kept."""
+    import pandas as pd
+
+    run = tmp_path / "run"
+    train(small(), 60, run, checkpoint_every=1, progress=False)
+    log = run / "log.csv"
+    whole = log.read_text()
+    log.write_text(whole + "1")
+    summary = train(small(), 120, run, checkpoint_every=1, resume=True, progress=False)
+    rows = pd.read_csv(log)
+    assert summary["new_updates"] > 0 and rows["update"].tolist() == list(range(1, summary["updates"] + 1))
+    assert log.read_text().startswith(whole) and not rows.isna().any().any()

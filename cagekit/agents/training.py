@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
+import io
 import math
 import numbers
 import signal
@@ -173,12 +174,17 @@ def stats_text(ret: float, bits: float, epsilon: float, steps_per_s: float) -> s
 
 
 def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
-    """The log rows up to update `upto` (a resumed run rewrites the log from them)."""
+    """The log rows up to update `upto` (a resumed run rewrites the log from them). Every row is written whole
+    with its line end, so text after the last one is a row cut short by a kill: it is dropped, as the journal
+    drops a cut line (its update is past the checkpoint and logged again as it is trained again); kept, a row
+    cut to '1' counted as update 1 with no figures, and the resume failed or the log could not be plotted."""
     if not path.exists():
         return []
     try:
         with path.open(newline="") as fh:
-            return [row for row in csv.DictReader(fh) if int(float(row["update"])) <= upto]
+            text = fh.read()
+        return [row for row in csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1]))
+                if int(float(row["update"])) <= upto]
     except (KeyError, TypeError, ValueError, csv.Error) as exc:
         raise ValueError(f"cannot resume from {path}: the training log is damaged ({type(exc).__name__}: {exc}); "
                          f"restore it, or move it away to resume with a log that starts here") from exc

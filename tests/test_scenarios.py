@@ -235,3 +235,17 @@ def test_the_twin_refuses_a_red_it_does_not_model():
                                                    "it on the engine")):
         make_env(spec, red="bline", simulator="twin")
     make_env(spec, red="KillChainAgent", simulator="twin")
+
+
+@pytest.mark.parametrize("size", [-3, 0, 2.5, True])
+def test_a_subnet_size_below_one_or_not_whole_is_refused_when_made(size):
+    """A subnet's `size: -3` (or 0) was taken and the engine reserved some address block anyway; refused now,
+    naming the subnet and what a size may be. A size below the number of hosts stays valid (cage2's Enterprise
+    has 3 for its 4 hosts, as CAGE-2's Scenario2)."""
+    import dataclasses
+
+    front, back = _own_scenario().subnets
+    with pytest.raises(ValueError, match=re.escape(f"subnet 'Front': size {size!r}; it must be a whole number >= 1 "
+                                                   f"(the addresses the engine reserves for it), or left out")):
+        _own_scenario(subnets=(dataclasses.replace(front, size=size), back))
+    assert _own_scenario(subnets=(dataclasses.replace(front, size=1), back)).subnets[0].size == 1

@@ -155,6 +155,11 @@ class ScenarioSpec:
                      f"'all' or 'None'" for s in self.subnets for k, rule in s.nacls.items()
                      if not isinstance(rule, Mapping) or set(rule) != {"in", "out"}
                      or any(v not in ("all", "None") for v in rule.values())]
+        # the engine sizes the address block by it: -3 or 0 were taken (as some block), "4" failed in the engine
+        problems += [f"subnet {s.name!r}: size {s.size!r}; it must be a whole number >= 1 (the addresses the engine "
+                     f"reserves for it), or left out for its number of hosts" for s in self.subnets
+                     if s.size is not None and (isinstance(s.size, bool) or not isinstance(s.size, numbers.Integral)
+                                                or s.size < 1)]
         problems += [f"{what} {n!r} is named {k} times" for what, names in
                      (("host", hosts), ("subnet", subnets),
                       *((f"layout {layout!r}: agent", tuple(a.name for a in agents))

@@ -234,7 +234,9 @@ def _evaluate(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cagekit", description=__doc__)
+    from cagekit.scenarios.options import CommandParser
+
+    parser = CommandParser(prog="cagekit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("scenarios", help="list the built-in scenarios (and check scenario files of your own)")

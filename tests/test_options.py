@@ -173,3 +173,19 @@ def test_plot_writes_over_an_earlier_plot_but_not_a_file_of_the_user_s(tmp_path:
             and mine.read_bytes() == b"\x89PNG my holiday")
     assert main(["plot", str(run), "--out", str(mine), "--replace"]) == 0
     assert b"matplotlib" in mine.read_bytes().lower()
+
+
+@pytest.mark.parametrize("lengths", [["--lengths", "-5,abc"], ["--lengths=-5,abc"], ["--lengths", "-5"],
+                                     ["--lengths", "0,30"]])
+def test_lengths_that_start_with_a_minus_are_named_as_lengths(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              lengths: list[str]) -> None:
+    """`--lengths -5,abc` was taken for an unknown option: argparse's 'argument --lengths: expected one
+    argument', with the usage; benchmark's `--lengths=-5,abc` printed evaluation.py's usage. Both now say what
+    lengths are."""
+    text = lengths[-1].removeprefix("--lengths=")
+    message = f"--lengths must be positive integers, comma-separated (e.g. 30,50,100), got {text!r}"
+    assert cli_main(["react", str(tmp_path / "out"), "--episodes", "1", "--no-progress", *lengths]) == 1
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert main(["benchmark", "--algos", "react", "--out", str(tmp_path / "bm"), *lengths]) == 2
+    assert capsys.readouterr().err == f"cagekit benchmark: error: {message}\n"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "bm").exists()

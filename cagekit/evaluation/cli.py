@@ -27,7 +27,7 @@ from cagekit.evaluation.sources import (
     TeamSource,
     resolve_source,
 )
-from cagekit.scenarios.options import comma_list
+from cagekit.scenarios.options import CommandParser, comma_list
 
 QUICK_EPISODES = 10
 DEFAULT_EPISODES = 100
@@ -36,7 +36,7 @@ DEFAULT_LENGTHS = (30, 50, 100)
 PARALLEL_FROM = 40
 
 
-class _RaisingParser(argparse.ArgumentParser):
+class _RaisingParser(CommandParser):
     """An ArgumentParser whose bad options raise ValueError (argparse's message) instead of exiting: a script's
     `run_command` must not end the script with SystemExit(2)."""
 
@@ -46,7 +46,7 @@ class _RaisingParser(argparse.ArgumentParser):
 
 def build_parser(prog: str = "evaluation.py", raising: bool = False) -> argparse.ArgumentParser:
     """The evaluation options; `raising`: bad options raise ValueError instead of printing usage and exiting 2."""
-    p = (_RaisingParser if raising else argparse.ArgumentParser)(
+    p = (_RaisingParser if raising else CommandParser)(
         prog=prog,
         description="Score a blue team by the CAGE-2 protocol: for each episode length and red agent, N episodes "
                     "on a fresh environment; per combination mean, standard deviation and 95% CI; the total "
@@ -129,11 +129,14 @@ def _settings(args: argparse.Namespace, source: TeamSource) -> dict[str, Any]:
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
+    """`--lengths`: positive integers, comma-separated; a ValueError naming the option and the text otherwise."""
     items = comma_list(text, what)
     try:
         values = tuple(int(x) for x in items)
     except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(f"{what} must be positive integers, comma-separated (e.g. 30,50,100), got {text!r}")
     return values
 
 

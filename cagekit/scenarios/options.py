@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 
 def comma_list(text: str, what: str) -> list[str]:
@@ -34,3 +37,15 @@ def check_folder_path(folder: Path, what: str, hint: str) -> None:
                 raise ValueError(f"{what} {folder} {where} not writable (read-only, or another user's); {hint} "
                                  f"where you can write")
             return
+
+
+class CommandParser(argparse.ArgumentParser):
+    r"""An ArgumentParser that reads a word starting with '-' and a digit ('-5,abc', '-1e-3') as a value, as
+    newer Pythons' argparse does (its negative-number pattern, r'-\.?\d'): `--lengths -5,abc` was refused as
+    "argument --lengths: expected one argument", where the option's own check names what is wrong with the
+    lengths. No option of ours starts with a digit, so none is lost. Subcommands' parsers are of this class
+    too (argparse makes them of their parent's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"-\.?\d")

@@ -128,3 +128,13 @@ def test_the_defaults_and_the_shipped_configs_are_in_range():
     for path in configs:
         DialConfig.from_file(path)
     DialConfig.from_dict({"sigma": 0, "grad_clip": 0, "eps_anneal_steps": 0, "gamma": 0, "eps_start": 1, "eps_end": 0})
+
+
+def test_a_yaml_error_is_placed_in_the_file_not_in_a_unicode_string(tmp_path):
+    """PyYAML placed an error 'in "<unicode string>", line 2' after naming the file: now in the file itself."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("lr: [\n")
+    with pytest.raises(ValueError, match=re.escape(f'in "{path}", line 2, column 1')) as caught:
+        load_mapping(path)
+    assert "<unicode string>" not in str(caught.value)
+

@@ -4,6 +4,7 @@ the same way. And writing a record whole (`write_text_whole`), so that a kill mi
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -38,11 +39,22 @@ def _yaml_loader() -> Any:
     return Loader
 
 
-def read_yaml(text: str) -> Any:
-    """YAML text as values, exponents without a dot (`3e-4`) read as numbers (`_yaml_loader`)."""
+class _NamedText(io.StringIO):
+    """Text with the name of the file it was read from, which PyYAML's messages give as the place of an error
+    (for a plain string they say "<unicode string>")."""
+
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.name = name
+
+
+def read_yaml(text: str, name: str | None = None) -> Any:
+    """YAML text as values, exponents without a dot (`3e-4`) read as numbers (`_yaml_loader`); `name`: the
+    file it came from, named where an error is placed."""
     import yaml
 
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    stream = text if name is None else _NamedText(text, name)
+    return yaml.load(stream, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
 
 
 def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -63,7 +75,7 @@ def read_data_file(path: str | Path, what: str) -> Any:
         raise ValueError(f"{what} {file} cannot be read: {exc}") from None
     is_yaml = file.suffix.lower() in YAML_SUFFIXES
     try:
-        return read_yaml(text) if is_yaml else json.loads(text, object_pairs_hook=_once_each)
+        return read_yaml(text, str(file)) if is_yaml else json.loads(text, object_pairs_hook=_once_each)
     except Exception as exc:  # noqa: BLE001 - json's and yaml's parse errors
         raise ValueError(f"{what} {file} is not valid {'YAML' if is_yaml else 'JSON'}: {exc}") from None
 

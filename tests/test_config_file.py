@@ -130,6 +130,21 @@ def test_the_defaults_and_the_shipped_configs_are_in_range():
     DialConfig.from_dict({"sigma": 0, "grad_clip": 0, "eps_anneal_steps": 0, "gamma": 0, "eps_start": 1, "eps_end": 0})
 
 
+@pytest.mark.parametrize(("text", "key", "spelt"), [
+    ("1: a\n01: b\n", "1", "'1' and '01'"),
+    ("lr: 1\ntrue: 1\nTrue: 2\n", "True", "'true' and 'True'"),
+    ("1: a\n0x1: b\n", "1", "'1' and '0x1'"),
+])
+def test_a_key_written_twice_in_two_spellings_is_refused(tmp_path, text, key, spelt):
+    """The YAML duplicate check compared keys as written, so `1:` and `01:` (or `true:` and `True:`), one key
+    once read, slipped through and the second value replaced the first."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(f"key {key} is given twice (lines {text.count(chr(10)) - 1} and "
+                                                   f"{text.count(chr(10))}, written {spelt}); give each key once")):
+        load_mapping(path)
+
+
 def test_a_yaml_error_is_placed_in_the_file_not_in_a_unicode_string(tmp_path):
     """PyYAML placed an error 'in "<unicode string>", line 2' after naming the file: now in the file itself."""
     path = tmp_path / "bad.yaml"

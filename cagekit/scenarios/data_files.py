@@ -22,16 +22,23 @@ def _yaml_loader() -> Any:
 
     class Loader(yaml.SafeLoader):
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            # PyYAML keeps the last of a key given twice: a second `hosts:` silently dropped the first list
-            seen: dict[tuple[str, str], Any] = {}
+            # PyYAML keeps the last of a key given twice: a second `hosts:` silently dropped the first list. Keys
+            # are compared as read, not as written: `1:` and `01:`, or `true:` and `True:`, are one key
+            seen: dict[Any, Any] = {}
             for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
                 if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                    key = (key_node.tag, key_node.value)
-                    if key in seen:
+                    key = self.construct_object(key_node)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # unhashable: refused by PyYAML itself
+                        continue
+                    if first is not None:
+                        spelt = ("" if first.value == key_node.value else
+                                 f", written {first.value!r} and {key_node.value!r}")
                         raise yaml.constructor.ConstructorError(
-                            None, None, f"key {key_node.value!r} is given twice (lines {seen[key].line + 1} and "
-                            f"{key_node.start_mark.line + 1}); give each key once")
-                    seen[key] = key_node.start_mark
+                            None, None, f"key {key!r} is given twice (lines {first.start_mark.line + 1} and "
+                            f"{key_node.start_mark.line + 1}{spelt}); give each key once")
+                    seen[key] = key_node
             return super().construct_mapping(node, deep=deep)
 
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),

@@ -153,3 +153,11 @@ def test_a_yaml_error_is_placed_in_the_file_not_in_a_unicode_string(tmp_path):
         load_mapping(path)
     assert "<unicode string>" not in str(caught.value)
 
+
+def test_unknown_keys_of_mixed_types_are_named(tmp_path):
+    """A config with an unknown word and a number for keys (`a:` and `1:`) failed with a TypeError traceback
+    ('<' not supported between 'int' and 'str') while its unknown keys were sorted for the message."""
+    path = tmp_path / "mixed.yaml"
+    path.write_text("a: 1\n1: 2\n")
+    with pytest.raises(ValueError, match=re.escape("unknown QMix config key(s) [1, 'a']; valid: ")):
+        QmixConfig.from_file(path)

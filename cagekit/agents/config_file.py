@@ -83,7 +83,7 @@ class HyperparameterConfig:
     def from_dict(cls, data: dict[str, Any] | None) -> Self:
         data = dict(data or {})
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)  # by text: a YAML key may be a number (`1:`) beside a word
         if unknown:
             raise ValueError(f"unknown {cls.LEARNER} config key(s) {unknown}; valid: {sorted(known)}")
         hints = typing.get_type_hints(cls)

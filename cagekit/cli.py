@@ -99,7 +99,7 @@ def _demo(args: argparse.Namespace) -> int:
     except EvaluationFailure as exc:
         sys.stdout.flush()  # the steps played so far, then what stopped them
         print(f"cagekit demo: error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # as every cagekit command's error (`main`): a team failing at import already exited 2, in play 1
     finally:
         source.close()
     return 0

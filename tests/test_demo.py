@@ -99,12 +99,13 @@ def test_demo_plays_a_python_team_with_the_calls_the_harness_makes(tmp_path, cap
 
 
 def test_a_team_that_raises_is_named_with_its_agent_and_step_not_a_traceback(tmp_path, capsys):
-    """As the harness names a failing agent, so does the demo, after the steps it played; exit code 1."""
+    """As the harness names a failing agent, so does the demo, after the steps it played; exit code 2, as a team
+    that fails at import (and every cagekit command's error): it was 1, a team failing at import 2."""
     (tmp_path / "breaks.py").write_text(
         "from cagekit.agents import Agent\n\n\nclass Breaks(Agent):\n    def __init__(self, slot):\n"
         "        self.calls = 0\n\n    def get_action(self, observation, action_space):\n        self.calls += 1\n"
         "        if self.calls > 2:\n            raise KeyError('boom')\n        return 0\n")
-    assert main(["demo", "--team", f"{tmp_path / 'breaks.py'}:Breaks", "--steps", "5"]) == 1
+    assert main(["demo", "--team", f"{tmp_path / 'breaks.py'}:Breaks", "--steps", "5"]) == 2
     said = capsys.readouterr()
     assert "cagekit demo: error: agent 'blue_user' raised KeyError: 'boom' at step 2" in said.err
     assert "Traceback" not in said.err and len(re.findall(r"^t= \d blue_", said.out, re.M)) == 4
@@ -123,7 +124,7 @@ def test_a_team_that_cannot_be_built_is_named_not_a_traceback(tmp_path, capsys):
     for name, said in (("NoWeights", "RuntimeError: no weights here"),
                        ("listed", "TypeError: teams.py:listed(env) returned list"),
                        ("half", "the team has no agent for ['blue_ops'] (it has ['blue_user'])")):
-        assert main(["demo", "--team", f"{tmp_path / 'teams.py'}:{name}", "--steps", "2"]) == 1
+        assert main(["demo", "--team", f"{tmp_path / 'teams.py'}:{name}", "--steps", "2"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("cagekit demo: error: ") and said in err and "Traceback" not in err
 
@@ -149,3 +150,13 @@ def test_a_ctrl_c_lost_in_a_finalizer_still_ends_a_cagekit_command_with_130(tmp_
     assert KeyboardInterrupt in lost
     assert "interrupted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_team_failing_at_import_or_in_play_exits_alike(tmp_path, capsys):
+    """The demo exited 2 for a team whose file failed at import and 1 for one that failed in play: one exit code,
+    2, as every cagekit command's error."""
+    (tmp_path / "fails.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "plays.py").write_text("def make_team(env):\n    raise RuntimeError('boom when built')\n")
+    for team in ("fails.py", "plays.py"):
+        assert main(["demo", "--team", str(tmp_path / team), "--steps", "1"]) == 2
+        assert capsys.readouterr().err.startswith("cagekit demo: error: ")

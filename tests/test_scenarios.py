@@ -249,3 +249,50 @@ def test_a_subnet_size_below_one_or_not_whole_is_refused_when_made(size):
                                                    f"(the addresses the engine reserves for it), or left out")):
         _own_scenario(subnets=(dataclasses.replace(front, size=size), back))
     assert _own_scenario(subnets=(dataclasses.replace(front, size=1), back)).subnets[0].size == 1
+
+
+def _wide_front(webs: int, size: int | None = None) -> Any:
+    """TINY with `webs` web hosts in its front subnet (and the foothold), all defended by `front`."""
+    import dataclasses
+
+    from cagekit.scenarios import HostSpec
+    from cagekit.scenarios.paper import LINUX_WEB
+
+    tiny = _own_scenario()
+    names = tuple(f"Web{i}" for i in range(webs))
+    hosts = (tiny.hosts[0], *(HostSpec(n, LINUX_WEB, availability="None", reveals=("Gate",)) for n in names),
+             *tiny.hosts[2:])
+    front, back = tiny.subnets
+    layout = (dataclasses.replace(tiny.layout()[0], hosts=names), tiny.layout()[1])
+    return _own_scenario(hosts=hosts, subnets=(SubnetSpec("Front", ("User0", *names), size=size), back),
+                         blue_layouts={"team": layout})
+
+
+@pytest.mark.parametrize("webs", [14, 30])
+def test_a_subnet_the_engine_s_block_for_its_host_count_cannot_hold_plays(webs):
+    """The engine gives a subnet of Size n a block of 2**max(int(log2(n + 5)), 4) addresses: 15 hosts got 14 and
+    31 got 30 (less network and broadcast), failing in the engine with "Sample larger than population". A subnet
+    without a size now gets the smallest that holds its hosts; every host has its own address."""
+    from cagekit import make_env
+
+    spec = _wide_front(webs)
+    assert build_scenario_dict(spec)["Subnets"]["Front"]["Size"] == {14: 27, 30: 59}[webs]
+    env = make_env(spec, red="KillChainAgent", seed=0)
+    env.reset(seed=0)
+    addresses = env.unwrapped.engine.state.ip_addresses
+    assert sorted(addresses.values()) == sorted(spec.host_names)
+
+
+def test_a_size_whose_engine_block_cannot_hold_the_hosts_is_refused_with_the_smallest_that_can():
+    with pytest.raises(ValueError, match=re.escape("subnet 'Front': size 20 gives 14 addresses in the engine, fewer "
+                                                   "than its 21 hosts; give a size of at least 27, or leave it out")):
+        _wide_front(20, size=20)
+    assert _wide_front(20, size=27).subnets[0].size == 27
+    assert _wide_front(12, size=1).subnets[0].size == 1  # 13 hosts fit the smallest block (14 addresses)
+
+
+def test_subnets_that_do_not_fit_the_engine_s_network_are_refused():
+    """The engine cuts 10.0.0.0/16 into blocks of the widest subnet's size, one per subnet."""
+    with pytest.raises(ValueError, match=re.escape("the engine places every subnet in a block of the widest one's "
+                                                   "(65536 addresses) within 10.0.0.0/16: 2 subnets do not fit")):
+        _wide_front(12, size=70000)

@@ -149,7 +149,7 @@ def build_scenario_dict(spec: ScenarioSpec, layout: str | None = None, *, green:
         "Hosts": {h.name: _host(spec, h.name) for h in spec.hosts},
         "Subnets": {
             s.name: {"Hosts": list(s.hosts), "NACLs": {k: dict(v) for k, v in s.nacls.items()},
-                     "Size": s.size if s.size is not None else len(s.hosts)}
+                     "Size": s.engine_size}
             for s in spec.subnets
         },
     }

@@ -61,8 +61,36 @@ class SubnetSpec:
     nacls: dict[str, dict[str, str]] = field(
         default_factory=lambda: {"all": {"in": "all", "out": "all"}}
     )
-    #: address-space size hint for the engine's IP allocation (CybORG's `Size`)
+    #: address-space size hint for the engine's IP allocation (CybORG's `Size`); None: the smallest that fits the hosts
     size: int | None = None
+
+    @property
+    def engine_size(self) -> int:
+        """The `Size` the builder gives the engine: the spec's, or else the smallest whose address block holds the
+        hosts (the host count itself, except where its block is too small: 15 hosts get 14 addresses)."""
+        return self.size if self.size is not None else fitting_size(len(self.hosts))
+
+
+def _block_bits(size: int) -> int:
+    """Host bits of the engine's block for a subnet of `size` (csle-cyborg's State: max(int(log2(size + 5)), 4))."""
+    return max((size + 5).bit_length() - 1, 4)
+
+
+def smallest_size(hosts: int) -> int:
+    """The smallest size whose engine block addresses `hosts` hosts (blocks hold 2**k - 2 for k >= 4)."""
+    bits = max((hosts + 1).bit_length(), 4)
+    return 1 if bits == 4 else 2**bits - 5
+
+
+def fitting_size(hosts: int) -> int:
+    """The host count where its engine block holds them (every built-in network), else the smallest size that does."""
+    return hosts if address_block(hosts) >= hosts else smallest_size(hosts)
+
+
+def address_block(size: int) -> int:
+    """How many hosts the engine can address in a subnet of `size`: it samples their addresses from the block, so
+    more hosts than this fail when built, in the engine ("Sample larger than population")."""
+    return 2 ** _block_bits(size) - 2
 
 
 ActionSet = Literal["paper", "cage2"]
@@ -160,6 +188,18 @@ class ScenarioSpec:
                      f"reserves for it), or left out for its number of hosts" for s in self.subnets
                      if s.size is not None and (isinstance(s.size, bool) or not isinstance(s.size, numbers.Integral)
                                                 or s.size < 1)]
+        problems += [f"subnet {s.name!r}: size {s.size} gives {address_block(s.size)} addresses in the engine, fewer "
+                     f"than its {len(s.hosts)} hosts; give a size of at least {smallest_size(len(s.hosts))}, or leave "
+                     f"it out" for s in self.subnets if isinstance(s.size, int) and not isinstance(s.size, bool)
+                     and s.size >= 1 and address_block(s.size) < len(s.hosts)]
+        sizes = [s.engine_size for s in self.subnets if s.size is None or (isinstance(s.size, numbers.Integral)
+                                                                             and not isinstance(s.size, bool)
+                                                                             and s.size >= 1)]
+        if sizes and 2 ** (16 - _block_bits(max(sizes))) < len(self.subnets):
+            # the engine cuts 10.0.0.0/16 into blocks of the widest subnet's and gives each subnet one
+            problems.append(f"the engine places every subnet in a block of the widest one's "
+                            f"({address_block(max(sizes)) + 2} addresses) within 10.0.0.0/16: {len(self.subnets)} "
+                            f"subnets do not fit; give the widest fewer hosts or a smaller size")
         problems += [f"{what} {n!r} is named {k} times" for what, names in
                      (("host", hosts), ("subnet", subnets),
                       *((f"layout {layout!r}: agent", tuple(a.name for a in agents))

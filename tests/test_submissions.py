@@ -1229,8 +1229,9 @@ def test_package_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monke
 def test_a_dial_submission_loads_and_acts_without_the_engine(tmp_path):
     """A DIAL team's worker needs torch and the team's agents, not CybORG: its agents read the quiet host codes
     from the blue table's module (cagekit.engine.table), not from the wrappers (whose package imports the engine,
-    ~0.3 s of every worker's start). Checked in a fresh process that does what the worker does: its boot
-    imports, then submission.py, then one act per agent."""
+    ~0.3 s of every worker's start), and loading a trained team imports no learner (cagekit.agents.dial and .qmix
+    import their modules when a name is asked for). Checked in a fresh process that does what the worker does:
+    its boot imports, then submission.py, then one act per agent."""
     shipped = Path(__file__).resolve().parents[1] / "submissions" / "dial-sau-paper-small.zip"
     with zipfile.ZipFile(shipped) as archive:
         archive.extractall(tmp_path)
@@ -1251,5 +1252,6 @@ print(json.dumps(sorted(sys.modules)))
     assert done.returncode == 0, done.stderr
     modules = set(json.loads(done.stdout))
     assert "cagekit.agents.dial.team" in modules  # it did load the DIAL team
-    heavy = ["csle_cyborg", "CybORG", "cagekit.engine.adapter", "cagekit.engine.catalog", "cagekit.wrappers"]
+    heavy = ["csle_cyborg", "CybORG", "cagekit.engine.adapter", "cagekit.engine.catalog", "cagekit.wrappers",
+             "cagekit.agents.dial.learner", "cagekit.agents.qmix.learner"]
     assert [m for m in heavy if m in modules] == []

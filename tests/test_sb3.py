@@ -424,6 +424,65 @@ def test_sb3_new_run_into_a_trained_folder_is_refused_and_it_is_left_as_it_was(t
         train_sb3("ppo", "paper-small", steps=64, seed=7, out_dir=out, n_envs=1, progress_bar=False)
 
 
+@pytest.mark.parametrize("what", ["model", "replay buffer"])
+def test_sb3_files_are_written_whole_a_failed_save_leaves_the_one_before(tmp_path, monkeypatch, what):
+    """`save_model` (model.zip, each checkpoint and snapshot) wrote its zip over the file in place, and SB3's
+    replay buffer was pickled into its file in place: a kill or a full disk mid-write left the run's model cut
+    short. They now go to a sibling `.tmp` renamed over the file: a save that fails leaves the file before it
+    (and no `.tmp`)."""
+    import pathlib
+    import pickle
+
+    from stable_baselines3 import DQN
+    from stable_baselines3.common import save_util
+
+    from cagekit.agents.sb3.checkpoints import save_model, save_replay_buffer
+
+    model = DQN("MlpPolicy", "CartPole-v1", buffer_size=64, learning_starts=8, seed=0, device="cpu")
+    model.learn(16)
+    path = tmp_path / ("model.zip" if what == "model" else "replay_buffer.pkl")
+    save = save_model if what == "model" else save_replay_buffer
+    save(model, path)
+    before = path.read_bytes()
+    model.learn(16)  # other weights and transitions: another file
+
+    def cut_short(self, data):  # the disk fills halfway through the zip
+        with open(self, "wb") as stream:
+            stream.write(data[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def pickled_short(obj, stream, protocol=None):  # ... or through the replay buffer's pickle
+        stream.write(pickle.dumps(obj, protocol=protocol)[:100])
+        raise OSError(28, "No space left on device")
+
+    if what == "model":
+        monkeypatch.setattr(pathlib.Path, "write_bytes", cut_short)
+    else:
+        monkeypatch.setattr(save_util.pickle, "dump", pickled_short)
+    with pytest.raises(OSError, match="No space left"):
+        save(model, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_sb3_a_temporary_file_in_checkpoints_is_no_trained_run(tmp_path):
+    """A checkpoint is written whole, through a `.tmp` beside it: one left by a kill mid-save is no trained run
+    (a new run, or a resume that starts over, refused the folder: "already holds a trained run (checkpoints/)").
+    A checkpoint itself still is one."""
+    from cagekit.agents.sb3.checkpoints import latest_checkpoint, refuse_trained_folder
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "model_48_steps.zip.tmp").write_bytes(b"PK\x03\x04 cut short")
+    (checkpoints / "model_replay_buffer_48_steps.pkl.tmp").write_bytes(b"\x80\x05 cut short")
+    refuse_trained_folder(tmp_path)
+    assert latest_checkpoint(tmp_path) is None
+    (checkpoints / "notes.txt").write_text("not ours")
+    with pytest.raises(ValueError, match=r"already holds a trained run \(checkpoints/\)"):
+        refuse_trained_folder(tmp_path)
+
+
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     ({"seed": "0"}, ValueError, "seed must be an integer >= 0 (or None), got '0'"),
     ({"seed": -1}, ValueError, "seed must be an integer >= 0 (or None), got -1"),

@@ -31,10 +31,12 @@ from cagekit.agents.sb3.checkpoints import (
     load_model,
     refuse_trained_folder,
     save_model,
+    save_replay_buffer,
     saved_steps,
 )
 from cagekit.agents.sb3.hyperparameters import DEFAULTS, algo_class, check_hyperparameters
 from cagekit.agents.sb3.run_logger import run_logger
+from cagekit.scenarios.data_files import write_text_whole
 
 
 def _env_settings(scenario: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -232,11 +234,11 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
                          "sb3_contrib": sb3_contrib.__version__}}
     with deferred_interrupt():  # a second Ctrl-C waits for these files
         if hasattr(model, "save_replay_buffer"):
-            model.save_replay_buffer(out / REPLAY_BUFFER_FILE)
+            save_replay_buffer(model, out / REPLAY_BUFFER_FILE)
             meta["replay_buffer"] = REPLAY_BUFFER_FILE
         save_model(model, out / MODEL_FILE)
         with_spec(meta)  # a registered scenario's spec, for a fresh process to load the run (snapshots too)
-        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_text_whole(out / "meta.json", json.dumps(meta, indent=2, default=str))
         finish_snapshots(out, meta)
     return model
 

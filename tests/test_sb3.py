@@ -535,6 +535,28 @@ def test_sb3_weights_do_not_depend_on_the_callers_threads_and_their_setting_is_r
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_sb3_meta_records_torch_settings_and_a_resume_under_others_is_noted_not_refused(tmp_path, capsys):
+    """meta.json records the torch threads and CPU kernels an SB3 run trained with, as our learners' does (a fresh
+    run's last bits depend on them). Our learners refuse a resume under others, theirs being bit-exact; an SB3
+    resume is not (its copies reseeded, torch's random state not restored), so it goes on and says so."""
+    import torch
+
+    out = tmp_path / "run"
+    kw = dict(seed=0, out_dir=out, n_envs=1, progress_bar=False, episode_length=10,
+              algo_kwargs={"n_steps": 32, "batch_size": 32, "n_epochs": 1})
+    train_sb3("maskable-ppo", "paper-small", steps=32, torch_threads=1, **kw)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["torch_threads"] == 1 and meta["torch_cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    capsys.readouterr()
+    model = train_sb3("maskable-ppo", "paper-small", steps=64, torch_threads=2, resume=True, **kw)
+    assert model.num_timesteps == 64
+    assert "continues under other torch settings than it trained with (torch_threads 1 -> 2;" in \
+        capsys.readouterr().err
+    assert json.loads((out / "meta.json").read_text())["torch_threads"] == 2
+    train_sb3("maskable-ppo", "paper-small", steps=96, torch_threads=2, resume=True, **kw)
+    assert "other torch settings" not in capsys.readouterr().err
+
+
 def test_sb3_hyperparameters_keep_what_sb3_takes():
     checked = check_hyperparameters("dqn", {"n_steps": 3.0, "max_grad_norm": 10, "learning_rate": 1})
     assert checked == {"n_steps": 3, "max_grad_norm": 10, "learning_rate": 1} and type(checked["n_steps"]) is int

@@ -308,3 +308,18 @@ def test_a_team_trained_with_sau_plays_a_bare_vector_as_the_observation_with_its
         masked += sum(int(not o["action_mask"].all()) for o in obs.values())
         obs, *_ = env.step(actions)
     assert masked > 0  # the masks did mask something
+
+
+@pytest.mark.parametrize("package", ["cagekit.engine", "cagekit.agents.dial", "cagekit.agents.qmix"])
+def test_a_package_with_lazy_names_gives_every_public_name(package: str) -> None:
+    """These packages import their modules when a name is first asked for (PEP 562, so that loading a team imports
+    neither CybORG nor a learner): every name of their __all__ is still there, in dir() too, and one they do not
+    have is an AttributeError, as for any module."""
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        module.nope  # noqa: B018

@@ -424,6 +424,65 @@ def test_sb3_new_run_into_a_trained_folder_is_refused_and_it_is_left_as_it_was(t
         train_sb3("ppo", "paper-small", steps=64, seed=7, out_dir=out, n_envs=1, progress_bar=False)
 
 
+@pytest.mark.parametrize("what", ["model", "replay buffer"])
+def test_sb3_files_are_written_whole_a_failed_save_leaves_the_one_before(tmp_path, monkeypatch, what):
+    """`save_model` (model.zip, each checkpoint and snapshot) wrote its zip over the file in place, and SB3's
+    replay buffer was pickled into its file in place: a kill or a full disk mid-write left the run's model cut
+    short. They now go to a sibling `.tmp` renamed over the file: a save that fails leaves the file before it
+    (and no `.tmp`)."""
+    import pathlib
+    import pickle
+
+    from stable_baselines3 import DQN
+    from stable_baselines3.common import save_util
+
+    from cagekit.agents.sb3.checkpoints import save_model, save_replay_buffer
+
+    model = DQN("MlpPolicy", "CartPole-v1", buffer_size=64, learning_starts=8, seed=0, device="cpu")
+    model.learn(16)
+    path = tmp_path / ("model.zip" if what == "model" else "replay_buffer.pkl")
+    save = save_model if what == "model" else save_replay_buffer
+    save(model, path)
+    before = path.read_bytes()
+    model.learn(16)  # other weights and transitions: another file
+
+    def cut_short(self, data):  # the disk fills halfway through the zip
+        with open(self, "wb") as stream:
+            stream.write(data[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def pickled_short(obj, stream, protocol=None):  # ... or through the replay buffer's pickle
+        stream.write(pickle.dumps(obj, protocol=protocol)[:100])
+        raise OSError(28, "No space left on device")
+
+    if what == "model":
+        monkeypatch.setattr(pathlib.Path, "write_bytes", cut_short)
+    else:
+        monkeypatch.setattr(save_util.pickle, "dump", pickled_short)
+    with pytest.raises(OSError, match="No space left"):
+        save(model, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_sb3_a_temporary_file_in_checkpoints_is_no_trained_run(tmp_path):
+    """A checkpoint is written whole, through a `.tmp` beside it: one left by a kill mid-save is no trained run
+    (a new run, or a resume that starts over, refused the folder: "already holds a trained run (checkpoints/)").
+    A checkpoint itself still is one."""
+    from cagekit.agents.sb3.checkpoints import latest_checkpoint, refuse_trained_folder
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "model_48_steps.zip.tmp").write_bytes(b"PK\x03\x04 cut short")
+    (checkpoints / "model_replay_buffer_48_steps.pkl.tmp").write_bytes(b"\x80\x05 cut short")
+    refuse_trained_folder(tmp_path)
+    assert latest_checkpoint(tmp_path) is None
+    (checkpoints / "notes.txt").write_text("not ours")
+    with pytest.raises(ValueError, match=r"already holds a trained run \(checkpoints/\)"):
+        refuse_trained_folder(tmp_path)
+
+
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     ({"seed": "0"}, ValueError, "seed must be an integer >= 0 (or None), got '0'"),
     ({"seed": -1}, ValueError, "seed must be an integer >= 0 (or None), got -1"),
@@ -474,6 +533,28 @@ def test_sb3_weights_do_not_depend_on_the_callers_threads_and_their_setting_is_r
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_sb3_meta_records_torch_settings_and_a_resume_under_others_is_noted_not_refused(tmp_path, capsys):
+    """meta.json records the torch threads and CPU kernels an SB3 run trained with, as our learners' does (a fresh
+    run's last bits depend on them). Our learners refuse a resume under others, theirs being bit-exact; an SB3
+    resume is not (its copies reseeded, torch's random state not restored), so it goes on and says so."""
+    import torch
+
+    out = tmp_path / "run"
+    kw = dict(seed=0, out_dir=out, n_envs=1, progress_bar=False, episode_length=10,
+              algo_kwargs={"n_steps": 32, "batch_size": 32, "n_epochs": 1})
+    train_sb3("maskable-ppo", "paper-small", steps=32, torch_threads=1, **kw)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["torch_threads"] == 1 and meta["torch_cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    capsys.readouterr()
+    model = train_sb3("maskable-ppo", "paper-small", steps=64, torch_threads=2, resume=True, **kw)
+    assert model.num_timesteps == 64
+    assert "continues under other torch settings than it trained with (torch_threads 1 -> 2;" in \
+        capsys.readouterr().err
+    assert json.loads((out / "meta.json").read_text())["torch_threads"] == 2
+    train_sb3("maskable-ppo", "paper-small", steps=96, torch_threads=2, resume=True, **kw)
+    assert "other torch settings" not in capsys.readouterr().err
 
 
 def test_sb3_hyperparameters_keep_what_sb3_takes():

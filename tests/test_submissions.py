@@ -7,6 +7,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -1222,3 +1224,34 @@ def test_package_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert f"--out {out}: cannot write in {tmp_path} (Permission denied)" in err and "staged" not in err, err
     assert not out.exists()
+
+
+def test_a_dial_submission_loads_and_acts_without_the_engine(tmp_path):
+    """A DIAL team's worker needs torch and the team's agents, not CybORG: its agents read the quiet host codes
+    from the blue table's module (cagekit.engine.table), not from the wrappers (whose package imports the engine,
+    ~0.3 s of every worker's start), and loading a trained team imports no learner (cagekit.agents.dial and .qmix
+    import their modules when a name is asked for). Checked in a fresh process that does what the worker does:
+    its boot imports, then submission.py, then one act per agent."""
+    shipped = Path(__file__).resolve().parents[1] / "submissions" / "dial-sau-paper-small.zip"
+    with zipfile.ZipFile(shipped) as archive:
+        archive.extractall(tmp_path)
+    script = """
+import importlib.util, json, sys
+import gymnasium.spaces, numpy as np, cagekit.agents, torch  # the worker's boot (with --torch)
+sys.path.insert(0, sys.argv[1])
+spec = importlib.util.spec_from_file_location("submission", sys.argv[1] + "/submission.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+for agent in module.Submission.AGENTS.values():
+    slot = agent.slot
+    agent.get_action({"observation": np.zeros(slot.obs_size, np.int8), "action_mask": np.ones(slot.n_actions, np.int8)})
+print(json.dumps(sorted(sys.modules)))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(done.stdout))
+    assert "cagekit.agents.dial.team" in modules  # it did load the DIAL team
+    heavy = ["csle_cyborg", "CybORG", "cagekit.engine.adapter", "cagekit.engine.catalog", "cagekit.wrappers",
+             "cagekit.agents.dial.learner", "cagekit.agents.qmix.learner"]
+    assert [m for m in heavy if m in modules] == []

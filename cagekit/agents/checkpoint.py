@@ -40,6 +40,17 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def torch_settings() -> dict[str, Any]:
+    """What of torch decides a training run's rounding, as meta.json records it: its CPU kernels
+    (`torch_cpu_kernels`) and, inside a training run, the thread count it pinned (`torch_threads`: how it split
+    torch's sums; none outside one). Our learners' resume must keep both (`training.train` refuses others)."""
+    settings: dict[str, Any] = {"torch_cpu_kernels": torch.backends.cpu.get_cpu_capability()}
+    threads = running_threads()
+    if threads is not None:
+        settings["torch_threads"] = threads
+    return settings
+
+
 def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any],
                     trainer_state: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint directory; `meta` gets `cagekit_version`, `torch_cpu_kernels` and `torch_threads` (the thread
@@ -49,10 +60,8 @@ def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], m
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(meta)
     meta.setdefault("cagekit_version", cagekit.__version__)
-    meta.setdefault("torch_cpu_kernels", torch.backends.cpu.get_cpu_capability())  # what rounding trained it
-    threads = running_threads()  # how the training run split torch's sums: a resume must keep it
-    if threads is not None:
-        meta.setdefault("torch_threads", threads)
+    for key, value in torch_settings().items():
+        meta.setdefault(key, value)
     for key in ("algo", "scenario"):
         if key not in meta:
             raise ValueError(f"checkpoint meta needs {key!r}")
@@ -225,7 +234,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 __all__ = ["META_FILE", "MODEL_FILE", "SPEC_KEY", "TRAINER_FILE", "adopt_spec", "check_algo", "check_scenario",
            "has_trainer_state",
            "load_meta", "load_model_state", "load_trainer_state", "rng_state", "save_checkpoint",
-           "seed_global_rngs", "set_rng_state", "with_spec"]
+           "seed_global_rngs", "set_rng_state", "torch_settings", "with_spec"]
 
 
 ENV_SETTING_KEYS = ("scenario", "layout", "channel", "sau", "message_cost", "view")

@@ -88,6 +88,12 @@ class BlueTable:
 
 _ACTIVITY_CODE = {k: (a0 << 3) | (a1 << 2) for k, (a0, a1) in ACTIVITY_BITS.items()}
 _COMPROMISE_CODE = {k: (c0 << 1) | c1 for k, (c0, c1) in COMPROMISE_BITS.items()}
+#: host codes that show nothing beyond a bare scan (None/No and Scan/No: 0b0000, 0b1000): the rows on which SAU
+#: masks a host's Analyse, Remove and Restore (cagekit.wrappers.sau) and DIAL reads no alarm
+QUIET_CODES = tuple(_ACTIVITY_CODE[a] | _COMPROMISE_CODE["No"] for a in ("None", "Scan"))
+#: lookup table, host code (0-15) -> shows nothing beyond a bare scan (indexing beats np.isin on hot paths)
+IS_QUIET = np.zeros(16, dtype=bool)
+IS_QUIET[list(QUIET_CODES)] = True
 #: code 0-15 -> its four bits (activity0, activity1, compromise0, compromise1)
 CODE_BITS = np.array([[(code >> 3) & 1, (code >> 2) & 1, (code >> 1) & 1, code & 1] for code in range(16)],
                       dtype=np.int8)

@@ -1,6 +1,7 @@
 """Reading a user's JSON or YAML file of plain data: scenario files here, hyperparameter configs in
 `cagekit.agents.config_file`. One reader, so that both read `3e-4` as the same number and name a bad file
-the same way. And writing a record whole (`write_text_whole`), so that a kill mid-write leaves the one before."""
+the same way. And writing a file whole (`write_text_whole`, `write_bytes_whole`, `written_whole`), so that a kill
+mid-write leaves the one before."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +90,36 @@ def read_data_file(path: str | Path, what: str) -> Any:
         raise ValueError(f"{what} {file} is not valid {'YAML' if is_yaml else 'JSON'}: {exc}") from None
 
 
-def write_text_whole(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all (a sibling `.tmp` file renamed over it): a kill mid-write
-    leaves the file as it was, never cut short."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
+#: the suffix of the sibling file a whole write goes to before it is renamed over its target: one left behind
+#: (a kill mid-write) is no record, and a folder's readers pass over it
+TEMPORARY_SUFFIX = ".tmp"
+
+
+@contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """A sibling temporary path (`path` + `TEMPORARY_SUFFIX`) to write `path`'s new content to, renamed over
+    `path` when the block ends: a kill mid-write leaves the file as it was, never cut short. An exception in the
+    block removes the temporary file and leaves `path` as it was."""
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    try:
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, path)
 
 
-__all__ = ["YAML_SUFFIXES", "read_data_file", "read_yaml", "write_text_whole"]
+def write_text_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (`written_whole`)."""
+    with written_whole(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_bytes_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all (`written_whole`)."""
+    with written_whole(path) as temporary:
+        temporary.write_bytes(data)
+
+
+__all__ = ["TEMPORARY_SUFFIX", "YAML_SUFFIXES", "read_data_file", "read_yaml", "write_bytes_whole",
+           "write_text_whole", "written_whole"]

@@ -14,11 +14,9 @@ import numpy as np
 
 from cagekit.engine.catalog import BlueActionCatalog
 
-#: host codes (activity << 2 | compromise) that show nothing beyond a bare scan: None/No and Scan/No
-QUIET_CODES = (0b0000, 0b1000)
-#: lookup table, host code (0-15) -> shows nothing beyond a bare scan (indexing beats np.isin on hot paths)
-IS_QUIET = np.zeros(16, dtype=bool)
-IS_QUIET[list(QUIET_CODES)] = True
+# the quiet-row table belongs to the blue table (the engine's encoding of host codes), and lives there: an agent
+# that reads it (DIAL's layout) then need not import this package, and with it the engine's CybORG adapter
+from cagekit.engine.table import IS_QUIET, QUIET_CODES
 
 
 @functools.lru_cache(maxsize=64)
@@ -57,3 +55,6 @@ def sau_mask_of(entries: Sequence[tuple[str, str | None]], hosts: Sequence[str],
     with SAU rebuilds from a bare observation vector (CAGE's `get_action` form), which brings none, so that it
     plays as on the environment that sends one."""
     return _apply(_indices(tuple(entries), tuple(hosts)), len(entries), host_codes, message_arrived)
+
+
+__all__ = ["IS_QUIET", "QUIET_CODES", "sau_mask", "sau_mask_of"]

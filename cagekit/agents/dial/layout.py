@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cagekit.agents.base import AgentSlot
-from cagekit.wrappers.sau import IS_QUIET
+from cagekit.engine.table import IS_QUIET
 
 _BIT_WEIGHTS = np.array([8, 4, 2, 1])  # a host row's 4 bits -> its code 0-15
 

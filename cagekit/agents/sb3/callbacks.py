@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
-from cagekit.agents.sb3.checkpoints import MODEL_FILE, save_model
+from cagekit.agents.sb3.checkpoints import MODEL_FILE, save_model, save_replay_buffer
+from cagekit.scenarios.data_files import write_text_whole
 
 #: the logger key of the mean bits sent per episode (summed over agents), which `ProgressCallback` records
 BITS_KEY = "rollout/ep_bits_mean"
@@ -131,7 +132,7 @@ class Checkpoints(CheckpointCallback):
             save_model(self.model, self._checkpoint_path(extension="zip"))
             model: Any = self.model  # an off-policy one has a replay buffer
             if self.save_replay_buffer and getattr(model, "replay_buffer", None) is not None:
-                model.save_replay_buffer(self._checkpoint_path("replay_buffer_", extension="pkl"))
+                save_replay_buffer(model, self._checkpoint_path("replay_buffer_", extension="pkl"))
             latest = Path(self._checkpoint_path("replay_buffer_", extension="pkl")).name
             for old in Path(self.save_path).glob(f"{self.name_prefix}_replay_buffer_*_steps.pkl"):
                 if old.name != latest:
@@ -168,5 +169,5 @@ def finish_snapshots(out: Path, meta: dict[str, Any]) -> None:
 
     for folder in sorted((out / SNAPSHOT_DIR).glob("step*")):
         if (folder / MODEL_FILE).exists() and not (folder / "meta.json").exists():
-            (folder / "meta.json").write_text(json.dumps({**meta, "num_timesteps": snapshot_steps(folder)}, indent=2,
-                                                         default=str))
+            write_text_whole(folder / "meta.json", json.dumps({**meta, "num_timesteps": snapshot_steps(folder)},
+                                                              indent=2, default=str))

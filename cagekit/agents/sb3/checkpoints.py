@@ -10,6 +10,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from cagekit.scenarios.data_files import TEMPORARY_SUFFIX, write_bytes_whole, written_whole
+
 MODEL_FILE = "model.zip"
 REPLAY_BUFFER_FILE = "replay_buffer.pkl"
 CHECKPOINT_DIR = "checkpoints"
@@ -48,7 +50,8 @@ def save_model(model: Any, path: str | Path) -> None:
     and lengths only are read: dropped), the date of three of its entries (set to `ZIP_DATE`, as torch's
     entries have it), and the memory addresses in the readable description of each pickled class beside its
     pickle ("<function ActorCriticPolicy.forward at 0x7f...>": the address is cut; loading reads the pickle).
-    The entries are otherwise SB3's, in its order, byte for byte."""
+    The entries are otherwise SB3's, in its order, byte for byte. Written whole (`write_bytes_whole`): a kill
+    mid-write leaves the file before it, or none, never a zip cut short."""
     for info in getattr(model, "ep_info_buffer", None) or ():
         info.pop("t", None)
     buffer = io.BytesIO()
@@ -63,18 +66,25 @@ def save_model(model: Any, path: str | Path) -> None:
             if entry.filename == "data":
                 content = re.sub(rb" at 0x[0-9a-fA-F]+>", b">", content)
             fixed.writestr(dated, content)
-    Path(path).write_bytes(written.getvalue())
+    write_bytes_whole(Path(path), written.getvalue())
+
+
+def save_replay_buffer(model: Any, path: str | Path) -> None:
+    """`model.save_replay_buffer(path)` (the same bytes), written whole (`written_whole`)."""
+    with written_whole(Path(path)) as temporary, temporary.open("wb") as stream:
+        model.save_replay_buffer(stream)
 
 
 def refuse_trained_folder(out: Path) -> None:
     """A new run must not write into a folder holding a run (its model.zip, meta.json or checkpoints): it
     would overwrite them and pile its TensorBoard events beside the old ones. A checkpoint cut short by a kill is
-    none (`latest_checkpoint` passes over it): a run killed while saving its first one starts over."""
+    none (`latest_checkpoint` passes over it): a run killed while saving its first one starts over. Nor is the
+    temporary file of a save a kill cut short (`TEMPORARY_SUFFIX`: a checkpoint is written whole, through one)."""
     found = [name for name in (MODEL_FILE, "meta.json") if (out / name).exists()]
     checkpoints = out / CHECKPOINT_DIR
     if checkpoints.is_dir() and any(not re.fullmatch(rf"{CHECKPOINT_PREFIX}_(replay_buffer_)?\d+_steps\.(zip|pkl)",
                                                      p.name) or (p.suffix == ".zip" and saved_steps(p) is not None)
-                                    for p in checkpoints.iterdir()):
+                                    for p in checkpoints.iterdir() if not p.name.endswith(TEMPORARY_SUFFIX)):
         found.append(f"{CHECKPOINT_DIR}/")
     if found:
         raise ValueError(f"{out} already holds a trained run ({', '.join(found)}); training a new one there would "

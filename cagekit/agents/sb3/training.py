@@ -20,7 +20,7 @@ from typing import Any
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from cagekit.agents.base import team_slots
-from cagekit.agents.checkpoint import with_spec
+from cagekit.agents.checkpoint import torch_settings, with_spec
 from cagekit.agents.sb3.callbacks import Checkpoints, ProgressCallback, Snapshots, finish_snapshots
 from cagekit.agents.sb3.checkpoints import (
     CHECKPOINT_DIR,
@@ -31,10 +31,12 @@ from cagekit.agents.sb3.checkpoints import (
     load_model,
     refuse_trained_folder,
     save_model,
+    save_replay_buffer,
     saved_steps,
 )
 from cagekit.agents.sb3.hyperparameters import DEFAULTS, algo_class, check_hyperparameters
 from cagekit.agents.sb3.run_logger import run_logger
+from cagekit.scenarios.data_files import write_text_whole
 
 
 def _env_settings(scenario: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +89,9 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     checkpoint's (`algo_kwargs`/`policy_kwargs` are ignored); DQN reloads the replay buffer saved with
     the checkpoint. Unlike our learners' resume this is not bit-exact: the environment copies are
     reseeded with `seed + resumed step`, torch's random state is not restored, PPO drops the rollout cut
-    by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step.
+    by Ctrl-C (its steps still count) and DQN may lose the transition of the interrupted step. So a resume
+    under other torch threads or CPU kernels than meta.json records (`torch_threads`, `torch_cpu_kernels`, as
+    our learners record them) is noted, not refused as our learners' is.
     """
     from cagekit.agents.torch_threads import pinned_torch_threads, training_threads
     from cagekit.agents.training import check_count
@@ -191,6 +195,9 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
                                      f"environment copies, this run has {venv.num_envs}")
         if (out / "meta.json").exists():
             previous_meta = json.loads((out / "meta.json").read_text())
+            note = _other_torch_settings(out, previous_meta)
+            if note is not None:
+                print(note, file=sys.stderr)
         print(f"resuming {out} from {model_file.name} at {start:,} of {steps:,} steps")
     out.mkdir(parents=True, exist_ok=True)
     model.set_logger(run_logger(out, start if checkpoint is not None else None))
@@ -229,16 +236,35 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
                 k: v for k, v in kwargs.items() if isinstance(v, int | float | str | bool)}),
             "policy_kwargs": previous_meta.get("policy_kwargs", policy_kwargs or {}), "model": MODEL_FILE,
             "versions": {"cagekit": cagekit.__version__, "stable_baselines3": stable_baselines3.__version__,
-                         "sb3_contrib": sb3_contrib.__version__}}
+                         "sb3_contrib": sb3_contrib.__version__},
+            **torch_settings()}  # as our learners' meta.json: what decides a fresh run's last bits
     with deferred_interrupt():  # a second Ctrl-C waits for these files
         if hasattr(model, "save_replay_buffer"):
-            model.save_replay_buffer(out / REPLAY_BUFFER_FILE)
+            save_replay_buffer(model, out / REPLAY_BUFFER_FILE)
             meta["replay_buffer"] = REPLAY_BUFFER_FILE
         save_model(model, out / MODEL_FILE)
         with_spec(meta)  # a registered scenario's spec, for a fresh process to load the run (snapshots too)
-        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_text_whole(out / "meta.json", json.dumps(meta, indent=2, default=str))
         finish_snapshots(out, meta)
     return model
+
+
+def _other_torch_settings(out: Path, saved_meta: dict[str, Any]) -> str | None:
+    """A note when a resume runs under other torch threads or CPU kernels than the run's meta.json records (None
+    when it does not, or the run recorded none). Our learners refuse such a resume (`training.train`): theirs is
+    bit-exact, and these settings change the weights' last bits. An SB3 resume is not bit-exact in any case
+    (the copies are reseeded, torch's random state is not restored), so refusing would only stop a run that
+    cannot end as the uninterrupted one would anyway; it goes on, and says so."""
+    import cagekit
+
+    now = torch_settings()
+    changed = [f"{key} {saved_meta[key]!r} -> {now[key]!r}" for key in ("torch_threads", "torch_cpu_kernels")
+               if key in saved_meta and key in now and saved_meta[key] != now[key]]
+    if not changed:
+        return None
+    return (f"note: {out} continues under other torch settings than it trained with ({'; '.join(changed)}; "
+            f"CAGEKIT_TORCH_THREADS, {cagekit.KERNELS_ENV}); they change the weights' last bits, which an SB3 "
+            f"resume does not keep in any case (see train_sb3); meta.json records this resume's")
 
 
 def _nothing_to_resume(out: Path) -> str:

@@ -848,7 +848,9 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     (tmp_path / "pkg" / "weighted.py").write_text(team.read_text())  # no weights beside it: cannot build
     assert main([*base[:1], str(tmp_path / "pkg" / "weighted.py"), *base[2:], "--out", str(tmp_path / "x.zip")]) == 2
     assert "importing" in capsys.readouterr().err and not (tmp_path / "x.zip").exists()
-    assert main([*base, "--out", str(tmp_path / "without.zip")]) == 1  # built here, but the file stays behind
+    # built here, but the file stays behind: its validation fails, and the command exits 2 as for the team that
+    # could not be built above (a rejected package exited 1: the same broken team, 1 or 2 by where it failed)
+    assert main([*base, "--out", str(tmp_path / "without.zip")]) == 2
     said = capsys.readouterr()
     assert "weights.json" in said.out and "without.zip not written" in said.err
     assert not (tmp_path / "without.zip").exists(), "a package that failed its validation was written"
@@ -858,12 +860,12 @@ def test_a_python_team_brings_its_data_files_with_include(tmp_path, capsys):
     # --replace with a package that fails: the good zip it would have replaced is kept, and nothing is left over
     good = (tmp_path / "with.zip").read_bytes()
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert main([*base, "--out", str(tmp_path / "with.zip"), "--replace"]) == 1
+    assert main([*base, "--out", str(tmp_path / "with.zip"), "--replace"]) == 2
     assert "what was there is untouched" in capsys.readouterr().err
     assert (tmp_path / "with.zip").read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "staging left behind"
     # nor the folders made to stage it in, when --out's were new
-    assert main([*base, "--out", str(tmp_path / "new" / "deep" / "w.zip")]) == 1
+    assert main([*base, "--out", str(tmp_path / "new" / "deep" / "w.zip")]) == 2
     assert "not written" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "the folders made for a rejected package stayed"
     for bad in ("../outside.json", "missing.json"):

@@ -38,7 +38,10 @@ def add_package_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("package", help="package a team as a CAGE-4 style submission zip",
                               description="Package a heuristic team (sleep, random, react), a checkpoint directory, "
                                           "a training run folder or your own Python team (FILE.py:NAME) as a "
-                                          "reproducible submission zip.")
+                                          "reproducible submission zip, validated first: written only if it "
+                                          "passes. Exit code 0 when written, 2 when not (bad options, a team that "
+                                          "cannot be built or that fails its validation), as every cagekit "
+                                          "command's error.")
     p.add_argument("source", help="heuristic name, checkpoint directory (meta.json + model.pt), training run folder, "
                                   "or FILE.py:NAME (your own team: an agent class or a function of the environment; "
                                   "the file and the modules it imports from its folder are packaged)")
@@ -96,9 +99,6 @@ def cli_package(args: argparse.Namespace) -> int:
                       seed=getattr(args, "seed", None), replace=getattr(args, "replace", False),
                       include=tuple(getattr(args, "include", ())),
                       accept=None if getattr(args, "no_validate", False) else accept)
-    except PackageRejected as exc:
-        print(f"cagekit package: error: {exc}", file=sys.stderr)
-        return 1
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:  # on stderr, named, as the others say it
         print(f"cagekit package: error: {exc}", file=sys.stderr)
         return 2

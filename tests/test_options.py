@@ -189,3 +189,32 @@ def test_lengths_that_start_with_a_minus_are_named_as_lengths(tmp_path: Path, ca
     assert main(["benchmark", "--algos", "react", "--out", str(tmp_path / "bm"), *lengths]) == 2
     assert capsys.readouterr().err == f"cagekit benchmark: error: {message}\n"
     assert not (tmp_path / "out").exists() and not (tmp_path / "bm").exists()
+
+
+def test_a_rerun_with_few_episodes_left_plays_them_without_worker_processes(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the default starts worker processes went by all the run's episodes: a rerun of a run of 40, killed
+    with 2 left, started a pool of 2 processes for them (a fork each, and its engine). It goes by the episodes the
+    rerun plays, as the number of workers the runner starts does: those 2 are played serially."""
+    from cagekit.evaluation.cli import PARALLEL_FROM
+    from cagekit.evaluation.runners import RUNNERS
+
+    monkeypatch.setattr("cagekit.evaluation.cli.usable_cpus", lambda: 4)  # the default's pool, on any machine
+    ran: list[tuple[str, int]] = []
+    for name, runner in list(RUNNERS.items()):
+        def recording(config: Any, source: Any, tasks: Any, *args: Any, _name: str = name, _runner: Any = runner,
+                      **kwargs: Any) -> None:
+            ran.append((_name, len(tasks)))
+            _runner(config, source, tasks, *args, **kwargs)
+
+        monkeypatch.setitem(RUNNERS, name, recording)
+    out = tmp_path / "run"
+    argv = ["react", str(out), "--episodes", str(PARALLEL_FROM // 2), "--lengths", "5",
+            "--reds", "KillChainAgent,SleepAgent", "--no-progress"]
+    assert cli_main([*argv, "--workers", "1"]) == 0
+    assert ran == [("serial", PARALLEL_FROM)]
+    journal = out / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:-2]))  # killed with 2 of its 40 episodes to play
+    assert cli_main(argv) == 0
+    assert ran[1:] == [("serial", 2)]

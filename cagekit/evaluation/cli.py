@@ -74,8 +74,8 @@ def build_parser(prog: str = "evaluation.py", raising: bool = False) -> argparse
     p.add_argument("--reds", default=None, help="red agents, comma separated (default: all of the scenario's)")
     p.add_argument("--seed", type=int, default=0, help="protocol seed (default: 0)")
     p.add_argument("--workers", type=int, default=None,
-                   help=f"worker processes (default: up to 4 for runs of {PARALLEL_FROM}+ episodes, else 1; "
-                        "ray: the CPUs)")
+                   help=f"worker processes (default: up to 4 for runs of {PARALLEL_FROM}+ episodes to play, a "
+                        "rerun counting those its journal lacks, else 1; ray: the CPUs)")
     p.add_argument("--backend", choices=(*BACKENDS, "twin"), default=None,
                    help="serial, processes or ray (default: processes with more than one worker, else serial); "
                         "twin: the vectorised twin instead of CybORG, for quick looks only")
@@ -349,6 +349,10 @@ def _run(args: argparse.Namespace, console: Any = None, brief: bool = False) -> 
     try:
         tasks = config.tasks()
         backend, workers = backend_and_workers(args, len(tasks))
+        if backend == "processes" and args.backend != "processes" and args.workers is None:
+            # the default's pool is worth its start-up for the episodes this run plays, not the run's: a rerun
+            # plays those its journal lacks, maybe a few of a long run's
+            backend, workers = backend_and_workers(args, _episodes_left(tasks, out))
         if args.address and backend != "ray":
             raise ValueError("--address is for the ray backend: add --backend ray")
         console = console or Console(stderr=True, emoji=False)

@@ -891,6 +891,25 @@ def test_two_processes_training_one_seed_write_the_same_model_zips(tmp_path):
     assert model.num_timesteps == 160
 
 
+def test_saving_a_model_leaves_its_episode_times_in_the_live_model(tmp_path):
+    """`save_model` dropped the Monitor's "t" (each recent episode's wall-clock seconds) from the model's own
+    `ep_info_buffer` to keep it out of the zip: the model a run returned, or one saved mid-training, lost them.
+    The zip still holds none; the live model keeps them."""
+    from stable_baselines3 import DQN
+
+    from cagekit.agents.sb3.checkpoints import save_model
+
+    model = train_sb3("dqn", "paper-small", steps=40, seed=0, out_dir=tmp_path / "run", n_envs=2,
+                      progress_bar=False, episode_length=10, algo_kwargs={"learning_starts": 20, "buffer_size": 100})
+    live = list(model.ep_info_buffer)  # the run saved its checkpoints and model.zip from this model
+    assert live and all("t" in info for info in live), live
+    save_model(model, tmp_path / "again.zip")
+    assert list(model.ep_info_buffer) == live and all("t" in info for info in model.ep_info_buffer)
+    for saved in (tmp_path / "run" / "model.zip", tmp_path / "again.zip"):
+        assert [dict(info) for info in DQN.load(saved, device="cpu").ep_info_buffer] == [
+            {k: v for k, v in info.items() if k != "t"} for info in live]
+
+
 def test_a_resume_with_an_unreadable_model_zip_and_no_checkpoint_says_what_to_do_and_changes_nothing(tmp_path,
                                                                                                      capsys):
     """A run whose model.zip was unreadable and which had no checkpoint left could not be resumed ("no SB3

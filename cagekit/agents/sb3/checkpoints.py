@@ -7,6 +7,7 @@ import io
 import json
 import re
 import zipfile
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,18 @@ def save_model(model: Any, path: str | Path) -> None:
     entries have it), and the memory addresses in the readable description of each pickled class beside its
     pickle ("<function ActorCriticPolicy.forward at 0x7f...>": the address is cut; loading reads the pickle).
     The entries are otherwise SB3's, in its order, byte for byte. Written whole (`write_bytes_whole`): a kill
-    mid-write leaves the file before it, or none, never a zip cut short."""
-    for info in getattr(model, "ep_info_buffer", None) or ():
-        info.pop("t", None)
+    mid-write leaves the file before it, or none, never a zip cut short. The model itself is left as it was: the
+    buffer saved is a copy without the "t"s, swapped in for the save only (a run saved mid-training keeps them)."""
     buffer = io.BytesIO()
-    model.save(buffer, exclude=["start_time"])
+    live = getattr(model, "ep_info_buffer", None)
+    if live is not None:
+        model.ep_info_buffer = deque(({k: v for k, v in info.items() if k != "t"} for info in live),
+                                     maxlen=getattr(live, "maxlen", None))
+    try:
+        model.save(buffer, exclude=["start_time"])
+    finally:
+        if live is not None:
+            model.ep_info_buffer = live
     written = io.BytesIO()
     buffer.seek(0)
     with zipfile.ZipFile(buffer) as saved, zipfile.ZipFile(written, "w") as fixed:

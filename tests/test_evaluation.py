@@ -1245,6 +1245,59 @@ def make_team(env):
         assert "RuntimeError: failing in a 5-step episode" in err, err
 
 
+def test_of_failures_in_ray_tasks_the_first_task_s_is_reported(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The Ray runner reported the failure that reached the evaluation first, where the process pool and a serial
+    run report the first task's in the protocol's order. Here the later task fails first, for certain: the first
+    one fails only once the later one has, and a second after."""
+    pytest.importorskip("ray")
+    import ray
+
+    failed = tmp_path / "later-failed"
+    (tmp_path / "failing.py").write_text(f'''
+import os
+import time
+
+FAILED = {str(failed)!r}
+
+
+class Failing:
+    def __init__(self, length):
+        self.length, self.steps = length, 0
+
+    def get_action(self, observation, action_space=None):
+        self.steps += 1
+        if self.steps == 1:  # the check before the run asks for one step
+            return 0
+        if self.length == 5:  # the first task: fails after the later one
+            deadline = time.monotonic() + 60
+            while not os.path.exists(FAILED) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1)
+        else:
+            open(FAILED, "w").close()
+        raise RuntimeError(f"failing in a {{self.length}}-step episode")
+
+    def end_episode(self):
+        pass
+
+    def set_initial_values(self, action_space, observation):
+        pass
+
+
+def make_team(env):
+    return {{name: Failing(env.episode_length) for name in env.possible_agents}}
+''')
+    try:
+        assert _cli(str(tmp_path / "failing.py"), str(tmp_path / "out"), "--episodes", "1", "--lengths", "5,6",
+                    "--reds", "SleepAgent", "--no-progress", "--backend", "ray", "--workers", "2") == 1
+    finally:
+        ray.shutdown()
+    assert failed.exists()  # the later task did fail
+    err = " ".join(capsys.readouterr().err.split())
+    assert "RuntimeError: failing in a 5-step episode" in err, err
+
+
 # interrupted runs (Ctrl-C) ------------------------------------------------------------------------
 
 

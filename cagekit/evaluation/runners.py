@@ -2,7 +2,8 @@
 
 Each calls `on_result` in the calling process for every finished episode (in completion order; the
 journal and the files do not depend on that order) and raises `EvaluationFailure` when an episode fails,
-after handing over every episode that did finish.
+after handing over every episode that did finish: of several failures, the first task's in the protocol's
+order, as a serial run raises it, whichever reached the evaluation first.
 """
 
 from __future__ import annotations
@@ -253,14 +254,22 @@ def run_ray(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_re
     queue.reverse()
     window = 2 * int(ray.cluster_resources().get("CPU", workers or 1))
     pending: list[Any] = []
-    failure: EvaluationFailure | None = None
+    # as `run_processes`: every failure is kept, and the first chunk's (its tasks the protocol's first: one failure
+    # a chunk, which stops there) is raised, as a serial run raises it; the first to arrive was chance
+    failures: list[tuple[int, EvaluationFailure]] = []
+    order: dict[Any, int] = {}  # the tasks handed out and not yet finished: their chunk's place
+    submitted = 0
     while queue or pending:
-        while queue and failure is None and len(pending) < window:
-            pending.append(remote.remote(config_ref, source_ref, step_timeout, queue.pop()))
+        while queue and not failures and len(pending) < window:
+            ref = remote.remote(config_ref, source_ref, step_timeout, queue.pop())
+            order[ref] = submitted
+            submitted += 1
+            pending.append(ref)
         if not pending:
             break
         ready, pending = ray.wait(pending, num_returns=1)
         for ref in ready:
+            index = order.pop(ref)
             try:
                 results, error = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a task or worker crashed
@@ -269,10 +278,10 @@ def run_ray(config: EvalConfig, source: TeamSource, tasks: Sequence[Task], on_re
             for result in results:
                 on_result(result)
             if error is not None:
-                failure = failure or error
+                failures.append((index, error))
                 queue.clear()
-    if failure is not None:
-        raise failure
+    if failures:
+        raise min(failures, key=lambda item: item[0])[1]
 
 
 RUNNERS: dict[str, Callable[..., None]] = {"serial": run_serial, "processes": run_processes, "ray": run_ray}

@@ -189,3 +189,23 @@ def test_lengths_that_start_with_a_minus_are_named_as_lengths(tmp_path: Path, ca
     assert main(["benchmark", "--algos", "react", "--out", str(tmp_path / "bm"), *lengths]) == 2
     assert capsys.readouterr().err == f"cagekit benchmark: error: {message}\n"
     assert not (tmp_path / "out").exists() and not (tmp_path / "bm").exists()
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "tiff", "webp", "gif", "svgz"])
+def test_plot_draws_its_own_figure_again_in_a_format_matplotlib_leaves_unmarked(tmp_path: Path, suffix: str,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    """matplotlib names itself in its PNG, SVG, PDF and EPS files, not in its JPEG, TIFF, WebP or GIF (nor in a
+    compressed SVG, unread): a rerun of `plot --out curves.jpg` refused the plot it had drawn as a picture of the
+    user's own. Those now carry a mark of the plot's (the SVG is read unpacked); a picture of the user's own in
+    such a format is still kept."""
+    import gzip
+
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(run), "--no-progress"]) == 0
+    curves, mine = tmp_path / f"curves.{suffix}", tmp_path / f"mine.{suffix}"
+    for _ in range(2):
+        assert main(["plot", str(run), "--out", str(curves)]) == 0, capsys.readouterr().err
+    mine.write_bytes(gzip.compress(b"<svg>my own</svg>") if suffix == "svgz" else b"my holiday")
+    kept = mine.read_bytes()
+    assert main(["plot", str(run), "--out", str(mine)]) == 2
+    assert "exists and is no figure matplotlib drew" in capsys.readouterr().err and mine.read_bytes() == kept

@@ -218,3 +218,23 @@ def test_a_rerun_with_few_episodes_left_plays_them_without_worker_processes(tmp_
     journal.write_bytes(b"".join(lines[:-2]))  # killed with 2 of its 40 episodes to play
     assert cli_main(argv) == 0
     assert ran[1:] == [("serial", 2)]
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "tiff", "webp", "gif", "svgz"])
+def test_plot_draws_its_own_figure_again_in_a_format_matplotlib_leaves_unmarked(tmp_path: Path, suffix: str,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    """matplotlib names itself in its PNG, SVG, PDF and EPS files, not in its JPEG, TIFF, WebP or GIF (nor in a
+    compressed SVG, unread): a rerun of `plot --out curves.jpg` refused the plot it had drawn as a picture of the
+    user's own. Those now carry a mark of the plot's (the SVG is read unpacked); a picture of the user's own in
+    such a format is still kept."""
+    import gzip
+
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(run), "--no-progress"]) == 0
+    curves, mine = tmp_path / f"curves.{suffix}", tmp_path / f"mine.{suffix}"
+    for _ in range(2):
+        assert main(["plot", str(run), "--out", str(curves)]) == 0, capsys.readouterr().err
+    mine.write_bytes(gzip.compress(b"<svg>my own</svg>") if suffix == "svgz" else b"my holiday")
+    kept = mine.read_bytes()
+    assert main(["plot", str(run), "--out", str(mine)]) == 2
+    assert "exists and is no figure matplotlib drew" in capsys.readouterr().err and mine.read_bytes() == kept

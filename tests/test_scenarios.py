@@ -296,3 +296,16 @@ def test_subnets_that_do_not_fit_the_engine_s_network_are_refused():
     with pytest.raises(ValueError, match=re.escape("the engine places every subnet in a block of the widest one's "
                                                    "(65536 addresses) within 10.0.0.0/16: 2 subnets do not fit")):
         _wide_front(12, size=70000)
+
+
+def test_a_numpy_integer_size_is_checked_as_an_int_is():
+    """A spec written in Python may size a subnet with numpy's integers, taken before sizes were checked: the
+    engine-block checks failed on one with an AttributeError traceback ('numpy.int64' object has no attribute
+    'bit_length'), and a numpy size too small for the hosts was not refused, as an int's is."""
+    import numpy as np
+
+    with pytest.raises(ValueError, match=re.escape("subnet 'Front': size 20 gives 14 addresses in the engine, fewer "
+                                                   "than its 21 hosts; give a size of at least 27")):
+        _wide_front(20, size=np.int64(20))
+    assert _wide_front(20, size=np.int64(27)).subnets[0].engine_size == 27
+    assert build_scenario_dict(_wide_front(12, size=np.int32(1)))["Subnets"]["Front"]["Size"] == 1

@@ -107,21 +107,37 @@ def _image_path(out_png: str | Path, replace: bool = False) -> Path:
         raise ValueError(f"{out}: cannot draw a {out.suffix} file; valid suffixes: {', '.join(sorted(formats))}")
     check_folder_path(out.parent, f"--out {out}: its folder", "give an image file in a folder")
     if out.is_file() and not replace and not _drawn(out):
-        raise ValueError(f"--out {out} exists and is no figure matplotlib drew (a plot's own PNG, SVG, PDF or EPS "
-                         f"names matplotlib inside): it is kept; give another --out, or --replace to write over it")
+        raise ValueError(f"--out {out} exists and is no figure matplotlib drew (a plot's own file names "
+                         f"matplotlib inside): it is kept; give another --out, or --replace to write over it")
     if out.exists() and not os.access(out, os.W_OK):
         raise ValueError(f"--out {out} is not writable (read-only, or another user's); give another --out")
     return out
 
 
+#: what `plot_runs` has Pillow write into the files of the formats whose metadata matplotlib leaves empty (its PNG,
+#: SVG, PDF, PS and EPS name it already): a plot in JPEG, TIFF, GIF, WebP or AVIF is then known for one by
+#: `_drawn`, and a rerun draws it again. A raw or rgba file is bare pixels, with no room for a name.
+_PIL_MARKS: dict[str, dict[str, Any]] = {
+    **dict.fromkeys(("jpg", "jpeg", "gif"), {"comment": "Matplotlib"}),
+    **dict.fromkeys(("tif", "tiff"), {"software": "Matplotlib"}),
+    **dict.fromkeys(("webp", "avif"), {"xmp": b"Matplotlib"}),
+}
+
+
 def _drawn(file: Path) -> bool:
-    """Whether `file` names matplotlib inside, as the PNG, SVG, PDF and EPS files it draws do: an earlier plot,
-    which a rerun draws again (`cagekit plot ... --out curves.png` as a run trains on), unlike a picture of
-    the user's own."""
+    """Whether `file` names matplotlib inside, as the figures it draws do (its own PNG, SVG, PDF and EPS files; a
+    compressed SVG once unpacked; the others by `_PIL_MARKS`): an earlier plot, which a rerun draws again
+    (`cagekit plot ... --out curves.png` as a run trains on), unlike a picture of the user's own."""
+    import gzip
+    import zlib
+
     try:
-        return b"matplotlib" in file.read_bytes().lower()
-    except OSError:
+        data = file.read_bytes()
+        if file.suffix.lower() == ".svgz":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):  # unreadable, or not gzip's: no figure of ours
         return False
+    return b"matplotlib" in data.lower()
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Sequence[str] | None = None,
@@ -177,7 +193,11 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Seque
     axes[0].legend()
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    mark = _PIL_MARKS.get(out.suffix[1:].lower())
+    if mark is None:
+        fig.savefig(out, dpi=120)
+    else:
+        fig.savefig(out, dpi=120, pil_kwargs=mark)
     plt.close(fig)
     return out
 

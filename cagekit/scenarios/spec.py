@@ -10,7 +10,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 ValueLevel = Literal["None", "Low", "Medium", "High"]
 
@@ -71,9 +71,15 @@ class SubnetSpec:
         return self.size if self.size is not None else fitting_size(len(self.hosts))
 
 
+def _whole_size(size: Any) -> TypeGuard[int]:
+    """Whether `size` is one the engine can take: a whole number >= 1, numpy's integers too (a bool is none)."""
+    return isinstance(size, numbers.Integral) and not isinstance(size, bool) and int(size) >= 1
+
+
 def _block_bits(size: int) -> int:
-    """Host bits of the engine's block for a subnet of `size` (csle-cyborg's State: max(int(log2(size + 5)), 4))."""
-    return max((size + 5).bit_length() - 1, 4)
+    """Host bits of the engine's block for a subnet of `size` (csle-cyborg's State: max(int(log2(size + 5)), 4));
+    `int` first: numpy's integers have no `bit_length`."""
+    return max((int(size) + 5).bit_length() - 1, 4)
 
 
 def smallest_size(hosts: int) -> int:
@@ -186,15 +192,11 @@ class ScenarioSpec:
         # the engine sizes the address block by it: -3 or 0 were taken (as some block), "4" failed in the engine
         problems += [f"subnet {s.name!r}: size {s.size!r}; it must be a whole number >= 1 (the addresses the engine "
                      f"reserves for it), or left out for its number of hosts" for s in self.subnets
-                     if s.size is not None and (isinstance(s.size, bool) or not isinstance(s.size, numbers.Integral)
-                                                or s.size < 1)]
+                     if s.size is not None and not _whole_size(s.size)]
         problems += [f"subnet {s.name!r}: size {s.size} gives {address_block(s.size)} addresses in the engine, fewer "
                      f"than its {len(s.hosts)} hosts; give a size of at least {smallest_size(len(s.hosts))}, or leave "
-                     f"it out" for s in self.subnets if isinstance(s.size, int) and not isinstance(s.size, bool)
-                     and s.size >= 1 and address_block(s.size) < len(s.hosts)]
-        sizes = [s.engine_size for s in self.subnets if s.size is None or (isinstance(s.size, numbers.Integral)
-                                                                             and not isinstance(s.size, bool)
-                                                                             and s.size >= 1)]
+                     f"it out" for s in self.subnets if _whole_size(s.size) and address_block(s.size) < len(s.hosts)]
+        sizes = [s.engine_size for s in self.subnets if s.size is None or _whole_size(s.size)]
         if sizes and 2 ** (16 - _block_bits(max(sizes))) < len(self.subnets):
             # the engine cuts 10.0.0.0/16 into blocks of the widest subnet's and gives each subnet one
             problems.append(f"the engine places every subnet in a block of the widest one's "

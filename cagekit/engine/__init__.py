@@ -7,29 +7,17 @@ that run without an environment, such as a submission's) do not need.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cagekit.scenarios.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from cagekit.engine.adapter import CyborgEngine, EngineStep
     from cagekit.engine.catalog import BlueActionCatalog
 
-#: public name -> the module that defines it
-_LAZY = {"CyborgEngine": "cagekit.engine.adapter", "EngineStep": "cagekit.engine.adapter",
-         "BlueActionCatalog": "cagekit.engine.catalog"}
+#: public name -> the module of this package that defines it
+_LAZY = {"CyborgEngine": ".adapter", "EngineStep": ".adapter", "BlueActionCatalog": ".catalog"}
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # asked once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 __all__ = ["BlueActionCatalog", "CyborgEngine", "EngineStep"]

@@ -7,8 +7,9 @@ mixer, which the learner imports).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cagekit.scenarios.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from cagekit.agents.dial.config import VARIANTS, DialConfig, check_team
@@ -22,29 +23,18 @@ if TYPE_CHECKING:
 
 #: public name -> the module of this package that defines it
 _LAZY = {
-    **dict.fromkeys(("VARIANTS", "DialConfig", "check_team"), "config"),
-    **dict.fromkeys(("EpisodeBatch", "synthetic_batch"), "episodes"),
-    "TeamLayout": "layout",
-    **dict.fromkeys(("DialLearner", "seeds_for"), "learner"),
-    **dict.fromkeys(("dial_loss", "lambda_targets", "target_values"), "loss"),
-    **dict.fromkeys(("CNet", "dru"), "network"),
-    **dict.fromkeys(("DialAgent", "build_team", "evaluate", "load_team"), "team"),
-    "Unroll": "unroll",
+    **dict.fromkeys(("VARIANTS", "DialConfig", "check_team"), ".config"),
+    **dict.fromkeys(("EpisodeBatch", "synthetic_batch"), ".episodes"),
+    "TeamLayout": ".layout",
+    **dict.fromkeys(("DialLearner", "seeds_for"), ".learner"),
+    **dict.fromkeys(("dial_loss", "lambda_targets", "target_values"), ".loss"),
+    **dict.fromkeys(("CNet", "dru"), ".network"),
+    **dict.fromkeys(("DialAgent", "build_team", "evaluate", "load_team"), ".team"),
+    "Unroll": ".unroll",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # asked once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 __all__ = ["CNet", "DialAgent", "DialConfig", "DialLearner", "EpisodeBatch", "TeamLayout", "Unroll", "VARIANTS",
            "build_team", "check_team", "dial_loss", "dru", "evaluate", "lambda_targets", "load_team", "seeds_for",

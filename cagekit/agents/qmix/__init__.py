@@ -6,8 +6,9 @@ acting agents only, and DIAL's learner, which borrows the mixer (`QMixer`), not 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cagekit.scenarios.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from cagekit.agents.qmix.acting import epsilon_greedy, masked_greedy, next_agent_values
@@ -21,29 +22,18 @@ if TYPE_CHECKING:
 
 #: public name -> the module of this package that defines it
 _LAZY = {
-    **dict.fromkeys(("epsilon_greedy", "masked_greedy", "next_agent_values"), "acting"),
-    "QmixConfig": "config",
-    "TeamDims": "inputs",
-    "QmixLearner": "learner",
-    **dict.fromkeys(("QMixer", "RNNAgent"), "networks"),
-    "EpisodeBuffer": "replay",
-    **dict.fromkeys(("QmixAgent", "load_team"), "team"),
-    "qmix_update_throughput": "throughput",
+    **dict.fromkeys(("epsilon_greedy", "masked_greedy", "next_agent_values"), ".acting"),
+    "QmixConfig": ".config",
+    "TeamDims": ".inputs",
+    "QmixLearner": ".learner",
+    **dict.fromkeys(("QMixer", "RNNAgent"), ".networks"),
+    "EpisodeBuffer": ".replay",
+    **dict.fromkeys(("QmixAgent", "load_team"), ".team"),
+    "qmix_update_throughput": ".throughput",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # asked once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 __all__ = ["EpisodeBuffer", "QMixer", "QmixAgent", "QmixConfig", "QmixLearner", "RNNAgent", "TeamDims",
            "epsilon_greedy", "load_team", "masked_greedy", "next_agent_values", "qmix_update_throughput"]

@@ -14,7 +14,6 @@ Every loader turns torch/json/OS errors into a `ValueError` that names the offen
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 from collections import OrderedDict
@@ -27,17 +26,18 @@ import torch
 import cagekit
 from cagekit.agents.torch_threads import running_threads
 from cagekit.scenarios import SPEC_KEY
-from cagekit.scenarios.data_files import write_text_whole
+from cagekit.scenarios.data_files import write_text_whole, written_whole
 
 MODEL_FILE = "model.pt"
 META_FILE = "meta.json"
 TRAINER_FILE = "trainer.pt"
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _torch_save_whole(obj: Any, path: Path) -> None:
+    """`torch.save` through `written_whole`: a kill mid-save leaves the checkpoint before it (torch names the
+    archive's records after the file it writes, so the temporary name is fixed: the bytes are the same each time)."""
+    with written_whole(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def torch_settings() -> dict[str, Any]:
@@ -66,9 +66,9 @@ def save_checkpoint(out_dir: str | Path, model_state: dict[str, torch.Tensor], m
         if key not in meta:
             raise ValueError(f"checkpoint meta needs {key!r}")
     with_spec(meta)
-    _atomic_torch_save(model_state, out / MODEL_FILE)
+    _torch_save_whole(model_state, out / MODEL_FILE)
     if trainer_state is not None:
-        _atomic_torch_save(_interned(trainer_state), out / TRAINER_FILE)
+        _torch_save_whole(_interned(trainer_state), out / TRAINER_FILE)
     write_text_whole(out / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=json_default))
     return out
 

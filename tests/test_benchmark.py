@@ -1060,8 +1060,8 @@ def test_a_ctrl_c_while_the_training_clock_stops_does_not_count_the_try_as_kille
 
 
 def test_train_and_benchmark_refuse_an_evaluation_s_folder(tmp_path, capsys):
-    """train --out and benchmark --out took an evaluation.py output folder and wrote their own files among its
-    journal and reports; now refused, naming what the folder holds and what to give."""
+    """train --out, benchmark --out and reproduce --out took an evaluation.py output folder and wrote their own
+    files among its journal and reports; now refused, naming what the folder holds and what to give."""
     from cagekit.evaluation import cli_main
 
     scored = tmp_path / "scored"
@@ -1076,4 +1076,7 @@ def test_train_and_benchmark_refuse_an_evaluation_s_folder(tmp_path, capsys):
     assert main(["benchmark", "--algos", "react", "--seeds", "1", "--out", str(scored), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"--out {scored} is an evaluation's output folder" in err and "give another --out (new, empty" in err
+    assert main(["reproduce", "--quick", "--out", str(scored), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {scored} is an evaluation's output folder" in err and "give another --out (new, or an" in err
     assert sorted(p.name for p in scored.iterdir()) == before

@@ -61,10 +61,13 @@ class StudyPlan:
                              f"{', '.join(LEARNED)}")
         for path in self.configs.values():
             load_mapping(path)  # a ValueError naming the file
+        from cagekit.evaluation.journal import refuse_evaluation_folder
         from cagekit.scenarios.options import check_folder_path
 
         # named as the options, before training (a file met them as 'File exists' or 'Not a directory')
         check_folder_path(self.out, "--out", "give the study's work folder (new, or an earlier study's)")
+        refuse_evaluation_folder(self.out, "--out", "the study keeps its benchmarks in a folder of its own: give "
+                                 "another --out (new, or an earlier study's)")
         check_folder_path(self.doc.parent, "--doc's folder", "name a Markdown file in a folder")
         if self.doc.is_dir():
             raise ValueError(f"--doc {self.doc} is a folder; name the Markdown file to write "

@@ -30,6 +30,7 @@ from cagekit.evaluation.benchmark_pool import train_many  # noqa: E402
 from cagekit.evaluation.benchmark_training import TrainJob  # noqa: E402
 from cagekit.evaluation.protocol import seed_ci95  # noqa: E402
 from cagekit.scenarios.data_files import read_yaml  # noqa: E402
+from cagekit.scenarios.options import CommandParser  # noqa: E402
 
 SCORE_SEED_OFFSET = 2_000_000  # episodes neither training (seed) nor selection (1_000_000 + seed) use
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    p = CommandParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--scenario", default="paper-large")
     p.add_argument("--algo", default="dial-sau")
     p.add_argument("--base", default=str(ROOT / "configs" / "dial-sau-fast.yaml"))

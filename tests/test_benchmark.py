@@ -371,6 +371,15 @@ def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
     assert "dial-sau-fast.yaml" not in out
 
 
+
+def test_benchmark_points_short_dial_runs_to_the_fast_config_in_its_own_option_form(tmp_path, capsys):
+    # the benchmark takes --config ALGO=FILE and refuses the bare file that cagekit train's note gives
+    argv = ["benchmark", "--algos", "dial-sau", "--seeds", "1", "--steps", "60", "--episodes", "1", "--lengths", "4",
+            "--reds", "SleepAgent", "--snapshots", "0", "--select-episodes", "0", "--out", str(tmp_path / "bm"),
+            "--no-progress"]
+    assert main(argv) == 0
+    assert "(--config dial-sau=configs/dial-sau-fast.yaml)" in capsys.readouterr().out
+
 def test_resume_refuses_other_settings_and_names_an_unreadable_record(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--algo", "qmix", "--steps", "60", "--out", str(out), "--no-progress"]) == 0

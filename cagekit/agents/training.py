@@ -368,11 +368,12 @@ def _train(learner: Learner, steps: int, out: Path, checkpoint_every: int | None
             "new_updates": learner.updates - start_updates, "last": last, "out_dir": str(out)}
 
 
-def exploration_note(algo: str, config: Any, steps: int) -> str | None:
+def exploration_note(algo: str, config: Any, steps: int, benchmark: bool = False) -> str | None:
     """A note when a run of `algo` with `config` (as `make_learner` takes it) ends before its epsilon schedule
     does. DIAL's defaults are the paper's, made for about 19M env steps (epsilon anneals over 2M), so a short
     run with them ends exploring almost at random and its team scores like one; the output should say so
-    before the run, not leave it to the score."""
+    before the run, not leave it to the score. `benchmark`: the option is written as `cagekit benchmark` takes it
+    (`--config ALGO=FILE`; the bare file is `cagekit train`'s form, which the benchmark refuses)."""
     paper = False  # the paper's schedule: the fast config is pointed to from it, not from a short one's own
     if algo in DIAL_ALGOS:
         from cagekit.agents.dial import DialConfig
@@ -387,8 +388,9 @@ def exploration_note(algo: str, config: Any, steps: int) -> str | None:
         return None
     if steps >= anneal:
         return None
-    hint = (" configs/dial-sau-fast.yaml is the tested setting for runs of about 60,000 steps "
-            "(--config configs/dial-sau-fast.yaml)." if paper else "")
+    option = f"--config {algo + '=' if benchmark else ''}configs/dial-sau-fast.yaml"
+    hint = (f" configs/dial-sau-fast.yaml is the tested setting for runs of about 60,000 steps ({option})."
+            if paper else "")
     return (f"note: {algo}'s epsilon anneals over {anneal:,} env steps, more than this run's {steps:,}: "
             f"it ends still exploring.{hint}")
 

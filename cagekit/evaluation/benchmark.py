@@ -195,7 +195,7 @@ def run_benchmark(plan: BenchmarkPlan) -> Any:
     train_env = plan.train_env
     to_train = [a for a, s in learned if not (plan.run_dir(a, s) / TRAIN_RECORD).exists()]
     for algo in dict.fromkeys(to_train):  # said once per algorithm, before hours of training (none on reuse)
-        note = exploration_note(algo, plan.configs.get(algo), plan.steps)
+        note = exploration_note(algo, plan.configs.get(algo), plan.steps, benchmark=True)
         if note:
             print(note)
     jobs = [TrainJob(a, plan.scenario, s, plan.steps, str(plan.run_dir(a, s)), plan.configs.get(a), train_env,

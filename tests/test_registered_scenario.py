@@ -72,7 +72,8 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_register_makes_the_name_known_to_make_env_and_make_team() -> None:
     with pytest.raises(ValueError, match=r"unknown scenario 'tiny'; valid scenarios: paper-small, paper-large, "
-                                         r"cage2 \(a scenario of your own: cagekit.scenarios.register"):
+                                         r"cage2 \(a scenario of your own: cagekit.scenarios.register\(spec\) first, "
+                                         r"or on the command line its file, --scenario FILE.yaml or .json\)$"):
         make_env("tiny")
     assert register(TINY) is TINY
     assert register(dataclasses.replace(TINY)) is TINY  # the same spec again: nothing to do

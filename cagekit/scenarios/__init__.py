@@ -134,7 +134,9 @@ def get_scenario(name: str | ScenarioSpec) -> ScenarioSpec:
         return name
     registry = _registry()
     if not isinstance(name, str) or name not in registry:
-        hint = "" if _REGISTERED else " (a scenario of your own: cagekit.scenarios.register(spec) first)"
+        # the command line registers none: there a scenario of one's own is its file (--scenario my.yaml)
+        hint = "" if _REGISTERED else (" (a scenario of your own: cagekit.scenarios.register(spec) first, or on the "
+                                       "command line its file, --scenario FILE.yaml or .json)")
         raise ValueError(f"unknown scenario {name!r}; valid scenarios: {', '.join(registry)}{hint}")
     return registry[name]
 

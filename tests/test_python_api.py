@@ -323,3 +323,12 @@ def test_a_package_with_lazy_names_gives_every_public_name(package: str) -> None
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         module.nope  # noqa: B018
+
+
+def test_a_printed_team_leaves_out_its_meta() -> None:
+    # a loaded team's meta holds its checkpoint's meta.json, a registered scenario's whole spec included
+    from cagekit.agents.base import Team
+
+    team = Team(agents={}, scenario="tiny", kind="dial-sau", meta={"scenario_spec": {"hosts": ["x" * 1000]}})
+    assert repr(team) == "Team(agents={}, scenario='tiny', kind='dial-sau')"
+    assert team.meta["scenario_spec"]  # still there to read

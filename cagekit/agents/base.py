@@ -184,7 +184,9 @@ class Team:
     agents: dict[str, Agent]
     scenario: str
     kind: str
-    meta: dict[str, Any] = field(default_factory=dict)
+    #: the checkpoint's meta.json (spaces, hyperparameters, a registered scenario's whole spec): left out of the repr,
+    #: which printed all of it (24 kB for a 19-host network of one's own) for a printed or echoed team
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
     _slots: dict[str, AgentSlot] | None = field(default=None, init=False, repr=False, compare=False)
 
     def act(self, observations: Mapping[str, Any], action_spaces: Mapping[str, Any] | None = None) -> dict[str, int]:

@@ -151,6 +151,8 @@ def test_checkpoint_records_the_spec_and_loads_in_a_fresh_process(tmp_path: Path
     assert clash.returncode != 0
     assert "meta.json records scenario 'tiny', which cannot be registered: scenario 'tiny' is already registered " \
            "with a different spec" in clash.stderr
+    # the record cannot be renamed: the advice is about the spec registered there, not "give this one another name"
+    assert "give the one registered here another name" in clash.stderr and "give this one" not in clash.stderr
     # and the evaluation command line scores it in a fresh process (its scenario from the checkpoint)
     scored = subprocess.run([sys.executable, str(ROOT / "evaluation.py"), str(run), str(tmp_path / "eval"),
                              "--episodes", "1", "--lengths", "5", "--reds", "KillChainAgent", "--no-progress"],

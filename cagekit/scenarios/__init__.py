@@ -63,16 +63,22 @@ def register(spec: ScenarioSpec) -> ScenarioSpec:
     if known is not None:
         if known == spec:
             return known
-        from cagekit.scenarios.records import describe_differences
-
-        changed = describe_differences(spec_to_dict(known), spec_to_dict(spec), "registered", "this one")
-        raise ScenarioConflict(f"scenario {spec.name!r} is already registered with a different spec in this "
-                               f"process ({changed}); give this one another name")
+        raise _conflict(known, spec, "give this one another name")
     if spec_from_dict(spec_to_dict(spec), f"scenario {spec.name!r}") != spec:
         raise TypeError(f"scenario {spec.name!r} does not survive being recorded (spec_to_dict, spec_from_dict): "
                         f"its images or values are not plain data")
     _REGISTERED[spec.name] = spec
     return spec
+
+
+def _conflict(known: ScenarioSpec, spec: ScenarioSpec, advice: str) -> ScenarioConflict:
+    """The refusal of `spec` where `known`, another network, is registered under its name: what differs, and
+    `advice`."""
+    from cagekit.scenarios.records import describe_differences, spec_to_dict
+
+    changed = describe_differences(spec_to_dict(known), spec_to_dict(spec), "registered", "this one")
+    return ScenarioConflict(f"scenario {spec.name!r} is already registered with a different spec in this process "
+                            f"({changed}); {advice}")
 
 
 #: the key under which a checkpoint's meta.json, a run's run.json, a journal and a submission's manifest record a
@@ -90,6 +96,12 @@ def register_recorded(data: Any, where: str, scenario: str | None = None) -> Sce
     spec = spec_from_dict(data, f"{where}: {SPEC_KEY}")
     if scenario is not None and spec.name != scenario:
         raise ValueError(f"{where} records the spec of scenario {spec.name!r} for scenario {scenario!r}")
+    known = _REGISTERED.get(spec.name)
+    if known is not None and known != spec:  # the record cannot be renamed: the advice is about the one registered
+        exc = _conflict(known, spec, "the record is another network of that name: give the one registered here "
+                                     "another name (`name:` in its scenario file), or leave it unregistered (no "
+                                     "--scenario file where a checkpoint or submission brings its own)")
+        raise ScenarioConflict(f"{where} records scenario {spec.name!r}, which cannot be registered: {exc}")
     try:
         return register(spec)
     except (TypeError, ValueError) as exc:

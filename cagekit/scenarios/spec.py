@@ -34,6 +34,10 @@ class Image(Protocol):
 #: the behaviours a scenario's `red_agents` and `green_agents` may name (cagekit.engine.red builds them)
 RED_BEHAVIOURS = ("KillChainAgent", "ExplorerAgent", "SleepAgent", "B_lineAgent", "RedMeanderAgent")
 GREEN_BEHAVIOURS = ("FalseAlarmGreen", "SleepAgent")
+#: the red behaviours that go for the scenario's `red_target` (CAGE-2's B_line and Meander have their own targets)
+TARGETING_REDS = ("KillChainAgent", "ExplorerAgent")
+#: the service the paper's red stops on its target (Impact), and the process the reward finds it by
+OT_SERVICE = "OTService"
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,9 @@ class ScenarioSpec:
     #: "cage2": CybORG's HybridAvailabilityConfidentiality calculator (its Restore cost -1)
     reward: Literal["paper", "cage2"]
     red_foothold: str = "User0"
+    #: the host the paper's red (KillChainAgent, ExplorerAgent) goes for and impacts: it must run the OT service
+    #: (an image like ot_server's) and advertise it (`info_services=("OTService",)`)
+    red_target: str = "Op_Server0"
     defender: str = "Defender"
     default_layout: str = "team"
     #: hosts where green (benign users) work; empty means every host but the Defender and the foothold
@@ -177,6 +184,7 @@ class ScenarioSpec:
                      if (n := sum(h in s.hosts for s in self.subnets)) != 1]
         problems += [f"{what} {h!r} is not among the hosts" for what, h in
                      (("red_foothold", self.red_foothold), ("defender", self.defender)) if h not in hosts]
+        problems += self._target_problems()
         problems += [f"green_hosts {h!r} is not among the hosts" for h in self.green_hosts if h not in hosts]
         # a host revealing one that is not there made the engine's builder fail with a bare KeyError
         problems += [f"host {host.name!r} reveals {h!r}, which is not among the hosts"
@@ -236,6 +244,27 @@ class ScenarioSpec:
                 problems.append(str(exc))
         if problems:
             raise ValueError(f"scenario {self.name!r}: " + "; ".join(problems) + hosts_named)
+
+    def _target_problems(self) -> list[str]:
+        """Why the paper's red could not impact `red_target`, where a red of the scenario goes for it: a target
+        that is not among the hosts, or one without the OT service, was played and red never took its last step
+        (Impact stops the service red learned of when it escalated there, on a host that runs it)."""
+        if not any(b in TARGETING_REDS for b in self.red_agents.values()):
+            return []
+        if self.red_target not in self.host_names:
+            return [f"red_target {self.red_target!r} is not among the hosts"]
+        host = self.host(self.red_target)
+        image = host.image.to_cyborg()
+        missing = [what for what, ok in (
+            (f"its image runs no process {OT_SERVICE!r}",
+             any(p.get("Process Name") == OT_SERVICE for p in image.get("Processes", ()))),
+            (f"its image's services lack {OT_SERVICE!r}", OT_SERVICE in image.get("Services", {})),
+            (f"its info_services lack {OT_SERVICE!r}", OT_SERVICE in host.info_services)) if not ok]
+        if not missing:
+            return []
+        return [f"red_target {self.red_target!r} does not run the OT service that red's Impact stops ("
+                f"{', '.join(missing)}): give it an image that runs it (ot_server, paper.py's OT_SERVER) and "
+                f"info_services ({OT_SERVICE!r},), or name another host"]
 
     def setting(self, name: Literal["detection", "green_rate", "message_cost"], value: float | None) -> float:
         """`value` for the named setting, or the scenario's own when None; refused (ValueError) when out of

@@ -51,7 +51,8 @@ class RawRunner:
         spec = get_scenario(scenario)
         scenario_dict = build_scenario_dict(spec, layout)
         green_hosts = tuple(s["hostname"] for s in scenario_dict["Agents"]["Green"]["starting_sessions"])
-        agents = {"Red": red_agent_factory(spec.red_agents[red], detection=spec.detection),
+        agents = {"Red": red_agent_factory(spec.red_agents[red], detection=spec.detection,
+                                        target=spec.red_target),
                   "Green": green_agent_factory(spec.green_agents[spec.default_green], hostnames=green_hosts,
                                                rate=spec.green_rate)}
         random.seed(seed)

@@ -189,6 +189,64 @@ def test_action_costs_are_finite_and_not_positive(costs, wrong):
     assert ActionCosts(block=0.0, restore_by_value=False).block == 0.0
 
 
+def _renamed_target(name: str = "Plant") -> Any:
+    """The tiny network with its OT server called `name` (Medium, not High: the twin's red went for the most
+    valuable host where no host was called Op_Server0, the gateway here) and `red_target` naming it."""
+    import dataclasses
+
+    spec = _own_scenario()
+    rename = {"Op_Server0": name}
+    hosts = tuple(dataclasses.replace(h, name=rename.get(h.name, h.name), reveals=tuple(rename.get(r, r) for r in
+                                                                                        h.reveals),
+                                      **({"confidentiality": "Medium"} if h.name == "Op_Server0" else {}))
+                  for h in spec.hosts)
+    subnets = tuple(dataclasses.replace(s, hosts=tuple(rename.get(h, h) for h in s.hosts)) for s in spec.subnets)
+    layout = tuple(dataclasses.replace(a, hosts=tuple(rename.get(h, h) for h in a.hosts)) for a in spec.layout())
+    return _own_scenario(hosts=hosts, subnets=subnets, blue_layouts={"team": layout}, red_target=name)
+
+
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_red_impacts_the_target_the_spec_names(simulator):
+    """The paper's red went for a host called Op_Server0, whatever the spec: a network of one's own whose OT server
+    had another name played, and red never took its last step (the twin's red went for another host)."""
+    from cagekit import make_env
+
+    env = make_env(_renamed_target(), red="KillChainAgent", seed=0, sau=False, channel=False, episode_length=100,
+                   simulator=simulator)
+    env.reset(seed=0)
+    impacted = False
+    while env.agents and not impacted:
+        *_, infos = env.step({a: 0 for a in env.agents})  # the team sleeps
+        impacted = infos["back"]["impacted"]
+    assert impacted, "red never took the OT service down"
+    if simulator == "engine":  # the service that is down is the target's
+        assert not any(p.name == "OTService" for p in env.engine.state.hosts["Plant"].processes)
+
+
+def test_a_red_target_the_paper_s_red_cannot_impact_is_refused_when_made():
+    """A target that is not a host, or one without the OT service Impact stops, was accepted and played: red
+    never impacted. Only where a red of the scenario goes for it (CAGE-2's reds have their own targets)."""
+    import dataclasses
+
+    with pytest.raises(ValueError, match=re.escape("scenario 'tiny': red_target 'Plant' is not among the hosts "
+                                                   "(hosts: User0, Web, Gate, Op_Server0, Defender)")):
+        _own_scenario(red_target="Plant")
+    with pytest.raises(ValueError, match=re.escape("red_target 'Gate' does not run the OT service that red's Impact "
+                                                   "stops (its image runs no process 'OTService', its image's "
+                                                   "services lack 'OTService', its info_services lack "
+                                                   "'OTService')")):
+        _own_scenario(red_target="Gate")
+    plant = _renamed_target()
+    silent = tuple(dataclasses.replace(h, info_services=()) if h.name == "Plant" else h for h in plant.hosts)
+    with pytest.raises(ValueError, match=re.escape("(its info_services lack 'OTService')")):  # red never learns of it
+        dataclasses.replace(plant, hosts=silent)
+    # reds that do not go for it: any name is taken, and cage2 (B_line, Meander) is valid as it is
+    sleeping = _own_scenario(red_agents={"SleepAgent": "SleepAgent", "bline": "B_lineAgent"},
+                             default_red="SleepAgent", red_target="Nope")
+    assert sleeping.red_target == "Nope"
+    assert get_scenario("cage2").red_target == "Op_Server0"
+
+
 def test_a_spec_whose_reveals_or_nacls_point_nowhere_is_refused():
     """A host revealing one that is not there failed when an environment was built, with a traceback of the
     engine's builder ("KeyError: host 'Nope' is in no subnet"); a NACL rule for a subnet that is not there was

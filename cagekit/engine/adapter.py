@@ -89,7 +89,8 @@ class CyborgEngine:
         green_hosts = tuple(scenario_dict["Agents"][GREEN_AGENT]["starting_sessions"][i]["hostname"]
                             for i in range(len(scenario_dict["Agents"][GREEN_AGENT]["starting_sessions"])))
         agents: dict[str, Any] = {a.name: ExternalAgent for a in self.agents}
-        agents[RED_AGENT] = red_agent_factory(red_behaviour, detection=self.detection)
+        agents[RED_AGENT] = red_agent_factory(red_behaviour, detection=self.detection,
+                                              target=self.spec.red_target)
         agents[GREEN_AGENT] = green_agent_factory(green_behaviour, hostnames=green_hosts, rate=self.green_rate)
         with self.rng():
             self.cyborg = _import_engine()(scenario_dict, "sim", agents=agents)

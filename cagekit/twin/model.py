@@ -146,8 +146,9 @@ class TwinModel:
         # values ------------------------------------------------------------------------------------
         self.conf = np.array([VALUE_WEIGHTS[spec.host(h).confidentiality] for h in names])
         self.avail = np.array([VALUE_WEIGHTS[spec.host(h).availability] for h in names])
-        target = "Op_Server0" if "Op_Server0" in hidx else names[int(np.argmax(self.conf))]
-        self.red_target = hidx[target]
+        # the spec refuses a target that is not a host where its reds go for one; with none that does (a sleeping
+        # red only), any index does
+        self.red_target = hidx.get(spec.red_target, 0)
 
         # green ---------------------------------------------------------------------------------------
         scenario_dict = build_scenario_dict(spec, layout)

@@ -264,6 +264,35 @@ def test_journal_recording_mappings_as_objects_resumes(tmp_path: Path) -> None:
     evaluate(config, source, tmp_path / "eval", progress=False, chart=False)  # resumed: nothing left to score
 
 
+def test_a_record_written_before_red_target_loads_with_op_server0(tmp_path: Path) -> None:
+    """Checkpoints, runs, journals and manifests written before the spec named red's target record no
+    `red_target`: they are the same network (red went for Op_Server0), registered and resumed as such."""
+    from cagekit.agents.checkpoint import adopt_spec
+
+    old = spec_to_dict(TINY)
+    assert old.pop("red_target") == "Op_Server0"
+    assert spec_from_dict(old).red_target == "Op_Server0" and spec_from_dict(old) == TINY
+    register(TINY)
+    adopt_spec({"scenario": "tiny", "scenario_spec": old}, "meta.json")  # as load_team reads an old meta.json
+    assert get_scenario("tiny") is TINY
+    # an old journal resumes: its network is this run's
+    source = HeuristicSource("sleep")
+    config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=1, lengths=(4,),
+                        reds=("SleepAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)
+    journal = tmp_path / "eval" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    del header["config"]["scenario_spec"]["red_target"]
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)  # resumed: nothing left to score
+    # and in a fresh process, where nothing is registered, the old record registers the network it was
+    probe = _python(f"from cagekit.scenarios import register_recorded\n"
+                    f"print(register_recorded({old!r}, 'meta.json', 'tiny').red_target)", tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "Op_Server0"
+
+
 def test_validating_one_submission_does_not_decide_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two teams' zips for a scenario named alike but packaged from other versions of its file: each validates on
     its own, and validating one first made the other FAIL ("already registered with a different spec") in a

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -248,10 +249,9 @@ def test_a_submission_for_a_registered_scenario_carries_it_and_scores_in_a_fresh
     assert "manifest.json records scenario 'tiny', which cannot be registered" in clash.stdout, clash.stdout
 
 
-def test_journal_recording_mappings_as_objects_resumes(tmp_path: Path) -> None:
-    """Journals written before spec records kept mappings as [key, value] pairs hold them as objects: the same
-    network, which was refused on resume ("image.services: journal has {}, this run has []")."""
-    register(TINY)
+def _resume_with_journal_config(tmp_path: Path, change: Callable[[dict[str, Any]], Any]) -> None:
+    """Score the sleeping team on tiny once, `change` the configuration its journal records, and score again: the
+    second run resumes that journal (refused, it raises) and has nothing left to score."""
     source = HeuristicSource("sleep")
     config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=1, lengths=(4,),
                         reds=("SleepAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
@@ -259,9 +259,20 @@ def test_journal_recording_mappings_as_objects_resumes(tmp_path: Path) -> None:
     journal = tmp_path / "eval" / "journal.jsonl"
     lines = journal.read_text().splitlines()
     header = json.loads(lines[0])
-    header["config"]["scenario_spec"] = json.loads(json.dumps(dataclasses.asdict(TINY)))  # as they were written
+    change(header["config"])
     journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
-    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)  # resumed: nothing left to score
+    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)
+
+
+def test_journal_recording_mappings_as_objects_resumes(tmp_path: Path) -> None:
+    """Journals written before spec records kept mappings as [key, value] pairs hold them as objects: the same
+    network, which was refused on resume ("image.services: journal has {}, this run has []")."""
+    register(TINY)
+
+    def as_they_were_written(config: dict[str, Any]) -> None:
+        config["scenario_spec"] = json.loads(json.dumps(dataclasses.asdict(TINY)))
+
+    _resume_with_journal_config(tmp_path, as_they_were_written)
 
 
 def test_a_record_written_before_red_target_loads_with_op_server0(tmp_path: Path) -> None:
@@ -276,16 +287,7 @@ def test_a_record_written_before_red_target_loads_with_op_server0(tmp_path: Path
     adopt_spec({"scenario": "tiny", "scenario_spec": old}, "meta.json")  # as load_team reads an old meta.json
     assert get_scenario("tiny") is TINY
     # an old journal resumes: its network is this run's
-    source = HeuristicSource("sleep")
-    config = EvalConfig(scenario="tiny", layout=None, team=source.identity(), episodes=1, lengths=(4,),
-                        reds=("SleepAgent",), seed=0, message_cost=0.1, sau=True, channel=True)
-    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)
-    journal = tmp_path / "eval" / "journal.jsonl"
-    lines = journal.read_text().splitlines()
-    header = json.loads(lines[0])
-    del header["config"]["scenario_spec"]["red_target"]
-    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
-    evaluate(config, source, tmp_path / "eval", progress=False, chart=False)  # resumed: nothing left to score
+    _resume_with_journal_config(tmp_path, lambda config: config["scenario_spec"].pop("red_target"))
     # and in a fresh process, where nothing is registered, the old record registers the network it was
     probe = _python(f"from cagekit.scenarios import register_recorded\n"
                     f"print(register_recorded({old!r}, 'meta.json', 'tiny').red_target)", tmp_path)

@@ -228,13 +228,16 @@ def test_a_red_target_the_paper_s_red_cannot_impact_is_refused_when_made():
     never impacted. Only where a red of the scenario goes for it (CAGE-2's reds have their own targets)."""
     import dataclasses
 
-    with pytest.raises(ValueError, match=re.escape("scenario 'tiny': red_target 'Plant' is not among the hosts "
-                                                   "(hosts: User0, Web, Gate, Op_Server0, Defender)")):
+    with pytest.raises(ValueError, match=re.escape("scenario 'tiny': red_target 'Plant' is not among the hosts; "
+                                                   "name the host red impacts, one that runs the OT service (here: "
+                                                   "Op_Server0) (hosts: User0, Web, Gate, Op_Server0, Defender)")):
         _own_scenario(red_target="Plant")
     with pytest.raises(ValueError, match=re.escape("red_target 'Gate' does not run the OT service that red's Impact "
                                                    "stops (its image runs no process 'OTService', its image's "
                                                    "services lack 'OTService', its info_services lack "
-                                                   "'OTService')")):
+                                                   "'OTService'): give it an image that runs it (ot_server, paper.py's "
+                                                   "OT_SERVER) and info_services ('OTService',), or name another host "
+                                                   "that runs it (here: Op_Server0)")):
         _own_scenario(red_target="Gate")
     plant = _renamed_target()
     silent = tuple(dataclasses.replace(h, info_services=()) if h.name == "Plant" else h for h in plant.hosts)
@@ -245,6 +248,27 @@ def test_a_red_target_the_paper_s_red_cannot_impact_is_refused_when_made():
                              default_red="SleepAgent", red_target="Nope")
     assert sleeping.red_target == "Nope"
     assert get_scenario("cage2").red_target == "Op_Server0"
+
+
+def test_a_spec_that_names_no_target_and_has_no_op_server0_is_told_the_default_and_the_candidates():
+    """A scenario file (or a record written before the field) that leaves red_target out, on a network whose OT
+    server has another name, was refused as "red_target 'Op_Server0' is not among the hosts": a field it never
+    named, and not which host to name."""
+    import dataclasses
+
+    from cagekit.scenarios.records import spec_from_dict, spec_to_dict
+
+    plant = spec_to_dict(_renamed_target())
+    del plant["red_target"]
+    with pytest.raises(ValueError, match=re.escape("tiny.json: scenario 'tiny': red_target 'Op_Server0' (the "
+                                                   "default) is not among the hosts; name the host red impacts, one "
+                                                   "that runs the OT service (here: Plant)")):
+        spec_from_dict(plant, "tiny.json")
+    sleeping = _own_scenario(red_agents={"SleepAgent": "SleepAgent"}, default_red="SleepAgent")
+    silent = tuple(dataclasses.replace(h, info_services=()) for h in sleeping.hosts)
+    with pytest.raises(ValueError, match=re.escape("or name another host that runs it (here: none)")):
+        dataclasses.replace(sleeping, hosts=silent, red_agents={"KillChainAgent": "KillChainAgent"},
+                            default_red="KillChainAgent")
 
 
 def test_a_spec_whose_reveals_or_nacls_point_nowhere_is_refused():

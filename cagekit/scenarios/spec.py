@@ -38,6 +38,8 @@ GREEN_BEHAVIOURS = ("FalseAlarmGreen", "SleepAgent")
 TARGETING_REDS = ("KillChainAgent", "ExplorerAgent")
 #: the service the paper's red stops on its target (Impact), and the process the reward finds it by
 OT_SERVICE = "OTService"
+#: the paper's OT server, `red_target` where a spec names none (as every spec before the field: their red's target)
+DEFAULT_RED_TARGET = "Op_Server0"
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,16 @@ class SubnetSpec:
         """The `Size` the builder gives the engine: the spec's, or else the smallest whose address block holds the
         hosts (the host count itself, except where its block is too small: 15 hosts get 14 addresses)."""
         return self.size if self.size is not None else fitting_size(len(self.hosts))
+
+
+def _ot_service_missing(host: HostSpec) -> list[str]:
+    """What `host` lacks of the OT service the paper's red impacts (none: it may be a `red_target`)."""
+    image = host.image.to_cyborg()
+    return [what for what, ok in (
+        (f"its image runs no process {OT_SERVICE!r}",
+         any(p.get("Process Name") == OT_SERVICE for p in image.get("Processes", ()))),
+        (f"its image's services lack {OT_SERVICE!r}", OT_SERVICE in image.get("Services", {})),
+        (f"its info_services lack {OT_SERVICE!r}", OT_SERVICE in host.info_services)) if not ok]
 
 
 def _whole_size(size: Any) -> TypeGuard[int]:
@@ -160,7 +172,7 @@ class ScenarioSpec:
     red_foothold: str = "User0"
     #: the host the paper's red (KillChainAgent, ExplorerAgent) goes for and impacts: it must run the OT service
     #: (an image like ot_server's) and advertise it (`info_services=("OTService",)`)
-    red_target: str = "Op_Server0"
+    red_target: str = DEFAULT_RED_TARGET
     defender: str = "Defender"
     default_layout: str = "team"
     #: hosts where green (benign users) work; empty means every host but the Defender and the foothold
@@ -251,20 +263,23 @@ class ScenarioSpec:
         (Impact stops the service red learned of when it escalated there, on a host that runs it)."""
         if not any(b in TARGETING_REDS for b in self.red_agents.values()):
             return []
+        # a spec that names no target (a scenario file, a record written before the field) has the default: said
+        # so, or the message named a field it never wrote
+        target = f"red_target {self.red_target!r}" + (" (the default)" if self.red_target == DEFAULT_RED_TARGET
+                                                      else "")
         if self.red_target not in self.host_names:
-            return [f"red_target {self.red_target!r} is not among the hosts"]
-        host = self.host(self.red_target)
-        image = host.image.to_cyborg()
-        missing = [what for what, ok in (
-            (f"its image runs no process {OT_SERVICE!r}",
-             any(p.get("Process Name") == OT_SERVICE for p in image.get("Processes", ()))),
-            (f"its image's services lack {OT_SERVICE!r}", OT_SERVICE in image.get("Services", {})),
-            (f"its info_services lack {OT_SERVICE!r}", OT_SERVICE in host.info_services)) if not ok]
+            return [f"{target} is not among the hosts; name the host red impacts, one that runs the OT service "
+                    f"(here: {self._ot_hosts()})"]
+        missing = _ot_service_missing(self.host(self.red_target))
         if not missing:
             return []
-        return [f"red_target {self.red_target!r} does not run the OT service that red's Impact stops ("
-                f"{', '.join(missing)}): give it an image that runs it (ot_server, paper.py's OT_SERVER) and "
-                f"info_services ({OT_SERVICE!r},), or name another host"]
+        return [f"{target} does not run the OT service that red's Impact stops ({', '.join(missing)}): give it an "
+                f"image that runs it (ot_server, paper.py's OT_SERVER) and info_services ({OT_SERVICE!r},), or name "
+                f"another host that runs it (here: {self._ot_hosts()})"]
+
+    def _ot_hosts(self) -> str:
+        """The hosts that could be `red_target` (they run and advertise the OT service), for a message."""
+        return ", ".join(h.name for h in self.hosts if not _ot_service_missing(h)) or "none"
 
     def setting(self, name: Literal["detection", "green_rate", "message_cost"], value: float | None) -> float:
         """`value` for the named setting, or the scenario's own when None; refused (ValueError) when out of

@@ -1257,3 +1257,21 @@ print(json.dumps(sorted(sys.modules)))
     heavy = ["csle_cyborg", "CybORG", "cagekit.engine.adapter", "cagekit.engine.catalog", "cagekit.wrappers",
              "cagekit.agents.dial.learner", "cagekit.agents.qmix.learner"]
     assert [m for m in heavy if m in modules] == []
+
+
+def test_a_zip_whose_write_fails_leaves_the_one_before_and_no_temporary(tmp_path, monkeypatch):
+    """write_zip renamed a `.tmp` over the zip but left the `.tmp` when the write failed (a full disk): now written
+    through `written_whole`, as checkpoints and meta.json are."""
+    out = write_zip({"a.txt": b"before"}, tmp_path / "team.zip")
+    before = out.read_bytes()
+
+    def full_disk(self: Path, data: bytes) -> int:
+        with open(self, "wb") as f:
+            f.write(data[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_zip({"a.txt": b"after"}, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["team.zip"]

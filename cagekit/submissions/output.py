@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 import zlib
 from pathlib import Path
 
+from cagekit.scenarios.data_files import write_bytes_whole
 from cagekit.submissions.manifest import MANIFEST
 from cagekit.submissions.safety import DEFAULT_LIMITS
 
@@ -45,9 +45,7 @@ def write_zip(files: dict[str, bytes] | bytes, out: str | Path) -> Path:
     never sees half a zip."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(files if isinstance(files, bytes) else zip_bytes(files))
-    os.replace(tmp, out)
+    write_bytes_whole(out, files if isinstance(files, bytes) else zip_bytes(files))
     return out
 
 

@@ -312,6 +312,24 @@ def test_the_trainer_state_keeps_a_modules_state_dict_as_torch_made_it(tmp_path)
     nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).load_state_dict(loaded)
 
 
+def test_a_checkpoint_save_that_fails_leaves_the_one_before_and_no_temporary(tmp_path, monkeypatch):
+    """model.pt and trainer.pt went to a `.tmp` renamed over them, left behind when torch.save failed (a full
+    disk); they go through `written_whole` now, which removes it."""
+    meta = {"algo": "qmix", "scenario": "paper-small"}
+    ckpt.save_checkpoint(tmp_path, {"w": torch.zeros(2)}, meta, {"step": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.save_checkpoint(tmp_path, {"w": torch.ones(2)}, meta, {"step": 2})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
     """A kill while a row was written left it cut ('1' of update 12's row, say): the resume kept it as update 1
     with no figures (a TypeError once it was the last row; else a log that plot refused). Text after the last

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -293,6 +294,33 @@ def test_a_record_written_before_red_target_loads_with_op_server0(tmp_path: Path
                     f"print(register_recorded({old!r}, 'meta.json', 'tiny').red_target)", tmp_path)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "Op_Server0"
+
+
+def test_a_record_before_red_target_of_a_network_without_op_server0_loads_with_no_target(tmp_path: Path) -> None:
+    """A record written before the field, of a network with no host called Op_Server0: its red went for that name
+    and impacted nothing. It loads as that network (`red_target` None) rather than being refused for a target it
+    never named; a scenario file of that network without the field is refused, naming the choices."""
+    from cagekit.scenarios import register_recorded
+
+    plant = dataclasses.replace(TINY, name="plant", hosts=tuple(
+        dataclasses.replace(h, name="Plant") if h.name == "Op_Server0" else
+        dataclasses.replace(h, reveals=tuple("Plant" if r == "Op_Server0" else r for r in h.reveals))
+        for h in TINY.hosts), subnets=tuple(
+        dataclasses.replace(s, hosts=tuple("Plant" if h == "Op_Server0" else h for h in s.hosts))
+        for s in TINY.subnets), blue_layouts={"team": tuple(
+            dataclasses.replace(a, hosts=tuple("Plant" if h == "Op_Server0" else h for h in a.hosts))
+            for a in TINY.layout())}, red_target=None)
+    old = spec_to_dict(plant)
+    del old["red_target"]
+    with pytest.raises(ValueError, match=re.escape("red_target 'Op_Server0' (the default) is not among the hosts; "
+                                                   "name the host red impacts, one that runs the OT service (here: "
+                                                   "Plant), or give red_target None (null in a file)")):
+        spec_from_dict(old, "plant.yaml")
+    assert register_recorded(old, "meta.json", "plant") == plant
+    probe = _python(f"from cagekit.scenarios import register_recorded\n"
+                    f"print(register_recorded({old!r}, 'meta.json', 'plant').red_target)", tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "None"
 
 
 def test_validating_one_submission_does_not_decide_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -223,6 +223,25 @@ def test_red_impacts_the_target_the_spec_names(simulator):
         assert not any(p.name == "OTService" for p in env.engine.state.hosts["Plant"].processes)
 
 
+@pytest.mark.parametrize("simulator", ["engine", "twin"])
+def test_a_network_without_a_target_plays_with_red_impacting_nothing(simulator):
+    """`red_target` None: a network whose red climbs and holds root but impacts nothing (before the field, what a
+    network without a host called Op_Server0 played, silently). Red does gain root: the team loses by host values."""
+    import dataclasses
+
+    from cagekit import make_env
+
+    env = make_env(dataclasses.replace(_renamed_target(), red_target=None), red="KillChainAgent", seed=0, sau=False,
+                   channel=False, episode_length=100, simulator=simulator)
+    env.reset(seed=0)
+    total = 0.0
+    while env.agents:
+        _, rewards, _, _, infos = env.step({a: 0 for a in env.agents})  # the team sleeps
+        assert not infos["back"]["impacted"]
+        total += rewards["back"]
+    assert total < 0  # red held root on valued hosts
+
+
 def test_a_red_target_the_paper_s_red_cannot_impact_is_refused_when_made():
     """A target that is not a host, or one without the OT service Impact stops, was accepted and played: red
     never impacted. Only where a red of the scenario goes for it (CAGE-2's reds have their own targets)."""
@@ -230,7 +249,9 @@ def test_a_red_target_the_paper_s_red_cannot_impact_is_refused_when_made():
 
     with pytest.raises(ValueError, match=re.escape("scenario 'tiny': red_target 'Plant' is not among the hosts; "
                                                    "name the host red impacts, one that runs the OT service (here: "
-                                                   "Op_Server0) (hosts: User0, Web, Gate, Op_Server0, Defender)")):
+                                                   "Op_Server0), or give red_target None (null in a file) for a "
+                                                   "network whose red impacts nothing (hosts: User0, Web, Gate, "
+                                                   "Op_Server0, Defender)")):
         _own_scenario(red_target="Plant")
     with pytest.raises(ValueError, match=re.escape("red_target 'Gate' does not run the OT service that red's Impact "
                                                    "stops (its image runs no process 'OTService', its image's "

@@ -36,8 +36,8 @@ SESSION = 0  # red's abstract session, as CybORG's own red agents use it
 class _PaperRed:
     """Shared bookkeeping of the paper red agents."""
 
-    def __init__(self, detection: float = 0.1, *, target: str):
-        """`target`: the host red impacts once it has root there (the scenario's `red_target`)."""
+    def __init__(self, detection: float = 0.1, *, target: str | None):
+        """`target`: the host red impacts once it has root there (the scenario's `red_target`; None: none)."""
         self.detection = detection
         self.target = target
         self.end_episode()
@@ -210,7 +210,7 @@ class FalseAlarmGreen:
 _ENGINE_AGENTS = {"B_lineAgent": B_lineAgent, "RedMeanderAgent": RedMeanderAgent, "SleepAgent": SleepAgent}
 
 
-def red_agent_factory(behaviour: str, *, detection: float, target: str) -> Any:
+def red_agent_factory(behaviour: str, *, detection: float, target: str | None) -> Any:
     """A zero-argument constructor for the red behaviour id (CybORG calls `agent_class()`); the paper's reds go
     for `target` (the scenario's `red_target`), CAGE-2's for their own."""
     if behaviour in _ENGINE_AGENTS:

@@ -81,7 +81,7 @@ def _spec_as_written(identity: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict):
         return identity
     try:
-        return {**identity, "scenario_spec": spec_to_dict(spec_from_dict(data))}
+        return {**identity, "scenario_spec": spec_to_dict(spec_from_dict(data, record=True))}
     except (TypeError, ValueError):  # not a spec: it differs as it is
         return identity
 

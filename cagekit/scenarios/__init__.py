@@ -93,7 +93,7 @@ def register_recorded(data: Any, where: str, scenario: str | None = None) -> Sce
     its name."""
     from cagekit.scenarios.records import spec_from_dict
 
-    spec = spec_from_dict(data, f"{where}: {SPEC_KEY}")
+    spec = spec_from_dict(data, f"{where}: {SPEC_KEY}", record=True)
     if scenario is not None and spec.name != scenario:
         raise ValueError(f"{where} records the spec of scenario {spec.name!r} for scenario {scenario!r}")
     known = _REGISTERED.get(spec.name)

@@ -16,7 +16,15 @@ import typing
 from typing import Any, Literal
 
 from cagekit.scenarios.images import OS, Conn, HostImage, Proc, User
-from cagekit.scenarios.spec import ActionCosts, BlueAgentSpec, HostSpec, Image, ScenarioSpec, SubnetSpec
+from cagekit.scenarios.spec import (
+    DEFAULT_RED_TARGET,
+    ActionCosts,
+    BlueAgentSpec,
+    HostSpec,
+    Image,
+    ScenarioSpec,
+    SubnetSpec,
+)
 
 #: what a user's file may leave out: the paper scenarios' agents and reward (docs/scenarios.md)
 PAPER_DEFAULTS: dict[str, Any] = {
@@ -60,17 +68,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def spec_from_dict(data: Any, where: str = "scenario") -> ScenarioSpec:
+def spec_from_dict(data: Any, where: str = "scenario", record: bool = False) -> ScenarioSpec:
     """The spec `data` describes (as `spec_to_dict` writes it, or a user's file); a ValueError naming the field
-    (`where` prefixes it: the file's name) otherwise."""
+    (`where` prefixes it: the file's name) otherwise. `record`: `data` is what a checkpoint, run, journal or
+    manifest recorded, maybe before specs named red's target (`_legacy_target`)."""
     if isinstance(data, dict):
         data = {**{k: v for k, v in PAPER_DEFAULTS.items() if k not in data}, **data}
+        if record:
+            data = _legacy_target(data)
     try:
         spec = _coerce(data, ScenarioSpec, "")
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     assert isinstance(spec, ScenarioSpec)
     return spec
+
+
+def _legacy_target(data: dict[str, Any]) -> dict[str, Any]:
+    """A record written before specs named red's target (no `red_target`) on a network without a host called
+    `Op_Server0`: its red went for that name and impacted nothing, which `red_target` None plays, so the record
+    still loads as the network it was (its checkpoint, journal or submission with it)."""
+    if "red_target" in data or not isinstance(data.get("hosts"), list):
+        return data
+    names = [h.get("name") for h in data["hosts"] if isinstance(h, dict)]
+    return data if DEFAULT_RED_TARGET in names else {**data, "red_target": None}
 
 
 def record_differences(old: Any, new: Any, where: str = "") -> list[tuple[str, Any, Any]]:

@@ -171,8 +171,9 @@ class ScenarioSpec:
     reward: Literal["paper", "cage2"]
     red_foothold: str = "User0"
     #: the host the paper's red (KillChainAgent, ExplorerAgent) goes for and impacts: it must run the OT service
-    #: (an image like ot_server's) and advertise it (`info_services=("OTService",)`)
-    red_target: str = DEFAULT_RED_TARGET
+    #: (an image like ot_server's) and advertise it (`info_services=("OTService",)`); None: a network whose red
+    #: impacts nothing (it climbs and holds root, scored by the hosts' values)
+    red_target: str | None = DEFAULT_RED_TARGET
     defender: str = "Defender"
     default_layout: str = "team"
     #: hosts where green (benign users) work; empty means every host but the Defender and the foothold
@@ -261,7 +262,7 @@ class ScenarioSpec:
         """Why the paper's red could not impact `red_target`, where a red of the scenario goes for it: a target
         that is not among the hosts, or one without the OT service, was played and red never took its last step
         (Impact stops the service red learned of when it escalated there, on a host that runs it)."""
-        if not any(b in TARGETING_REDS for b in self.red_agents.values()):
+        if self.red_target is None or not any(b in TARGETING_REDS for b in self.red_agents.values()):
             return []
         # a spec that names no target (a scenario file, a record written before the field) has the default: said
         # so, or the message named a field it never wrote
@@ -269,7 +270,8 @@ class ScenarioSpec:
                                                       else "")
         if self.red_target not in self.host_names:
             return [f"{target} is not among the hosts; name the host red impacts, one that runs the OT service "
-                    f"(here: {self._ot_hosts()})"]
+                    f"(here: {self._ot_hosts()}), or give red_target None (null in a file) for a network whose red "
+                    f"impacts nothing"]
         missing = _ot_service_missing(self.host(self.red_target))
         if not missing:
             return []

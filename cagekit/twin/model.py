@@ -146,9 +146,9 @@ class TwinModel:
         # values ------------------------------------------------------------------------------------
         self.conf = np.array([VALUE_WEIGHTS[spec.host(h).confidentiality] for h in names])
         self.avail = np.array([VALUE_WEIGHTS[spec.host(h).availability] for h in names])
-        # the spec refuses a target that is not a host where its reds go for one; with none that does (a sleeping
-        # red only), any index does
-        self.red_target = hidx.get(spec.red_target, 0)
+        # the host red impacts, or None: a spec with no target (red impacts nothing), or whose reds go for none (a
+        # sleeping red); the spec refuses a target that is not a host where its reds go for one
+        self.red_target: int | None = None if spec.red_target is None else hidx.get(spec.red_target)
 
         # green ---------------------------------------------------------------------------------------
         scenario_dict = build_scenario_dict(spec, layout)

@@ -38,7 +38,7 @@ def choose(tb: TwinBatch) -> tuple[np.ndarray, np.ndarray]:
     valid = np.zeros((B, 1 + 4 * H + S), dtype=bool)
     key = np.zeros((B, 1 + 4 * H + S), dtype=np.int64)
     o_esc, o_cred, o_arp, o_ping, o_ip = 1, 1 + H, 1 + 2 * H, 1 + 3 * H, 1 + 3 * H + S
-    valid[:, 0] = tb.owned[:, m.red_target] == 2
+    valid[:, 0] = False if m.red_target is None else tb.owned[:, m.red_target] == 2
     key[:, 0] = 0
     valid[:, o_esc:o_cred] = (tb.owned == 1) & (t >= tb.ready_at)
     key[:, o_esc:o_cred] = 1 * big + tb.owned_seq
@@ -94,8 +94,9 @@ def choose(tb: TwinBatch) -> tuple[np.ndarray, np.ndarray]:
     has = n_valid > 0
     c = choice
     rows = np.arange(B)
-    sel = has & (c == 0)
-    code[sel], target[sel] = R_IMPACT, m.red_target
+    if m.red_target is not None:  # with none, the impact slot is never valid
+        sel = has & (c == 0)
+        code[sel], target[sel] = R_IMPACT, m.red_target
     sel = has & (c >= o_esc) & (c < o_cred)
     code[sel], target[sel] = R_ESCALATE, c[sel] - o_esc
     sel = has & (c >= o_cred) & (c < o_arp)

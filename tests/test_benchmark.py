@@ -323,6 +323,57 @@ def test_checkpoint_every_is_refused_for_sb3_and_applies_on_resume_for_our_learn
     assert json.loads((out / "run.json").read_text())["checkpoint_every"] == 7
 
 
+def test_a_resume_that_trained_past_the_old_steps_and_failed_continues_to_its_new_steps(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A resume with a new --steps that saved checkpoints and then failed (an exception, not Ctrl-C) put run.json
+    back with its old --steps: the next `--resume RUN`, checkpoints past them, said "already trained past the 60
+    steps asked for: nothing to do", a finished run at 150 of the 200 steps asked for. The record it trained
+    under is kept, and the next resume ends where one that never failed does; a resume that failed before it
+    saved anything still leaves the record as it was."""
+    from cagekit.agents import train_cli
+
+    real = train_cli.make_learner
+
+    def failing_at(call: int) -> Any:
+        def make(*args: Any, **kwargs: Any) -> Any:
+            learner = real(*args, **kwargs)
+            update, calls = learner.update, []
+
+            def update_or_fail() -> Any:
+                calls.append(1)
+                if len(calls) == call:
+                    raise RuntimeError("the update failed")
+                return update()
+            learner.update = update_or_fail
+            return learner
+        return make
+
+    def steps(run: Path) -> tuple[int, int]:
+        meta = json.loads((run / "meta.json").read_text())
+        return json.loads((run / "run.json").read_text())["steps"], meta["counters"]["env_steps"]
+
+    runs = {name: tmp_path / name for name in ("failed", "uninterrupted")}
+    for run in runs.values():
+        assert main(["train", "--algo", "qmix", "--steps", "60", "--checkpoint-every", "1", "--out", str(run),
+                     "--no-progress"]) == 0
+    assert main(["train", "--resume", str(runs["uninterrupted"]), "--steps", "200", "--no-progress"]) == 0
+    out = runs["failed"]
+    monkeypatch.setattr(train_cli, "make_learner", failing_at(1))  # fails before it saves anything
+    with pytest.raises(RuntimeError, match="the update failed"):
+        main(["train", "--resume", str(out), "--steps", "200", "--no-progress"])
+    assert steps(out) == (60, 60)
+    monkeypatch.setattr(train_cli, "make_learner", failing_at(4))  # three updates of 30 steps saved, then fails
+    with pytest.raises(RuntimeError, match="the update failed"):
+        main(["train", "--resume", str(out), "--steps", "200", "--no-progress"])
+    assert steps(out) == (200, 150)
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "nothing to do" not in capsys.readouterr().out
+    assert steps(out) == steps(runs["uninterrupted"]) == (200, 210)
+    assert (out / "model.pt").read_bytes() == (runs["uninterrupted"] / "model.pt").read_bytes()
+
+
 def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
     """Each refused in one line (exit 2), leaving no folder behind that would ask the corrected command for
     --resume: a NaN cost (it trained NaN weights), a config value of the wrong type, an unknown SB3

@@ -78,7 +78,9 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     of the run and the model on Ctrl-C (which returns the model so far); returns the model.
     `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's; `progress`, the name
     `train()` and `evaluate()` use, sets it too. `snapshots=K` keeps the
-    policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does).
+    policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does), each
+    after an update since the last (`Snapshots`: K-ths passed within one PPO rollout, or before DQN's
+    learning_starts, make one snapshot, not copies of one policy or the untrained one).
     `torch_threads` sets torch's CPU threads while training, the caller's restored after: "env" (the
     default) takes CAGEKIT_TORCH_THREADS, 1 when unset, as our learners and the CLI do (these MLPs are
     tiny and extra threads only contend, badly so on a busy machine); None leaves torch's setting alone.

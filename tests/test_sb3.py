@@ -374,6 +374,11 @@ def test_sb3_progress_bar_reports_our_figures(tmp_path, progress_callbacks):
     # the bits per episode reach the log, so `cagekit plot` draws them for SB3 runs too
     log = read_log(out)
     assert log["bits"].notna().all() and log["bits"].iloc[-1] == pytest.approx(stats["bits"])
+    # PPO trains whole rollouts: 200 steps asked train 256, and its bar counted to 200 (full while 56 went on)
+    model = train_sb3("ppo", "paper-small", steps=200, seed=0, out_dir=tmp_path / "ppo200", n_envs=2,
+                      progress_bar=True, algo_kwargs={"n_steps": 32, "batch_size": 64, "n_epochs": 2})
+    task = progress_callbacks[-1].progress.tasks[0]
+    assert task.total == task.completed == model.num_timesteps == 256
 
 
 def test_sb3_resume_needs_a_checkpoint(tmp_path):

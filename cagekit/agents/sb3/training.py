@@ -213,7 +213,9 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
     every = max(planned // 10 // max(n_envs, 1), 1)
     checkpoints = Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
                               save_replay_buffer=True)
-    progress = ProgressCallback(int(steps), enabled=progress_bar, label=f"{algo} seed {seed}")
+    # the bar counts to the steps trained (a resumed PPO's rollouts count on from the step it resumed at)
+    progress = ProgressCallback(start + -(-(int(steps) - start) // rollout) * rollout, enabled=progress_bar,
+                                label=f"{algo} seed {seed}")
     callbacks = [checkpoints, progress] + ([Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
     try:
         model.learn(total_timesteps=int(steps) - start, reset_num_timesteps=checkpoint is None,

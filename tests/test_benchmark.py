@@ -651,6 +651,19 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
     assert PPO.load(run / "model.zip").num_timesteps == saved + 3 * 64
 
 
+def test_table_md_names_the_steps_trained_where_they_are_not_those_asked_for(tmp_path):
+    """PPO trains whole rollouts (here 3 copies, one per red, of 64 steps): a benchmark of 100 steps trained 192,
+    and table.md said "100 training steps" only."""
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 64, "batch_size": 64, "n_epochs": 1}))
+    out = tmp_path / "bm"
+    assert main(["benchmark", "--algos", "ppo,react", "--seeds", "1", "--steps", "100", "--episodes", "1",
+                 "--lengths", "6", "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--snapshots",
+                 "0", "--select-episodes", "0", "--config", f"ppo={config}"]) == 0
+    assert json.loads((out / "runs" / "ppo-s0" / "meta.json").read_text())["num_timesteps"] == 192
+    assert "100 training steps (trained in whole batches: ppo 192) against red" in (out / "table.md").read_text()
+
+
 def test_a_training_try_killed_outright_counts_up_to_its_last_save_of_the_time(tmp_path):
     """A benchmark killed with kill -9 saves nothing on its way out: its run's try counts up to the clock's last
     save (every few seconds), the rerun adds its own, and the record and the table say a try was killed."""

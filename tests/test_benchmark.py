@@ -323,6 +323,57 @@ def test_checkpoint_every_is_refused_for_sb3_and_applies_on_resume_for_our_learn
     assert json.loads((out / "run.json").read_text())["checkpoint_every"] == 7
 
 
+def test_a_resume_that_trained_past_the_old_steps_and_failed_continues_to_its_new_steps(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A resume with a new --steps that saved checkpoints and then failed (an exception, not Ctrl-C) put run.json
+    back with its old --steps: the next `--resume RUN`, checkpoints past them, said "already trained past the 60
+    steps asked for: nothing to do", a finished run at 150 of the 200 steps asked for. The record it trained
+    under is kept, and the next resume ends where one that never failed does; a resume that failed before it
+    saved anything still leaves the record as it was."""
+    from cagekit.agents import train_cli
+
+    real = train_cli.make_learner
+
+    def failing_at(call: int) -> Any:
+        def make(*args: Any, **kwargs: Any) -> Any:
+            learner = real(*args, **kwargs)
+            update, calls = learner.update, []
+
+            def update_or_fail() -> Any:
+                calls.append(1)
+                if len(calls) == call:
+                    raise RuntimeError("the update failed")
+                return update()
+            learner.update = update_or_fail
+            return learner
+        return make
+
+    def steps(run: Path) -> tuple[int, int]:
+        meta = json.loads((run / "meta.json").read_text())
+        return json.loads((run / "run.json").read_text())["steps"], meta["counters"]["env_steps"]
+
+    runs = {name: tmp_path / name for name in ("failed", "uninterrupted")}
+    for run in runs.values():
+        assert main(["train", "--algo", "qmix", "--steps", "60", "--checkpoint-every", "1", "--out", str(run),
+                     "--no-progress"]) == 0
+    assert main(["train", "--resume", str(runs["uninterrupted"]), "--steps", "200", "--no-progress"]) == 0
+    out = runs["failed"]
+    monkeypatch.setattr(train_cli, "make_learner", failing_at(1))  # fails before it saves anything
+    with pytest.raises(RuntimeError, match="the update failed"):
+        main(["train", "--resume", str(out), "--steps", "200", "--no-progress"])
+    assert steps(out) == (60, 60)
+    monkeypatch.setattr(train_cli, "make_learner", failing_at(4))  # three updates of 30 steps saved, then fails
+    with pytest.raises(RuntimeError, match="the update failed"):
+        main(["train", "--resume", str(out), "--steps", "200", "--no-progress"])
+    assert steps(out) == (200, 150)
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "nothing to do" not in capsys.readouterr().out
+    assert steps(out) == steps(runs["uninterrupted"]) == (200, 210)
+    assert (out / "model.pt").read_bytes() == (runs["uninterrupted"] / "model.pt").read_bytes()
+
+
 def test_train_refuses_bad_settings_before_making_a_run(tmp_path, capsys):
     """Each refused in one line (exit 2), leaving no folder behind that would ask the corrected command for
     --resume: a NaN cost (it trained NaN weights), a config value of the wrong type, an unknown SB3
@@ -598,6 +649,19 @@ def test_an_interrupted_sb3_benchmark_run_resumes_from_its_checkpoint(tmp_path, 
     # one more whole rollout (3 copies, one per red, of 64 steps) on top of the saved steps; trained again
     # from scratch it would stop at 192
     assert PPO.load(run / "model.zip").num_timesteps == saved + 3 * 64
+
+
+def test_table_md_names_the_steps_trained_where_they_are_not_those_asked_for(tmp_path):
+    """PPO trains whole rollouts (here 3 copies, one per red, of 64 steps): a benchmark of 100 steps trained 192,
+    and table.md said "100 training steps" only."""
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"n_steps": 64, "batch_size": 64, "n_epochs": 1}))
+    out = tmp_path / "bm"
+    assert main(["benchmark", "--algos", "ppo,react", "--seeds", "1", "--steps", "100", "--episodes", "1",
+                 "--lengths", "6", "--reds", "KillChainAgent", "--out", str(out), "--no-progress", "--snapshots",
+                 "0", "--select-episodes", "0", "--config", f"ppo={config}"]) == 0
+    assert json.loads((out / "runs" / "ppo-s0" / "meta.json").read_text())["num_timesteps"] == 192
+    assert "100 training steps (trained in whole batches: ppo 192) against red" in (out / "table.md").read_text()
 
 
 def test_a_training_try_killed_outright_counts_up_to_its_last_save_of_the_time(tmp_path):

@@ -374,6 +374,11 @@ def test_sb3_progress_bar_reports_our_figures(tmp_path, progress_callbacks):
     # the bits per episode reach the log, so `cagekit plot` draws them for SB3 runs too
     log = read_log(out)
     assert log["bits"].notna().all() and log["bits"].iloc[-1] == pytest.approx(stats["bits"])
+    # PPO trains whole rollouts: 200 steps asked train 256, and its bar counted to 200 (full while 56 went on)
+    model = train_sb3("ppo", "paper-small", steps=200, seed=0, out_dir=tmp_path / "ppo200", n_envs=2,
+                      progress_bar=True, algo_kwargs={"n_steps": 32, "batch_size": 64, "n_epochs": 2})
+    task = progress_callbacks[-1].progress.tasks[0]
+    assert task.total == task.completed == model.num_timesteps == 256
 
 
 def test_sb3_resume_needs_a_checkpoint(tmp_path):
@@ -942,3 +947,35 @@ def test_a_resume_with_an_unreadable_model_zip_and_no_checkpoint_says_what_to_do
     meta.rename(f"{meta}.old")
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     assert PPO.load(model).num_timesteps == 256 and (out / "model.zip.unreadable").read_bytes() == before[model]
+
+
+def test_sb3_snapshots_wait_for_an_update_since_the_last(tmp_path):
+    """SB3's snapshots were taken at the step each K-th of the run passed, whatever the model had learnt: on this
+    PPO run of four rollouts, those at 32 and 64 steps were the untrained policy and each later pair one policy
+    twice, and DQN's first came before its learning_starts. Each now waits for an update since the last (or the
+    start); K-ths that lie rollouts apart are taken where they were."""
+    import torch
+    from stable_baselines3 import PPO
+
+    settings = {"n_envs": 2, "progress_bar": False, "episode_length": 10}
+    ppo = {"n_steps": 32, "batch_size": 64}  # rollouts of 64 steps, an update after each
+    train_sb3("ppo", "paper-small", steps=256, seed=0, out_dir=tmp_path / "ppo", snapshots=8, algo_kwargs=ppo,
+              **settings)
+    snaps = sorted((tmp_path / "ppo" / "snapshots").iterdir())
+    assert [p.name for p in snaps] == ["step000000066", "step000000130", "step000000194"]
+    weights = [PPO.load(p / "model.zip", device="cpu").policy.state_dict() for p in snaps]
+    for a, b in zip(weights, weights[1:], strict=False):
+        assert any(not torch.equal(a[k], b[k]) for k in a)  # each a policy of its own
+    train_sb3("ppo", "paper-small", steps=64, seed=0, out_dir=tmp_path / "ppo64", algo_kwargs=ppo, **settings)
+    first = PPO.load(tmp_path / "ppo64" / "model.zip", device="cpu").policy.state_dict()
+    assert all(torch.equal(weights[0][k], first[k]) for k in first)  # the policy of the first update
+    train_sb3("ppo", "paper-small", steps=640, seed=0, out_dir=tmp_path / "ppo640", snapshots=5, algo_kwargs=ppo,
+              **settings)
+    assert [p.name for p in sorted((tmp_path / "ppo640" / "snapshots").iterdir())] == [
+        "step000000128", "step000000256", "step000000384", "step000000512"]  # two rollouts apart: at the K-ths
+    train_sb3("dqn", "paper-small", steps=120, seed=0, out_dir=tmp_path / "dqn", snapshots=4,
+              algo_kwargs={"learning_starts": 40, "buffer_size": 500}, **settings)
+    steps = [int(p.name.removeprefix("step")) for p in sorted((tmp_path / "dqn" / "snapshots").iterdir())]
+    assert steps == [50, 60, 90]  # the first after DQN's first update (at 48 steps, past 40), not at 30
+    assert json.loads((tmp_path / "dqn" / "snapshots" / "step000000050" / "meta.json").read_text())[
+        "num_timesteps"] == 50

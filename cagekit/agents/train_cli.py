@@ -241,6 +241,7 @@ def cli_train(args: Any) -> int:
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     recorded = (out / RUN_FILE).read_bytes() if args.resume else None
+    trained = _saved_training(out) if args.resume else None
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
     try:
         return _train_run(run, config, out, args)
@@ -251,9 +252,33 @@ def cli_train(args: Any) -> int:
             (out / RUN_FILE).unlink()
             if created:
                 out.rmdir()
-        if recorded is not None:  # a failed resume leaves the run's record as it was (--steps given anew too)
+        # a resume that failed before it saved any training leaves the run's record as it was (--steps given
+        # anew too); one that saved a checkpoint keeps the record it trained under: restored, a run of 100k
+        # resumed with --steps 200000 that checkpointed at 150k and then failed was "already trained past the
+        # 100,000 steps asked for: nothing to do" on its next --resume, a finished run at 150k
+        if recorded is not None and _saved_training(out) == trained:
             (out / RUN_FILE).write_bytes(recorded)
         raise
+
+
+#: the files a resume continues from (ours: the checkpoint; SB3's: model.zip, or its latest in checkpoints/)
+TRAINING_STATE = (ckpt.MODEL_FILE, ckpt.TRAINER_FILE, ckpt.META_FILE, "model.zip", "replay_buffer.pkl")
+
+
+def _saved_training(out: Path) -> dict[str, tuple[int, int, int]]:
+    """Each file a resume of `out` continues from, by (inode, size, modification time): saves write a
+    temporary file and move it into place, so a save since shows here as another entry."""
+    files = [out / name for name in TRAINING_STATE]
+    if (out / "checkpoints").is_dir():
+        files += sorted((out / "checkpoints").iterdir())
+    stats = {}
+    for file in files:
+        try:
+            stat = file.stat()
+        except OSError:
+            continue
+        stats[file.name] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return stats
 
 
 def _train_run(run: dict[str, Any], config: dict[str, Any] | str | None, out: Path, args: Any) -> int:

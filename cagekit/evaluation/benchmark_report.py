@@ -51,8 +51,8 @@ def aggregate(per_seed: Any) -> Any:
 
 def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
     trained = any(a not in HEURISTICS for a in plan.algos)  # heuristics alone: no training to describe
-    training = f"{plan.steps:,} training steps against red {plan.train_red or 'default'}" if trained else \
-        "nothing trained here"
+    training = (f"{plan.steps:,} training steps{trained_steps_text(plan)} against red {plan.train_red or 'default'}"
+                if trained else "nothing trained here")
     episodes = "episode" if plan.episodes == 1 else "episodes"
     layout = f", layout `{plan.env['layout']}`" if plan.env.get("layout") else ""
     teams = "".join(f" Team `{name}` is `{source}`, the same team on every seed's protocol (as a heuristic)."
@@ -71,6 +71,26 @@ def to_markdown(table: Any, plan: BenchmarkPlan) -> str:
             cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return head + "\n".join(lines)
+
+
+def trained_steps_text(plan: BenchmarkPlan) -> str:
+    """The steps the runs trained where they differ from those asked for ("" where none does): a learner trains
+    whole batches of episodes, PPO whole rollouts (2,048 asked train 2,304 with 3 copies of 256 steps), so
+    the table's training steps are what was asked, not what was trained. Read from each run's meta.json (SB3's
+    `num_timesteps`, our learners' `counters.env_steps`)."""
+    differing = []
+    for algo in (a for a in plan.algos if a not in HEURISTICS):
+        counts = set()
+        for seed in plan.seeds:
+            try:
+                meta = json.loads((plan.run_dir(algo, seed) / "meta.json").read_text())
+                steps = meta["num_timesteps"] if "num_timesteps" in meta else meta["counters"]["env_steps"]
+                counts.add(int(steps))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        if counts and counts != {plan.steps}:
+            differing.append(f"{algo} {', '.join(f'{n:,}' for n in sorted(counts))}")
+    return f" (trained in whole batches: {'; '.join(differing)})" if differing else ""
 
 
 def training_time_text(plan: BenchmarkPlan) -> str:

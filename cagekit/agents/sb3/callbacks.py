@@ -142,7 +142,13 @@ class Checkpoints(CheckpointCallback):
 
 class Snapshots(BaseCallback):
     """The policy each time the run passes another K-th of its steps, as `snapshot_dir(out, N)/model.zip`
-    (meta.json is added when training ends, `finish_snapshots`): what our learners' `train(snapshots=K)` keeps."""
+    (meta.json is added when training ends, `finish_snapshots`): what our learners' `train(snapshots=K)` keeps.
+
+    A snapshot holds the policy of the model's last update, so it waits for one since the last snapshot (or the
+    start): PPO learns after each whole rollout and DQN from its learning_starts, and on a run of few rollouts
+    several snapshots were the untrained policy, or one policy twice. K-ths passed before an update make one
+    snapshot, at the first step after it (none if that is the run's end, whose own model.zip is its last
+    policy). Where the K-ths lie rollouts apart, as in runs of thousands of steps, nothing waits."""
 
     def __init__(self, out: Path, total: int, count: int, start: int):
         super().__init__()
@@ -150,16 +156,24 @@ class Snapshots(BaseCallback):
 
         self.out = out
         self.schedule = SnapshotSchedule(total, count, start)
+        self.updates = 0  # the model's update count at the last snapshot, or at the start
+
+    def _on_training_start(self) -> None:
+        self.updates = int(getattr(self.model, "_n_updates", 0))
 
     def _on_step(self) -> bool:
         from cagekit.agents.snapshots import snapshot_dir
         from cagekit.agents.training import deferred_interrupt
 
+        updates = int(getattr(self.model, "_n_updates", self.updates + 1))
+        if updates == self.updates:  # the policy of the last snapshot, or the untrained one: the K-ths wait
+            return True
         if self.schedule.due(self.num_timesteps):
             folder = snapshot_dir(self.out, self.num_timesteps)
             folder.mkdir(parents=True, exist_ok=True)
             with deferred_interrupt():
                 save_model(self.model, folder / MODEL_FILE)
+            self.updates = updates
         return True
 
 

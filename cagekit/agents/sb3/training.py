@@ -78,7 +78,9 @@ def train_sb3(algo: str, scenario: str = "paper-small", steps: int = 100_000, se
     of the run and the model on Ctrl-C (which returns the model so far); returns the model.
     `progress_bar` shows our learners' live bar (`ProgressCallback`), not SB3's; `progress`, the name
     `train()` and `evaluate()` use, sets it too. `snapshots=K` keeps the
-    policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does).
+    policy at every K-th of the run in `snapshots/step<N>/` (as `cagekit.agents.training.train` does), each
+    after an update since the last (`Snapshots`: K-ths passed within one PPO rollout, or before DQN's
+    learning_starts, make one snapshot, not copies of one policy or the untrained one).
     `torch_threads` sets torch's CPU threads while training, the caller's restored after: "env" (the
     default) takes CAGEKIT_TORCH_THREADS, 1 when unset, as our learners and the CLI do (these MLPs are
     tiny and extra threads only contend, badly so on a busy machine); None leaves torch's setting alone.
@@ -211,7 +213,9 @@ def _train_sb3(algo: str, scenario: str, steps: int, seed: int, out_dir: str | P
     every = max(planned // 10 // max(n_envs, 1), 1)
     checkpoints = Checkpoints(save_freq=every, save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
                               save_replay_buffer=True)
-    progress = ProgressCallback(int(steps), enabled=progress_bar, label=f"{algo} seed {seed}")
+    # the bar counts to the steps trained (a resumed PPO's rollouts count on from the step it resumed at)
+    progress = ProgressCallback(start + -(-(int(steps) - start) // rollout) * rollout, enabled=progress_bar,
+                                label=f"{algo} seed {seed}")
     callbacks = [checkpoints, progress] + ([Snapshots(out, int(steps), snapshots, start)] if snapshots else [])
     try:
         model.learn(total_timesteps=int(steps) - start, reset_num_timesteps=checkpoint is None,

@@ -24,6 +24,7 @@ def _scenarios(args: argparse.Namespace) -> int:
 
     from cagekit.scenarios import get_scenario, scenario_names
     from cagekit.scenarios.files import load_scenario_file
+    from cagekit.scenarios.spec import TARGETING_REDS
 
     for file in args.files:  # read as --scenario FILE reads it: a wrong field is named with the file
         load_scenario_file(file)
@@ -35,6 +36,8 @@ def _scenarios(args: argparse.Namespace) -> int:
         layouts = "; ".join(f"{k}{' (default)' if k == spec.default_layout else ''}: {', '.join(a.name for a in v)}"
                             for k, v in spec.blue_layouts.items())
         reds = ", ".join(f"{r} (default)" if r == spec.default_red else r for r in spec.red_agents)
+        if any(b in TARGETING_REDS for b in spec.red_agents.values()):  # the host the paper's red impacts
+            reds += f"; target: {spec.red_target if spec.red_target is not None else 'none'}"
         table.add_row(*map(escape, (name, layouts, reds, spec.description)))  # as written: "[red]" was markup
     Console(emoji=False).print(table)
     print("(default): what make_env plays when given no layout or red. cagekit train trains against every red "

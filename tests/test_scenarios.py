@@ -105,6 +105,8 @@ def test_cli_lists_scenarios_with_their_defaults(capsys, monkeypatch):
     assert main(["scenarios"]) == 0
     out = capsys.readouterr().out
     assert "KillChainAgent (default)" in out and "B_lineAgent (default)" in out
+    assert "ExplorerAgent, SleepAgent; target: Op_Server0" in out  # the host the paper's red impacts
+    assert "RedMeanderAgent, SleepAgent; target" not in out  # CAGE-2's reds go for their own
     assert "team (default): blue_user, blue_ops" in out and "classic (default): Blue; team: blue_user" in out
 
 
